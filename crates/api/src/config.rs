@@ -1,0 +1,607 @@
+//! Typed configuration, read from the environment once at start-up (SPEC §2).
+//!
+//! Every variable is parsed and validated here; a bad value stops start-up with one line
+//! that names the variable. Secret values are wrapped so they never print, and are never
+//! echoed in an error message.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use base64::Engine;
+use ipnet::IpNet;
+use rand::RngCore;
+use secrecy::SecretString;
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/keel.db?mode=rwc";
+const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// One invalid variable: `KEEL_BIND: expected host:port such as 127.0.0.1:8080, got "x"`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {message}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(variable: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            variable,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Where the JWT signing secret came from.
+#[derive(Debug, Clone)]
+pub enum JwtSecret {
+    Configured(SecretString),
+    /// Random per process (development only): tokens die with the process and are not
+    /// accepted by other instances. Start-up logs a warning.
+    Generated(SecretString),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Settings {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+/// `requests` per `window`, written `100/15m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    pub anonymous: RateLimit,
+    pub user: RateLimit,
+    pub login: RateLimit,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub url: SecretString,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub connect_timeout: Duration,
+    pub acquire_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    pub allow_private: bool,
+    pub retry_base: Duration,
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bind: SocketAddr,
+    pub database: DatabaseSettings,
+    pub redis_url: Option<SecretString>,
+    pub environment: Environment,
+    pub jwt_secret: JwtSecret,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub argon2: Argon2Settings,
+    pub rate_limits: RateLimits,
+    pub trusted_proxies: Vec<IpNet>,
+    pub cors_origins: Vec<String>,
+    pub webhooks: WebhookSettings,
+    pub auto_migrate: bool,
+    pub log_format: LogFormat,
+    /// Worker threads; defaults to the number of CPUs.
+    pub workers: Option<usize>,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    pub shutdown_timeout: Duration,
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup` (the environment, or a map in tests). An empty
+    /// value counts as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+
+        let environment = match get("KEEL_ENV").as_deref() {
+            None | Some("development") => Environment::Development,
+            Some("production") => Environment::Production,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "KEEL_ENV",
+                    format!("expected development or production, got {other:?}"),
+                ));
+            }
+        };
+
+        let bind = match get("KEEL_BIND") {
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+            Some(v) => v.parse().map_err(|_| {
+                ConfigError::new(
+                    "KEEL_BIND",
+                    format!("expected host:port such as 127.0.0.1:8080, got {v:?}"),
+                )
+            })?,
+        };
+
+        let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            // The URL may hold a password: never echo it.
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                "expected a sqlite:, postgres:// or postgresql:// URL",
+            ));
+        }
+        let max_connections = parse_in(
+            "KEEL_DB_MAX_CONNECTIONS",
+            get("KEEL_DB_MAX_CONNECTIONS"),
+            10,
+            1,
+            1000,
+        )?;
+        let min_connections = parse_in(
+            "KEEL_DB_MIN_CONNECTIONS",
+            get("KEEL_DB_MIN_CONNECTIONS"),
+            0,
+            0,
+            max_connections,
+        )?;
+        let database = DatabaseSettings {
+            url: SecretString::from(database_url),
+            max_connections,
+            min_connections,
+            connect_timeout: secs(
+                "KEEL_DB_CONNECT_TIMEOUT_SECS",
+                get("KEEL_DB_CONNECT_TIMEOUT_SECS"),
+                5,
+                1,
+                300,
+            )?,
+            acquire_timeout: secs(
+                "KEEL_DB_ACQUIRE_TIMEOUT_SECS",
+                get("KEEL_DB_ACQUIRE_TIMEOUT_SECS"),
+                3,
+                1,
+                300,
+            )?,
+        };
+
+        let redis_url = match get("REDIS_URL") {
+            None => None,
+            Some(v) if v.starts_with("redis://") || v.starts_with("rediss://") => Some(SecretString::from(v)),
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "REDIS_URL",
+                    "expected a redis:// or rediss:// URL",
+                ));
+            }
+        };
+
+        let jwt_secret = match get("KEEL_JWT_SECRET") {
+            Some(secret) if secret.len() >= MIN_JWT_SECRET_BYTES => {
+                JwtSecret::Configured(SecretString::from(secret))
+            }
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "KEEL_JWT_SECRET",
+                    format!("must be at least {MIN_JWT_SECRET_BYTES} bytes"),
+                ));
+            }
+            None if environment == Environment::Production => {
+                return Err(ConfigError::new(
+                    "KEEL_JWT_SECRET",
+                    format!("is required when KEEL_ENV=production (at least {MIN_JWT_SECRET_BYTES} bytes)"),
+                ));
+            }
+            None => JwtSecret::Generated(random_secret()),
+        };
+
+        let access_token_ttl = secs(
+            "KEEL_ACCESS_TOKEN_TTL",
+            get("KEEL_ACCESS_TOKEN_TTL"),
+            900,
+            1,
+            86_400,
+        )?;
+        let refresh_token_ttl = secs(
+            "KEEL_REFRESH_TOKEN_TTL",
+            get("KEEL_REFRESH_TOKEN_TTL"),
+            604_800,
+            1,
+            31_536_000,
+        )?;
+        if refresh_token_ttl <= access_token_ttl {
+            return Err(ConfigError::new(
+                "KEEL_REFRESH_TOKEN_TTL",
+                "must be longer than KEEL_ACCESS_TOKEN_TTL",
+            ));
+        }
+
+        let argon2 = Argon2Settings {
+            // Bounds from the argon2 specification; the upper memory bound (4 GiB) keeps a
+            // typo from exhausting the host.
+            memory_kib: parse_in(
+                "KEEL_ARGON2_MEMORY_KIB",
+                get("KEEL_ARGON2_MEMORY_KIB"),
+                65_536,
+                8,
+                4_194_304,
+            )?,
+            iterations: parse_in("KEEL_ARGON2_ITERATIONS", get("KEEL_ARGON2_ITERATIONS"), 3, 1, 100)?,
+            parallelism: parse_in(
+                "KEEL_ARGON2_PARALLELISM",
+                get("KEEL_ARGON2_PARALLELISM"),
+                4,
+                1,
+                64,
+            )?,
+        };
+        if argon2.memory_kib < 8 * argon2.parallelism {
+            return Err(ConfigError::new(
+                "KEEL_ARGON2_MEMORY_KIB",
+                "must be at least 8 × KEEL_ARGON2_PARALLELISM",
+            ));
+        }
+
+        let rate_limits = RateLimits {
+            anonymous: rate_limit("KEEL_RATE_LIMIT_ANON", get("KEEL_RATE_LIMIT_ANON"), "100/15m")?,
+            user: rate_limit("KEEL_RATE_LIMIT_USER", get("KEEL_RATE_LIMIT_USER"), "1000/15m")?,
+            login: rate_limit("KEEL_RATE_LIMIT_LOGIN", get("KEEL_RATE_LIMIT_LOGIN"), "10/15m")?,
+        };
+
+        let trusted_proxies = list(get("KEEL_TRUSTED_PROXIES"))
+            .map(|cidr| {
+                cidr.parse::<IpNet>()
+                    .or_else(|_| cidr.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        ConfigError::new(
+                            "KEEL_TRUSTED_PROXIES",
+                            format!("{cidr:?} is not a CIDR such as 10.0.0.0/8"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let cors_origins = list(get("KEEL_CORS_ORIGINS"))
+            .map(|origin| {
+                if is_origin(&origin) {
+                    Ok(origin)
+                } else {
+                    Err(ConfigError::new(
+                        "KEEL_CORS_ORIGINS",
+                        format!("{origin:?} is not an origin such as https://app.example.com"),
+                    ))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let webhooks = WebhookSettings {
+            allow_private: boolean(
+                "KEEL_WEBHOOK_ALLOW_PRIVATE",
+                get("KEEL_WEBHOOK_ALLOW_PRIVATE"),
+                false,
+            )?,
+            retry_base: secs(
+                "KEEL_WEBHOOK_RETRY_BASE_SECS",
+                get("KEEL_WEBHOOK_RETRY_BASE_SECS"),
+                30,
+                1,
+                86_400,
+            )?,
+            max_attempts: parse_in(
+                "KEEL_WEBHOOK_MAX_ATTEMPTS",
+                get("KEEL_WEBHOOK_MAX_ATTEMPTS"),
+                10,
+                1,
+                100,
+            )?,
+        };
+
+        let log_format = match get("KEEL_LOG_FORMAT").as_deref() {
+            None if environment == Environment::Production => LogFormat::Json,
+            None | Some("pretty") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "KEEL_LOG_FORMAT",
+                    format!("expected pretty or json, got {other:?}"),
+                ));
+            }
+        };
+
+        let workers = match get("KEEL_WORKERS") {
+            None => None,
+            Some(v) => Some(parse_in("KEEL_WORKERS", Some(v), 1, 1, 256)? as usize),
+        };
+
+        Ok(Self {
+            bind,
+            database,
+            redis_url,
+            environment,
+            jwt_secret,
+            access_token_ttl,
+            refresh_token_ttl,
+            argon2,
+            rate_limits,
+            trusted_proxies,
+            cors_origins,
+            webhooks,
+            auto_migrate: boolean("KEEL_AUTO_MIGRATE", get("KEEL_AUTO_MIGRATE"), true)?,
+            log_format,
+            workers,
+            shutdown_timeout: secs(
+                "KEEL_SHUTDOWN_TIMEOUT_SECS",
+                get("KEEL_SHUTDOWN_TIMEOUT_SECS"),
+                30,
+                1,
+                3600,
+            )?,
+        })
+    }
+}
+
+fn random_secret() -> SecretString {
+    let mut bytes = [0_u8; 48];
+    rand::rng().fill_bytes(&mut bytes);
+    SecretString::from(base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes))
+}
+
+fn parse_in(
+    variable: &'static str,
+    raw: Option<String>,
+    default: u32,
+    min: u32,
+    max: u32,
+) -> Result<u32, ConfigError> {
+    let Some(raw) = raw else { return Ok(default) };
+    match raw.parse::<u32>() {
+        Ok(v) if (min..=max).contains(&v) => Ok(v),
+        _ => Err(ConfigError::new(
+            variable,
+            format!("expected an integer from {min} to {max}, got {raw:?}"),
+        )),
+    }
+}
+
+fn secs(
+    variable: &'static str,
+    raw: Option<String>,
+    default: u32,
+    min: u32,
+    max: u32,
+) -> Result<Duration, ConfigError> {
+    parse_in(variable, raw, default, min, max).map(|s| Duration::from_secs(u64::from(s)))
+}
+
+fn boolean(variable: &'static str, raw: Option<String>, default: bool) -> Result<bool, ConfigError> {
+    match raw.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(default),
+        Some("true" | "1" | "yes" | "on") => Ok(true),
+        Some("false" | "0" | "no" | "off") => Ok(false),
+        Some(other) => Err(ConfigError::new(
+            variable,
+            format!("expected true or false, got {other:?}"),
+        )),
+    }
+}
+
+fn rate_limit(variable: &'static str, raw: Option<String>, default: &str) -> Result<RateLimit, ConfigError> {
+    let raw = raw.unwrap_or_else(|| default.to_owned());
+    let bad = || {
+        ConfigError::new(
+            variable,
+            format!("expected requests/window such as 100/15m (units s, m, h), got {raw:?}"),
+        )
+    };
+    let (requests, window) = raw.split_once('/').ok_or_else(bad)?;
+    let requests: u32 = requests.trim().parse().map_err(|_| bad())?;
+    let window = window.trim();
+    let unit_at = window.len().checked_sub(1).ok_or_else(bad)?;
+    let (amount, unit) = window.split_at(unit_at);
+    let amount: u64 = amount.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "s" => amount,
+        "m" => amount.checked_mul(60).ok_or_else(bad)?,
+        "h" => amount.checked_mul(3600).ok_or_else(bad)?,
+        _ => return Err(bad()),
+    };
+    if requests == 0 || seconds == 0 || seconds > 86_400 {
+        return Err(bad());
+    }
+    Ok(RateLimit {
+        requests,
+        window: Duration::from_secs(seconds),
+    })
+}
+
+fn list(raw: Option<String>) -> impl Iterator<Item = String> {
+    raw.unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .into_iter()
+}
+
+fn is_origin(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://")) else {
+        return false;
+    };
+    !rest.is_empty()
+        && !rest.contains('/')
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_development_setup() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.database.url.expose_secret(), DEFAULT_DATABASE_URL);
+        assert!(s.redis_url.is_none());
+        assert_eq!(s.environment, Environment::Development);
+        assert!(matches!(s.jwt_secret, JwtSecret::Generated(ref k) if k.expose_secret().len() >= 32));
+        assert_eq!(s.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(s.refresh_token_ttl, Duration::from_secs(604_800));
+        assert_eq!(
+            s.argon2,
+            Argon2Settings {
+                memory_kib: 65_536,
+                iterations: 3,
+                parallelism: 4
+            }
+        );
+        assert_eq!(
+            s.rate_limits.anonymous,
+            RateLimit {
+                requests: 100,
+                window: Duration::from_secs(900)
+            }
+        );
+        assert_eq!(s.rate_limits.user.requests, 1000);
+        assert_eq!(s.rate_limits.login.requests, 10);
+        assert!(s.trusted_proxies.is_empty() && s.cors_origins.is_empty());
+        assert!(!s.webhooks.allow_private);
+        assert_eq!(
+            (s.webhooks.retry_base, s.webhooks.max_attempts),
+            (Duration::from_secs(30), 10)
+        );
+        assert!(s.auto_migrate);
+        assert_eq!(s.log_format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn generated_secrets_differ_per_process_start() {
+        let (a, b) = (settings(&[]).unwrap(), settings(&[]).unwrap());
+        let (JwtSecret::Generated(a), JwtSecret::Generated(b)) = (a.jwt_secret, b.jwt_secret) else {
+            panic!("expected generated secrets");
+        };
+        assert_ne!(a.expose_secret(), b.expose_secret());
+    }
+
+    #[test]
+    fn production_requires_a_long_jwt_secret_and_logs_json() {
+        let e = settings(&[("KEEL_ENV", "production")]).unwrap_err();
+        assert_eq!(e.variable, "KEEL_JWT_SECRET");
+        let secret = "x".repeat(32);
+        let s = settings(&[("KEEL_ENV", "production"), ("KEEL_JWT_SECRET", &secret)]).unwrap();
+        assert!(matches!(s.jwt_secret, JwtSecret::Configured(_)));
+        assert_eq!(s.log_format, LogFormat::Json);
+        let e = settings(&[("KEEL_JWT_SECRET", "short")]).unwrap_err();
+        assert_eq!(e.variable, "KEEL_JWT_SECRET");
+        assert!(!e.to_string().contains("short"), "the secret must not be echoed");
+    }
+
+    #[test]
+    fn every_bad_value_names_its_variable() {
+        for (var, value) in [
+            ("KEEL_BIND", "localhost"),
+            ("DATABASE_URL", "mysql://u:hunter2@db/keel"),
+            ("REDIS_URL", "http://cache"),
+            ("KEEL_ENV", "staging"),
+            ("KEEL_ACCESS_TOKEN_TTL", "-5"),
+            ("KEEL_REFRESH_TOKEN_TTL", "60"),
+            ("KEEL_ARGON2_MEMORY_KIB", "lots"),
+            ("KEEL_ARGON2_ITERATIONS", "0"),
+            ("KEEL_ARGON2_PARALLELISM", "65"),
+            ("KEEL_RATE_LIMIT_ANON", "100"),
+            ("KEEL_RATE_LIMIT_USER", "0/15m"),
+            ("KEEL_RATE_LIMIT_LOGIN", "10/15d"),
+            ("KEEL_TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("KEEL_CORS_ORIGINS", "app.example.com"),
+            ("KEEL_WEBHOOK_ALLOW_PRIVATE", "maybe"),
+            ("KEEL_WEBHOOK_RETRY_BASE_SECS", "0"),
+            ("KEEL_WEBHOOK_MAX_ATTEMPTS", "x"),
+            ("KEEL_AUTO_MIGRATE", "nope"),
+            ("KEEL_LOG_FORMAT", "xml"),
+            ("KEEL_DB_MAX_CONNECTIONS", "0"),
+            ("KEEL_WORKERS", "0"),
+        ] {
+            let e = settings(&[(var, value)]).unwrap_err();
+            assert_eq!(e.variable, var, "{var}={value} gave {e}");
+            assert!(e.to_string().starts_with(var));
+            assert!(!e.to_string().contains("hunter2"), "a password leaked: {e}");
+        }
+    }
+
+    #[test]
+    fn lists_rate_limits_and_booleans_parse() {
+        let s = settings(&[
+            ("KEEL_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1 ,::1/128"),
+            (
+                "KEEL_CORS_ORIGINS",
+                "https://app.example.com,http://localhost:3000",
+            ),
+            ("KEEL_RATE_LIMIT_LOGIN", "5/30s"),
+            ("KEEL_RATE_LIMIT_USER", "2000/1h"),
+            ("KEEL_AUTO_MIGRATE", "false"),
+            ("KEEL_WEBHOOK_ALLOW_PRIVATE", "TRUE"),
+            ("REDIS_URL", "redis://127.0.0.1:6379/2"),
+            ("KEEL_BIND", "[::1]:9000"),
+            ("KEEL_LOG_FORMAT", ""),
+        ])
+        .unwrap();
+        assert_eq!(s.trusted_proxies.len(), 3);
+        assert_eq!(
+            s.cors_origins,
+            vec!["https://app.example.com", "http://localhost:3000"]
+        );
+        assert_eq!(
+            s.rate_limits.login,
+            RateLimit {
+                requests: 5,
+                window: Duration::from_secs(30)
+            }
+        );
+        assert_eq!(s.rate_limits.user.window, Duration::from_secs(3600));
+        assert!(!s.auto_migrate && s.webhooks.allow_private);
+        assert!(s.redis_url.is_some());
+        assert_eq!(s.bind.port(), 9000);
+        assert_eq!(s.log_format, LogFormat::Pretty, "an empty value counts as unset");
+    }
+}

@@ -1,0 +1,85 @@
+//! The route table: every endpoint of the service, registered in one place.
+//!
+//! Routes are registered with `web::resource(path).route(...)` rather than actix's
+//! `#[get]` macros, so a known path with a wrong method answers 405 with `Allow` (the
+//! macros answer 404). The same table feeds the test that every registered route is in the
+//! OpenAPI document and every documented route is registered.
+
+pub mod ops;
+
+use actix_web::http::Method;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, Route, web};
+
+use crate::error::ApiError;
+
+/// One method on one path. `path` uses the same `{param}` syntax as actix and OpenAPI.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub method: Method,
+    pub path: &'static str,
+    route: fn() -> Route,
+}
+
+macro_rules! endpoint {
+    ($method:ident $path:literal => $handler:path) => {
+        Endpoint {
+            method: Method::$method,
+            path: $path,
+            route: || web::route().to($handler),
+        }
+    };
+}
+
+/// Every endpoint. A new route is added here and documented with `#[utoipa::path]` in
+/// `crate::openapi`; `routes_and_document_agree` fails when either is forgotten.
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        endpoint!(GET "/health" => ops::health),
+        endpoint!(GET "/ready" => ops::ready),
+        endpoint!(GET "/metrics" => ops::metrics),
+        endpoint!(GET "/api/v1/openapi.json" => ops::openapi_json),
+    ]
+}
+
+/// Registers the table: one resource per path, its methods as guarded routes, and a 405
+/// with `Allow` for any other method.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let endpoints = endpoints();
+    let mut paths: Vec<&'static str> = Vec::new();
+    for e in &endpoints {
+        if !paths.contains(&e.path) {
+            paths.push(e.path);
+        }
+    }
+    for path in paths {
+        let on_path: Vec<&Endpoint> = endpoints.iter().filter(|e| e.path == path).collect();
+        let allow = on_path
+            .iter()
+            .map(|e| e.method.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut resource = web::resource(path);
+        for e in on_path {
+            resource = resource.route((e.route)().method(e.method.clone()));
+        }
+        resource = resource.default_service(web::to(move || {
+            let allow = allow.clone();
+            async move { method_not_allowed(&allow) }
+        }));
+        cfg.service(resource);
+    }
+}
+
+fn method_not_allowed(allow: &str) -> HttpResponse {
+    let mut response = actix_web::ResponseError::error_response(&ApiError::MethodNotAllowed);
+    if let Ok(value) = HeaderValue::from_str(allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
+}
+
+/// Any path no route matches: 404 in the contract's shape.
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::RouteNotFound)
+}

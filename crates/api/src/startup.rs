@@ -1,0 +1,206 @@
+//! Wiring: builds every adapter from the settings, injects them into the use cases, binds
+//! the listener (port 0 in tests) and exposes the bound port.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_cors::Cors;
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::http::header::{self, HeaderName};
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use keel_application::readiness::CheckReadiness;
+use keel_domain::StoreError;
+use keel_domain::health::CacheProbe;
+use keel_infrastructure::health::{InProcessCacheProbe, RedisCacheProbe, SqlDatabaseProbe};
+use keel_infrastructure::redis::{RedisError, create_pool};
+use keel_infrastructure::{Database, DbSettings, Metrics, migrate};
+use secrecy::ExposeSecret;
+use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
+
+use crate::config::{JwtSecret, Settings};
+use crate::extract::{json_config, path_config, payload_config, query_config};
+use crate::middleware::{X_REQUEST_ID_HEADER, request_context, security_headers};
+use crate::state::AppState;
+use crate::{openapi, routes};
+
+/// How long a Redis command may take before the cache counts as degraded.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
+const REDIS_POOL_SIZE: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot open the database")]
+    Database(#[source] StoreError),
+    #[error("cannot apply migrations")]
+    Migration(#[source] StoreError),
+    #[error("invalid Redis set-up")]
+    Redis(#[from] RedisError),
+    #[error("cannot register metrics")]
+    Metrics(#[from] keel_infrastructure::metrics::MetricsError),
+    #[error("cannot render the OpenAPI document")]
+    OpenApi(#[from] serde_json::Error),
+    #[error("cannot listen on the configured address")]
+    Bind(#[from] std::io::Error),
+}
+
+pub fn db_settings(settings: &Settings) -> DbSettings {
+    DbSettings {
+        url: settings.database.url.expose_secret().to_owned(),
+        max_connections: settings.database.max_connections,
+        min_connections: settings.database.min_connections,
+        connect_timeout: settings.database.connect_timeout,
+        acquire_timeout: settings.database.acquire_timeout,
+    }
+}
+
+/// A built, bound server that has not started serving yet.
+pub struct Application {
+    port: u16,
+    server: Server,
+    db: Database,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let metrics = Arc::new(Metrics::new()?);
+        let db = Database::connect(&db_settings(&settings), Some(Arc::clone(&metrics)))
+            .await
+            .map_err(StartupError::Database)?;
+        if settings.auto_migrate {
+            migrate::up(&db).await.map_err(StartupError::Migration)?;
+        }
+        if matches!(settings.jwt_secret, JwtSecret::Generated(_)) {
+            tracing::warn!(
+                "KEEL_JWT_SECRET is not set: using a random secret for this process; tokens will not survive a restart \
+                 and other instances will refuse them"
+            );
+        }
+
+        let cache_probe: Arc<dyn CacheProbe> = match &settings.redis_url {
+            Some(url) => Arc::new(RedisCacheProbe::new(
+                create_pool(url.expose_secret(), REDIS_POOL_SIZE, REDIS_TIMEOUT)?,
+                REDIS_TIMEOUT,
+            )),
+            None => Arc::new(InProcessCacheProbe),
+        };
+        let database_probe = Arc::new(SqlDatabaseProbe::new(
+            db.clone(),
+            settings.database.acquire_timeout + Duration::from_secs(1),
+        ));
+        let state = web::Data::new(AppState {
+            readiness: CheckReadiness::new(database_probe, cache_probe),
+            metrics,
+            db: db.clone(),
+            openapi_json: openapi::document_json()?,
+        });
+
+        let listener = TcpListener::bind(settings.bind)?;
+        let local = listener.local_addr()?;
+        let cors_origins = settings.cors_origins.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(json_config())
+                .app_data(payload_config())
+                .app_data(query_config())
+                .app_data(path_config())
+                .wrap(cors(&cors_origins))
+                .wrap(from_fn(request_context))
+                .wrap(from_fn(security_headers))
+                .configure(routes::configure)
+                .service(web::resource("/docs").route(web::get().to(docs_redirect)))
+                .service(SwaggerUi::new("/docs/{_:.*}").config(SwaggerConfig::new(["/api/v1/openapi.json"])))
+                .default_service(web::to(routes::not_found))
+        })
+        .listen(listener)?
+        .shutdown_timeout(settings.shutdown_timeout.as_secs());
+        if let Some(workers) = settings.workers {
+            server = server.workers(workers);
+        }
+        tracing::info!(
+            address = %local,
+            database = ?db.backend(),
+            redis = settings.redis_url.is_some(),
+            "keel listening on http://{local}"
+        );
+        Ok(Self {
+            port: local.port(),
+            server: server.run(),
+            db,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle to stop the server gracefully (tests; signals are handled by actix).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGTERM/SIGINT (or `handle().stop(true)`): stops accepting, lets
+    /// in-flight requests finish within the shutdown timeout, then closes the pool.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await?;
+        tracing::info!("server stopped; closing the database pool");
+        if let Err(e) = self.db.close().await {
+            tracing::warn!(error = %e, "closing the database pool failed");
+        }
+        Ok(())
+    }
+}
+
+async fn docs_redirect() -> HttpResponse {
+    HttpResponse::Found()
+        .insert_header((header::LOCATION, "/docs/"))
+        .finish()
+}
+
+/// CORS: the configured origins (none by default), plus same-origin requests (the docs
+/// viewer calling its own API).
+fn cors(origins: &[String]) -> Cors {
+    let mut cors = Cors::default()
+        .allowed_origin_fn(|origin, head| {
+            let host = head.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+            let origin_host = origin
+                .to_str()
+                .ok()
+                .and_then(|o| o.split_once("://").map(|(_, rest)| rest.to_owned()));
+            matches!((host, origin_host), (Some(h), Some(o)) if h == o)
+        })
+        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            header::IF_MATCH,
+            header::IF_NONE_MATCH,
+            HeaderName::from_static("idempotency-key"),
+            X_REQUEST_ID_HEADER,
+        ])
+        .expose_headers([
+            header::ETAG,
+            header::LOCATION,
+            header::RETRY_AFTER,
+            X_REQUEST_ID_HEADER,
+            HeaderName::from_static("ratelimit-limit"),
+            HeaderName::from_static("ratelimit-remaining"),
+            HeaderName::from_static("ratelimit-reset"),
+        ])
+        .max_age(3600);
+    for origin in origins {
+        cors = cors.allowed_origin(origin);
+    }
+    cors
+}

@@ -1,0 +1,15 @@
+//! What every handler can reach: the use cases and shared services, wired once at start-up.
+
+use std::sync::Arc;
+
+use keel_application::readiness::CheckReadiness;
+use keel_infrastructure::{Database, Metrics};
+
+#[derive(Debug)]
+pub struct AppState {
+    pub readiness: CheckReadiness,
+    pub metrics: Arc<Metrics>,
+    pub db: Database,
+    /// The OpenAPI document, rendered once.
+    pub openapi_json: String,
+}

@@ -1,0 +1,11 @@
+//! Keel's application layer: use-case handlers, DTOs and validation.
+//!
+//! Handlers receive their ports through constructor injection (`Arc<dyn Port>`) and hold
+//! the real orchestration: authorization, transactions, events and caching. They return
+//! [`AppError`], which the api crate maps to HTTP in exactly one place.
+
+pub mod error;
+pub mod pagination;
+pub mod readiness;
+
+pub use error::AppError;

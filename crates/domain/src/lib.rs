@@ -1,0 +1,11 @@
+//! Keel's domain: entities, value objects, domain errors and the ports (traits) that the
+//! outer layers implement.
+//!
+//! This crate performs no I/O and knows no framework. A test in `tests/` fails the build
+//! when it gains a dependency on another workspace crate or on a web, database or cache
+//! library (see `adr/0001-four-crate-dependency-rule.md`).
+
+pub mod error;
+pub mod health;
+
+pub use error::{BoxError, FieldError, StoreError};

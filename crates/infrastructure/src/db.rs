@@ -1,0 +1,265 @@
+//! The database connection pool (SQLite or PostgreSQL, chosen by the URL), the query
+//! metrics hook, and the one place where `DbErr` becomes a [`StoreError`].
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel_domain::StoreError;
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, DatabaseConnection, DbBackend, DbErr, RuntimeErr, SqlErr};
+
+use crate::metrics::Metrics;
+
+/// Pool settings, from configuration.
+#[derive(Debug, Clone)]
+pub struct DbSettings {
+    pub url: String,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    /// How long opening one connection may take.
+    pub connect_timeout: Duration,
+    /// How long a request waits for a pooled connection before it fails with 503. Short,
+    /// so that a database outage answers fast instead of piling requests up.
+    pub acquire_timeout: Duration,
+}
+
+/// The application's handle on its database. Cheap to clone (the pool is shared).
+#[derive(Debug, Clone)]
+pub struct Database {
+    conn: DatabaseConnection,
+}
+
+impl Database {
+    /// Opens the pool. For SQLite the file's folder is created if missing and the database
+    /// runs in WAL mode; for PostgreSQL the pool connects lazily, so that an instance can
+    /// start (with migrations off) while the database is down and become ready when it
+    /// returns.
+    pub async fn connect(settings: &DbSettings, metrics: Option<Arc<Metrics>>) -> Result<Self, StoreError> {
+        let backend = backend_of(&settings.url)?;
+        if backend == DbBackend::Sqlite {
+            ensure_sqlite_dir(&settings.url)?;
+        }
+        let mut options = ConnectOptions::new(settings.url.clone());
+        options
+            .max_connections(settings.max_connections)
+            .min_connections(settings.min_connections)
+            .connect_timeout(settings.connect_timeout)
+            .acquire_timeout(settings.acquire_timeout)
+            .sqlx_logging(false)
+            .connect_lazy(backend == DbBackend::Postgres)
+            .map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(5))
+                    .foreign_keys(true)
+            });
+        let mut conn = sea_orm::Database::connect(options).await.map_err(store_error)?;
+        if let Some(metrics) = metrics {
+            conn.set_metric_callback(move |info| {
+                let (operation, table) = classify_statement(&info.statement.sql);
+                metrics.observe_db_query(operation, table, info.elapsed);
+            });
+        }
+        Ok(Self { conn })
+    }
+
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.conn.get_database_backend()
+    }
+
+    /// Connections currently lent out of the pool (pool size minus idle ones).
+    pub fn active_connections(&self) -> i64 {
+        let (size, idle) = match self.backend() {
+            DbBackend::Postgres => {
+                let pool = self.conn.get_postgres_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            DbBackend::Sqlite => {
+                let pool = self.conn.get_sqlite_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            _ => (0, 0),
+        };
+        i64::from(size).saturating_sub(i64::try_from(idle).unwrap_or(i64::MAX))
+    }
+
+    /// Closes the pool, waiting for lent connections to come back.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        self.conn.close_by_ref().await.map_err(store_error)
+    }
+}
+
+fn backend_of(url: &str) -> Result<DbBackend, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(DbBackend::Sqlite)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(DbBackend::Postgres)
+    } else {
+        Err(StoreError::Unexpected(
+            "unsupported database URL scheme (use sqlite: or postgres:)".into(),
+        ))
+    }
+}
+
+/// Creates the folder of a SQLite database file (`sqlite://data/keel.db?mode=rwc` →
+/// `data/`). In-memory databases need nothing.
+fn ensure_sqlite_dir(url: &str) -> Result<(), StoreError> {
+    let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    match Path::new(path).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(Box::new(e)))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Translates a SeaORM error into the store contract. Connection-level failures (refused,
+/// reset, pool timed out) are `Unavailable` so the API answers 503 instead of 500.
+pub fn store_error(e: DbErr) -> StoreError {
+    if let Some(SqlErr::UniqueConstraintViolation(rule)) = e.sql_err() {
+        return StoreError::Conflict(rule);
+    }
+    match e {
+        DbErr::RecordNotFound(_) => StoreError::NotFound,
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => StoreError::Unavailable(Box::new(e)),
+        DbErr::Exec(RuntimeErr::SqlxError(ref inner)) | DbErr::Query(RuntimeErr::SqlxError(ref inner))
+            if is_connection_failure(inner) =>
+        {
+            StoreError::Unavailable(Box::new(e))
+        }
+        other => StoreError::Unexpected(Box::new(other)),
+    }
+}
+
+fn is_connection_failure(e: &sea_orm::sqlx::Error) -> bool {
+    use sea_orm::sqlx::Error;
+    matches!(
+        e,
+        Error::Io(_) | Error::Tls(_) | Error::PoolTimedOut | Error::PoolClosed | Error::WorkerCrashed
+    )
+}
+
+/// Labels a statement for `db_query_duration_seconds{operation,table}` from its SQL text.
+/// The statements are our own generated SQL, so the set of tables is bounded; anything
+/// that does not look like an identifier is labelled `other`.
+pub fn classify_statement(sql: &str) -> (&'static str, String) {
+    let sql = sql.trim_start();
+    let first = sql.split_whitespace().next().unwrap_or_default();
+    let (operation, marker) = if first.eq_ignore_ascii_case("select") {
+        ("select", " FROM ")
+    } else if first.eq_ignore_ascii_case("insert") {
+        ("insert", " INTO ")
+    } else if first.eq_ignore_ascii_case("update") {
+        ("update", "UPDATE ")
+    } else if first.eq_ignore_ascii_case("delete") {
+        ("delete", " FROM ")
+    } else {
+        return ("other", "none".to_owned());
+    };
+    let upper = sql.to_ascii_uppercase();
+    let table = upper
+        .find(marker)
+        .map(|at| &sql[at + marker.len()..])
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(|name| name.trim_matches(|c| c == '"' || c == '`' || c == '(' || c == ')' || c == ','))
+        .filter(|name| {
+            !name.is_empty()
+                && name.len() <= 63
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        })
+        .map_or_else(|| "none".to_owned(), |name| name.to_ascii_lowercase());
+    (operation, table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_generated_statements() {
+        assert_eq!(
+            classify_statement(r#"SELECT "users"."id" FROM "users" WHERE "users"."id" = $1"#),
+            ("select", "users".to_owned())
+        );
+        assert_eq!(
+            classify_statement(r#"INSERT INTO "audit_log" ("id") VALUES ($1)"#),
+            ("insert", "audit_log".to_owned())
+        );
+        assert_eq!(
+            classify_statement(r#"UPDATE "tasks" SET "title" = $1"#),
+            ("update", "tasks".to_owned())
+        );
+        assert_eq!(
+            classify_statement(r#"delete from "comments" where id = $1"#),
+            ("delete", "comments".to_owned())
+        );
+        assert_eq!(classify_statement("SELECT 1"), ("select", "none".to_owned()));
+        assert_eq!(classify_statement("BEGIN"), ("other", "none".to_owned()));
+    }
+
+    #[test]
+    fn unsupported_url_scheme_is_refused() {
+        assert!(backend_of("mysql://localhost/keel").is_err());
+        assert_eq!(backend_of("sqlite::memory:").ok(), Some(DbBackend::Sqlite));
+        assert_eq!(backend_of("postgresql://x/y").ok(), Some(DbBackend::Postgres));
+    }
+
+    #[test]
+    fn sqlite_folder_is_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("nested/deeper/keel.db");
+        ensure_sqlite_dir(&format!("sqlite://{}?mode=rwc", db.display())).unwrap();
+        assert!(dir.path().join("nested/deeper").is_dir());
+        ensure_sqlite_dir("sqlite::memory:").unwrap();
+    }
+
+    #[test]
+    fn pool_timeouts_are_unavailable_and_missing_rows_not_found() {
+        let e = store_error(DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout));
+        assert!(matches!(e, StoreError::Unavailable(_)));
+        let e = store_error(DbErr::RecordNotFound("task".into()));
+        assert!(matches!(e, StoreError::NotFound));
+        let e = store_error(DbErr::Custom("boom".into()));
+        assert!(matches!(e, StoreError::Unexpected(_)));
+    }
+
+    #[tokio::test]
+    async fn sqlite_unique_violation_becomes_conflict() {
+        use sea_orm::ConnectionTrait;
+        let db = Database::connect(
+            &DbSettings {
+                url: "sqlite::memory:".into(),
+                max_connections: 1,
+                min_connections: 1,
+                connect_timeout: Duration::from_secs(5),
+                acquire_timeout: Duration::from_secs(5),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+        let conn = db.connection();
+        conn.execute_unprepared("CREATE TABLE t (k TEXT PRIMARY KEY)")
+            .await
+            .unwrap();
+        conn.execute_unprepared("INSERT INTO t VALUES ('a')")
+            .await
+            .unwrap();
+        let err = conn
+            .execute_unprepared("INSERT INTO t VALUES ('a')")
+            .await
+            .unwrap_err();
+        assert!(matches!(store_error(err), StoreError::Conflict(_)));
+    }
+}

@@ -1,0 +1,11 @@
+//! Keel's adapters: they implement the domain's ports on SeaORM (SQLite and PostgreSQL),
+//! Redis and Prometheus. Driver errors are translated into domain errors here, once.
+
+pub mod db;
+pub mod health;
+pub mod metrics;
+pub mod migrate;
+pub mod redis;
+
+pub use db::{Database, DbSettings};
+pub use metrics::Metrics;

@@ -1,0 +1,127 @@
+//! The Prometheus registry and the metrics of SPEC §8 that this layer records.
+//!
+//! Metrics are per `Metrics` instance (no global registry), so tests and several servers in
+//! one process do not share counters.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets from 1 ms to 5 s (SPEC §8).
+/// Failure to build or render the registry.
+pub type MetricsError = prometheus::Error;
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    http_request_duration_seconds: HistogramVec,
+    http_requests_total: IntCounterVec,
+    db_query_duration_seconds: HistogramVec,
+    db_connections_active: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let http_request_duration_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency by route pattern",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["method", "route", "status_code"],
+        )?;
+        let http_requests_total = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests served by route pattern"),
+            &["method", "route", "status_code"],
+        )?;
+        let db_query_duration_seconds = HistogramVec::new(
+            HistogramOpts::new("db_query_duration_seconds", "Database statement latency")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["operation", "table"],
+        )?;
+        let db_connections_active = IntGauge::new(
+            "db_connections_active",
+            "Database connections lent out of the pool",
+        )?;
+        registry.register(Box::new(http_request_duration_seconds.clone()))?;
+        registry.register(Box::new(http_requests_total.clone()))?;
+        registry.register(Box::new(db_query_duration_seconds.clone()))?;
+        registry.register(Box::new(db_connections_active.clone()))?;
+        Ok(Self {
+            registry,
+            http_request_duration_seconds,
+            http_requests_total,
+            db_query_duration_seconds,
+            db_connections_active,
+        })
+    }
+
+    /// The registry, for adapters added later to register their own metrics.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Records one served request. `route` must be the route pattern, never the raw path.
+    pub fn observe_http(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let status = status.to_string();
+        let labels = [method, route, status.as_str()];
+        self.http_request_duration_seconds
+            .with_label_values(&labels)
+            .observe(elapsed.as_secs_f64());
+        self.http_requests_total.with_label_values(&labels).inc();
+    }
+
+    pub fn observe_db_query(&self, operation: &str, table: String, elapsed: Duration) {
+        self.db_query_duration_seconds
+            .with_label_values(&[operation, table.as_str()])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn set_db_connections_active(&self, active: i64) {
+        self.db_connections_active.set(active);
+    }
+
+    /// The registry in the Prometheus text exposition format.
+    pub fn render(&self) -> Result<String, prometheus::Error> {
+        let mut out = Vec::with_capacity(8 * 1024);
+        TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
+        String::from_utf8(out).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_http_and_db_metrics_in_text_format() {
+        let m = Metrics::new().unwrap();
+        m.observe_http("GET", "/api/v1/projects/{id}", 200, Duration::from_millis(3));
+        m.observe_db_query("select", "projects".into(), Duration::from_micros(800));
+        m.set_db_connections_active(2);
+        let text = m.render().unwrap();
+        assert!(text.contains(
+            r#"http_requests_total{method="GET",route="/api/v1/projects/{id}",status_code="200"} 1"#
+        ));
+        assert!(text.contains(
+            r#"http_request_duration_seconds_bucket{method="GET",route="/api/v1/projects/{id}",status_code="200",le="0.005"} 1"#
+        ));
+        assert!(text.contains(r#"db_query_duration_seconds_count{operation="select",table="projects"} 1"#));
+        assert!(text.contains("db_connections_active 2"));
+    }
+
+    #[test]
+    fn two_instances_do_not_share_counters() {
+        let a = Metrics::new().unwrap();
+        let b = Metrics::new().unwrap();
+        a.observe_http("GET", "/health", 200, Duration::ZERO);
+        assert!(!b.render().unwrap().contains("http_requests_total{"));
+    }
+}

@@ -1,0 +1,16 @@
+//! Keel's schema migrations. Each one runs on SQLite and PostgreSQL and has a working
+//! `down`; `tests/` applies every migration up, down and up again on both databases.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_create_audit_log;
+
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_create_audit_log::Migration)]
+    }
+}
