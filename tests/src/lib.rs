@@ -1,1 +1,138 @@
+//! The black-box test harness: `spawn_app()` starts a real Keel server on a random port
+//! against its own fresh database and returns a [`TestApp`] with typed helpers.
+//!
+//! Which database: `KEEL_TEST_DATABASE_URL` (a PostgreSQL URL whose user may create
+//! databases) gives every test a new PostgreSQL database; unset, every test gets a new
+//! SQLite file. `KEEL_TEST_REDIS_URL` adds Redis. `make test` runs the suite both ways.
 
+use std::collections::HashMap;
+
+use keel_api::startup::ServerHandle;
+use keel_api::{Application, Settings};
+use sea_orm::ConnectionTrait;
+
+/// A database of its own for one test; the SQLite folder is removed when dropped.
+#[derive(Debug)]
+pub struct TestDatabase {
+    pub url: String,
+    pub is_postgres: bool,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDatabase {
+    pub async fn create() -> anyhow::Result<Self> {
+        match std::env::var("KEEL_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+            Some(admin_url) => {
+                let name = format!("keel_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = sea_orm::Database::connect(&admin_url).await?;
+                admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await?;
+                admin.close().await?;
+                let base = admin_url
+                    .rsplit_once('/')
+                    .map(|(base, _)| base)
+                    .ok_or_else(|| anyhow::anyhow!("KEEL_TEST_DATABASE_URL has no database path"))?;
+                Ok(Self {
+                    url: format!("{base}/{name}"),
+                    is_postgres: true,
+                    _dir: None,
+                })
+            }
+            None => {
+                let dir = tempfile::tempdir()?;
+                let url = format!("sqlite://{}/keel.db?mode=rwc", dir.path().display());
+                Ok(Self {
+                    url,
+                    is_postgres: false,
+                    _dir: Some(dir),
+                })
+            }
+        }
+    }
+}
+
+/// A running server and a client for it.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub db: TestDatabase,
+    handle: ServerHandle,
+}
+
+impl std::fmt::Debug for TestApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestApp").field("address", &self.address).finish_non_exhaustive()
+    }
+}
+
+/// Settings every test server starts from: its own database, a random port, two workers,
+/// Redis when the suite has one.
+pub fn base_vars(db: &TestDatabase) -> HashMap<String, String> {
+    let mut vars: HashMap<String, String> = [
+        ("KEEL_BIND", "127.0.0.1:0"),
+        ("KEEL_WORKERS", "2"),
+        ("KEEL_SHUTDOWN_TIMEOUT_SECS", "5"),
+        ("KEEL_LOG_FORMAT", "pretty"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    vars.insert("DATABASE_URL".into(), db.url.clone());
+    if let Some(redis) = std::env::var("KEEL_TEST_REDIS_URL").ok().filter(|u| !u.is_empty()) {
+        vars.insert("REDIS_URL".into(), redis);
+    }
+    vars
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts a server whose configuration `customize` may change (the process environment is
+/// never read, so tests do not leak into each other).
+pub async fn spawn_app_with(customize: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
+    let db = TestDatabase::create().await.expect("create the test database");
+    let mut vars = base_vars(&db);
+    customize(&mut vars);
+    let settings = Settings::from_lookup(|k| vars.get(k).cloned()).expect("valid test settings");
+    let app = Application::build(settings).await.expect("build the application");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("build the HTTP client"),
+        db,
+        handle,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("request failed")
+    }
+
+    pub async fn get_json(&self, path: &str) -> (reqwest::StatusCode, serde_json::Value) {
+        let response = self.get(path).await;
+        let status = response.status();
+        (status, response.json().await.expect("a JSON body"))
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(&self) {
+        self.handle.stop(true).await;
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Not awaited: the runtime of the test is ending; the server stops with it.
+        drop(self.handle.stop(false));
+    }
+}

@@ -1,0 +1,51 @@
+# Keel developer tasks. `make test` is the whole suite (what CI runs through .ci/run).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+# Extra arguments for `make run`, e.g. `make run ARGS="migrate status"`.
+ARGS ?=
+
+.PHONY: help run test fmt lint unit integration-pg integration-sqlite release schemathesis \
+	services-up services-down bench
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{ printf "  make %-20s %s\n", $$1, $$2 }'
+
+run: ## run the service with the embedded defaults (SQLite, in-process cache)
+	cargo run -p keel-api --bin keel -- $(ARGS)
+
+test: ## the whole suite: fmt, clippy, unit, integration (PostgreSQL+Redis, SQLite), schemathesis
+	scripts/test-all.sh
+
+fmt: ## check formatting
+	scripts/test-all.sh fmt
+
+lint: ## clippy on every target, warnings are errors
+	scripts/test-all.sh lint
+
+unit: ## unit tests (every crate but keel-tests)
+	scripts/test-all.sh unit
+
+integration-pg: ## integration tests against PostgreSQL + Redis (starts and stops them)
+	scripts/test-all.sh integration-pg
+
+integration-sqlite: ## integration tests against SQLite and the in-process cache
+	scripts/test-all.sh integration-sqlite
+
+release: ## release build of the keel binary
+	scripts/test-all.sh release
+
+schemathesis: ## release build, then schemathesis against it
+	scripts/test-all.sh release schemathesis
+
+services-up: ## start the test PostgreSQL + Redis and print their env
+	scripts/services.sh start
+	scripts/services.sh env
+
+services-down: ## stop the test PostgreSQL + Redis
+	scripts/services.sh stop
+
+bench: ## benchmarks (not there yet)
+	@echo "make bench: benchmark harness lands with the performance issue (#7)" >&2
+	@exit 1

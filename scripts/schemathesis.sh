@@ -1,0 +1,223 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2317  # the cleanup functions are called from traps
+# Property-based API tests: run Schemathesis against a freshly started release binary.
+#
+# The binary (KEEL_BIN, default ${CARGO_TARGET_DIR:-target}/release/keel) must already be
+# built. It is started on 127.0.0.1:${KEEL_ST_PORT:-58080} with a throwaway SQLite database;
+# Schemathesis (pinned below, installed with pip if `st` is missing) reads
+# /api/v1/openapi.json and runs every check. The server is always stopped on exit; the script
+# exits with st's exit code.
+#
+# Knobs: KEEL_ST_MAX_EXAMPLES (50), KEEL_ST_SEED (1), KEEL_ST_WORKERS (1),
+# KEEL_ST_TIMEOUT (1200 s for the whole st run), KEEL_ST_AUTH (1: register a user and send its
+# bearer token with every request; 0: anonymous), KEEL_ST_ARGS (extra st flags, word-split),
+# KEEL_ST_FORCE_VENV (1: install into <KEEL_ST_DIR>/venv even if st is on PATH),
+# KEEL_ST_DIR (st's working directory, default <repo>/.ci/tmp/schemathesis: JUnit report
+# junit.xml and the crash cache, so `cd .ci/tmp/schemathesis && st replay <id>` works).
+# A schemathesis.toml at the repo top, if any, is passed with --config-file.
+set -euo pipefail
+
+ST_VERSION="4.32.5"
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# KEEL_BIN is relative to the caller's directory; the default honours CARGO_TARGET_DIR.
+BIN="${KEEL_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release/keel}"
+if [[ "$BIN" != /* ]]; then BIN="$PWD/$BIN"; fi
+cd "$REPO"
+PORT="${KEEL_ST_PORT:-58080}"
+BASE="http://127.0.0.1:$PORT"
+SCHEMA_URL="$BASE/api/v1/openapi.json"
+WAIT_SECS="${KEEL_ST_WAIT_SECS:-30}"
+ST_DIR="${KEEL_ST_DIR:-$REPO/.ci/tmp/schemathesis}"
+
+log() { printf 'schemathesis.sh: %s\n' "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+
+[[ -x "$BIN" ]] || die "$BIN is not an executable; build it first (cargo build --release --locked -p keel-api --bin keel)"
+command -v curl >/dev/null 2>&1 || die "curl is required"
+
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/keel-st.XXXXXX")"
+SERVER_LOG="$TMP/server.log"
+SERVER_PID=""
+ST_PID=""
+
+server_log_tail() {
+    if [[ -s "$SERVER_LOG" ]]; then
+        log "last lines of the server log ($SERVER_LOG):"
+        tail -n 60 "$SERVER_LOG" >&2 || true
+    fi
+}
+
+stop_server() {
+    [[ -n "$SERVER_PID" ]] || return 0
+    if kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        local i
+        for ((i = 0; i < 100; i++)); do
+            kill -0 "$SERVER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+    fi
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+}
+
+on_exit() {
+    local rc=$?
+    trap - EXIT
+    if [[ -n "$ST_PID" ]]; then
+        kill -TERM "$ST_PID" 2>/dev/null || true
+        wait "$ST_PID" 2>/dev/null || true
+    fi
+    stop_server
+    if ((rc != 0)); then
+        server_log_tail
+    fi
+    rm -rf "$TMP"
+    exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+http_status() { curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1" 2>/dev/null || true; }
+
+if [[ "$(http_status "$BASE/health")" != 000 ]]; then
+    die "something already answers on 127.0.0.1:$PORT; stop it or set KEEL_ST_PORT"
+fi
+
+# -- Schemathesis ----------------------------------------------------------------------------
+mkdir -p "$ST_DIR"
+ST_DIR="$(cd "$ST_DIR" && pwd)"
+ST=st
+ensure_st() {
+    local have=""
+    if [[ "${KEEL_ST_FORCE_VENV:-0}" != 1 ]] && command -v st >/dev/null 2>&1; then
+        have="$(st --version 2>/dev/null | awk '{print $NF}')" || true
+        if [[ "$have" != "$ST_VERSION" ]]; then
+            log "warning: using the installed st $have; this script is written for $ST_VERSION"
+        fi
+        return 0
+    fi
+    if [[ -x "$ST_DIR/venv/bin/st" ]]; then
+        ST="$ST_DIR/venv/bin/st"
+        return 0
+    fi
+    local pip=(pip)
+    command -v pip >/dev/null 2>&1 || pip=(python3 -m pip)
+    export PIP_DISABLE_PIP_VERSION_CHECK=1
+    if [[ "${KEEL_ST_FORCE_VENV:-0}" != 1 ]]; then
+        log "installing schemathesis==$ST_VERSION with pip"
+        if "${pip[@]}" install --quiet "schemathesis==$ST_VERSION" </dev/null; then
+            if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
+            hash -r
+            command -v st >/dev/null 2>&1 && return 0
+            log "schemathesis installed but 'st' is not on PATH"
+        fi
+    fi
+    # e.g. an externally managed system Python (PEP 668): use a private virtualenv.
+    log "installing schemathesis==$ST_VERSION into $ST_DIR/venv"
+    python3 -m venv "$ST_DIR/venv" || die "python3 -m venv failed (install python3-venv)"
+    "$ST_DIR/venv/bin/pip" install --quiet "schemathesis==$ST_VERSION" </dev/null ||
+        die "pip install schemathesis==$ST_VERSION failed"
+    ST="$ST_DIR/venv/bin/st"
+}
+ensure_st
+
+# -- start the server ------------------------------------------------------------------------
+# Generous rate limits and cheap password hashing: Schemathesis sends thousands of requests
+# from one IP, and the checks are about the contract, not about throttling or hashing cost.
+# Started in the temporary directory (no ./.env, no ./data of the checkout), without REDIS_URL.
+log "starting $BIN on 127.0.0.1:$PORT (SQLite in $TMP)"
+cd "$TMP"
+env -u REDIS_URL \
+    KEEL_BIND="127.0.0.1:$PORT" \
+    DATABASE_URL="sqlite://$TMP/keel.db?mode=rwc" \
+    RUST_LOG="${RUST_LOG:-warn}" \
+    KEEL_RATE_LIMIT_ANON="${KEEL_RATE_LIMIT_ANON:-1000000/1m}" \
+    KEEL_RATE_LIMIT_USER="${KEEL_RATE_LIMIT_USER:-1000000/1m}" \
+    KEEL_RATE_LIMIT_LOGIN="${KEEL_RATE_LIMIT_LOGIN:-1000000/1m}" \
+    KEEL_ARGON2_MEMORY_KIB="${KEEL_ARGON2_MEMORY_KIB:-8192}" \
+    KEEL_ARGON2_ITERATIONS="${KEEL_ARGON2_ITERATIONS:-1}" \
+    KEEL_ARGON2_PARALLELISM="${KEEL_ARGON2_PARALLELISM:-1}" \
+    "$BIN" serve </dev/null >"$SERVER_LOG" 2>&1 &
+SERVER_PID=$!
+cd "$REPO"
+
+waited=0
+until [[ "$(http_status "$BASE/health")" == 200 ]]; do
+    kill -0 "$SERVER_PID" 2>/dev/null || die "the server exited during start-up"
+    ((waited < WAIT_SECS * 4)) || die "GET /health did not answer 200 within ${WAIT_SECS}s"
+    sleep 0.25
+    waited=$((waited + 1))
+done
+log "server is up (GET /health = 200)"
+
+# -- run -------------------------------------------------------------------------------------
+auth_args=()
+if [[ "${KEEL_ST_AUTH:-1}" == 1 ]]; then
+    body='{"email":"schemathesis@example.com","password":"Schemathesis-Pass-1","name":"Schemathesis"}'
+    resp="$(curl -s --max-time 30 -H 'Content-Type: application/json' -d "$body" \
+        "$BASE/api/v1/auth/register" 2>/dev/null)" || resp=""
+    token="$(printf '%s' "$resp" | python3 -c \
+        'import json,sys; print(json.load(sys.stdin).get("accessToken",""))' 2>/dev/null)" || token=""
+    if [[ -n "$token" ]]; then
+        log "registered schemathesis@example.com; requests carry its bearer token"
+        auth_args=(--header "Authorization: Bearer $token")
+    else
+        log "warning: could not register a user for an access token; testing anonymously"
+    fi
+fi
+
+extra_args=()
+if [[ -n "${KEEL_ST_ARGS:-}" ]]; then
+    read -r -a extra_args <<<"$KEEL_ST_ARGS"
+fi
+
+config_args=()
+if [[ -f "$REPO/schemathesis.toml" ]]; then
+    config_args=(--config-file "$REPO/schemathesis.toml")
+fi
+st_cmd=(
+    "$ST" "${config_args[@]}" run "$SCHEMA_URL"
+    --origin "$BASE"
+    --checks all
+    --max-examples "${KEEL_ST_MAX_EXAMPLES:-50}"
+    --seed "${KEEL_ST_SEED:-1}"
+    --workers "${KEEL_ST_WORKERS:-1}"
+    --request-timeout 10
+    --generation-database none
+    --report junit
+    --report-junit-path "$ST_DIR/junit.xml"
+    --no-color
+    "${auth_args[@]}"
+    "${extra_args[@]}"
+)
+# Print the command without the token.
+log "running: ${st_cmd[*]//Bearer */Bearer ***}"
+
+st_rc=0
+# st keeps its caches (.schemathesis/, .hypothesis/) in its working directory: not the repo.
+# In the background + wait, so that SIGINT/SIGTERM reach the traps at once.
+(cd "$ST_DIR" && exec timeout --kill-after=30 "${KEEL_ST_TIMEOUT:-1200}" "${st_cmd[@]}" </dev/null) &
+ST_PID=$!
+wait "$ST_PID" || st_rc=$?
+ST_PID=""
+if ((st_rc == 124)); then
+    log "st run exceeded KEEL_ST_TIMEOUT=${KEEL_ST_TIMEOUT:-1200}s"
+fi
+kill -0 "$SERVER_PID" 2>/dev/null || {
+    log "the server died during the run"
+    ((st_rc != 0)) || st_rc=1
+}
+if ((st_rc == 0)); then
+    log "schemathesis passed"
+else
+    log "schemathesis failed (exit $st_rc); JUnit report: $ST_DIR/junit.xml"
+fi
+exit "$st_rc"

@@ -1,0 +1,66 @@
+//! Every migration runs up, down and up again on the suite's database (SQLite or
+//! PostgreSQL), and the schema it creates is really there.
+
+use std::time::Duration;
+
+use keel_infrastructure::{Database, DbSettings, migrate};
+use keel_tests::TestDatabase;
+use sea_orm::ConnectionTrait;
+
+async fn open(db: &TestDatabase) -> Database {
+    Database::connect(
+        &DbSettings {
+            url: db.url.clone(),
+            max_connections: 2,
+            min_connections: 0,
+            connect_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(5),
+        },
+        None,
+    )
+    .await
+    .expect("open the test database")
+}
+
+async fn audit_log_rows(db: &Database) -> Result<usize, sea_orm::DbErr> {
+    let conn = db.connection();
+    let rows = conn
+        .query_all_raw(sea_orm::Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT id FROM audit_log",
+        ))
+        .await?;
+    Ok(rows.len())
+}
+
+#[tokio::test]
+async fn migrations_go_up_down_and_up_again() {
+    let test_db = TestDatabase::create().await.unwrap();
+    let db = open(&test_db).await;
+
+    let before = migrate::status(&db).await.unwrap();
+    assert!(!before.is_empty());
+    assert!(before.iter().all(|m| !m.applied), "a fresh database has nothing applied");
+
+    migrate::up(&db).await.unwrap();
+    assert!(migrate::status(&db).await.unwrap().iter().all(|m| m.applied));
+    assert_eq!(audit_log_rows(&db).await.unwrap(), 0, "the audit_log table exists");
+
+    migrate::down(&db, u32::try_from(before.len()).unwrap()).await.unwrap();
+    assert!(migrate::status(&db).await.unwrap().iter().all(|m| !m.applied));
+    assert!(audit_log_rows(&db).await.is_err(), "down removed the table");
+
+    migrate::up(&db).await.unwrap();
+    assert!(migrate::status(&db).await.unwrap().iter().all(|m| m.applied));
+    assert_eq!(audit_log_rows(&db).await.unwrap(), 0);
+    db.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn up_is_idempotent() {
+    let test_db = TestDatabase::create().await.unwrap();
+    let db = open(&test_db).await;
+    migrate::up(&db).await.unwrap();
+    migrate::up(&db).await.unwrap();
+    assert!(migrate::status(&db).await.unwrap().iter().all(|m| m.applied));
+}
