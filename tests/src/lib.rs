@@ -5,6 +5,9 @@
 //! databases) gives every test a new PostgreSQL database; unset, every test gets a new
 //! SQLite file. `KEEL_TEST_REDIS_URL` adds Redis. `make test` runs the suite both ways.
 
+// A test harness: failing to set up is a test failure, so it panics with a message.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::collections::HashMap;
 
 use keel_api::startup::ServerHandle;
@@ -21,11 +24,16 @@ pub struct TestDatabase {
 
 impl TestDatabase {
     pub async fn create() -> anyhow::Result<Self> {
-        match std::env::var("KEEL_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+        match std::env::var("KEEL_TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        {
             Some(admin_url) => {
                 let name = format!("keel_test_{}", uuid::Uuid::new_v4().simple());
                 let admin = sea_orm::Database::connect(&admin_url).await?;
-                admin.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await?;
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                    .await?;
                 admin.close().await?;
                 let base = admin_url
                     .rsplit_once('/')
@@ -60,7 +68,9 @@ pub struct TestApp {
 
 impl std::fmt::Debug for TestApp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestApp").field("address", &self.address).finish_non_exhaustive()
+        f.debug_struct("TestApp")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
     }
 }
 
@@ -77,7 +87,10 @@ pub fn base_vars(db: &TestDatabase) -> HashMap<String, String> {
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     vars.insert("DATABASE_URL".into(), db.url.clone());
-    if let Some(redis) = std::env::var("KEEL_TEST_REDIS_URL").ok().filter(|u| !u.is_empty()) {
+    if let Some(redis) = std::env::var("KEEL_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
         vars.insert("REDIS_URL".into(), redis);
     }
     vars
@@ -115,7 +128,11 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.expect("request failed")
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request failed")
     }
 
     pub async fn get_json(&self, path: &str) -> (reqwest::StatusCode, serde_json::Value) {

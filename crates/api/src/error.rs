@@ -90,7 +90,7 @@ pub fn status_mapping(status: StatusCode) -> (&'static str, &'static str) {
         415 => ("UNSUPPORTED_MEDIA_TYPE", "request body must be application/json"),
         429 => ("RATE_LIMITED", "too many requests"),
         503 => ("UNAVAILABLE", "service temporarily unavailable"),
-        400..=499 => ("BAD_REQUEST", "bad request"),
+        _ if status.is_client_error() => ("BAD_REQUEST", "bad request"),
         _ => ("INTERNAL", "internal error"),
     }
 }

@@ -111,3 +111,115 @@ mod tests {
         ));
     }
 }
+
+/// The body rules through the real extractor configuration and the error-rendering
+/// middleware, on a route that takes a JSON body.
+#[cfg(test)]
+mod http_tests {
+    use actix_web::middleware::from_fn;
+    use actix_web::{App, HttpResponse, test, web};
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::middleware::request_context;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Signup {
+        email: String,
+        name: String,
+    }
+
+    async fn echo(body: web::Json<Signup>) -> HttpResponse {
+        HttpResponse::Created().json(serde_json::json!({"email": body.email}))
+    }
+
+    async fn call(content_type: Option<&str>, body: Vec<u8>) -> (u16, serde_json::Value) {
+        let app = test::init_service(
+            App::new()
+                .app_data(json_config())
+                .wrap(from_fn(request_context))
+                .route("/signup", web::post().to(echo)),
+        )
+        .await;
+        let mut req = test::TestRequest::post().uri("/signup").set_payload(body);
+        if let Some(ct) = content_type {
+            req = req.insert_header(("content-type", ct));
+        }
+        let res = test::call_service(&app, req.to_request()).await;
+        let status = res.status().as_u16();
+        let body = test::read_body(res).await;
+        (
+            status,
+            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    #[actix_web::test]
+    async fn a_valid_body_is_accepted() {
+        let (status, body) = call(
+            Some("application/json"),
+            br#"{"email":"a@b.c","name":"Al"}"#.to_vec(),
+        )
+        .await;
+        assert_eq!(status, 201);
+        assert_eq!(body["email"], "a@b.c");
+    }
+
+    #[actix_web::test]
+    async fn malformed_json_is_a_400_with_details() {
+        let (status, body) = call(Some("application/json"), br#"{"email": "#.to_vec()).await;
+        assert_eq!(status, 400);
+        assert_eq!(body["code"], "VALIDATION_ERROR");
+        assert_eq!(body["details"][0]["field"], "body");
+        assert_eq!(body["path"], "/signup");
+        assert!(body["requestId"].as_str().is_some_and(|id| !id.is_empty()));
+    }
+
+    #[actix_web::test]
+    async fn a_missing_or_unknown_field_is_named() {
+        let (status, body) = call(Some("application/json"), br#"{"email":"a@b.c"}"#.to_vec()).await;
+        assert_eq!(status, 400);
+        assert_eq!(
+            body["details"][0],
+            serde_json::json!({"field": "name", "message": "is required"})
+        );
+        let (status, body) = call(
+            Some("application/json"),
+            br#"{"email":"a@b.c","name":"Al","role":"admin"}"#.to_vec(),
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert_eq!(body["details"][0]["field"], "role");
+    }
+
+    #[actix_web::test]
+    async fn a_body_over_one_mebibyte_is_a_413() {
+        let big = format!(r#"{{"email":"{}","name":"Al"}}"#, "a".repeat(BODY_LIMIT));
+        let (status, body) = call(Some("application/json"), big.into_bytes()).await;
+        assert_eq!(status, 413);
+        assert_eq!(body["code"], "PAYLOAD_TOO_LARGE");
+    }
+
+    #[actix_web::test]
+    async fn a_body_that_is_not_json_is_a_415() {
+        for content_type in [
+            Some("text/plain"),
+            Some("application/x-www-form-urlencoded"),
+            None,
+        ] {
+            let (status, body) = call(content_type, b"email=a@b.c".to_vec()).await;
+            assert_eq!(status, 415, "{content_type:?}");
+            assert_eq!(body["code"], "UNSUPPORTED_MEDIA_TYPE");
+        }
+    }
+
+    #[actix_web::test]
+    async fn json_with_a_charset_or_a_json_suffix_is_accepted() {
+        for ct in ["application/json; charset=utf-8", "application/merge-patch+json"] {
+            let (status, _) = call(Some(ct), br#"{"email":"a@b.c","name":"Al"}"#.to_vec()).await;
+            assert_eq!(status, 201, "{ct}");
+        }
+    }
+}

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_cors::Cors;
-pub use actix_web::dev::ServerHandle;
 use actix_web::dev::Server;
+pub use actix_web::dev::ServerHandle;
 use actix_web::http::header::{self, HeaderName};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};

@@ -21,11 +21,20 @@ fn chrono_like_rfc3339(s: &str) -> bool {
 #[tokio::test]
 async fn every_response_carries_a_request_id_and_the_security_headers() {
     let app = spawn_app().await;
-    for path in ["/health", "/ready", "/metrics", "/api/v1/openapi.json", "/nowhere"] {
+    for path in [
+        "/health",
+        "/ready",
+        "/metrics",
+        "/api/v1/openapi.json",
+        "/nowhere",
+    ] {
         let response = app.get(path).await;
         let h = response.headers();
         let id = h["x-request-id"].to_str().unwrap();
-        assert!(uuid::Uuid::parse_str(id).is_ok(), "{path}: generated ids are UUIDs, got {id}");
+        assert!(
+            uuid::Uuid::parse_str(id).is_ok(),
+            "{path}: generated ids are UUIDs, got {id}"
+        );
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(h["x-frame-options"], "DENY", "{path}");
         assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
@@ -65,7 +74,12 @@ async fn an_unknown_route_is_a_404_in_the_error_shape() {
     let app = spawn_app().await;
     let response = app.get("/api/v1/does-not-exist").await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
     let id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
     let body: serde_json::Value = response.json().await.unwrap();
     assert_error_shape(&body, "NOT_FOUND", "/api/v1/does-not-exist", &id);
@@ -74,8 +88,17 @@ async fn an_unknown_route_is_a_404_in_the_error_shape() {
 #[tokio::test]
 async fn a_wrong_method_on_a_known_route_is_a_405_with_allow() {
     let app = spawn_app().await;
-    for method in [reqwest::Method::POST, reqwest::Method::DELETE, reqwest::Method::PUT] {
-        let response = app.client.request(method.clone(), app.url("/health")).send().await.unwrap();
+    for method in [
+        reqwest::Method::POST,
+        reqwest::Method::DELETE,
+        reqwest::Method::PUT,
+    ] {
+        let response = app
+            .client
+            .request(method.clone(), app.url("/health"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
         assert_eq!(response.headers()["allow"], "GET");
         let id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
@@ -99,13 +122,19 @@ async fn cors_allows_only_the_configured_origins() {
     };
     let allowed = preflight("https://app.example.com").await.unwrap();
     assert_eq!(allowed.status(), StatusCode::OK);
-    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://app.example.com");
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
 
     let refused = preflight("https://evil.example.com").await.unwrap();
     assert!(refused.headers().get("access-control-allow-origin").is_none());
     assert!(refused.status().is_client_error());
     let body: serde_json::Value = refused.json().await.unwrap();
-    assert!(body["code"].is_string(), "even CORS refusals use the error shape: {body}");
+    assert!(
+        body["code"].is_string(),
+        "even CORS refusals use the error shape: {body}"
+    );
 }
 
 #[tokio::test]

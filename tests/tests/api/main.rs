@@ -1,6 +1,9 @@
 //! Black-box HTTP tests of the whole service. One binary; each test starts its own server
 //! on its own database (SQLite, or PostgreSQL when `KEEL_TEST_DATABASE_URL` is set).
 
+// Test code: a failed set-up step is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod conventions;
 mod migrations;
 mod ops;

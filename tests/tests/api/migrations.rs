@@ -40,13 +40,22 @@ async fn migrations_go_up_down_and_up_again() {
 
     let before = migrate::status(&db).await.unwrap();
     assert!(!before.is_empty());
-    assert!(before.iter().all(|m| !m.applied), "a fresh database has nothing applied");
+    assert!(
+        before.iter().all(|m| !m.applied),
+        "a fresh database has nothing applied"
+    );
 
     migrate::up(&db).await.unwrap();
     assert!(migrate::status(&db).await.unwrap().iter().all(|m| m.applied));
-    assert_eq!(audit_log_rows(&db).await.unwrap(), 0, "the audit_log table exists");
+    assert_eq!(
+        audit_log_rows(&db).await.unwrap(),
+        0,
+        "the audit_log table exists"
+    );
 
-    migrate::down(&db, u32::try_from(before.len()).unwrap()).await.unwrap();
+    migrate::down(&db, u32::try_from(before.len()).unwrap())
+        .await
+        .unwrap();
     assert!(migrate::status(&db).await.unwrap().iter().all(|m| !m.applied));
     assert!(audit_log_rows(&db).await.is_err(), "down removed the table");
 

@@ -17,7 +17,10 @@ async fn ready_reports_every_dependency_ok() {
     let app = spawn_app().await;
     let (status, body) = app.get_json("/ready").await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body, serde_json::json!({"status": "ok", "checks": {"database": "ok", "cache": "ok"}}));
+    assert_eq!(
+        body,
+        serde_json::json!({"status": "ok", "checks": {"database": "ok", "cache": "ok"}})
+    );
 }
 
 #[tokio::test]
@@ -37,7 +40,10 @@ async fn ready_is_degraded_but_200_when_redis_does_not_answer() {
 #[tokio::test]
 async fn a_database_that_is_down_gives_a_fast_503_not_a_hang_or_a_500() {
     let app = spawn_app_with(|vars| {
-        vars.insert("DATABASE_URL".into(), "postgres://keel:keel@127.0.0.1:1/keel".into());
+        vars.insert(
+            "DATABASE_URL".into(),
+            "postgres://keel:keel@127.0.0.1:1/keel".into(),
+        );
         vars.insert("KEEL_AUTO_MIGRATE".into(), "false".into());
         vars.insert("KEEL_DB_CONNECT_TIMEOUT_SECS".into(), "1".into());
         vars.insert("KEEL_DB_ACQUIRE_TIMEOUT_SECS".into(), "1".into());
@@ -82,7 +88,10 @@ async fn metrics_use_route_patterns_and_count_database_queries() {
     ] {
         assert!(text.contains(expected), "missing {expected} in\n{text}");
     }
-    assert!(!text.contains("/no/such/route/123"), "raw paths must never be labels");
+    assert!(
+        !text.contains("/no/such/route/123"),
+        "raw paths must never be labels"
+    );
 }
 
 #[tokio::test]
@@ -108,14 +117,25 @@ async fn docs_viewer_is_served_from_the_binary_with_no_internet() {
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await.unwrap();
     assert!(html.contains("swagger-ui"), "{html}");
-    assert!(!html.contains("https://"), "the page must not load anything from the internet");
+    assert!(
+        !html.contains("https://"),
+        "the page must not load anything from the internet"
+    );
 
     // The bundle the page loads is vendored into the binary.
     for asset in ["/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css"] {
         let response = app.get(asset).await;
         assert_eq!(response.status(), StatusCode::OK, "{asset}");
-        assert!(response.bytes().await.unwrap().len() > 10_000, "{asset} looks empty");
+        assert!(
+            response.bytes().await.unwrap().len() > 10_000,
+            "{asset} looks empty"
+        );
     }
-    let init = app.get("/docs/swagger-initializer.js").await.text().await.unwrap();
+    let init = app
+        .get("/docs/swagger-initializer.js")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(init.contains("/api/v1/openapi.json"), "{init}");
 }
