@@ -4,7 +4,9 @@
 //! the real orchestration: authorization, transactions, events and caching. They return
 //! [`AppError`], which the api crate maps to HTTP in exactly one place.
 
+pub mod context;
 pub mod error;
+pub mod identity;
 pub mod pagination;
 pub mod readiness;
 

@@ -5,7 +5,11 @@
 //! when it gains a dependency on another workspace crate or on a web, database or cache
 //! library (see `adr/0001-four-crate-dependency-rule.md`).
 
+pub mod audit;
+pub mod clock;
 pub mod error;
 pub mod health;
+pub mod identity;
+pub mod rate_limit;
 
 pub use error::{BoxError, FieldError, StoreError};

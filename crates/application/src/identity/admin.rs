@@ -1,0 +1,343 @@
+//! Admin use cases (403 for non-admins): the user list, a user, role and status changes,
+//! the audit log, and `keel admin create`.
+
+use keel_domain::StoreError;
+use keel_domain::audit::AuditFilter;
+use keel_domain::identity::ports::UserFilter;
+use keel_domain::identity::{Email, Password, Principal, Role, User, UserName, UserStatus};
+use uuid::Uuid;
+
+use super::views::{AuditEntryView, UserView};
+use super::{IdentityPorts, collect};
+use crate::AppError;
+use crate::context::RequestMeta;
+use crate::pagination::{Page, PageRequest};
+
+fn require_admin(principal: &Principal) -> Result<(), AppError> {
+    if principal.is_admin() {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden)
+    }
+}
+
+/// Raw filters of `GET /admin/users`.
+#[derive(Debug, Clone, Default)]
+pub struct UserListQuery {
+    pub q: Option<String>,
+    pub role: Option<String>,
+    pub status: Option<String>,
+}
+
+pub async fn list_users(
+    ports: &IdentityPorts,
+    principal: &Principal,
+    query: UserListQuery,
+    page: PageRequest,
+) -> Result<Page<UserView>, AppError> {
+    require_admin(principal)?;
+    let role = query.role.as_deref().map(|r| Role::parse(r, "role")).transpose();
+    let status = query
+        .status
+        .as_deref()
+        .map(|s| UserStatus::parse(s, "status"))
+        .transpose();
+    let q = query.q.map(|q| q.trim().to_owned()).filter(|q| !q.is_empty());
+    let q = match q {
+        Some(q) if q.chars().count() > 100 => Err(keel_domain::FieldError::new(
+            "q",
+            "must be at most 100 characters",
+        )),
+        other => Ok(other),
+    };
+    let (role, status, q) = collect(role, status, q)?;
+    let filter = UserFilter { q, role, status };
+    let (users, total) = ports
+        .users
+        .list(&filter, page.offset(), u64::from(page.limit()))
+        .await?;
+    Ok(Page::new(users.iter().map(UserView::from).collect(), page, total))
+}
+
+pub async fn get_user(ports: &IdentityPorts, principal: &Principal, id: Uuid) -> Result<UserView, AppError> {
+    require_admin(principal)?;
+    let user = ports
+        .users
+        .find_by_id(id)
+        .await?
+        .ok_or(AppError::NotFound("user"))?;
+    Ok(UserView::from(&user))
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UpdateUserInput {
+    pub role: Option<String>,
+    pub status: Option<String>,
+}
+
+/// Changes a user's role and/or status. Disabling revokes every session; taking away the
+/// last active admin (by demotion or by disabling) is a 409.
+pub async fn update_user(
+    ports: &IdentityPorts,
+    principal: &Principal,
+    id: Uuid,
+    input: UpdateUserInput,
+    meta: &RequestMeta,
+) -> Result<UserView, AppError> {
+    require_admin(principal)?;
+    let role = input.role.as_deref().map(|r| Role::parse(r, "role")).transpose();
+    let status = input
+        .status
+        .as_deref()
+        .map(|s| UserStatus::parse(s, "status"))
+        .transpose();
+    let (role, status, ()) = collect(role, status, Ok(()))?;
+    let mut user = ports
+        .users
+        .find_by_id(id)
+        .await?
+        .ok_or(AppError::NotFound("user"))?;
+    let was_active_admin = user.role == Role::Admin && user.status == UserStatus::Active;
+    let new_role = role.unwrap_or(user.role);
+    let new_status = status.unwrap_or(user.status);
+    let stays_active_admin = new_role == Role::Admin && new_status == UserStatus::Active;
+    if was_active_admin && !stays_active_admin && ports.users.count_active_admins().await? <= 1 {
+        return Err(AppError::Conflict(
+            "the last active admin cannot be demoted or disabled".into(),
+        ));
+    }
+    let now = ports.clock.now();
+    let disabling = user.status == UserStatus::Active && new_status == UserStatus::Disabled;
+    user.role = new_role;
+    user.status = new_status;
+    user.updated_at = now;
+    ports.users.update(&user).await?;
+    if disabling {
+        ports.sessions.revoke_all(user.id, None, now).await?;
+    }
+    ports
+        .audit(
+            meta,
+            Some(principal.user_id),
+            "user.updated",
+            ("user", Some(user.id.to_string())),
+            Some(serde_json::json!({ "role": new_role.as_str(), "status": new_status.as_str() })),
+        )
+        .await?;
+    Ok(UserView::from(&user))
+}
+
+/// Raw filters of `GET /admin/audit-log`.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub actor_id: Option<String>,
+    pub action: Option<String>,
+}
+
+pub async fn audit_log(
+    ports: &IdentityPorts,
+    principal: &Principal,
+    query: AuditQuery,
+    page: PageRequest,
+) -> Result<Page<AuditEntryView>, AppError> {
+    require_admin(principal)?;
+    let actor_id = query
+        .actor_id
+        .as_deref()
+        .map(|a| Uuid::parse_str(a).map_err(|_| keel_domain::FieldError::new("actorId", "must be a UUID")))
+        .transpose();
+    let action = match query.action.filter(|a| !a.is_empty()) {
+        Some(a) if a.len() > 100 => Err(keel_domain::FieldError::new(
+            "action",
+            "must be at most 100 characters",
+        )),
+        other => Ok(other),
+    };
+    let (actor_id, action, ()) = collect(actor_id, action, Ok(()))?;
+    let filter = AuditFilter {
+        actor_id,
+        action,
+        project_id: None,
+    };
+    let (entries, total) = ports
+        .audit
+        .list(&filter, page.offset(), u64::from(page.limit()))
+        .await?;
+    Ok(Page::new(
+        entries.into_iter().map(AuditEntryView::from).collect(),
+        page,
+        total,
+    ))
+}
+
+/// `keel admin create`: a new account with the admin role.
+pub async fn create_admin(
+    ports: &IdentityPorts,
+    email: &str,
+    name: &str,
+    password: &str,
+    meta: &RequestMeta,
+) -> Result<UserView, AppError> {
+    let (email, password, name) = collect(
+        Email::parse(email),
+        Password::parse(password, "password"),
+        UserName::parse(name),
+    )?;
+    let now = ports.clock.now();
+    let user = User {
+        id: Uuid::now_v7(),
+        email,
+        name,
+        role: Role::Admin,
+        status: UserStatus::Active,
+        password_hash: ports.hasher.hash(&password).await?,
+        created_at: now,
+        updated_at: now,
+    };
+    ports.users.create(&user).await.map_err(|e| match e {
+        StoreError::Conflict(_) => AppError::Conflict("an account with this e-mail already exists".into()),
+        other => other.into(),
+    })?;
+    ports
+        .audit(
+            meta,
+            None,
+            "user.admin_created",
+            ("user", Some(user.id.to_string())),
+            None,
+        )
+        .await?;
+    Ok(UserView::from(&user))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::fixtures::{Fixture, meta, principal, user};
+
+    fn admin() -> Principal {
+        principal(Uuid::now_v7(), Role::Admin)
+    }
+
+    #[tokio::test]
+    async fn non_admins_are_forbidden_everywhere() {
+        let p = principal(Uuid::now_v7(), Role::User);
+        let page = PageRequest::parse(None, None).unwrap();
+        let ports = Fixture::new().into_ports();
+        assert!(matches!(
+            list_users(&ports, &p, UserListQuery::default(), page).await,
+            Err(AppError::Forbidden)
+        ));
+        assert!(matches!(
+            get_user(&ports, &p, Uuid::now_v7()).await,
+            Err(AppError::Forbidden)
+        ));
+        assert!(matches!(
+            update_user(&ports, &p, Uuid::now_v7(), UpdateUserInput::default(), &meta()).await,
+            Err(AppError::Forbidden)
+        ));
+        assert!(matches!(
+            audit_log(&ports, &p, AuditQuery::default(), page).await,
+            Err(AppError::Forbidden)
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_last_active_admin_cannot_be_demoted_or_disabled() {
+        for input in [
+            UpdateUserInput {
+                role: Some("user".into()),
+                status: None,
+            },
+            UpdateUserInput {
+                role: None,
+                status: Some("disabled".into()),
+            },
+        ] {
+            let target = user(Role::Admin, UserStatus::Active);
+            let mut f = Fixture::new();
+            f.users
+                .expect_find_by_id()
+                .returning(move |_| Ok(Some(target.clone())));
+            f.users.expect_count_active_admins().returning(|| Ok(1));
+            let err = update_user(&f.into_ports(), &admin(), Uuid::now_v7(), input, &meta())
+                .await
+                .unwrap_err();
+            assert!(matches!(err, AppError::Conflict(_)), "{err:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn disabling_a_user_revokes_every_session() {
+        let target = user(Role::User, UserStatus::Active);
+        let tid = target.id;
+        let mut f = Fixture::new();
+        f.users
+            .expect_find_by_id()
+            .returning(move |_| Ok(Some(target.clone())));
+        f.users
+            .expect_update()
+            .withf(|u| u.status == UserStatus::Disabled)
+            .times(1)
+            .returning(|_| Ok(()));
+        f.sessions
+            .expect_revoke_all()
+            .withf(move |uid, except, _| *uid == tid && except.is_none())
+            .times(1)
+            .returning(|_, _, _| Ok(2));
+        f.expect_audit("user.updated");
+        let view = update_user(
+            &f.into_ports(),
+            &admin(),
+            tid,
+            UpdateUserInput {
+                role: None,
+                status: Some("disabled".into()),
+            },
+            &meta(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(view.status, "disabled");
+    }
+
+    #[tokio::test]
+    async fn bad_filters_are_named() {
+        let page = PageRequest::parse(None, None).unwrap();
+        let query = UserListQuery {
+            q: None,
+            role: Some("owner".into()),
+            status: Some("gone".into()),
+        };
+        let err = list_users(&Fixture::new().into_ports(), &admin(), query, page)
+            .await
+            .unwrap_err();
+        let AppError::Validation(d) = err else { panic!() };
+        assert_eq!(
+            d.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(),
+            ["role", "status"]
+        );
+    }
+
+    #[tokio::test]
+    async fn create_admin_makes_an_admin() {
+        let mut f = Fixture::new();
+        f.hasher.expect_hash().returning(|_| Ok(Fixture::hash()));
+        f.users
+            .expect_create()
+            .withf(|u| u.role == Role::Admin)
+            .times(1)
+            .returning(|_| Ok(()));
+        f.expect_audit("user.admin_created");
+        let view = create_admin(
+            &f.into_ports(),
+            "root@example.com",
+            "Root",
+            "Adm1nistrator",
+            &meta(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(view.role, "admin");
+    }
+}

@@ -1,0 +1,82 @@
+//! `POST /auth/logout` (this session) and `POST /auth/logout-all` (every session).
+
+use keel_domain::identity::Principal;
+
+use crate::AppError;
+use crate::context::RequestMeta;
+use crate::identity::IdentityPorts;
+
+pub async fn logout(
+    ports: &IdentityPorts,
+    principal: &Principal,
+    meta: &RequestMeta,
+) -> Result<(), AppError> {
+    ports
+        .sessions
+        .revoke(principal.session_id, ports.clock.now())
+        .await?;
+    ports
+        .audit(
+            meta,
+            Some(principal.user_id),
+            "auth.logout",
+            ("session", Some(principal.session_id.to_string())),
+            None,
+        )
+        .await
+}
+
+pub async fn logout_all(
+    ports: &IdentityPorts,
+    principal: &Principal,
+    meta: &RequestMeta,
+) -> Result<(), AppError> {
+    let revoked = ports
+        .sessions
+        .revoke_all(principal.user_id, None, ports.clock.now())
+        .await?;
+    ports
+        .audit(
+            meta,
+            Some(principal.user_id),
+            "auth.logout_all",
+            ("user", Some(principal.user_id.to_string())),
+            Some(serde_json::json!({ "sessionsRevoked": revoked })),
+        )
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use keel_domain::identity::Role;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::identity::fixtures::{Fixture, meta, principal};
+
+    #[tokio::test]
+    async fn logout_revokes_only_the_current_session() {
+        let p = principal(Uuid::now_v7(), Role::User);
+        let mut f = Fixture::new();
+        f.sessions
+            .expect_revoke()
+            .withf(move |id, _| *id == p.session_id)
+            .times(1)
+            .returning(|_, _| Ok(true));
+        f.expect_audit("auth.logout");
+        logout(&f.into_ports(), &p, &meta()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn logout_all_revokes_every_session_of_the_user() {
+        let p = principal(Uuid::now_v7(), Role::User);
+        let mut f = Fixture::new();
+        f.sessions
+            .expect_revoke_all()
+            .withf(move |user, except, _| *user == p.user_id && except.is_none())
+            .times(1)
+            .returning(|_, _, _| Ok(3));
+        f.expect_audit("auth.logout_all");
+        logout_all(&f.into_ports(), &p, &meta()).await.unwrap();
+    }
+}

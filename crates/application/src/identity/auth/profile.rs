@@ -1,0 +1,82 @@
+//! `GET /auth/profile` and `PATCH /auth/profile` `{name}`.
+
+use keel_domain::identity::{Principal, UserName};
+
+use crate::AppError;
+use crate::context::RequestMeta;
+use crate::identity::IdentityPorts;
+use crate::identity::views::UserView;
+
+pub async fn profile(ports: &IdentityPorts, principal: &Principal) -> Result<UserView, AppError> {
+    let user = ports
+        .users
+        .find_by_id(principal.user_id)
+        .await?
+        .ok_or(AppError::Unauthorized)?;
+    Ok(UserView::from(&user))
+}
+
+pub async fn update_profile(
+    ports: &IdentityPorts,
+    principal: &Principal,
+    name: &str,
+    meta: &RequestMeta,
+) -> Result<UserView, AppError> {
+    let name = UserName::parse(name).map_err(|e| AppError::Validation(vec![e]))?;
+    let mut user = ports
+        .users
+        .find_by_id(principal.user_id)
+        .await?
+        .ok_or(AppError::Unauthorized)?;
+    user.name = name;
+    user.updated_at = ports.clock.now();
+    ports.users.update(&user).await?;
+    ports
+        .audit(
+            meta,
+            Some(user.id),
+            "user.profile_updated",
+            ("user", Some(user.id.to_string())),
+            Some(serde_json::json!({ "fields": ["name"] })),
+        )
+        .await?;
+    Ok(UserView::from(&user))
+}
+
+#[cfg(test)]
+mod tests {
+    use keel_domain::identity::{Role, UserStatus};
+
+    use super::*;
+    use crate::identity::fixtures::{Fixture, meta, now, principal, user};
+
+    #[tokio::test]
+    async fn renames_the_caller() {
+        let u = user(Role::User, UserStatus::Active);
+        let p = principal(u.id, Role::User);
+        let mut f = Fixture::new();
+        f.users
+            .expect_find_by_id()
+            .returning(move |_| Ok(Some(u.clone())));
+        f.users
+            .expect_update()
+            .withf(|u| u.name.as_str() == "Annie" && u.updated_at == now())
+            .times(1)
+            .returning(|_| Ok(()));
+        f.expect_audit("user.profile_updated");
+        let view = update_profile(&f.into_ports(), &p, "  Annie ", &meta())
+            .await
+            .unwrap();
+        assert_eq!(view.name, "Annie");
+    }
+
+    #[tokio::test]
+    async fn an_invalid_name_changes_nothing() {
+        let f = Fixture::new();
+        let p = principal(uuid::Uuid::now_v7(), Role::User);
+        let err = update_profile(&f.into_ports(), &p, "A", &meta())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AppError::Validation(ref d) if d[0].field == "name"));
+    }
+}

@@ -1,0 +1,139 @@
+//! `POST /auth/register`: a new account with the `user` role (never another), signed in.
+
+use keel_domain::StoreError;
+use keel_domain::identity::{Email, Password, Role, User, UserName, UserStatus};
+use uuid::Uuid;
+
+use crate::AppError;
+use crate::context::RequestMeta;
+use crate::identity::views::{AuthView, UserView};
+use crate::identity::{IdentityPorts, collect};
+
+#[derive(Debug, Clone)]
+pub struct RegisterInput {
+    pub email: String,
+    pub password: String,
+    pub name: String,
+}
+
+pub async fn register(
+    ports: &IdentityPorts,
+    input: RegisterInput,
+    meta: &RequestMeta,
+) -> Result<AuthView, AppError> {
+    let (email, password, name) = collect(
+        Email::parse(&input.email),
+        Password::parse(&input.password, "password"),
+        UserName::parse(&input.name),
+    )?;
+    let password_hash = ports.hasher.hash(&password).await?;
+    let now = ports.clock.now();
+    let user = User {
+        id: Uuid::now_v7(),
+        email,
+        name,
+        role: Role::User,
+        status: UserStatus::Active,
+        password_hash,
+        created_at: now,
+        updated_at: now,
+    };
+    ports.users.create(&user).await.map_err(|e| match e {
+        StoreError::Conflict(_) => AppError::Conflict("an account with this e-mail already exists".into()),
+        other => other.into(),
+    })?;
+    let tokens = ports.start_session(&user, meta).await?;
+    ports
+        .audit(
+            meta,
+            Some(user.id),
+            "auth.registered",
+            ("user", Some(user.id.to_string())),
+            None,
+        )
+        .await?;
+    Ok(AuthView {
+        user: UserView::from(&user),
+        tokens,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::fixtures::{Fixture, meta};
+
+    fn input(email: &str, password: &str, name: &str) -> RegisterInput {
+        RegisterInput {
+            email: email.into(),
+            password: password.into(),
+            name: name.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn creates_a_user_with_the_user_role_and_a_session() {
+        let mut f = Fixture::new();
+        f.hasher.expect_hash().times(1).returning(|_| Ok(Fixture::hash()));
+        f.users
+            .expect_create()
+            .withf(|u| {
+                u.role == Role::User && u.email.as_str() == "ann@example.com" && u.name.as_str() == "Ann"
+            })
+            .times(1)
+            .returning(|_| Ok(()));
+        f.expect_session_start();
+        f.expect_audit("auth.registered");
+        let view = register(
+            &f.into_ports(),
+            input(" Ann@Example.com", "Passw0rdX", " Ann "),
+            &meta(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(view.user.role, "user");
+        assert_eq!(view.user.email, "ann@example.com");
+        assert_eq!(view.tokens.token_type, "Bearer");
+    }
+
+    #[tokio::test]
+    async fn reports_every_invalid_field_and_touches_nothing() {
+        let f = Fixture::new();
+        let err = register(&f.into_ports(), input("nope", "short", "A"), &meta())
+            .await
+            .unwrap_err();
+        let AppError::Validation(details) = err else {
+            panic!("expected validation")
+        };
+        let fields: Vec<_> = details.iter().map(|d| d.field.as_str()).collect();
+        assert_eq!(fields, ["email", "password", "name"]);
+    }
+
+    #[tokio::test]
+    async fn a_taken_email_is_a_conflict() {
+        let mut f = Fixture::new();
+        f.hasher.expect_hash().returning(|_| Ok(Fixture::hash()));
+        f.users
+            .expect_create()
+            .returning(|_| Err(StoreError::Conflict("users_email_key".into())));
+        let err = register(&f.into_ports(), input("a@b.co", "Passw0rdX", "Ann"), &meta())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, AppError::Conflict(ref m) if m.contains("already exists")),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn hashing_capacity_exhausted_is_unavailable() {
+        let mut f = Fixture::new();
+        f.hasher
+            .expect_hash()
+            .returning(|_| Err(keel_domain::identity::ports::HashError::Busy));
+        let err = register(&f.into_ports(), input("a@b.co", "Passw0rdX", "Ann"), &meta())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AppError::Unavailable(_)));
+    }
+}

@@ -1,0 +1,163 @@
+//! Identity and access use cases (SPEC §4). One file per use case; they share
+//! [`IdentityPorts`], injected at start-up.
+
+pub mod admin;
+pub mod auth;
+pub mod views;
+
+#[cfg(test)]
+mod fixtures;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use keel_domain::audit::{AuditEntry, AuditLog};
+use keel_domain::clock::Clock;
+use keel_domain::identity::ports::{
+    AccessClaims, HashError, PasswordHasher, RefreshClaims, SessionRepository, TokenError, TokenService,
+    UserRepository,
+};
+use keel_domain::identity::{RefreshToken, Session, User};
+use keel_domain::rate_limit::{Quota, RateLimiter};
+use uuid::Uuid;
+
+use crate::AppError;
+use crate::context::RequestMeta;
+use views::TokensView;
+
+/// The ports every identity use case may need.
+#[derive(Clone)]
+pub struct IdentityPorts {
+    pub users: Arc<dyn UserRepository>,
+    pub sessions: Arc<dyn SessionRepository>,
+    pub hasher: Arc<dyn PasswordHasher>,
+    pub tokens: Arc<dyn TokenService>,
+    pub audit: Arc<dyn AuditLog>,
+    pub clock: Arc<dyn Clock>,
+    pub limiter: Arc<dyn RateLimiter>,
+    /// Login attempts per IP and e-mail.
+    pub login_quota: Quota,
+}
+
+impl std::fmt::Debug for IdentityPorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityPorts")
+            .field("login_quota", &self.login_quota)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IdentityPorts {
+    /// Writes one audit entry. A failure fails the use case: an unrecorded change is not
+    /// acceptable.
+    pub(crate) async fn audit(
+        &self,
+        meta: &RequestMeta,
+        actor_id: Option<Uuid>,
+        action: &str,
+        resource: (&str, Option<String>),
+        details: Option<serde_json::Value>,
+    ) -> Result<(), AppError> {
+        let entry = AuditEntry {
+            id: Uuid::now_v7(),
+            occurred_at: self.clock.now(),
+            actor_id,
+            action: action.to_owned(),
+            resource_type: resource.0.to_owned(),
+            resource_id: resource.1,
+            project_id: None,
+            request_id: meta.request_id.clone(),
+            ip: meta.ip.clone(),
+            details,
+        };
+        Ok(self.audit.record(&entry).await?)
+    }
+
+    /// Opens a session for `user` and issues its first token pair.
+    pub(crate) async fn start_session(
+        &self,
+        user: &User,
+        meta: &RequestMeta,
+    ) -> Result<TokensView, AppError> {
+        let now = self.clock.now();
+        let expires_at = now + self.tokens.refresh_ttl();
+        let session = Session {
+            id: Uuid::now_v7(),
+            user_id: user.id,
+            created_at: now,
+            last_used_at: now,
+            expires_at,
+            revoked_at: None,
+            user_agent: meta.user_agent.clone(),
+            ip: meta.ip.clone(),
+        };
+        let refresh = RefreshToken {
+            id: Uuid::now_v7(),
+            session_id: session.id,
+            issued_at: now,
+            expires_at,
+        };
+        self.sessions.create(&session, &refresh).await?;
+        Ok(self.token_pair(user, session.id, &refresh, now))
+    }
+
+    pub(crate) fn token_pair(
+        &self,
+        user: &User,
+        session_id: Uuid,
+        refresh: &RefreshToken,
+        now: DateTime<Utc>,
+    ) -> TokensView {
+        let access = AccessClaims {
+            user_id: user.id,
+            session_id,
+            role: user.role,
+        };
+        let (access_token, expires_in) = self.tokens.issue_access(&access, now);
+        let refresh_claims = RefreshClaims {
+            user_id: user.id,
+            session_id,
+            token_id: refresh.id,
+        };
+        TokensView {
+            access_token,
+            refresh_token: self
+                .tokens
+                .issue_refresh(&refresh_claims, now, refresh.expires_at),
+            token_type: "Bearer",
+            expires_in,
+        }
+    }
+}
+
+impl From<TokenError> for AppError {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Expired => Self::TokenExpired,
+            TokenError::Invalid => Self::Unauthorized,
+        }
+    }
+}
+
+impl From<HashError> for AppError {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Busy => Self::Unavailable(Box::new(e)),
+            HashError::Failed(_) => Self::Internal(Box::new(e)),
+        }
+    }
+}
+
+/// Collects the results of several parsers into one validation error listing every field.
+pub(crate) fn collect<A, B, C>(
+    a: Result<A, keel_domain::FieldError>,
+    b: Result<B, keel_domain::FieldError>,
+    c: Result<C, keel_domain::FieldError>,
+) -> Result<(A, B, C), AppError> {
+    match (a, b, c) {
+        (Ok(a), Ok(b), Ok(c)) => Ok((a, b, c)),
+        (a, b, c) => Err(AppError::Validation(
+            [a.err(), b.err(), c.err()].into_iter().flatten().collect(),
+        )),
+    }
+}

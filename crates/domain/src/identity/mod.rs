@@ -1,0 +1,102 @@
+//! Identity and access: users, sessions, refresh tokens, and the ports the identity use
+//! cases need (stores, password hashing, tokens).
+
+pub mod ports;
+pub mod values;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+pub use values::{Email, Password, PasswordHash, Role, UserName, UserStatus};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: Uuid,
+    pub email: Email,
+    pub name: UserName,
+    pub role: Role,
+    pub status: UserStatus,
+    pub password_hash: PasswordHash,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One login of one user on one device. Access tokens name it (`sid`); revoking it refuses
+/// them at once, although the JWT itself has not expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+impl Session {
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at > now
+    }
+}
+
+/// A single-use refresh token, identified by its `jti`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshToken {
+    pub id: Uuid,
+    pub session_id: Uuid,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What happened when a refresh token was presented for rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    /// It was unused: it is now used, and its successor is stored.
+    Rotated,
+    /// It had been used before: a replay; the session must be revoked.
+    AlreadyUsed,
+    /// No such token.
+    Unknown,
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+    pub role: Role,
+}
+
+impl Principal {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_session_is_active_until_revoked_or_expired() {
+        let now = Utc::now();
+        let mut s = Session {
+            id: Uuid::nil(),
+            user_id: Uuid::nil(),
+            created_at: now,
+            last_used_at: now,
+            expires_at: now + Duration::hours(1),
+            revoked_at: None,
+            user_agent: None,
+            ip: None,
+        };
+        assert!(s.is_active(now));
+        assert!(!s.is_active(now + Duration::hours(2)));
+        s.revoked_at = Some(now);
+        assert!(!s.is_active(now));
+    }
+}

@@ -1,0 +1,122 @@
+//! Ports of the identity use cases. Each method documents the errors it may return.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{Email, Password, PasswordHash, RefreshToken, Role, Rotation, Session, User, UserStatus};
+use crate::{BoxError, StoreError};
+
+/// Filters of the admin user list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserFilter {
+    /// Case-insensitive substring of the e-mail or the name.
+    pub q: Option<String>,
+    pub role: Option<Role>,
+    pub status: Option<UserStatus>,
+}
+
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait UserRepository: Send + Sync {
+    /// # Errors
+    /// `Conflict` when the e-mail is taken; `Unavailable`/`Unexpected` on store failure.
+    async fn create(&self, user: &User) -> Result<(), StoreError>;
+    async fn find_by_id(&self, id: Uuid) -> Result<Option<User>, StoreError>;
+    async fn find_by_email(&self, email: &Email) -> Result<Option<User>, StoreError>;
+    /// Saves name, role, status, password hash and `updated_at`.
+    /// # Errors
+    /// `NotFound` when the user does not exist.
+    async fn update(&self, user: &User) -> Result<(), StoreError>;
+    /// Active admins, for the last-admin rule.
+    async fn count_active_admins(&self) -> Result<u64, StoreError>;
+    /// A page of users ordered by creation (oldest first, id as tiebreaker), and the total.
+    async fn list(
+        &self,
+        filter: &UserFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<User>, u64), StoreError>;
+}
+
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait SessionRepository: Send + Sync {
+    /// Stores a new session with its first refresh token, atomically.
+    async fn create(&self, session: &Session, refresh: &RefreshToken) -> Result<(), StoreError>;
+    async fn find(&self, id: Uuid) -> Result<Option<Session>, StoreError>;
+    /// Marks `used` as used if it was not, stores `next` and touches the session, in one
+    /// transaction. Safe under concurrent calls with the same token: exactly one rotates.
+    async fn rotate(
+        &self,
+        used: Uuid,
+        next: &RefreshToken,
+        at: DateTime<Utc>,
+    ) -> Result<Rotation, StoreError>;
+    /// Revokes one session; `false` when it was not active.
+    async fn revoke(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Revokes every active session of a user but `except`; returns how many.
+    async fn revoke_all(
+        &self,
+        user_id: Uuid,
+        except: Option<Uuid>,
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+    /// Active sessions of a user, most recently used first.
+    async fn list_active(&self, user_id: Uuid, now: DateTime<Utc>) -> Result<Vec<Session>, StoreError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// Too many hashes are running; the caller should answer 503 rather than queue without
+    /// bound (memory stays bounded under a login flood).
+    #[error("password hashing capacity exhausted")]
+    Busy,
+    #[error("password hashing failed")]
+    Failed(#[source] BoxError),
+}
+
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait PasswordHasher: Send + Sync {
+    async fn hash(&self, password: &Password) -> Result<PasswordHash, HashError>;
+    /// Verifies `candidate` against `hash`. With `None` (unknown user) it verifies against a
+    /// fixed dummy hash and answers `false`, so both cost the same time.
+    async fn verify<'a>(&self, candidate: &str, hash: Option<&'a PasswordHash>) -> Result<bool, HashError>;
+}
+
+/// Claims of a verified access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessClaims {
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+    pub role: Role,
+}
+
+/// Claims of a verified refresh token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshClaims {
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+    pub token_id: Uuid,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("token expired")]
+    Expired,
+    /// Bad signature, wrong algorithm, issuer, audience or type, malformed.
+    #[error("invalid token")]
+    Invalid,
+}
+
+#[cfg_attr(feature = "mock", mockall::automock)]
+pub trait TokenService: Send + Sync {
+    /// An access token for the session; returns it and its lifetime in seconds.
+    fn issue_access(&self, claims: &AccessClaims, now: DateTime<Utc>) -> (String, u64);
+    fn issue_refresh(&self, claims: &RefreshClaims, now: DateTime<Utc>, expires_at: DateTime<Utc>) -> String;
+    fn verify_access(&self, token: &str) -> Result<AccessClaims, TokenError>;
+    fn verify_refresh(&self, token: &str) -> Result<RefreshClaims, TokenError>;
+    /// How long refresh tokens (and so sessions) live.
+    fn refresh_ttl(&self) -> chrono::Duration;
+}

@@ -1,0 +1,239 @@
+//! Identity value objects. Once you hold one, it is valid (parse, don't validate).
+
+use std::fmt;
+
+use crate::FieldError;
+
+/// An e-mail address: trimmed, lower-cased, `local@domain` with a dotted domain, ≤ 254 bytes.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        let email = raw.trim().to_lowercase();
+        let invalid = || FieldError::new("email", "must be a valid e-mail address");
+        if email.is_empty() || email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(invalid());
+        }
+        let (local, domain) = email.rsplit_once('@').ok_or_else(invalid)?;
+        let domain_ok = domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !domain.contains("..")
+            && domain
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '.' || c == '-');
+        if local.is_empty() || local.len() > 64 || local.contains('@') || !domain_ok {
+            return Err(invalid());
+        }
+        Ok(Self(email))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// For logs: `j***@example.com` — never the full address (SPEC §8).
+    pub fn masked(&self) -> String {
+        let (local, domain) = self.0.rsplit_once('@').unwrap_or(("", ""));
+        let first = local.chars().next().unwrap_or('*');
+        format!("{first}***@{domain}")
+    }
+}
+
+impl fmt::Debug for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Email({})", self.masked())
+    }
+}
+
+/// A display name: trimmed, 2–50 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserName(String);
+
+impl UserName {
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        let name = raw.trim();
+        let count = name.chars().count();
+        if !(2..=50).contains(&count) {
+            return Err(FieldError::new("name", "must be 2–50 characters"));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(FieldError::new("name", "must not contain control characters"));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A new password that meets the policy: 8–128 characters with a lower-case letter, an
+/// upper-case letter and a digit. Its `Debug` never shows it.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    /// `field` names the input in errors (`password`, `newPassword`).
+    pub fn parse(raw: &str, field: &str) -> Result<Self, FieldError> {
+        let count = raw.chars().count();
+        let rule = "must be 8–128 characters with a lower-case letter, an upper-case letter and a digit";
+        if !(8..=128).contains(&count)
+            || !raw.chars().any(char::is_lowercase)
+            || !raw.chars().any(char::is_uppercase)
+            || !raw.chars().any(|c| c.is_ascii_digit())
+        {
+            return Err(FieldError::new(field, rule));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// A password hash in PHC string format (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`), so the
+/// parameters travel with it and can be upgraded on the next login.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash(String);
+
+impl PasswordHash {
+    pub fn new(phc: String) -> Self {
+        Self(phc)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordHash(***)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    User,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Admin => "admin",
+        }
+    }
+
+    pub fn parse(raw: &str, field: &str) -> Result<Self, FieldError> {
+        match raw {
+            "user" => Ok(Self::User),
+            "admin" => Ok(Self::Admin),
+            _ => Err(FieldError::new(field, "must be user or admin")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UserStatus {
+    Active,
+    Disabled,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Disabled => "disabled",
+        }
+    }
+
+    pub fn parse(raw: &str, field: &str) -> Result<Self, FieldError> {
+        match raw {
+            "active" => Ok(Self::Active),
+            "disabled" => Ok(Self::Disabled),
+            _ => Err(FieldError::new(field, "must be active or disabled")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_is_trimmed_and_lower_cased() {
+        let e = Email::parse("  Jane.Doe@Example.COM ").unwrap();
+        assert_eq!(e.as_str(), "jane.doe@example.com");
+        assert_eq!(e.masked(), "j***@example.com");
+        assert!(!format!("{e:?}").contains("jane.doe"));
+    }
+
+    #[test]
+    fn malformed_emails_are_refused() {
+        for bad in [
+            "",
+            "plain",
+            "@example.com",
+            "a@",
+            "a@b",
+            "a@.b.c",
+            "a@b..c",
+            "a b@c.d",
+            "a@b.c.",
+            &format!("{}@b.c", "x".repeat(65)),
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn names_are_2_to_50_characters_after_trimming() {
+        assert_eq!(UserName::parse("  Al ").unwrap().as_str(), "Al");
+        assert!(UserName::parse(" A ").is_err());
+        assert!(UserName::parse(&"é".repeat(50)).is_ok(), "characters, not bytes");
+        assert!(UserName::parse(&"x".repeat(51)).is_err());
+        assert!(UserName::parse("Al\u{7}").is_err());
+    }
+
+    #[test]
+    fn password_policy() {
+        assert!(Password::parse("Abcdefg1", "password").is_ok());
+        for bad in [
+            "Abcdef1",
+            "abcdefg1",
+            "ABCDEFG1",
+            "Abcdefgh",
+            &format!("A1{}", "a".repeat(127)),
+        ] {
+            let e = Password::parse(bad, "newPassword").unwrap_err();
+            assert_eq!(e.field, "newPassword", "{bad}");
+        }
+        assert_eq!(
+            format!("{:?}", Password::parse("Abcdefg1", "p").unwrap()),
+            "Password(***)"
+        );
+    }
+
+    #[test]
+    fn roles_and_statuses_round_trip() {
+        for r in [Role::User, Role::Admin] {
+            assert_eq!(Role::parse(r.as_str(), "role").unwrap(), r);
+        }
+        for s in [UserStatus::Active, UserStatus::Disabled] {
+            assert_eq!(UserStatus::parse(s.as_str(), "status").unwrap(), s);
+        }
+        assert!(Role::parse("owner", "role").is_err());
+    }
+}
