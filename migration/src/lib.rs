@@ -4,6 +4,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_audit_log;
+mod m20261122_000002_create_identity;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -11,6 +12,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_create_audit_log::Migration)]
+        vec![
+            Box::new(m20261122_000001_create_audit_log::Migration),
+            Box::new(m20261122_000002_create_identity::Migration),
+        ]
     }
 }

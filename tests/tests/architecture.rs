@@ -45,7 +45,7 @@ fn workspace_metadata() -> Value {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let output = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--all-features", "--offline"])
+        .args(["metadata", "--format-version", "1", "--all-features", "--locked"])
         .current_dir(root)
         .output()
         .expect("run cargo metadata");

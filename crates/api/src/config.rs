@@ -58,6 +58,8 @@ pub struct Argon2Settings {
     pub memory_kib: u32,
     pub iterations: u32,
     pub parallelism: u32,
+    /// Hashes that may run at once; each holds `memory_kib`. Default: one per CPU.
+    pub max_concurrent: u32,
 }
 
 /// `requests` per `window`, written `100/15m`.
@@ -261,6 +263,13 @@ impl Settings {
                 4,
                 1,
                 64,
+            )?,
+            max_concurrent: parse_in(
+                "KEEL_ARGON2_MAX_CONCURRENT",
+                get("KEEL_ARGON2_MAX_CONCURRENT"),
+                std::thread::available_parallelism().map_or(2, |n| u32::try_from(n.get()).unwrap_or(2)),
+                1,
+                1024,
             )?,
         };
         if argon2.memory_kib < 8 * argon2.parallelism {
@@ -489,13 +498,10 @@ mod tests {
         assert_eq!(s.access_token_ttl, Duration::from_secs(900));
         assert_eq!(s.refresh_token_ttl, Duration::from_secs(604_800));
         assert_eq!(
-            s.argon2,
-            Argon2Settings {
-                memory_kib: 65_536,
-                iterations: 3,
-                parallelism: 4
-            }
+            (s.argon2.memory_kib, s.argon2.iterations, s.argon2.parallelism),
+            (65_536, 3, 4)
         );
+        assert!(s.argon2.max_concurrent >= 1);
         assert_eq!(
             s.rate_limits.anonymous,
             RateLimit {
@@ -549,6 +555,7 @@ mod tests {
             ("KEEL_ARGON2_MEMORY_KIB", "lots"),
             ("KEEL_ARGON2_ITERATIONS", "0"),
             ("KEEL_ARGON2_PARALLELISM", "65"),
+            ("KEEL_ARGON2_MAX_CONCURRENT", "0"),
             ("KEEL_RATE_LIMIT_ANON", "100"),
             ("KEEL_RATE_LIMIT_USER", "0/15m"),
             ("KEEL_RATE_LIMIT_LOGIN", "10/15d"),

@@ -5,6 +5,7 @@ pub mod conditional;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod extractors;
 pub mod middleware;
 pub mod openapi;
 pub mod pagination;

@@ -19,10 +19,28 @@ use crate::routes;
         routes::ops::ready,
         routes::ops::metrics,
         routes::ops::openapi_json,
+        routes::auth::register_route,
+        routes::auth::login_route,
+        routes::auth::refresh_route,
+        routes::auth::logout_route,
+        routes::auth::logout_all_route,
+        routes::auth::profile_route,
+        routes::auth::update_profile_route,
+        routes::auth::change_password_route,
+        routes::auth::sessions_route,
+        routes::auth::revoke_session_route,
+        routes::admin::list_users_route,
+        routes::admin::get_user_route,
+        routes::admin::update_user_route,
+        routes::admin::audit_log_route,
     ),
     components(schemas(ErrorBody, ErrorDetail, keel_application::pagination::PageInfo, keel_application::pagination::CursorInfo)),
     modifiers(&BearerAuth),
-    tags((name = "operations", description = "Liveness, readiness, metrics and this document"))
+    tags(
+        (name = "operations", description = "Liveness, readiness, metrics and this document"),
+        (name = "auth", description = "Accounts, sign-in, tokens and sessions"),
+        (name = "admin", description = "Instance administration (admins only)")
+    )
 )]
 pub struct ApiDoc;
 

@@ -11,10 +11,20 @@ pub use actix_web::dev::ServerHandle;
 use actix_web::http::header::{self, HeaderName};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
+use keel_application::identity::IdentityPorts;
 use keel_application::readiness::CheckReadiness;
 use keel_domain::StoreError;
 use keel_domain::health::CacheProbe;
+use keel_domain::identity::ports::HashError;
+use keel_domain::rate_limit::Quota;
+use keel_infrastructure::audit::SeaOrmAuditLog;
+use keel_infrastructure::clock::SystemClock;
 use keel_infrastructure::health::{InProcessCacheProbe, RedisCacheProbe, SqlDatabaseProbe};
+use keel_infrastructure::identity::jwt::JwtTokenService;
+use keel_infrastructure::identity::password::{Argon2Hasher, HashSettings};
+use keel_infrastructure::identity::sessions::SeaOrmSessionRepository;
+use keel_infrastructure::identity::users::SeaOrmUserRepository;
+use keel_infrastructure::rate_limit::InProcessRateLimiter;
 use keel_infrastructure::redis::{RedisError, create_pool};
 use keel_infrastructure::{Database, DbSettings, Metrics, migrate};
 use secrecy::ExposeSecret;
@@ -29,6 +39,8 @@ use crate::{openapi, routes};
 /// How long a Redis command may take before the cache counts as degraded.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 const REDIS_POOL_SIZE: usize = 16;
+/// How long a request waits for a free password-hashing slot before a 503.
+const HASH_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -42,6 +54,8 @@ pub enum StartupError {
     Metrics(#[from] keel_infrastructure::metrics::MetricsError),
     #[error("cannot render the OpenAPI document")]
     OpenApi(#[from] serde_json::Error),
+    #[error("invalid password hashing parameters")]
+    Hashing(#[source] HashError),
     #[error("cannot listen on the configured address")]
     Bind(#[from] std::io::Error),
 }
@@ -100,6 +114,8 @@ impl Application {
         ));
         let state = web::Data::new(AppState {
             readiness: CheckReadiness::new(database_probe, cache_probe),
+            identity: identity_ports(&settings, &db)?,
+            trusted_proxies: settings.trusted_proxies.clone(),
             metrics,
             db: db.clone(),
             openapi_json: openapi::document_json()?,
@@ -160,6 +176,38 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// The identity use cases' ports on the production adapters.
+pub fn identity_ports(settings: &Settings, db: &Database) -> Result<IdentityPorts, StartupError> {
+    let secret = match &settings.jwt_secret {
+        JwtSecret::Configured(s) | JwtSecret::Generated(s) => s.expose_secret().as_bytes().to_vec(),
+    };
+    let hasher = Argon2Hasher::new(HashSettings {
+        memory_kib: settings.argon2.memory_kib,
+        iterations: settings.argon2.iterations,
+        parallelism: settings.argon2.parallelism,
+        max_concurrent: settings.argon2.max_concurrent as usize,
+        queue_timeout: HASH_QUEUE_TIMEOUT,
+    })
+    .map_err(StartupError::Hashing)?;
+    Ok(IdentityPorts {
+        users: Arc::new(SeaOrmUserRepository::new(db.clone())),
+        sessions: Arc::new(SeaOrmSessionRepository::new(db.clone())),
+        hasher: Arc::new(hasher),
+        tokens: Arc::new(JwtTokenService::new(
+            &secret,
+            settings.access_token_ttl,
+            settings.refresh_token_ttl,
+        )),
+        audit: Arc::new(SeaOrmAuditLog::new(db.clone())),
+        clock: Arc::new(SystemClock),
+        limiter: Arc::new(InProcessRateLimiter::new()),
+        login_quota: Quota {
+            requests: settings.rate_limits.login.requests,
+            window: settings.rate_limits.login.window,
+        },
+    })
 }
 
 async fn docs_redirect() -> HttpResponse {

@@ -2,14 +2,18 @@
 
 use std::sync::Arc;
 
+use ipnet::IpNet;
+use keel_application::identity::IdentityPorts;
 use keel_application::readiness::CheckReadiness;
 use keel_infrastructure::{Database, Metrics};
 
 #[derive(Debug)]
 pub struct AppState {
     pub readiness: CheckReadiness,
+    pub identity: IdentityPorts,
     pub metrics: Arc<Metrics>,
     pub db: Database,
+    pub trusted_proxies: Vec<IpNet>,
     /// The OpenAPI document, rendered once.
     pub openapi_json: String,
 }

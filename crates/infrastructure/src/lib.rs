@@ -1,10 +1,15 @@
 //! Keel's adapters: they implement the domain's ports on SeaORM (SQLite and PostgreSQL),
 //! Redis and Prometheus. Driver errors are translated into domain errors here, once.
 
+pub mod audit;
+pub mod clock;
 pub mod db;
+pub mod entities;
 pub mod health;
+pub mod identity;
 pub mod metrics;
 pub mod migrate;
+pub mod rate_limit;
 pub mod redis;
 
 pub use db::{Database, DbSettings};

@@ -24,6 +24,7 @@ pub struct Metrics {
     http_requests_total: IntCounterVec,
     db_query_duration_seconds: HistogramVec,
     db_connections_active: IntGauge,
+    auth_failures_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -50,6 +51,11 @@ impl Metrics {
             "db_connections_active",
             "Database connections lent out of the pool",
         )?;
+        let auth_failures_total = IntCounterVec::new(
+            Opts::new("auth_failures_total", "Refused authentications by reason"),
+            &["reason"],
+        )?;
+        registry.register(Box::new(auth_failures_total.clone()))?;
         registry.register(Box::new(http_request_duration_seconds.clone()))?;
         registry.register(Box::new(http_requests_total.clone()))?;
         registry.register(Box::new(db_query_duration_seconds.clone()))?;
@@ -60,6 +66,7 @@ impl Metrics {
             http_requests_total,
             db_query_duration_seconds,
             db_connections_active,
+            auth_failures_total,
         })
     }
 
@@ -84,6 +91,11 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// One refused authentication; `reason` is a machine code such as `invalid_credentials`.
+    pub fn auth_failure(&self, reason: &str) {
+        self.auth_failures_total.with_label_values(&[reason]).inc();
+    }
+
     pub fn set_db_connections_active(&self, active: i64) {
         self.db_connections_active.set(active);
     }
@@ -106,6 +118,7 @@ mod tests {
         m.observe_http("GET", "/api/v1/projects/{id}", 200, Duration::from_millis(3));
         m.observe_db_query("select", "projects".into(), Duration::from_micros(800));
         m.set_db_connections_active(2);
+        m.auth_failure("token_expired");
         let text = m.render().unwrap();
         assert!(text.contains(
             r#"http_requests_total{method="GET",route="/api/v1/projects/{id}",status_code="200"} 1"#
@@ -115,6 +128,7 @@ mod tests {
         ));
         assert!(text.contains(r#"db_query_duration_seconds_count{operation="select",table="projects"} 1"#));
         assert!(text.contains("db_connections_active 2"));
+        assert!(text.contains(r#"auth_failures_total{reason="token_expired"} 1"#));
     }
 
     #[test]

@@ -93,6 +93,9 @@ pub async fn request_context(
             return Err(error);
         }
     };
+    if let (Some(state), Some(reason)) = (&state, auth_failure_reason(&response)) {
+        state.metrics.auth_failure(reason);
+    }
     let mut response = if response.status().as_u16() >= 400
         && response.response().extensions().get::<ContractBody>().is_none()
     {
@@ -119,6 +122,19 @@ pub async fn request_context(
             .observe_http(method.as_str(), &route, status, elapsed);
     }
     Ok(response)
+}
+
+/// `auth_failures_total{reason}`: the machine code of a refused authentication.
+fn auth_failure_reason(response: &ServiceResponse<BoxBody>) -> Option<&'static str> {
+    use keel_application::AppError;
+    match response.response().error()?.as_error::<ApiError>()? {
+        ApiError::App(AppError::Unauthorized) => Some("unauthorized"),
+        ApiError::App(AppError::InvalidCredentials) => Some("invalid_credentials"),
+        ApiError::App(AppError::TokenExpired) => Some("token_expired"),
+        ApiError::App(AppError::TokenReused) => Some("token_reused"),
+        ApiError::App(AppError::AccountDisabled) => Some("account_disabled"),
+        _ => None,
+    }
 }
 
 /// Replaces the body of an error response with the contract's error shape, keeping the

@@ -5,6 +5,8 @@
 //! macros answer 404). The same table feeds the test that every registered route is in the
 //! OpenAPI document and every documented route is registered.
 
+pub mod admin;
+pub mod auth;
 pub mod ops;
 
 use actix_web::http::Method;
@@ -39,6 +41,20 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint!(GET "/ready" => ops::ready),
         endpoint!(GET "/metrics" => ops::metrics),
         endpoint!(GET "/api/v1/openapi.json" => ops::openapi_json),
+        endpoint!(POST "/api/v1/auth/register" => auth::register_route),
+        endpoint!(POST "/api/v1/auth/login" => auth::login_route),
+        endpoint!(POST "/api/v1/auth/refresh" => auth::refresh_route),
+        endpoint!(POST "/api/v1/auth/logout" => auth::logout_route),
+        endpoint!(POST "/api/v1/auth/logout-all" => auth::logout_all_route),
+        endpoint!(GET "/api/v1/auth/profile" => auth::profile_route),
+        endpoint!(PATCH "/api/v1/auth/profile" => auth::update_profile_route),
+        endpoint!(POST "/api/v1/auth/password" => auth::change_password_route),
+        endpoint!(GET "/api/v1/auth/sessions" => auth::sessions_route),
+        endpoint!(DELETE "/api/v1/auth/sessions/{id}" => auth::revoke_session_route),
+        endpoint!(GET "/api/v1/admin/users" => admin::list_users_route),
+        endpoint!(GET "/api/v1/admin/users/{id}" => admin::get_user_route),
+        endpoint!(PATCH "/api/v1/admin/users/{id}" => admin::update_user_route),
+        endpoint!(GET "/api/v1/admin/audit-log" => admin::audit_log_route),
     ]
 }
 

@@ -1,0 +1,148 @@
+//! `/api/v1/admin/*` (SPEC §4): instance administration, 403 for non-admins.
+
+use actix_web::{HttpResponse, web};
+use keel_application::identity::admin::{
+    AuditQuery, UpdateUserInput, UserListQuery, audit_log, get_user, list_users, update_user,
+};
+use keel_application::identity::views::{AuditEntryView, UserView};
+use keel_application::pagination::Page;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::extractors::{AuthUser, ClientContext};
+use crate::pagination::PageParams;
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserListParams {
+    /// Substring of the e-mail or name, case-insensitive.
+    #[param(max_length = 100)]
+    pub q: Option<String>,
+    #[param(inline, value_type = Option<String>, pattern = "^(user|admin)$")]
+    pub role: Option<String>,
+    #[param(inline, value_type = Option<String>, pattern = "^(active|disabled)$")]
+    pub status: Option<String>,
+}
+
+/// Users, oldest first, with filters.
+#[utoipa::path(
+    get, path = "/api/v1/admin/users", tag = "admin", security(("bearerAuth" = [])),
+    params(PageParams, UserListParams),
+    responses(
+        (status = 200, body = Page<UserView>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)
+    )
+)]
+pub async fn list_users_route(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    page: web::Query<PageParams>,
+    filter: web::Query<UserListParams>,
+) -> Result<HttpResponse, ApiError> {
+    let page = page.validate()?;
+    let UserListParams { q, role, status } = filter.into_inner();
+    let result = list_users(&state.identity, &user.0, UserListQuery { q, role, status }, page).await?;
+    Ok(HttpResponse::Ok().json(result))
+}
+
+/// One user.
+#[utoipa::path(
+    get, path = "/api/v1/admin/users/{id}", tag = "admin", security(("bearerAuth" = [])),
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = UserView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)
+    )
+)]
+pub async fn get_user_route(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(get_user(&state.identity, &user.0, id.into_inner()).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserBody {
+    #[schema(pattern = "^(user|admin)$")]
+    pub role: Option<String>,
+    #[schema(pattern = "^(active|disabled)$")]
+    pub status: Option<String>,
+}
+
+/// Changes a user's role or status. Disabling revokes every session at once; removing the
+/// last active admin is a 409.
+#[utoipa::path(
+    patch, path = "/api/v1/admin/users/{id}", tag = "admin", security(("bearerAuth" = [])),
+    params(("id" = Uuid, Path)), request_body = UpdateUserBody,
+    responses(
+        (status = 200, body = UserView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "The last active admin cannot be demoted or disabled", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)
+    )
+)]
+pub async fn update_user_route(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    ctx: ClientContext,
+    id: web::Path<Uuid>,
+    body: web::Json<UpdateUserBody>,
+) -> Result<HttpResponse, ApiError> {
+    let UpdateUserBody { role, status } = body.into_inner();
+    let view = update_user(
+        &state.identity,
+        &user.0,
+        id.into_inner(),
+        UpdateUserInput { role, status },
+        &ctx.0,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditParams {
+    #[param(value_type = Option<Uuid>)]
+    pub actor_id: Option<String>,
+    /// Exact action, e.g. `auth.login.failed`.
+    #[param(max_length = 100)]
+    pub action: Option<String>,
+}
+
+/// The audit log, newest first.
+#[utoipa::path(
+    get, path = "/api/v1/admin/audit-log", tag = "admin", security(("bearerAuth" = [])),
+    params(PageParams, AuditParams),
+    responses(
+        (status = 200, body = Page<AuditEntryView>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)
+    )
+)]
+pub async fn audit_log_route(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    page: web::Query<PageParams>,
+    filter: web::Query<AuditParams>,
+) -> Result<HttpResponse, ApiError> {
+    let page = page.validate()?;
+    let AuditParams { actor_id, action } = filter.into_inner();
+    let result = audit_log(&state.identity, &user.0, AuditQuery { actor_id, action }, page).await?;
+    Ok(HttpResponse::Ok().json(result))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_body_refuses_unknown_fields() {
+        assert!(serde_json::from_str::<UpdateUserBody>(r#"{"role":"admin","email":"x"}"#).is_err());
+    }
+}

@@ -1,0 +1,281 @@
+//! `/api/v1/auth/*` (SPEC §4).
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use keel_application::identity::auth::login::{LoginInput, login};
+use keel_application::identity::auth::logout::{logout, logout_all};
+use keel_application::identity::auth::password::{ChangePasswordInput, change_password};
+use keel_application::identity::auth::profile::{profile, update_profile};
+use keel_application::identity::auth::refresh::refresh;
+use keel_application::identity::auth::register::{RegisterInput, register};
+use keel_application::identity::auth::sessions::{list_sessions, revoke_session};
+use keel_application::identity::views::{AuthView, SessionView, TokensView, UserView};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::extractors::{AuthUser, ClientContext};
+use crate::state::AppState;
+
+/// `Debug` that names the type and none of its fields: these bodies carry secrets.
+macro_rules! redacted_debug {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($t)).finish_non_exhaustive()
+            }
+        }
+    )*};
+}
+redacted_debug!(RegisterBody, LoginBody, RefreshBody, ChangePasswordBody);
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterBody {
+    /// Trimmed and lower-cased; unique.
+    #[schema(format = "email", max_length = 254, example = "ann@example.com")]
+    pub email: String,
+    /// 8–128 characters with a lower-case letter, an upper-case letter and a digit.
+    #[schema(min_length = 8, max_length = 128, example = "Correct-h0rse")]
+    pub password: String,
+    /// 2–50 characters after trimming.
+    #[schema(min_length = 2, max_length = 50, example = "Ann")]
+    pub name: String,
+}
+
+/// Creates an account (role `user`; a `role` field is refused) and signs it in.
+#[utoipa::path(
+    post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterBody,
+    responses(
+        (status = 201, description = "Account created and signed in", body = AuthView,
+            headers(("Location" = String, description = "The new account's profile"))),
+        (status = 400, description = "A field is invalid, or an unknown field was sent", body = ErrorBody),
+        (status = 409, description = "The e-mail is taken", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 503, description = "Hashing capacity or the database is unavailable", body = ErrorBody)
+    )
+)]
+pub async fn register_route(
+    state: web::Data<AppState>,
+    ctx: ClientContext,
+    body: web::Json<RegisterBody>,
+) -> Result<HttpResponse, ApiError> {
+    let RegisterBody {
+        email,
+        password,
+        name,
+    } = body.into_inner();
+    let view = register(
+        &state.identity,
+        RegisterInput {
+            email,
+            password,
+            name,
+        },
+        &ctx.0,
+    )
+    .await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, "/api/v1/auth/profile"))
+        .json(view))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    #[schema(example = "ann@example.com")]
+    pub email: String,
+    #[schema(example = "Correct-h0rse")]
+    pub password: String,
+}
+
+/// Signs in. An unknown e-mail and a wrong password answer the same 401.
+#[utoipa::path(
+    post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginBody,
+    responses(
+        (status = 200, description = "Signed in", body = AuthView),
+        (status = 400, body = ErrorBody),
+        (status = 401, description = "`INVALID_CREDENTIALS`", body = ErrorBody),
+        (status = 403, description = "`ACCOUNT_DISABLED`", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 429, description = "Too many attempts for this IP and e-mail", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, body = ErrorBody)
+    )
+)]
+pub async fn login_route(
+    state: web::Data<AppState>,
+    ctx: ClientContext,
+    body: web::Json<LoginBody>,
+) -> Result<HttpResponse, ApiError> {
+    let LoginBody { email, password } = body.into_inner();
+    let view = login(&state.identity, LoginInput { email, password }, &ctx.0).await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RefreshBody {
+    pub refresh_token: String,
+}
+
+/// Rotates a refresh token: the presented one is used up. Presenting a used one revokes the
+/// whole session (`TOKEN_REUSED`).
+#[utoipa::path(
+    post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshBody,
+    responses(
+        (status = 200, description = "A new token pair", body = TokensView),
+        (status = 400, body = ErrorBody),
+        (status = 401, description = "`UNAUTHORIZED`, `TOKEN_EXPIRED` or `TOKEN_REUSED`", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)
+    )
+)]
+pub async fn refresh_route(
+    state: web::Data<AppState>,
+    ctx: ClientContext,
+    body: web::Json<RefreshBody>,
+) -> Result<HttpResponse, ApiError> {
+    let tokens = refresh(&state.identity, &body.refresh_token, &ctx.0).await?;
+    Ok(HttpResponse::Ok().json(tokens))
+}
+
+/// Revokes the current session; its tokens are refused from now on.
+#[utoipa::path(
+    post, path = "/api/v1/auth/logout", tag = "auth", security(("bearerAuth" = [])),
+    responses((status = 204, description = "Signed out"), (status = 401, body = ErrorBody))
+)]
+pub async fn logout_route(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    ctx: ClientContext,
+) -> Result<HttpResponse, ApiError> {
+    logout(&state.identity, &user.0, &ctx.0).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Revokes every session of the caller.
+#[utoipa::path(
+    post, path = "/api/v1/auth/logout-all", tag = "auth", security(("bearerAuth" = [])),
+    responses((status = 204, description = "Every session signed out"), (status = 401, body = ErrorBody))
+)]
+pub async fn logout_all_route(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    ctx: ClientContext,
+) -> Result<HttpResponse, ApiError> {
+    logout_all(&state.identity, &user.0, &ctx.0).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The caller's account.
+#[utoipa::path(
+    get, path = "/api/v1/auth/profile", tag = "auth", security(("bearerAuth" = [])),
+    responses((status = 200, body = UserView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody))
+)]
+pub async fn profile_route(state: web::Data<AppState>, user: AuthUser) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(profile(&state.identity, &user.0).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProfileBody {
+    #[schema(min_length = 2, max_length = 50, example = "Ann")]
+    pub name: String,
+}
+
+/// Renames the caller.
+#[utoipa::path(
+    patch, path = "/api/v1/auth/profile", tag = "auth", security(("bearerAuth" = [])),
+    request_body = UpdateProfileBody,
+    responses(
+        (status = 200, body = UserView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)
+    )
+)]
+pub async fn update_profile_route(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    ctx: ClientContext,
+    body: web::Json<UpdateProfileBody>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(update_profile(&state.identity, &user.0, &body.name, &ctx.0).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ChangePasswordBody {
+    pub current_password: String,
+    #[schema(min_length = 8, max_length = 128)]
+    pub new_password: String,
+}
+
+/// Changes the password and revokes every other session.
+#[utoipa::path(
+    post, path = "/api/v1/auth/password", tag = "auth", security(("bearerAuth" = [])),
+    request_body = ChangePasswordBody,
+    responses(
+        (status = 204, description = "Changed; other sessions revoked"),
+        (status = 400, description = "The new password breaks the policy", body = ErrorBody),
+        (status = 401, description = "Not signed in, or `INVALID_CREDENTIALS` for a wrong current password", body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 503, body = ErrorBody)
+    )
+)]
+pub async fn change_password_route(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    ctx: ClientContext,
+    body: web::Json<ChangePasswordBody>,
+) -> Result<HttpResponse, ApiError> {
+    let ChangePasswordBody {
+        current_password,
+        new_password,
+    } = body.into_inner();
+    change_password(
+        &state.identity,
+        &user.0,
+        ChangePasswordInput {
+            current_password,
+            new_password,
+        },
+        &ctx.0,
+    )
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionList {
+    pub data: Vec<SessionView>,
+}
+
+/// The caller's active sessions, most recently used first.
+#[utoipa::path(
+    get, path = "/api/v1/auth/sessions", tag = "auth", security(("bearerAuth" = [])),
+    responses((status = 200, body = SessionList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody))
+)]
+pub async fn sessions_route(state: web::Data<AppState>, user: AuthUser) -> Result<HttpResponse, ApiError> {
+    let data = list_sessions(&state.identity, &user.0).await?;
+    Ok(HttpResponse::Ok().json(SessionList { data }))
+}
+
+/// Revokes one of the caller's sessions.
+#[utoipa::path(
+    delete, path = "/api/v1/auth/sessions/{id}", tag = "auth", security(("bearerAuth" = [])),
+    params(("id" = Uuid, Path, description = "Session id")),
+    responses(
+        (status = 204, description = "Revoked"), (status = 400, description = "Not a UUID", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, description = "No such active session of the caller", body = ErrorBody)
+    )
+)]
+pub async fn revoke_session_route(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    ctx: ClientContext,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    revoke_session(&state.identity, &user.0, id.into_inner(), &ctx.0).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,94 @@
+//! The audit log store on SeaORM.
+
+use async_trait::async_trait;
+use keel_domain::StoreError;
+use keel_domain::audit::{AuditEntry, AuditFilter, AuditLog};
+use sea_orm::{
+    ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
+
+use crate::db::{Database, store_error};
+use crate::entities::audit_log::{self, Column, Entity};
+
+#[derive(Debug, Clone)]
+pub struct SeaOrmAuditLog {
+    db: Database,
+}
+
+impl SeaOrmAuditLog {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+#[async_trait]
+impl AuditLog for SeaOrmAuditLog {
+    async fn record(&self, e: &AuditEntry) -> Result<(), StoreError> {
+        Entity::insert(audit_log::ActiveModel {
+            id: Set(e.id),
+            occurred_at: Set(e.occurred_at),
+            actor_id: Set(e.actor_id),
+            action: Set(e.action.clone()),
+            resource_type: Set(e.resource_type.clone()),
+            resource_id: Set(e.resource_id.clone()),
+            project_id: Set(e.project_id),
+            request_id: Set(e.request_id.clone()),
+            ip: Set(e.ip.clone()),
+            details: Set(e.details.clone()),
+        })
+        .exec_without_returning(self.db.connection())
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn list(
+        &self,
+        filter: &AuditFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<AuditEntry>, u64), StoreError> {
+        let mut condition = Condition::all();
+        if let Some(actor) = filter.actor_id {
+            condition = condition.add(Column::ActorId.eq(actor));
+        }
+        if let Some(action) = &filter.action {
+            condition = condition.add(Column::Action.eq(action.as_str()));
+        }
+        if let Some(project) = filter.project_id {
+            condition = condition.add(Column::ProjectId.eq(project));
+        }
+        let conn = self.db.connection();
+        let total = Entity::find()
+            .filter(condition.clone())
+            .count(conn)
+            .await
+            .map_err(store_error)?;
+        let rows = Entity::find()
+            .filter(condition)
+            .order_by_desc(Column::OccurredAt)
+            .order_by_desc(Column::Id)
+            .offset(offset)
+            .limit(limit)
+            .all(conn)
+            .await
+            .map_err(store_error)?;
+        Ok((
+            rows.into_iter()
+                .map(|m| AuditEntry {
+                    id: m.id,
+                    occurred_at: m.occurred_at,
+                    actor_id: m.actor_id,
+                    action: m.action,
+                    resource_type: m.resource_type,
+                    resource_id: m.resource_id,
+                    project_id: m.project_id,
+                    request_id: m.request_id,
+                    ip: m.ip,
+                    details: m.details,
+                })
+                .collect(),
+            total,
+        ))
+    }
+}

@@ -1,0 +1,261 @@
+//! JWT access and refresh tokens: HS256 only (pinned), issuer, audience, `exp` and `nbf`
+//! checked, and `typ` tells access from refresh so neither passes for the other.
+
+use chrono::{DateTime, Duration, Utc};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
+use keel_domain::identity::Role;
+use keel_domain::identity::ports::{AccessClaims, RefreshClaims, TokenError, TokenService};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub const ISSUER: &str = "keel";
+pub const AUDIENCE: &str = "keel-api";
+/// Clock skew tolerated between instances, in seconds.
+const LEEWAY_SECS: u64 = 5;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: Uuid,
+    sid: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    role: Option<String>,
+    typ: String,
+    iat: i64,
+    nbf: i64,
+    exp: i64,
+    iss: String,
+    aud: String,
+    jti: Uuid,
+}
+
+pub struct JwtTokenService {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    access_ttl: Duration,
+    refresh_ttl: Duration,
+}
+
+impl std::fmt::Debug for JwtTokenService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtTokenService")
+            .field("access_ttl", &self.access_ttl)
+            .field("refresh_ttl", &self.refresh_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtTokenService {
+    pub fn new(secret: &[u8], access_ttl: std::time::Duration, refresh_ttl: std::time::Duration) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECS;
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            access_ttl: Duration::from_std(access_ttl).unwrap_or(Duration::minutes(15)),
+            refresh_ttl: Duration::from_std(refresh_ttl).unwrap_or(Duration::days(7)),
+        }
+    }
+
+    fn sign(&self, claims: &Claims) -> String {
+        // HS256 over serializable claims cannot fail; an empty token would be refused later.
+        encode(&Header::new(Algorithm::HS256), claims, &self.encoding).unwrap_or_default()
+    }
+
+    fn verify(&self, token: &str, typ: &str) -> Result<Claims, TokenError> {
+        let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => TokenError::Expired,
+            _ => TokenError::Invalid,
+        })?;
+        if data.claims.typ == typ {
+            Ok(data.claims)
+        } else {
+            Err(TokenError::Invalid)
+        }
+    }
+}
+
+impl TokenService for JwtTokenService {
+    fn issue_access(&self, claims: &AccessClaims, now: DateTime<Utc>) -> (String, u64) {
+        let exp = now + self.access_ttl;
+        let token = self.sign(&Claims {
+            sub: claims.user_id,
+            sid: claims.session_id,
+            role: Some(claims.role.as_str().to_owned()),
+            typ: "access".into(),
+            iat: now.timestamp(),
+            nbf: now.timestamp(),
+            exp: exp.timestamp(),
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            jti: Uuid::now_v7(),
+        });
+        (token, u64::try_from(self.access_ttl.num_seconds()).unwrap_or(0))
+    }
+
+    fn issue_refresh(&self, claims: &RefreshClaims, now: DateTime<Utc>, expires_at: DateTime<Utc>) -> String {
+        self.sign(&Claims {
+            sub: claims.user_id,
+            sid: claims.session_id,
+            role: None,
+            typ: "refresh".into(),
+            iat: now.timestamp(),
+            nbf: now.timestamp(),
+            exp: expires_at.timestamp(),
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            jti: claims.token_id,
+        })
+    }
+
+    fn verify_access(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        let c = self.verify(token, "access")?;
+        let role = c
+            .role
+            .as_deref()
+            .and_then(|r| Role::parse(r, "role").ok())
+            .ok_or(TokenError::Invalid)?;
+        Ok(AccessClaims {
+            user_id: c.sub,
+            session_id: c.sid,
+            role,
+        })
+    }
+
+    fn verify_refresh(&self, token: &str) -> Result<RefreshClaims, TokenError> {
+        let c = self.verify(token, "refresh")?;
+        Ok(RefreshClaims {
+            user_id: c.sub,
+            session_id: c.sid,
+            token_id: c.jti,
+        })
+    }
+
+    fn refresh_ttl(&self) -> Duration {
+        self.refresh_ttl
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    use super::*;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn service() -> JwtTokenService {
+        JwtTokenService::new(
+            SECRET,
+            std::time::Duration::from_secs(900),
+            std::time::Duration::from_secs(604_800),
+        )
+    }
+
+    fn access() -> AccessClaims {
+        AccessClaims {
+            user_id: Uuid::now_v7(),
+            session_id: Uuid::now_v7(),
+            role: Role::Admin,
+        }
+    }
+
+    #[test]
+    fn access_tokens_round_trip_with_every_claim() {
+        let s = service();
+        let claims = access();
+        let (token, ttl) = s.issue_access(&claims, Utc::now());
+        assert_eq!(ttl, 900);
+        assert_eq!(s.verify_access(&token).unwrap(), claims);
+        let payload: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap()).unwrap())
+                .unwrap();
+        for claim in [
+            "sub", "role", "sid", "typ", "iat", "nbf", "exp", "iss", "aud", "jti",
+        ] {
+            assert!(payload.get(claim).is_some(), "missing {claim}: {payload}");
+        }
+        assert_eq!(payload["typ"], "access");
+    }
+
+    #[test]
+    fn refresh_and_access_tokens_do_not_pass_for_each_other() {
+        let s = service();
+        let (access_token, _) = s.issue_access(&access(), Utc::now());
+        let refresh = s.issue_refresh(
+            &RefreshClaims {
+                user_id: Uuid::now_v7(),
+                session_id: Uuid::now_v7(),
+                token_id: Uuid::now_v7(),
+            },
+            Utc::now(),
+            Utc::now() + Duration::days(7),
+        );
+        assert_eq!(s.verify_access(&refresh), Err(TokenError::Invalid));
+        assert_eq!(s.verify_refresh(&access_token), Err(TokenError::Invalid));
+        assert!(s.verify_refresh(&refresh).is_ok());
+    }
+
+    #[test]
+    fn expired_tampered_foreign_and_unsigned_tokens_are_refused() {
+        let s = service();
+        let (old, _) = s.issue_access(&access(), Utc::now() - Duration::hours(1));
+        assert_eq!(s.verify_access(&old), Err(TokenError::Expired));
+
+        let (token, _) = s.issue_access(&access(), Utc::now());
+        let mut tampered = token.clone();
+        tampered.pop();
+        tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+        assert_eq!(s.verify_access(&tampered), Err(TokenError::Invalid));
+
+        let other = JwtTokenService::new(
+            b"another-secret-another-secret-xx",
+            std::time::Duration::from_secs(900),
+            std::time::Duration::from_secs(1000),
+        );
+        let (foreign, _) = other.issue_access(&access(), Utc::now());
+        assert_eq!(s.verify_access(&foreign), Err(TokenError::Invalid));
+
+        // alg: none, with a valid-looking payload and no signature.
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let payload = token.split('.').nth(1).unwrap();
+        assert_eq!(
+            s.verify_access(&format!("{header}.{payload}.")),
+            Err(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn a_token_for_another_audience_or_issuer_is_refused() {
+        let s = service();
+        let now = Utc::now().timestamp();
+        for (iss, aud) in [(ISSUER, "someone-else"), ("evil", AUDIENCE)] {
+            let claims = Claims {
+                sub: Uuid::now_v7(),
+                sid: Uuid::now_v7(),
+                role: Some("user".into()),
+                typ: "access".into(),
+                iat: now,
+                nbf: now,
+                exp: now + 600,
+                iss: iss.into(),
+                aud: aud.into(),
+                jti: Uuid::now_v7(),
+            };
+            let token = encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(SECRET),
+            )
+            .unwrap();
+            assert_eq!(s.verify_access(&token), Err(TokenError::Invalid), "{iss}/{aud}");
+        }
+    }
+}

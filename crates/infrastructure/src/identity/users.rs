@@ -1,0 +1,150 @@
+//! The user store on SeaORM.
+
+use async_trait::async_trait;
+use keel_domain::StoreError;
+use keel_domain::identity::ports::{UserFilter, UserRepository};
+use keel_domain::identity::{Email, PasswordHash, Role, User, UserName, UserStatus};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+use uuid::Uuid;
+
+use crate::db::{Database, store_error};
+use crate::entities::users::{self, Column, Entity};
+
+#[derive(Debug, Clone)]
+pub struct SeaOrmUserRepository {
+    db: Database,
+}
+
+impl SeaOrmUserRepository {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+/// A stored row that no longer parses is a bug or tampering, never a client error.
+fn to_domain(m: users::Model) -> Result<User, StoreError> {
+    let corrupt =
+        |what: &str| StoreError::Unexpected(format!("users row {} has an invalid {what}", m.id).into());
+    Ok(User {
+        id: m.id,
+        email: Email::parse(&m.email).map_err(|_| corrupt("email"))?,
+        name: UserName::parse(&m.name).map_err(|_| corrupt("name"))?,
+        role: Role::parse(&m.role, "role").map_err(|_| corrupt("role"))?,
+        status: UserStatus::parse(&m.status, "status").map_err(|_| corrupt("status"))?,
+        password_hash: PasswordHash::new(m.password_hash.clone()),
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+    })
+}
+
+fn to_active(u: &User) -> users::ActiveModel {
+    users::ActiveModel {
+        id: Set(u.id),
+        email: Set(u.email.as_str().to_owned()),
+        name: Set(u.name.as_str().to_owned()),
+        role: Set(u.role.as_str().to_owned()),
+        status: Set(u.status.as_str().to_owned()),
+        password_hash: Set(u.password_hash.as_str().to_owned()),
+        created_at: Set(u.created_at),
+        updated_at: Set(u.updated_at),
+    }
+}
+
+/// `%q%` for LIKE, with the wildcards of `q` itself escaped.
+pub(crate) fn contains_pattern(q: &str) -> LikeExpr {
+    let escaped = q
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    LikeExpr::new(format!("%{escaped}%")).escape('\\')
+}
+
+#[async_trait]
+impl UserRepository for SeaOrmUserRepository {
+    async fn create(&self, user: &User) -> Result<(), StoreError> {
+        Entity::insert(to_active(user))
+            .exec_without_returning(self.db.connection())
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn find_by_id(&self, id: Uuid) -> Result<Option<User>, StoreError> {
+        Entity::find_by_id(id)
+            .one(self.db.connection())
+            .await
+            .map_err(store_error)?
+            .map(to_domain)
+            .transpose()
+    }
+
+    async fn find_by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
+        Entity::find()
+            .filter(Column::Email.eq(email.as_str()))
+            .one(self.db.connection())
+            .await
+            .map_err(store_error)?
+            .map(to_domain)
+            .transpose()
+    }
+
+    async fn update(&self, user: &User) -> Result<(), StoreError> {
+        let mut active = to_active(user);
+        // The creation time never changes; the id is the filter.
+        active.created_at = sea_orm::ActiveValue::NotSet;
+        active.update(self.db.connection()).await.map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn count_active_admins(&self) -> Result<u64, StoreError> {
+        Entity::find()
+            .filter(Column::Role.eq(Role::Admin.as_str()))
+            .filter(Column::Status.eq(UserStatus::Active.as_str()))
+            .count(self.db.connection())
+            .await
+            .map_err(store_error)
+    }
+
+    async fn list(
+        &self,
+        filter: &UserFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<User>, u64), StoreError> {
+        let mut condition = Condition::all();
+        if let Some(q) = &filter.q {
+            condition = condition.add(
+                Condition::any()
+                    .add(Expr::col(Column::Email).like(contains_pattern(q)))
+                    .add(Expr::expr(Func::lower(Expr::col(Column::Name))).like(contains_pattern(q))),
+            );
+        }
+        if let Some(role) = filter.role {
+            condition = condition.add(Column::Role.eq(role.as_str()));
+        }
+        if let Some(status) = filter.status {
+            condition = condition.add(Column::Status.eq(status.as_str()));
+        }
+        let conn = self.db.connection();
+        let total = Entity::find()
+            .filter(condition.clone())
+            .count(conn)
+            .await
+            .map_err(store_error)?;
+        let rows = Entity::find()
+            .filter(condition)
+            .order_by_asc(Column::CreatedAt)
+            .order_by_asc(Column::Id)
+            .offset(offset)
+            .limit(limit)
+            .all(conn)
+            .await
+            .map_err(store_error)?;
+        Ok((rows.into_iter().map(to_domain).collect::<Result<_, _>>()?, total))
+    }
+}

@@ -1,0 +1,142 @@
+//! The in-process rate limiter: a sliding-window counter per key.
+//!
+//! The window is approximated the usual way (Cloudflare's): the count of the current fixed
+//! window plus the previous window's count weighted by how much of it still overlaps the
+//! sliding window. Exact enough for limits, O(1) memory per key. Keys idle for two windows
+//! are swept.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use keel_domain::rate_limit::{Quota, RateDecision, RateLimiter};
+
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    started: Instant,
+    current: u32,
+    previous: u32,
+}
+
+#[derive(Debug, Default)]
+pub struct InProcessRateLimiter {
+    windows: Mutex<HashMap<String, Window>>,
+}
+
+/// Sweep idle keys once the map holds this many.
+const SWEEP_AT: usize = 10_000;
+
+impl InProcessRateLimiter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn hit_at(&self, key: &str, quota: Quota, now: Instant) -> RateDecision {
+        let len = quota.window.max(Duration::from_millis(1));
+        // A poisoned lock only means another thread panicked mid-update of a counter.
+        let mut windows = self
+            .windows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if windows.len() >= SWEEP_AT {
+            windows.retain(|_, w| now.saturating_duration_since(w.started) < len * 2);
+        }
+        let w = windows.entry(key.to_owned()).or_insert(Window {
+            started: now,
+            current: 0,
+            previous: 0,
+        });
+        let elapsed = now.saturating_duration_since(w.started);
+        if elapsed >= len * 2 {
+            *w = Window {
+                started: now,
+                current: 0,
+                previous: 0,
+            };
+        } else if elapsed >= len {
+            w.previous = w.current;
+            w.current = 0;
+            w.started += len;
+        }
+        let into = now.saturating_duration_since(w.started).as_secs_f64() / len.as_secs_f64();
+        let estimate = f64::from(w.previous) * (1.0 - into) + f64::from(w.current);
+        let until_window_end = len.saturating_sub(now.saturating_duration_since(w.started));
+        let reset_secs = until_window_end.as_secs().max(1);
+        if estimate + 1.0 > f64::from(quota.requests) {
+            return RateDecision {
+                allowed: false,
+                limit: quota.requests,
+                remaining: 0,
+                retry_after_secs: reset_secs,
+                reset_secs,
+            };
+        }
+        w.current += 1;
+        let used = (estimate + 1.0).ceil() as u32;
+        RateDecision {
+            allowed: true,
+            limit: quota.requests,
+            remaining: quota.requests.saturating_sub(used),
+            retry_after_secs: 0,
+            reset_secs,
+        }
+    }
+}
+
+#[async_trait]
+impl RateLimiter for InProcessRateLimiter {
+    async fn hit(&self, key: &str, quota: Quota) -> RateDecision {
+        self.hit_at(key, quota, Instant::now())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const Q: Quota = Quota {
+        requests: 3,
+        window: Duration::from_secs(60),
+    };
+
+    #[test]
+    fn allows_up_to_the_limit_then_refuses_with_a_retry_after() {
+        let l = InProcessRateLimiter::new();
+        let t0 = Instant::now();
+        let remaining: Vec<u32> = (0..3)
+            .map(|i| l.hit_at("k", Q, t0 + Duration::from_secs(i)).remaining)
+            .collect();
+        assert_eq!(remaining, [2, 1, 0]);
+        let refused = l.hit_at("k", Q, t0 + Duration::from_secs(10));
+        assert!(!refused.allowed);
+        assert_eq!(refused.retry_after_secs, 50);
+    }
+
+    #[test]
+    fn keys_are_counted_apart() {
+        let l = InProcessRateLimiter::new();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(l.hit_at("a", Q, t0).allowed);
+        }
+        assert!(l.hit_at("b", Q, t0).allowed);
+        assert!(!l.hit_at("a", Q, t0).allowed);
+    }
+
+    #[test]
+    fn the_previous_window_still_weighs_in_then_fades() {
+        let l = InProcessRateLimiter::new();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            l.hit_at("k", Q, t0);
+        }
+        // 10 s into the next window, 5/6 of the previous 3 still count: 2.5 + 1 > 3.
+        assert!(!l.hit_at("k", Q, t0 + Duration::from_secs(70)).allowed);
+        // 40 s in, only 1/3 counts: 1 + 1 ≤ 3.
+        assert!(l.hit_at("k", Q, t0 + Duration::from_secs(100)).allowed);
+        // Two windows later everything is forgotten.
+        let fresh = l.hit_at("k", Q, t0 + Duration::from_secs(300));
+        assert_eq!(fresh.remaining, 2);
+    }
+}
