@@ -12,7 +12,8 @@ use std::collections::HashMap;
 
 use keel_api::startup::ServerHandle;
 use keel_api::{Application, Settings};
-use sea_orm::ConnectionTrait;
+use keel_infrastructure::entities::users;
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
 /// A database of its own for one test; the SQLite folder is removed when dropped.
 #[derive(Debug)]
@@ -74,6 +75,11 @@ impl std::fmt::Debug for TestApp {
     }
 }
 
+/// The JWT secret of every test server, so tests can forge tokens to prove they fail.
+pub const TEST_JWT_SECRET: &str = "test-secret-0123456789abcdef-0123456789abcdef";
+/// A password that meets the policy.
+pub const PASSWORD: &str = "Correct-h0rse";
+
 /// Settings every test server starts from: its own database, a random port, two workers,
 /// Redis when the suite has one.
 pub fn base_vars(db: &TestDatabase) -> HashMap<String, String> {
@@ -82,6 +88,11 @@ pub fn base_vars(db: &TestDatabase) -> HashMap<String, String> {
         ("KEEL_WORKERS", "2"),
         ("KEEL_SHUTDOWN_TIMEOUT_SECS", "5"),
         ("KEEL_LOG_FORMAT", "pretty"),
+        ("KEEL_JWT_SECRET", TEST_JWT_SECRET),
+        // Cheap hashing: the tests check behaviour, not cost.
+        ("KEEL_ARGON2_MEMORY_KIB", "1024"),
+        ("KEEL_ARGON2_ITERATIONS", "1"),
+        ("KEEL_ARGON2_PARALLELISM", "1"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -139,6 +150,93 @@ impl TestApp {
         let response = self.get(path).await;
         let status = response.status();
         (status, response.json().await.expect("a JSON body"))
+    }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        token: Option<&str>,
+    ) -> reqwest::Response {
+        self.send(reqwest::Method::POST, path, Some(body), token).await
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        token: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request failed")
+    }
+
+    pub async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
+        self.send(reqwest::Method::GET, path, None, Some(token)).await
+    }
+
+    /// Registers `email` with [`PASSWORD`] and returns the auth response body.
+    pub async fn register(&self, email: &str) -> serde_json::Value {
+        let response = self
+            .post_json(
+                "/api/v1/auth/register",
+                &serde_json::json!({"email": email, "password": PASSWORD, "name": "Test User"}),
+                None,
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            reqwest::StatusCode::CREATED,
+            "register {email}"
+        );
+        response.json().await.expect("a JSON body")
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
+        self.post_json(
+            "/api/v1/auth/login",
+            &serde_json::json!({"email": email, "password": password}),
+            None,
+        )
+        .await
+    }
+
+    /// Logs in with [`PASSWORD`]; returns the auth response body.
+    pub async fn login_ok(&self, email: &str) -> serde_json::Value {
+        let response = self.login(email, PASSWORD).await;
+        assert_eq!(response.status(), reqwest::StatusCode::OK, "login {email}");
+        response.json().await.expect("a JSON body")
+    }
+
+    /// Registers an account and makes it an admin, as `keel admin create` would; returns
+    /// a fresh access token carrying the role.
+    pub async fn admin_token(&self, email: &str) -> String {
+        let user = self.register(email).await;
+        let id: uuid::Uuid = user["user"]["id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("an id");
+        let db = sea_orm::Database::connect(&self.db.url)
+            .await
+            .expect("open the test database");
+        users::Entity::update_many()
+            .col_expr(users::Column::Role, sea_orm::sea_query::Expr::value("admin"))
+            .filter(users::Column::Id.eq(id))
+            .exec(&db)
+            .await
+            .expect("promote to admin");
+        db.close().await.ok();
+        self.login_ok(email).await["accessToken"]
+            .as_str()
+            .expect("a token")
+            .to_owned()
     }
 
     /// Stops the server gracefully and waits for it.

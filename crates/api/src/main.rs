@@ -6,8 +6,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use keel_api::config::Settings;
-use keel_api::startup::{Application, db_settings};
+use keel_api::startup::{Application, db_settings, identity_ports};
 use keel_api::{openapi, telemetry};
+use keel_application::AppError;
+use keel_application::context::RequestMeta;
+use keel_application::identity::admin::create_admin;
 use keel_infrastructure::{Database, migrate};
 
 #[derive(Debug, Parser)]
@@ -32,6 +35,23 @@ enum Command {
     },
     /// Print the OpenAPI document to standard output.
     Openapi,
+    /// Instance administration.
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminAction {
+    /// Create an admin account. The password comes from KEEL_ADMIN_PASSWORD, or from a
+    /// prompt that does not echo.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,7 +123,47 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             db.close().await.ok();
             outcome
         }
+        Command::Admin {
+            action: AdminAction::Create { email, name },
+        } => create_admin_account(&settings, &email, &name).await,
         Command::Openapi => Ok(()),
+    }
+}
+
+#[allow(clippy::print_stdout)]
+async fn create_admin_account(settings: &Settings, email: &str, name: &str) -> anyhow::Result<()> {
+    let password = match std::env::var("KEEL_ADMIN_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty())
+    {
+        Some(password) => password,
+        None => rpassword::prompt_password("Password for the new admin: ")
+            .context("no KEEL_ADMIN_PASSWORD and no terminal to prompt on")?,
+    };
+    let db = Database::connect(&db_settings(settings), None)
+        .await
+        .context("cannot open the database")?;
+    if settings.auto_migrate {
+        migrate::up(&db).await.context("cannot apply migrations")?;
+    }
+    let ports = identity_ports(settings, &db).context("cannot set up identity")?;
+    let meta = RequestMeta {
+        request_id: Some("cli:admin-create".to_owned()),
+        ip: None,
+        user_agent: Some("keel admin create".to_owned()),
+    };
+    let outcome = create_admin(&ports, email, name, &password, &meta).await;
+    db.close().await.ok();
+    match outcome {
+        Ok(user) => {
+            println!("created admin {} ({})", user.email, user.id);
+            Ok(())
+        }
+        Err(AppError::Validation(details)) => {
+            let list: Vec<String> = details.iter().map(ToString::to_string).collect();
+            anyhow::bail!("invalid input: {}", list.join("; "))
+        }
+        Err(e) => Err(anyhow::Error::new(e).context("cannot create the admin")),
     }
 }
 

@@ -176,3 +176,140 @@ fn migrate_up_status_and_down() {
         "{rolled_back}"
     );
 }
+
+#[test]
+fn admin_create_makes_an_admin_once_and_names_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/a.db?mode=rwc", dir.path().display());
+    let create = |password: &str, email: &str| {
+        run(keel(
+            dir.path(),
+            &[
+                ("DATABASE_URL", url.as_str()),
+                ("KEEL_ADMIN_PASSWORD", password),
+                ("KEEL_ARGON2_MEMORY_KIB", "1024"),
+                ("KEEL_ARGON2_ITERATIONS", "1"),
+                ("KEEL_ARGON2_PARALLELISM", "1"),
+            ],
+        )
+        .args(["admin", "create", "--email", email, "--name", "Root"]))
+    };
+    let out = create("Adm1n-password", "Root@Example.com");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("created admin root@example.com"), "{stdout}");
+
+    let again = create("Adm1n-password", "root@example.com");
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+
+    let weak = create("weak", "other@example.com");
+    assert!(!weak.status.success());
+    let stderr = String::from_utf8_lossy(&weak.stderr);
+    assert!(stderr.contains("password"), "{stderr}");
+    assert!(!stderr.contains("weak"), "the password is not echoed: {stderr}");
+}
+
+/// A minimal HTTP/1.1 request with a JSON body; returns status and body.
+fn http_json(port: u16, method: &str, path: &str, body: &str, token: Option<&str>) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn token_of(body: &str, field: &str) -> String {
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    json[field].as_str().unwrap().to_owned()
+}
+
+/// SPEC §8: no passwords, tokens or full e-mails in logs, at the default level and with
+/// Keel's own crates at debug (both formats).
+#[test]
+fn logs_never_hold_passwords_tokens_or_full_emails() {
+    for (format, filter) in [
+        ("json", None),
+        (
+            "pretty",
+            Some("debug,sqlx=warn,sea_orm=warn,sea_orm_migration=warn,actix_server=warn,h2=warn,hyper=warn"),
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let bind = format!("127.0.0.1:{port}");
+        let vars = [
+            ("KEEL_BIND", bind.as_str()),
+            ("KEEL_LOG_FORMAT", format),
+            ("KEEL_ARGON2_MEMORY_KIB", "1024"),
+            ("KEEL_ARGON2_ITERATIONS", "1"),
+            ("KEEL_ARGON2_PARALLELISM", "1"),
+        ];
+        let mut cmd = keel(dir.path(), &vars);
+        match filter {
+            Some(f) => cmd.env("RUST_LOG", f),
+            None => cmd.env_remove("RUST_LOG"),
+        };
+        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        wait_for_health(port, &mut child);
+
+        let password = "Secret-passw0rd";
+        let email = "logged.person@example.com";
+        let register = format!(r#"{{"email":"{email}","password":"{password}","name":"Logged"}}"#);
+        let (status, body) = http_json(port, "POST", "/api/v1/auth/register", &register, None);
+        assert_eq!(status, 201, "{body}");
+        let (access, refresh) = (token_of(&body, "accessToken"), token_of(&body, "refreshToken"));
+        let wrong = format!(r#"{{"email":"{email}","password":"Wrong-passw0rd"}}"#);
+        assert_eq!(http_json(port, "POST", "/api/v1/auth/login", &wrong, None).0, 401);
+        let refresh_body = format!(r#"{{"refreshToken":"{refresh}"}}"#);
+        assert_eq!(
+            http_json(port, "POST", "/api/v1/auth/refresh", &refresh_body, None).0,
+            200
+        );
+        assert_eq!(
+            http_json(port, "GET", "/api/v1/auth/profile", "", Some(&access)).0,
+            200
+        );
+        let new_password = r#"{"currentPassword":"Secret-passw0rd","newPassword":"Other-passw0rd"}"#;
+        assert_eq!(
+            http_json(port, "POST", "/api/v1/auth/password", new_password, Some(&access)).0,
+            204
+        );
+
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        child.wait().unwrap();
+        let mut log = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+        assert!(
+            log.contains("/api/v1/auth/login"),
+            "the requests were logged ({format}):\n{log}"
+        );
+        for secret in [
+            password,
+            "Wrong-passw0rd",
+            "Other-passw0rd",
+            access.as_str(),
+            refresh.as_str(),
+            email,
+        ] {
+            assert!(!log.contains(secret), "{format} log holds {secret}:\n{log}");
+        }
+    }
+}

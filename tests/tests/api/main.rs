@@ -4,6 +4,8 @@
 // Test code: a failed set-up step is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admin;
+mod auth;
 mod conventions;
 mod migrations;
 mod ops;
