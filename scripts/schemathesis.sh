@@ -133,19 +133,30 @@ ensure_st
 # Generous rate limits and cheap password hashing: Schemathesis sends thousands of requests
 # from one IP, and the checks are about the contract, not about throttling or hashing cost.
 # Started in the temporary directory (no ./.env, no ./data of the checkout), without REDIS_URL.
-log "starting $BIN on 127.0.0.1:$PORT (SQLite in $TMP)"
+keel_env=(
+    env -u REDIS_URL
+    KEEL_BIND="127.0.0.1:$PORT"
+    DATABASE_URL="sqlite://$TMP/keel.db?mode=rwc"
+    RUST_LOG="${RUST_LOG:-warn}"
+    KEEL_JWT_SECRET="schemathesis-run-secret-0123456789abcdef"
+    KEEL_RATE_LIMIT_ANON="${KEEL_RATE_LIMIT_ANON:-1000000/1m}"
+    KEEL_RATE_LIMIT_USER="${KEEL_RATE_LIMIT_USER:-1000000/1m}"
+    KEEL_RATE_LIMIT_LOGIN="${KEEL_RATE_LIMIT_LOGIN:-1000000/1m}"
+    KEEL_ARGON2_MEMORY_KIB="${KEEL_ARGON2_MEMORY_KIB:-8192}"
+    KEEL_ARGON2_ITERATIONS="${KEEL_ARGON2_ITERATIONS:-1}"
+    KEEL_ARGON2_PARALLELISM="${KEEL_ARGON2_PARALLELISM:-1}"
+)
+ST_EMAIL="schemathesis@example.com"
+ST_PASSWORD="Schemathesis-Pass-1"
 cd "$TMP"
-env -u REDIS_URL \
-    KEEL_BIND="127.0.0.1:$PORT" \
-    DATABASE_URL="sqlite://$TMP/keel.db?mode=rwc" \
-    RUST_LOG="${RUST_LOG:-warn}" \
-    KEEL_RATE_LIMIT_ANON="${KEEL_RATE_LIMIT_ANON:-1000000/1m}" \
-    KEEL_RATE_LIMIT_USER="${KEEL_RATE_LIMIT_USER:-1000000/1m}" \
-    KEEL_RATE_LIMIT_LOGIN="${KEEL_RATE_LIMIT_LOGIN:-1000000/1m}" \
-    KEEL_ARGON2_MEMORY_KIB="${KEEL_ARGON2_MEMORY_KIB:-8192}" \
-    KEEL_ARGON2_ITERATIONS="${KEEL_ARGON2_ITERATIONS:-1}" \
-    KEEL_ARGON2_PARALLELISM="${KEEL_ARGON2_PARALLELISM:-1}" \
-    "$BIN" serve </dev/null >"$SERVER_LOG" 2>&1 &
+if [[ "${KEEL_ST_AUTH:-1}" == 1 ]]; then
+    # An admin, so the admin routes are exercised beyond their 403s.
+    "${keel_env[@]}" KEEL_ADMIN_PASSWORD="$ST_PASSWORD" "$BIN" admin create \
+        --email "$ST_EMAIL" --name Schemathesis </dev/null >>"$SERVER_LOG" 2>&1 ||
+        die "keel admin create failed"
+fi
+log "starting $BIN on 127.0.0.1:$PORT (SQLite in $TMP)"
+"${keel_env[@]}" "$BIN" serve </dev/null >>"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 cd "$REPO"
 
@@ -159,20 +170,13 @@ done
 log "server is up (GET /health = 200)"
 
 # -- run -------------------------------------------------------------------------------------
-auth_args=()
-if [[ "${KEEL_ST_AUTH:-1}" == 1 ]]; then
-    body='{"email":"schemathesis@example.com","password":"Schemathesis-Pass-1","name":"Schemathesis"}'
-    resp="$(curl -s --max-time 30 -H 'Content-Type: application/json' -d "$body" \
-        "$BASE/api/v1/auth/register" 2>/dev/null)" || resp=""
-    token="$(printf '%s' "$resp" | python3 -c \
-        'import json,sys; print(json.load(sys.stdin).get("accessToken",""))' 2>/dev/null)" || token=""
-    if [[ -n "$token" ]]; then
-        log "registered schemathesis@example.com; requests carry its bearer token"
-        auth_args=(--header "Authorization: Bearer $token")
-    else
-        log "warning: could not register a user for an access token; testing anonymously"
-    fi
-fi
+# A fresh access token of the admin created above (empty when KEEL_ST_AUTH=0).
+access_token() {
+    [[ "${KEEL_ST_AUTH:-1}" == 1 ]] || return 0
+    curl -s --max-time 30 -H 'Content-Type: application/json' \
+        -d "{\"email\":\"$ST_EMAIL\",\"password\":\"$ST_PASSWORD\"}" "$BASE/api/v1/auth/login" |
+        python3 -c 'import json,sys; print(json.load(sys.stdin).get("accessToken",""))' 2>/dev/null || true
+}
 
 extra_args=()
 if [[ -n "${KEEL_ST_ARGS:-}" ]]; then
@@ -183,34 +187,59 @@ config_args=()
 if [[ -f "$REPO/schemathesis.toml" ]]; then
     config_args=(--config-file "$REPO/schemathesis.toml")
 fi
-st_cmd=(
-    "$ST" "${config_args[@]}" run "$SCHEMA_URL"
-    --origin "$BASE"
-    --checks all
-    --max-examples "${KEEL_ST_MAX_EXAMPLES:-50}"
-    --seed "${KEEL_ST_SEED:-1}"
-    --workers "${KEEL_ST_WORKERS:-1}"
-    --request-timeout 10
-    --generation-database none
-    --report junit
-    --report-junit-path "$ST_DIR/junit.xml"
-    --no-color
-    "${auth_args[@]}"
-    "${extra_args[@]}"
-)
-# Print the command without the token.
-log "running: ${st_cmd[*]//Bearer */Bearer ***}"
+
+# Operations that end the caller's session; run last, on their own, so that the first run
+# keeps a live token for every other operation.
+SESSION_ENDING='^/api/v1/auth/(logout|logout-all|password)$'
+
+# run_st NAME FILTER-ARGS...: one st run with a fresh token; returns st's exit code.
+run_st() {
+    local name="$1"
+    shift
+    local auth_args=() token
+    token="$(access_token)"
+    if [[ -n "$token" ]]; then
+        auth_args=(--header "Authorization: Bearer $token")
+    elif [[ "${KEEL_ST_AUTH:-1}" == 1 ]]; then
+        log "warning: could not sign in as $ST_EMAIL; testing anonymously"
+    fi
+    local st_cmd=(
+        "$ST" "${config_args[@]}" run "$SCHEMA_URL"
+        --origin "$BASE"
+        --checks all
+        --max-examples "${KEEL_ST_MAX_EXAMPLES:-50}"
+        --seed "${KEEL_ST_SEED:-1}"
+        --workers "${KEEL_ST_WORKERS:-1}"
+        --request-timeout 10
+        --generation-database none
+        --report junit
+        --report-junit-path "$ST_DIR/junit-$name.xml"
+        --no-color
+        "$@"
+        "${auth_args[@]}"
+        "${extra_args[@]}"
+    )
+    # Print the command without the token.
+    log "running ($name): ${st_cmd[*]//Bearer */Bearer ***}"
+    local rc=0
+    # st keeps its caches (.schemathesis/, .hypothesis/) in its working directory: not the
+    # repo. In the background + wait, so that SIGINT/SIGTERM reach the traps at once.
+    (cd "$ST_DIR" && exec timeout --kill-after=30 "${KEEL_ST_TIMEOUT:-1200}" "${st_cmd[@]}" </dev/null) &
+    ST_PID=$!
+    wait "$ST_PID" || rc=$?
+    ST_PID=""
+    if ((rc == 124)); then
+        log "st run ($name) exceeded KEEL_ST_TIMEOUT=${KEEL_ST_TIMEOUT:-1200}s"
+    fi
+    return "$rc"
+}
 
 st_rc=0
-# st keeps its caches (.schemathesis/, .hypothesis/) in its working directory: not the repo.
-# In the background + wait, so that SIGINT/SIGTERM reach the traps at once.
-(cd "$ST_DIR" && exec timeout --kill-after=30 "${KEEL_ST_TIMEOUT:-1200}" "${st_cmd[@]}" </dev/null) &
-ST_PID=$!
-wait "$ST_PID" || st_rc=$?
-ST_PID=""
-if ((st_rc == 124)); then
-    log "st run exceeded KEEL_ST_TIMEOUT=${KEEL_ST_TIMEOUT:-1200}s"
-fi
+run_st main --exclude-path-regex "$SESSION_ENDING" || st_rc=$?
+# Each session-ending operation with its own fresh token.
+for op in logout logout-all password; do
+    run_st "$op" --include-path-regex "^/api/v1/auth/$op\$" || st_rc=$?
+done
 kill -0 "$SERVER_PID" 2>/dev/null || {
     log "the server died during the run"
     ((st_rc != 0)) || st_rc=1
@@ -218,6 +247,6 @@ kill -0 "$SERVER_PID" 2>/dev/null || {
 if ((st_rc == 0)); then
     log "schemathesis passed"
 else
-    log "schemathesis failed (exit $st_rc); JUnit report: $ST_DIR/junit.xml"
+    log "schemathesis failed (exit $st_rc); JUnit reports: $ST_DIR/junit-*.xml"
 fi
 exit "$st_rc"

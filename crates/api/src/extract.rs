@@ -7,6 +7,48 @@ use keel_domain::FieldError;
 
 use crate::error::ApiError;
 
+/// A JSON body that must be an object, deserialized into `T`.
+///
+/// serde accepts a struct written as a JSON array (`[null, null]`), which no client of this
+/// API means; every route takes its body through this extractor so that anything but an
+/// object is a 400. Limits and content type come from [`json_config`].
+#[derive(Debug)]
+pub struct JsonObject<T>(pub T);
+
+impl<T> JsonObject<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for JsonObject<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for JsonObject<T> {
+    type Error = actix_web::Error;
+    type Future = futures::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &actix_web::HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let value = web::Json::<serde_json::Value>::from_request(req, payload);
+        Box::pin(async move {
+            let value = value.await?.into_inner();
+            if !value.is_object() {
+                return Err(
+                    ApiError::validation(vec![FieldError::new("body", "must be a JSON object")]).into(),
+                );
+            }
+            serde_json::from_value(value)
+                .map(JsonObject)
+                .map_err(|e| ApiError::validation(vec![serde_field_error(&e.to_string())]).into())
+        })
+    }
+}
+
 /// Bodies over 1 MiB are refused with 413 (SPEC §3).
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
@@ -131,7 +173,7 @@ mod http_tests {
         name: String,
     }
 
-    async fn echo(body: web::Json<Signup>) -> HttpResponse {
+    async fn echo(body: JsonObject<Signup>) -> HttpResponse {
         HttpResponse::Created().json(serde_json::json!({"email": body.email}))
     }
 
@@ -192,6 +234,21 @@ mod http_tests {
         .await;
         assert_eq!(status, 400);
         assert_eq!(body["details"][0]["field"], "role");
+    }
+
+    #[actix_web::test]
+    async fn a_body_that_is_not_an_object_is_a_400() {
+        for body in [
+            &b"[null, null]"[..],
+            b"[\"a@b.c\", \"Al\"]",
+            b"\"text\"",
+            b"42",
+            b"null",
+        ] {
+            let (status, error) = call(Some("application/json"), body.to_vec()).await;
+            assert_eq!(status, 400, "{}", String::from_utf8_lossy(body));
+            assert_eq!(error["details"][0]["field"], "body");
+        }
     }
 
     #[actix_web::test]

@@ -35,7 +35,7 @@ use crate::routes;
         routes::admin::audit_log_route,
     ),
     components(schemas(ErrorBody, ErrorDetail, keel_application::pagination::PageInfo, keel_application::pagination::CursorInfo)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &PolicyPatterns),
     tags(
         (name = "operations", description = "Liveness, readiness, metrics and this document"),
         (name = "auth", description = "Accounts, sign-in, tokens and sessions"),
@@ -54,6 +54,34 @@ impl Modify for BearerAuth {
         let mut scheme = Http::new(HttpAuthScheme::Bearer);
         scheme.bearer_format = Some("JWT".to_owned());
         components.add_security_scheme("bearerAuth", SecurityScheme::Http(scheme));
+    }
+}
+
+/// Publishes the domain's input rules as patterns, from the same constants the parsers are
+/// property-tested against, so the document accepts exactly what the server accepts.
+#[derive(Debug)]
+struct PolicyPatterns;
+
+impl Modify for PolicyPatterns {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use keel_domain::identity::values::{NAME_PATTERN, PASSWORD_PATTERN};
+        use utoipa::openapi::{RefOr, Schema};
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for (schema, property, pattern) in [
+            ("RegisterBody", "password", PASSWORD_PATTERN),
+            ("RegisterBody", "name", NAME_PATTERN),
+            ("UpdateProfileBody", "name", NAME_PATTERN),
+            ("ChangePasswordBody", "newPassword", PASSWORD_PATTERN),
+        ] {
+            let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema) else {
+                continue;
+            };
+            if let Some(RefOr::T(Schema::Object(field))) = object.properties.get_mut(property) {
+                field.pattern = Some(pattern.to_owned());
+            }
+        }
     }
 }
 
@@ -112,6 +140,29 @@ mod tests {
         assert!(
             unregistered.is_empty(),
             "documented but not registered: {unregistered:?}"
+        );
+    }
+
+    #[test]
+    fn input_rules_are_published_as_the_domain_patterns() {
+        use keel_domain::identity::values::{NAME_PATTERN, PASSWORD_PATTERN};
+        let json: serde_json::Value = serde_json::from_str(&document_json().unwrap()).unwrap();
+        let schemas = &json["components"]["schemas"];
+        assert_eq!(
+            schemas["RegisterBody"]["properties"]["password"]["pattern"],
+            PASSWORD_PATTERN
+        );
+        assert_eq!(
+            schemas["RegisterBody"]["properties"]["name"]["pattern"],
+            NAME_PATTERN
+        );
+        assert_eq!(
+            schemas["UpdateProfileBody"]["properties"]["name"]["pattern"],
+            NAME_PATTERN
+        );
+        assert_eq!(
+            schemas["ChangePasswordBody"]["properties"]["newPassword"]["pattern"],
+            PASSWORD_PATTERN
         );
     }
 

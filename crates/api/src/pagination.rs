@@ -12,9 +12,9 @@ use crate::error::ApiError;
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
-    #[param(value_type = Option<u32>, minimum = 1)]
+    #[param(value_type = Option<i32>, minimum = 1, maximum = 2_147_483_647)]
     pub page: Option<String>,
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    #[param(value_type = Option<i32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
 }
 
@@ -28,7 +28,7 @@ impl PageParams {
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CursorParams {
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    #[param(value_type = Option<i32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// `pagination.nextCursor` of the previous page.
     pub cursor: Option<String>,

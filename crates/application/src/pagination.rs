@@ -12,6 +12,8 @@ use serde::de::DeserializeOwned;
 use crate::AppError;
 
 pub const MAX_LIMIT: u32 = 100;
+/// The highest page number: the largest 32-bit signed integer, as the document states.
+pub const MAX_PAGE: u32 = i32::MAX as u32;
 pub const DEFAULT_PAGE_LIMIT: u32 = 20;
 pub const DEFAULT_CURSOR_LIMIT: u32 = 50;
 /// A cursor longer than this is refused before decoding (keys are a few dozen bytes).
@@ -28,7 +30,7 @@ impl PageRequest {
     /// Parses `page` (default 1) and `limit` (default 20), reporting every bad field.
     pub fn parse(page: Option<&str>, limit: Option<&str>) -> Result<Self, AppError> {
         let mut errors = Vec::new();
-        let page = parse_bounded(&mut errors, "page", page, 1, u32::MAX, 1);
+        let page = parse_bounded(&mut errors, "page", page, 1, MAX_PAGE, 1);
         let limit = parse_bounded(&mut errors, "limit", limit, 1, MAX_LIMIT, DEFAULT_PAGE_LIMIT);
         if errors.is_empty() {
             Ok(Self { page, limit })
@@ -198,11 +200,7 @@ fn parse_bounded(
     match raw.trim().parse::<u32>() {
         Ok(v) if (min..=max).contains(&v) => v,
         _ => {
-            let message = if max == u32::MAX {
-                format!("must be an integer ≥ {min}")
-            } else {
-                format!("must be an integer from {min} to {max}")
-            };
+            let message = format!("must be an integer from {min} to {max}");
             errors.push(FieldError::new(field, message));
             default
         }
@@ -234,8 +232,9 @@ mod tests {
 
     #[test]
     fn page_request_offset_does_not_overflow_on_the_last_page() {
-        let r = PageRequest::parse(Some(&u32::MAX.to_string()), Some("100")).unwrap();
-        assert_eq!(r.offset(), (u64::from(u32::MAX) - 1) * 100);
+        let r = PageRequest::parse(Some(&MAX_PAGE.to_string()), Some("100")).unwrap();
+        assert_eq!(r.offset(), (u64::from(MAX_PAGE) - 1) * 100);
+        assert!(PageRequest::parse(Some(&(u64::from(MAX_PAGE) + 1).to_string()), None).is_err());
     }
 
     #[test]

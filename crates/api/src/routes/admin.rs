@@ -11,6 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::JsonObject;
 use crate::extractors::{AuthUser, ClientContext};
 use crate::pagination::PageParams;
 use crate::state::AppState;
@@ -91,7 +92,7 @@ pub async fn update_user_route(
     user: AuthUser,
     ctx: ClientContext,
     id: web::Path<Uuid>,
-    body: web::Json<UpdateUserBody>,
+    body: JsonObject<UpdateUserBody>,
 ) -> Result<HttpResponse, ApiError> {
     let UpdateUserBody { role, status } = body.into_inner();
     let view = update_user(

@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::JsonObject;
 use crate::extractors::{AuthUser, ClientContext};
 use crate::state::AppState;
 
@@ -36,11 +37,11 @@ pub struct RegisterBody {
     /// Trimmed and lower-cased; unique.
     #[schema(format = "email", max_length = 254, example = "ann@example.com")]
     pub email: String,
-    /// 8–128 characters with a lower-case letter, an upper-case letter and a digit.
+    /// 8–128 characters including an ASCII lower-case letter, upper-case letter and digit.
     #[schema(min_length = 8, max_length = 128, example = "Correct-h0rse")]
     pub password: String,
-    /// 2–50 characters after trimming.
-    #[schema(min_length = 2, max_length = 50, example = "Ann")]
+    /// 2–50 characters after trimming white space; no control characters.
+    #[schema(example = "Ann")]
     pub name: String,
 }
 
@@ -59,7 +60,7 @@ pub struct RegisterBody {
 pub async fn register_route(
     state: web::Data<AppState>,
     ctx: ClientContext,
-    body: web::Json<RegisterBody>,
+    body: JsonObject<RegisterBody>,
 ) -> Result<HttpResponse, ApiError> {
     let RegisterBody {
         email,
@@ -107,7 +108,7 @@ pub struct LoginBody {
 pub async fn login_route(
     state: web::Data<AppState>,
     ctx: ClientContext,
-    body: web::Json<LoginBody>,
+    body: JsonObject<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
     let LoginBody { email, password } = body.into_inner();
     let view = login(&state.identity, LoginInput { email, password }, &ctx.0).await?;
@@ -134,7 +135,7 @@ pub struct RefreshBody {
 pub async fn refresh_route(
     state: web::Data<AppState>,
     ctx: ClientContext,
-    body: web::Json<RefreshBody>,
+    body: JsonObject<RefreshBody>,
 ) -> Result<HttpResponse, ApiError> {
     let tokens = refresh(&state.identity, &body.refresh_token, &ctx.0).await?;
     Ok(HttpResponse::Ok().json(tokens))
@@ -180,7 +181,8 @@ pub async fn profile_route(state: web::Data<AppState>, user: AuthUser) -> Result
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProfileBody {
-    #[schema(min_length = 2, max_length = 50, example = "Ann")]
+    /// 2–50 characters after trimming white space; no control characters.
+    #[schema(example = "Ann")]
     pub name: String,
 }
 
@@ -197,7 +199,7 @@ pub async fn update_profile_route(
     state: web::Data<AppState>,
     user: AuthUser,
     ctx: ClientContext,
-    body: web::Json<UpdateProfileBody>,
+    body: JsonObject<UpdateProfileBody>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(update_profile(&state.identity, &user.0, &body.name, &ctx.0).await?))
 }
@@ -226,7 +228,7 @@ pub async fn change_password_route(
     state: web::Data<AppState>,
     user: AuthUser,
     ctx: ClientContext,
-    body: web::Json<ChangePasswordBody>,
+    body: JsonObject<ChangePasswordBody>,
 ) -> Result<HttpResponse, ApiError> {
     let ChangePasswordBody {
         current_password,

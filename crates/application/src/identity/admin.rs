@@ -42,13 +42,13 @@ pub async fn list_users(
         .as_deref()
         .map(|s| UserStatus::parse(s, "status"))
         .transpose();
-    let q = query.q.map(|q| q.trim().to_owned()).filter(|q| !q.is_empty());
-    let q = match q {
+    // The length rule applies to the value as sent, as the OpenAPI document states it.
+    let q = match query.q {
         Some(q) if q.chars().count() > 100 => Err(keel_domain::FieldError::new(
             "q",
             "must be at most 100 characters",
         )),
-        other => Ok(other),
+        q => Ok(q.map(|q| q.trim().to_owned()).filter(|q| !q.is_empty())),
     };
     let (role, status, q) = collect(role, status, q)?;
     let filter = UserFilter { q, role, status };
@@ -141,13 +141,9 @@ pub async fn audit_log(
     page: PageRequest,
 ) -> Result<Page<AuditEntryView>, AppError> {
     require_admin(principal)?;
-    let actor_id = query
-        .actor_id
-        .as_deref()
-        .map(|a| Uuid::parse_str(a).map_err(|_| keel_domain::FieldError::new("actorId", "must be a UUID")))
-        .transpose();
+    let actor_id = query.actor_id.as_deref().map(parse_hyphenated_uuid).transpose();
     let action = match query.action.filter(|a| !a.is_empty()) {
-        Some(a) if a.len() > 100 => Err(keel_domain::FieldError::new(
+        Some(a) if a.chars().count() > 100 => Err(keel_domain::FieldError::new(
             "action",
             "must be at most 100 characters",
         )),
@@ -168,6 +164,21 @@ pub async fn audit_log(
         page,
         total,
     ))
+}
+
+/// A UUID in its canonical hyphenated form only (the `uuid` format of the document), not
+/// the braced, URN or bare-hex forms `Uuid::parse_str` also takes.
+fn parse_hyphenated_uuid(raw: &str) -> Result<Uuid, keel_domain::FieldError> {
+    let invalid = || {
+        keel_domain::FieldError::new(
+            "actorId",
+            "must be a UUID like 0190c8a2-7d4b-7c1e-9f3a-2b5d6e7f8a9b",
+        )
+    };
+    if raw.len() != 36 {
+        return Err(invalid());
+    }
+    Uuid::parse_str(raw).map_err(|_| invalid())
 }
 
 /// `keel admin create`: a new account with the admin role.
@@ -317,6 +328,20 @@ mod tests {
             d.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(),
             ["role", "status"]
         );
+    }
+
+    #[test]
+    fn actor_ids_must_be_hyphenated_uuids() {
+        let id = Uuid::now_v7();
+        assert_eq!(parse_hyphenated_uuid(&id.to_string()).unwrap(), id);
+        for other_form in [
+            id.simple().to_string(),
+            id.braced().to_string(),
+            id.urn().to_string(),
+            "x".into(),
+        ] {
+            assert!(parse_hyphenated_uuid(&other_form).is_err(), "{other_form}");
+        }
     }
 
     #[tokio::test]

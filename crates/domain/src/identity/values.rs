@@ -48,6 +48,20 @@ impl fmt::Debug for Email {
     }
 }
 
+/// The password policy as an ECMA-262/Python regex, for the OpenAPI document.
+pub const PASSWORD_PATTERN: &str = r"^(?=[\s\S]*[a-z])(?=[\s\S]*[A-Z])(?=[\s\S]*[0-9])[\s\S]{8,128}$";
+
+/// The name rule as a regex: optional white space, 2–50 characters that start and end with
+/// a visible one, none a control character, optional white space. `W` is Rust's
+/// `char::is_whitespace` set, so the document and `str::trim` agree exactly.
+pub const NAME_PATTERN: &str = concat!(
+    r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*",
+    r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]",
+    r"[^\x00-\x1f\x7f-\x9f]{0,48}",
+    r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]",
+    r"[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+);
+
 /// A display name: trimmed, 2–50 characters, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserName(String);
@@ -70,8 +84,9 @@ impl UserName {
     }
 }
 
-/// A new password that meets the policy: 8–128 characters with a lower-case letter, an
-/// upper-case letter and a digit. Its `Debug` never shows it.
+/// A new password that meets the policy: 8–128 characters (of any script) including an
+/// ASCII lower-case letter, an ASCII upper-case letter and an ASCII digit — classes a
+/// JSON Schema pattern can state exactly ([`PASSWORD_PATTERN`]). Its `Debug` never shows it.
 #[derive(Clone)]
 pub struct Password(String);
 
@@ -81,8 +96,8 @@ impl Password {
         let count = raw.chars().count();
         let rule = "must be 8–128 characters with a lower-case letter, an upper-case letter and a digit";
         if !(8..=128).contains(&count)
-            || !raw.chars().any(char::is_lowercase)
-            || !raw.chars().any(char::is_uppercase)
+            || !raw.chars().any(|c| c.is_ascii_lowercase())
+            || !raw.chars().any(|c| c.is_ascii_uppercase())
             || !raw.chars().any(|c| c.is_ascii_digit())
         {
             return Err(FieldError::new(field, rule));
@@ -210,6 +225,14 @@ mod tests {
     #[test]
     fn password_policy() {
         assert!(Password::parse("Abcdefg1", "password").is_ok());
+        assert!(
+            Password::parse("Пароль-Ab1", "password").is_ok(),
+            "any script, given the ASCII classes"
+        );
+        assert!(
+            Password::parse("αβγδΑΒΓΔ12", "password").is_err(),
+            "the classes are ASCII"
+        );
         for bad in [
             "Abcdef1",
             "abcdefg1",
@@ -235,5 +258,51 @@ mod tests {
             assert_eq!(UserStatus::parse(s.as_str(), "status").unwrap(), s);
         }
         assert!(Role::parse("owner", "role").is_err());
+    }
+
+    /// The OpenAPI document publishes these patterns; clients and schemathesis trust them,
+    /// so they must accept exactly what the parsers accept.
+    mod patterns_agree_with_parsers {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        /// Mostly ordinary characters, with every kind of white space and control character
+        /// mixed in: the characters where the rules could disagree.
+        fn tricky() -> impl Strategy<Value = String> {
+            let ordinary = prop::sample::select(vec!['a', 'z', 'A', 'Z', '0', '9', 'é', 'Ж', 'ß', '漢', '-']);
+            let special = prop::sample::select(vec![
+                ' ', '\t', '\n', '\r', '\u{b}', '\u{c}', '\u{1}', '\u{1c}', '\u{7f}', '\u{85}', '\u{9f}',
+                '\u{a0}', '\u{2003}', '\u{2028}', '\u{3000}', '\u{200b}', '\u{feff}',
+            ]);
+            let one = prop_oneof![6 => ordinary, 1 => special];
+            prop::collection::vec(one, 0..60).prop_map(|v| v.into_iter().collect())
+        }
+
+        fn agree(pattern: &str, parses: impl Fn(&str) -> bool) {
+            let re = fancy_regex::Regex::new(pattern).unwrap();
+            let (valid, invalid) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
+            proptest!(ProptestConfig::with_cases(600), |(s in tricky())| {
+                let ok = parses(&s);
+                let counter = if ok { &valid } else { &invalid };
+                counter.set(counter.get() + 1);
+                prop_assert_eq!(ok, re.is_match(&s).unwrap(), "{:?}", s);
+            });
+            let (valid, invalid) = (valid.get(), invalid.get());
+            assert!(
+                valid > 50 && invalid > 50,
+                "both outcomes exercised: {valid} valid, {invalid} invalid"
+            );
+        }
+
+        #[test]
+        fn name() {
+            agree(NAME_PATTERN, |s| UserName::parse(s).is_ok());
+        }
+
+        #[test]
+        fn password() {
+            agree(PASSWORD_PATTERN, |s| Password::parse(s, "password").is_ok());
+        }
     }
 }
