@@ -30,6 +30,7 @@ use crate::routes;
         routes::auth::sessions_route,
         routes::auth::revoke_session_route,
         routes::admin::list_users_route,
+        routes::admin::users_metrics_route,
         routes::admin::get_user_route,
         routes::admin::update_user_route,
         routes::admin::audit_log_route,

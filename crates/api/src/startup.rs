@@ -21,6 +21,7 @@ use keel_infrastructure::audit::SeaOrmAuditLog;
 use keel_infrastructure::clock::SystemClock;
 use keel_infrastructure::health::{InProcessCacheProbe, RedisCacheProbe, SqlDatabaseProbe};
 use keel_infrastructure::identity::jwt::JwtTokenService;
+use keel_infrastructure::identity::metrics::SqlUserMetricsQuery;
 use keel_infrastructure::identity::password::{Argon2Hasher, HashSettings};
 use keel_infrastructure::identity::sessions::SeaOrmSessionRepository;
 use keel_infrastructure::identity::users::SeaOrmUserRepository;
@@ -203,6 +204,7 @@ pub fn identity_ports(settings: &Settings, db: &Database) -> Result<IdentityPort
         audit: Arc::new(SeaOrmAuditLog::new(db.clone())),
         clock: Arc::new(SystemClock),
         limiter: Arc::new(InProcessRateLimiter::new()),
+        user_metrics: Arc::new(SqlUserMetricsQuery::new(db.clone())),
         login_quota: Quota {
             requests: settings.rate_limits.login.requests,
             window: settings.rate_limits.login.window,

@@ -206,3 +206,177 @@ async fn the_audit_log_records_auth_events_without_secrets() {
     let bad = app.get_as("/api/v1/admin/audit-log?actorId=nope", &admin).await;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
 }
+
+mod metrics {
+    use chrono::Utc;
+    use keel_infrastructure::entities::{comments, projects, tasks};
+    use sea_orm::{ActiveModelTrait, Set};
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn id(auth: &Value) -> Uuid {
+        auth["user"]["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Rows the tracking routes will create once they exist; inserted directly here.
+    async fn seed(app: &TestApp, ann: Uuid, bob: Uuid) {
+        let db = sea_orm::Database::connect(&app.db.url).await.unwrap();
+        let now = Utc::now();
+        let mut project_ids = Vec::new();
+        for key in ["ANN", "ANN2"] {
+            let id = Uuid::now_v7();
+            projects::ActiveModel {
+                id: Set(id),
+                key: Set(key.into()),
+                name: Set(format!("Project {key}")),
+                description: Set(None),
+                status: Set("active".into()),
+                owner_id: Set(ann),
+                last_task_number: Set(0),
+                created_at: Set(now),
+                updated_at: Set(now),
+            }
+            .insert(&db)
+            .await
+            .unwrap();
+            project_ids.push(id);
+        }
+        let task = |number: i64, creator: Uuid, assignee: Option<Uuid>, status: &str| tasks::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            project_id: Set(project_ids[0]),
+            number: Set(number),
+            title: Set(format!("Task {number}")),
+            description: Set(None),
+            status: Set(status.into()),
+            priority: Set(0),
+            assignee_id: Set(assignee),
+            due_date: Set(None),
+            created_by: Set(creator),
+            created_at: Set(now),
+            updated_at: Set(now),
+            completed_at: Set(None),
+            version: Set(1),
+        };
+        let commented = task(1, ann, Some(bob), "todo");
+        let commented_id = commented.id.clone().unwrap();
+        for model in [
+            commented,
+            task(2, ann, Some(bob), "done"),
+            task(3, ann, Some(bob), "canceled"),
+            task(4, bob, Some(ann), "in_progress"),
+        ] {
+            model.insert(&db).await.unwrap();
+        }
+        for author in [bob, bob, ann] {
+            comments::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                task_id: Set(commented_id),
+                author_id: Set(author),
+                body: Set("Looks good".into()),
+                created_at: Set(now),
+                updated_at: Set(now),
+            }
+            .insert(&db)
+            .await
+            .unwrap();
+        }
+        db.close().await.ok();
+    }
+
+    fn figures(row: &Value) -> [u64; 5] {
+        [
+            "projectsOwned",
+            "tasksCreated",
+            "tasksOpenAssigned",
+            "tasksCompleted",
+            "commentsPosted",
+        ]
+        .map(|k| row[k].as_u64().unwrap())
+    }
+
+    #[tokio::test]
+    async fn per_user_figures_come_from_the_tracking_data() {
+        let app = spawn_app().await;
+        let admin = app.admin_token("root@example.com").await;
+        let ann = app.register("ann@example.com").await;
+        let bob = app.register("bob@example.com").await;
+        seed(&app, id(&ann), id(&bob)).await;
+
+        let page = body(app.get_as("/api/v1/admin/users/metrics?sort=email", &admin).await).await;
+        assert_eq!(page["pagination"]["total"], 3);
+        let rows = page["data"].as_array().unwrap();
+        let emails: Vec<&str> = rows.iter().map(|r| r["email"].as_str().unwrap()).collect();
+        assert_eq!(emails, ["ann@example.com", "bob@example.com", "root@example.com"]);
+        assert_eq!(
+            figures(&rows[0]),
+            [2, 3, 1, 0, 1],
+            "ann: owns 2, created 3, 1 open assigned, 1 comment"
+        );
+        assert_eq!(
+            figures(&rows[1]),
+            [0, 1, 1, 1, 2],
+            "bob: created 1, todo open, done completed, canceled neither"
+        );
+        assert_eq!(figures(&rows[2]), [0, 0, 0, 0, 0]);
+        assert!(
+            rows.iter().all(|r| r["lastActiveAt"].is_string()),
+            "every user has signed in"
+        );
+        assert_eq!(rows[0]["userId"], ann["user"]["id"]);
+
+        let by_tasks = body(
+            app.get_as("/api/v1/admin/users/metrics?sort=-tasksCreated&limit=1", &admin)
+                .await,
+        )
+        .await;
+        assert_eq!(by_tasks["data"][0]["email"], "ann@example.com");
+        assert_eq!(by_tasks["pagination"]["totalPages"], 3);
+
+        for bad in ["sort=password", "sort=--name", "page=0"] {
+            let response = app
+                .get_as(&format!("/api/v1/admin/users/metrics?{bad}"), &admin)
+                .await;
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
+        }
+        let as_user = app
+            .get_as(
+                "/api/v1/admin/users/metrics",
+                ann["accessToken"].as_str().unwrap(),
+            )
+            .await;
+        assert_eq!(as_user.status(), StatusCode::FORBIDDEN);
+    }
+
+    /// Statements run by the server so far, from its own `db_query_duration_seconds`.
+    async fn statements(app: &TestApp) -> u64 {
+        let text = app.get("/metrics").await.text().await.unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("db_query_duration_seconds_count{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    async fn statements_for_one_metrics_page(app: &TestApp, admin: &str) -> u64 {
+        let before = statements(app).await;
+        let response = app.get_as("/api/v1/admin/users/metrics?limit=100", admin).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        statements(app).await - before
+    }
+
+    #[tokio::test]
+    async fn the_figures_take_the_same_number_of_queries_for_3_users_as_for_13() {
+        let app = spawn_app().await;
+        let admin = app.admin_token("root@example.com").await;
+        for n in 0..2 {
+            app.register(&format!("early{n}@example.com")).await;
+        }
+        let few = statements_for_one_metrics_page(&app, &admin).await;
+        for n in 0..10 {
+            app.register(&format!("late{n}@example.com")).await;
+        }
+        let many = statements_for_one_metrics_page(&app, &admin).await;
+        assert_eq!(few, many, "no statement per user");
+        assert!(few <= 4, "authentication (2) + the aggregate + the count: {few}");
+    }
+}

@@ -2,9 +2,9 @@
 
 use actix_web::{HttpResponse, web};
 use keel_application::identity::admin::{
-    AuditQuery, UpdateUserInput, UserListQuery, audit_log, get_user, list_users, update_user,
+    AuditQuery, UpdateUserInput, UserListQuery, audit_log, get_user, list_users, update_user, users_metrics,
 };
-use keel_application::identity::views::{AuditEntryView, UserView};
+use keel_application::identity::views::{AuditEntryView, UserMetricsView, UserView};
 use keel_application::pagination::Page;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -46,6 +46,36 @@ pub async fn list_users_route(
     let page = page.validate()?;
     let UserListParams { q, role, status } = filter.into_inner();
     let result = list_users(&state.identity, &user.0, UserListQuery { q, role, status }, page).await?;
+    Ok(HttpResponse::Ok().json(result))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MetricsParams {
+    /// One of `name` (default), `email`, `projectsOwned`, `tasksCreated`, `tasksOpenAssigned`,
+    /// `tasksCompleted`, `commentsPosted`, `lastActiveAt`; `-` in front for descending.
+    #[param(inline, value_type = Option<String>,
+        pattern = "^-?(name|email|projectsOwned|tasksCreated|tasksOpenAssigned|tasksCompleted|commentsPosted|lastActiveAt)$")]
+    pub sort: Option<String>,
+}
+
+/// Every user's activity figures, computed by one aggregate query.
+#[utoipa::path(
+    get, path = "/api/v1/admin/users/metrics", tag = "admin", security(("bearerAuth" = [])),
+    params(PageParams, MetricsParams),
+    responses(
+        (status = 200, body = Page<UserMetricsView>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)
+    )
+)]
+pub async fn users_metrics_route(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    page: web::Query<PageParams>,
+    params: web::Query<MetricsParams>,
+) -> Result<HttpResponse, ApiError> {
+    let page = page.validate()?;
+    let result = users_metrics(&state.identity, &user.0, params.sort.as_deref(), page).await?;
     Ok(HttpResponse::Ok().json(result))
 }
 

@@ -52,6 +52,8 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint!(GET "/api/v1/auth/sessions" => auth::sessions_route),
         endpoint!(DELETE "/api/v1/auth/sessions/{id}" => auth::revoke_session_route),
         endpoint!(GET "/api/v1/admin/users" => admin::list_users_route),
+        // Before `/users/{id}`: the first matching resource wins.
+        endpoint!(GET "/api/v1/admin/users/metrics" => admin::users_metrics_route),
         endpoint!(GET "/api/v1/admin/users/{id}" => admin::get_user_route),
         endpoint!(PATCH "/api/v1/admin/users/{id}" => admin::update_user_route),
         endpoint!(GET "/api/v1/admin/audit-log" => admin::audit_log_route),

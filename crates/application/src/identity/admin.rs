@@ -3,11 +3,11 @@
 
 use keel_domain::StoreError;
 use keel_domain::audit::AuditFilter;
-use keel_domain::identity::ports::UserFilter;
+use keel_domain::identity::ports::{MetricsSort, MetricsSortKey, UserFilter};
 use keel_domain::identity::{Email, Password, Principal, Role, User, UserName, UserStatus};
 use uuid::Uuid;
 
-use super::views::{AuditEntryView, UserView};
+use super::views::{AuditEntryView, UserMetricsView, UserView};
 use super::{IdentityPorts, collect};
 use crate::AppError;
 use crate::context::RequestMeta;
@@ -125,6 +125,33 @@ pub async fn update_user(
         )
         .await?;
     Ok(UserView::from(&user))
+}
+
+/// `GET /admin/users/metrics`: every user's activity figures, from one aggregate query.
+/// Default order: by name.
+pub async fn users_metrics(
+    ports: &IdentityPorts,
+    principal: &Principal,
+    sort: Option<&str>,
+    page: PageRequest,
+) -> Result<Page<UserMetricsView>, AppError> {
+    require_admin(principal)?;
+    let sort = match sort.filter(|s| !s.is_empty()) {
+        Some(raw) => MetricsSort::parse(raw).map_err(|e| AppError::Validation(vec![e]))?,
+        None => MetricsSort {
+            key: MetricsSortKey::Name,
+            descending: false,
+        },
+    };
+    let (rows, total) = ports
+        .user_metrics
+        .page(sort, page.offset(), u64::from(page.limit()))
+        .await?;
+    Ok(Page::new(
+        rows.into_iter().map(UserMetricsView::from).collect(),
+        page,
+        total,
+    ))
 }
 
 /// Raw filters of `GET /admin/audit-log`.
@@ -328,6 +355,54 @@ mod tests {
             d.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(),
             ["role", "status"]
         );
+    }
+
+    #[tokio::test]
+    async fn metrics_default_to_name_order_and_refuse_unknown_sorts() {
+        let page = PageRequest::parse(Some("2"), Some("10")).unwrap();
+        let mut f = Fixture::new();
+        f.user_metrics
+            .expect_page()
+            .withf(|sort, offset, limit| {
+                *sort
+                    == MetricsSort {
+                        key: MetricsSortKey::Name,
+                        descending: false,
+                    }
+                    && *offset == 10
+                    && *limit == 10
+            })
+            .times(1)
+            .returning(|_, _, _| Ok((vec![], 12)));
+        let result = users_metrics(&f.into_ports(), &admin(), None, page)
+            .await
+            .unwrap();
+        assert_eq!(result.pagination.total, 12);
+
+        let mut f = Fixture::new();
+        f.user_metrics
+            .expect_page()
+            .withf(|sort, _, _| {
+                *sort
+                    == MetricsSort {
+                        key: MetricsSortKey::TasksCreated,
+                        descending: true,
+                    }
+            })
+            .returning(|_, _, _| Ok((vec![], 0)));
+        users_metrics(&f.into_ports(), &admin(), Some("-tasksCreated"), page)
+            .await
+            .unwrap();
+
+        let err = users_metrics(&Fixture::new().into_ports(), &admin(), Some("password"), page)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AppError::Validation(ref d) if d[0].field == "sort"));
+        let user = principal(Uuid::now_v7(), Role::User);
+        assert!(matches!(
+            users_metrics(&Fixture::new().into_ports(), &user, None, page).await,
+            Err(AppError::Forbidden)
+        ));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use keel_domain::audit::MockAuditLog;
 use keel_domain::clock::Clock;
 use keel_domain::identity::ports::{
-    MockPasswordHasher, MockSessionRepository, MockTokenService, MockUserRepository,
+    MockPasswordHasher, MockSessionRepository, MockTokenService, MockUserMetricsQuery, MockUserRepository,
 };
 use keel_domain::identity::{Email, PasswordHash, Role, Session, User, UserName, UserStatus};
 use keel_domain::rate_limit::{MockRateLimiter, Quota};
@@ -69,6 +69,7 @@ pub struct Fixture {
     pub tokens: MockTokenService,
     pub audit: MockAuditLog,
     pub limiter: MockRateLimiter,
+    pub user_metrics: MockUserMetricsQuery,
 }
 
 impl Fixture {
@@ -80,6 +81,7 @@ impl Fixture {
             tokens: MockTokenService::new(),
             audit: MockAuditLog::new(),
             limiter: MockRateLimiter::new(),
+            user_metrics: MockUserMetricsQuery::new(),
         }
     }
 
@@ -128,6 +130,7 @@ impl Fixture {
             audit: Arc::new(self.audit),
             clock: Arc::new(FixedClock(now())),
             limiter: Arc::new(self.limiter),
+            user_metrics: Arc::new(self.user_metrics),
             login_quota: Quota {
                 requests: 10,
                 window: Duration::from_secs(900),

@@ -15,7 +15,7 @@ use keel_domain::audit::{AuditEntry, AuditLog};
 use keel_domain::clock::Clock;
 use keel_domain::identity::ports::{
     AccessClaims, HashError, PasswordHasher, RefreshClaims, SessionRepository, TokenError, TokenService,
-    UserRepository,
+    UserMetricsQuery, UserRepository,
 };
 use keel_domain::identity::{RefreshToken, Session, User};
 use keel_domain::rate_limit::{Quota, RateLimiter};
@@ -35,6 +35,7 @@ pub struct IdentityPorts {
     pub audit: Arc<dyn AuditLog>,
     pub clock: Arc<dyn Clock>,
     pub limiter: Arc<dyn RateLimiter>,
+    pub user_metrics: Arc<dyn UserMetricsQuery>,
     /// Login attempts per IP and e-mail.
     pub login_quota: Quota,
 }

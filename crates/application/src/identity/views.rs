@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use keel_domain::audit::AuditEntry;
+use keel_domain::identity::ports::UserMetrics;
 use keel_domain::identity::{Session, User};
 use serde::Serialize;
 use uuid::Uuid;
@@ -113,6 +114,37 @@ impl From<AuditEntry> for AuditEntryView {
             request_id: e.request_id,
             ip: e.ip,
             details: e.details,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserMetricsView {
+    pub user_id: Uuid,
+    pub name: String,
+    pub email: String,
+    pub projects_owned: u64,
+    pub tasks_created: u64,
+    pub tasks_open_assigned: u64,
+    pub tasks_completed: u64,
+    pub comments_posted: u64,
+    pub last_active_at: Option<DateTime<Utc>>,
+}
+
+impl From<UserMetrics> for UserMetricsView {
+    fn from(m: UserMetrics) -> Self {
+        Self {
+            user_id: m.user_id,
+            name: m.name,
+            email: m.email,
+            projects_owned: m.projects_owned,
+            tasks_created: m.tasks_created,
+            tasks_open_assigned: m.tasks_open_assigned,
+            tasks_completed: m.tasks_completed,
+            comments_posted: m.comments_posted,
+            last_active_at: m.last_active_at,
         }
     }
 }

@@ -120,3 +120,79 @@ pub trait TokenService: Send + Sync {
     /// How long refresh tokens (and so sessions) live.
     fn refresh_ttl(&self) -> chrono::Duration;
 }
+
+/// The column `GET /admin/users/metrics` sorts by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsSortKey {
+    Name,
+    Email,
+    ProjectsOwned,
+    TasksCreated,
+    TasksOpenAssigned,
+    TasksCompleted,
+    CommentsPosted,
+    LastActiveAt,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsSort {
+    pub key: MetricsSortKey,
+    pub descending: bool,
+}
+
+impl MetricsSort {
+    pub const ALLOWED: &'static str = "name, email, projectsOwned, tasksCreated, tasksOpenAssigned, tasksCompleted, \
+commentsPosted, lastActiveAt (prefix - for descending)";
+
+    /// `name` or `-tasksCreated`.
+    pub fn parse(raw: &str) -> Result<Self, crate::FieldError> {
+        let (descending, name) = raw.strip_prefix('-').map_or((false, raw), |rest| (true, rest));
+        let key = match name {
+            "name" => MetricsSortKey::Name,
+            "email" => MetricsSortKey::Email,
+            "projectsOwned" => MetricsSortKey::ProjectsOwned,
+            "tasksCreated" => MetricsSortKey::TasksCreated,
+            "tasksOpenAssigned" => MetricsSortKey::TasksOpenAssigned,
+            "tasksCompleted" => MetricsSortKey::TasksCompleted,
+            "commentsPosted" => MetricsSortKey::CommentsPosted,
+            "lastActiveAt" => MetricsSortKey::LastActiveAt,
+            _ => {
+                return Err(crate::FieldError::new(
+                    "sort",
+                    format!("must be one of {}", Self::ALLOWED),
+                ));
+            }
+        };
+        Ok(Self { key, descending })
+    }
+}
+
+/// Activity figures of one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserMetrics {
+    pub user_id: Uuid,
+    pub name: String,
+    pub email: String,
+    pub projects_owned: u64,
+    pub tasks_created: u64,
+    /// Assigned tasks not `done` or `canceled`.
+    pub tasks_open_assigned: u64,
+    /// Assigned tasks that are `done`.
+    pub tasks_completed: u64,
+    pub comments_posted: u64,
+    /// The latest use of any of the user's sessions.
+    pub last_active_at: Option<DateTime<Utc>>,
+}
+
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait UserMetricsQuery: Send + Sync {
+    /// One page of every user's figures, computed by one aggregate query (never one query
+    /// per user), ties broken by user id; and the number of users.
+    async fn page(
+        &self,
+        sort: MetricsSort,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<UserMetrics>, u64), StoreError>;
+}

@@ -2,6 +2,9 @@
 //! types; nothing outside this crate sees them.
 
 pub mod audit_log;
+pub mod comments;
+pub mod projects;
 pub mod refresh_tokens;
 pub mod sessions;
+pub mod tasks;
 pub mod users;
