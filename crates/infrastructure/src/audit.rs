@@ -3,11 +3,9 @@
 use async_trait::async_trait;
 use keel_domain::StoreError;
 use keel_domain::audit::{AuditEntry, AuditFilter, AuditLog};
-use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, Set};
 
-use crate::db::{Database, store_error};
+use crate::db::{Database, fetch_page, store_error};
 use crate::entities::audit_log::{self, Column, Entity};
 
 #[derive(Debug, Clone)]
@@ -58,21 +56,11 @@ impl AuditLog for SeaOrmAuditLog {
         if let Some(project) = filter.project_id {
             condition = condition.add(Column::ProjectId.eq(project));
         }
-        let conn = self.db.connection();
-        let total = Entity::find()
-            .filter(condition.clone())
-            .count(conn)
-            .await
-            .map_err(store_error)?;
-        let rows = Entity::find()
+        let select = Entity::find()
             .filter(condition)
             .order_by_desc(Column::OccurredAt)
-            .order_by_desc(Column::Id)
-            .offset(offset)
-            .limit(limit)
-            .all(conn)
-            .await
-            .map_err(store_error)?;
+            .order_by_desc(Column::Id);
+        let (rows, total) = fetch_page(self.db.connection(), select, offset, limit).await?;
         Ok((
             rows.into_iter()
                 .map(|m| AuditEntry {

@@ -122,6 +122,29 @@ fn ensure_sqlite_dir(url: &str) -> Result<(), StoreError> {
     }
 }
 
+/// One offset page of `select` (already filtered and ordered, with a unique tiebreaker) and
+/// the number of rows the filter matches.
+pub async fn fetch_page<E>(
+    conn: &DatabaseConnection,
+    select: sea_orm::Select<E>,
+    offset: u64,
+    limit: u64,
+) -> Result<(Vec<E::Model>, u64), StoreError>
+where
+    E: sea_orm::EntityTrait,
+    E::Model: Send + Sync,
+{
+    use sea_orm::{PaginatorTrait, QuerySelect};
+    let total = select.clone().count(conn).await.map_err(store_error)?;
+    let rows = select
+        .offset(offset)
+        .limit(limit)
+        .all(conn)
+        .await
+        .map_err(store_error)?;
+    Ok((rows, total))
+}
+
 /// Translates a SeaORM error into the store contract. Connection-level failures (refused,
 /// reset, pool timed out) are `Unavailable` so the API answers 503 instead of 500.
 pub fn store_error(e: DbErr) -> StoreError {

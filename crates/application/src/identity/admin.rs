@@ -1,10 +1,9 @@
 //! Admin use cases (403 for non-admins): the user list, a user, role and status changes,
 //! the audit log, and `keel admin create`.
 
-use keel_domain::StoreError;
 use keel_domain::audit::AuditFilter;
 use keel_domain::identity::ports::{MetricsSort, MetricsSortKey, UserFilter};
-use keel_domain::identity::{Email, Password, Principal, Role, User, UserName, UserStatus};
+use keel_domain::identity::{Principal, Role, UserStatus};
 use uuid::Uuid;
 
 use super::views::{AuditEntryView, UserMetricsView, UserView};
@@ -216,26 +215,7 @@ pub async fn create_admin(
     password: &str,
     meta: &RequestMeta,
 ) -> Result<UserView, AppError> {
-    let (email, password, name) = collect(
-        Email::parse(email),
-        Password::parse(password, "password"),
-        UserName::parse(name),
-    )?;
-    let now = ports.clock.now();
-    let user = User {
-        id: Uuid::now_v7(),
-        email,
-        name,
-        role: Role::Admin,
-        status: UserStatus::Active,
-        password_hash: ports.hasher.hash(&password).await?,
-        created_at: now,
-        updated_at: now,
-    };
-    ports.users.create(&user).await.map_err(|e| match e {
-        StoreError::Conflict(_) => AppError::Conflict("an account with this e-mail already exists".into()),
-        other => other.into(),
-    })?;
+    let user = ports.create_account(email, password, name, Role::Admin).await?;
     ports
         .audit(
             meta,

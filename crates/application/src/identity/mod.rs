@@ -11,13 +11,14 @@ mod fixtures;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use keel_domain::StoreError;
 use keel_domain::audit::{AuditEntry, AuditLog};
 use keel_domain::clock::Clock;
 use keel_domain::identity::ports::{
     AccessClaims, HashError, PasswordHasher, RefreshClaims, SessionRepository, TokenError, TokenService,
     UserMetricsQuery, UserRepository,
 };
-use keel_domain::identity::{RefreshToken, Session, User};
+use keel_domain::identity::{Email, Password, RefreshToken, Role, Session, User, UserName, UserStatus};
 use keel_domain::rate_limit::{Quota, RateLimiter};
 use uuid::Uuid;
 
@@ -72,6 +73,41 @@ impl IdentityPorts {
             details,
         };
         Ok(self.audit.record(&entry).await?)
+    }
+
+    /// Validates the input (every bad field reported), hashes the password and stores a new
+    /// active account with `role`. A taken e-mail is a 409.
+    pub(crate) async fn create_account(
+        &self,
+        email: &str,
+        password: &str,
+        name: &str,
+        role: Role,
+    ) -> Result<User, AppError> {
+        let (email, password, name) = collect(
+            Email::parse(email),
+            Password::parse(password, "password"),
+            UserName::parse(name),
+        )?;
+        let password_hash = self.hasher.hash(&password).await?;
+        let now = self.clock.now();
+        let user = User {
+            id: Uuid::now_v7(),
+            email,
+            name,
+            role,
+            status: UserStatus::Active,
+            password_hash,
+            created_at: now,
+            updated_at: now,
+        };
+        self.users.create(&user).await.map_err(|e| match e {
+            StoreError::Conflict(_) => {
+                AppError::Conflict("an account with this e-mail already exists".into())
+            }
+            other => other.into(),
+        })?;
+        Ok(user)
     }
 
     /// Opens a session for `user` and issues its first token pair.

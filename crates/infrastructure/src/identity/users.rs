@@ -6,12 +6,11 @@ use keel_domain::identity::ports::{UserFilter, UserRepository};
 use keel_domain::identity::{Email, PasswordHash, Role, User, UserName, UserStatus};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
 };
 use uuid::Uuid;
 
-use crate::db::{Database, store_error};
+use crate::db::{Database, fetch_page, store_error};
 use crate::entities::users::{self, Column, Entity};
 
 #[derive(Debug, Clone)]
@@ -130,21 +129,11 @@ impl UserRepository for SeaOrmUserRepository {
         if let Some(status) = filter.status {
             condition = condition.add(Column::Status.eq(status.as_str()));
         }
-        let conn = self.db.connection();
-        let total = Entity::find()
-            .filter(condition.clone())
-            .count(conn)
-            .await
-            .map_err(store_error)?;
-        let rows = Entity::find()
+        let select = Entity::find()
             .filter(condition)
             .order_by_asc(Column::CreatedAt)
-            .order_by_asc(Column::Id)
-            .offset(offset)
-            .limit(limit)
-            .all(conn)
-            .await
-            .map_err(store_error)?;
+            .order_by_asc(Column::Id);
+        let (rows, total) = fetch_page(self.db.connection(), select, offset, limit).await?;
         Ok((rows.into_iter().map(to_domain).collect::<Result<_, _>>()?, total))
     }
 }

@@ -1,13 +1,11 @@
 //! `POST /auth/register`: a new account with the `user` role (never another), signed in.
 
-use keel_domain::StoreError;
-use keel_domain::identity::{Email, Password, Role, User, UserName, UserStatus};
-use uuid::Uuid;
+use keel_domain::identity::Role;
 
 use crate::AppError;
 use crate::context::RequestMeta;
+use crate::identity::IdentityPorts;
 use crate::identity::views::{AuthView, UserView};
-use crate::identity::{IdentityPorts, collect};
 
 #[derive(Debug, Clone)]
 pub struct RegisterInput {
@@ -21,27 +19,9 @@ pub async fn register(
     input: RegisterInput,
     meta: &RequestMeta,
 ) -> Result<AuthView, AppError> {
-    let (email, password, name) = collect(
-        Email::parse(&input.email),
-        Password::parse(&input.password, "password"),
-        UserName::parse(&input.name),
-    )?;
-    let password_hash = ports.hasher.hash(&password).await?;
-    let now = ports.clock.now();
-    let user = User {
-        id: Uuid::now_v7(),
-        email,
-        name,
-        role: Role::User,
-        status: UserStatus::Active,
-        password_hash,
-        created_at: now,
-        updated_at: now,
-    };
-    ports.users.create(&user).await.map_err(|e| match e {
-        StoreError::Conflict(_) => AppError::Conflict("an account with this e-mail already exists".into()),
-        other => other.into(),
-    })?;
+    let user = ports
+        .create_account(&input.email, &input.password, &input.name, Role::User)
+        .await?;
     let tokens = ports.start_session(&user, meta).await?;
     ports
         .audit(
@@ -60,6 +40,8 @@ pub async fn register(
 
 #[cfg(test)]
 mod tests {
+    use keel_domain::StoreError;
+
     use super::*;
     use crate::identity::fixtures::{Fixture, meta};
 
