@@ -261,6 +261,70 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn list_users_passes_filters_and_paging_to_the_store() {
+        let page = PageRequest::parse(Some("3"), Some("5")).unwrap();
+        let mut f = Fixture::new();
+        f.users
+            .expect_list()
+            .withf(|filter, offset, limit| {
+                filter.q.as_deref() == Some("ann")
+                    && filter.role == Some(Role::Admin)
+                    && filter.status == Some(UserStatus::Active)
+                    && *offset == 10
+                    && *limit == 5
+            })
+            .times(1)
+            .returning(|_, _, _| Ok((vec![user(Role::Admin, UserStatus::Active)], 11)));
+        let query = UserListQuery {
+            q: Some("  ann ".into()),
+            role: Some("admin".into()),
+            status: Some("active".into()),
+        };
+        let result = list_users(&f.into_ports(), &admin(), query, page).await.unwrap();
+        assert_eq!(
+            (
+                result.data.len(),
+                result.pagination.total,
+                result.pagination.total_pages
+            ),
+            (1, 11, 3)
+        );
+    }
+
+    #[tokio::test]
+    async fn get_user_is_not_found_for_an_unknown_id() {
+        let mut f = Fixture::new();
+        f.users.expect_find_by_id().returning(|_| Ok(None));
+        let err = get_user(&f.into_ports(), &admin(), Uuid::now_v7())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AppError::NotFound("user")));
+    }
+
+    #[tokio::test]
+    async fn audit_log_filters_by_actor_and_action() {
+        let actor = Uuid::now_v7();
+        let page = PageRequest::parse(None, Some("50")).unwrap();
+        let mut f = Fixture::new();
+        f.audit
+            .expect_list()
+            .withf(move |filter, offset, limit| {
+                filter.actor_id == Some(actor)
+                    && filter.action.as_deref() == Some("auth.login")
+                    && *offset == 0
+                    && *limit == 50
+            })
+            .times(1)
+            .returning(|_, _, _| Ok((vec![], 0)));
+        let query = AuditQuery {
+            actor_id: Some(actor.to_string()),
+            action: Some("auth.login".into()),
+        };
+        let result = audit_log(&f.into_ports(), &admin(), query, page).await.unwrap();
+        assert_eq!(result.pagination.total, 0);
+    }
+
+    #[tokio::test]
     async fn the_last_active_admin_cannot_be_demoted_or_disabled() {
         for input in [
             UpdateUserInput {

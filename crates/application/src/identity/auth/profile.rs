@@ -71,6 +71,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn profile_reads_the_callers_account() {
+        let u = user(Role::User, UserStatus::Active);
+        let p = principal(u.id, Role::User);
+        let mut f = Fixture::new();
+        let uid = u.id;
+        f.users
+            .expect_find_by_id()
+            .withf(move |id| *id == uid)
+            .returning(move |_| Ok(Some(u.clone())));
+        let view = profile(&f.into_ports(), &p).await.unwrap();
+        assert_eq!((view.id, view.email.as_str()), (uid, "ann@example.com"));
+    }
+
+    #[tokio::test]
     async fn an_invalid_name_changes_nothing() {
         let f = Fixture::new();
         let p = principal(uuid::Uuid::now_v7(), Role::User);
