@@ -7,7 +7,7 @@ SHELL := /bin/bash
 ARGS ?=
 
 .PHONY: help run test fmt lint unit integration-pg integration-sqlite release schemathesis \
-	services-up services-down bench
+	services-up services-down bench bench-auth
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{ printf "  make %-20s %s\n", $$1, $$2 }'
@@ -46,6 +46,10 @@ services-up: ## start the test PostgreSQL + Redis and print their env
 services-down: ## stop the test PostgreSQL + Redis
 	scripts/services.sh stop
 
-bench: ## benchmarks (not there yet)
+bench: ## benchmarks (not there yet; see bench-auth)
 	@echo "make bench: benchmark harness lands with the performance issue (#7)" >&2
+	@echo "make bench-auth exists: the identity endpoints benchmark (scripts/bench-auth.sh, docs/performance.md)" >&2
 	@exit 1
+
+bench-auth: ## benchmark login, profile and /health on PostgreSQL (release build, wrk; ~3 min)
+	scripts/bench-auth.sh
