@@ -333,7 +333,7 @@ mod metrics {
         assert_eq!(by_tasks["data"][0]["email"], "ann@example.com");
         assert_eq!(by_tasks["pagination"]["totalPages"], 3);
 
-        for bad in ["sort=password", "sort=--name", "page=0"] {
+        for bad in ["sort=password", "sort=--name", "sort=", "page=0"] {
             let response = app
                 .get_as(&format!("/api/v1/admin/users/metrics?{bad}"), &admin)
                 .await;

@@ -135,7 +135,8 @@ pub async fn users_metrics(
     page: PageRequest,
 ) -> Result<Page<UserMetricsView>, AppError> {
     require_admin(principal)?;
-    let sort = match sort.filter(|s| !s.is_empty()) {
+    // An empty `sort=` is a value, and not one of the allowed ones (as the document says).
+    let sort = match sort {
         Some(raw) => MetricsSort::parse(raw).map_err(|e| AppError::Validation(vec![e]))?,
         None => MetricsSort {
             key: MetricsSortKey::Name,
