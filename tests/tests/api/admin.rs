@@ -160,6 +160,39 @@ async fn the_last_admin_cannot_be_demoted_and_a_demotion_applies_at_once() {
 }
 
 #[tokio::test]
+async fn two_admins_demoting_each_other_at_once_leave_one_admin() {
+    let app = spawn_app().await;
+    let a = app.admin_token("a@example.com").await;
+    let b = app.admin_token("b@example.com").await;
+    let id_of = |token: String| {
+        let app = &app;
+        async move {
+            body(app.get_as("/api/v1/auth/profile", &token).await).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let (a_id, b_id) = (id_of(a.clone()).await, id_of(b.clone()).await);
+    let (first, second) = tokio::join!(
+        patch_user(&app, &a, &b_id, json!({"role": "user"})),
+        patch_user(&app, &b, &a_id, json!({"role": "user"})),
+    );
+    let mut statuses = [first.status().as_u16(), second.status().as_u16()];
+    statuses.sort_unstable();
+    // The loser either sees the winner's change (409), or — if the winner's demotion of it
+    // landed first — is no admin any more (403).
+    assert!(statuses == [200, 409] || statuses == [200, 403], "{statuses:?}");
+    let remaining = app.admin_token("c@example.com").await;
+    let admins = body(
+        app.get_as("/api/v1/admin/users?role=admin&status=active", &remaining)
+            .await,
+    )
+    .await;
+    assert_eq!(admins["pagination"]["total"], 2, "one of a/b, plus c: {admins}");
+}
+
+#[tokio::test]
 async fn the_audit_log_records_auth_events_without_secrets() {
     let app = spawn_app().await;
     let admin = app.admin_token("root@example.com").await;

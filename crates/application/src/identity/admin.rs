@@ -96,21 +96,18 @@ pub async fn update_user(
         .find_by_id(id)
         .await?
         .ok_or(AppError::NotFound("user"))?;
-    let was_active_admin = user.role == Role::Admin && user.status == UserStatus::Active;
     let new_role = role.unwrap_or(user.role);
     let new_status = status.unwrap_or(user.status);
-    let stays_active_admin = new_role == Role::Admin && new_status == UserStatus::Active;
-    if was_active_admin && !stays_active_admin && ports.users.count_active_admins().await? <= 1 {
-        return Err(AppError::Conflict(
-            "the last active admin cannot be demoted or disabled".into(),
-        ));
-    }
     let now = ports.clock.now();
     let disabling = user.status == UserStatus::Active && new_status == UserStatus::Disabled;
     user.role = new_role;
     user.status = new_status;
     user.updated_at = now;
-    ports.users.update(&user).await?;
+    if !ports.users.update_keeping_an_admin(&user).await? {
+        return Err(AppError::Conflict(
+            "the last active admin cannot be demoted or disabled".into(),
+        ));
+    }
     if disabling {
         ports.sessions.revoke_all(user.id, None, now).await?;
     }
@@ -342,7 +339,10 @@ mod tests {
             f.users
                 .expect_find_by_id()
                 .returning(move |_| Ok(Some(target.clone())));
-            f.users.expect_count_active_admins().returning(|| Ok(1));
+            f.users
+                .expect_update_keeping_an_admin()
+                .times(1)
+                .returning(|_| Ok(false));
             let err = update_user(&f.into_ports(), &admin(), Uuid::now_v7(), input, &meta())
                 .await
                 .unwrap_err();
@@ -359,10 +359,10 @@ mod tests {
             .expect_find_by_id()
             .returning(move |_| Ok(Some(target.clone())));
         f.users
-            .expect_update()
+            .expect_update_keeping_an_admin()
             .withf(|u| u.status == UserStatus::Disabled)
             .times(1)
-            .returning(|_| Ok(()));
+            .returning(|_| Ok(true));
         f.sessions
             .expect_revoke_all()
             .withf(move |uid, except, _| *uid == tid && except.is_none())

@@ -28,8 +28,12 @@ pub trait UserRepository: Send + Sync {
     /// # Errors
     /// `NotFound` when the user does not exist.
     async fn update(&self, user: &User) -> Result<(), StoreError>;
-    /// Active admins, for the last-admin rule.
-    async fn count_active_admins(&self) -> Result<u64, StoreError>;
+    /// Saves `user` like [`UserRepository::update`], unless the change takes away the last
+    /// active admin: then nothing is saved and the answer is `false`. Race-free: of two
+    /// concurrent changes that would each remove one of the last two admins, one is refused.
+    /// # Errors
+    /// `NotFound` when the user does not exist.
+    async fn update_keeping_an_admin(&self, user: &User) -> Result<bool, StoreError>;
     /// A page of users ordered by creation (oldest first, id as tiebreaker), and the total.
     async fn list(
         &self,

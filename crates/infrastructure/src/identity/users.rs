@@ -7,6 +7,7 @@ use keel_domain::identity::{Email, PasswordHash, Role, User, UserName, UserStatu
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
+    TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -100,13 +101,38 @@ impl UserRepository for SeaOrmUserRepository {
         Ok(())
     }
 
-    async fn count_active_admins(&self) -> Result<u64, StoreError> {
-        Entity::find()
-            .filter(Column::Role.eq(Role::Admin.as_str()))
-            .filter(Column::Status.eq(UserStatus::Active.as_str()))
-            .count(self.db.connection())
-            .await
-            .map_err(store_error)
+    async fn update_keeping_an_admin(&self, user: &User) -> Result<bool, StoreError> {
+        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        let removes_an_admin = user.role != Role::Admin || user.status != UserStatus::Active;
+        if removes_an_admin {
+            // Touch every active admin row first: on PostgreSQL that locks them, so a
+            // concurrent change waits and then sees this one; on SQLite the first write takes
+            // the database's write lock. Only then is the count trustworthy.
+            let active_admins = Condition::all()
+                .add(Column::Role.eq(Role::Admin.as_str()))
+                .add(Column::Status.eq(UserStatus::Active.as_str()));
+            Entity::update_many()
+                .col_expr(Column::UpdatedAt, Expr::col(Column::UpdatedAt))
+                .filter(active_admins.clone())
+                .exec(&txn)
+                .await
+                .map_err(store_error)?;
+            let others = Entity::find()
+                .filter(active_admins)
+                .filter(Column::Id.ne(user.id))
+                .count(&txn)
+                .await
+                .map_err(store_error)?;
+            if others == 0 {
+                txn.rollback().await.map_err(store_error)?;
+                return Ok(false);
+            }
+        }
+        let mut active = to_active(user);
+        active.created_at = sea_orm::ActiveValue::NotSet;
+        active.update(&txn).await.map_err(store_error)?;
+        txn.commit().await.map_err(store_error)?;
+        Ok(true)
     }
 
     async fn list(
