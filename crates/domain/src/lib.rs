@@ -11,5 +11,6 @@ pub mod error;
 pub mod health;
 pub mod identity;
 pub mod rate_limit;
+pub mod tracking;
 
 pub use error::{BoxError, FieldError, StoreError};

@@ -1,0 +1,401 @@
+//! Project and task tracking (SPEC §5): projects, members, labels, tasks, comments, and the
+//! ports their use cases need.
+//!
+//! Every write port takes the [`AuditEntry`](crate::audit::AuditEntry) describing the change
+//! and stores it in the same transaction as the change, so the activity feed never misses
+//! or invents a change (the outbox of domain events joins that transaction later).
+
+pub mod ports;
+pub mod values;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use values::{
+    Color, CommentBody, LabelName, Permission, Priority, ProjectKey, ProjectName, ProjectRole, ProjectStatus,
+    TaskStatus, TaskTitle,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    pub id: Uuid,
+    pub key: ProjectKey,
+    pub name: ProjectName,
+    pub description: Option<String>,
+    pub status: ProjectStatus,
+    pub owner_id: Uuid,
+    /// Incremented by every change; the basis of the project's `ETag`.
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A user's membership of a project, with the user's public fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub project_id: Uuid,
+    pub user_id: Uuid,
+    pub role: ProjectRole,
+    pub name: String,
+    pub email: String,
+    pub joined_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub name: LabelName,
+    pub color: Color,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub project_key: ProjectKey,
+    /// Sequential and gap-free per project, from 1.
+    pub number: i64,
+    pub title: TaskTitle,
+    pub description: Option<String>,
+    pub status: TaskStatus,
+    pub priority: Priority,
+    pub assignee_id: Option<Uuid>,
+    /// Label names, sorted.
+    pub labels: Vec<LabelName>,
+    pub due_date: Option<NaiveDate>,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    /// 1 at creation, incremented by every change; the basis of the task's `ETag`.
+    pub version: i64,
+}
+
+impl Task {
+    /// `KEY-12`.
+    pub fn identifier(&self) -> String {
+        format!("{}-{}", self.project_key, self.number)
+    }
+
+    /// Moves the task to `status`: `completed_at` is set on entering `done` and cleared on
+    /// leaving it; staying in `done` keeps the original completion time.
+    pub fn set_status(&mut self, status: TaskStatus, now: DateTime<Utc>) {
+        match (self.status == TaskStatus::Done, status == TaskStatus::Done) {
+            (false, true) => self.completed_at = Some(now),
+            (true, false) => self.completed_at = None,
+            _ => {}
+        }
+        self.status = status;
+    }
+}
+
+/// Splits `KEY-12` into the key and the number; `None` for anything else.
+pub fn parse_identifier(raw: &str) -> Option<(ProjectKey, i64)> {
+    let (key, number) = raw.rsplit_once('-')?;
+    let key = ProjectKey::parse(&key.to_ascii_uppercase()).ok()?;
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let number: i64 = number.parse().ok().filter(|n| *n >= 1)?;
+    Some((key, number))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Comment {
+    pub id: Uuid,
+    pub task_id: Uuid,
+    pub project_id: Uuid,
+    pub author_id: Uuid,
+    pub body: CommentBody,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+/// Whose tasks or projects a list covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// One project (the caller's access already checked).
+    Project(Uuid),
+    /// Every project this user is a member of.
+    MemberOf(Uuid),
+    /// Every project (instance admins).
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssigneeFilter {
+    User(Uuid),
+    Unassigned,
+}
+
+/// The filters of a task list; empty lists and `None` filter nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    pub statuses: Vec<TaskStatus>,
+    pub priorities: Vec<Priority>,
+    pub assignee: Option<AssigneeFilter>,
+    /// Tasks carrying any of these labels.
+    pub labels: Vec<LabelName>,
+    /// Case-insensitive substring of the title.
+    pub q: Option<String>,
+    pub updated_since: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TaskSortKey {
+    CreatedAt,
+    UpdatedAt,
+    /// By [`Priority::rank`]: urgent first, none last.
+    Priority,
+    /// Tasks without a due date come after those with one.
+    DueDate,
+}
+
+/// A task list's order. Descending is the exact reverse of ascending; the task id breaks
+/// ties in the same direction, so the order is total and keyset pagination is exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TaskSort {
+    pub key: TaskSortKey,
+    pub descending: bool,
+}
+
+impl Default for TaskSort {
+    fn default() -> Self {
+        Self {
+            key: TaskSortKey::CreatedAt,
+            descending: true,
+        }
+    }
+}
+
+impl TaskSort {
+    pub const ALLOWED: &'static str = "createdAt, updatedAt, priority, dueDate (prefix - for descending)";
+
+    pub fn parse(raw: &str) -> Result<Self, crate::FieldError> {
+        let (descending, name) = raw.strip_prefix('-').map_or((false, raw), |rest| (true, rest));
+        let key = match name {
+            "createdAt" => TaskSortKey::CreatedAt,
+            "updatedAt" => TaskSortKey::UpdatedAt,
+            "priority" => TaskSortKey::Priority,
+            "dueDate" => TaskSortKey::DueDate,
+            _ => {
+                return Err(crate::FieldError::new(
+                    "sort",
+                    format!("must be one of {}", Self::ALLOWED),
+                ));
+            }
+        };
+        Ok(Self { key, descending })
+    }
+
+    /// Where `task` stands in this order.
+    pub fn position_of(&self, task: &Task) -> TaskPosition {
+        let value = match self.key {
+            TaskSortKey::CreatedAt => SortValue::Time(task.created_at),
+            TaskSortKey::UpdatedAt => SortValue::Time(task.updated_at),
+            TaskSortKey::Priority => SortValue::Rank(task.priority.rank()),
+            TaskSortKey::DueDate => SortValue::Date(task.due_date),
+        };
+        TaskPosition { value, id: task.id }
+    }
+}
+
+/// The value a task is sorted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SortValue {
+    Time(DateTime<Utc>),
+    Rank(i16),
+    Date(Option<NaiveDate>),
+}
+
+/// A keyset position in a task list: the sort value and the id that breaks ties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskPosition {
+    pub value: SortValue,
+    pub id: Uuid,
+}
+
+impl TaskPosition {
+    /// Whether the value has the type `key` sorts by (a cursor of another sort does not).
+    pub fn fits(&self, key: TaskSortKey) -> bool {
+        matches!(
+            (key, self.value),
+            (
+                TaskSortKey::CreatedAt | TaskSortKey::UpdatedAt,
+                SortValue::Time(_)
+            ) | (TaskSortKey::Priority, SortValue::Rank(1..=5))
+                | (TaskSortKey::DueDate, SortValue::Date(_))
+        )
+    }
+}
+
+/// One page request of a task list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskQuery {
+    pub scope: Scope,
+    pub filter: TaskFilter,
+    pub sort: TaskSort,
+    /// Tasks strictly after this position.
+    pub after: Option<TaskPosition>,
+    pub limit: u64,
+}
+
+/// Filters of the project list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProjectFilter {
+    pub status: Option<ProjectStatus>,
+    /// Case-insensitive substring of the name or the key.
+    pub q: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProjectSortKey {
+    Name,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProjectSort {
+    pub key: ProjectSortKey,
+    pub descending: bool,
+}
+
+impl Default for ProjectSort {
+    fn default() -> Self {
+        Self {
+            key: ProjectSortKey::CreatedAt,
+            descending: true,
+        }
+    }
+}
+
+impl ProjectSort {
+    pub const ALLOWED: &'static str = "name, createdAt, updatedAt (prefix - for descending)";
+
+    pub fn parse(raw: &str) -> Result<Self, crate::FieldError> {
+        let (descending, name) = raw.strip_prefix('-').map_or((false, raw), |rest| (true, rest));
+        let key = match name {
+            "name" => ProjectSortKey::Name,
+            "createdAt" => ProjectSortKey::CreatedAt,
+            "updatedAt" => ProjectSortKey::UpdatedAt,
+            _ => {
+                return Err(crate::FieldError::new(
+                    "sort",
+                    format!("must be one of {}", Self::ALLOWED),
+                ));
+            }
+        };
+        Ok(Self { key, descending })
+    }
+}
+
+/// A project as one user sees it: with the user's effective role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectWithRole {
+    pub project: Project,
+    pub role: ProjectRole,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn task() -> Task {
+        Task {
+            id: Uuid::nil(),
+            project_id: Uuid::nil(),
+            project_key: ProjectKey::parse("KEEL").unwrap(),
+            number: 12,
+            title: TaskTitle::parse("t").unwrap(),
+            description: None,
+            status: TaskStatus::Todo,
+            priority: Priority::NONE,
+            assignee_id: None,
+            labels: vec![],
+            due_date: None,
+            created_by: Uuid::nil(),
+            created_at: at("2026-11-22T10:00:00Z"),
+            updated_at: at("2026-11-22T10:00:00Z"),
+            completed_at: None,
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn completed_at_follows_done() {
+        let mut t = task();
+        t.set_status(TaskStatus::InProgress, at("2026-11-22T11:00:00Z"));
+        assert_eq!(t.completed_at, None);
+        t.set_status(TaskStatus::Done, at("2026-11-22T12:00:00Z"));
+        assert_eq!(t.completed_at, Some(at("2026-11-22T12:00:00Z")));
+        t.set_status(TaskStatus::Done, at("2026-11-22T13:00:00Z"));
+        assert_eq!(
+            t.completed_at,
+            Some(at("2026-11-22T12:00:00Z")),
+            "staying done keeps the time"
+        );
+        t.set_status(TaskStatus::Todo, at("2026-11-22T14:00:00Z"));
+        assert_eq!(t.completed_at, None);
+    }
+
+    #[test]
+    fn identifiers_round_trip() {
+        assert_eq!(task().identifier(), "KEEL-12");
+        let (key, n) = parse_identifier("keel-12").unwrap();
+        assert_eq!((key.as_str(), n), ("KEEL", 12));
+        for bad in [
+            "KEEL",
+            "KEEL-",
+            "KEEL-0",
+            "KEEL-1a",
+            "K-1",
+            "KEEL--1",
+            "KEEL-+1",
+            "KEEL-99999999999999999999",
+        ] {
+            assert!(parse_identifier(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sorts_parse_and_default_to_newest_first() {
+        assert_eq!(TaskSort::default(), TaskSort::parse("-createdAt").unwrap());
+        assert_eq!(
+            TaskSort::parse("priority").unwrap(),
+            TaskSort {
+                key: TaskSortKey::Priority,
+                descending: false
+            }
+        );
+        assert!(TaskSort::parse("title").is_err());
+        assert!(TaskSort::parse("--createdAt").is_err());
+        assert_eq!(ProjectSort::default(), ProjectSort::parse("-createdAt").unwrap());
+        assert!(ProjectSort::parse("key").is_err());
+    }
+
+    #[test]
+    fn positions_carry_the_sort_value_and_only_fit_their_sort() {
+        let mut t = task();
+        t.priority = Priority::new(0, "priority").unwrap();
+        let p = TaskSort::parse("priority").unwrap().position_of(&t);
+        assert_eq!(p.value, SortValue::Rank(5));
+        assert!(p.fits(TaskSortKey::Priority));
+        assert!(!p.fits(TaskSortKey::CreatedAt));
+        let bogus = TaskPosition {
+            value: SortValue::Rank(9),
+            id: Uuid::nil(),
+        };
+        assert!(!bogus.fits(TaskSortKey::Priority));
+        let d = TaskSort::parse("-dueDate").unwrap().position_of(&t);
+        assert!(d.fits(TaskSortKey::DueDate) && !d.fits(TaskSortKey::UpdatedAt));
+    }
+}

@@ -1,0 +1,188 @@
+//! Ports of the tracking use cases.
+//!
+//! Every write takes the audit entry of the change and stores it in the same transaction.
+//! Writes guarded by a version (`expected_version`) change nothing and answer `false` when
+//! the stored version differs: the caller decides between 412 and a retry.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{
+    Comment, Label, LabelName, Member, Project, ProjectFilter, ProjectKey, ProjectRole, ProjectSort,
+    ProjectWithRole, Scope, Task, TaskQuery,
+};
+use crate::StoreError;
+use crate::audit::AuditEntry;
+
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait ProjectRepository: Send + Sync {
+    /// Stores the project and its owner's membership.
+    /// # Errors
+    /// `Conflict` when the key is taken.
+    async fn create(&self, project: &Project, audit: &AuditEntry) -> Result<(), StoreError>;
+    async fn find(&self, id: Uuid) -> Result<Option<Project>, StoreError>;
+    /// The user's role in the project; `None` when not a member (or no such project).
+    async fn role_of(&self, project_id: Uuid, user_id: Uuid) -> Result<Option<ProjectRole>, StoreError>;
+    /// Saves name, description, status and `updated_at`, and sets the version to
+    /// `expected_version + 1`.
+    async fn update(
+        &self,
+        project: &Project,
+        expected_version: i64,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError>;
+    /// Deletes the project with its members, labels, tasks and comments.
+    /// # Errors
+    /// `NotFound` when it does not exist.
+    async fn delete(&self, id: Uuid, audit: &AuditEntry) -> Result<(), StoreError>;
+    /// One page of the projects in `scope` (never `Scope::Project`) with the total. In
+    /// `Scope::All` the role of a project the user is not a member of is `owner`.
+    async fn list(
+        &self,
+        scope: Scope,
+        filter: &ProjectFilter,
+        sort: ProjectSort,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<ProjectWithRole>, u64), StoreError>;
+}
+
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait MemberRepository: Send + Sync {
+    /// Members oldest first (user id breaks ties), with the total.
+    async fn list(&self, project_id: Uuid, offset: u64, limit: u64)
+    -> Result<(Vec<Member>, u64), StoreError>;
+    async fn find(&self, project_id: Uuid, user_id: Uuid) -> Result<Option<Member>, StoreError>;
+    /// # Errors
+    /// `Conflict` when the user is a member already.
+    async fn add(
+        &self,
+        project_id: Uuid,
+        user_id: Uuid,
+        role: ProjectRole,
+        at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
+    /// Changes a member's role (never to or from `owner`; see `transfer_ownership`).
+    /// # Errors
+    /// `NotFound` when the user is not a member.
+    async fn set_role(
+        &self,
+        project_id: Uuid,
+        user_id: Uuid,
+        role: ProjectRole,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
+    /// Makes `to` (a member) the owner and the current owner an admin, and records the new
+    /// owner on the project, atomically.
+    /// # Errors
+    /// `NotFound` when `to` is not a member.
+    async fn transfer_ownership(
+        &self,
+        project_id: Uuid,
+        to: Uuid,
+        at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
+    /// Removes a member and unassigns their tasks in the project.
+    /// # Errors
+    /// `NotFound` when the user is not a member.
+    async fn remove(
+        &self,
+        project_id: Uuid,
+        user_id: Uuid,
+        at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
+}
+
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait LabelRepository: Send + Sync {
+    /// Labels by name (id breaks ties), with the total.
+    async fn list(&self, project_id: Uuid, offset: u64, limit: u64) -> Result<(Vec<Label>, u64), StoreError>;
+    /// # Errors
+    /// `Conflict` when the project has a label of that name.
+    async fn create(&self, label: &Label, audit: &AuditEntry) -> Result<(), StoreError>;
+    async fn find(&self, project_id: Uuid, label_id: Uuid) -> Result<Option<Label>, StoreError>;
+    /// The project's labels with these names (one query); unknown names are absent.
+    async fn find_by_names(&self, project_id: Uuid, names: &[LabelName]) -> Result<Vec<Label>, StoreError>;
+    /// Deletes the label and takes it off every task.
+    /// # Errors
+    /// `NotFound` when it does not exist.
+    async fn delete(&self, project_id: Uuid, label_id: Uuid, audit: &AuditEntry) -> Result<(), StoreError>;
+}
+
+/// A task to store; the repository hands out its number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTask {
+    /// The task as it will be, but for `number` (ignored, assigned by the store).
+    pub task: Task,
+    pub label_ids: Vec<Uuid>,
+}
+
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait TaskRepository: Send + Sync {
+    /// Stores the task with the project's next number (sequential and gap-free per project,
+    /// unique when creates race on several instances) and returns it as stored.
+    /// # Errors
+    /// `NotFound` when the project does not exist.
+    async fn create(&self, new: &NewTask, audit: &AuditEntry) -> Result<Task, StoreError>;
+    async fn find(&self, id: Uuid) -> Result<Option<Task>, StoreError>;
+    async fn find_by_number(&self, key: &ProjectKey, number: i64) -> Result<Option<Task>, StoreError>;
+    /// Saves every field of `task` (its `version` already `expected_version + 1`) and, when
+    /// given, replaces its labels.
+    async fn update<'a>(
+        &self,
+        task: &Task,
+        label_ids: Option<&'a [Uuid]>,
+        expected_version: i64,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError>;
+    /// # Errors
+    /// `NotFound` when it does not exist.
+    async fn delete(&self, id: Uuid, audit: &AuditEntry) -> Result<(), StoreError>;
+    /// Up to `query.limit` tasks after `query.after` in the query's order, labels loaded for
+    /// the whole page in one query.
+    async fn list(&self, query: &TaskQuery) -> Result<Vec<Task>, StoreError>;
+}
+
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait CommentRepository: Send + Sync {
+    async fn create(&self, comment: &Comment, audit: &AuditEntry) -> Result<(), StoreError>;
+    async fn find(&self, id: Uuid) -> Result<Option<Comment>, StoreError>;
+    /// Saves body, `updated_at` and version (already `expected_version + 1`).
+    async fn update(
+        &self,
+        comment: &Comment,
+        expected_version: i64,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError>;
+    /// # Errors
+    /// `NotFound` when it does not exist.
+    async fn delete(&self, id: Uuid, audit: &AuditEntry) -> Result<(), StoreError>;
+    /// Oldest first: up to `limit` comments of the task after `(created_at, id)`.
+    async fn list(
+        &self,
+        task_id: Uuid,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: u64,
+    ) -> Result<Vec<Comment>, StoreError>;
+}
+
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait ActivityFeed: Send + Sync {
+    /// Newest first: up to `limit` audit entries of the project before `(occurred_at, id)`.
+    async fn list(
+        &self,
+        project_id: Uuid,
+        before: Option<(DateTime<Utc>, Uuid)>,
+        limit: u64,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
+}

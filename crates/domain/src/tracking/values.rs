@@ -1,0 +1,471 @@
+//! Tracking value objects (SPEC §5). Once you hold one, it is valid (parse, don't validate).
+//! Every `*_PATTERN` is the rule as a regex for the OpenAPI document; a property test keeps
+//! each pattern and its parser in agreement.
+
+use std::fmt;
+
+use chrono::NaiveDate;
+
+use crate::FieldError;
+
+/// White space as Rust's `char::is_whitespace` (what `str::trim` removes), as a class body.
+macro_rules! ws {
+    () => {
+        r"\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+    };
+}
+
+/// Project key: 2–10 upper-case ASCII letters and digits, starting with a letter.
+pub const PROJECT_KEY_PATTERN: &str = "^[A-Z][A-Z0-9]{1,9}$";
+
+/// Project name: after trimming, 3–100 letters (any script), digits, spaces, `-`, `_`, `.`.
+pub const PROJECT_NAME_PATTERN: &str = concat!("^[", ws!(), r"]*[\w.-][\w .-]{1,98}[\w.-][", ws!(), "]*$");
+
+/// Label name: after trimming, 1–30 characters, no control characters.
+pub const LABEL_NAME_PATTERN: &str = concat!(
+    "^[",
+    ws!(),
+    "]*(?:[^\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
+    "|[^\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
+    "[^\\x00-\\x1f\\x7f-\\x9f]{0,28}",
+    "[^\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000])[",
+    ws!(),
+    "]*$"
+);
+
+/// Task title: after trimming, 1–200 characters, no control characters.
+pub const TASK_TITLE_PATTERN: &str = concat!(
+    "^[",
+    ws!(),
+    "]*(?:[^\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
+    "|[^\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
+    "[^\\x00-\\x1f\\x7f-\\x9f]{0,198}",
+    "[^\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000])[",
+    ws!(),
+    "]*$"
+);
+
+/// A comment body holds at least one character that is not white space.
+pub const COMMENT_BODY_PATTERN: &str = concat!("[^", ws!(), "]");
+
+pub const COLOR_PATTERN: &str = "^#[0-9A-Fa-f]{6}$";
+
+fn chars_between(raw: &str, field: &str, min: usize, max: usize) -> Result<(), FieldError> {
+    let count = raw.chars().count();
+    if (min..=max).contains(&count) {
+        Ok(())
+    } else if min == 0 {
+        Err(FieldError::new(
+            field,
+            format!("must be at most {max} characters"),
+        ))
+    } else {
+        Err(FieldError::new(field, format!("must be {min}–{max} characters")))
+    }
+}
+
+/// A trimmed line of text without control characters, `min`–`max` characters long.
+fn trimmed_line(raw: &str, field: &str, min: usize, max: usize) -> Result<String, FieldError> {
+    let text = raw.trim();
+    chars_between(text, field, min, max)?;
+    if text.chars().any(char::is_control) {
+        return Err(FieldError::new(field, "must not contain control characters"));
+    }
+    Ok(text.to_owned())
+}
+
+macro_rules! text_value {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            pub fn into_inner(self) -> String {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+text_value!(
+    /// The project's short key, `KEEL`: the prefix of its task identifiers (`KEEL-12`).
+    ProjectKey
+);
+text_value!(ProjectName);
+text_value!(LabelName);
+text_value!(TaskTitle);
+text_value!(CommentBody);
+text_value!(
+    /// `#RRGGBB`, stored upper-case.
+    Color
+);
+
+impl ProjectKey {
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        let mut chars = raw.chars();
+        let ok = (2..=10).contains(&raw.len())
+            && chars.next().is_some_and(|c| c.is_ascii_uppercase())
+            && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(FieldError::new(
+                "key",
+                "must be 2–10 upper-case letters and digits, starting with a letter",
+            ))
+        }
+    }
+}
+
+impl ProjectName {
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        let name = raw.trim();
+        chars_between(name, "name", 3, 100)?;
+        if !name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.'))
+        {
+            return Err(FieldError::new(
+                "name",
+                "may hold only letters, digits, spaces, '-', '_' and '.'",
+            ));
+        }
+        Ok(Self(name.to_owned()))
+    }
+}
+
+impl LabelName {
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        trimmed_line(raw, "name", 1, 30).map(Self)
+    }
+}
+
+impl TaskTitle {
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        trimmed_line(raw, "title", 1, 200).map(Self)
+    }
+}
+
+impl CommentBody {
+    /// 1–5000 characters, kept as written (line breaks matter), not only white space.
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        chars_between(raw, "body", 1, 5000)?;
+        if raw.trim().is_empty() {
+            return Err(FieldError::new("body", "must not be only white space"));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+}
+
+impl Color {
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        let ok = raw.len() == 7 && raw.starts_with('#') && raw[1..].chars().all(|c| c.is_ascii_hexdigit());
+        if ok {
+            Ok(Self(raw.to_ascii_uppercase()))
+        } else {
+            Err(FieldError::new("color", "must be #RRGGBB (hexadecimal)"))
+        }
+    }
+}
+
+/// An optional long text (project or task description): at most `max` characters, kept as
+/// written; an empty string clears it.
+pub fn parse_description(raw: Option<&str>, max: usize) -> Result<Option<String>, FieldError> {
+    match raw {
+        None | Some("") => Ok(None),
+        Some(text) => chars_between(text, "description", 0, max).map(|()| Some(text.to_owned())),
+    }
+}
+
+pub const PROJECT_DESCRIPTION_MAX: usize = 1000;
+pub const TASK_DESCRIPTION_MAX: usize = 10_000;
+
+/// `YYYY-MM-DD`.
+pub fn parse_due_date(raw: &str) -> Result<NaiveDate, FieldError> {
+    let bad = || FieldError::new("dueDate", "must be a date as YYYY-MM-DD");
+    if raw.len() != 10 {
+        return Err(bad());
+    }
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| bad())
+}
+
+macro_rules! string_enum {
+    ($(#[$doc:meta])* $name:ident, $field:literal { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $($variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text),+
+                }
+            }
+
+            /// `field` names the input in the error (`status`, or `status` in a filter).
+            pub fn parse(raw: &str, field: &str) -> Result<Self, FieldError> {
+                match raw {
+                    $($text => Ok(Self::$variant),)+
+                    _ => Err(FieldError::new(
+                        field,
+                        concat!("must be one of: ", string_enum!(@join $($text),+)),
+                    )),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+    (@join $first:literal $(, $rest:literal)*) => { concat!($first $(, ", ", $rest)*) };
+}
+
+string_enum!(
+    ProjectStatus, "status" {
+        Active = "active",
+        Completed = "completed",
+        Archived = "archived",
+    }
+);
+
+string_enum!(
+    /// A member's role in one project, strongest first (the derived order ranks them).
+    ProjectRole, "role" {
+        Owner = "owner",
+        Admin = "admin",
+        Member = "member",
+        Viewer = "viewer",
+    }
+);
+
+string_enum!(
+    TaskStatus, "status" {
+        Backlog = "backlog",
+        Todo = "todo",
+        InProgress = "in_progress",
+        InReview = "in_review",
+        Done = "done",
+        Canceled = "canceled",
+    }
+);
+
+/// What a project role may do. Instance admins act as owners everywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// See the project and everything in it.
+    Read,
+    /// Create, change and delete tasks; write comments.
+    WriteTasks,
+    /// Manage members, labels, webhooks and the project's settings; delete anyone's comment.
+    Administer,
+    /// Delete the project, hand ownership over.
+    Own,
+}
+
+impl ProjectRole {
+    pub fn allows(self, permission: Permission) -> bool {
+        let needed = match permission {
+            Permission::Read => Self::Viewer,
+            Permission::WriteTasks => Self::Member,
+            Permission::Administer => Self::Admin,
+            Permission::Own => Self::Owner,
+        };
+        // Derived order: Owner < Admin < Member < Viewer, strongest first.
+        self <= needed
+    }
+}
+
+/// Task priority 0–4: 0 none, 1 urgent, 2 high, 3 medium, 4 low.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Priority(u8);
+
+impl Priority {
+    pub const NONE: Self = Self(0);
+
+    pub fn new(value: i64, field: &str) -> Result<Self, FieldError> {
+        u8::try_from(value)
+            .ok()
+            .filter(|v| *v <= 4)
+            .map(Self)
+            .ok_or_else(|| FieldError::new(field, "must be an integer from 0 to 4"))
+    }
+
+    pub fn value(self) -> u8 {
+        self.0
+    }
+
+    /// The sort rank: urgent (1) first … low (4), then none (0) last.
+    pub fn rank(self) -> i16 {
+        if self.0 == 0 { 5 } else { i16::from(self.0) }
+    }
+
+    /// The priority of a sort rank; `None` for a rank no priority has.
+    pub fn from_rank(rank: i16) -> Option<Self> {
+        match rank {
+            5 => Some(Self(0)),
+            1..=4 => u8::try_from(rank).ok().map(Self),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fancy_regex::Regex;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Compiles each pattern once: the Unicode classes make compiling slow.
+    fn matches(pattern: &'static str, s: &str) -> bool {
+        use std::collections::HashMap;
+        use std::sync::{LazyLock, Mutex};
+        static COMPILED: LazyLock<Mutex<HashMap<&'static str, Regex>>> = LazyLock::new(Default::default);
+        let mut compiled = COMPILED.lock().unwrap();
+        let re = compiled
+            .entry(pattern)
+            .or_insert_with(|| Regex::new(pattern).unwrap());
+        re.is_match(s).unwrap()
+    }
+
+    #[test]
+    fn project_keys() {
+        for ok in ["AB", "KEEL", "A1", "ABCDEFGHIJ"] {
+            assert!(ProjectKey::parse(ok).is_ok(), "{ok}");
+            assert!(matches(PROJECT_KEY_PATTERN, ok));
+        }
+        for bad in ["A", "1A", "keel", "KE-L", "ABCDEFGHIJK", "ÄB", ""] {
+            assert!(ProjectKey::parse(bad).is_err(), "{bad}");
+            assert!(!matches(PROJECT_KEY_PATTERN, bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn project_names_allow_any_script_and_few_symbols() {
+        assert_eq!(ProjectName::parse("  Web app  ").unwrap().as_str(), "Web app");
+        for ok in ["Крылья 2.0", "设计系统", "a_b-c.d", "abc"] {
+            assert!(ProjectName::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["ab", " ab ", "a/b c", "hello!", "tab\there", &"x".repeat(101)] {
+            assert!(ProjectName::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn texts_are_trimmed_and_bounded_in_characters() {
+        assert_eq!(TaskTitle::parse("  Fix it ").unwrap().as_str(), "Fix it");
+        assert!(TaskTitle::parse("   ").is_err());
+        assert!(TaskTitle::parse(&"é".repeat(200)).is_ok());
+        assert!(TaskTitle::parse(&"é".repeat(201)).is_err());
+        assert!(LabelName::parse("bug\u{0}").is_err());
+        assert!(LabelName::parse(&"x".repeat(31)).is_err());
+        assert_eq!(
+            CommentBody::parse(" line\nnext ").unwrap().as_str(),
+            " line\nnext "
+        );
+        assert!(CommentBody::parse(" \n ").is_err());
+        assert!(CommentBody::parse(&"x".repeat(5001)).is_err());
+    }
+
+    #[test]
+    fn descriptions_and_dates() {
+        assert_eq!(parse_description(Some(""), 10).unwrap(), None);
+        assert_eq!(
+            parse_description(Some("é".repeat(10).as_str()), 10)
+                .unwrap()
+                .unwrap()
+                .chars()
+                .count(),
+            10
+        );
+        assert!(parse_description(Some("x".repeat(11).as_str()), 10).is_err());
+        assert_eq!(
+            parse_due_date("2026-02-28").unwrap(),
+            NaiveDate::from_ymd_opt(2026, 2, 28).unwrap()
+        );
+        for bad in ["2026-02-30", "2026-2-1", "26-02-01", "2026-02-01T00:00:00Z", ""] {
+            assert!(parse_due_date(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn colors_are_normalised_to_upper_case() {
+        assert_eq!(Color::parse("#a1b2c3").unwrap().as_str(), "#A1B2C3");
+        for bad in ["a1b2c3", "#a1b2c", "#a1b2c3d", "#g1b2c3", "#é1b2c"] {
+            assert!(Color::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn roles_rank_from_owner_to_viewer() {
+        use Permission::*;
+        assert!(ProjectRole::Owner.allows(Own));
+        assert!(!ProjectRole::Admin.allows(Own));
+        assert!(ProjectRole::Admin.allows(Administer));
+        assert!(!ProjectRole::Member.allows(Administer));
+        assert!(ProjectRole::Member.allows(WriteTasks));
+        assert!(!ProjectRole::Viewer.allows(WriteTasks));
+        assert!(ProjectRole::Viewer.allows(Read));
+        for role in ProjectRole::ALL {
+            assert_eq!(ProjectRole::parse(role.as_str(), "role").unwrap(), *role);
+        }
+        let e = ProjectRole::parse("boss", "role").unwrap_err();
+        assert_eq!(e.message, "must be one of: owner, admin, member, viewer");
+    }
+
+    #[test]
+    fn priority_ranks_urgent_first_and_none_last() {
+        let mut all: Vec<Priority> = (0..=4).map(|v| Priority::new(v, "priority").unwrap()).collect();
+        all.sort_by_key(|p| p.rank());
+        assert_eq!(
+            all.iter().map(|p| p.value()).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4, 0]
+        );
+        for p in all {
+            assert_eq!(Priority::from_rank(p.rank()), Some(p));
+        }
+        assert!(Priority::new(5, "priority").is_err());
+        assert!(Priority::new(-1, "priority").is_err());
+        assert_eq!(Priority::from_rank(0), None);
+    }
+
+    proptest! {
+        #[test]
+        fn project_name_pattern_agrees_with_the_parser(s in r"[ \ta-zA-Zé0-9._!/-]{0,12}") {
+            prop_assert_eq!(ProjectName::parse(&s).is_ok(), matches(PROJECT_NAME_PATTERN, &s), "{:?}", s);
+        }
+
+        #[test]
+        fn title_pattern_agrees_with_the_parser(s in r"[ \t\u{0}\u{7f}a-zé]{0,8}") {
+            prop_assert_eq!(TaskTitle::parse(&s).is_ok(), matches(TASK_TITLE_PATTERN, &s), "{:?}", s);
+        }
+
+        #[test]
+        fn label_pattern_agrees_with_the_parser(s in r"[ \t\u{1}a-z]{0,33}") {
+            prop_assert_eq!(LabelName::parse(&s).is_ok(), matches(LABEL_NAME_PATTERN, &s), "{:?}", s);
+        }
+
+        #[test]
+        fn key_pattern_agrees_with_the_parser(s in r"[A-Za-z0-9-]{0,12}") {
+            prop_assert_eq!(ProjectKey::parse(&s).is_ok(), matches(PROJECT_KEY_PATTERN, &s), "{:?}", s);
+        }
+    }
+}
