@@ -9,5 +9,6 @@ pub mod error;
 pub mod identity;
 pub mod pagination;
 pub mod readiness;
+pub mod tracking;
 
 pub use error::AppError;

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod clock;
 pub mod error;
 pub mod health;
+pub mod idempotency;
 pub mod identity;
 pub mod rate_limit;
 pub mod tracking;

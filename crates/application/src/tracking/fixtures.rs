@@ -1,0 +1,174 @@
+//! Mocks and builders shared by the tracking use-case tests.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use keel_domain::identity::ports::MockUserRepository;
+use keel_domain::identity::{Principal, Role};
+use keel_domain::tracking::ports::{
+    MockActivityFeed, MockCommentRepository, MockLabelRepository, MockMemberRepository,
+    MockProjectRepository, MockTaskRepository,
+};
+use keel_domain::tracking::{
+    Priority, Project, ProjectKey, ProjectName, ProjectRole, ProjectStatus, Task, TaskStatus, TaskTitle,
+};
+use uuid::Uuid;
+
+use super::TrackingPorts;
+use crate::AppError;
+use crate::context::RequestMeta;
+
+pub struct FixedClock(pub DateTime<Utc>);
+
+impl keel_domain::clock::Clock for FixedClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.0
+    }
+}
+
+pub fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).single().unwrap()
+}
+
+pub fn meta() -> RequestMeta {
+    RequestMeta {
+        request_id: Some("req-1".into()),
+        ip: Some("203.0.113.7".into()),
+        user_agent: None,
+    }
+}
+
+fn principal(n: u128, role: Role) -> Principal {
+    Principal {
+        user_id: Uuid::from_u128(n),
+        session_id: Uuid::from_u128(1000 + n),
+        role,
+    }
+}
+
+pub fn owner() -> Principal {
+    principal(1, Role::User)
+}
+pub fn member() -> Principal {
+    principal(2, Role::User)
+}
+pub fn viewer() -> Principal {
+    principal(3, Role::User)
+}
+pub fn stranger() -> Principal {
+    principal(4, Role::User)
+}
+pub fn admin() -> Principal {
+    principal(5, Role::Admin)
+}
+
+pub const PROJECT_ID: Uuid = Uuid::from_u128(0xAAAA);
+
+pub fn project() -> Project {
+    Project {
+        id: PROJECT_ID,
+        key: ProjectKey::parse("KEEL").unwrap(),
+        name: ProjectName::parse("Keel").unwrap(),
+        description: None,
+        status: ProjectStatus::Active,
+        owner_id: owner().user_id,
+        version: 1,
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
+pub fn task() -> Task {
+    Task {
+        id: Uuid::from_u128(0xBBBB),
+        project_id: PROJECT_ID,
+        project_key: ProjectKey::parse("KEEL").unwrap(),
+        number: 1,
+        title: TaskTitle::parse("First").unwrap(),
+        description: None,
+        status: TaskStatus::Todo,
+        priority: Priority::NONE,
+        assignee_id: None,
+        labels: vec![],
+        due_date: None,
+        created_by: member().user_id,
+        created_at: now(),
+        updated_at: now(),
+        completed_at: None,
+        version: 1,
+    }
+}
+
+/// The usual cast: owner, member, viewer of [`project`]; the stranger belongs to nothing.
+pub fn cast() -> Vec<(Uuid, ProjectRole)> {
+    vec![
+        (owner().user_id, ProjectRole::Owner),
+        (member().user_id, ProjectRole::Member),
+        (viewer().user_id, ProjectRole::Viewer),
+    ]
+}
+
+/// A project store that knows `project` and answers `role_of` from `roles`.
+pub fn projects_with(project: &Project, roles: &[(Uuid, ProjectRole)]) -> MockProjectRepository {
+    let mut projects = MockProjectRepository::new();
+    let id = project.id;
+    let roles = roles.to_vec();
+    projects.expect_role_of().returning(move |p, u| {
+        Ok(if p == id {
+            roles.iter().find(|(user, _)| *user == u).map(|(_, r)| *r)
+        } else {
+            None
+        })
+    });
+    let stored = project.clone();
+    projects
+        .expect_find()
+        .returning(move |p| Ok((p == id).then(|| stored.clone())));
+    projects
+}
+
+pub fn fields(e: AppError) -> Vec<String> {
+    match e {
+        AppError::Validation(details) => details.into_iter().map(|d| d.field).collect(),
+        other => panic!("expected a validation error, got {other:?}"),
+    }
+}
+
+pub struct Fixture {
+    pub projects: MockProjectRepository,
+    pub members: MockMemberRepository,
+    pub labels: MockLabelRepository,
+    pub tasks: MockTaskRepository,
+    pub comments: MockCommentRepository,
+    pub activity: MockActivityFeed,
+    pub users: MockUserRepository,
+}
+
+impl Default for Fixture {
+    fn default() -> Self {
+        Self {
+            projects: projects_with(&project(), &cast()),
+            members: MockMemberRepository::new(),
+            labels: MockLabelRepository::new(),
+            tasks: MockTaskRepository::new(),
+            comments: MockCommentRepository::new(),
+            activity: MockActivityFeed::new(),
+            users: MockUserRepository::new(),
+        }
+    }
+}
+
+impl Fixture {
+    pub fn ports(self) -> TrackingPorts {
+        TrackingPorts {
+            projects: Arc::new(self.projects),
+            members: Arc::new(self.members),
+            labels: Arc::new(self.labels),
+            tasks: Arc::new(self.tasks),
+            comments: Arc::new(self.comments),
+            activity: Arc::new(self.activity),
+            users: Arc::new(self.users),
+            clock: Arc::new(FixedClock(now())),
+        }
+    }
+}

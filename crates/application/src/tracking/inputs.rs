@@ -1,0 +1,179 @@
+//! The request bodies of the tracking routes, as clients send them. Values arrive raw and
+//! are parsed by the use cases into domain values, so every broken rule is reported by
+//! field; unknown fields are refused.
+
+use serde::{Deserialize, Deserializer};
+
+/// For `PATCH` fields that may be cleared: absent → `None`, `null` → `Some(None)`.
+fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateProjectBody {
+    /// 2–10 upper-case letters and digits, starting with a letter; unique on the instance.
+    #[cfg_attr(feature = "openapi", schema(example = "KEEL"))]
+    pub key: String,
+    /// 3–100 letters, digits, spaces, `-`, `_`, `.` after trimming.
+    #[cfg_attr(feature = "openapi", schema(example = "Keel backend"))]
+    pub name: String,
+    #[cfg_attr(feature = "openapi", schema(max_length = 1000))]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpdateProjectBody {
+    pub name: Option<String>,
+    /// `null` or `""` clears it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, max_length = 1000))]
+    pub description: Option<Option<String>>,
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(active|completed|archived)$"))]
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AddMemberBody {
+    /// The e-mail of an existing account.
+    #[cfg_attr(feature = "openapi", schema(example = "ann@example.com", max_length = 254))]
+    pub email: String,
+    /// `admin`, `member` or `viewer`; ownership is handed over with `PATCH`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(admin|member|viewer)$"))]
+    pub role: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpdateMemberBody {
+    /// `owner` hands the project over (owner only; the previous owner becomes `admin`).
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(owner|admin|member|viewer)$"))]
+    pub role: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateLabelBody {
+    /// 1–30 characters after trimming; unique in the project.
+    #[cfg_attr(feature = "openapi", schema(example = "bug"))]
+    pub name: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = "#D73A4A", pattern = "^#[0-9A-Fa-f]{6}$")
+    )]
+    pub color: String,
+}
+
+/// At most this many labels on one task.
+pub const MAX_TASK_LABELS: usize = 20;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateTaskBody {
+    /// 1–200 characters after trimming.
+    pub title: String,
+    #[cfg_attr(feature = "openapi", schema(max_length = 10000))]
+    pub description: Option<String>,
+    /// Default `todo`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^(backlog|todo|in_progress|in_review|done|canceled)$")
+    )]
+    pub status: Option<String>,
+    /// 0 none (default), 1 urgent, 2 high, 3 medium, 4 low.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 4))]
+    pub priority: Option<i64>,
+    /// A member of the project.
+    pub assignee_id: Option<uuid::Uuid>,
+    /// Names of labels of the project.
+    #[cfg_attr(feature = "openapi", schema(max_items = 20))]
+    pub labels: Option<Vec<String>>,
+    /// `YYYY-MM-DD`.
+    #[cfg_attr(feature = "openapi", schema(format = Date))]
+    pub due_date: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpdateTaskBody {
+    pub title: Option<String>,
+    /// `null` or `""` clears it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, max_length = 10000))]
+    pub description: Option<Option<String>>,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^(backlog|todo|in_progress|in_review|done|canceled)$")
+    )]
+    pub status: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 4))]
+    pub priority: Option<i64>,
+    /// `null` unassigns.
+    #[serde(default, deserialize_with = "nullable")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<uuid::Uuid>))]
+    pub assignee_id: Option<Option<uuid::Uuid>>,
+    /// Replaces the task's labels.
+    #[cfg_attr(feature = "openapi", schema(max_items = 20))]
+    pub labels: Option<Vec<String>>,
+    /// `null` clears it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Date))]
+    pub due_date: Option<Option<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CommentBodyInput {
+    /// 1–5000 characters, not only white space.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 5000))]
+    pub body: String,
+}
+
+/// Raw filters of a task list (`GET /projects/{id}/tasks`, `GET /tasks`).
+#[derive(Debug, Clone, Default)]
+pub struct TaskListQuery {
+    pub status: Option<String>,
+    pub priority: Option<String>,
+    pub assignee: Option<String>,
+    pub label: Option<String>,
+    pub q: Option<String>,
+    pub updated_since: Option<String>,
+    pub sort: Option<String>,
+}
+
+/// Raw filters of `GET /projects`.
+#[derive(Debug, Clone, Default)]
+pub struct ProjectListQuery {
+    pub status: Option<String>,
+    pub q: Option<String>,
+    pub sort: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patch_fields_tell_absent_from_null() {
+        let absent: UpdateTaskBody = serde_json::from_str("{}").unwrap();
+        assert_eq!(absent.assignee_id, None);
+        let null: UpdateTaskBody = serde_json::from_str(r#"{"assigneeId": null, "dueDate": null}"#).unwrap();
+        assert_eq!(null.assignee_id, Some(None));
+        assert_eq!(null.due_date, Some(None));
+        assert!(serde_json::from_str::<UpdateTaskBody>(r#"{"colour": 1}"#).is_err());
+    }
+}

@@ -1,0 +1,186 @@
+//! Labels of a project: list (members), create and delete (project admins).
+
+use keel_domain::StoreError;
+use keel_domain::identity::Principal;
+use keel_domain::tracking::{Color, Label, LabelName, Permission};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::inputs::CreateLabelBody;
+use super::views::LabelView;
+use super::{TrackingPorts, check, not_found_as, validated};
+use crate::AppError;
+use crate::context::RequestMeta;
+use crate::pagination::{Page, PageRequest};
+
+pub async fn list_labels(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    project_id: Uuid,
+    page: PageRequest,
+) -> Result<Page<LabelView>, AppError> {
+    ports
+        .authorize(principal, project_id, Permission::Read, "project")
+        .await?;
+    let (labels, total) = ports
+        .labels
+        .list(project_id, page.offset(), u64::from(page.limit()))
+        .await?;
+    Ok(Page::new(
+        labels.iter().map(LabelView::from).collect(),
+        page,
+        total,
+    ))
+}
+
+pub async fn create_label(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    project_id: Uuid,
+    body: CreateLabelBody,
+    meta: &RequestMeta,
+) -> Result<LabelView, AppError> {
+    ports
+        .authorize(principal, project_id, Permission::Administer, "project")
+        .await?;
+    let mut errors = Vec::new();
+    let name = check(&mut errors, LabelName::parse(&body.name));
+    let color = check(&mut errors, Color::parse(&body.color));
+    validated(errors)?;
+    let (Some(name), Some(color)) = (name, color) else {
+        return Err(AppError::internal("validated input missing"));
+    };
+    let label = Label {
+        id: Uuid::now_v7(),
+        project_id,
+        name,
+        color,
+        created_at: ports.clock.now(),
+    };
+    let audit = ports.entry(
+        meta,
+        principal,
+        "label.created",
+        project_id,
+        ("label", label.id),
+        json!({ "name": label.name.as_str(), "color": label.color.as_str() }),
+    );
+    ports.labels.create(&label, &audit).await.map_err(|e| match e {
+        StoreError::Conflict(_) => {
+            AppError::Conflict("the project has a label with this name already".into())
+        }
+        other => other.into(),
+    })?;
+    Ok(LabelView::from(&label))
+}
+
+/// Deletes a label and takes it off every task.
+pub async fn delete_label(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    project_id: Uuid,
+    label_id: Uuid,
+    meta: &RequestMeta,
+) -> Result<(), AppError> {
+    ports
+        .authorize(principal, project_id, Permission::Administer, "project")
+        .await?;
+    let label = ports
+        .labels
+        .find(project_id, label_id)
+        .await?
+        .ok_or(AppError::NotFound("label"))?;
+    let audit = ports.entry(
+        meta,
+        principal,
+        "label.deleted",
+        project_id,
+        ("label", label_id),
+        json!({ "name": label.name.as_str() }),
+    );
+    ports
+        .labels
+        .delete(project_id, label_id, &audit)
+        .await
+        .map_err(not_found_as("label"))
+}
+
+#[cfg(test)]
+mod tests {
+    use keel_domain::tracking::ports::MockLabelRepository;
+
+    use super::super::fixtures::*;
+    use super::*;
+
+    #[tokio::test]
+    async fn admins_create_labels_with_normalised_colors() {
+        let mut labels = MockLabelRepository::new();
+        labels
+            .expect_create()
+            .withf(|l, a| {
+                l.name.as_str() == "bug" && l.color.as_str() == "#D73A4A" && a.action == "label.created"
+            })
+            .times(1)
+            .returning(|_, _| Ok(()));
+        labels
+            .expect_create()
+            .returning(|_, _| Err(StoreError::Conflict("ux".into())));
+        let ports = Fixture {
+            labels,
+            ..Fixture::default()
+        }
+        .ports();
+        let body = || CreateLabelBody {
+            name: " bug ".into(),
+            color: "#d73a4a".into(),
+        };
+        let view = create_label(&ports, &owner(), PROJECT_ID, body(), &meta())
+            .await
+            .unwrap();
+        assert_eq!((view.name.as_str(), view.color.as_str()), ("bug", "#D73A4A"));
+        assert!(matches!(
+            create_label(&ports, &owner(), PROJECT_ID, body(), &meta()).await,
+            Err(AppError::Conflict(_))
+        ));
+        assert!(matches!(
+            create_label(&ports, &member(), PROJECT_ID, body(), &meta()).await,
+            Err(AppError::Forbidden)
+        ));
+        let bad = CreateLabelBody {
+            name: String::new(),
+            color: "red".into(),
+        };
+        assert_eq!(
+            fields(
+                create_label(&ports, &owner(), PROJECT_ID, bad, &meta())
+                    .await
+                    .unwrap_err()
+            ),
+            vec!["name", "color"]
+        );
+    }
+
+    #[tokio::test]
+    async fn deleting_an_unknown_label_is_404_and_strangers_learn_nothing() {
+        let mut labels = MockLabelRepository::new();
+        labels.expect_find().returning(|_, _| Ok(None));
+        let ports = Fixture {
+            labels,
+            ..Fixture::default()
+        }
+        .ports();
+        assert!(matches!(
+            delete_label(&ports, &owner(), PROJECT_ID, Uuid::nil(), &meta()).await,
+            Err(AppError::NotFound("label"))
+        ));
+        assert!(matches!(
+            delete_label(&ports, &stranger(), PROJECT_ID, Uuid::nil(), &meta()).await,
+            Err(AppError::NotFound("project"))
+        ));
+        let page = PageRequest::parse(None, None).unwrap();
+        assert!(matches!(
+            list_labels(&ports, &stranger(), PROJECT_ID, page).await,
+            Err(AppError::NotFound("project"))
+        ));
+    }
+}

@@ -1,0 +1,445 @@
+//! Members of a project: list, add, change roles (and hand ownership over), remove.
+//!
+//! Rules: a project has exactly one owner. Project admins add, change and remove members
+//! but never make or unmake the owner; the owner (or an instance admin) hands ownership to
+//! another member with `role: owner`, and the previous owner becomes an admin. The owner
+//! cannot be removed. Any member may leave a project (remove themselves), but its owner.
+
+use keel_domain::identity::{Email, Principal};
+use keel_domain::tracking::{Permission, ProjectRole};
+use keel_domain::{FieldError, StoreError};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::inputs::{AddMemberBody, UpdateMemberBody};
+use super::views::MemberView;
+use super::{TrackingPorts, check, not_found_as, validated};
+use crate::AppError;
+use crate::context::RequestMeta;
+use crate::pagination::{Page, PageRequest};
+
+pub async fn list_members(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    project_id: Uuid,
+    page: PageRequest,
+) -> Result<Page<MemberView>, AppError> {
+    ports
+        .authorize(principal, project_id, Permission::Read, "project")
+        .await?;
+    let (members, total) = ports
+        .members
+        .list(project_id, page.offset(), u64::from(page.limit()))
+        .await?;
+    Ok(Page::new(
+        members.iter().map(MemberView::from).collect(),
+        page,
+        total,
+    ))
+}
+
+fn assignable_role(raw: &str) -> Result<ProjectRole, FieldError> {
+    match ProjectRole::parse(raw, "role")? {
+        ProjectRole::Owner => Err(FieldError::new(
+            "role",
+            "must be admin, member or viewer; ownership is handed over by changing a member's role to owner",
+        )),
+        role => Ok(role),
+    }
+}
+
+/// Adds an existing account to the project (project admins).
+pub async fn add_member(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    project_id: Uuid,
+    body: AddMemberBody,
+    meta: &RequestMeta,
+) -> Result<MemberView, AppError> {
+    ports
+        .authorize(principal, project_id, Permission::Administer, "project")
+        .await?;
+    let mut errors = Vec::new();
+    let email = check(&mut errors, Email::parse(&body.email));
+    let role = check(&mut errors, assignable_role(&body.role));
+    validated(errors)?;
+    let (Some(email), Some(role)) = (email, role) else {
+        return Err(AppError::internal("validated input missing"));
+    };
+    let user = ports
+        .users
+        .find_by_email(&email)
+        .await?
+        .ok_or(AppError::NotFound("user"))?;
+    let now = ports.clock.now();
+    let audit = ports.entry(
+        meta,
+        principal,
+        "member.added",
+        project_id,
+        ("member", user.id),
+        json!({ "userId": user.id, "role": role.as_str() }),
+    );
+    ports
+        .members
+        .add(project_id, user.id, role, now, &audit)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => {
+                AppError::Conflict("this user is a member of the project already".into())
+            }
+            other => other.into(),
+        })?;
+    let member = ports
+        .members
+        .find(project_id, user.id)
+        .await?
+        .ok_or(AppError::NotFound("member"))?;
+    Ok(MemberView::from(&member))
+}
+
+/// Changes a member's role (project admins); `owner` hands the project over (its owner or
+/// an instance admin).
+pub async fn update_member(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    project_id: Uuid,
+    user_id: Uuid,
+    body: UpdateMemberBody,
+    meta: &RequestMeta,
+) -> Result<MemberView, AppError> {
+    let my_role = ports
+        .authorize(principal, project_id, Permission::Administer, "project")
+        .await?;
+    let role = ProjectRole::parse(&body.role, "role").map_err(|e| AppError::Validation(vec![e]))?;
+    let member = ports
+        .members
+        .find(project_id, user_id)
+        .await?
+        .ok_or(AppError::NotFound("member"))?;
+    if member.role == role {
+        return Ok(MemberView::from(&member));
+    }
+    let now = ports.clock.now();
+    if role == ProjectRole::Owner {
+        if !my_role.allows(Permission::Own) {
+            return Err(AppError::Forbidden);
+        }
+        let audit = ports.entry(
+            meta,
+            principal,
+            "member.updated",
+            project_id,
+            ("member", user_id),
+            json!({ "userId": user_id, "role": "owner", "ownershipTransferred": true }),
+        );
+        ports
+            .members
+            .transfer_ownership(project_id, user_id, now, &audit)
+            .await
+            .map_err(not_found_as("member"))?;
+    } else {
+        if member.role == ProjectRole::Owner {
+            return Err(AppError::Conflict(
+                "the owner's role changes only by handing ownership to another member".into(),
+            ));
+        }
+        let audit = ports.entry(
+            meta,
+            principal,
+            "member.updated",
+            project_id,
+            ("member", user_id),
+            json!({ "userId": user_id, "role": role.as_str(), "previousRole": member.role.as_str() }),
+        );
+        ports
+            .members
+            .set_role(project_id, user_id, role, &audit)
+            .await
+            .map_err(not_found_as("member"))?;
+    }
+    let member = ports
+        .members
+        .find(project_id, user_id)
+        .await?
+        .ok_or(AppError::NotFound("member"))?;
+    Ok(MemberView::from(&member))
+}
+
+/// Removes a member (project admins), or the caller leaves (any member but the owner).
+/// Their tasks in the project are unassigned.
+pub async fn remove_member(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    project_id: Uuid,
+    user_id: Uuid,
+    meta: &RequestMeta,
+) -> Result<(), AppError> {
+    let permission = if user_id == principal.user_id {
+        Permission::Read
+    } else {
+        Permission::Administer
+    };
+    ports
+        .authorize(principal, project_id, permission, "project")
+        .await?;
+    let member = ports
+        .members
+        .find(project_id, user_id)
+        .await?
+        .ok_or(AppError::NotFound("member"))?;
+    if member.role == ProjectRole::Owner {
+        return Err(AppError::Conflict(
+            "the owner cannot be removed; hand ownership to another member first".into(),
+        ));
+    }
+    let audit = ports.entry(
+        meta,
+        principal,
+        "member.removed",
+        project_id,
+        ("member", user_id),
+        json!({ "userId": user_id, "role": member.role.as_str() }),
+    );
+    ports
+        .members
+        .remove(project_id, user_id, ports.clock.now(), &audit)
+        .await
+        .map_err(not_found_as("member"))
+}
+
+#[cfg(test)]
+mod tests {
+    use keel_domain::identity::ports::MockUserRepository;
+    use keel_domain::identity::{PasswordHash, Role, User, UserName, UserStatus};
+    use keel_domain::tracking::Member;
+    use keel_domain::tracking::ports::MockMemberRepository;
+
+    use super::super::fixtures::*;
+    use super::*;
+
+    fn account(email: &str) -> User {
+        User {
+            id: Uuid::from_u128(77),
+            email: Email::parse(email).unwrap(),
+            name: UserName::parse("Bea").unwrap(),
+            role: Role::User,
+            status: UserStatus::Active,
+            password_hash: PasswordHash::new("x".into()),
+            created_at: now(),
+            updated_at: now(),
+        }
+    }
+
+    fn membership(user_id: Uuid, role: ProjectRole) -> Member {
+        Member {
+            project_id: PROJECT_ID,
+            user_id,
+            role,
+            name: "Bea".into(),
+            email: "bea@example.com".into(),
+            joined_at: now(),
+        }
+    }
+
+    /// A member store holding `cast()` plus user 77, whose `find` reflects `role`.
+    fn members_with(role_of_77: ProjectRole) -> MockMemberRepository {
+        let mut members = MockMemberRepository::new();
+        members.expect_find().returning(move |_, u| {
+            let role = cast()
+                .into_iter()
+                .find(|(id, _)| *id == u)
+                .map(|(_, r)| r)
+                .or((u == Uuid::from_u128(77)).then_some(role_of_77));
+            Ok(role.map(|r| membership(u, r)))
+        });
+        members
+    }
+
+    #[tokio::test]
+    async fn admins_add_existing_accounts_and_a_second_add_is_409() {
+        let mut users = MockUserRepository::new();
+        users
+            .expect_find_by_email()
+            .returning(|e| Ok((e.as_str() == "bea@example.com").then(|| account("bea@example.com"))));
+        let mut members = members_with(ProjectRole::Viewer);
+        members
+            .expect_add()
+            .withf(|p, u, r, _, a| {
+                *p == PROJECT_ID
+                    && *u == Uuid::from_u128(77)
+                    && *r == ProjectRole::Viewer
+                    && a.action == "member.added"
+            })
+            .times(1)
+            .returning(|_, _, _, _, _| Ok(()));
+        members
+            .expect_add()
+            .returning(|_, _, _, _, _| Err(StoreError::Conflict("pk".into())));
+        let ports = Fixture {
+            members,
+            users,
+            ..Fixture::default()
+        }
+        .ports();
+        let body = || AddMemberBody {
+            email: "Bea@Example.com".into(),
+            role: "viewer".into(),
+        };
+        let view = add_member(&ports, &owner(), PROJECT_ID, body(), &meta())
+            .await
+            .unwrap();
+        assert_eq!(view.role, "viewer");
+        assert!(matches!(
+            add_member(&ports, &owner(), PROJECT_ID, body(), &meta()).await,
+            Err(AppError::Conflict(_))
+        ));
+        let unknown = AddMemberBody {
+            email: "nobody@example.com".into(),
+            role: "member".into(),
+        };
+        assert!(matches!(
+            add_member(&ports, &owner(), PROJECT_ID, unknown, &meta()).await,
+            Err(AppError::NotFound("user"))
+        ));
+        assert!(matches!(
+            add_member(&ports, &member(), PROJECT_ID, body(), &meta()).await,
+            Err(AppError::Forbidden)
+        ));
+    }
+
+    #[tokio::test]
+    async fn owner_is_not_an_assignable_role_and_errors_come_together() {
+        let ports = Fixture::default().ports();
+        let body = AddMemberBody {
+            email: "nope".into(),
+            role: "owner".into(),
+        };
+        let e = add_member(&ports, &owner(), PROJECT_ID, body, &meta())
+            .await
+            .unwrap_err();
+        assert_eq!(fields(e), vec!["email", "role"]);
+    }
+
+    #[tokio::test]
+    async fn role_owner_transfers_ownership_and_only_the_owner_may() {
+        let mut members = members_with(ProjectRole::Member);
+        members
+            .expect_transfer_ownership()
+            .withf(|p, to, _, a| {
+                *p == PROJECT_ID && *to == Uuid::from_u128(77) && a.action == "member.updated"
+            })
+            .times(1)
+            .returning(|_, _, _, _| Ok(()));
+        let mut roles = cast();
+        roles.push((Uuid::from_u128(88), ProjectRole::Admin));
+        let projects = projects_with(&project(), &roles);
+        let ports = Fixture {
+            members,
+            projects,
+            ..Fixture::default()
+        }
+        .ports();
+        let to_owner = || UpdateMemberBody { role: "owner".into() };
+        let admin_of_project = keel_domain::identity::Principal {
+            user_id: Uuid::from_u128(88),
+            session_id: Uuid::nil(),
+            role: Role::User,
+        };
+        assert!(matches!(
+            update_member(
+                &ports,
+                &admin_of_project,
+                PROJECT_ID,
+                Uuid::from_u128(77),
+                to_owner(),
+                &meta()
+            )
+            .await,
+            Err(AppError::Forbidden)
+        ));
+        update_member(
+            &ports,
+            &owner(),
+            PROJECT_ID,
+            Uuid::from_u128(77),
+            to_owner(),
+            &meta(),
+        )
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_owner_cannot_be_demoted_or_removed() {
+        let ports = Fixture {
+            members: members_with(ProjectRole::Member),
+            ..Fixture::default()
+        }
+        .ports();
+        let e = update_member(
+            &ports,
+            &owner(),
+            PROJECT_ID,
+            owner().user_id,
+            UpdateMemberBody { role: "admin".into() },
+            &meta(),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e, AppError::Conflict(_)), "{e:?}");
+        let e = remove_member(&ports, &admin(), PROJECT_ID, owner().user_id, &meta())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, AppError::Conflict(_)), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn members_may_leave_but_not_remove_others() {
+        let mut members = members_with(ProjectRole::Member);
+        members
+            .expect_remove()
+            .withf(|p, u, _, a| *p == PROJECT_ID && *u == viewer().user_id && a.action == "member.removed")
+            .times(1)
+            .returning(|_, _, _, _| Ok(()));
+        let ports = Fixture {
+            members,
+            ..Fixture::default()
+        }
+        .ports();
+        assert!(matches!(
+            remove_member(&ports, &viewer(), PROJECT_ID, member().user_id, &meta()).await,
+            Err(AppError::Forbidden)
+        ));
+        remove_member(&ports, &viewer(), PROJECT_ID, viewer().user_id, &meta())
+            .await
+            .unwrap();
+        assert!(matches!(
+            remove_member(&ports, &stranger(), PROJECT_ID, stranger().user_id, &meta()).await,
+            Err(AppError::NotFound("project"))
+        ));
+    }
+
+    #[tokio::test]
+    async fn set_role_changes_a_member_and_unknown_users_are_404() {
+        let mut members = members_with(ProjectRole::Member);
+        members
+            .expect_set_role()
+            .withf(|_, u, r, _| *u == Uuid::from_u128(77) && *r == ProjectRole::Admin)
+            .times(1)
+            .returning(|_, _, _, _| Ok(()));
+        let ports = Fixture {
+            members,
+            ..Fixture::default()
+        }
+        .ports();
+        let body = || UpdateMemberBody { role: "admin".into() };
+        update_member(&ports, &owner(), PROJECT_ID, Uuid::from_u128(77), body(), &meta())
+            .await
+            .unwrap();
+        assert!(matches!(
+            update_member(&ports, &owner(), PROJECT_ID, Uuid::from_u128(99), body(), &meta()).await,
+            Err(AppError::NotFound("member"))
+        ));
+    }
+}

@@ -1,0 +1,281 @@
+//! Tracking use cases (SPEC §5): projects, members, labels, tasks, comments and the
+//! activity feed. One file per resource; they share [`TrackingPorts`], injected at start-up.
+//!
+//! # Authorization
+//! Every use case starts with [`TrackingPorts::authorize`]: a caller who is not a member of
+//! the project gets 404 for the project and everything in it (existence is not leaked), a
+//! member whose role lacks the permission gets 403, and instance admins act as owners.
+//! Handlers in the api crate do no authorization of their own.
+
+pub mod activity;
+pub mod comments;
+pub mod inputs;
+pub mod labels;
+pub mod members;
+pub mod projects;
+pub mod tasks;
+pub mod views;
+
+#[cfg(test)]
+mod fixtures;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use keel_domain::audit::AuditEntry;
+use keel_domain::clock::Clock;
+use keel_domain::identity::Principal;
+use keel_domain::identity::ports::UserRepository;
+use keel_domain::tracking::ports::{
+    ActivityFeed, CommentRepository, LabelRepository, MemberRepository, ProjectRepository, TaskRepository,
+};
+use keel_domain::tracking::{Permission, ProjectRole};
+use keel_domain::{FieldError, StoreError};
+use uuid::Uuid;
+
+use crate::AppError;
+use crate::context::RequestMeta;
+
+/// The ports every tracking use case may need.
+#[derive(Clone)]
+pub struct TrackingPorts {
+    pub projects: Arc<dyn ProjectRepository>,
+    pub members: Arc<dyn MemberRepository>,
+    pub labels: Arc<dyn LabelRepository>,
+    pub tasks: Arc<dyn TaskRepository>,
+    pub comments: Arc<dyn CommentRepository>,
+    pub activity: Arc<dyn ActivityFeed>,
+    pub users: Arc<dyn UserRepository>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for TrackingPorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrackingPorts").finish_non_exhaustive()
+    }
+}
+
+impl TrackingPorts {
+    /// The caller's effective role in the project, if it grants `permission`.
+    ///
+    /// `missing` names what the 404 says is missing (`project`, `task`, `comment`): a
+    /// stranger learns nothing about the project, not even through a task's id.
+    pub(crate) async fn authorize(
+        &self,
+        principal: &Principal,
+        project_id: Uuid,
+        permission: Permission,
+        missing: &'static str,
+    ) -> Result<ProjectRole, AppError> {
+        let role = match self.projects.role_of(project_id, principal.user_id).await? {
+            Some(_) if principal.is_admin() => ProjectRole::Owner,
+            Some(role) => role,
+            None if principal.is_admin() && self.projects.find(project_id).await?.is_some() => {
+                ProjectRole::Owner
+            }
+            None => return Err(AppError::NotFound(missing)),
+        };
+        if role.allows(permission) {
+            Ok(role)
+        } else {
+            Err(AppError::Forbidden)
+        }
+    }
+
+    /// The audit entry of a change in a project.
+    pub(crate) fn entry(
+        &self,
+        meta: &RequestMeta,
+        principal: &Principal,
+        action: &str,
+        project_id: Uuid,
+        resource: (&str, Uuid),
+        details: serde_json::Value,
+    ) -> AuditEntry {
+        AuditEntry {
+            id: Uuid::now_v7(),
+            occurred_at: self.clock.now(),
+            actor_id: Some(principal.user_id),
+            action: action.to_owned(),
+            resource_type: resource.0.to_owned(),
+            resource_id: Some(resource.1.to_string()),
+            project_id: Some(project_id),
+            request_id: meta.request_id.clone(),
+            ip: meta.ip.clone(),
+            details: Some(details),
+        }
+    }
+}
+
+/// What `If-Match` asks of a versioned resource, in versions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Expect {
+    /// No `If-Match` (or `*`): write whatever the current version is.
+    #[default]
+    Any,
+    /// The write applies only if the current version is one of these (none: never).
+    OneOf(Vec<i64>),
+}
+
+impl Expect {
+    pub fn admits(&self, version: i64) -> bool {
+        match self {
+            Self::Any => true,
+            Self::OneOf(versions) => versions.contains(&version),
+        }
+    }
+}
+
+/// How many times an unconditional update re-reads and re-applies itself when another
+/// write slipped in between its read and its version-guarded write.
+const UPDATE_ATTEMPTS: usize = 3;
+
+/// Runs a read-modify-write `attempt` guarded by a version. `attempt` re-reads the resource,
+/// checks `expect` (412), applies the change and answers `Ok(None)` when the guarded write
+/// lost a race. With `If-Match` a lost race is a 412; without, the change is re-applied to
+/// the fresh state a few times, then it is a 409.
+pub(crate) async fn versioned_update<T, F, Fut>(expect: &Expect, mut attempt: F) -> Result<T, AppError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>, AppError>>,
+{
+    for _ in 0..UPDATE_ATTEMPTS {
+        if let Some(done) = attempt().await? {
+            return Ok(done);
+        }
+        if matches!(expect, Expect::OneOf(_)) {
+            return Err(AppError::PreconditionFailed);
+        }
+    }
+    Err(AppError::Conflict(
+        "the resource is being changed concurrently; try again".into(),
+    ))
+}
+
+/// The value of a parse, or `None` with its error pushed to `errors`.
+pub(crate) fn check<T>(errors: &mut Vec<FieldError>, result: Result<T, FieldError>) -> Option<T> {
+    match result {
+        Ok(v) => Some(v),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    }
+}
+
+/// `Ok(())` when no rule was broken, else one 400 listing them all.
+pub(crate) fn validated(errors: Vec<FieldError>) -> Result<(), AppError> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::Validation(errors))
+    }
+}
+
+/// A store `NotFound` reported as the named resource.
+pub(crate) fn not_found_as(what: &'static str) -> impl Fn(StoreError) -> AppError {
+    move |e| match e {
+        StoreError::NotFound => AppError::NotFound(what),
+        other => other.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keel_domain::tracking::ports::MockProjectRepository;
+
+    use super::fixtures::*;
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stranger_gets_404_and_a_weak_role_403() {
+        let project = Uuid::now_v7();
+        let mut projects = MockProjectRepository::new();
+        projects.expect_role_of().returning(move |p, u| {
+            Ok((p == project && u == viewer().user_id).then_some(ProjectRole::Viewer))
+        });
+        let ports = Fixture {
+            projects,
+            ..Fixture::default()
+        }
+        .ports();
+        let e = ports
+            .authorize(&stranger(), project, Permission::Read, "task")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, AppError::NotFound("task")), "{e:?}");
+        assert_eq!(
+            ports
+                .authorize(&viewer(), project, Permission::Read, "project")
+                .await
+                .unwrap(),
+            ProjectRole::Viewer
+        );
+        let e = ports
+            .authorize(&viewer(), project, Permission::WriteTasks, "project")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, AppError::Forbidden), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn instance_admins_act_as_owners_of_existing_projects_only() {
+        let mut projects = MockProjectRepository::new();
+        projects.expect_role_of().returning(|_, _| Ok(None));
+        let existing = project();
+        let id = existing.id;
+        projects
+            .expect_find()
+            .returning(move |p| Ok((p == id).then(|| existing.clone())));
+        let ports = Fixture {
+            projects,
+            ..Fixture::default()
+        }
+        .ports();
+        assert_eq!(
+            ports
+                .authorize(&admin(), id, Permission::Own, "project")
+                .await
+                .unwrap(),
+            ProjectRole::Owner
+        );
+        let e = ports
+            .authorize(&admin(), Uuid::now_v7(), Permission::Read, "project")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, AppError::NotFound("project")));
+    }
+
+    #[tokio::test]
+    async fn versioned_update_retries_without_if_match_and_412s_with_it() {
+        let mut calls = 0;
+        let r: Result<u8, _> = versioned_update(&Expect::Any, || {
+            calls += 1;
+            let won = calls == 2;
+            async move { Ok(won.then_some(7)) }
+        })
+        .await;
+        assert_eq!(r.unwrap(), 7);
+        assert_eq!(calls, 2);
+
+        let mut calls = 0;
+        let r: Result<u8, _> = versioned_update(&Expect::OneOf(vec![1]), || {
+            calls += 1;
+            async { Ok(None) }
+        })
+        .await;
+        assert!(matches!(r, Err(AppError::PreconditionFailed)));
+        assert_eq!(calls, 1);
+
+        let r: Result<u8, _> = versioned_update(&Expect::Any, || async { Ok(None) }).await;
+        assert!(matches!(r, Err(AppError::Conflict(_))));
+    }
+
+    #[test]
+    fn expect_admits_listed_versions_only() {
+        assert!(Expect::Any.admits(9));
+        assert!(Expect::OneOf(vec![2, 3]).admits(3));
+        assert!(!Expect::OneOf(vec![2]).admits(3));
+        assert!(!Expect::OneOf(vec![]).admits(1));
+    }
+}

@@ -1,0 +1,501 @@
+//! Projects: create, list, read, change, delete.
+
+use keel_domain::identity::Principal;
+use keel_domain::tracking::values::{PROJECT_DESCRIPTION_MAX, parse_description};
+use keel_domain::tracking::{
+    Permission, Project, ProjectFilter, ProjectKey, ProjectName, ProjectRole, ProjectSort, ProjectStatus,
+    Scope,
+};
+use keel_domain::{FieldError, StoreError};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::inputs::{CreateProjectBody, ProjectListQuery, UpdateProjectBody};
+use super::views::ProjectView;
+use super::{Expect, TrackingPorts, check, not_found_as, validated, versioned_update};
+use crate::AppError;
+use crate::context::RequestMeta;
+use crate::pagination::{Page, PageRequest};
+
+/// Any signed-in user may create a project; they become its owner.
+pub async fn create_project(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    body: CreateProjectBody,
+    meta: &RequestMeta,
+) -> Result<ProjectView, AppError> {
+    let mut errors = Vec::new();
+    let key = check(&mut errors, ProjectKey::parse(&body.key));
+    let name = check(&mut errors, ProjectName::parse(&body.name));
+    let description = check(
+        &mut errors,
+        parse_description(body.description.as_deref(), PROJECT_DESCRIPTION_MAX),
+    );
+    validated(errors)?;
+    let (Some(key), Some(name), Some(description)) = (key, name, description) else {
+        return Err(AppError::internal("validated input missing"));
+    };
+    let now = ports.clock.now();
+    let project = Project {
+        id: Uuid::now_v7(),
+        key,
+        name,
+        description,
+        status: ProjectStatus::Active,
+        owner_id: principal.user_id,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    let audit = ports.entry(
+        meta,
+        principal,
+        "project.created",
+        project.id,
+        ("project", project.id),
+        json!({ "key": project.key.as_str(), "name": project.name.as_str() }),
+    );
+    ports
+        .projects
+        .create(&project, &audit)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => AppError::Conflict("a project with this key already exists".into()),
+            other => other.into(),
+        })?;
+    Ok(ProjectView::new(&project, ProjectRole::Owner))
+}
+
+/// The caller's projects (every project for instance admins), offset-paginated.
+pub async fn list_projects(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    query: ProjectListQuery,
+    page: PageRequest,
+) -> Result<Page<ProjectView>, AppError> {
+    let mut errors = Vec::new();
+    let status = check(
+        &mut errors,
+        query
+            .status
+            .as_deref()
+            .map(|s| ProjectStatus::parse(s, "status"))
+            .transpose(),
+    )
+    .flatten();
+    let sort = check(
+        &mut errors,
+        query.sort.as_deref().map(ProjectSort::parse).transpose(),
+    )
+    .flatten()
+    .unwrap_or_default();
+    let q = check(&mut errors, search_text(query.q, 100)).flatten();
+    validated(errors)?;
+    let scope = if principal.is_admin() {
+        Scope::All
+    } else {
+        Scope::MemberOf(principal.user_id)
+    };
+    let filter = ProjectFilter { status, q };
+    let (rows, total) = ports
+        .projects
+        .list(scope, &filter, sort, page.offset(), u64::from(page.limit()))
+        .await?;
+    let data = rows
+        .iter()
+        .map(|r| {
+            ProjectView::new(
+                &r.project,
+                if principal.is_admin() {
+                    ProjectRole::Owner
+                } else {
+                    r.role
+                },
+            )
+        })
+        .collect();
+    Ok(Page::new(data, page, total))
+}
+
+/// A search term: at most `max` characters as sent, trimmed, empty meaning none.
+pub(crate) fn search_text(q: Option<String>, max: usize) -> Result<Option<String>, FieldError> {
+    match q {
+        Some(q) if q.chars().count() > max => {
+            Err(FieldError::new("q", format!("must be at most {max} characters")))
+        }
+        q => Ok(q.map(|q| q.trim().to_owned()).filter(|q| !q.is_empty())),
+    }
+}
+
+async fn load(ports: &TrackingPorts, id: Uuid) -> Result<Project, AppError> {
+    ports
+        .projects
+        .find(id)
+        .await?
+        .ok_or(AppError::NotFound("project"))
+}
+
+pub async fn get_project(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    id: Uuid,
+) -> Result<ProjectView, AppError> {
+    let role = ports
+        .authorize(principal, id, Permission::Read, "project")
+        .await?;
+    Ok(ProjectView::new(&load(ports, id).await?, role))
+}
+
+/// Changes name, description or status (project admins). The key never changes: it is in
+/// every task identifier.
+pub async fn update_project(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    id: Uuid,
+    body: UpdateProjectBody,
+    expect: Expect,
+    meta: &RequestMeta,
+) -> Result<ProjectView, AppError> {
+    let role = ports
+        .authorize(principal, id, Permission::Administer, "project")
+        .await?;
+    let mut errors = Vec::new();
+    let name = check(
+        &mut errors,
+        body.name.as_deref().map(ProjectName::parse).transpose(),
+    )
+    .flatten();
+    let description = check(
+        &mut errors,
+        body.description
+            .map(|d| parse_description(d.as_deref(), PROJECT_DESCRIPTION_MAX))
+            .transpose(),
+    )
+    .flatten();
+    let status = check(
+        &mut errors,
+        body.status
+            .as_deref()
+            .map(|s| ProjectStatus::parse(s, "status"))
+            .transpose(),
+    )
+    .flatten();
+    validated(errors)?;
+    let expect = &expect;
+    versioned_update(expect, || {
+        let (name, description, status) = (name.clone(), description.clone(), status);
+        async move {
+            let mut project = load(ports, id).await?;
+            if !expect.admits(project.version) {
+                return Err(AppError::PreconditionFailed);
+            }
+            let mut changed = Vec::new();
+            if let Some(name) = name.filter(|n| *n != project.name) {
+                project.name = name;
+                changed.push("name");
+            }
+            if let Some(description) = description.filter(|d| *d != project.description) {
+                project.description = description;
+                changed.push("description");
+            }
+            if let Some(status) = status.filter(|s| *s != project.status) {
+                project.status = status;
+                changed.push("status");
+            }
+            if changed.is_empty() {
+                return Ok(Some(ProjectView::new(&project, role)));
+            }
+            let expected = project.version;
+            project.version += 1;
+            project.updated_at = ports.clock.now();
+            let audit = ports.entry(
+                meta,
+                principal,
+                "project.updated",
+                id,
+                ("project", id),
+                json!({ "changed": changed }),
+            );
+            let saved = ports
+                .projects
+                .update(&project, expected, &audit)
+                .await
+                .map_err(not_found_as("project"))?;
+            Ok(saved.then(|| ProjectView::new(&project, role)))
+        }
+    })
+    .await
+}
+
+/// Deletes the project and everything in it (its owner, or an instance admin).
+pub async fn delete_project(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    id: Uuid,
+    meta: &RequestMeta,
+) -> Result<(), AppError> {
+    ports.authorize(principal, id, Permission::Own, "project").await?;
+    let project = load(ports, id).await?;
+    let audit = ports.entry(
+        meta,
+        principal,
+        "project.deleted",
+        id,
+        ("project", id),
+        json!({ "key": project.key.as_str(), "name": project.name.as_str() }),
+    );
+    ports
+        .projects
+        .delete(id, &audit)
+        .await
+        .map_err(not_found_as("project"))
+}
+
+#[cfg(test)]
+mod tests {
+    use keel_domain::tracking::ports::MockProjectRepository;
+
+    use super::super::fixtures::*;
+    use super::*;
+
+    fn body(key: &str, name: &str) -> CreateProjectBody {
+        CreateProjectBody {
+            key: key.into(),
+            name: name.into(),
+            description: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn create_stores_the_project_with_its_audit_entry_and_answers_owner() {
+        let mut projects = MockProjectRepository::new();
+        projects
+            .expect_create()
+            .withf(|p, a| {
+                p.key.as_str() == "KEEL"
+                    && p.owner_id == member().user_id
+                    && p.version == 1
+                    && a.action == "project.created"
+                    && a.project_id == Some(p.id)
+            })
+            .times(1)
+            .returning(|_, _| Ok(()));
+        let ports = Fixture {
+            projects,
+            ..Fixture::default()
+        }
+        .ports();
+        let view = create_project(&ports, &member(), body("KEEL", " Keel app "), &meta())
+            .await
+            .unwrap();
+        assert_eq!(
+            (view.name.as_str(), view.my_role, view.status),
+            ("Keel app", "owner", "active")
+        );
+    }
+
+    #[tokio::test]
+    async fn create_reports_every_bad_field_and_stores_nothing() {
+        let ports = Fixture::default().ports();
+        let e = create_project(
+            &ports,
+            &member(),
+            CreateProjectBody {
+                key: "k".into(),
+                name: "x".into(),
+                description: Some("d".repeat(1001)),
+            },
+            &meta(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(fields(e), vec!["key", "name", "description"]);
+    }
+
+    #[tokio::test]
+    async fn a_taken_key_is_a_409() {
+        let mut projects = MockProjectRepository::new();
+        projects
+            .expect_create()
+            .returning(|_, _| Err(StoreError::Conflict("ux_projects_key".into())));
+        let ports = Fixture {
+            projects,
+            ..Fixture::default()
+        }
+        .ports();
+        let e = create_project(&ports, &member(), body("KEEL", "Keel"), &meta())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, AppError::Conflict(ref m) if m.contains("key")),
+            "{e:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn list_scopes_members_to_their_projects_and_admins_to_all() {
+        let mut projects = MockProjectRepository::new();
+        let user = member().user_id;
+        projects
+            .expect_list()
+            .withf(move |scope, _, sort, offset, limit| {
+                *scope == Scope::MemberOf(user)
+                    && *sort == ProjectSort::default()
+                    && *offset == 20
+                    && *limit == 20
+            })
+            .times(1)
+            .returning(|_, _, _, _, _| Ok((vec![], 21)));
+        projects
+            .expect_list()
+            .withf(|scope, f, _, _, _| *scope == Scope::All && f.q.as_deref() == Some("web"))
+            .times(1)
+            .returning(|_, _, _, _, _| Ok((vec![], 0)));
+        let ports = Fixture {
+            projects,
+            ..Fixture::default()
+        }
+        .ports();
+        let page2 = PageRequest::parse(Some("2"), None).unwrap();
+        let page = list_projects(&ports, &member(), ProjectListQuery::default(), page2)
+            .await
+            .unwrap();
+        assert_eq!(page.pagination.total_pages, 2);
+        let q = ProjectListQuery {
+            q: Some(" web ".into()),
+            ..Default::default()
+        };
+        list_projects(&ports, &admin(), q, PageRequest::parse(None, None).unwrap())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn list_refuses_bad_filters_together() {
+        let ports = Fixture::default().ports();
+        let q = ProjectListQuery {
+            status: Some("open".into()),
+            sort: Some("key".into()),
+            q: Some("x".repeat(101)),
+        };
+        let e = list_projects(&ports, &member(), q, PageRequest::parse(None, None).unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(fields(e), vec!["status", "sort", "q"]);
+    }
+
+    #[tokio::test]
+    async fn update_needs_admin_and_bumps_the_version() {
+        let p = project();
+        let id = p.id;
+        let mut projects = projects_with(
+            &p,
+            &[
+                (member().user_id, ProjectRole::Member),
+                (owner().user_id, ProjectRole::Owner),
+            ],
+        );
+        projects
+            .expect_update()
+            .withf(|p, expected, a| {
+                p.version == 2
+                    && *expected == 1
+                    && p.name.as_str() == "Renamed"
+                    && a.action == "project.updated"
+            })
+            .times(1)
+            .returning(|_, _, _| Ok(true));
+        let ports = Fixture {
+            projects,
+            ..Fixture::default()
+        }
+        .ports();
+        let patch = UpdateProjectBody {
+            name: Some("Renamed".into()),
+            ..Default::default()
+        };
+        let e = update_project(&ports, &member(), id, patch.clone(), Expect::Any, &meta())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, AppError::Forbidden));
+        let view = update_project(&ports, &owner(), id, patch, Expect::Any, &meta())
+            .await
+            .unwrap();
+        assert_eq!((view.name.as_str(), view.version), ("Renamed", 2));
+    }
+
+    #[tokio::test]
+    async fn update_with_a_stale_if_match_is_412_and_writes_nothing() {
+        let p = project();
+        let id = p.id;
+        let projects = projects_with(&p, &[(owner().user_id, ProjectRole::Owner)]);
+        let ports = Fixture {
+            projects,
+            ..Fixture::default()
+        }
+        .ports();
+        let patch = UpdateProjectBody {
+            name: Some("Renamed".into()),
+            ..Default::default()
+        };
+        let e = update_project(&ports, &owner(), id, patch, Expect::OneOf(vec![7]), &meta())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, AppError::PreconditionFailed));
+    }
+
+    #[tokio::test]
+    async fn an_empty_patch_changes_nothing() {
+        let p = project();
+        let id = p.id;
+        let projects = projects_with(&p, &[(owner().user_id, ProjectRole::Owner)]);
+        let ports = Fixture {
+            projects,
+            ..Fixture::default()
+        }
+        .ports();
+        let view = update_project(
+            &ports,
+            &owner(),
+            id,
+            UpdateProjectBody::default(),
+            Expect::Any,
+            &meta(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(view.version, 1);
+    }
+
+    #[tokio::test]
+    async fn only_the_owner_deletes() {
+        let p = project();
+        let id = p.id;
+        let mut projects = projects_with(
+            &p,
+            &[
+                (member().user_id, ProjectRole::Admin),
+                (owner().user_id, ProjectRole::Owner),
+            ],
+        );
+        projects
+            .expect_delete()
+            .withf(move |pid, a| *pid == id && a.action == "project.deleted")
+            .times(1)
+            .returning(|_, _| Ok(()));
+        let ports = Fixture {
+            projects,
+            ..Fixture::default()
+        }
+        .ports();
+        assert!(matches!(
+            delete_project(&ports, &member(), id, &meta()).await,
+            Err(AppError::Forbidden)
+        ));
+        delete_project(&ports, &owner(), id, &meta()).await.unwrap();
+        assert!(matches!(
+            delete_project(&ports, &stranger(), id, &meta()).await,
+            Err(AppError::NotFound("project"))
+        ));
+    }
+}

@@ -1,0 +1,963 @@
+//! Tasks: create (numbered per project), read by id or `KEY-12`, change, delete, and the
+//! filtered, sorted, cursor-paginated lists of one project or of all the caller's projects.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use keel_domain::FieldError;
+use keel_domain::identity::Principal;
+use keel_domain::tracking::ports::NewTask;
+use keel_domain::tracking::values::{TASK_DESCRIPTION_MAX, parse_description, parse_due_date};
+use keel_domain::tracking::{
+    AssigneeFilter, LabelName, Permission, Priority, Scope, Task, TaskFilter, TaskPosition, TaskQuery,
+    TaskSort, TaskStatus, TaskTitle, parse_identifier,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::inputs::{CreateTaskBody, MAX_TASK_LABELS, TaskListQuery, UpdateTaskBody};
+use super::projects::search_text;
+use super::views::TaskView;
+use super::{Expect, TrackingPorts, check, not_found_as, validated, versioned_update};
+use crate::AppError;
+use crate::context::RequestMeta;
+use crate::pagination::{CursorPage, CursorRequest};
+
+/// The keyset position of a task list page, tied to the sort it was made for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskCursor {
+    /// The `sort` parameter as given (`-createdAt`).
+    s: String,
+    p: TaskPosition,
+}
+
+/// Label names of a request: parsed, de-duplicated, at most [`MAX_TASK_LABELS`].
+fn label_names(raw: &[String], field: &str) -> Result<Vec<LabelName>, FieldError> {
+    if raw.len() > MAX_TASK_LABELS {
+        return Err(FieldError::new(
+            field,
+            format!("must list at most {MAX_TASK_LABELS} labels"),
+        ));
+    }
+    let mut names = BTreeSet::new();
+    for name in raw {
+        let name = LabelName::parse(name).map_err(|e| FieldError::new(field, e.message))?;
+        names.insert(name.into_inner());
+    }
+    names
+        .into_iter()
+        .map(|n| LabelName::parse(&n))
+        .collect::<Result<Vec<_>, _>>()
+}
+
+async fn load(ports: &TrackingPorts, id: Uuid) -> Result<Task, AppError> {
+    ports.tasks.find(id).await?.ok_or(AppError::NotFound("task"))
+}
+
+/// The checks against stored data: the assignee is a member, the labels exist. Returns the
+/// label ids.
+async fn check_references(
+    ports: &TrackingPorts,
+    project_id: Uuid,
+    assignee: Option<Uuid>,
+    labels: Option<&[LabelName]>,
+) -> Result<Option<Vec<Uuid>>, AppError> {
+    let mut errors = Vec::new();
+    if let Some(user) = assignee
+        && ports.projects.role_of(project_id, user).await?.is_none()
+    {
+        errors.push(FieldError::new("assigneeId", "must be a member of the project"));
+    }
+    let mut ids = None;
+    if let Some(names) = labels {
+        let found = if names.is_empty() {
+            Vec::new()
+        } else {
+            ports.labels.find_by_names(project_id, names).await?
+        };
+        let unknown: Vec<&str> = names
+            .iter()
+            .filter(|n| !found.iter().any(|l| l.name == **n))
+            .map(LabelName::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            errors.push(FieldError::new(
+                "labels",
+                format!("unknown in this project: {}", unknown.join(", ")),
+            ));
+        }
+        ids = Some(found.iter().map(|l| l.id).collect());
+    }
+    validated(errors)?;
+    Ok(ids)
+}
+
+/// Creates a task in a project (members and up) with the project's next number.
+pub async fn create_task(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    project_id: Uuid,
+    body: CreateTaskBody,
+    meta: &RequestMeta,
+) -> Result<TaskView, AppError> {
+    ports
+        .authorize(principal, project_id, Permission::WriteTasks, "project")
+        .await?;
+    let mut errors = Vec::new();
+    let title = check(&mut errors, TaskTitle::parse(&body.title));
+    let description = check(
+        &mut errors,
+        parse_description(body.description.as_deref(), TASK_DESCRIPTION_MAX),
+    )
+    .flatten();
+    let status = check(
+        &mut errors,
+        body.status
+            .as_deref()
+            .map(|s| TaskStatus::parse(s, "status"))
+            .transpose(),
+    )
+    .flatten()
+    .unwrap_or(TaskStatus::Todo);
+    let priority = check(
+        &mut errors,
+        body.priority.map(|p| Priority::new(p, "priority")).transpose(),
+    )
+    .flatten()
+    .unwrap_or(Priority::NONE);
+    let due_date = check(
+        &mut errors,
+        body.due_date.as_deref().map(parse_due_date).transpose(),
+    )
+    .flatten();
+    let labels = check(
+        &mut errors,
+        label_names(body.labels.as_deref().unwrap_or_default(), "labels"),
+    );
+    validated(errors)?;
+    let (Some(title), Some(labels)) = (title, labels) else {
+        return Err(AppError::internal("validated input missing"));
+    };
+    let label_ids = check_references(ports, project_id, body.assignee_id, Some(&labels))
+        .await?
+        .unwrap_or_default();
+    let project = ports
+        .projects
+        .find(project_id)
+        .await?
+        .ok_or(AppError::NotFound("project"))?;
+    let now = ports.clock.now();
+    let task = Task {
+        id: Uuid::now_v7(),
+        project_id,
+        project_key: project.key,
+        number: 0,
+        title,
+        description,
+        status,
+        priority,
+        assignee_id: body.assignee_id,
+        labels,
+        due_date,
+        created_by: principal.user_id,
+        created_at: now,
+        updated_at: now,
+        completed_at: (status == TaskStatus::Done).then_some(now),
+        version: 1,
+    };
+    let audit = ports.entry(
+        meta,
+        principal,
+        "task.created",
+        project_id,
+        ("task", task.id),
+        json!({ "title": task.title.as_str() }),
+    );
+    let stored = ports
+        .tasks
+        .create(&NewTask { task, label_ids }, &audit)
+        .await
+        .map_err(not_found_as("project"))?;
+    Ok(TaskView::from(&stored))
+}
+
+/// A task by id or by identifier (`KEEL-12`, any case).
+pub async fn get_task(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    id_or_identifier: &str,
+) -> Result<TaskView, AppError> {
+    let task = if let Ok(id) = Uuid::parse_str(id_or_identifier) {
+        ports.tasks.find(id).await?
+    } else if let Some((key, number)) = parse_identifier(id_or_identifier) {
+        ports.tasks.find_by_number(&key, number).await?
+    } else {
+        None
+    };
+    let task = task.ok_or(AppError::NotFound("task"))?;
+    ports
+        .authorize(principal, task.project_id, Permission::Read, "task")
+        .await?;
+    Ok(TaskView::from(&task))
+}
+
+/// Changes a task (members and up); every change increments its version.
+pub async fn update_task(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    id: Uuid,
+    body: UpdateTaskBody,
+    expect: Expect,
+    meta: &RequestMeta,
+) -> Result<TaskView, AppError> {
+    let project_id = load(ports, id).await?.project_id;
+    ports
+        .authorize(principal, project_id, Permission::WriteTasks, "task")
+        .await?;
+    let mut errors = Vec::new();
+    let title = check(
+        &mut errors,
+        body.title.as_deref().map(TaskTitle::parse).transpose(),
+    )
+    .flatten();
+    let description = check(
+        &mut errors,
+        body.description
+            .map(|d| parse_description(d.as_deref(), TASK_DESCRIPTION_MAX))
+            .transpose(),
+    )
+    .flatten();
+    let status = check(
+        &mut errors,
+        body.status
+            .as_deref()
+            .map(|s| TaskStatus::parse(s, "status"))
+            .transpose(),
+    )
+    .flatten();
+    let priority = check(
+        &mut errors,
+        body.priority.map(|p| Priority::new(p, "priority")).transpose(),
+    )
+    .flatten();
+    let due_date = check(
+        &mut errors,
+        body.due_date
+            .map(|d| d.as_deref().map(parse_due_date).transpose())
+            .transpose(),
+    )
+    .flatten();
+    let labels = check(
+        &mut errors,
+        body.labels
+            .as_deref()
+            .map(|l| label_names(l, "labels"))
+            .transpose(),
+    )
+    .flatten();
+    validated(errors)?;
+    let new_assignee = body.assignee_id.flatten();
+    let label_ids = check_references(ports, project_id, new_assignee, labels.as_deref()).await?;
+
+    let expect = &expect;
+    versioned_update(expect, || {
+        let (title, description, labels, label_ids) = (
+            title.clone(),
+            description.clone(),
+            labels.clone(),
+            label_ids.clone(),
+        );
+        async move {
+            let mut task = load(ports, id).await?;
+            if !expect.admits(task.version) {
+                return Err(AppError::PreconditionFailed);
+            }
+            let now = ports.clock.now();
+            let mut changed = Vec::new();
+            if let Some(title) = title.filter(|t| *t != task.title) {
+                task.title = title;
+                changed.push("title");
+            }
+            if let Some(description) = description.filter(|d| *d != task.description) {
+                task.description = description;
+                changed.push("description");
+            }
+            if let Some(status) = status.filter(|s| *s != task.status) {
+                task.set_status(status, now);
+                changed.push("status");
+            }
+            if let Some(priority) = priority.filter(|p| *p != task.priority) {
+                task.priority = priority;
+                changed.push("priority");
+            }
+            if let Some(assignee) = body.assignee_id.filter(|a| *a != task.assignee_id) {
+                task.assignee_id = assignee;
+                changed.push("assigneeId");
+            }
+            if let Some(due_date) = due_date.filter(|d| *d != task.due_date) {
+                task.due_date = due_date;
+                changed.push("dueDate");
+            }
+            let new_labels = labels.filter(|l| *l != task.labels);
+            if let Some(labels) = &new_labels {
+                task.labels.clone_from(labels);
+                changed.push("labels");
+            }
+            if changed.is_empty() {
+                return Ok(Some(TaskView::from(&task)));
+            }
+            let expected = task.version;
+            task.version += 1;
+            task.updated_at = now;
+            let audit = ports.entry(
+                meta,
+                principal,
+                "task.updated",
+                task.project_id,
+                ("task", task.id),
+                json!({ "changed": changed, "version": task.version }),
+            );
+            let ids = new_labels.and(label_ids);
+            let saved = ports
+                .tasks
+                .update(&task, ids.as_deref(), expected, &audit)
+                .await
+                .map_err(not_found_as("task"))?;
+            Ok(saved.then(|| TaskView::from(&task)))
+        }
+    })
+    .await
+}
+
+pub async fn delete_task(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    id: Uuid,
+    meta: &RequestMeta,
+) -> Result<(), AppError> {
+    let task = load(ports, id).await?;
+    ports
+        .authorize(principal, task.project_id, Permission::WriteTasks, "task")
+        .await?;
+    let audit = ports.entry(
+        meta,
+        principal,
+        "task.deleted",
+        task.project_id,
+        ("task", id),
+        json!({ "identifier": task.identifier(), "title": task.title.as_str() }),
+    );
+    ports.tasks.delete(id, &audit).await.map_err(not_found_as("task"))
+}
+
+/// The tasks of one project.
+pub async fn list_project_tasks(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    project_id: Uuid,
+    query: TaskListQuery,
+    cursor: CursorRequest<TaskCursor>,
+) -> Result<CursorPage<TaskView>, AppError> {
+    ports
+        .authorize(principal, project_id, Permission::Read, "project")
+        .await?;
+    list(ports, principal, Scope::Project(project_id), query, cursor).await
+}
+
+/// The tasks of every project the caller belongs to (every project for instance admins).
+pub async fn list_tasks(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    query: TaskListQuery,
+    cursor: CursorRequest<TaskCursor>,
+) -> Result<CursorPage<TaskView>, AppError> {
+    let scope = if principal.is_admin() {
+        Scope::All
+    } else {
+        Scope::MemberOf(principal.user_id)
+    };
+    list(ports, principal, scope, query, cursor).await
+}
+
+/// A comma-separated filter: every item parsed, empty items refused.
+fn comma_list<T>(
+    raw: Option<&str>,
+    field: &str,
+    parse: impl Fn(&str) -> Result<T, FieldError>,
+) -> Result<Vec<T>, FieldError> {
+    let Some(raw) = raw else { return Ok(Vec::new()) };
+    let items: Vec<&str> = raw.split(',').map(str::trim).collect();
+    if items.len() > 20 {
+        return Err(FieldError::new(field, "must list at most 20 values"));
+    }
+    items
+        .into_iter()
+        .map(|item| parse(item).map_err(|e| FieldError::new(field, e.message)))
+        .collect()
+}
+
+fn parse_filter(principal: &Principal, query: &TaskListQuery) -> Result<(TaskFilter, TaskSort), AppError> {
+    let mut errors = Vec::new();
+    let statuses = check(
+        &mut errors,
+        comma_list(query.status.as_deref(), "status", |s| {
+            TaskStatus::parse(s, "status")
+        }),
+    );
+    let priorities = check(
+        &mut errors,
+        comma_list(query.priority.as_deref(), "priority", |p| {
+            let value = p
+                .parse::<i64>()
+                .map_err(|_| FieldError::new("priority", "must be integers from 0 to 4"))?;
+            Priority::new(value, "priority")
+        }),
+    );
+    let assignee = check(
+        &mut errors,
+        query
+            .assignee
+            .as_deref()
+            .map(|a| match a {
+                "me" => Ok(AssigneeFilter::User(principal.user_id)),
+                "none" => Ok(AssigneeFilter::Unassigned),
+                id => Uuid::parse_str(id)
+                    .map(AssigneeFilter::User)
+                    .map_err(|_| FieldError::new("assignee", "must be a user id, me or none")),
+            })
+            .transpose(),
+    )
+    .flatten();
+    let labels = check(
+        &mut errors,
+        comma_list(query.label.as_deref(), "label", LabelName::parse),
+    );
+    let q = check(&mut errors, search_text(query.q.clone(), 200)).flatten();
+    let updated_since = check(
+        &mut errors,
+        query
+            .updated_since
+            .as_deref()
+            .map(|t| {
+                DateTime::parse_from_rfc3339(t)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|_| FieldError::new("updatedSince", "must be an RFC 3339 date-time"))
+            })
+            .transpose(),
+    )
+    .flatten();
+    let sort = check(
+        &mut errors,
+        query.sort.as_deref().map(TaskSort::parse).transpose(),
+    )
+    .flatten()
+    .unwrap_or_default();
+    validated(errors)?;
+    Ok((
+        TaskFilter {
+            statuses: statuses.unwrap_or_default(),
+            priorities: priorities.unwrap_or_default(),
+            assignee,
+            labels: labels.unwrap_or_default(),
+            q,
+            updated_since,
+        },
+        sort,
+    ))
+}
+
+fn sort_text(sort: TaskSort) -> String {
+    let name = match sort.key {
+        keel_domain::tracking::TaskSortKey::CreatedAt => "createdAt",
+        keel_domain::tracking::TaskSortKey::UpdatedAt => "updatedAt",
+        keel_domain::tracking::TaskSortKey::Priority => "priority",
+        keel_domain::tracking::TaskSortKey::DueDate => "dueDate",
+    };
+    if sort.descending {
+        format!("-{name}")
+    } else {
+        name.to_owned()
+    }
+}
+
+async fn list(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    scope: Scope,
+    query: TaskListQuery,
+    cursor: CursorRequest<TaskCursor>,
+) -> Result<CursorPage<TaskView>, AppError> {
+    let (filter, sort) = parse_filter(principal, &query)?;
+    let sort_name = sort_text(sort);
+    let after = match cursor.after() {
+        None => None,
+        Some(c) if c.s == sort_name && c.p.fits(sort.key) => Some(c.p),
+        Some(_) => {
+            return Err(AppError::invalid(
+                "cursor",
+                "was made for another sort order; start again without a cursor",
+            ));
+        }
+    };
+    let tasks = ports
+        .tasks
+        .list(&TaskQuery {
+            scope,
+            filter,
+            sort,
+            after,
+            limit: cursor.fetch_limit(),
+        })
+        .await?;
+    let page = CursorPage::from_rows(tasks, &cursor, |t| TaskCursor {
+        s: sort_name.clone(),
+        p: sort.position_of(t),
+    })?;
+    Ok(CursorPage {
+        data: page.data.iter().map(TaskView::from).collect(),
+        pagination: page.pagination,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use keel_domain::tracking::ports::{MockLabelRepository, MockTaskRepository};
+    use keel_domain::tracking::{Color, Label, SortValue, TaskSortKey};
+
+    use super::super::fixtures::*;
+    use super::*;
+    use crate::pagination::encode_cursor;
+
+    fn label(name: &str) -> Label {
+        Label {
+            id: Uuid::now_v7(),
+            project_id: PROJECT_ID,
+            name: LabelName::parse(name).unwrap(),
+            color: Color::parse("#000000").unwrap(),
+            created_at: now(),
+        }
+    }
+
+    fn labels_known(names: &'static [&'static str]) -> MockLabelRepository {
+        let mut labels = MockLabelRepository::new();
+        labels.expect_find_by_names().returning(move |_, wanted| {
+            Ok(wanted
+                .iter()
+                .filter(|w| names.contains(&w.as_str()))
+                .map(|w| label(w.as_str()))
+                .collect())
+        });
+        labels
+    }
+
+    fn stored(mut new: NewTask, number: i64) -> Task {
+        new.task.number = number;
+        new.task
+    }
+
+    #[tokio::test]
+    async fn create_validates_references_and_stores_with_labels() {
+        let mut tasks = MockTaskRepository::new();
+        tasks
+            .expect_create()
+            .withf(|n, a| {
+                n.task.title.as_str() == "Ship it"
+                    && n.label_ids.len() == 1
+                    && n.task.status == TaskStatus::Done
+                    && n.task.completed_at == Some(now())
+                    && a.action == "task.created"
+            })
+            .times(1)
+            .returning(|n, _| Ok(stored(n.clone(), 7)));
+        let ports = Fixture {
+            tasks,
+            labels: labels_known(&["bug"]),
+            ..Fixture::default()
+        }
+        .ports();
+        let body = CreateTaskBody {
+            title: "Ship it".into(),
+            status: Some("done".into()),
+            priority: Some(1),
+            labels: Some(vec!["bug".into(), "bug".into()]),
+            assignee_id: Some(viewer().user_id),
+            ..Default::default()
+        };
+        let view = create_task(&ports, &member(), PROJECT_ID, body, &meta())
+            .await
+            .unwrap();
+        assert_eq!(
+            (view.identifier.as_str(), view.priority, view.labels.clone()),
+            ("KEEL-7", 1, vec!["bug".to_owned()])
+        );
+    }
+
+    #[tokio::test]
+    async fn create_refuses_strangers_viewers_bad_fields_and_unknown_references() {
+        let ports = Fixture {
+            labels: labels_known(&["bug"]),
+            ..Fixture::default()
+        }
+        .ports();
+        let ok = || CreateTaskBody {
+            title: "t".into(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            create_task(&ports, &stranger(), PROJECT_ID, ok(), &meta()).await,
+            Err(AppError::NotFound("project"))
+        ));
+        assert!(matches!(
+            create_task(&ports, &viewer(), PROJECT_ID, ok(), &meta()).await,
+            Err(AppError::Forbidden)
+        ));
+        let bad = CreateTaskBody {
+            title: " ".into(),
+            status: Some("open".into()),
+            priority: Some(5),
+            due_date: Some("2026-13-01".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            fields(
+                create_task(&ports, &member(), PROJECT_ID, bad, &meta())
+                    .await
+                    .unwrap_err()
+            ),
+            vec!["title", "status", "priority", "dueDate"]
+        );
+        let refs = CreateTaskBody {
+            title: "t".into(),
+            assignee_id: Some(stranger().user_id),
+            labels: Some(vec!["bug".into(), "nope".into()]),
+            ..Default::default()
+        };
+        let e = create_task(&ports, &member(), PROJECT_ID, refs, &meta())
+            .await
+            .unwrap_err();
+        let AppError::Validation(details) = e else {
+            panic!()
+        };
+        assert_eq!(details[0].field, "assigneeId");
+        assert_eq!(
+            (details[1].field.as_str(), details[1].message.as_str()),
+            ("labels", "unknown in this project: nope")
+        );
+    }
+
+    #[tokio::test]
+    async fn get_accepts_an_id_or_an_identifier_and_hides_other_projects() {
+        let mut tasks = MockTaskRepository::new();
+        tasks
+            .expect_find()
+            .returning(|id| Ok((id == task().id).then(task)));
+        tasks
+            .expect_find_by_number()
+            .withf(|k, n| k.as_str() == "KEEL" && *n == 1)
+            .returning(|_, _| Ok(Some(task())));
+        let ports = Fixture {
+            tasks,
+            ..Fixture::default()
+        }
+        .ports();
+        assert_eq!(
+            get_task(&ports, &viewer(), &task().id.to_string())
+                .await
+                .unwrap()
+                .number,
+            1
+        );
+        assert_eq!(get_task(&ports, &viewer(), "keel-1").await.unwrap().id, task().id);
+        assert!(matches!(
+            get_task(&ports, &viewer(), "nonsense").await,
+            Err(AppError::NotFound("task"))
+        ));
+        assert!(matches!(
+            get_task(&ports, &stranger(), "KEEL-1").await,
+            Err(AppError::NotFound("task"))
+        ));
+    }
+
+    #[tokio::test]
+    async fn update_moves_status_bumps_version_and_keeps_unsent_fields() {
+        let mut tasks = MockTaskRepository::new();
+        tasks.expect_find().returning(|_| Ok(Some(task())));
+        tasks
+            .expect_update()
+            .withf(|t, labels, expected, a| {
+                t.version == 2
+                    && *expected == 1
+                    && t.status == TaskStatus::Done
+                    && t.completed_at == Some(now())
+                    && t.title.as_str() == "First"
+                    && labels.is_none()
+                    && a.details.as_ref().unwrap()["changed"] == json!(["status"])
+            })
+            .times(1)
+            .returning(|_, _, _, _| Ok(true));
+        let ports = Fixture {
+            tasks,
+            ..Fixture::default()
+        }
+        .ports();
+        let body = UpdateTaskBody {
+            status: Some("done".into()),
+            ..Default::default()
+        };
+        let view = update_task(
+            &ports,
+            &member(),
+            task().id,
+            body,
+            Expect::OneOf(vec![1]),
+            &meta(),
+        )
+        .await
+        .unwrap();
+        assert_eq!((view.version, view.status), (2, "done"));
+    }
+
+    #[tokio::test]
+    async fn update_is_412_on_a_stale_version_and_403_for_viewers() {
+        let mut tasks = MockTaskRepository::new();
+        tasks.expect_find().returning(|_| Ok(Some(task())));
+        tasks.expect_update().returning(|_, _, _, _| Ok(false));
+        let ports = Fixture {
+            tasks,
+            ..Fixture::default()
+        }
+        .ports();
+        let body = || UpdateTaskBody {
+            title: Some("New".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            update_task(
+                &ports,
+                &member(),
+                task().id,
+                body(),
+                Expect::OneOf(vec![3]),
+                &meta()
+            )
+            .await,
+            Err(AppError::PreconditionFailed)
+        ));
+        assert!(
+            matches!(
+                update_task(
+                    &ports,
+                    &member(),
+                    task().id,
+                    body(),
+                    Expect::OneOf(vec![1]),
+                    &meta()
+                )
+                .await,
+                Err(AppError::PreconditionFailed)
+            ),
+            "lost the race after the check"
+        );
+        assert!(matches!(
+            update_task(&ports, &viewer(), task().id, body(), Expect::Any, &meta()).await,
+            Err(AppError::Forbidden)
+        ));
+    }
+
+    #[tokio::test]
+    async fn update_can_clear_assignee_and_replace_labels() {
+        let mut tasks = MockTaskRepository::new();
+        let mut assigned = task();
+        assigned.assignee_id = Some(member().user_id);
+        tasks.expect_find().returning(move |_| Ok(Some(assigned.clone())));
+        tasks
+            .expect_update()
+            .withf(|t, labels, _, _| {
+                t.assignee_id.is_none() && labels.is_some_and(|l| l.len() == 1) && t.labels.len() == 1
+            })
+            .times(1)
+            .returning(|_, _, _, _| Ok(true));
+        let ports = Fixture {
+            tasks,
+            labels: labels_known(&["ui"]),
+            ..Fixture::default()
+        }
+        .ports();
+        let body = UpdateTaskBody {
+            assignee_id: Some(None),
+            labels: Some(vec!["ui".into()]),
+            ..Default::default()
+        };
+        let view = update_task(&ports, &member(), task().id, body, Expect::Any, &meta())
+            .await
+            .unwrap();
+        assert_eq!(view.assignee_id, None);
+    }
+
+    #[tokio::test]
+    async fn lists_parse_every_filter_and_scope_by_membership() {
+        let mut tasks = MockTaskRepository::new();
+        let me = member().user_id;
+        tasks
+            .expect_list()
+            .withf(move |q| {
+                q.scope == Scope::MemberOf(me)
+                    && q.filter.statuses == vec![TaskStatus::Todo, TaskStatus::Done]
+                    && q.filter.priorities.iter().map(|p| p.value()).collect::<Vec<_>>() == vec![1, 0]
+                    && q.filter.assignee == Some(AssigneeFilter::User(me))
+                    && q.filter.labels.len() == 2
+                    && q.filter.q.as_deref() == Some("fix")
+                    && q.filter.updated_since.is_some()
+                    && q.sort
+                        == TaskSort {
+                            key: TaskSortKey::Priority,
+                            descending: false,
+                        }
+                    && q.limit == 51
+            })
+            .times(1)
+            .returning(|_| Ok(vec![task()]));
+        let ports = Fixture {
+            tasks,
+            ..Fixture::default()
+        }
+        .ports();
+        let query = TaskListQuery {
+            status: Some("todo,done".into()),
+            priority: Some("1,0".into()),
+            assignee: Some("me".into()),
+            label: Some("bug, ui".into()),
+            q: Some(" fix ".into()),
+            updated_since: Some("2026-11-01T00:00:00Z".into()),
+            sort: Some("priority".into()),
+        };
+        let page = list_tasks(
+            &ports,
+            &member(),
+            query,
+            CursorRequest::parse(None, None).unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(page.data.len(), 1);
+        assert_eq!(page.pagination.next_cursor, None);
+    }
+
+    #[tokio::test]
+    async fn lists_report_every_bad_filter() {
+        let ports = Fixture::default().ports();
+        let query = TaskListQuery {
+            status: Some("todo,,".into()),
+            priority: Some("9".into()),
+            assignee: Some("someone".into()),
+            label: Some(" ".into()),
+            q: Some("x".repeat(201)),
+            updated_since: Some("yesterday".into()),
+            sort: Some("title".into()),
+        };
+        let e = list_tasks(
+            &ports,
+            &member(),
+            query,
+            CursorRequest::parse(None, None).unwrap(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            fields(e),
+            vec![
+                "status",
+                "priority",
+                "assignee",
+                "label",
+                "q",
+                "updatedSince",
+                "sort"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cursor_of_another_sort_is_refused_and_a_matching_one_is_passed_on() {
+        let mut tasks = MockTaskRepository::new();
+        let position = TaskPosition {
+            value: SortValue::Rank(2),
+            id: Uuid::from_u128(5),
+        };
+        tasks
+            .expect_list()
+            .withf(move |q| q.after == Some(position) && q.scope == Scope::Project(PROJECT_ID))
+            .times(1)
+            .returning(|_| Ok(vec![]));
+        let ports = Fixture {
+            tasks,
+            ..Fixture::default()
+        }
+        .ports();
+        let cursor = encode_cursor(&TaskCursor {
+            s: "priority".into(),
+            p: position,
+        })
+        .unwrap();
+        let with_sort = |sort: &str| TaskListQuery {
+            sort: Some(sort.into()),
+            ..Default::default()
+        };
+        let e = list_project_tasks(
+            &ports,
+            &viewer(),
+            PROJECT_ID,
+            with_sort("-priority"),
+            CursorRequest::parse(None, Some(&cursor)).unwrap(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(fields(e), vec!["cursor"]);
+        list_project_tasks(
+            &ports,
+            &viewer(),
+            PROJECT_ID,
+            with_sort("priority"),
+            CursorRequest::parse(None, Some(&cursor)).unwrap(),
+        )
+        .await
+        .unwrap();
+        assert!(matches!(
+            list_project_tasks(
+                &ports,
+                &stranger(),
+                PROJECT_ID,
+                TaskListQuery::default(),
+                CursorRequest::parse(None, None).unwrap()
+            )
+            .await,
+            Err(AppError::NotFound("project"))
+        ));
+    }
+
+    #[tokio::test]
+    async fn delete_needs_write_access_and_audits() {
+        let mut tasks = MockTaskRepository::new();
+        tasks.expect_find().returning(|_| Ok(Some(task())));
+        tasks
+            .expect_delete()
+            .withf(|id, a| {
+                *id == task().id
+                    && a.action == "task.deleted"
+                    && a.details.as_ref().unwrap()["identifier"] == "KEEL-1"
+            })
+            .times(1)
+            .returning(|_, _| Ok(()));
+        let ports = Fixture {
+            tasks,
+            ..Fixture::default()
+        }
+        .ports();
+        assert!(matches!(
+            delete_task(&ports, &viewer(), task().id, &meta()).await,
+            Err(AppError::Forbidden)
+        ));
+        delete_task(&ports, &member(), task().id, &meta()).await.unwrap();
+    }
+}

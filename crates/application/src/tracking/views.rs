@@ -1,0 +1,200 @@
+//! What tracking use cases return, shaped as the API contract's JSON (camelCase).
+//! Versions travel beside the JSON (`#[serde(skip)]` where the contract shows none) so the
+//! api crate can set `ETag`.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use keel_domain::audit::AuditEntry;
+use keel_domain::tracking::{Comment, Label, Member, Project, ProjectRole, Task};
+use serde::Serialize;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProjectView {
+    pub id: Uuid,
+    #[cfg_attr(feature = "openapi", schema(example = "KEEL"))]
+    pub key: String,
+    pub name: String,
+    pub description: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(example = "active"))]
+    pub status: &'static str,
+    pub owner_id: Uuid,
+    /// The caller's role; instance admins see `owner`.
+    #[cfg_attr(feature = "openapi", schema(example = "owner"))]
+    pub my_role: &'static str,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(skip)]
+    pub version: i64,
+}
+
+impl ProjectView {
+    pub fn new(p: &Project, role: ProjectRole) -> Self {
+        Self {
+            id: p.id,
+            key: p.key.as_str().to_owned(),
+            name: p.name.as_str().to_owned(),
+            description: p.description.clone(),
+            status: p.status.as_str(),
+            owner_id: p.owner_id,
+            my_role: role.as_str(),
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+            version: p.version,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MemberView {
+    pub user_id: Uuid,
+    pub name: String,
+    pub email: String,
+    #[cfg_attr(feature = "openapi", schema(example = "member"))]
+    pub role: &'static str,
+    pub joined_at: DateTime<Utc>,
+}
+
+impl From<&Member> for MemberView {
+    fn from(m: &Member) -> Self {
+        Self {
+            user_id: m.user_id,
+            name: m.name.clone(),
+            email: m.email.clone(),
+            role: m.role.as_str(),
+            joined_at: m.joined_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LabelView {
+    pub id: Uuid,
+    pub name: String,
+    #[cfg_attr(feature = "openapi", schema(example = "#D73A4A"))]
+    pub color: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&Label> for LabelView {
+    fn from(l: &Label) -> Self {
+        Self {
+            id: l.id,
+            name: l.name.as_str().to_owned(),
+            color: l.color.as_str().to_owned(),
+            created_at: l.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TaskView {
+    pub id: Uuid,
+    #[cfg_attr(feature = "openapi", schema(example = "KEEL-12"))]
+    pub identifier: String,
+    pub number: i64,
+    pub project_id: Uuid,
+    pub title: String,
+    pub description: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(example = "todo"))]
+    pub status: &'static str,
+    /// 0 none, 1 urgent, 2 high, 3 medium, 4 low.
+    pub priority: u8,
+    pub assignee_id: Option<Uuid>,
+    pub labels: Vec<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Date))]
+    pub due_date: Option<NaiveDate>,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub version: i64,
+}
+
+impl From<&Task> for TaskView {
+    fn from(t: &Task) -> Self {
+        Self {
+            id: t.id,
+            identifier: t.identifier(),
+            number: t.number,
+            project_id: t.project_id,
+            title: t.title.as_str().to_owned(),
+            description: t.description.clone(),
+            status: t.status.as_str(),
+            priority: t.priority.value(),
+            assignee_id: t.assignee_id,
+            labels: t.labels.iter().map(|l| l.as_str().to_owned()).collect(),
+            due_date: t.due_date,
+            created_by: t.created_by,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+            completed_at: t.completed_at,
+            version: t.version,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CommentView {
+    pub id: Uuid,
+    pub task_id: Uuid,
+    pub author_id: Uuid,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(skip)]
+    pub version: i64,
+}
+
+impl From<&Comment> for CommentView {
+    fn from(c: &Comment) -> Self {
+        Self {
+            id: c.id,
+            task_id: c.task_id,
+            author_id: c.author_id,
+            body: c.body.as_str().to_owned(),
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+            version: c.version,
+        }
+    }
+}
+
+/// One entry of a project's activity feed: an audit entry without the request's origin.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ActivityView {
+    pub id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+    pub actor_id: Option<Uuid>,
+    #[cfg_attr(feature = "openapi", schema(example = "task.updated"))]
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub details: Option<serde_json::Value>,
+}
+
+impl From<AuditEntry> for ActivityView {
+    fn from(e: AuditEntry) -> Self {
+        Self {
+            id: e.id,
+            occurred_at: e.occurred_at,
+            actor_id: e.actor_id,
+            action: e.action,
+            resource_type: e.resource_type,
+            resource_id: e.resource_id,
+            details: e.details,
+        }
+    }
+}
