@@ -6,6 +6,8 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_create_audit_log;
 mod m20261122_000002_create_identity;
 mod m20261122_000003_create_tracking;
+mod m20261122_000004_tracking_lists;
+mod m20261122_000005_create_idempotency_keys;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -17,6 +19,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_create_audit_log::Migration),
             Box::new(m20261122_000002_create_identity::Migration),
             Box::new(m20261122_000003_create_tracking::Migration),
+            Box::new(m20261122_000004_tracking_lists::Migration),
+            Box::new(m20261122_000005_create_idempotency_keys::Migration),
         ]
     }
 }

@@ -59,6 +59,32 @@ impl TestDatabase {
     }
 }
 
+/// The `field`s named in a 400's `details`, in order.
+pub fn error_fields(error: &serde_json::Value) -> Vec<String> {
+    error["details"]
+        .as_array()
+        .map(|details| {
+            details
+                .iter()
+                .filter_map(|d| d["field"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The body of a response as JSON.
+pub async fn json_body(response: reqwest::Response) -> serde_json::Value {
+    response.json().await.expect("a JSON body")
+}
+
+/// A registered account, as the tests use it.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: String,
+    pub email: String,
+    pub token: String,
+}
+
 /// A running server and a client for it.
 pub struct TestApp {
     pub address: String,
@@ -237,6 +263,126 @@ impl TestApp {
             .as_str()
             .expect("a token")
             .to_owned()
+    }
+
+    /// Registers `email` and returns the account's id and access token.
+    pub async fn account(&self, email: &str) -> Account {
+        let auth = self.register(email).await;
+        Account {
+            id: auth["user"]["id"].as_str().expect("an id").to_owned(),
+            email: email.to_owned(),
+            token: auth["accessToken"].as_str().expect("a token").to_owned(),
+        }
+    }
+
+    /// `PATCH` with a JSON body.
+    pub async fn patch_json(&self, path: &str, body: &serde_json::Value, token: &str) -> reqwest::Response {
+        self.send(reqwest::Method::PATCH, path, Some(body), Some(token))
+            .await
+    }
+
+    pub async fn delete_as(&self, path: &str, token: &str) -> reqwest::Response {
+        self.send(reqwest::Method::DELETE, path, None, Some(token)).await
+    }
+
+    /// `GET` as `token`, asserting 200; returns the body.
+    pub async fn get_ok(&self, path: &str, token: &str) -> serde_json::Value {
+        let response = self.get_as(path, token).await;
+        assert_eq!(response.status(), reqwest::StatusCode::OK, "GET {path}");
+        response.json().await.expect("a JSON body")
+    }
+
+    /// `POST` as `token`, asserting 201; returns the body.
+    pub async fn created(&self, path: &str, body: &serde_json::Value, token: &str) -> serde_json::Value {
+        let response = self.post_json(path, body, Some(token)).await;
+        let status = response.status();
+        let text = response.text().await.expect("a body");
+        assert_eq!(status, reqwest::StatusCode::CREATED, "POST {path}: {text}");
+        serde_json::from_str(&text).expect("a JSON body")
+    }
+
+    /// Creates a project with `key` (named `Project <key>`) as `token`; returns it.
+    pub async fn create_project(&self, token: &str, key: &str) -> serde_json::Value {
+        self.created(
+            "/api/v1/projects",
+            &serde_json::json!({"key": key, "name": format!("Project {key}")}),
+            token,
+        )
+        .await
+    }
+
+    /// Adds the account `email` to the project with `role`; returns the membership.
+    pub async fn add_member(&self, token: &str, project: &str, email: &str, role: &str) -> serde_json::Value {
+        self.created(
+            &format!("/api/v1/projects/{project}/members"),
+            &serde_json::json!({"email": email, "role": role}),
+            token,
+        )
+        .await
+    }
+
+    pub async fn create_label(
+        &self,
+        token: &str,
+        project: &str,
+        name: &str,
+        color: &str,
+    ) -> serde_json::Value {
+        self.created(
+            &format!("/api/v1/projects/{project}/labels"),
+            &serde_json::json!({"name": name, "color": color}),
+            token,
+        )
+        .await
+    }
+
+    /// Creates a task from `body` (at least a `title`); returns it.
+    pub async fn create_task(
+        &self,
+        token: &str,
+        project: &str,
+        body: serde_json::Value,
+    ) -> serde_json::Value {
+        self.created(&format!("/api/v1/projects/{project}/tasks"), &body, token)
+            .await
+    }
+
+    /// Every page of a cursor-paginated list, `limit` rows at a time, in order. `path` may
+    /// carry a query already.
+    pub async fn walk(&self, path: &str, limit: u32, token: &str) -> Vec<serde_json::Value> {
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let mut rows = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..10_000 {
+            let url = match &cursor {
+                Some(c) => format!("{path}{separator}limit={limit}&cursor={c}"),
+                None => format!("{path}{separator}limit={limit}"),
+            };
+            let page = self.get_ok(&url, token).await;
+            let data = page["data"].as_array().expect("a data array");
+            assert!(data.len() <= limit as usize, "a page longer than its limit");
+            rows.extend(data.iter().cloned());
+            match page["pagination"]["nextCursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return rows,
+            }
+        }
+        panic!("the cursor of {path} never ends");
+    }
+
+    /// The number of database statements the server has run so far: the sum of the
+    /// `db_query_duration_seconds_count` samples of its (per-instance) `/metrics`.
+    pub async fn db_statements(&self) -> u64 {
+        let text = self.get("/metrics").await.text().await.expect("a metrics body");
+        text.lines()
+            .filter(|line| line.starts_with("db_query_duration_seconds_count"))
+            .map(|line| {
+                line.rsplit(' ')
+                    .next()
+                    .and_then(|n| n.parse::<f64>().ok())
+                    .expect("a sample value")
+            })
+            .sum::<f64>() as u64
     }
 
     /// Stops the server gracefully and waits for it.

@@ -4,21 +4,21 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse};
-use keel_application::AppError;
+use keel_application::tracking::Expect;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::error::ApiError;
-
-/// A strong entity tag, quoted as it goes on the wire: `"v7-…"`.
+/// A strong entity tag, quoted as it goes on the wire: `"7-…"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ETag(String);
 
 impl ETag {
-    /// The tag of a versioned resource: changes exactly when the resource's version does.
-    pub fn from_version(id: impl std::fmt::Display, version: i64) -> Self {
-        let digest = Sha256::digest(format!("{id}:{version}"));
-        Self(format!("\"{}\"", hex(&digest[..12])))
+    /// The tag of a versioned resource: `"<version>-<digest>"`. It changes when the version
+    /// does, and when anything else in `seed` does (a caller's role shown in the body). The
+    /// version in front lets `If-Match` become a version-guarded write ([`expected_versions`]).
+    pub fn from_version(seed: impl std::fmt::Display, version: i64) -> Self {
+        let digest = Sha256::digest(format!("{seed}:{version}"));
+        Self(format!("\"{version}-{}\"", hex(&digest[..8])))
     }
 
     /// The tag of a representation: a digest of its bytes.
@@ -58,19 +58,18 @@ pub fn if_none_match_hits(req: &HttpRequest, current: &ETag) -> bool {
     })
 }
 
-/// Checks `If-Match` before a write (strong comparison, RFC 9110 §13.1.1). No header means
-/// an unconditional write; a stale tag is a 412.
-pub fn check_if_match(req: &HttpRequest, current: &ETag) -> Result<(), ApiError> {
+/// What `If-Match` asks of a versioned resource: no header or `*` is [`Expect::Any`]; else
+/// the versions of the listed strong tags made by [`ETag::from_version`] (a weak or foreign
+/// tag matches no version, so the write is refused with 412).
+pub fn expected_versions(req: &HttpRequest) -> Expect {
     match listed_tags(req, header::IF_MATCH) {
-        None => Ok(()),
-        Some(tags)
-            if tags
-                .iter()
-                .any(|t| t == "*" || (!t.starts_with("W/") && t == current.as_str())) =>
-        {
-            Ok(())
-        }
-        Some(_) => Err(AppError::PreconditionFailed.into()),
+        None => Expect::Any,
+        Some(tags) if tags.iter().any(|t| t == "*") => Expect::Any,
+        Some(tags) => Expect::OneOf(
+            tags.iter()
+                .filter_map(|t| t.strip_prefix('"')?.split_once('-')?.0.parse().ok())
+                .collect(),
+        ),
     }
 }
 
@@ -109,6 +108,29 @@ mod tests {
     }
 
     #[test]
+    fn if_match_tags_become_expected_versions() {
+        let expect = |value: Option<&str>| {
+            let mut req = TestRequest::default();
+            if let Some(v) = value {
+                req = req.insert_header((header::IF_MATCH, v));
+            }
+            expected_versions(&req.to_http_request())
+        };
+        let v3 = ETag::from_version("t", 3);
+        let v4 = ETag::from_version("t", 4);
+        assert!(v3.as_str().starts_with("\"3-"));
+        assert_eq!(expect(None), Expect::Any);
+        assert_eq!(expect(Some("*")), Expect::Any);
+        assert_eq!(expect(Some(v3.as_str())), Expect::OneOf(vec![3]));
+        assert_eq!(
+            expect(Some(&format!("{}, {}", v3.as_str(), v4.as_str()))),
+            Expect::OneOf(vec![3, 4])
+        );
+        assert_eq!(expect(Some(&format!("W/{}", v3.as_str()))), Expect::OneOf(vec![]));
+        assert_eq!(expect(Some("\"abc\"")), Expect::OneOf(vec![]));
+    }
+
+    #[test]
     fn if_none_match_matches_listed_weak_and_star() {
         let tag = ETag::from_bytes(b"{}");
         let listed = format!("\"nope\", W/{}", tag.as_str());
@@ -122,23 +144,6 @@ mod tests {
             &TestRequest::default().to_http_request(),
             &tag
         ));
-    }
-
-    #[test]
-    fn if_match_refuses_a_stale_or_weak_tag() {
-        let current = ETag::from_version("p", 3);
-        let stale = ETag::from_version("p", 2);
-        let ok = |value: &str| {
-            let req = TestRequest::default()
-                .insert_header((header::IF_MATCH, value))
-                .to_http_request();
-            check_if_match(&req, &current).is_ok()
-        };
-        assert!(ok(current.as_str()));
-        assert!(ok("*"));
-        assert!(!ok(stale.as_str()));
-        assert!(!ok(&format!("W/{}", current.as_str())));
-        assert!(check_if_match(&TestRequest::default().to_http_request(), &current).is_ok());
     }
 
     #[test]

@@ -34,13 +34,41 @@ use crate::routes;
         routes::admin::get_user_route,
         routes::admin::update_user_route,
         routes::admin::audit_log_route,
+        routes::projects::list_projects_route,
+        routes::projects::create_project_route,
+        routes::projects::get_project_route,
+        routes::projects::update_project_route,
+        routes::projects::delete_project_route,
+        routes::projects::list_members_route,
+        routes::projects::add_member_route,
+        routes::projects::update_member_route,
+        routes::projects::remove_member_route,
+        routes::projects::list_labels_route,
+        routes::projects::create_label_route,
+        routes::projects::delete_label_route,
+        routes::projects::activity_route,
+        routes::tasks::list_project_tasks_route,
+        routes::tasks::create_task_route,
+        routes::tasks::list_tasks_route,
+        routes::tasks::get_task_route,
+        routes::tasks::update_task_route,
+        routes::tasks::delete_task_route,
+        routes::tasks::list_comments_route,
+        routes::tasks::create_comment_route,
+        routes::tasks::update_comment_route,
+        routes::tasks::delete_comment_route,
     ),
     components(schemas(ErrorBody, ErrorDetail, keel_application::pagination::PageInfo, keel_application::pagination::CursorInfo)),
-    modifiers(&BearerAuth, &PolicyPatterns),
+    modifiers(&BearerAuth, &PolicyPatterns, &IdempotencyKeyHeader),
     tags(
         (name = "operations", description = "Liveness, readiness, metrics and this document"),
         (name = "auth", description = "Accounts, sign-in, tokens and sessions"),
-        (name = "admin", description = "Instance administration (admins only)")
+        (name = "admin", description = "Instance administration (admins only)"),
+        (name = "projects", description = "Projects and their activity feed; non-members get 404"),
+        (name = "members", description = "Who belongs to a project, with which role"),
+        (name = "labels", description = "A project's labels"),
+        (name = "tasks", description = "Tasks, numbered per project (`KEY-12`)"),
+        (name = "comments", description = "Comments on tasks")
     )
 )]
 pub struct ApiDoc;
@@ -66,6 +94,10 @@ struct PolicyPatterns;
 impl Modify for PolicyPatterns {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use keel_domain::identity::values::{NAME_PATTERN, PASSWORD_PATTERN};
+        use keel_domain::tracking::values::{
+            COMMENT_BODY_PATTERN, LABEL_NAME_PATTERN, PROJECT_KEY_PATTERN, PROJECT_NAME_PATTERN,
+            TASK_TITLE_PATTERN,
+        };
         use utoipa::openapi::{RefOr, Schema};
         let Some(components) = openapi.components.as_mut() else {
             return;
@@ -75,6 +107,13 @@ impl Modify for PolicyPatterns {
             ("RegisterBody", "name", NAME_PATTERN),
             ("UpdateProfileBody", "name", NAME_PATTERN),
             ("ChangePasswordBody", "newPassword", PASSWORD_PATTERN),
+            ("CreateProjectBody", "key", PROJECT_KEY_PATTERN),
+            ("CreateProjectBody", "name", PROJECT_NAME_PATTERN),
+            ("UpdateProjectBody", "name", PROJECT_NAME_PATTERN),
+            ("CreateLabelBody", "name", LABEL_NAME_PATTERN),
+            ("CreateTaskBody", "title", TASK_TITLE_PATTERN),
+            ("UpdateTaskBody", "title", TASK_TITLE_PATTERN),
+            ("CommentBodyInput", "body", COMMENT_BODY_PATTERN),
         ] {
             let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema) else {
                 continue;
@@ -84,6 +123,107 @@ impl Modify for PolicyPatterns {
             }
         }
     }
+}
+
+/// Documents `Idempotency-Key` on every `POST` whose path is in
+/// [`routes::IDEMPOTENT_CREATES`] (see `crate::middleware::idempotency`): the optional header
+/// parameter, the 409 it can cause, the 400 of a malformed key, and `Idempotency-Replayed` on
+/// the success responses. Route authors write nothing for it.
+#[derive(Debug)]
+pub struct IdempotencyKeyHeader;
+
+impl Modify for IdempotencyKeyHeader {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for path in routes::IDEMPOTENT_CREATES {
+            if let Some(operation) = openapi
+                .paths
+                .paths
+                .get_mut(*path)
+                .and_then(|item| item.post.as_mut())
+            {
+                document_idempotency(operation);
+            }
+        }
+    }
+}
+
+fn document_idempotency(operation: &mut utoipa::openapi::path::Operation) {
+    use keel_domain::idempotency::{KEY_FIELD, KEY_MAX_LEN, KEY_PATTERN};
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::{Header, ObjectBuilder, RefOr, Required, Type};
+
+    const MISUSED: &str = "The `Idempotency-Key` was used with another request body, or its first request is \
+                           still in progress";
+
+    let parameters = operation.parameters.get_or_insert_with(Vec::new);
+    let documented = parameters
+        .iter()
+        .any(|p| matches!(p, RefOr::T(p) if p.name.eq_ignore_ascii_case(KEY_FIELD)));
+    if !documented {
+        let schema = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(KEY_MAX_LEN))
+            .pattern(Some(KEY_PATTERN));
+        parameters.push(RefOr::T(
+            ParameterBuilder::new()
+                .name(KEY_FIELD)
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "Makes the create safe to retry: the same key and body from the same user within 24 h \
+                     returns the first (2xx) response again, with `Idempotency-Replayed: true`; the same key \
+                     with another body is a 409. The body is compared byte for byte.",
+                ))
+                .schema(Some(schema))
+                .build(),
+        ));
+    }
+
+    let responses = &mut operation.responses.responses;
+    for (status, response) in responses.iter_mut() {
+        if let (true, RefOr::T(response)) = (status.starts_with('2'), response) {
+            let header = Header::builder()
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some(["true"])),
+                ))
+                .description(Some(
+                    "Present when this is the stored response of an earlier request",
+                ))
+                .build();
+            response
+                .headers
+                .entry("Idempotency-Replayed".to_owned())
+                .or_insert(RefOr::T(header));
+        }
+    }
+    match responses.get_mut("409") {
+        Some(RefOr::T(conflict)) if !conflict.description.contains("Idempotency-Key") => {
+            conflict.description = format!("{}; or: {MISUSED}", conflict.description);
+        }
+        Some(_) => {}
+        None => {
+            responses.insert("409".to_owned(), RefOr::T(error_response(MISUSED)));
+        }
+    }
+    responses
+        .entry("400".to_owned())
+        .or_insert_with(|| RefOr::T(error_response("Invalid input, or a malformed `Idempotency-Key`")));
+}
+
+fn error_response(description: &str) -> utoipa::openapi::Response {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
 }
 
 pub fn document() -> utoipa::openapi::OpenApi {
@@ -176,5 +316,68 @@ mod tests {
             json["components"]["securitySchemes"]["bearerAuth"]["scheme"],
             "bearer"
         );
+    }
+
+    fn idempotency_applied_to(doc: serde_json::Value) -> serde_json::Value {
+        let mut doc: utoipa::openapi::OpenApi = serde_json::from_value(doc).unwrap();
+        IdempotencyKeyHeader.modify(&mut doc);
+        serde_json::to_value(&doc).unwrap()
+    }
+
+    #[test]
+    fn idempotent_creates_document_the_key_the_409_and_the_replay_header() {
+        let op = |responses: serde_json::Value| serde_json::json!({"post": {"responses": responses}});
+        let doc = idempotency_applied_to(serde_json::json!({
+            "openapi": "3.1.0",
+            "info": {"title": "t", "version": "1"},
+            "paths": {
+                "/api/v1/projects": op(serde_json::json!({"201": {"description": "created"}})),
+                "/api/v1/projects/{id}/members": op(serde_json::json!({
+                    "201": {"description": "added"},
+                    "409": {"description": "Already a member"}
+                })),
+                "/api/v1/auth/register": op(serde_json::json!({"201": {"description": "created"}}))
+            }
+        }));
+
+        let projects = &doc["paths"]["/api/v1/projects"]["post"];
+        let param = &projects["parameters"][0];
+        assert_eq!(param["name"], "Idempotency-Key");
+        assert_eq!(param["in"], "header");
+        assert_eq!(param["required"], false);
+        assert_eq!(param["schema"]["minLength"], 1);
+        assert_eq!(param["schema"]["maxLength"], 255);
+        assert_eq!(param["schema"]["pattern"], keel_domain::idempotency::KEY_PATTERN);
+        assert_eq!(
+            projects["responses"]["409"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ErrorBody"
+        );
+        assert!(projects["responses"]["400"].is_object());
+        assert!(projects["responses"]["201"]["headers"]["Idempotency-Replayed"].is_object());
+
+        let members = &doc["paths"]["/api/v1/projects/{id}/members"]["post"]["responses"]["409"];
+        let description = members["description"].as_str().unwrap();
+        assert!(description.starts_with("Already a member; or: "));
+        assert!(description.contains("Idempotency-Key"));
+
+        let register = &doc["paths"]["/api/v1/auth/register"]["post"];
+        assert!(register.get("parameters").is_none());
+        assert!(register["responses"].get("409").is_none());
+    }
+
+    #[test]
+    fn every_documented_idempotent_create_takes_the_key() {
+        let json: serde_json::Value = serde_json::from_str(&document_json().unwrap()).unwrap();
+        for path in routes::IDEMPOTENT_CREATES {
+            let Some(post) = json["paths"][*path].get("post") else {
+                continue;
+            };
+            let params = post["parameters"].as_array().cloned().unwrap_or_default();
+            assert!(
+                params.iter().any(|p| p["name"] == "Idempotency-Key"),
+                "POST {path} does not document Idempotency-Key"
+            );
+            assert!(post["responses"]["409"].is_object(), "POST {path} lacks its 409");
+        }
     }
 }

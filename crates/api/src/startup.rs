@@ -13,6 +13,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use keel_application::identity::IdentityPorts;
 use keel_application::readiness::CheckReadiness;
+use keel_application::tracking::TrackingPorts;
 use keel_domain::StoreError;
 use keel_domain::health::CacheProbe;
 use keel_domain::identity::ports::HashError;
@@ -20,6 +21,7 @@ use keel_domain::rate_limit::Quota;
 use keel_infrastructure::audit::SeaOrmAuditLog;
 use keel_infrastructure::clock::SystemClock;
 use keel_infrastructure::health::{InProcessCacheProbe, RedisCacheProbe, SqlDatabaseProbe};
+use keel_infrastructure::idempotency::{PurgeTask, SeaOrmIdempotencyStore};
 use keel_infrastructure::identity::jwt::JwtTokenService;
 use keel_infrastructure::identity::metrics::SqlUserMetricsQuery;
 use keel_infrastructure::identity::password::{Argon2Hasher, HashSettings};
@@ -27,13 +29,17 @@ use keel_infrastructure::identity::sessions::SeaOrmSessionRepository;
 use keel_infrastructure::identity::users::SeaOrmUserRepository;
 use keel_infrastructure::rate_limit::InProcessRateLimiter;
 use keel_infrastructure::redis::{RedisError, create_pool};
+use keel_infrastructure::tracking::{
+    SeaOrmCommentRepository, SeaOrmLabelRepository, SeaOrmMemberRepository, SeaOrmProjectRepository,
+    SeaOrmTaskRepository,
+};
 use keel_infrastructure::{Database, DbSettings, Metrics, migrate};
 use secrecy::ExposeSecret;
 use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::config::{JwtSecret, Settings};
 use crate::extract::{json_config, path_config, payload_config, query_config};
-use crate::middleware::{X_REQUEST_ID_HEADER, request_context, security_headers};
+use crate::middleware::{Idempotency, X_REQUEST_ID_HEADER, idempotency, request_context, security_headers};
 use crate::state::AppState;
 use crate::{openapi, routes};
 
@@ -42,6 +48,8 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 const REDIS_POOL_SIZE: usize = 16;
 /// How long a request waits for a free password-hashing slot before a 503.
 const HASH_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often expired idempotency keys are deleted (claims ignore them anyway).
+const IDEMPOTENCY_PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -76,6 +84,8 @@ pub struct Application {
     port: u16,
     server: Server,
     db: Database,
+    /// Deletes expired idempotency keys until the server stops.
+    idempotency_purge: PurgeTask,
 }
 
 impl std::fmt::Debug for Application {
@@ -113,9 +123,22 @@ impl Application {
             db.clone(),
             settings.database.acquire_timeout + Duration::from_secs(1),
         ));
+        let identity = identity_ports(&settings, &db)?;
+        let idempotency_store = Arc::new(SeaOrmIdempotencyStore::new(db.clone()));
+        let idempotency_purge = PurgeTask::spawn(
+            idempotency_store.clone(),
+            Arc::clone(&identity.clock),
+            IDEMPOTENCY_PURGE_EVERY,
+        );
         let state = web::Data::new(AppState {
             readiness: CheckReadiness::new(database_probe, cache_probe),
-            identity: identity_ports(&settings, &db)?,
+            idempotency: Idempotency::new(
+                idempotency_store,
+                Arc::clone(&identity.tokens),
+                Arc::clone(&identity.clock),
+            ),
+            tracking: tracking_ports(&db, &identity),
+            identity,
             trusted_proxies: settings.trusted_proxies.clone(),
             metrics,
             db: db.clone(),
@@ -132,6 +155,9 @@ impl Application {
                 .app_data(payload_config())
                 .app_data(query_config())
                 .app_data(path_config())
+                // Inside CORS and the request context: replays get CORS headers and the
+                // request id, its refusals the contract's error shape.
+                .wrap(from_fn(idempotency))
                 .wrap(cors(&cors_origins))
                 .wrap(from_fn(request_context))
                 .wrap(from_fn(security_headers))
@@ -155,6 +181,7 @@ impl Application {
             port: local.port(),
             server: server.run(),
             db,
+            idempotency_purge,
         })
     }
 
@@ -171,6 +198,7 @@ impl Application {
     /// in-flight requests finish within the shutdown timeout, then closes the pool.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await?;
+        self.idempotency_purge.stop();
         tracing::info!("server stopped; closing the database pool");
         if let Err(e) = self.db.close().await {
             tracing::warn!(error = %e, "closing the database pool failed");
@@ -210,6 +238,20 @@ pub fn identity_ports(settings: &Settings, db: &Database) -> Result<IdentityPort
             window: settings.rate_limits.login.window,
         },
     })
+}
+
+/// The tracking use cases' ports on the database, sharing the identity's users and clock.
+pub fn tracking_ports(db: &Database, identity: &IdentityPorts) -> TrackingPorts {
+    TrackingPorts {
+        projects: Arc::new(SeaOrmProjectRepository::new(db.clone())),
+        members: Arc::new(SeaOrmMemberRepository::new(db.clone())),
+        labels: Arc::new(SeaOrmLabelRepository::new(db.clone())),
+        tasks: Arc::new(SeaOrmTaskRepository::new(db.clone())),
+        comments: Arc::new(SeaOrmCommentRepository::new(db.clone())),
+        activity: Arc::new(SeaOrmAuditLog::new(db.clone())),
+        users: Arc::clone(&identity.users),
+        clock: Arc::clone(&identity.clock),
+    }
 }
 
 async fn docs_redirect() -> HttpResponse {

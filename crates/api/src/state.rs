@@ -5,12 +5,18 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use keel_application::identity::IdentityPorts;
 use keel_application::readiness::CheckReadiness;
+use keel_application::tracking::TrackingPorts;
 use keel_infrastructure::{Database, Metrics};
+
+use crate::middleware::Idempotency;
 
 #[derive(Debug)]
 pub struct AppState {
     pub readiness: CheckReadiness,
     pub identity: IdentityPorts,
+    pub tracking: TrackingPorts,
+    /// The `Idempotency-Key` middleware's store, token check and clock.
+    pub idempotency: Idempotency,
     pub metrics: Arc<Metrics>,
     pub db: Database,
     pub trusted_proxies: Vec<IpNet>,

@@ -145,6 +145,12 @@ where
     Ok((rows, total))
 }
 
+/// Text as the case-insensitive searches compare it: Unicode lower case. Stored beside the
+/// original (`title_folded`, `name_folded`) because SQLite's `lower()` folds ASCII only.
+pub fn fold(text: &str) -> String {
+    text.to_lowercase()
+}
+
 /// Translates a SeaORM error into the store contract. Connection-level failures (refused,
 /// reset, pool timed out) are `Unavailable` so the API answers 503 instead of 500.
 pub fn store_error(e: DbErr) -> StoreError {

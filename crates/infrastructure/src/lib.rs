@@ -6,11 +6,13 @@ pub mod clock;
 pub mod db;
 pub mod entities;
 pub mod health;
+pub mod idempotency;
 pub mod identity;
 pub mod metrics;
 pub mod migrate;
 pub mod rate_limit;
 pub mod redis;
+pub mod tracking;
 
 pub use db::{Database, DbSettings};
 pub use metrics::Metrics;

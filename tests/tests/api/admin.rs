@@ -263,10 +263,12 @@ mod metrics {
                 id: Set(id),
                 key: Set(key.into()),
                 name: Set(format!("Project {key}")),
+                name_folded: Set(format!("project {}", key.to_lowercase())),
                 description: Set(None),
                 status: Set("active".into()),
                 owner_id: Set(ann),
                 last_task_number: Set(0),
+                version: Set(1),
                 created_at: Set(now),
                 updated_at: Set(now),
             }
@@ -280,9 +282,11 @@ mod metrics {
             project_id: Set(project_ids[0]),
             number: Set(number),
             title: Set(format!("Task {number}")),
+            title_folded: Set(format!("task {number}")),
             description: Set(None),
             status: Set(status.into()),
             priority: Set(0),
+            priority_rank: Set(5),
             assignee_id: Set(assignee),
             due_date: Set(None),
             created_by: Set(creator),
@@ -309,6 +313,7 @@ mod metrics {
                 body: Set("Looks good".into()),
                 created_at: Set(now),
                 updated_at: Set(now),
+                version: Set(1),
             }
             .insert(&db)
             .await

@@ -6,6 +6,13 @@
 
 mod admin;
 mod auth;
+mod comments;
 mod conventions;
+mod idempotency;
+mod labels;
+mod members;
 mod migrations;
 mod ops;
+mod projects;
+mod tasks;
+mod tracking_access;

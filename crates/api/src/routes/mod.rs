@@ -8,6 +8,8 @@
 pub mod admin;
 pub mod auth;
 pub mod ops;
+pub mod projects;
+pub mod tasks;
 
 use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderValue};
@@ -33,6 +35,17 @@ macro_rules! endpoint {
     };
 }
 
+/// The `POST` routes that create a resource: they honour `Idempotency-Key` (SPEC §3).
+/// `POST /auth/register` is left out on purpose: replaying it would mean storing the issued
+/// tokens (see `docs/api-conventions.md`).
+pub const IDEMPOTENT_CREATES: &[&str] = &[
+    "/api/v1/projects",
+    "/api/v1/projects/{id}/members",
+    "/api/v1/projects/{id}/labels",
+    "/api/v1/projects/{id}/tasks",
+    "/api/v1/tasks/{id}/comments",
+];
+
 /// Every endpoint. A new route is added here and documented with `#[utoipa::path]` in
 /// `crate::openapi`; `routes_and_document_agree` fails when either is forgotten.
 pub fn endpoints() -> Vec<Endpoint> {
@@ -57,6 +70,30 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint!(GET "/api/v1/admin/users/{id}" => admin::get_user_route),
         endpoint!(PATCH "/api/v1/admin/users/{id}" => admin::update_user_route),
         endpoint!(GET "/api/v1/admin/audit-log" => admin::audit_log_route),
+        endpoint!(GET "/api/v1/projects" => projects::list_projects_route),
+        endpoint!(POST "/api/v1/projects" => projects::create_project_route),
+        endpoint!(GET "/api/v1/projects/{id}" => projects::get_project_route),
+        endpoint!(PATCH "/api/v1/projects/{id}" => projects::update_project_route),
+        endpoint!(DELETE "/api/v1/projects/{id}" => projects::delete_project_route),
+        endpoint!(GET "/api/v1/projects/{id}/members" => projects::list_members_route),
+        endpoint!(POST "/api/v1/projects/{id}/members" => projects::add_member_route),
+        endpoint!(PATCH "/api/v1/projects/{id}/members/{userId}" => projects::update_member_route),
+        endpoint!(DELETE "/api/v1/projects/{id}/members/{userId}" => projects::remove_member_route),
+        endpoint!(GET "/api/v1/projects/{id}/labels" => projects::list_labels_route),
+        endpoint!(POST "/api/v1/projects/{id}/labels" => projects::create_label_route),
+        endpoint!(DELETE "/api/v1/projects/{id}/labels/{labelId}" => projects::delete_label_route),
+        endpoint!(GET "/api/v1/projects/{id}/activity" => projects::activity_route),
+        endpoint!(GET "/api/v1/projects/{id}/tasks" => tasks::list_project_tasks_route),
+        endpoint!(POST "/api/v1/projects/{id}/tasks" => tasks::create_task_route),
+        endpoint!(GET "/api/v1/tasks" => tasks::list_tasks_route),
+        // One resource for both: `{idOrIdentifier}` and `{id}` are the same segment.
+        endpoint!(GET "/api/v1/tasks/{id}" => tasks::get_task_route),
+        endpoint!(PATCH "/api/v1/tasks/{id}" => tasks::update_task_route),
+        endpoint!(DELETE "/api/v1/tasks/{id}" => tasks::delete_task_route),
+        endpoint!(GET "/api/v1/tasks/{id}/comments" => tasks::list_comments_route),
+        endpoint!(POST "/api/v1/tasks/{id}/comments" => tasks::create_comment_route),
+        endpoint!(PATCH "/api/v1/comments/{id}" => tasks::update_comment_route),
+        endpoint!(DELETE "/api/v1/comments/{id}" => tasks::delete_comment_route),
     ]
 }
 

@@ -3,11 +3,12 @@
 
 use chrono::{DateTime, Utc};
 use keel_domain::identity::Principal;
-use keel_domain::tracking::{Comment, CommentBody, Permission, Task};
+use keel_domain::tracking::{Comment, CommentBody, Permission};
 use serde_json::json;
 use uuid::Uuid;
 
 use super::inputs::CommentBodyInput;
+use super::tasks::find_task;
 use super::views::CommentView;
 use super::{Expect, TrackingPorts, not_found_as, versioned_update};
 use crate::AppError;
@@ -16,10 +17,6 @@ use crate::pagination::{CursorPage, CursorRequest};
 
 /// The keyset position of a comment: oldest first.
 pub type CommentCursor = (DateTime<Utc>, Uuid);
-
-async fn task(ports: &TrackingPorts, id: Uuid) -> Result<Task, AppError> {
-    ports.tasks.find(id).await?.ok_or(AppError::NotFound("task"))
-}
 
 async fn load(ports: &TrackingPorts, id: Uuid) -> Result<Comment, AppError> {
     ports
@@ -36,10 +33,11 @@ fn body_of(input: &CommentBodyInput) -> Result<CommentBody, AppError> {
 pub async fn list_comments(
     ports: &TrackingPorts,
     principal: &Principal,
-    task_id: Uuid,
+    task: &str,
     cursor: CursorRequest<CommentCursor>,
 ) -> Result<CursorPage<CommentView>, AppError> {
-    let task = task(ports, task_id).await?;
+    let task = find_task(ports, task).await?;
+    let task_id = task.id;
     ports
         .authorize(principal, task.project_id, Permission::Read, "task")
         .await?;
@@ -54,11 +52,12 @@ pub async fn list_comments(
 pub async fn create_comment(
     ports: &TrackingPorts,
     principal: &Principal,
-    task_id: Uuid,
+    task: &str,
     input: CommentBodyInput,
     meta: &RequestMeta,
 ) -> Result<CommentView, AppError> {
-    let task = task(ports, task_id).await?;
+    let task = find_task(ports, task).await?;
+    let task_id = task.id;
     ports
         .authorize(principal, task.project_id, Permission::WriteTasks, "task")
         .await?;
@@ -176,6 +175,8 @@ pub async fn delete_comment(
 mod tests {
     use keel_domain::tracking::ports::{MockCommentRepository, MockTaskRepository};
 
+    use keel_domain::tracking::Task;
+
     use super::super::fixtures::*;
     use super::*;
 
@@ -225,7 +226,7 @@ mod tests {
         let input = || CommentBodyInput {
             body: "Looks good".into(),
         };
-        let id = task_fixture().id;
+        let id = &task_fixture().id.to_string();
         create_comment(&ports, &member(), id, input(), &meta())
             .await
             .unwrap();
@@ -323,7 +324,7 @@ mod tests {
         let page = list_comments(
             &ports,
             &viewer(),
-            task_fixture().id,
+            &task_fixture().id.to_string(),
             CursorRequest::parse(Some("1"), None).unwrap(),
         )
         .await

@@ -55,6 +55,19 @@ async fn load(ports: &TrackingPorts, id: Uuid) -> Result<Task, AppError> {
     ports.tasks.find(id).await?.ok_or(AppError::NotFound("task"))
 }
 
+/// A task addressed by id or by identifier (`KEEL-12`, any case); 404 for anything else.
+/// Authorization is the caller's next step.
+pub(crate) async fn find_task(ports: &TrackingPorts, id_or_identifier: &str) -> Result<Task, AppError> {
+    let task = if let Ok(id) = Uuid::parse_str(id_or_identifier) {
+        ports.tasks.find(id).await?
+    } else if let Some((key, number)) = parse_identifier(id_or_identifier) {
+        ports.tasks.find_by_number(&key, number).await?
+    } else {
+        None
+    };
+    task.ok_or(AppError::NotFound("task"))
+}
+
 /// The checks against stored data: the assignee is a member, the labels exist. Returns the
 /// label ids.
 async fn check_references(
@@ -188,14 +201,7 @@ pub async fn get_task(
     principal: &Principal,
     id_or_identifier: &str,
 ) -> Result<TaskView, AppError> {
-    let task = if let Ok(id) = Uuid::parse_str(id_or_identifier) {
-        ports.tasks.find(id).await?
-    } else if let Some((key, number)) = parse_identifier(id_or_identifier) {
-        ports.tasks.find_by_number(&key, number).await?
-    } else {
-        None
-    };
-    let task = task.ok_or(AppError::NotFound("task"))?;
+    let task = find_task(ports, id_or_identifier).await?;
     ports
         .authorize(principal, task.project_id, Permission::Read, "task")
         .await?;
@@ -206,12 +212,13 @@ pub async fn get_task(
 pub async fn update_task(
     ports: &TrackingPorts,
     principal: &Principal,
-    id: Uuid,
+    id_or_identifier: &str,
     body: UpdateTaskBody,
     expect: Expect,
     meta: &RequestMeta,
 ) -> Result<TaskView, AppError> {
-    let project_id = load(ports, id).await?.project_id;
+    let found = find_task(ports, id_or_identifier).await?;
+    let (id, project_id) = (found.id, found.project_id);
     ports
         .authorize(principal, project_id, Permission::WriteTasks, "task")
         .await?;
@@ -333,10 +340,11 @@ pub async fn update_task(
 pub async fn delete_task(
     ports: &TrackingPorts,
     principal: &Principal,
-    id: Uuid,
+    id_or_identifier: &str,
     meta: &RequestMeta,
 ) -> Result<(), AppError> {
-    let task = load(ports, id).await?;
+    let task = find_task(ports, id_or_identifier).await?;
+    let id = task.id;
     ports
         .authorize(principal, task.project_id, Permission::WriteTasks, "task")
         .await?;
@@ -380,24 +388,37 @@ pub async fn list_tasks(
     list(ports, principal, scope, query, cursor).await
 }
 
-/// A comma-separated filter: every item parsed, empty items refused.
+/// A comma-separated filter of a closed set: every item parsed exactly as written.
 fn comma_list<T>(
     raw: Option<&str>,
     field: &str,
     parse: impl Fn(&str) -> Result<T, FieldError>,
 ) -> Result<Vec<T>, FieldError> {
     let Some(raw) = raw else { return Ok(Vec::new()) };
-    let items: Vec<&str> = raw.split(',').map(str::trim).collect();
-    if items.len() > 20 {
-        return Err(FieldError::new(field, "must list at most 20 values"));
-    }
-    items
-        .into_iter()
+    raw.split(',')
         .map(|item| parse(item).map_err(|e| FieldError::new(field, e.message)))
         .collect()
 }
 
-fn parse_filter(principal: &Principal, query: &TaskListQuery) -> Result<(TaskFilter, TaskSort), AppError> {
+/// The label filter: names as they would be stored (trimmed); an item no label could have
+/// (too long, control characters) matches nothing rather than failing the request. `None`
+/// when names were asked for but none could match: the page is empty.
+fn label_filter(raw: Option<&str>) -> Option<Vec<LabelName>> {
+    let Some(raw) = raw else { return Some(Vec::new()) };
+    let items: Vec<&str> = raw.split(',').map(str::trim).filter(|i| !i.is_empty()).collect();
+    let names: Vec<LabelName> = items.iter().filter_map(|i| LabelName::parse(i).ok()).collect();
+    if !items.is_empty() && names.is_empty() {
+        None
+    } else {
+        Some(names)
+    }
+}
+
+/// The filter and sort of a list request; `None` for the filter when it can match nothing.
+fn parse_filter(
+    principal: &Principal,
+    query: &TaskListQuery,
+) -> Result<(Option<TaskFilter>, TaskSort), AppError> {
     let mut errors = Vec::new();
     let statuses = check(
         &mut errors,
@@ -408,10 +429,17 @@ fn parse_filter(principal: &Principal, query: &TaskListQuery) -> Result<(TaskFil
     let priorities = check(
         &mut errors,
         comma_list(query.priority.as_deref(), "priority", |p| {
-            let value = p
-                .parse::<i64>()
-                .map_err(|_| FieldError::new("priority", "must be integers from 0 to 4"))?;
-            Priority::new(value, "priority")
+            let digit = match p {
+                "0" | "1" | "2" | "3" | "4" => p.parse::<i64>().ok(),
+                _ => None,
+            };
+            let bad = || {
+                FieldError::new(
+                    "priority",
+                    "must be a comma-separated list of integers from 0 to 4",
+                )
+            };
+            Priority::new(digit.ok_or_else(bad)?, "priority")
         }),
     );
     let assignee = check(
@@ -422,17 +450,16 @@ fn parse_filter(principal: &Principal, query: &TaskListQuery) -> Result<(TaskFil
             .map(|a| match a {
                 "me" => Ok(AssigneeFilter::User(principal.user_id)),
                 "none" => Ok(AssigneeFilter::Unassigned),
+                // The hyphenated form only, as the document's pattern says.
                 id => Uuid::parse_str(id)
+                    .ok()
+                    .filter(|_| id.len() == 36)
                     .map(AssigneeFilter::User)
-                    .map_err(|_| FieldError::new("assignee", "must be a user id, me or none")),
+                    .ok_or_else(|| FieldError::new("assignee", "must be a user id, me or none")),
             })
             .transpose(),
     )
     .flatten();
-    let labels = check(
-        &mut errors,
-        comma_list(query.label.as_deref(), "label", LabelName::parse),
-    );
     let q = check(&mut errors, search_text(query.q.clone(), 200)).flatten();
     let updated_since = check(
         &mut errors,
@@ -454,17 +481,15 @@ fn parse_filter(principal: &Principal, query: &TaskListQuery) -> Result<(TaskFil
     .flatten()
     .unwrap_or_default();
     validated(errors)?;
-    Ok((
-        TaskFilter {
-            statuses: statuses.unwrap_or_default(),
-            priorities: priorities.unwrap_or_default(),
-            assignee,
-            labels: labels.unwrap_or_default(),
-            q,
-            updated_since,
-        },
-        sort,
-    ))
+    let filter = label_filter(query.label.as_deref()).map(|labels| TaskFilter {
+        statuses: statuses.unwrap_or_default(),
+        priorities: priorities.unwrap_or_default(),
+        assignee,
+        labels,
+        q,
+        updated_since,
+    });
+    Ok((filter, sort))
 }
 
 fn sort_text(sort: TaskSort) -> String {
@@ -500,16 +525,19 @@ async fn list(
             ));
         }
     };
-    let tasks = ports
-        .tasks
-        .list(&TaskQuery {
-            scope,
-            filter,
-            sort,
-            after,
-            limit: cursor.fetch_limit(),
-        })
-        .await?;
+    let tasks = match filter {
+        Some(filter) => {
+            let query = TaskQuery {
+                scope,
+                filter,
+                sort,
+                after,
+                limit: cursor.fetch_limit(),
+            };
+            ports.tasks.list(&query).await?
+        }
+        None => Vec::new(),
+    };
     let page = CursorPage::from_rows(tasks, &cursor, |t| TaskCursor {
         s: sort_name.clone(),
         p: sort.position_of(t),
@@ -708,7 +736,7 @@ mod tests {
         let view = update_task(
             &ports,
             &member(),
-            task().id,
+            &task().id.to_string(),
             body,
             Expect::OneOf(vec![1]),
             &meta(),
@@ -736,7 +764,7 @@ mod tests {
             update_task(
                 &ports,
                 &member(),
-                task().id,
+                &task().id.to_string(),
                 body(),
                 Expect::OneOf(vec![3]),
                 &meta()
@@ -749,7 +777,7 @@ mod tests {
                 update_task(
                     &ports,
                     &member(),
-                    task().id,
+                    &task().id.to_string(),
                     body(),
                     Expect::OneOf(vec![1]),
                     &meta()
@@ -760,7 +788,15 @@ mod tests {
             "lost the race after the check"
         );
         assert!(matches!(
-            update_task(&ports, &viewer(), task().id, body(), Expect::Any, &meta()).await,
+            update_task(
+                &ports,
+                &viewer(),
+                &task().id.to_string(),
+                body(),
+                Expect::Any,
+                &meta()
+            )
+            .await,
             Err(AppError::Forbidden)
         ));
     }
@@ -789,9 +825,16 @@ mod tests {
             labels: Some(vec!["ui".into()]),
             ..Default::default()
         };
-        let view = update_task(&ports, &member(), task().id, body, Expect::Any, &meta())
-            .await
-            .unwrap();
+        let view = update_task(
+            &ports,
+            &member(),
+            &task().id.to_string(),
+            body,
+            Expect::Any,
+            &meta(),
+        )
+        .await
+        .unwrap();
         assert_eq!(view.assignee_id, None);
     }
 
@@ -849,8 +892,8 @@ mod tests {
         let ports = Fixture::default().ports();
         let query = TaskListQuery {
             status: Some("todo,,".into()),
-            priority: Some("9".into()),
-            assignee: Some("someone".into()),
+            priority: Some("+1".into()),
+            assignee: Some("{00000000-0000-0000-0000-000000000000}".into()),
             label: Some(" ".into()),
             q: Some("x".repeat(201)),
             updated_since: Some("yesterday".into()),
@@ -866,15 +909,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             fields(e),
-            vec![
-                "status",
-                "priority",
-                "assignee",
-                "label",
-                "q",
-                "updatedSince",
-                "sort"
-            ]
+            vec!["status", "priority", "assignee", "q", "updatedSince", "sort"]
         );
     }
 
@@ -955,9 +990,35 @@ mod tests {
         }
         .ports();
         assert!(matches!(
-            delete_task(&ports, &viewer(), task().id, &meta()).await,
+            delete_task(&ports, &viewer(), &task().id.to_string(), &meta()).await,
             Err(AppError::Forbidden)
         ));
-        delete_task(&ports, &member(), task().id, &meta()).await.unwrap();
+        delete_task(&ports, &member(), &task().id.to_string(), &meta())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_label_filter_no_label_can_match_answers_an_empty_page_without_a_query() {
+        let ports = Fixture::default().ports();
+        let query = TaskListQuery {
+            label: Some(format!("{},\u{7}", "x".repeat(31))),
+            ..Default::default()
+        };
+        let page = list_tasks(
+            &ports,
+            &member(),
+            query,
+            CursorRequest::parse(None, None).unwrap(),
+        )
+        .await
+        .unwrap();
+        assert!(page.data.is_empty());
+        assert_eq!(
+            label_filter(Some(" , ")),
+            Some(vec![]),
+            "blank items filter nothing"
+        );
+        assert_eq!(label_filter(Some(" bug ,x")).unwrap().len(), 2);
     }
 }

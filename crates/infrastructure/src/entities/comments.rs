@@ -10,9 +10,17 @@ pub struct Model {
     pub body: String,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    pub version: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::tasks::Entity",
+        from = "Column::TaskId",
+        to = "super::tasks::Column::Id"
+    )]
+    Task,
+}
 
 impl ActiveModelBehavior for ActiveModel {}

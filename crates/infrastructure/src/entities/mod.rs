@@ -3,8 +3,12 @@
 
 pub mod audit_log;
 pub mod comments;
+pub mod idempotency_keys;
+pub mod labels;
+pub mod project_members;
 pub mod projects;
 pub mod refresh_tokens;
 pub mod sessions;
+pub mod task_labels;
 pub mod tasks;
 pub mod users;

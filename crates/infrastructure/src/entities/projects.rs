@@ -8,10 +8,14 @@ pub struct Model {
     #[sea_orm(unique)]
     pub key: String,
     pub name: String,
+    /// `name` lower-cased by the application (Unicode), for the case-insensitive search.
+    pub name_folded: String,
     pub description: Option<String>,
     pub status: String,
     pub owner_id: Uuid,
     pub last_task_number: i64,
+    /// Incremented by every change of the project (its `ETag`).
+    pub version: i64,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

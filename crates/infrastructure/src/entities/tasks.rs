@@ -8,9 +8,13 @@ pub struct Model {
     pub project_id: Uuid,
     pub number: i64,
     pub title: String,
+    /// `title` lower-cased by the application (Unicode), for the case-insensitive search.
+    pub title_folded: String,
     pub description: Option<String>,
     pub status: String,
     pub priority: i16,
+    /// The sort rank of `priority`: 1 urgent … 4 low, 5 none.
+    pub priority_rank: i16,
     pub assignee_id: Option<Uuid>,
     pub due_date: Option<Date>,
     pub created_by: Uuid,
@@ -21,6 +25,13 @@ pub struct Model {
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::projects::Entity",
+        from = "Column::ProjectId",
+        to = "super::projects::Column::Id"
+    )]
+    Project,
+}
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -56,8 +56,7 @@ fn to_active(u: &User) -> users::ActiveModel {
 
 /// `%q%` for LIKE, with the wildcards of `q` itself escaped.
 pub(crate) fn contains_pattern(q: &str) -> LikeExpr {
-    let escaped = q
-        .to_lowercase()
+    let escaped = crate::db::fold(q)
         .replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_");

@@ -1,0 +1,328 @@
+//! Tasks and comments (SPEC §5): `/api/v1/projects/{id}/tasks`, `/api/v1/tasks/*`,
+//! `/api/v1/comments/*`.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use keel_application::pagination::CursorPage;
+use keel_application::tracking::comments::{create_comment, delete_comment, list_comments, update_comment};
+use keel_application::tracking::inputs::{CommentBodyInput, CreateTaskBody, TaskListQuery, UpdateTaskBody};
+use keel_application::tracking::tasks::{
+    create_task, delete_task, get_task, list_project_tasks, list_tasks, update_task,
+};
+use keel_application::tracking::views::{CommentView, TaskView};
+use serde::Deserialize;
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+use super::projects::{created, ok_with_etag};
+use crate::conditional::{ETag, expected_versions, respond_with_etag};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::JsonObject;
+use crate::extractors::{AuthUser, ClientContext};
+use crate::pagination::CursorParams;
+use crate::state::AppState;
+
+/// How a task is addressed in a path.
+const TASK_REF: &str = "The task's id, or its identifier (`KEEL-12`, any case)";
+
+fn task_etag(view: &TaskView) -> ETag {
+    ETag::from_version(view.id, view.version)
+}
+
+fn comment_etag(view: &CommentView) -> ETag {
+    ETag::from_version(view.id, view.version)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskListParams {
+    /// Comma list of statuses.
+    #[param(inline, value_type = Option<String>,
+        pattern = "^(backlog|todo|in_progress|in_review|done|canceled)(,(backlog|todo|in_progress|in_review|done|canceled))*$")]
+    pub status: Option<String>,
+    /// Comma list of priorities (0 none, 1 urgent … 4 low).
+    #[param(inline, value_type = Option<String>, pattern = "^[0-4](,[0-4])*$")]
+    pub priority: Option<String>,
+    /// A user id, `me` or `none` (unassigned).
+    #[param(inline, value_type = Option<String>,
+        pattern = "^(me|none|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$")]
+    pub assignee: Option<String>,
+    /// Comma list of label names: tasks with any of them.
+    pub label: Option<String>,
+    /// Substring of the title, case-insensitive.
+    #[param(max_length = 200)]
+    pub q: Option<String>,
+    /// Tasks changed at or after this instant.
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub updated_since: Option<String>,
+    /// `createdAt`, `updatedAt`, `priority` (urgent first, none last) or `dueDate` (undated
+    /// last); `-` in front reverses; default `-createdAt`.
+    #[param(inline, value_type = Option<String>, pattern = "^-?(createdAt|updatedAt|priority|dueDate)$")]
+    pub sort: Option<String>,
+}
+
+impl From<TaskListParams> for TaskListQuery {
+    fn from(p: TaskListParams) -> Self {
+        Self {
+            status: p.status,
+            priority: p.priority,
+            assignee: p.assignee,
+            label: p.label,
+            q: p.q,
+            updated_since: p.updated_since,
+            sort: p.sort,
+        }
+    }
+}
+
+/// The project's tasks, filtered and sorted, cursor-paginated.
+#[utoipa::path(
+    get, path = "/api/v1/projects/{id}/tasks", tag = "tasks", security(("bearerAuth" = [])),
+    params(("id" = Uuid, Path), TaskListParams, CursorParams),
+    responses(
+        (status = 200, body = CursorPage<TaskView>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)
+    )
+)]
+pub async fn list_project_tasks_route(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<Uuid>,
+    params: web::Query<TaskListParams>,
+    cursor: web::Query<CursorParams>,
+) -> Result<HttpResponse, ApiError> {
+    let cursor = cursor.validate()?;
+    let page = list_project_tasks(
+        &state.tracking,
+        &user.0,
+        id.into_inner(),
+        params.into_inner().into(),
+        cursor,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// Creates a task with the project's next number (members and up).
+#[utoipa::path(
+    post, path = "/api/v1/projects/{id}/tasks", tag = "tasks", security(("bearerAuth" = [])),
+    params(("id" = Uuid, Path)), request_body = CreateTaskBody,
+    responses(
+        (status = 201, body = TaskView, headers(("Location" = String), ("ETag" = String))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)
+    )
+)]
+pub async fn create_task_route(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    ctx: ClientContext,
+    id: web::Path<Uuid>,
+    body: JsonObject<CreateTaskBody>,
+) -> Result<HttpResponse, ApiError> {
+    let view = create_task(
+        &state.tracking,
+        &user.0,
+        id.into_inner(),
+        body.into_inner(),
+        &ctx.0,
+    )
+    .await?;
+    Ok(created(
+        format!("/api/v1/tasks/{}", view.id),
+        Some(task_etag(&view)),
+        &view,
+    ))
+}
+
+/// Tasks across every project the caller belongs to.
+#[utoipa::path(
+    get, path = "/api/v1/tasks", tag = "tasks", security(("bearerAuth" = [])),
+    params(TaskListParams, CursorParams),
+    responses((status = 200, body = CursorPage<TaskView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody))
+)]
+pub async fn list_tasks_route(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    params: web::Query<TaskListParams>,
+    cursor: web::Query<CursorParams>,
+) -> Result<HttpResponse, ApiError> {
+    let cursor = cursor.validate()?;
+    Ok(HttpResponse::Ok()
+        .json(list_tasks(&state.tracking, &user.0, params.into_inner().into(), cursor).await?))
+}
+
+/// A task by id or identifier (`KEEL-12`).
+#[utoipa::path(
+    get, path = "/api/v1/tasks/{id}", tag = "tasks", security(("bearerAuth" = [])),
+    params(("id" = String, Path, description = TASK_REF), ("If-None-Match" = Option<String>, Header)),
+    responses(
+        (status = 200, body = TaskView, headers(("ETag" = String))),
+        (status = 304, description = "Not modified since the tag in If-None-Match"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)
+    )
+)]
+pub async fn get_task_route(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let view = get_task(&state.tracking, &user.0, &id.into_inner()).await?;
+    Ok(respond_with_etag(&req, &task_etag(&view), &view))
+}
+
+/// Changes a task (members and up); the version increments. Honours `If-Match`.
+#[utoipa::path(
+    patch, path = "/api/v1/tasks/{id}", tag = "tasks", security(("bearerAuth" = [])),
+    params(("id" = String, Path, description = TASK_REF), ("If-Match" = Option<String>, Header)),
+    request_body = UpdateTaskBody,
+    responses(
+        (status = 200, body = TaskView, headers(("ETag" = String))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 412, description = "Changed since the tag in If-Match", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)
+    )
+)]
+pub async fn update_task_route(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: AuthUser,
+    ctx: ClientContext,
+    id: web::Path<String>,
+    body: JsonObject<UpdateTaskBody>,
+) -> Result<HttpResponse, ApiError> {
+    let expect = expected_versions(&req);
+    let view = update_task(
+        &state.tracking,
+        &user.0,
+        &id.into_inner(),
+        body.into_inner(),
+        expect,
+        &ctx.0,
+    )
+    .await?;
+    Ok(ok_with_etag(&task_etag(&view), &view))
+}
+
+#[utoipa::path(
+    delete, path = "/api/v1/tasks/{id}", tag = "tasks", security(("bearerAuth" = [])),
+    params(("id" = String, Path, description = TASK_REF)),
+    responses(
+        (status = 204, description = "Deleted"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)
+    )
+)]
+pub async fn delete_task_route(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    ctx: ClientContext,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    delete_task(&state.tracking, &user.0, &id.into_inner(), &ctx.0).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The task's comments, oldest first.
+#[utoipa::path(
+    get, path = "/api/v1/tasks/{id}/comments", tag = "comments", security(("bearerAuth" = [])),
+    params(("id" = String, Path, description = TASK_REF), CursorParams),
+    responses(
+        (status = 200, body = CursorPage<CommentView>), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)
+    )
+)]
+pub async fn list_comments_route(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<String>,
+    cursor: web::Query<CursorParams>,
+) -> Result<HttpResponse, ApiError> {
+    let cursor = cursor.validate()?;
+    Ok(HttpResponse::Ok().json(list_comments(&state.tracking, &user.0, &id.into_inner(), cursor).await?))
+}
+
+/// Comments on a task (members and up).
+#[utoipa::path(
+    post, path = "/api/v1/tasks/{id}/comments", tag = "comments", security(("bearerAuth" = [])),
+    params(("id" = String, Path, description = TASK_REF)), request_body = CommentBodyInput,
+    responses(
+        (status = 201, body = CommentView, headers(("Location" = String), ("ETag" = String))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)
+    )
+)]
+pub async fn create_comment_route(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    ctx: ClientContext,
+    id: web::Path<String>,
+    body: JsonObject<CommentBodyInput>,
+) -> Result<HttpResponse, ApiError> {
+    let view = create_comment(
+        &state.tracking,
+        &user.0,
+        &id.into_inner(),
+        body.into_inner(),
+        &ctx.0,
+    )
+    .await?;
+    Ok(created(
+        format!("/api/v1/comments/{}", view.id),
+        Some(comment_etag(&view)),
+        &view,
+    ))
+}
+
+/// Edits a comment (its author). Honours `If-Match`.
+#[utoipa::path(
+    patch, path = "/api/v1/comments/{id}", tag = "comments", security(("bearerAuth" = [])),
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)), request_body = CommentBodyInput,
+    responses(
+        (status = 200, body = CommentView, headers(("ETag" = String))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 412, description = "Changed since the tag in If-Match", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)
+    )
+)]
+pub async fn update_comment_route(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: AuthUser,
+    ctx: ClientContext,
+    id: web::Path<Uuid>,
+    body: JsonObject<CommentBodyInput>,
+) -> Result<HttpResponse, ApiError> {
+    let expect = expected_versions(&req);
+    let view = update_comment(
+        &state.tracking,
+        &user.0,
+        id.into_inner(),
+        body.into_inner(),
+        expect,
+        &ctx.0,
+    )
+    .await?;
+    Ok(ok_with_etag(&comment_etag(&view), &view))
+}
+
+/// Deletes a comment (its author or a project admin).
+#[utoipa::path(
+    delete, path = "/api/v1/comments/{id}", tag = "comments", security(("bearerAuth" = [])),
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 204, description = "Deleted"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)
+    )
+)]
+pub async fn delete_comment_route(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    ctx: ClientContext,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    delete_comment(&state.tracking, &user.0, id.into_inner(), &ctx.0).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

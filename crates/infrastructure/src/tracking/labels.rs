@@ -1,0 +1,133 @@
+//! The label store on SeaORM.
+
+use async_trait::async_trait;
+use keel_domain::StoreError;
+use keel_domain::audit::AuditEntry;
+use keel_domain::tracking::ports::LabelRepository;
+use keel_domain::tracking::{Color, Label, LabelName};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait};
+use uuid::Uuid;
+
+use super::{corrupt, fetch_page_as, roll_back};
+use crate::audit::insert_entry;
+use crate::db::{Database, store_error};
+use crate::entities::labels::{self, Column, Entity};
+use crate::entities::{task_labels, tasks};
+
+#[derive(Debug, Clone)]
+pub struct SeaOrmLabelRepository {
+    db: Database,
+}
+
+impl SeaOrmLabelRepository {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+fn to_domain(m: labels::Model) -> Result<Label, StoreError> {
+    let bad = |what| corrupt("labels", m.id, what);
+    Ok(Label {
+        id: m.id,
+        project_id: m.project_id,
+        name: LabelName::parse(&m.name).map_err(|_| bad("name"))?,
+        color: Color::parse(&m.color).map_err(|_| bad("color"))?,
+        created_at: m.created_at,
+    })
+}
+
+#[async_trait]
+impl LabelRepository for SeaOrmLabelRepository {
+    async fn list(&self, project_id: Uuid, offset: u64, limit: u64) -> Result<(Vec<Label>, u64), StoreError> {
+        let select = Entity::find()
+            .filter(Column::ProjectId.eq(project_id))
+            .order_by_asc(Column::Name)
+            .order_by_asc(Column::Id);
+        let (rows, total) =
+            fetch_page_as::<_, labels::Model>(self.db.connection(), select, offset, limit).await?;
+        Ok((rows.into_iter().map(to_domain).collect::<Result<_, _>>()?, total))
+    }
+
+    async fn create(&self, label: &Label, audit: &AuditEntry) -> Result<(), StoreError> {
+        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        // `ux_labels_project_name` turns a second label of the same name into `Conflict`.
+        Entity::insert(labels::ActiveModel {
+            id: Set(label.id),
+            project_id: Set(label.project_id),
+            name: Set(label.name.as_str().to_owned()),
+            color: Set(label.color.as_str().to_owned()),
+            created_at: Set(label.created_at),
+        })
+        .exec_without_returning(&txn)
+        .await
+        .map_err(store_error)?;
+        insert_entry(&txn, audit).await?;
+        txn.commit().await.map_err(store_error)
+    }
+
+    async fn find(&self, project_id: Uuid, label_id: Uuid) -> Result<Option<Label>, StoreError> {
+        Entity::find_by_id(label_id)
+            .filter(Column::ProjectId.eq(project_id))
+            .one(self.db.connection())
+            .await
+            .map_err(store_error)?
+            .map(to_domain)
+            .transpose()
+    }
+
+    async fn find_by_names(&self, project_id: Uuid, names: &[LabelName]) -> Result<Vec<Label>, StoreError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        Entity::find()
+            .filter(Column::ProjectId.eq(project_id))
+            .filter(Column::Name.is_in(names.iter().map(LabelName::as_str)))
+            .order_by_asc(Column::Name)
+            .order_by_asc(Column::Id)
+            .all(self.db.connection())
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(to_domain)
+            .collect()
+    }
+
+    async fn delete(&self, project_id: Uuid, label_id: Uuid, audit: &AuditEntry) -> Result<(), StoreError> {
+        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        // Only a label of this project: anything else is rolled back below as `NotFound`.
+        let carrying = Query::select()
+            .column(task_labels::Column::TaskId)
+            .from(task_labels::Entity)
+            .and_where(Expr::col(task_labels::Column::LabelId).eq(label_id))
+            .to_owned();
+        // Taking the label off a task changes the task: a new version (hence a new `ETag`)
+        // and `updated_at`, so `updatedSince` lists it.
+        tasks::Entity::update_many()
+            .col_expr(tasks::Column::Version, Expr::col(tasks::Column::Version).add(1))
+            .col_expr(tasks::Column::UpdatedAt, Expr::value(audit.occurred_at))
+            .filter(tasks::Column::ProjectId.eq(project_id))
+            .filter(tasks::Column::Id.in_subquery(carrying))
+            .exec(&txn)
+            .await
+            .map_err(store_error)?;
+        // The foreign key cascades too; explicit, so it never depends on the pragma.
+        task_labels::Entity::delete_many()
+            .filter(task_labels::Column::LabelId.eq(label_id))
+            .exec(&txn)
+            .await
+            .map_err(store_error)?;
+        let deleted = Entity::delete_many()
+            .filter(Column::Id.eq(label_id))
+            .filter(Column::ProjectId.eq(project_id))
+            .exec(&txn)
+            .await
+            .map_err(store_error)?;
+        if deleted.rows_affected == 0 {
+            roll_back(txn).await?;
+            return Err(StoreError::NotFound);
+        }
+        insert_entry(&txn, audit).await?;
+        txn.commit().await.map_err(store_error)
+    }
+}

@@ -1,0 +1,222 @@
+//! The project membership store on SeaORM.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use keel_domain::StoreError;
+use keel_domain::audit::AuditEntry;
+use keel_domain::tracking::ports::MemberRepository;
+use keel_domain::tracking::{Member, ProjectRole};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ColumnTrait, EntityTrait, FromQueryResult, JoinType, QueryFilter, QueryOrder, QuerySelect, RelationTrait,
+    Set, TransactionTrait,
+};
+use uuid::Uuid;
+
+use super::projects::parse_role;
+use super::{fetch_page_as, roll_back};
+use crate::audit::insert_entry;
+use crate::db::{Database, store_error};
+use crate::entities::project_members::{self, Column, Entity};
+use crate::entities::{projects, tasks, users};
+
+#[derive(Debug, Clone)]
+pub struct SeaOrmMemberRepository {
+    db: Database,
+}
+
+impl SeaOrmMemberRepository {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+/// A membership with its user's public fields.
+#[derive(Debug, FromQueryResult)]
+struct MemberRow {
+    #[sea_orm(nested)]
+    membership: project_members::Model,
+    user_name: String,
+    user_email: String,
+}
+
+fn to_domain(row: MemberRow) -> Result<Member, StoreError> {
+    let m = row.membership;
+    Ok(Member {
+        role: parse_role(&m.role, m.project_id)?,
+        project_id: m.project_id,
+        user_id: m.user_id,
+        name: row.user_name,
+        email: row.user_email,
+        joined_at: m.created_at,
+    })
+}
+
+/// Memberships joined with their users.
+fn with_users() -> sea_orm::Select<Entity> {
+    Entity::find()
+        .join(JoinType::InnerJoin, project_members::Relation::User.def())
+        .column_as(users::Column::Name, "user_name")
+        .column_as(users::Column::Email, "user_email")
+}
+
+#[async_trait]
+impl MemberRepository for SeaOrmMemberRepository {
+    async fn list(
+        &self,
+        project_id: Uuid,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<Member>, u64), StoreError> {
+        let select = with_users()
+            .filter(Column::ProjectId.eq(project_id))
+            .order_by_asc(Column::CreatedAt)
+            .order_by_asc(Column::UserId);
+        let (rows, total) =
+            fetch_page_as::<_, MemberRow>(self.db.connection(), select, offset, limit).await?;
+        Ok((rows.into_iter().map(to_domain).collect::<Result<_, _>>()?, total))
+    }
+
+    async fn find(&self, project_id: Uuid, user_id: Uuid) -> Result<Option<Member>, StoreError> {
+        with_users()
+            .filter(Column::ProjectId.eq(project_id))
+            .filter(Column::UserId.eq(user_id))
+            .into_model::<MemberRow>()
+            .one(self.db.connection())
+            .await
+            .map_err(store_error)?
+            .map(to_domain)
+            .transpose()
+    }
+
+    async fn add(
+        &self,
+        project_id: Uuid,
+        user_id: Uuid,
+        role: ProjectRole,
+        at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        // The primary key (project_id, user_id) turns a second membership into `Conflict`.
+        Entity::insert(project_members::ActiveModel {
+            project_id: Set(project_id),
+            user_id: Set(user_id),
+            role: Set(role.as_str().to_owned()),
+            created_at: Set(at),
+        })
+        .exec_without_returning(&txn)
+        .await
+        .map_err(store_error)?;
+        insert_entry(&txn, audit).await?;
+        txn.commit().await.map_err(store_error)
+    }
+
+    async fn set_role(
+        &self,
+        project_id: Uuid,
+        user_id: Uuid,
+        role: ProjectRole,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        let result = Entity::update_many()
+            .col_expr(Column::Role, Expr::value(role.as_str()))
+            .filter(Column::ProjectId.eq(project_id))
+            .filter(Column::UserId.eq(user_id))
+            .exec(&txn)
+            .await
+            .map_err(store_error)?;
+        if result.rows_affected == 0 {
+            roll_back(txn).await?;
+            return Err(StoreError::NotFound);
+        }
+        insert_entry(&txn, audit).await?;
+        txn.commit().await.map_err(store_error)
+    }
+
+    async fn transfer_ownership(
+        &self,
+        project_id: Uuid,
+        to: Uuid,
+        at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        // The project row first: on PostgreSQL that locks it, so concurrent transfers of one
+        // project run one after the other; on SQLite it takes the write lock.
+        let project = projects::Entity::update_many()
+            .col_expr(
+                projects::Column::Version,
+                Expr::col(projects::Column::Version).add(1),
+            )
+            .col_expr(projects::Column::UpdatedAt, Expr::value(at))
+            .filter(projects::Column::Id.eq(project_id))
+            .exec(&txn)
+            .await
+            .map_err(store_error)?;
+        if project.rows_affected == 0 {
+            roll_back(txn).await?;
+            return Err(StoreError::NotFound);
+        }
+        let promoted = Entity::update_many()
+            .col_expr(Column::Role, Expr::value(ProjectRole::Owner.as_str()))
+            .filter(Column::ProjectId.eq(project_id))
+            .filter(Column::UserId.eq(to))
+            .exec(&txn)
+            .await
+            .map_err(store_error)?;
+        if promoted.rows_affected == 0 {
+            roll_back(txn).await?;
+            return Err(StoreError::NotFound);
+        }
+        Entity::update_many()
+            .col_expr(Column::Role, Expr::value(ProjectRole::Admin.as_str()))
+            .filter(Column::ProjectId.eq(project_id))
+            .filter(Column::Role.eq(ProjectRole::Owner.as_str()))
+            .filter(Column::UserId.ne(to))
+            .exec(&txn)
+            .await
+            .map_err(store_error)?;
+        // Only now: `to` is a member, hence a user, so the owner's foreign key holds.
+        projects::Entity::update_many()
+            .col_expr(projects::Column::OwnerId, Expr::value(to))
+            .filter(projects::Column::Id.eq(project_id))
+            .exec(&txn)
+            .await
+            .map_err(store_error)?;
+        insert_entry(&txn, audit).await?;
+        txn.commit().await.map_err(store_error)
+    }
+
+    async fn remove(
+        &self,
+        project_id: Uuid,
+        user_id: Uuid,
+        at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        let removed = Entity::delete_many()
+            .filter(Column::ProjectId.eq(project_id))
+            .filter(Column::UserId.eq(user_id))
+            .exec(&txn)
+            .await
+            .map_err(store_error)?;
+        if removed.rows_affected == 0 {
+            roll_back(txn).await?;
+            return Err(StoreError::NotFound);
+        }
+        tasks::Entity::update_many()
+            .col_expr(tasks::Column::AssigneeId, Expr::value(Option::<Uuid>::None))
+            .col_expr(tasks::Column::Version, Expr::col(tasks::Column::Version).add(1))
+            .col_expr(tasks::Column::UpdatedAt, Expr::value(at))
+            .filter(tasks::Column::ProjectId.eq(project_id))
+            .filter(tasks::Column::AssigneeId.eq(user_id))
+            .exec(&txn)
+            .await
+            .map_err(store_error)?;
+        insert_entry(&txn, audit).await?;
+        txn.commit().await.map_err(store_error)
+    }
+}

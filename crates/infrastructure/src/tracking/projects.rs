@@ -1,0 +1,230 @@
+//! The project store on SeaORM.
+
+use async_trait::async_trait;
+use keel_domain::StoreError;
+use keel_domain::audit::AuditEntry;
+use keel_domain::tracking::ports::ProjectRepository;
+use keel_domain::tracking::{
+    Project, ProjectFilter, ProjectKey, ProjectName, ProjectRole, ProjectSort, ProjectSortKey, ProjectStatus,
+    ProjectWithRole, Scope,
+};
+use sea_orm::sea_query::{Expr, ExprTrait, Func};
+use sea_orm::{
+    ColumnTrait, Condition, EntityTrait, FromQueryResult, JoinType, Order, QueryFilter, QueryOrder,
+    QuerySelect, RelationTrait, Set, TransactionTrait,
+};
+use uuid::Uuid;
+
+use super::{corrupt, fetch_page_as, roll_back};
+use crate::audit::insert_entry;
+use crate::db::{Database, fold, store_error};
+use crate::entities::project_members;
+use crate::entities::projects::{self, Column, Entity};
+use crate::identity::users::contains_pattern;
+
+#[derive(Debug, Clone)]
+pub struct SeaOrmProjectRepository {
+    db: Database,
+}
+
+impl SeaOrmProjectRepository {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+pub(super) fn to_domain(m: projects::Model) -> Result<Project, StoreError> {
+    let bad = |what| corrupt("projects", m.id, what);
+    Ok(Project {
+        id: m.id,
+        key: ProjectKey::parse(&m.key).map_err(|_| bad("key"))?,
+        name: ProjectName::parse(&m.name).map_err(|_| bad("name"))?,
+        description: m.description,
+        status: ProjectStatus::parse(&m.status, "status").map_err(|_| bad("status"))?,
+        owner_id: m.owner_id,
+        version: m.version,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+    })
+}
+
+pub(super) fn parse_role(raw: &str, project_id: Uuid) -> Result<ProjectRole, StoreError> {
+    ProjectRole::parse(raw, "role").map_err(|_| corrupt("project_members", project_id, "role"))
+}
+
+/// A project and the role of the member the list is for.
+#[derive(Debug, FromQueryResult)]
+struct ProjectRow {
+    #[sea_orm(nested)]
+    project: projects::Model,
+    member_role: String,
+}
+
+#[async_trait]
+impl ProjectRepository for SeaOrmProjectRepository {
+    async fn create(&self, project: &Project, audit: &AuditEntry) -> Result<(), StoreError> {
+        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        Entity::insert(projects::ActiveModel {
+            id: Set(project.id),
+            key: Set(project.key.as_str().to_owned()),
+            name: Set(project.name.as_str().to_owned()),
+            name_folded: Set(fold(project.name.as_str())),
+            description: Set(project.description.clone()),
+            status: Set(project.status.as_str().to_owned()),
+            owner_id: Set(project.owner_id),
+            last_task_number: Set(0),
+            version: Set(project.version),
+            created_at: Set(project.created_at),
+            updated_at: Set(project.updated_at),
+        })
+        .exec_without_returning(&txn)
+        .await
+        .map_err(store_error)?;
+        project_members::Entity::insert(project_members::ActiveModel {
+            project_id: Set(project.id),
+            user_id: Set(project.owner_id),
+            role: Set(ProjectRole::Owner.as_str().to_owned()),
+            created_at: Set(project.created_at),
+        })
+        .exec_without_returning(&txn)
+        .await
+        .map_err(store_error)?;
+        insert_entry(&txn, audit).await?;
+        txn.commit().await.map_err(store_error)
+    }
+
+    async fn find(&self, id: Uuid) -> Result<Option<Project>, StoreError> {
+        Entity::find_by_id(id)
+            .one(self.db.connection())
+            .await
+            .map_err(store_error)?
+            .map(to_domain)
+            .transpose()
+    }
+
+    async fn role_of(&self, project_id: Uuid, user_id: Uuid) -> Result<Option<ProjectRole>, StoreError> {
+        let role: Option<String> = project_members::Entity::find_by_id((project_id, user_id))
+            .select_only()
+            .column(project_members::Column::Role)
+            .into_tuple()
+            .one(self.db.connection())
+            .await
+            .map_err(store_error)?;
+        role.map(|r| parse_role(&r, project_id)).transpose()
+    }
+
+    async fn update(
+        &self,
+        project: &Project,
+        expected_version: i64,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError> {
+        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        let result = Entity::update_many()
+            .col_expr(Column::Name, Expr::value(project.name.as_str()))
+            .col_expr(Column::NameFolded, Expr::value(fold(project.name.as_str())))
+            .col_expr(Column::Description, Expr::value(project.description.clone()))
+            .col_expr(Column::Status, Expr::value(project.status.as_str()))
+            .col_expr(Column::UpdatedAt, Expr::value(project.updated_at))
+            .col_expr(Column::Version, Expr::value(expected_version + 1))
+            .filter(Column::Id.eq(project.id))
+            .filter(Column::Version.eq(expected_version))
+            .exec(&txn)
+            .await
+            .map_err(store_error)?;
+        if result.rows_affected == 0 {
+            roll_back(txn).await?;
+            return Ok(false);
+        }
+        insert_entry(&txn, audit).await?;
+        txn.commit().await.map_err(store_error)?;
+        Ok(true)
+    }
+
+    async fn delete(&self, id: Uuid, audit: &AuditEntry) -> Result<(), StoreError> {
+        // Members, labels, tasks (and with them task labels and comments) go by the foreign
+        // keys' ON DELETE CASCADE; SQLite enforces them (`foreign_keys` is on for every
+        // pooled connection, see `Database::connect`).
+        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        let result = Entity::delete_by_id(id).exec(&txn).await.map_err(store_error)?;
+        if result.rows_affected == 0 {
+            roll_back(txn).await?;
+            return Err(StoreError::NotFound);
+        }
+        insert_entry(&txn, audit).await?;
+        txn.commit().await.map_err(store_error)
+    }
+
+    async fn list(
+        &self,
+        scope: Scope,
+        filter: &ProjectFilter,
+        sort: ProjectSort,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<ProjectWithRole>, u64), StoreError> {
+        let mut condition = Condition::all();
+        if let Some(status) = filter.status {
+            condition = condition.add(Column::Status.eq(status.as_str()));
+        }
+        if let Some(q) = &filter.q {
+            condition = condition.add(
+                Condition::any()
+                    .add(Expr::col((Entity, Column::NameFolded)).like(contains_pattern(q)))
+                    .add(Expr::expr(Func::lower(Expr::col((Entity, Column::Key)))).like(contains_pattern(q))),
+            );
+        }
+        let order = if sort.descending { Order::Desc } else { Order::Asc };
+        let column = match sort.key {
+            ProjectSortKey::Name => Column::Name,
+            ProjectSortKey::CreatedAt => Column::CreatedAt,
+            ProjectSortKey::UpdatedAt => Column::UpdatedAt,
+        };
+        let select = Entity::find()
+            .filter(condition)
+            .order_by(column, order.clone())
+            .order_by(Column::Id, order);
+        let conn = self.db.connection();
+        match scope {
+            Scope::MemberOf(user_id) => {
+                let select = select
+                    .join(
+                        JoinType::InnerJoin,
+                        project_members::Relation::Project.def().rev(),
+                    )
+                    .filter(project_members::Column::UserId.eq(user_id))
+                    .column_as(project_members::Column::Role, "member_role");
+                let (rows, total) = fetch_page_as::<_, ProjectRow>(conn, select, offset, limit).await?;
+                let projects = rows
+                    .into_iter()
+                    .map(|row| {
+                        let role = parse_role(&row.member_role, row.project.id)?;
+                        Ok(ProjectWithRole {
+                            project: to_domain(row.project)?,
+                            role,
+                        })
+                    })
+                    .collect::<Result<_, StoreError>>()?;
+                Ok((projects, total))
+            }
+            // `Scope::All` names no user, so there is no membership to look up: the caller is
+            // an instance admin, who acts as the owner of every project.
+            Scope::All => {
+                let (rows, total) = fetch_page_as::<_, projects::Model>(conn, select, offset, limit).await?;
+                let projects = rows
+                    .into_iter()
+                    .map(|m| {
+                        Ok(ProjectWithRole {
+                            project: to_domain(m)?,
+                            role: ProjectRole::Owner,
+                        })
+                    })
+                    .collect::<Result<_, StoreError>>()?;
+                Ok((projects, total))
+            }
+            Scope::Project(_) => Err(StoreError::Unexpected(
+                "the project list takes Scope::MemberOf or Scope::All".into(),
+            )),
+        }
+    }
+}

@@ -1,0 +1,544 @@
+//! The task store on SeaORM: gap-free numbering per project and keyset-paged lists.
+
+use std::collections::{BTreeSet, HashMap};
+
+use async_trait::async_trait;
+use keel_domain::StoreError;
+use keel_domain::audit::AuditEntry;
+use keel_domain::tracking::ports::{NewTask, TaskRepository};
+use keel_domain::tracking::{
+    AssigneeFilter, LabelName, Priority, ProjectKey, Scope, SortValue, Task, TaskPosition, TaskQuery,
+    TaskSort, TaskSortKey, TaskStatus, TaskTitle,
+};
+use sea_orm::sea_query::{Expr, ExprTrait, NullOrdering, Query, Value};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, JoinType, Order, QueryFilter,
+    QueryOrder, QuerySelect, RelationTrait, Set, TransactionTrait,
+};
+use uuid::Uuid;
+
+use super::{corrupt, roll_back};
+use crate::audit::insert_entry;
+use crate::db::{Database, fold, store_error};
+use crate::entities::tasks::{self, Column, Entity};
+use crate::entities::{labels, project_members, projects, task_labels};
+use crate::identity::users::contains_pattern;
+
+#[derive(Debug, Clone)]
+pub struct SeaOrmTaskRepository {
+    db: Database,
+}
+
+impl SeaOrmTaskRepository {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+}
+
+/// A task row with its project's key.
+#[derive(Debug, FromQueryResult)]
+struct TaskRow {
+    #[sea_orm(nested)]
+    task: tasks::Model,
+    project_key: String,
+}
+
+/// Tasks joined with their projects' keys.
+fn with_keys() -> sea_orm::Select<Entity> {
+    Entity::find()
+        .join(JoinType::InnerJoin, tasks::Relation::Project.def())
+        .column_as(projects::Column::Key, "project_key")
+}
+
+fn to_domain(row: TaskRow, labels: Vec<LabelName>) -> Result<Task, StoreError> {
+    let m = row.task;
+    let bad = |what| corrupt("tasks", m.id, what);
+    Ok(Task {
+        id: m.id,
+        project_id: m.project_id,
+        project_key: ProjectKey::parse(&row.project_key)
+            .map_err(|_| corrupt("projects", m.project_id, "key"))?,
+        number: m.number,
+        title: TaskTitle::parse(&m.title).map_err(|_| bad("title"))?,
+        description: m.description,
+        status: TaskStatus::parse(&m.status, "status").map_err(|_| bad("status"))?,
+        priority: Priority::new(i64::from(m.priority), "priority").map_err(|_| bad("priority"))?,
+        assignee_id: m.assignee_id,
+        labels,
+        due_date: m.due_date,
+        created_by: m.created_by,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+        completed_at: m.completed_at,
+        version: m.version,
+    })
+}
+
+fn sort_names(names: &mut [LabelName]) {
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+}
+
+/// The label names of each of `task_ids`, sorted, in one query.
+async fn labels_of(
+    conn: &impl ConnectionTrait,
+    task_ids: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<LabelName>>, StoreError> {
+    let mut by_task: HashMap<Uuid, Vec<LabelName>> = HashMap::new();
+    if task_ids.is_empty() {
+        return Ok(by_task);
+    }
+    let rows: Vec<(Uuid, Uuid, String)> = task_labels::Entity::find()
+        .select_only()
+        .column(task_labels::Column::TaskId)
+        .column(labels::Column::Id)
+        .column(labels::Column::Name)
+        .join(JoinType::InnerJoin, task_labels::Relation::Label.def())
+        .filter(task_labels::Column::TaskId.is_in(task_ids.iter().copied()))
+        .into_tuple()
+        .all(conn)
+        .await
+        .map_err(store_error)?;
+    for (task_id, label_id, name) in rows {
+        let name = LabelName::parse(&name).map_err(|_| corrupt("labels", label_id, "name"))?;
+        by_task.entry(task_id).or_default().push(name);
+    }
+    for names in by_task.values_mut() {
+        sort_names(names);
+    }
+    Ok(by_task)
+}
+
+/// Each label once, in a stable order.
+fn distinct(label_ids: &[Uuid]) -> Vec<Uuid> {
+    label_ids
+        .iter()
+        .copied()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+async fn insert_labels(
+    conn: &impl ConnectionTrait,
+    task_id: Uuid,
+    label_ids: &[Uuid],
+) -> Result<(), StoreError> {
+    if label_ids.is_empty() {
+        return Ok(());
+    }
+    task_labels::Entity::insert_many(label_ids.iter().map(|label_id| task_labels::ActiveModel {
+        task_id: Set(task_id),
+        label_id: Set(*label_id),
+    }))
+    .exec_without_returning(conn)
+    .await
+    .map_err(store_error)?;
+    Ok(())
+}
+
+/// The column a sort key orders by.
+fn sort_column(key: TaskSortKey) -> Column {
+    match key {
+        TaskSortKey::CreatedAt => Column::CreatedAt,
+        TaskSortKey::UpdatedAt => Column::UpdatedAt,
+        TaskSortKey::Priority => Column::PriorityRank,
+        TaskSortKey::DueDate => Column::DueDate,
+    }
+}
+
+/// The id strictly beyond `id` in the list's direction.
+fn id_beyond(id: Uuid, descending: bool) -> Expr {
+    if descending {
+        Column::Id.lt(id)
+    } else {
+        Column::Id.gt(id)
+    }
+}
+
+/// Rows whose non-null `(column, id)` comes strictly after `(value, id)` in the direction.
+fn beyond(column: Column, value: Value, id: Uuid, descending: bool) -> Condition {
+    let strictly = if descending {
+        column.lt(value.clone())
+    } else {
+        column.gt(value.clone())
+    };
+    Condition::any().add(strictly).add(
+        Condition::all()
+            .add(column.eq(value))
+            .add(id_beyond(id, descending)),
+    )
+}
+
+/// The keyset predicate "strictly after `after`" in `sort`'s order.
+///
+/// Ascending due dates put tasks without one after every date, so descending (the exact
+/// reverse) puts them first; the NULLs are handled explicitly, as comparisons with NULL are
+/// never true.
+fn after_position(sort: TaskSort, after: &TaskPosition) -> Result<Condition, StoreError> {
+    let desc = sort.descending;
+    let condition = match (sort.key, after.value) {
+        (TaskSortKey::CreatedAt | TaskSortKey::UpdatedAt, SortValue::Time(at)) => {
+            beyond(sort_column(sort.key), at.into(), after.id, desc)
+        }
+        (TaskSortKey::Priority, SortValue::Rank(rank)) => {
+            beyond(Column::PriorityRank, rank.into(), after.id, desc)
+        }
+        (TaskSortKey::DueDate, SortValue::Date(Some(date))) => {
+            let dated = beyond(Column::DueDate, date.into(), after.id, desc);
+            if desc {
+                // Undated tasks came first: all of them are behind.
+                dated
+            } else {
+                // Undated tasks come after every date.
+                dated.add(Column::DueDate.is_null())
+            }
+        }
+        (TaskSortKey::DueDate, SortValue::Date(None)) => {
+            let undated = Condition::all()
+                .add(Column::DueDate.is_null())
+                .add(id_beyond(after.id, desc));
+            if desc {
+                // Every dated task follows the undated ones.
+                Condition::any().add(undated).add(Column::DueDate.is_not_null())
+            } else {
+                Condition::any().add(undated)
+            }
+        }
+        _ => {
+            return Err(StoreError::Unexpected(
+                format!("a task cursor of another sort was used with {:?}", sort.key).into(),
+            ));
+        }
+    };
+    Ok(condition)
+}
+
+fn filter_condition(query: &TaskQuery) -> Condition {
+    let filter = &query.filter;
+    let mut condition = Condition::all();
+    match query.scope {
+        Scope::Project(project_id) => condition = condition.add(Column::ProjectId.eq(project_id)),
+        Scope::MemberOf(user_id) => {
+            condition = condition.add(
+                Column::ProjectId.in_subquery(
+                    Query::select()
+                        .column(project_members::Column::ProjectId)
+                        .from(project_members::Entity)
+                        .and_where(Expr::col(project_members::Column::UserId).eq(user_id))
+                        .to_owned(),
+                ),
+            );
+        }
+        Scope::All => {}
+    }
+    if !filter.statuses.is_empty() {
+        condition = condition.add(Column::Status.is_in(filter.statuses.iter().map(|s| s.as_str())));
+    }
+    if !filter.priorities.is_empty() {
+        condition =
+            condition.add(Column::Priority.is_in(filter.priorities.iter().map(|p| i16::from(p.value()))));
+    }
+    match filter.assignee {
+        Some(AssigneeFilter::User(user_id)) => condition = condition.add(Column::AssigneeId.eq(user_id)),
+        Some(AssigneeFilter::Unassigned) => condition = condition.add(Column::AssigneeId.is_null()),
+        None => {}
+    }
+    if !filter.labels.is_empty() {
+        let carrying = Query::select()
+            .expr(Expr::val(1))
+            .from(task_labels::Entity)
+            .inner_join(
+                labels::Entity,
+                Expr::col((labels::Entity, labels::Column::Id))
+                    .equals((task_labels::Entity, task_labels::Column::LabelId)),
+            )
+            .and_where(
+                Expr::col((task_labels::Entity, task_labels::Column::TaskId)).equals((Entity, Column::Id)),
+            )
+            .and_where(
+                Expr::col((labels::Entity, labels::Column::Name))
+                    .is_in(filter.labels.iter().map(|l| l.as_str().to_owned())),
+            )
+            .to_owned();
+        condition = condition.add(Expr::exists(carrying));
+    }
+    if let Some(q) = &filter.q {
+        condition = condition.add(Expr::col((Entity, Column::TitleFolded)).like(contains_pattern(q)));
+    }
+    if let Some(since) = filter.updated_since {
+        condition = condition.add(Column::UpdatedAt.gte(since));
+    }
+    condition
+}
+
+/// `UPDATE projects SET last_task_number = last_task_number + 1 WHERE id = ? RETURNING
+/// last_task_number, key`: hands out the project's next task number (no row: no project).
+fn next_number(project_id: Uuid) -> sea_orm::sea_query::UpdateStatement {
+    Query::update()
+        .table(projects::Entity)
+        .value(
+            projects::Column::LastTaskNumber,
+            Expr::col(projects::Column::LastTaskNumber).add(1),
+        )
+        .and_where(Expr::col(projects::Column::Id).eq(project_id))
+        .returning(Query::returning().columns([projects::Column::LastTaskNumber, projects::Column::Key]))
+        .to_owned()
+}
+
+/// One page of a task list: filtered, after the cursor, in the sort's total order.
+fn list_select(query: &TaskQuery) -> Result<sea_orm::Select<Entity>, StoreError> {
+    let sort = query.sort;
+    let mut select = with_keys().filter(filter_condition(query));
+    if let Some(after) = &query.after {
+        select = select.filter(after_position(sort, after)?);
+    }
+    let order = if sort.descending { Order::Desc } else { Order::Asc };
+    select = match sort.key {
+        // Undated last ascending, hence first descending; explicit, so that SQLite (NULLs
+        // smallest) and PostgreSQL (NULLs largest) agree.
+        TaskSortKey::DueDate => {
+            let nulls = if sort.descending {
+                NullOrdering::First
+            } else {
+                NullOrdering::Last
+            };
+            select.order_by_with_nulls(Column::DueDate, order.clone(), nulls)
+        }
+        key => select.order_by(sort_column(key), order.clone()),
+    };
+    Ok(select.order_by(Column::Id, order).limit(query.limit))
+}
+
+#[async_trait]
+impl TaskRepository for SeaOrmTaskRepository {
+    async fn create(&self, new: &NewTask, audit: &AuditEntry) -> Result<Task, StoreError> {
+        let task = &new.task;
+        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        // First statement of the transaction: on PostgreSQL it locks the project row until
+        // commit, on SQLite it takes the write lock, so racing creates (on any instance) queue
+        // here. A failed insert below rolls the increment back: numbers stay gap-free.
+        let numbered = txn
+            .query_one(&next_number(task.project_id))
+            .await
+            .map_err(store_error)?;
+        let Some(numbered) = numbered else {
+            roll_back(txn).await?;
+            return Err(StoreError::NotFound);
+        };
+        let number: i64 = numbered.try_get("", "last_task_number").map_err(store_error)?;
+        let key: String = numbered.try_get("", "key").map_err(store_error)?;
+        let project_key = ProjectKey::parse(&key).map_err(|_| corrupt("projects", task.project_id, "key"))?;
+
+        Entity::insert(tasks::ActiveModel {
+            id: Set(task.id),
+            project_id: Set(task.project_id),
+            number: Set(number),
+            title: Set(task.title.as_str().to_owned()),
+            title_folded: Set(fold(task.title.as_str())),
+            description: Set(task.description.clone()),
+            status: Set(task.status.as_str().to_owned()),
+            priority: Set(i16::from(task.priority.value())),
+            priority_rank: Set(task.priority.rank()),
+            assignee_id: Set(task.assignee_id),
+            due_date: Set(task.due_date),
+            created_by: Set(task.created_by),
+            created_at: Set(task.created_at),
+            updated_at: Set(task.updated_at),
+            completed_at: Set(task.completed_at),
+            version: Set(task.version),
+        })
+        .exec_without_returning(&txn)
+        .await
+        .map_err(store_error)?;
+        let label_ids = distinct(&new.label_ids);
+        insert_labels(&txn, task.id, &label_ids).await?;
+        let labels = labels_of(&txn, &[task.id])
+            .await?
+            .remove(&task.id)
+            .unwrap_or_default();
+        insert_entry(&txn, audit).await?;
+        txn.commit().await.map_err(store_error)?;
+        Ok(Task {
+            project_key,
+            number,
+            labels,
+            ..task.clone()
+        })
+    }
+
+    async fn find(&self, id: Uuid) -> Result<Option<Task>, StoreError> {
+        let conn = self.db.connection();
+        let Some(row) = with_keys()
+            .filter(Column::Id.eq(id))
+            .into_model::<TaskRow>()
+            .one(conn)
+            .await
+            .map_err(store_error)?
+        else {
+            return Ok(None);
+        };
+        let labels = labels_of(conn, &[id]).await?.remove(&id).unwrap_or_default();
+        to_domain(row, labels).map(Some)
+    }
+
+    async fn find_by_number(&self, key: &ProjectKey, number: i64) -> Result<Option<Task>, StoreError> {
+        let conn = self.db.connection();
+        let Some(row) = with_keys()
+            .filter(projects::Column::Key.eq(key.as_str()))
+            .filter(Column::Number.eq(number))
+            .into_model::<TaskRow>()
+            .one(conn)
+            .await
+            .map_err(store_error)?
+        else {
+            return Ok(None);
+        };
+        let id = row.task.id;
+        let labels = labels_of(conn, &[id]).await?.remove(&id).unwrap_or_default();
+        to_domain(row, labels).map(Some)
+    }
+
+    async fn update<'a>(
+        &self,
+        task: &Task,
+        label_ids: Option<&'a [Uuid]>,
+        expected_version: i64,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError> {
+        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        let result = Entity::update_many()
+            .col_expr(Column::Title, Expr::value(task.title.as_str()))
+            .col_expr(Column::TitleFolded, Expr::value(fold(task.title.as_str())))
+            .col_expr(Column::Description, Expr::value(task.description.clone()))
+            .col_expr(Column::Status, Expr::value(task.status.as_str()))
+            .col_expr(Column::Priority, Expr::value(i16::from(task.priority.value())))
+            .col_expr(Column::PriorityRank, Expr::value(task.priority.rank()))
+            .col_expr(Column::AssigneeId, Expr::value(task.assignee_id))
+            .col_expr(Column::DueDate, Expr::value(task.due_date))
+            .col_expr(Column::UpdatedAt, Expr::value(task.updated_at))
+            .col_expr(Column::CompletedAt, Expr::value(task.completed_at))
+            .col_expr(Column::Version, Expr::value(expected_version + 1))
+            .filter(Column::Id.eq(task.id))
+            .filter(Column::Version.eq(expected_version))
+            .exec(&txn)
+            .await
+            .map_err(store_error)?;
+        if result.rows_affected == 0 {
+            roll_back(txn).await?;
+            return Ok(false);
+        }
+        if let Some(label_ids) = label_ids {
+            task_labels::Entity::delete_many()
+                .filter(task_labels::Column::TaskId.eq(task.id))
+                .exec(&txn)
+                .await
+                .map_err(store_error)?;
+            insert_labels(&txn, task.id, &distinct(label_ids)).await?;
+        }
+        insert_entry(&txn, audit).await?;
+        txn.commit().await.map_err(store_error)?;
+        Ok(true)
+    }
+
+    async fn delete(&self, id: Uuid, audit: &AuditEntry) -> Result<(), StoreError> {
+        // Its labels and comments go by the foreign keys' ON DELETE CASCADE.
+        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        let result = Entity::delete_by_id(id).exec(&txn).await.map_err(store_error)?;
+        if result.rows_affected == 0 {
+            roll_back(txn).await?;
+            return Err(StoreError::NotFound);
+        }
+        insert_entry(&txn, audit).await?;
+        txn.commit().await.map_err(store_error)
+    }
+
+    async fn list(&self, query: &TaskQuery) -> Result<Vec<Task>, StoreError> {
+        let conn = self.db.connection();
+        let rows = list_select(query)?
+            .into_model::<TaskRow>()
+            .all(conn)
+            .await
+            .map_err(store_error)?;
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.task.id).collect();
+        let mut labels = labels_of(conn, &ids).await?;
+        rows.into_iter()
+            .map(|row| {
+                let names = labels.remove(&row.task.id).unwrap_or_default();
+                to_domain(row, names)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::NaiveDate;
+    use keel_domain::tracking::{TaskFilter, TaskPosition};
+    use sea_orm::{DbBackend, QueryTrait};
+
+    use super::*;
+
+    fn sql(backend: DbBackend, sort: &str, after: Option<SortValue>) -> String {
+        let query = TaskQuery {
+            scope: Scope::Project(Uuid::nil()),
+            filter: TaskFilter::default(),
+            sort: TaskSort::parse(sort).unwrap(),
+            after: after.map(|value| TaskPosition {
+                value,
+                id: Uuid::nil(),
+            }),
+            limit: 3,
+        };
+        list_select(&query).unwrap().build(backend).to_string()
+    }
+
+    #[test]
+    fn the_next_number_is_one_statement_on_both_databases() {
+        for backend in [DbBackend::Sqlite, DbBackend::Postgres] {
+            let sql = backend.build(&next_number(Uuid::nil())).to_string();
+            assert!(
+                sql.starts_with(r#"UPDATE "projects" SET "last_task_number" = "last_task_number" + 1 WHERE"#)
+                    && sql.ends_with(r#"RETURNING "last_task_number", "key""#),
+                "{sql}"
+            );
+        }
+    }
+
+    #[test]
+    fn due_dates_order_their_nulls_explicitly_on_both_databases() {
+        for backend in [DbBackend::Sqlite, DbBackend::Postgres] {
+            let asc = sql(backend, "dueDate", None);
+            assert!(
+                asc.contains(r#""tasks"."due_date" ASC NULLS LAST, "tasks"."id" ASC"#),
+                "{asc}"
+            );
+            let desc = sql(backend, "-dueDate", None);
+            assert!(
+                desc.contains(r#""tasks"."due_date" DESC NULLS FIRST, "tasks"."id" DESC"#),
+                "{desc}"
+            );
+        }
+    }
+
+    #[test]
+    fn keyset_predicates_name_null_due_dates() {
+        let after_undated = sql(DbBackend::Postgres, "-dueDate", Some(SortValue::Date(None)));
+        assert!(
+            after_undated.contains(r#""tasks"."due_date" IS NULL"#),
+            "{after_undated}"
+        );
+        assert!(
+            after_undated.contains(r#""tasks"."due_date" IS NOT NULL"#),
+            "{after_undated}"
+        );
+        let after_dated = sql(
+            DbBackend::Postgres,
+            "dueDate",
+            NaiveDate::from_ymd_opt(2026, 1, 1).map(|d| SortValue::Date(Some(d))),
+        );
+        assert!(
+            after_dated.contains(r#"OR "tasks"."due_date" IS NULL"#),
+            "{after_dated}"
+        );
+    }
+}
