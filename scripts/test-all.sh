@@ -49,7 +49,9 @@ step_integration_pg() {
             exit 1
         fi
         echo "KEEL_TEST_DATABASE_URL=$KEEL_TEST_DATABASE_URL KEEL_TEST_REDIS_URL=$KEEL_TEST_REDIS_URL"
-        exec cargo test -p keel-tests --locked
+        # The black-box suite, and the adapters' own tests (stores, idempotency middleware),
+        # which also run on PostgreSQL when KEEL_TEST_DATABASE_URL is set.
+        exec cargo test -p keel-tests -p keel-infrastructure -p keel-api --locked
     ) || rc=$?
     scripts/services.sh stop
     return "$rc"
