@@ -13,8 +13,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{corrupt, roll_back};
-use crate::audit::insert_entry;
+use super::{commit_audited, corrupt, delete_audited, finish_guarded};
 use crate::db::{Database, store_error};
 use crate::entities::comments::{self, Column, Entity};
 use crate::entities::tasks;
@@ -75,8 +74,7 @@ impl CommentRepository for SeaOrmCommentRepository {
         .exec_without_returning(&txn)
         .await
         .map_err(store_error)?;
-        insert_entry(&txn, audit).await?;
-        txn.commit().await.map_err(store_error)
+        commit_audited(txn, audit).await
     }
 
     async fn find(&self, id: Uuid) -> Result<Option<Comment>, StoreError> {
@@ -106,24 +104,11 @@ impl CommentRepository for SeaOrmCommentRepository {
             .exec(&txn)
             .await
             .map_err(store_error)?;
-        if result.rows_affected == 0 {
-            roll_back(txn).await?;
-            return Ok(false);
-        }
-        insert_entry(&txn, audit).await?;
-        txn.commit().await.map_err(store_error)?;
-        Ok(true)
+        finish_guarded(txn, result.rows_affected, audit).await
     }
 
     async fn delete(&self, id: Uuid, audit: &AuditEntry) -> Result<(), StoreError> {
-        let txn = self.db.connection().begin().await.map_err(store_error)?;
-        let result = Entity::delete_by_id(id).exec(&txn).await.map_err(store_error)?;
-        if result.rows_affected == 0 {
-            roll_back(txn).await?;
-            return Err(StoreError::NotFound);
-        }
-        insert_entry(&txn, audit).await?;
-        txn.commit().await.map_err(store_error)
+        delete_audited::<Entity>(&self.db, id, audit).await
     }
 
     async fn list(

@@ -9,8 +9,7 @@ use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait};
 use uuid::Uuid;
 
-use super::{corrupt, fetch_page_as, roll_back};
-use crate::audit::insert_entry;
+use super::{commit_audited, corrupt, fetch_page_as, roll_back};
 use crate::db::{Database, store_error};
 use crate::entities::labels::{self, Column, Entity};
 use crate::entities::{task_labels, tasks};
@@ -62,8 +61,7 @@ impl LabelRepository for SeaOrmLabelRepository {
         .exec_without_returning(&txn)
         .await
         .map_err(store_error)?;
-        insert_entry(&txn, audit).await?;
-        txn.commit().await.map_err(store_error)
+        commit_audited(txn, audit).await
     }
 
     async fn find(&self, project_id: Uuid, label_id: Uuid) -> Result<Option<Label>, StoreError> {
@@ -127,7 +125,6 @@ impl LabelRepository for SeaOrmLabelRepository {
             roll_back(txn).await?;
             return Err(StoreError::NotFound);
         }
-        insert_entry(&txn, audit).await?;
-        txn.commit().await.map_err(store_error)
+        commit_audited(txn, audit).await
     }
 }

@@ -14,8 +14,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::projects::parse_role;
-use super::{fetch_page_as, roll_back};
-use crate::audit::insert_entry;
+use super::{commit_audited, fetch_page_as, roll_back};
 use crate::db::{Database, store_error};
 use crate::entities::project_members::{self, Column, Entity};
 use crate::entities::{projects, tasks, users};
@@ -108,8 +107,7 @@ impl MemberRepository for SeaOrmMemberRepository {
         .exec_without_returning(&txn)
         .await
         .map_err(store_error)?;
-        insert_entry(&txn, audit).await?;
-        txn.commit().await.map_err(store_error)
+        commit_audited(txn, audit).await
     }
 
     async fn set_role(
@@ -131,8 +129,7 @@ impl MemberRepository for SeaOrmMemberRepository {
             roll_back(txn).await?;
             return Err(StoreError::NotFound);
         }
-        insert_entry(&txn, audit).await?;
-        txn.commit().await.map_err(store_error)
+        commit_audited(txn, audit).await
     }
 
     async fn transfer_ownership(
@@ -185,8 +182,7 @@ impl MemberRepository for SeaOrmMemberRepository {
             .exec(&txn)
             .await
             .map_err(store_error)?;
-        insert_entry(&txn, audit).await?;
-        txn.commit().await.map_err(store_error)
+        commit_audited(txn, audit).await
     }
 
     async fn remove(
@@ -216,7 +212,6 @@ impl MemberRepository for SeaOrmMemberRepository {
             .exec(&txn)
             .await
             .map_err(store_error)?;
-        insert_entry(&txn, audit).await?;
-        txn.commit().await.map_err(store_error)
+        commit_audited(txn, audit).await
     }
 }

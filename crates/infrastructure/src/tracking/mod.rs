@@ -19,11 +19,15 @@ pub use projects::SeaOrmProjectRepository;
 pub use tasks::SeaOrmTaskRepository;
 
 use keel_domain::StoreError;
+use keel_domain::audit::AuditEntry;
 use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, EntityTrait, FromQueryResult, PaginatorTrait, QuerySelect,
+    ConnectionTrait, DatabaseTransaction, EntityTrait, FromQueryResult, PaginatorTrait, PrimaryKeyTrait,
+    QuerySelect, TransactionTrait,
 };
+use uuid::Uuid;
 
-use crate::db::store_error;
+use crate::audit::insert_entry;
+use crate::db::{Database, store_error};
 
 /// A stored row that no longer parses is a bug or tampering, never a client error.
 fn corrupt(table: &str, id: impl std::fmt::Display, what: &str) -> StoreError {
@@ -33,6 +37,44 @@ fn corrupt(table: &str, id: impl std::fmt::Display, what: &str) -> StoreError {
 /// Ends a transaction that must leave no trace (a guard did not hold).
 async fn roll_back(txn: DatabaseTransaction) -> Result<(), StoreError> {
     txn.rollback().await.map_err(store_error)
+}
+
+/// Records `audit` in the change's transaction and commits both.
+async fn commit_audited(txn: DatabaseTransaction, audit: &AuditEntry) -> Result<(), StoreError> {
+    insert_entry(&txn, audit).await?;
+    txn.commit().await.map_err(store_error)
+}
+
+/// Ends a version-guarded write whose guarded statement touched `rows_affected` rows: none
+/// (another write got there first) rolls everything back and answers `false`; otherwise the
+/// audit entry is recorded and all is committed.
+async fn finish_guarded(
+    txn: DatabaseTransaction,
+    rows_affected: u64,
+    audit: &AuditEntry,
+) -> Result<bool, StoreError> {
+    if rows_affected == 0 {
+        roll_back(txn).await?;
+        return Ok(false);
+    }
+    commit_audited(txn, audit).await?;
+    Ok(true)
+}
+
+/// Deletes the row `id` of `E` with its audit entry, in one transaction (children go by the
+/// foreign keys' `ON DELETE CASCADE`). `NotFound` when there is no such row.
+async fn delete_audited<E>(db: &Database, id: Uuid, audit: &AuditEntry) -> Result<(), StoreError>
+where
+    E: EntityTrait,
+    Uuid: Into<<E::PrimaryKey as PrimaryKeyTrait>::ValueType>,
+{
+    let txn = db.connection().begin().await.map_err(store_error)?;
+    let result = E::delete_by_id(id).exec(&txn).await.map_err(store_error)?;
+    if result.rows_affected == 0 {
+        roll_back(txn).await?;
+        return Err(StoreError::NotFound);
+    }
+    commit_audited(txn, audit).await
 }
 
 /// One offset page of `select` (filtered and ordered with a unique tiebreaker), read as `M`,

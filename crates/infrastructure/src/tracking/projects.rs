@@ -15,8 +15,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{corrupt, fetch_page_as, roll_back};
-use crate::audit::insert_entry;
+use super::{commit_audited, corrupt, delete_audited, fetch_page_as, finish_guarded};
 use crate::db::{Database, fold, store_error};
 use crate::entities::project_members;
 use crate::entities::projects::{self, Column, Entity};
@@ -89,8 +88,7 @@ impl ProjectRepository for SeaOrmProjectRepository {
         .exec_without_returning(&txn)
         .await
         .map_err(store_error)?;
-        insert_entry(&txn, audit).await?;
-        txn.commit().await.map_err(store_error)
+        commit_audited(txn, audit).await
     }
 
     async fn find(&self, id: Uuid) -> Result<Option<Project>, StoreError> {
@@ -132,27 +130,14 @@ impl ProjectRepository for SeaOrmProjectRepository {
             .exec(&txn)
             .await
             .map_err(store_error)?;
-        if result.rows_affected == 0 {
-            roll_back(txn).await?;
-            return Ok(false);
-        }
-        insert_entry(&txn, audit).await?;
-        txn.commit().await.map_err(store_error)?;
-        Ok(true)
+        finish_guarded(txn, result.rows_affected, audit).await
     }
 
     async fn delete(&self, id: Uuid, audit: &AuditEntry) -> Result<(), StoreError> {
         // Members, labels, tasks (and with them task labels and comments) go by the foreign
         // keys' ON DELETE CASCADE; SQLite enforces them (`foreign_keys` is on for every
         // pooled connection, see `Database::connect`).
-        let txn = self.db.connection().begin().await.map_err(store_error)?;
-        let result = Entity::delete_by_id(id).exec(&txn).await.map_err(store_error)?;
-        if result.rows_affected == 0 {
-            roll_back(txn).await?;
-            return Err(StoreError::NotFound);
-        }
-        insert_entry(&txn, audit).await?;
-        txn.commit().await.map_err(store_error)
+        delete_audited::<Entity>(&self.db, id, audit).await
     }
 
     async fn list(

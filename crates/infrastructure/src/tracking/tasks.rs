@@ -17,8 +17,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{corrupt, roll_back};
-use crate::audit::insert_entry;
+use super::{commit_audited, corrupt, delete_audited, roll_back};
 use crate::db::{Database, fold, store_error};
 use crate::entities::tasks::{self, Column, Entity};
 use crate::entities::{labels, project_members, projects, task_labels};
@@ -356,8 +355,7 @@ impl TaskRepository for SeaOrmTaskRepository {
             .await?
             .remove(&task.id)
             .unwrap_or_default();
-        insert_entry(&txn, audit).await?;
-        txn.commit().await.map_err(store_error)?;
+        commit_audited(txn, audit).await?;
         Ok(Task {
             project_key,
             number,
@@ -435,21 +433,13 @@ impl TaskRepository for SeaOrmTaskRepository {
                 .map_err(store_error)?;
             insert_labels(&txn, task.id, &distinct(label_ids)).await?;
         }
-        insert_entry(&txn, audit).await?;
-        txn.commit().await.map_err(store_error)?;
+        commit_audited(txn, audit).await?;
         Ok(true)
     }
 
     async fn delete(&self, id: Uuid, audit: &AuditEntry) -> Result<(), StoreError> {
         // Its labels and comments go by the foreign keys' ON DELETE CASCADE.
-        let txn = self.db.connection().begin().await.map_err(store_error)?;
-        let result = Entity::delete_by_id(id).exec(&txn).await.map_err(store_error)?;
-        if result.rows_affected == 0 {
-            roll_back(txn).await?;
-            return Err(StoreError::NotFound);
-        }
-        insert_entry(&txn, audit).await?;
-        txn.commit().await.map_err(store_error)
+        delete_audited::<Entity>(&self.db, id, audit).await
     }
 
     async fn list(&self, query: &TaskQuery) -> Result<Vec<Task>, StoreError> {
