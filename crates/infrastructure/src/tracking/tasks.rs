@@ -155,17 +155,20 @@ fn id_beyond(id: Uuid, descending: bool) -> Expr {
 }
 
 /// Rows whose non-null `(column, id)` comes strictly after `(value, id)` in the direction.
+///
+/// Written `column >= value AND (column > value OR id > after_id)` (mirrored descending)
+/// rather than as the bare disjunction: the leading bound is a range on the index
+/// `(project_id, column, id)`, so a deep cursor seeks to its position instead of scanning
+/// every row before it.
 fn beyond(column: Column, value: Value, id: Uuid, descending: bool) -> Condition {
-    let strictly = if descending {
-        column.lt(value.clone())
+    let (bound, strictly) = if descending {
+        (column.lte(value.clone()), column.lt(value))
     } else {
-        column.gt(value.clone())
+        (column.gte(value.clone()), column.gt(value))
     };
-    Condition::any().add(strictly).add(
-        Condition::all()
-            .add(column.eq(value))
-            .add(id_beyond(id, descending)),
-    )
+    Condition::all()
+        .add(bound)
+        .add(Condition::any().add(strictly).add(id_beyond(id, descending)))
 }
 
 /// The keyset predicate "strictly after `after`" in `sort`'s order.
@@ -189,7 +192,7 @@ fn after_position(sort: TaskSort, after: &TaskPosition) -> Result<Condition, Sto
                 dated
             } else {
                 // Undated tasks come after every date.
-                dated.add(Column::DueDate.is_null())
+                Condition::any().add(dated).add(Column::DueDate.is_null())
             }
         }
         (TaskSortKey::DueDate, SortValue::Date(None)) => {
