@@ -7,7 +7,7 @@ SHELL := /bin/bash
 ARGS ?=
 
 .PHONY: help run test fmt lint unit integration-pg integration-sqlite release schemathesis \
-	services-up services-down bench bench-auth
+	services-up services-down bench bench-auth bench-tasks
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{ printf "  make %-20s %s\n", $$1, $$2 }'
@@ -46,10 +46,12 @@ services-up: ## start the test PostgreSQL + Redis and print their env
 services-down: ## stop the test PostgreSQL + Redis
 	scripts/services.sh stop
 
-bench: ## benchmarks (not there yet; see bench-auth)
-	@echo "make bench: benchmark harness lands with the performance issue (#7)" >&2
-	@echo "make bench-auth exists: the identity endpoints benchmark (scripts/bench-auth.sh, docs/performance.md)" >&2
-	@exit 1
+bench: ## every benchmark, one after the other: bench-auth, then bench-tasks (docs/performance.md)
+	scripts/bench-auth.sh
+	scripts/bench-tasks.sh
 
 bench-auth: ## benchmark login, profile and /health on PostgreSQL (release build, wrk; ~3 min)
 	scripts/bench-auth.sh
+
+bench-tasks: ## benchmark filtered task lists over 1 000 000 tasks on PostgreSQL, with EXPLAIN (~10 min)
+	scripts/bench-tasks.sh

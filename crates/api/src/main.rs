@@ -1,17 +1,19 @@
-//! The `keel` binary: `serve` (default), `migrate up|down|status`, `openapi`.
+//! The `keel` binary: `serve` (default), `migrate up|down|status`, `openapi`, `admin create`,
+//! `dev seed`.
 //! anyhow lives here, at the edge, and nowhere else.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use keel_api::config::Settings;
+use keel_api::config::{Environment, Settings};
 use keel_api::startup::{Application, db_settings, identity_ports};
 use keel_api::{openapi, telemetry};
 use keel_application::AppError;
 use keel_application::context::RequestMeta;
 use keel_application::identity::admin::create_admin;
-use keel_infrastructure::{Database, migrate};
+use keel_domain::identity::Password;
+use keel_infrastructure::{Database, migrate, seed};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -39,6 +41,39 @@ enum Command {
     Admin {
         #[command(subcommand)]
         action: AdminAction,
+    },
+    /// Development tools (refused with KEEL_ENV=production).
+    Dev {
+        #[command(subcommand)]
+        action: DevAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DevAction {
+    /// Fill one project with many tasks, fast, for benchmarks: creates or reuses a seed owner,
+    /// the project, labels and members, then inserts tasks with multi-row INSERTs. The owner's
+    /// password (for accounts this run creates) comes from KEEL_SEED_PASSWORD, else
+    /// `Seed-passw0rd`.
+    Seed {
+        /// Tasks to add; numbered after the project's last task.
+        #[arg(long)]
+        tasks: u64,
+        /// The project's key (created when missing).
+        #[arg(long, default_value = "BENCH")]
+        project_key: String,
+        /// Labels the project should have; each task gets 0–3 of them.
+        #[arg(long, default_value_t = 8)]
+        labels: usize,
+        /// Member accounts besides the owner (the first is a project admin).
+        #[arg(long, default_value_t = 5)]
+        members: usize,
+        /// Tasks per transaction.
+        #[arg(long, default_value_t = 2000)]
+        batch: usize,
+        /// The owner's e-mail (when the project exists, its owner is kept).
+        #[arg(long, default_value = "seed-owner@example.com")]
+        owner_email: String,
     },
 }
 
@@ -126,6 +161,28 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Admin {
             action: AdminAction::Create { email, name },
         } => create_admin_account(&settings, &email, &name).await,
+        Command::Dev {
+            action:
+                DevAction::Seed {
+                    tasks,
+                    project_key,
+                    labels,
+                    members,
+                    batch,
+                    owner_email,
+                },
+        } => {
+            let options = seed::SeedOptions {
+                tasks,
+                project_key,
+                labels,
+                members,
+                batch,
+                owner_email,
+                password_hash: String::new(),
+            };
+            dev_seed(&settings, options).await
+        }
         Command::Openapi => Ok(()),
     }
 }
@@ -165,6 +222,109 @@ async fn create_admin_account(settings: &Settings, email: &str, name: &str) -> a
         }
         Err(e) => Err(anyhow::Error::new(e).context("cannot create the admin")),
     }
+}
+
+/// The password of the accounts `keel dev seed` creates, unless KEEL_SEED_PASSWORD is set.
+const DEFAULT_SEED_PASSWORD: &str = "Seed-passw0rd";
+
+#[allow(clippy::print_stdout)]
+async fn dev_seed(settings: &Settings, mut options: seed::SeedOptions) -> anyhow::Result<()> {
+    if settings.environment == Environment::Production {
+        anyhow::bail!("keel dev seed is a development tool: refused with KEEL_ENV=production");
+    }
+    let password = std::env::var("KEEL_SEED_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| DEFAULT_SEED_PASSWORD.to_owned());
+    let password = Password::parse(&password, "KEEL_SEED_PASSWORD")
+        .map_err(|e| anyhow::anyhow!("invalid KEEL_SEED_PASSWORD: {}", e.message))?;
+    let db = Database::connect(&db_settings(settings), None)
+        .await
+        .context("cannot open the database")?;
+    if settings.auto_migrate {
+        migrate::up(&db).await.context("cannot apply migrations")?;
+    }
+    // Hashed like any account's, so that the seeded accounts can log in.
+    let ports = identity_ports(settings, &db).context("cannot set up identity")?;
+    options.password_hash = ports
+        .hasher
+        .hash(&password)
+        .await
+        .context("cannot hash the seed password")?
+        .as_str()
+        .to_owned();
+    println!(
+        "keel dev seed: {} tasks into project {} (batches of {})",
+        options.tasks, options.project_key, options.batch
+    );
+    let step = (options.tasks / 10).max(1);
+    let mut next_report = step;
+    let outcome = seed::seed(&db, &options, |p| {
+        if p.inserted >= next_report || p.inserted == p.total {
+            #[allow(clippy::cast_precision_loss)]
+            let rate = p.inserted as f64 / p.elapsed.as_secs_f64().max(1e-9);
+            println!(
+                "  {}/{} tasks, {} task labels, {:.1} s, {:.0} tasks/s",
+                p.inserted,
+                p.total,
+                p.task_labels,
+                p.elapsed.as_secs_f64(),
+                rate
+            );
+            while next_report <= p.inserted {
+                next_report += step;
+            }
+        }
+    })
+    .await;
+    db.close().await.ok();
+    let report = outcome.context("keel dev seed failed")?;
+    let created = |yes: bool| if yes { "created" } else { "existing" };
+    println!(
+        "project {} ({}): {}",
+        report.project_key,
+        report.project_id,
+        created(report.project_created)
+    );
+    println!(
+        "owner {} ({}): {}{}",
+        report.owner.email,
+        report.owner.id,
+        created(report.owner.created),
+        if report.owner.created {
+            ", password from KEEL_SEED_PASSWORD (default Seed-passw0rd)"
+        } else {
+            ", password unchanged"
+        }
+    );
+    for member in &report.members {
+        println!(
+            "member {} ({}): {}, {}",
+            member.email,
+            member.id,
+            member.role.as_str(),
+            created(member.created)
+        );
+    }
+    println!("labels: {}", report.labels.join(", "));
+    let (tasks_per_sec, rows_per_sec) = report.rates();
+    if report.tasks > 0 {
+        println!(
+            "seeded {} tasks ({}-{}..{}-{}) and {} task labels in {:.1} s: {:.0} tasks/s, {:.0} rows/s",
+            report.tasks,
+            report.project_key,
+            report.first_number,
+            report.project_key,
+            report.last_number,
+            report.task_labels,
+            report.elapsed.as_secs_f64(),
+            tasks_per_sec,
+            rows_per_sec
+        );
+    } else {
+        println!("seeded 0 tasks");
+    }
+    Ok(())
 }
 
 #[allow(clippy::print_stdout)]

@@ -313,3 +313,92 @@ fn logs_never_hold_passwords_tokens_or_full_emails() {
         }
     }
 }
+
+#[test]
+fn dev_seed_fills_a_project_whose_owner_can_log_in_and_list_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/seed.db?mode=rwc", dir.path().display());
+    let vars = [
+        ("DATABASE_URL", url.as_str()),
+        ("KEEL_ARGON2_MEMORY_KIB", "1024"),
+        ("KEEL_ARGON2_ITERATIONS", "1"),
+        ("KEEL_ARGON2_PARALLELISM", "1"),
+    ];
+    let out = run(keel(dir.path(), &vars).args(["dev", "seed", "--tasks", "300", "--batch", "100"]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "keel dev seed: 300 tasks into project BENCH (batches of 100)",
+        "100/300 tasks",
+        "300/300 tasks",
+        "owner seed-owner@example.com (",
+        "member seed-member-1@example.com (",
+        "labels: bug, feature, chore",
+        "seeded 300 tasks (BENCH-1..BENCH-300) and ",
+        " tasks/s, ",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+    let project_id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("project BENCH ("))
+        .and_then(|rest| rest.split_once(')'))
+        .map(|(id, _)| id.to_owned())
+        .expect("the project id is printed");
+
+    // The seeded owner logs in with the default seed password and reads a filtered page.
+    let port = free_port();
+    let bind = format!("127.0.0.1:{port}");
+    let mut child = keel(dir.path(), &vars)
+        .env("KEEL_BIND", &bind)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_health(port, &mut child);
+    let login = r#"{"email":"seed-owner@example.com","password":"Seed-passw0rd"}"#;
+    let (status, body) = http_json(port, "POST", "/api/v1/auth/login", login, None);
+    assert_eq!(status, 200, "{body}");
+    let token = token_of(&body, "accessToken");
+    let path = format!("/api/v1/projects/{project_id}/tasks?status=todo,in_progress&sort=-createdAt&limit=5");
+    let (status, body) = http_json(port, "GET", &path, "", Some(&token));
+    assert_eq!(status, 200, "{body}");
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let tasks = page["data"].as_array().unwrap();
+    assert_eq!(tasks.len(), 5, "{body}");
+    assert!(
+        tasks
+            .iter()
+            .all(|t| ["todo", "in_progress"].contains(&t["status"].as_str().unwrap())),
+        "{body}"
+    );
+    assert!(page["pagination"]["nextCursor"].is_string(), "{body}");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+
+    // A second run reuses everything and numbers on.
+    let out = run(keel(dir.path(), &vars).args(["dev", "seed", "--tasks", "50"]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("project BENCH ("), "{stdout}");
+    assert!(stdout.contains("): existing"), "{stdout}");
+    assert!(
+        stdout.contains("seeded 50 tasks (BENCH-301..BENCH-350)"),
+        "{stdout}"
+    );
+
+    let refused = run(keel(dir.path(), &vars).args(["dev", "seed", "--tasks", "1", "--project-key", "x"]));
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--project-key"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod rate_limit;
 pub mod redis;
+pub mod seed;
 pub mod tracking;
 
 pub use db::{Database, DbSettings};

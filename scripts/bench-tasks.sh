@@ -1,0 +1,530 @@
+#!/usr/bin/env bash
+# Benchmark of the task lists at scale (SPEC §9: "task list with filters over a project of
+# 1 000 000 tasks: p99 < 20 ms per page"): one project seeded with `keel dev seed`, on
+# PostgreSQL, a filtered and sorted page at the start of the list and at a deep cursor, and
+# EXPLAIN (ANALYZE, BUFFERS) of the exact statements keel sends for them.
+#
+#   scripts/bench-tasks.sh            (or: make bench-tasks)
+#
+# Builds the release binary into ${CARGO_TARGET_DIR:-/tmp/keel-bench-target}, starts a private
+# PostgreSQL + Redis through scripts/services.sh (own state directory and ports), seeds the
+# project, runs keel on PostgreSQL, walks each list to its deep cursor once, drives every
+# scenario with wrk from a separate process on 127.0.0.1, captures keel's SQL with
+# PostgreSQL's statement log and EXPLAINs it through psql. The machine, the commands, ONE
+# markdown table and the plans go to stdout; progress to stderr. Everything it started is
+# stopped on exit.
+#
+# This is a benchmark, not a test: it asserts nothing about speed and fails only when the
+# set-up fails or a scenario gives no answer at all.
+#
+# Knobs (environment):
+#   KEEL_BENCH_PORT          keel's port                               (default 18081)
+#   KEEL_BENCH_PG_PORT       PostgreSQL port                           (default 61471)
+#   KEEL_BENCH_REDIS_PORT    Redis port                                (default 61421)
+#   KEEL_BENCH_TASKS         tasks in the project                      (default 1000000)
+#   KEEL_BENCH_SEED_BATCH    tasks per seed transaction                (default 4000)
+#   KEEL_BENCH_DEEP_PAGES    pages walked to reach the deep cursor     (default 1000)
+#   KEEL_BENCH_CONNS         wrk connections                           (default 16)
+#   KEEL_BENCH_SECS          seconds per scenario                      (default 20)
+#   KEEL_BENCH_SOLO_SECS     seconds of the same request on 1 connection (default 10; 0: skip)
+#   KEEL_BENCH_IDLE_WAIT_SECS  how long to wait for other processes to go quiet (default 120)
+#   KEEL_BENCH_SKIP_BUILD=1  use the binary already in CARGO_TARGET_DIR
+# KEEL_WORKERS and KEEL_DB_MAX_CONNECTIONS are passed through to keel and printed.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/tmp/keel-bench-target}"
+PORT="${KEEL_BENCH_PORT:-18081}"
+# Above Linux's ephemeral range (32768–60999): a port in it can be held for a minute by some
+# client connection's TIME-WAIT (seen here when a test suite hammers its own PostgreSQL), and
+# PostgreSQL then refuses to start.
+PG_PORT="${KEEL_BENCH_PG_PORT:-61471}"
+REDIS_PORT="${KEEL_BENCH_REDIS_PORT:-61421}"
+TASKS="${KEEL_BENCH_TASKS:-1000000}"
+SEED_BATCH="${KEEL_BENCH_SEED_BATCH:-4000}"
+DEEP_PAGES="${KEEL_BENCH_DEEP_PAGES:-1000}"
+CONNS="${KEEL_BENCH_CONNS:-16}"
+SECS="${KEEL_BENCH_SECS:-20}"
+SOLO_SECS="${KEEL_BENCH_SOLO_SECS:-10}"
+PAGE=50
+BASE="http://127.0.0.1:$PORT"
+KEEL_BIN="$CARGO_TARGET_DIR/release/keel"
+PG_BIN="${KEEL_PG_BIN:-/usr/lib/postgresql/15/bin}"
+
+WORK="$(mktemp -d /tmp/keel-bench-tasks.XXXXXX)"
+SERVICES_ENV=(KEEL_SERVICES_DIR="$WORK/services" KEEL_PG_PORT="$PG_PORT" KEEL_REDIS_PORT="$REDIS_PORT")
+KEEL_PID=""
+SERVICES_STARTED=0
+COMMANDS=()
+ROWS=()
+
+log() { printf 'bench-tasks: %s\n' "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+
+cleanup() {
+    local rc=$? i
+    set +e
+    if [[ -n "$KEEL_PID" ]] && kill -0 "$KEEL_PID" 2>/dev/null; then
+        log "stopping keel (pid $KEEL_PID)"
+        kill -TERM "$KEEL_PID" 2>/dev/null
+        for ((i = 0; i < 100; i++)); do
+            kill -0 "$KEEL_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$KEEL_PID" 2>/dev/null
+        wait "$KEEL_PID" 2>/dev/null
+    fi
+    if [[ "$SERVICES_STARTED" == 1 ]]; then
+        env "${SERVICES_ENV[@]}" "$REPO/scripts/services.sh" stop
+    fi
+    if ((rc != 0)) && [[ -f "$WORK/keel.log" ]]; then
+        log "last lines of keel's log:"
+        tail -n 30 "$WORK/keel.log" >&2
+    fi
+    rm -rf "$WORK"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Prints a command line, shell-quoted, with $WORK shown as <work>.
+show() {
+    local q
+    q="$(printf '%q ' "$@")"
+    q="${q% }"
+    printf '%s' "${q//"$WORK"/<work>}"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Tools, build, services
+# ---------------------------------------------------------------------------------------------
+
+if ! command -v wrk >/dev/null 2>&1; then
+    log "wrk not found: apt-get install wrk"
+    if [[ "$(id -u)" == 0 ]]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk </dev/null >&2
+    else
+        sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null
+        sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk </dev/null >&2
+    fi
+fi
+command -v curl >/dev/null 2>&1 || die "curl is required"
+command -v python3 >/dev/null 2>&1 || die "python3 is required (it turns the statement log into EXPLAINs)"
+
+BUILD_CMD=(cargo build --release --locked -p keel-api --bin keel)
+if [[ "${KEEL_BENCH_SKIP_BUILD:-0}" != 1 ]]; then
+    log "building: CARGO_TARGET_DIR=$CARGO_TARGET_DIR $(show "${BUILD_CMD[@]}")"
+    (cd "$REPO" && "${BUILD_CMD[@]}") >&2
+fi
+[[ -x "$KEEL_BIN" ]] || die "$KEEL_BIN not found (build failed or KEEL_BENCH_SKIP_BUILD=1 without a build)"
+COMMANDS+=("CARGO_TARGET_DIR=$CARGO_TARGET_DIR $(show "${BUILD_CMD[@]}")")
+BUILT_FROM="commit $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if ! git -C "$REPO" diff --quiet HEAD -- crates migration Cargo.toml Cargo.lock 2>/dev/null ||
+    [[ -n "$(git -C "$REPO" ls-files --others --exclude-standard -- crates migration 2>/dev/null)" ]]; then
+    BUILT_FROM="$BUILT_FROM, built with uncommitted changes in crates/, migration/ or Cargo.*"
+fi
+
+if (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+    die "127.0.0.1:$PORT is already in use (set KEEL_BENCH_PORT)"
+fi
+
+SERVICES_STARTED=1
+env "${SERVICES_ENV[@]}" "$REPO/scripts/services.sh" start
+COMMANDS+=("$(show env "${SERVICES_ENV[@]}") scripts/services.sh start")
+PG_DIR="$(sed -n 's/^PG_DIR=//p' "$WORK/services/meta")"
+PG_LOG="$PG_DIR/postgres.log"
+PSQL=("$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U keel -d keel)
+
+KEEL_ENV_VARS=(
+    KEEL_BIND="127.0.0.1:$PORT"
+    DATABASE_URL="postgres://keel:keel@127.0.0.1:$PG_PORT/keel"
+    REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+    KEEL_JWT_SECRET="bench-secret-bench-secret-bench-secret-0123456789"
+    KEEL_RATE_LIMIT_LOGIN="1000000/1m"
+    RUST_LOG=warn
+)
+for var in KEEL_WORKERS KEEL_DB_MAX_CONNECTIONS; do
+    if [[ -n "${!var:-}" ]]; then KEEL_ENV_VARS+=("$var=${!var}"); fi
+done
+
+# ---------------------------------------------------------------------------------------------
+# Seed (keel dev seed applies the migrations first), then fresh statistics and visibility map
+# ---------------------------------------------------------------------------------------------
+
+SEED_CMD=("$KEEL_BIN" dev seed --tasks "$TASKS" --batch "$SEED_BATCH")
+log "seeding: $(show "${SEED_CMD[@]}")"
+SEED_T0="$(date +%s.%N)"
+env "${KEEL_ENV_VARS[@]}" "${SEED_CMD[@]}" 2>"$WORK/seed.err" | tee "$WORK/seed.out" >&2 ||
+    die "keel dev seed failed: $(tail -n 5 "$WORK/seed.err")"
+SEED_SECS="$(awk -v a="$SEED_T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }')"
+COMMANDS+=("$(show env "${KEEL_ENV_VARS[@]}" "${SEED_CMD[@]}")")
+PROJECT_ID="$(sed -n 's/^project [A-Z0-9]* (\([0-9a-f-]*\)).*/\1/p' "$WORK/seed.out")"
+ASSIGNEE_ID="$(sed -n 's/^member seed-member-2@[^ ]* (\([0-9a-f-]*\)).*/\1/p' "$WORK/seed.out")"
+SEED_LINE="$(grep '^seeded ' "$WORK/seed.out")"
+[[ -n "$PROJECT_ID" && -n "$ASSIGNEE_ID" ]] || die "no project or member id in the seed's output"
+LABEL=bug
+
+VACUUM_SQL="VACUUM (ANALYZE) tasks, task_labels, labels, projects, project_members, users"
+log "$VACUUM_SQL"
+VACUUM_T0="$(date +%s.%N)"
+"${PSQL[@]}" -c "$VACUUM_SQL"
+VACUUM_SECS="$(awk -v a="$VACUUM_T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }')"
+COMMANDS+=("psql -h 127.0.0.1 -p $PG_PORT -U keel -d keel -c '$VACUUM_SQL'")
+DB_SIZES="$("${PSQL[@]}" -At -F '|' -c "SELECT pg_size_pretty(pg_table_size('tasks')),
+    pg_size_pretty(pg_indexes_size('tasks')), (SELECT count(*) FROM task_labels),
+    pg_size_pretty(pg_total_relation_size('task_labels')), pg_size_pretty(pg_database_size('keel')),
+    current_setting('shared_buffers')")"
+IFS='|' read -r TASKS_HEAP TASKS_INDEXES TASK_LABEL_ROWS TASK_LABELS_SIZE DB_SIZE SHARED_BUFFERS <<<"$DB_SIZES"
+
+# ---------------------------------------------------------------------------------------------
+# keel, and the seed owner's token
+# ---------------------------------------------------------------------------------------------
+
+log "starting keel on $BASE"
+env "${KEEL_ENV_VARS[@]}" "$KEEL_BIN" >"$WORK/keel.log" 2>&1 &
+KEEL_PID=$!
+COMMANDS+=("$(show env "${KEEL_ENV_VARS[@]}") $(show "$KEEL_BIN") &")
+for ((i = 0; ; i++)); do
+    if curl -fsS -o /dev/null "$BASE/health" 2>/dev/null; then break; fi
+    kill -0 "$KEEL_PID" 2>/dev/null || die "keel exited during start-up"
+    ((i < 300)) || die "keel not healthy after 30 s"
+    sleep 0.1
+done
+log "keel is up (pid $KEEL_PID)"
+
+status="$(curl -sS -o "$WORK/login.out" -w '%{http_code}' -H 'content-type: application/json' \
+    --data '{"email":"seed-owner@example.com","password":"Seed-passw0rd"}' "$BASE/api/v1/auth/login")"
+[[ "$status" == 200 ]] || die "login of the seed owner answered $status: $(head -c 300 "$WORK/login.out")"
+TOKEN="$(sed -n 's/.*"accessToken":"\([^"]*\)".*/\1/p' "$WORK/login.out")"
+[[ -n "$TOKEN" ]] || die "no accessToken in the login answer"
+AUTH="Authorization: Bearer $TOKEN"
+
+TASKS_PATH="/api/v1/projects/$PROJECT_ID/tasks"
+Q_A="status=todo,in_progress&sort=-createdAt&limit=$PAGE"
+Q_C1="assignee=$ASSIGNEE_ID&sort=priority&limit=$PAGE"
+Q_C2="label=$LABEL&sort=priority&limit=$PAGE"
+
+# get QUERY: one page, its body in $WORK/page.json; fails unless 200.
+get() {
+    local status
+    status="$(curl -sS -o "$WORK/page.json" -w '%{http_code}' -H "$AUTH" "$BASE$TASKS_PATH?$1")"
+    [[ "$status" == 200 ]] || die "GET $TASKS_PATH?$1 answered $status: $(head -c 300 "$WORK/page.json")"
+}
+next_cursor() { sed -n 's/.*"nextCursor":"\([^"]*\)".*/\1/p' "$WORK/page.json"; }
+page_len() { grep -o '"identifier":' "$WORK/page.json" | wc -l; }
+
+# walk NAME QUERY: follows nextCursor DEEP_PAGES times from the first page (one connection,
+# sequentially); leaves the cursor of page DEEP_PAGES + 1 in $WORK/NAME.cursor and the mean
+# time per page (curl's time_total) of the walk's first and last tenth in $WORK/NAME.walk.
+walk() {
+    local name="$1" query="$2" cursor="" page tenth=$(((DEEP_PAGES + 9) / 10)) t
+    local first=0 last=0
+    log "$name: walking $DEEP_PAGES pages of $query"
+    for ((page = 1; page <= DEEP_PAGES; page++)); do
+        t="$(curl -sS -o "$WORK/page.json" -w '%{http_code} %{time_total}' -H "$AUTH" \
+            "$BASE$TASKS_PATH?$query${cursor:+&cursor=$cursor}")"
+        [[ "${t%% *}" == 200 ]] || die "$name: page $page answered ${t%% *}: $(head -c 300 "$WORK/page.json")"
+        if ((page <= tenth)); then first="$(awk -v a="$first" -v b="${t#* }" 'BEGIN { print a + b }')"; fi
+        if ((page > DEEP_PAGES - tenth)); then last="$(awk -v a="$last" -v b="${t#* }" 'BEGIN { print a + b }')"; fi
+        cursor="$(next_cursor)"
+        [[ -n "$cursor" ]] || die "$name: the list ended at page $page"
+    done
+    awk -v a="$first" -v b="$last" -v n="$tenth" -v p="$DEEP_PAGES" \
+        'BEGIN { printf "%.1f ms per page over pages 1–%d, %.1f ms over pages %d–%d\n", a * 1000 / n, n, b * 1000 / n, p - n + 1, p }' \
+        >"$WORK/$name.walk"
+    echo "$cursor" >"$WORK/$name.cursor"
+}
+
+walk a "$Q_A"
+walk c1 "$Q_C1"
+walk c2 "$Q_C2"
+
+declare -A SCENARIO_QUERY=(
+    [a-first]="$Q_A"
+    [a-deep]="$Q_A&cursor=$(cat "$WORK/a.cursor")"
+    [c1-first]="$Q_C1"
+    [c1-deep]="$Q_C1&cursor=$(cat "$WORK/c1.cursor")"
+    [c2-first]="$Q_C2"
+    [c2-deep]="$Q_C2&cursor=$(cat "$WORK/c2.cursor")"
+)
+SCENARIOS=(a-first a-deep c1-first c1-deep c2-first c2-deep)
+query_of() { echo "${SCENARIO_QUERY[$1]}"; }
+for s in "${SCENARIOS[@]}"; do
+    get "$(query_of "$s")"
+    (($(page_len) == PAGE)) || die "$s: a page of $(page_len) tasks, expected $PAGE"
+done
+
+# ---------------------------------------------------------------------------------------------
+# keel's SQL for each scenario, from PostgreSQL's statement log
+# ---------------------------------------------------------------------------------------------
+
+pg_setting() {
+    "${PSQL[@]}" -c "ALTER SYSTEM SET $1" -c "SELECT pg_reload_conf()" >/dev/null
+    sleep 0.5
+}
+log "capturing keel's statements (log_min_duration_statement = 0 for one request per scenario)"
+pg_setting "log_min_duration_statement = 0"
+for s in "${SCENARIOS[@]}"; do
+    offset="$(stat -c %s "$PG_LOG")"
+    get "$(query_of "$s")"
+    sleep 0.3
+    tail -c +"$((offset + 1))" "$PG_LOG" >"$WORK/$s.pglog"
+done
+pg_setting "log_min_duration_statement = -1"
+"${PSQL[@]}" -c "ALTER SYSTEM RESET log_min_duration_statement" -c "SELECT pg_reload_conf()" >/dev/null
+
+# The list statement of a scenario's log as a psql script: PREPARE with keel's text, EXECUTE
+# with the logged parameters (so the planner sees what it saw for keel), under EXPLAIN.
+for s in "${SCENARIOS[@]}"; do
+    python3 - "$WORK/$s.pglog" "$WORK/$s.prepare.sql" "$WORK/$s.execute.sql" <<'PY' ||
+import re, sys
+log = open(sys.argv[1], encoding="utf-8", errors="replace").read()
+# "LOG:  duration: 0.4 ms  execute sqlx_s_3: SELECT ..." then "DETAIL:  parameters: $1 = '...'"
+pattern = re.compile(r"execute [^:]*: (SELECT .*?FROM \"tasks\".*?)\n(?:.*?DETAIL:\s+parameters: (.*?)\n)?")
+found = [m for m in pattern.finditer(log) if "ORDER BY" in m.group(1)]
+if not found:
+    sys.exit("no task list statement in the log")
+sql, params = found[-1].group(1), found[-1].group(2) or ""
+values = re.findall(r"\$\d+ = ('(?:[^']|'')*'|NULL)", params)
+open(sys.argv[2], "w").write("PREPARE list AS " + sql + ";\n")
+open(sys.argv[3], "w").write("EXECUTE list(" + ", ".join(values) + ");\n")
+PY
+        die "$s: could not find keel's task list statement in the PostgreSQL log"
+done
+
+# ---------------------------------------------------------------------------------------------
+# CPU accounting (as in bench-auth.sh): the share of the CPUs other processes used
+# ---------------------------------------------------------------------------------------------
+
+TICKS="$(getconf CLK_TCK)"
+PG_POSTMASTER="$(head -n 1 "$PG_DIR/data/postmaster.pid")"
+REDIS_PID="$(head -n 1 "$WORK/services/redis/redis.pid")"
+busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+pid_ticks() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 + $14 + $15 }'; }
+own_ticks() {
+    local total=0 pid t
+    for pid in "$KEEL_PID" "$PG_POSTMASTER" "$REDIS_PID" $$ $(pgrep -P "$PG_POSTMASTER" || true); do
+        t="$(pid_ticks "$pid")"
+        total=$((total + ${t:-0}))
+    done
+    echo "$total"
+}
+others_pct_now() {
+    local b0 o0 b1 o1
+    b0="$(busy_ticks)" o0="$(own_ticks)"
+    sleep "$1"
+    b1="$(busy_ticks)" o1="$(own_ticks)"
+    awk -v d=$(((b1 - b0) - (o1 - o0))) -v s="$1" -v t="$TICKS" -v n="$(nproc)" \
+        'BEGIN { v = 100 * d / (s * t * n); if (v < 0) v = 0; printf "%.0f\n", v }'
+}
+mark() { echo "$(date +%s.%N) $(busy_ticks) $(own_ticks)" >"$WORK/$1.cpu0"; }
+others_pct() {
+    local t0 b0 o0 t1 b1 o1
+    read -r t0 b0 o0 <"$WORK/$1.cpu0"
+    t1="$(date +%s.%N)" b1="$(busy_ticks)" o1="$(own_ticks)"
+    awk -v d=$(((b1 - b0) - (o1 - o0))) -v s="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
+        -v t="$TICKS" -v n="$(nproc)" 'BEGIN { v = 100 * d / (s * t * n); if (v < 0) v = 0; printf "%.0f\n", v }' >"$WORK/$1.others"
+}
+
+# ---------------------------------------------------------------------------------------------
+# wrk
+# ---------------------------------------------------------------------------------------------
+
+cat >"$WORK/stats.lua" <<'LUA'
+-- Counts answers by class per thread and prints one BENCH line with wrk's percentiles
+-- (microseconds; wrk records the latency of every answer, whatever its status).
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) ok, s503, other = 0, 0, 0 end
+function response(status, headers, body)
+    if status >= 200 and status < 300 then ok = ok + 1
+    elseif status == 503 then s503 = s503 + 1
+    else other = other + 1 end
+end
+function done(summary, latency, requests)
+    local o, u, x = 0, 0, 0
+    for _, t in ipairs(threads) do
+        o = o + t:get("ok"); u = u + t:get("s503"); x = x + t:get("other")
+    end
+    local e = summary.errors
+    io.write(string.format(
+        "BENCH requests=%d duration_us=%d p50=%d p95=%d p99=%d max=%d ok=%d s503=%d other=%d " ..
+        "connect=%d read=%d write=%d timeout=%d\n",
+        summary.requests, summary.duration, latency:percentile(50), latency:percentile(95),
+        latency:percentile(99), latency.max, o, u, x, e.connect, e.read, e.write, e.timeout))
+end
+LUA
+# The bearer token lives in the script file, so the printed commands carry no secret.
+{
+    printf 'wrk.headers["Authorization"] = "Bearer %s"\n' "$TOKEN"
+    cat "$WORK/stats.lua"
+} >"$WORK/list.lua"
+
+metrics() { curl -fsS "$BASE/metrics"; }
+metric_sum() {
+    awk -v m="$1" -v l="$2" 'index($0, m "{") == 1 && (l == "" || index($0, l)) { s += $NF } END { printf "%.6f\n", s }'
+}
+delta() {
+    awk -v a="$(metric_sum "$2" "$3" <"$WORK/$1.m0")" -v b="$(metric_sum "$2" "$3" <"$WORK/$1.m1")" \
+        'BEGIN { d = b - a; if (d == int(d)) printf "%d\n", d; else printf "%.6f\n", d }'
+}
+field() { sed -n "s/^BENCH .*\b$2=\([0-9]*\).*/\1/p" "$WORK/$1.out"; }
+ms() { awk -v us="$1" 'BEGIN { v = us / 1000; if (v < 10) printf "%.2f ms", v; else if (v < 1000) printf "%.1f ms", v; else printf "%.2f s", v / 1000 }'; }
+
+run_wrk() {
+    local name="$1"
+    shift
+    COMMANDS+=("wrk $(show "$@")")
+    log "$name: wrk $(show "$@")"
+    metrics >"$WORK/$name.m0"
+    mark "$name"
+    wrk "$@" >"$WORK/$name.out" 2>&1 || {
+        cat "$WORK/$name.out" >&2
+        die "wrk failed in $name"
+    }
+    others_pct "$name"
+    sleep 1
+    metrics >"$WORK/$name.m1"
+    grep -q '^BENCH ' "$WORK/$name.out" || {
+        cat "$WORK/$name.out" >&2
+        die "no BENCH line from wrk in $name"
+    }
+}
+
+ROUTE_OK='route="/api/v1/projects/{id}/tasks",status_code="200"'
+# row NAME LABEL NOTES
+row() {
+    local name="$1" label="$2" notes="$3" req dur rps errs sock ok server db_all db_list stmts verdict
+    req="$(field "$name" requests)"
+    dur="$(field "$name" duration_us)"
+    rps="$(awk -v r="$req" -v d="$dur" 'BEGIN { v = r / (d / 1e6); if (v < 100) printf "%.1f", v; else printf "%.0f", v }')"
+    errs=$(($(field "$name" s503) + $(field "$name" other)))
+    sock=$(($(field "$name" connect) + $(field "$name" read) + $(field "$name" write) + $(field "$name" timeout)))
+    local err_text="$errs"
+    if ((sock > 0)); then err_text="$err_text + $sock socket errors/timeouts"; fi
+    ok="$(delta "$name" http_requests_total "$ROUTE_OK")"
+    server="$(awk -v s="$(delta "$name" http_request_duration_seconds_sum "$ROUTE_OK")" -v c="$ok" \
+        'BEGIN { if (c > 0) printf "%.2f", s * 1000 / c; else print "?" }')"
+    db_all="$(awk -v s="$(delta "$name" db_query_duration_seconds_sum '')" -v c="$ok" \
+        'BEGIN { if (c > 0) printf "%.2f", s * 1000 / c; else print "?" }')"
+    db_list="$(awk -v s="$(delta "$name" db_query_duration_seconds_sum 'operation="select",table="tasks"')" \
+        -v c="$(delta "$name" db_query_duration_seconds_count 'operation="select",table="tasks"')" \
+        'BEGIN { if (c > 0) printf "%.2f", s * 1000 / c; else print "?" }')"
+    stmts="$(awk -v s="$(delta "$name" db_query_duration_seconds_count '')" -v c="$ok" \
+        'BEGIN { if (c > 0) printf "%.1f", s / c; else print "?" }')"
+    verdict="$(awk -v p="$(field "$name" p99)" 'BEGIN { print (p < 20000 ? "met" : "**missed**") }')"
+    ROWS+=("| $label | $rps | $(ms "$(field "$name" p50)") | $(ms "$(field "$name" p95)") | $(ms "$(field "$name" p99)") | $verdict | $err_text | $server ms / $db_all ms / $db_list ms ($stmts statements) | $notes ($req requests in $(awk -v d="$dur" 'BEGIN { printf "%.1f", d / 1e6 }') s; other processes $(cat "$WORK/$name.others")% CPU) |")
+}
+
+IDLE_WAIT="${KEEL_BENCH_IDLE_WAIT_SECS:-120}"
+OTHERS_BEFORE="$(others_pct_now 5)"
+for ((waited = 5; OTHERS_BEFORE > 10 && waited < IDLE_WAIT; waited += 5)); do
+    log "other processes use ${OTHERS_BEFORE}% of the CPUs; waiting for a quieter machine (${waited}/${IDLE_WAIT} s)"
+    OTHERS_BEFORE="$(others_pct_now 5)"
+done
+((OTHERS_BEFORE <= 10)) || log "warning: other processes still use ${OTHERS_BEFORE}% of the CPUs; the figures will show it"
+
+log "warm-up (3 s, not reported)"
+wrk -t2 -c"$CONNS" -d3s -s "$WORK/list.lua" "$BASE$TASKS_PATH?$Q_A" >/dev/null 2>&1
+
+RUN_T0="$(date +%s.%N)"
+RUN_BUSY0="$(busy_ticks)"
+RUN_OWN0="$(own_ticks)"
+declare -A LABELS=(
+    [a-first]="(a) status=todo,in_progress, sort=-createdAt: first page"
+    [a-deep]="(a) same, deep cursor (page $((DEEP_PAGES + 1)))"
+    [c1-first]="(c) assignee=<member>, sort=priority: first page"
+    [c1-deep]="(c) same, deep cursor (page $((DEEP_PAGES + 1)))"
+    [c2-first]="(c) label=$LABEL, sort=priority: first page"
+    [c2-deep]="(c) same, deep cursor (page $((DEEP_PAGES + 1)))"
+)
+for s in "${SCENARIOS[@]}"; do
+    run_wrk "$s" -t2 -c"$CONNS" -d"${SECS}s" --timeout 10s -s "$WORK/list.lua" "$BASE$TASKS_PATH?$(query_of "$s")"
+    row "$s" "${LABELS[$s]}, $CONNS connections" "closed loop"
+    # One request at a time: the service time, without queueing for the 2 CPUs.
+    if ((SOLO_SECS > 0)); then
+        run_wrk "$s-solo" -t1 -c1 -d"${SOLO_SECS}s" --timeout 10s -s "$WORK/list.lua" "$BASE$TASKS_PATH?$(query_of "$s")"
+        row "$s-solo" "${LABELS[$s]}, 1 connection" "one request at a time"
+    fi
+done
+RUN_BUSY1="$(busy_ticks)"
+RUN_OWN1="$(own_ticks)"
+OTHERS_DURING="$(awk -v d=$(((RUN_BUSY1 - RUN_BUSY0) - (RUN_OWN1 - RUN_OWN0))) \
+    -v s="$(awk -v a="$RUN_T0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')" \
+    -v t="$TICKS" -v n="$(nproc)" 'BEGIN { v = 100 * d / (s * t * n); if (v < 0) v = 0; printf "%.0f\n", v }')"
+
+# ---------------------------------------------------------------------------------------------
+# EXPLAIN (ANALYZE, BUFFERS), warm cache: the plan for the logged parameters (a custom plan,
+# what a connection uses for its first five executions) and the generic plan (what it may
+# switch to afterwards, when the planner finds it no costlier)
+# ---------------------------------------------------------------------------------------------
+
+for s in "${SCENARIOS[@]}"; do
+    log "EXPLAIN $s"
+    {
+        cat "$WORK/$s.prepare.sql"
+        # Twice, the second reported: the first may read pages into the cache.
+        echo "EXPLAIN (ANALYZE, BUFFERS) $(cat "$WORK/$s.execute.sql")"
+        echo '\o '"$WORK/$s.custom.plan"
+        echo "EXPLAIN (ANALYZE, BUFFERS) $(cat "$WORK/$s.execute.sql")"
+        echo '\o '"$WORK/$s.generic.plan"
+        echo "SET plan_cache_mode = force_generic_plan;"
+        echo "EXPLAIN (ANALYZE, BUFFERS) $(cat "$WORK/$s.execute.sql")"
+    } >"$WORK/$s.explain.sql"
+    "${PSQL[@]}" -At -P pager=off -f "$WORK/$s.explain.sql" >/dev/null
+done
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+
+echo "### keel task list benchmark ($(date -u '+%Y-%m-%d %H:%M UTC'), $BUILT_FROM)"
+echo
+echo "Machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)), $(awk '$1 == "MemTotal:" { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r)"
+echo "Tools: $(rustc --version 2>/dev/null || echo rustc ?), $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2), PostgreSQL $("$PG_BIN/postgres" --version 2>/dev/null | awk '{ print $3 }') (shared_buffers $SHARED_BUFFERS), Redis $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
+echo "Data: $SEED_LINE (whole seed command ${SEED_SECS} s); VACUUM (ANALYZE) ${VACUUM_SECS} s. tasks: heap $TASKS_HEAP, indexes $TASKS_INDEXES; task_labels: $TASK_LABEL_ROWS rows, $TASK_LABELS_SIZE; database $DB_SIZE"
+echo "Other processes on the machine used ${OTHERS_BEFORE}% of its CPU time just before the scenarios and ${OTHERS_DURING}% during them (load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))"
+echo
+echo "Commands:"
+echo
+echo '```'
+for c in "${COMMANDS[@]}"; do echo "$c"; done
+echo '```'
+echo
+echo "wrk runs: $CONNS connections and 2 threads for ${SECS} s, then 1 connection for ${SOLO_SECS} s, each with the seed owner's bearer token (in <work>/list.lua). Deep cursor: the nextCursor after walking $DEEP_PAGES pages of $PAGE with curl, one request at a time. Query strings: (a) \`$Q_A\`, (c) \`${Q_C1/$ASSIGNEE_ID/<member>}\` and \`$Q_C2\`, deep rows with \`&cursor=...\`."
+echo
+echo "| scenario | requests/s | p50 | p95 | p99 | SPEC §9 p99 < 20 ms | errors (non-2xx) | keel per answer: total / all SQL / list SELECT | notes |"
+echo "|---|---:|---:|---:|---:|---|---|---|---|"
+for r in "${ROWS[@]}"; do echo "$r"; done
+echo
+for w in a c1 c2; do
+    echo "Walk to the deep cursor, $w (one connection, one curl per page, time_total): $(cat "$WORK/$w.walk")."
+done
+echo
+echo "keel per answer = keel's mean time per 200 answer of the route, the mean database time of all its statements, and the mean time of the list SELECT itself, from /metrics."
+echo
+echo "#### EXPLAIN (ANALYZE, BUFFERS) of keel's list statements"
+echo
+echo "Statements taken from PostgreSQL's log (log_min_duration_statement = 0 for one request per scenario), run through psql as PREPARE + EXECUTE with the logged parameters, after the wrk runs (warm cache). \"custom\" = the plan for these parameters (what each pooled connection uses for its first five executions); \"generic\" = plan_cache_mode = force_generic_plan (what a connection may switch to afterwards)."
+for s in "${SCENARIOS[@]}"; do
+    echo
+    echo "##### $s: ${LABELS[$s]}"
+    echo
+    echo '```sql'
+    sed -e 's/^PREPARE list AS //' -e 's/;$//' "$WORK/$s.prepare.sql"
+    echo "-- parameters: $(sed -e 's/^EXECUTE list(//' -e 's/);$//' "$WORK/$s.execute.sql" | cut -c1-400)"
+    echo '```'
+    for kind in custom generic; do
+        echo
+        echo "$kind plan:"
+        echo
+        echo '```'
+        cat "$WORK/$s.$kind.plan"
+        echo '```'
+    done
+done
