@@ -222,6 +222,16 @@ async fn seeds_gap_free_numbered_varied_tasks_in_batches_and_continues_on_a_seco
             .unwrap()
             .unwrap();
         assert_eq!(project.last_task_number, 3200, "{name}");
+
+        // One batch larger than one INSERT may carry (SQLite's 32 766 bind parameters hold
+        // 2047 task rows, PostgreSQL's 65 535 hold 4095): split into several statements.
+        let big = seed(&db, &options(4500, 5000), |_| {}).await.unwrap();
+        assert_eq!((big.first_number, big.last_number), (3201, 7700), "{name}");
+        assert_eq!(
+            numbers(&db, report.project_id).await,
+            (1..=7700).collect::<Vec<i64>>(),
+            "{name}"
+        );
     }
 }
 
