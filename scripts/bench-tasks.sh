@@ -197,12 +197,47 @@ for ((i = 0; ; i++)); do
 done
 log "keel is up (pid $KEEL_PID)"
 
-status="$(curl -sS -o "$WORK/login.out" -w '%{http_code}' -H 'content-type: application/json' \
-    --data '{"email":"seed-owner@example.com","password":"Seed-passw0rd"}' "$BASE/api/v1/auth/login")"
-[[ "$status" == 200 ]] || die "login of the seed owner answered $status: $(head -c 300 "$WORK/login.out")"
-TOKEN="$(sed -n 's/.*"accessToken":"\([^"]*\)".*/\1/p' "$WORK/login.out")"
-[[ -n "$TOKEN" ]] || die "no accessToken in the login answer"
-AUTH="Authorization: Bearer $TOKEN"
+cat >"$WORK/stats.lua" <<'LUA'
+-- Counts answers by class per thread and prints one BENCH line with wrk's percentiles
+-- (microseconds; wrk records the latency of every answer, whatever its status).
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) ok, s503, other = 0, 0, 0 end
+function response(status, headers, body)
+    if status >= 200 and status < 300 then ok = ok + 1
+    elseif status == 503 then s503 = s503 + 1
+    else other = other + 1 end
+end
+function done(summary, latency, requests)
+    local o, u, x = 0, 0, 0
+    for _, t in ipairs(threads) do
+        o = o + t:get("ok"); u = u + t:get("s503"); x = x + t:get("other")
+    end
+    local e = summary.errors
+    io.write(string.format(
+        "BENCH requests=%d duration_us=%d p50=%d p95=%d p99=%d max=%d ok=%d s503=%d other=%d " ..
+        "connect=%d read=%d write=%d timeout=%d\n",
+        summary.requests, summary.duration, latency:percentile(50), latency:percentile(95),
+        latency:percentile(99), latency.max, o, u, x, e.connect, e.read, e.write, e.timeout))
+end
+LUA
+# login: a fresh access token of the seed owner in $AUTH and in $WORK/list.lua (the wrk script;
+# the token lives in the file, so the printed commands carry no secret). Called before every
+# walk and every wrk run: a whole run outlasts an access token's lifetime (KEEL_ACCESS_TOKEN_TTL).
+login() {
+    local status token
+    status="$(curl -sS -o "$WORK/login.out" -w '%{http_code}' -H 'content-type: application/json' \
+        --data '{"email":"seed-owner@example.com","password":"Seed-passw0rd"}' "$BASE/api/v1/auth/login")"
+    [[ "$status" == 200 ]] || die "login of the seed owner answered $status: $(head -c 300 "$WORK/login.out")"
+    token="$(sed -n 's/.*"accessToken":"\([^"]*\)".*/\1/p' "$WORK/login.out")"
+    [[ -n "$token" ]] || die "no accessToken in the login answer"
+    AUTH="Authorization: Bearer $token"
+    {
+        printf 'wrk.headers["Authorization"] = "Bearer %s"\n' "$token"
+        cat "$WORK/stats.lua"
+    } >"$WORK/list.lua"
+}
+login
 
 TASKS_PATH="/api/v1/projects/$PROJECT_ID/tasks"
 Q_A="status=todo,in_progress&sort=-createdAt&limit=$PAGE"
@@ -225,6 +260,7 @@ walk() {
     local name="$1" query="$2" cursor="" page tenth=$(((DEEP_PAGES + 9) / 10)) t
     local first=0 last=0
     log "$name: walking $DEEP_PAGES pages of $query"
+    login
     for ((page = 1; page <= DEEP_PAGES; page++)); do
         t="$(curl -sS -o "$WORK/page.json" -w '%{http_code} %{time_total}' -H "$AUTH" \
             "$BASE$TASKS_PATH?$query${cursor:+&cursor=$cursor}")"
@@ -268,6 +304,7 @@ pg_setting() {
     sleep 0.5
 }
 log "capturing keel's statements (log_min_duration_statement = 0 for one request per scenario)"
+login
 pg_setting "log_min_duration_statement = 0"
 for s in "${SCENARIOS[@]}"; do
     offset="$(stat -c %s "$PG_LOG")"
@@ -335,35 +372,6 @@ others_pct() {
 # wrk
 # ---------------------------------------------------------------------------------------------
 
-cat >"$WORK/stats.lua" <<'LUA'
--- Counts answers by class per thread and prints one BENCH line with wrk's percentiles
--- (microseconds; wrk records the latency of every answer, whatever its status).
-local threads = {}
-function setup(thread) table.insert(threads, thread) end
-function init(args) ok, s503, other = 0, 0, 0 end
-function response(status, headers, body)
-    if status >= 200 and status < 300 then ok = ok + 1
-    elseif status == 503 then s503 = s503 + 1
-    else other = other + 1 end
-end
-function done(summary, latency, requests)
-    local o, u, x = 0, 0, 0
-    for _, t in ipairs(threads) do
-        o = o + t:get("ok"); u = u + t:get("s503"); x = x + t:get("other")
-    end
-    local e = summary.errors
-    io.write(string.format(
-        "BENCH requests=%d duration_us=%d p50=%d p95=%d p99=%d max=%d ok=%d s503=%d other=%d " ..
-        "connect=%d read=%d write=%d timeout=%d\n",
-        summary.requests, summary.duration, latency:percentile(50), latency:percentile(95),
-        latency:percentile(99), latency.max, o, u, x, e.connect, e.read, e.write, e.timeout))
-end
-LUA
-# The bearer token lives in the script file, so the printed commands carry no secret.
-{
-    printf 'wrk.headers["Authorization"] = "Bearer %s"\n' "$TOKEN"
-    cat "$WORK/stats.lua"
-} >"$WORK/list.lua"
 
 metrics() { curl -fsS "$BASE/metrics"; }
 metric_sum() {
@@ -417,7 +425,8 @@ row() {
         'BEGIN { if (c > 0) printf "%.2f", s * 1000 / c; else print "?" }')"
     stmts="$(awk -v s="$(delta "$name" db_query_duration_seconds_count '')" -v c="$ok" \
         'BEGIN { if (c > 0) printf "%.1f", s / c; else print "?" }')"
-    verdict="$(awk -v p="$(field "$name" p99)" 'BEGIN { print (p < 20000 ? "met" : "**missed**") }')"
+    verdict="$(awk -v p="$(field "$name" p99)" -v e="$((errs + sock))" \
+        'BEGIN { print (e > 0 ? "n/a (errors)" : p < 20000 ? "met" : "**missed**") }')"
     ROWS+=("| $label | $rps | $(ms "$(field "$name" p50)") | $(ms "$(field "$name" p95)") | $(ms "$(field "$name" p99)") | $verdict | $err_text | $server ms / $db_all ms / $db_list ms ($stmts statements) | $notes ($req requests in $(awk -v d="$dur" 'BEGIN { printf "%.1f", d / 1e6 }') s; other processes $(cat "$WORK/$name.others")% CPU) |")
 }
 
@@ -430,6 +439,7 @@ done
 ((OTHERS_BEFORE <= 10)) || log "warning: other processes still use ${OTHERS_BEFORE}% of the CPUs; the figures will show it"
 
 log "warm-up (3 s, not reported)"
+login
 wrk -t2 -c"$CONNS" -d3s -s "$WORK/list.lua" "$BASE$TASKS_PATH?$Q_A" >/dev/null 2>&1
 
 RUN_T0="$(date +%s.%N)"
@@ -444,10 +454,12 @@ declare -A LABELS=(
     [c2-deep]="(c) same, deep cursor (page $((DEEP_PAGES + 1)))"
 )
 for s in "${SCENARIOS[@]}"; do
+    login
     run_wrk "$s" -t2 -c"$CONNS" -d"${SECS}s" --timeout 10s -s "$WORK/list.lua" "$BASE$TASKS_PATH?$(query_of "$s")"
     row "$s" "${LABELS[$s]}, $CONNS connections" "closed loop"
     # One request at a time: the service time, without queueing for the 2 CPUs.
     if ((SOLO_SECS > 0)); then
+        login
         run_wrk "$s-solo" -t1 -c1 -d"${SOLO_SECS}s" --timeout 10s -s "$WORK/list.lua" "$BASE$TASKS_PATH?$(query_of "$s")"
         row "$s-solo" "${LABELS[$s]}, 1 connection" "one request at a time"
     fi
@@ -496,7 +508,7 @@ echo '```'
 for c in "${COMMANDS[@]}"; do echo "$c"; done
 echo '```'
 echo
-echo "wrk runs: $CONNS connections and 2 threads for ${SECS} s, then 1 connection for ${SOLO_SECS} s, each with the seed owner's bearer token (in <work>/list.lua). Deep cursor: the nextCursor after walking $DEEP_PAGES pages of $PAGE with curl, one request at a time. Query strings: (a) \`$Q_A\`, (c) \`${Q_C1/$ASSIGNEE_ID/<member>}\` and \`$Q_C2\`, deep rows with \`&cursor=...\`."
+echo "wrk runs: $CONNS connections and 2 threads for ${SECS} s, then 1 connection for ${SOLO_SECS} s, each with a fresh bearer token of the seed owner (in <work>/list.lua). Deep cursor: the nextCursor after walking $DEEP_PAGES pages of $PAGE with curl, one request at a time. Query strings: (a) \`$Q_A\`, (c) \`${Q_C1/$ASSIGNEE_ID/<member>}\` and \`$Q_C2\`, deep rows with \`&cursor=...\`."
 echo
 echo "| scenario | requests/s | p50 | p95 | p99 | SPEC §9 p99 < 20 ms | errors (non-2xx) | keel per answer: total / all SQL / list SELECT | notes |"
 echo "|---|---:|---:|---:|---:|---|---|---|---|"
