@@ -58,76 +58,29 @@ SERVICES_STARTED=0
 COMMANDS=()
 ROWS=()
 
+# shellcheck source=scripts/bench-lib.sh
+source "$REPO/scripts/bench-lib.sh"
+
 log() { printf 'bench-tasks: %s\n' "$*" >&2; }
 die() {
     log "error: $*"
     exit 1
 }
 
-cleanup() {
-    local rc=$? i
-    set +e
-    if [[ -n "$KEEL_PID" ]] && kill -0 "$KEEL_PID" 2>/dev/null; then
-        log "stopping keel (pid $KEEL_PID)"
-        kill -TERM "$KEEL_PID" 2>/dev/null
-        for ((i = 0; i < 100; i++)); do
-            kill -0 "$KEEL_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$KEEL_PID" 2>/dev/null
-        wait "$KEEL_PID" 2>/dev/null
-    fi
-    if [[ "$SERVICES_STARTED" == 1 ]]; then
-        env "${SERVICES_ENV[@]}" "$REPO/scripts/services.sh" stop
-    fi
-    if ((rc != 0)) && [[ -f "$WORK/keel.log" ]]; then
-        log "last lines of keel's log:"
-        tail -n 30 "$WORK/keel.log" >&2
-    fi
-    rm -rf "$WORK"
-    exit "$rc"
-}
+cleanup() { bench_finish $?; }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Prints a command line, shell-quoted, with $WORK shown as <work>.
-show() {
-    local q
-    q="$(printf '%q ' "$@")"
-    q="${q% }"
-    printf '%s' "${q//"$WORK"/<work>}"
-}
 
 # ---------------------------------------------------------------------------------------------
 # Tools, build, services
 # ---------------------------------------------------------------------------------------------
 
-if ! command -v wrk >/dev/null 2>&1; then
-    log "wrk not found: apt-get install wrk"
-    if [[ "$(id -u)" == 0 ]]; then
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk </dev/null >&2
-    else
-        sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null
-        sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk </dev/null >&2
-    fi
-fi
-command -v curl >/dev/null 2>&1 || die "curl is required"
+bench_require_tools
 command -v python3 >/dev/null 2>&1 || die "python3 is required (it turns the statement log into EXPLAINs)"
 
-BUILD_CMD=(cargo build --release --locked -p keel-api --bin keel)
-if [[ "${KEEL_BENCH_SKIP_BUILD:-0}" != 1 ]]; then
-    log "building: CARGO_TARGET_DIR=$CARGO_TARGET_DIR $(show "${BUILD_CMD[@]}")"
-    (cd "$REPO" && "${BUILD_CMD[@]}") >&2
-fi
-[[ -x "$KEEL_BIN" ]] || die "$KEEL_BIN not found (build failed or KEEL_BENCH_SKIP_BUILD=1 without a build)"
-COMMANDS+=("CARGO_TARGET_DIR=$CARGO_TARGET_DIR $(show "${BUILD_CMD[@]}")")
-BUILT_FROM="commit $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-if ! git -C "$REPO" diff --quiet HEAD -- crates migration Cargo.toml Cargo.lock 2>/dev/null ||
-    [[ -n "$(git -C "$REPO" ls-files --others --exclude-standard -- crates migration 2>/dev/null)" ]]; then
-    BUILT_FROM="$BUILT_FROM, built with uncommitted changes in crates/, migration/ or Cargo.*"
-fi
+bench_build
 
 if (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
     die "127.0.0.1:$PORT is already in use (set KEEL_BENCH_PORT)"

@@ -106,11 +106,17 @@ pub async fn update_comment(
         return Err(AppError::Forbidden);
     }
     let body = body_of(&input)?;
+    // The first attempt works on the comment just read; a retry re-reads it.
+    let mut preloaded = Some(comment);
     let expect = &expect;
     versioned_update(expect, || {
         let body = body.clone();
+        let preloaded = preloaded.take();
         async move {
-            let mut comment = load(ports, id).await?;
+            let mut comment = match preloaded {
+                Some(comment) => comment,
+                None => load(ports, id).await?,
+            };
             if !expect.admits(comment.version) {
                 return Err(AppError::PreconditionFailed);
             }

@@ -163,6 +163,15 @@ pub(crate) fn check<T>(errors: &mut Vec<FieldError>, result: Result<T, FieldErro
     }
 }
 
+/// An optional field: parsed when present, its error pushed to `errors`.
+pub(crate) fn optional<R, T>(
+    errors: &mut Vec<FieldError>,
+    raw: Option<R>,
+    parse: impl FnOnce(R) -> Result<T, FieldError>,
+) -> Option<T> {
+    check(errors, raw.map(parse).transpose()).flatten()
+}
+
 /// `Ok(())` when no rule was broken, else one 400 listing them all.
 pub(crate) fn validated(errors: Vec<FieldError>) -> Result<(), AppError> {
     if errors.is_empty() {

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::inputs::{CreateProjectBody, ProjectListQuery, UpdateProjectBody};
 use super::views::ProjectView;
-use super::{Expect, TrackingPorts, check, not_found_as, validated, versioned_update};
+use super::{Expect, TrackingPorts, check, not_found_as, optional, validated, versioned_update};
 use crate::AppError;
 use crate::context::RequestMeta;
 use crate::pagination::{Page, PageRequest};
@@ -74,21 +74,10 @@ pub async fn list_projects(
     page: PageRequest,
 ) -> Result<Page<ProjectView>, AppError> {
     let mut errors = Vec::new();
-    let status = check(
-        &mut errors,
-        query
-            .status
-            .as_deref()
-            .map(|s| ProjectStatus::parse(s, "status"))
-            .transpose(),
-    )
-    .flatten();
-    let sort = check(
-        &mut errors,
-        query.sort.as_deref().map(ProjectSort::parse).transpose(),
-    )
-    .flatten()
-    .unwrap_or_default();
+    let status = optional(&mut errors, query.status.as_deref(), |s| {
+        ProjectStatus::parse(s, "status")
+    });
+    let sort = optional(&mut errors, query.sort.as_deref(), ProjectSort::parse).unwrap_or_default();
     let q = check(&mut errors, search_text(query.q, 100)).flatten();
     validated(errors)?;
     let scope = if principal.is_admin() {
@@ -160,26 +149,13 @@ pub async fn update_project(
         .authorize(principal, id, Permission::Administer, "project")
         .await?;
     let mut errors = Vec::new();
-    let name = check(
-        &mut errors,
-        body.name.as_deref().map(ProjectName::parse).transpose(),
-    )
-    .flatten();
-    let description = check(
-        &mut errors,
-        body.description
-            .map(|d| parse_description(d.as_deref(), PROJECT_DESCRIPTION_MAX))
-            .transpose(),
-    )
-    .flatten();
-    let status = check(
-        &mut errors,
-        body.status
-            .as_deref()
-            .map(|s| ProjectStatus::parse(s, "status"))
-            .transpose(),
-    )
-    .flatten();
+    let name = optional(&mut errors, body.name.as_deref(), ProjectName::parse);
+    let description = optional(&mut errors, body.description, |d| {
+        parse_description(d.as_deref(), PROJECT_DESCRIPTION_MAX)
+    });
+    let status = optional(&mut errors, body.status.as_deref(), |s| {
+        ProjectStatus::parse(s, "status")
+    });
     validated(errors)?;
     let expect = &expect;
     versioned_update(expect, || {

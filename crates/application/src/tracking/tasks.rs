@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::inputs::{CreateTaskBody, MAX_TASK_LABELS, TaskListQuery, UpdateTaskBody};
 use super::projects::search_text;
 use super::views::TaskView;
-use super::{Expect, TrackingPorts, check, not_found_as, validated, versioned_update};
+use super::{Expect, TrackingPorts, check, not_found_as, optional, validated, versioned_update};
 use crate::AppError;
 use crate::context::RequestMeta;
 use crate::pagination::{CursorPage, CursorRequest};
@@ -124,26 +124,13 @@ pub async fn create_task(
         parse_description(body.description.as_deref(), TASK_DESCRIPTION_MAX),
     )
     .flatten();
-    let status = check(
-        &mut errors,
-        body.status
-            .as_deref()
-            .map(|s| TaskStatus::parse(s, "status"))
-            .transpose(),
-    )
-    .flatten()
+    let status = optional(&mut errors, body.status.as_deref(), |s| {
+        TaskStatus::parse(s, "status")
+    })
     .unwrap_or(TaskStatus::Todo);
-    let priority = check(
-        &mut errors,
-        body.priority.map(|p| Priority::new(p, "priority")).transpose(),
-    )
-    .flatten()
-    .unwrap_or(Priority::NONE);
-    let due_date = check(
-        &mut errors,
-        body.due_date.as_deref().map(parse_due_date).transpose(),
-    )
-    .flatten();
+    let priority =
+        optional(&mut errors, body.priority, |p| Priority::new(p, "priority")).unwrap_or(Priority::NONE);
+    let due_date = optional(&mut errors, body.due_date.as_deref(), parse_due_date);
     let labels = check(
         &mut errors,
         label_names(body.labels.as_deref().unwrap_or_default(), "labels"),
@@ -219,35 +206,20 @@ pub async fn update_task(
 ) -> Result<TaskView, AppError> {
     let found = find_task(ports, id_or_identifier).await?;
     let (id, project_id) = (found.id, found.project_id);
+    // The first attempt works on the task just read; a retry after a lost race re-reads it.
+    let mut preloaded = Some(found);
     ports
         .authorize(principal, project_id, Permission::WriteTasks, "task")
         .await?;
     let mut errors = Vec::new();
-    let title = check(
-        &mut errors,
-        body.title.as_deref().map(TaskTitle::parse).transpose(),
-    )
-    .flatten();
-    let description = check(
-        &mut errors,
-        body.description
-            .map(|d| parse_description(d.as_deref(), TASK_DESCRIPTION_MAX))
-            .transpose(),
-    )
-    .flatten();
-    let status = check(
-        &mut errors,
-        body.status
-            .as_deref()
-            .map(|s| TaskStatus::parse(s, "status"))
-            .transpose(),
-    )
-    .flatten();
-    let priority = check(
-        &mut errors,
-        body.priority.map(|p| Priority::new(p, "priority")).transpose(),
-    )
-    .flatten();
+    let title = optional(&mut errors, body.title.as_deref(), TaskTitle::parse);
+    let description = optional(&mut errors, body.description, |d| {
+        parse_description(d.as_deref(), TASK_DESCRIPTION_MAX)
+    });
+    let status = optional(&mut errors, body.status.as_deref(), |s| {
+        TaskStatus::parse(s, "status")
+    });
+    let priority = optional(&mut errors, body.priority, |p| Priority::new(p, "priority"));
     let due_date = check(
         &mut errors,
         body.due_date
@@ -255,14 +227,7 @@ pub async fn update_task(
             .transpose(),
     )
     .flatten();
-    let labels = check(
-        &mut errors,
-        body.labels
-            .as_deref()
-            .map(|l| label_names(l, "labels"))
-            .transpose(),
-    )
-    .flatten();
+    let labels = optional(&mut errors, body.labels.as_deref(), |l| label_names(l, "labels"));
     validated(errors)?;
     let new_assignee = body.assignee_id.flatten();
     let label_ids = check_references(ports, project_id, new_assignee, labels.as_deref()).await?;
@@ -275,8 +240,12 @@ pub async fn update_task(
             labels.clone(),
             label_ids.clone(),
         );
+        let preloaded = preloaded.take();
         async move {
-            let mut task = load(ports, id).await?;
+            let mut task = match preloaded {
+                Some(task) => task,
+                None => load(ports, id).await?,
+            };
             if !expect.admits(task.version) {
                 return Err(AppError::PreconditionFailed);
             }
@@ -474,12 +443,7 @@ fn parse_filter(
             .transpose(),
     )
     .flatten();
-    let sort = check(
-        &mut errors,
-        query.sort.as_deref().map(TaskSort::parse).transpose(),
-    )
-    .flatten()
-    .unwrap_or_default();
+    let sort = optional(&mut errors, query.sort.as_deref(), TaskSort::parse).unwrap_or_default();
     validated(errors)?;
     let filter = label_filter(query.label.as_deref()).map(|labels| TaskFilter {
         statuses: statuses.unwrap_or_default(),
@@ -1020,5 +984,60 @@ mod tests {
             "blank items filter nothing"
         );
         assert_eq!(label_filter(Some(" bug ,x")).unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_lost_race_without_if_match_re_reads_and_re_applies() {
+        let mut tasks = MockTaskRepository::new();
+        let mut seq = mockall::Sequence::new();
+        tasks
+            .expect_find()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| Ok(Some(task())));
+        tasks
+            .expect_update()
+            .withf(|_, _, expected, _| *expected == 1)
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _, _, _| Ok(false));
+        tasks.expect_find().times(1).in_sequence(&mut seq).returning(|_| {
+            let mut moved = task();
+            moved.version = 2;
+            moved.priority = Priority::new(3, "priority").unwrap();
+            Ok(Some(moved))
+        });
+        tasks
+            .expect_update()
+            .withf(|t, _, expected, _| {
+                *expected == 2 && t.version == 3 && t.title.as_str() == "New" && t.priority.value() == 3
+            })
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_, _, _, _| Ok(true));
+        let ports = Fixture {
+            tasks,
+            ..Fixture::default()
+        }
+        .ports();
+        let body = UpdateTaskBody {
+            title: Some("New".into()),
+            ..Default::default()
+        };
+        let view = update_task(
+            &ports,
+            &member(),
+            &task().id.to_string(),
+            body,
+            Expect::Any,
+            &meta(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (view.version, view.priority),
+            (3, 3),
+            "the other write's change is kept"
+        );
     }
 }
