@@ -129,6 +129,12 @@ pub fn base_vars(db: &TestDatabase) -> HashMap<String, String> {
         .filter(|u| !u.is_empty())
     {
         vars.insert("REDIS_URL".into(), redis);
+        // Every test server has its own namespace in the shared Redis: no test sees another's
+        // cache entries or rate-limit counters.
+        vars.insert(
+            "KEEL_REDIS_PREFIX".into(),
+            format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..16]),
+        );
     }
     vars
 }

@@ -86,6 +86,20 @@ pub struct DatabaseSettings {
     pub acquire_timeout: Duration,
 }
 
+/// The L1 (in-process) and L2 (Redis) cache, and the namespace of every Redis key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// Prefix of every Redis key and channel, so deployments (or test servers) can share a
+    /// Redis without seeing each other's data: `[A-Za-z0-9_-]{1,32}`.
+    pub redis_prefix: String,
+    /// L1 time to live; at most 5 minutes (SPEC §7).
+    pub l1_ttl: Duration,
+    pub l1_max_entries: u64,
+    pub l1_max_bytes: u64,
+    /// L2 time to live.
+    pub l2_ttl: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {
     pub allow_private: bool,
@@ -98,6 +112,7 @@ pub struct Settings {
     pub bind: SocketAddr,
     pub database: DatabaseSettings,
     pub redis_url: Option<SecretString>,
+    pub cache: CacheSettings,
     pub environment: Environment,
     pub jwt_secret: JwtSecret,
     pub access_token_ttl: Duration,
@@ -205,6 +220,51 @@ impl Settings {
                     "expected a redis:// or rediss:// URL",
                 ));
             }
+        };
+
+        let redis_prefix = get("KEEL_REDIS_PREFIX").unwrap_or_else(|| "keel".to_owned());
+        if redis_prefix.is_empty()
+            || redis_prefix.len() > 32
+            || !redis_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(ConfigError::new(
+                "KEEL_REDIS_PREFIX",
+                "expected 1 to 32 letters, digits, '_' or '-'",
+            ));
+        }
+        let cache = CacheSettings {
+            redis_prefix,
+            l1_ttl: secs(
+                "KEEL_CACHE_L1_TTL_SECS",
+                get("KEEL_CACHE_L1_TTL_SECS"),
+                60,
+                1,
+                300,
+            )?,
+            l1_max_entries: u64::from(parse_in(
+                "KEEL_CACHE_L1_MAX_ENTRIES",
+                get("KEEL_CACHE_L1_MAX_ENTRIES"),
+                100_000,
+                100,
+                100_000_000,
+            )?),
+            l1_max_bytes: u64::from(parse_in(
+                "KEEL_CACHE_L1_MAX_MB",
+                get("KEEL_CACHE_L1_MAX_MB"),
+                64,
+                1,
+                65_536,
+            )?) * 1024
+                * 1024,
+            l2_ttl: secs(
+                "KEEL_CACHE_L2_TTL_SECS",
+                get("KEEL_CACHE_L2_TTL_SECS"),
+                3600,
+                1,
+                7 * 86_400,
+            )?,
         };
 
         let jwt_secret = match get("KEEL_JWT_SECRET") {
@@ -355,6 +415,7 @@ impl Settings {
             bind,
             database,
             redis_url,
+            cache,
             environment,
             jwt_secret,
             access_token_ttl,
@@ -619,5 +680,31 @@ mod tests {
         assert!(s.redis_url.is_some());
         assert_eq!(s.bind.port(), 9000);
         assert_eq!(s.log_format, LogFormat::Pretty, "an empty value counts as unset");
+    }
+
+    #[test]
+    fn cache_settings_have_bounded_defaults_and_a_checked_prefix() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.cache.redis_prefix, "keel");
+        assert_eq!(s.cache.l1_ttl, Duration::from_secs(60));
+        assert_eq!(s.cache.l2_ttl, Duration::from_secs(3600));
+        assert_eq!(s.cache.l1_max_bytes, 64 * 1024 * 1024);
+        let s = settings(&[
+            ("KEEL_REDIS_PREFIX", "keel-test_1"),
+            ("KEEL_CACHE_L1_TTL_SECS", "300"),
+            ("KEEL_CACHE_L1_MAX_ENTRIES", "500"),
+        ])
+        .unwrap();
+        assert_eq!(s.cache.redis_prefix, "keel-test_1");
+        assert_eq!(s.cache.l1_max_entries, 500);
+        for (var, bad) in [
+            ("KEEL_REDIS_PREFIX", "a:b"),
+            ("KEEL_REDIS_PREFIX", "x".repeat(33).as_str()),
+            ("KEEL_CACHE_L1_TTL_SECS", "301"),
+            ("KEEL_CACHE_L1_MAX_MB", "0"),
+        ] {
+            let err = settings(&[(var, bad)]).unwrap_err();
+            assert!(err.to_string().contains(var), "{var}={bad}: {err}");
+        }
     }
 }
