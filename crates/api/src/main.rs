@@ -3,6 +3,7 @@
 //! anyhow lives here, at the edge, and nowhere else.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -10,6 +11,7 @@ use keel_api::config::{Environment, Settings};
 use keel_api::startup::{Application, db_settings, identity_ports};
 use keel_api::{openapi, telemetry};
 use keel_application::AppError;
+use keel_application::cache::NoCache;
 use keel_application::context::RequestMeta;
 use keel_application::identity::admin::create_admin;
 use keel_domain::identity::Password;
@@ -203,7 +205,7 @@ async fn create_admin_account(settings: &Settings, email: &str, name: &str) -> a
     if settings.auto_migrate {
         migrate::up(&db).await.context("cannot apply migrations")?;
     }
-    let ports = identity_ports(settings, &db).context("cannot set up identity")?;
+    let ports = identity_ports(settings, &db, Arc::new(NoCache)).context("cannot set up identity")?;
     let meta = RequestMeta {
         request_id: Some("cli:admin-create".to_owned()),
         ip: None,
@@ -245,7 +247,7 @@ async fn dev_seed(settings: &Settings, mut options: seed::SeedOptions) -> anyhow
         migrate::up(&db).await.context("cannot apply migrations")?;
     }
     // Hashed like any account's, so that the seeded accounts can log in.
-    let ports = identity_ports(settings, &db).context("cannot set up identity")?;
+    let ports = identity_ports(settings, &db, Arc::new(NoCache)).context("cannot set up identity")?;
     options.password_hash = ports
         .hasher
         .hash(&password)

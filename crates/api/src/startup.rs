@@ -11,6 +11,7 @@ pub use actix_web::dev::ServerHandle;
 use actix_web::http::header::{self, HeaderName};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
+use keel_application::cache::Cache;
 use keel_application::identity::IdentityPorts;
 use keel_application::readiness::CheckReadiness;
 use keel_application::tracking::TrackingPorts;
@@ -19,8 +20,10 @@ use keel_domain::health::CacheProbe;
 use keel_domain::identity::ports::HashError;
 use keel_domain::rate_limit::Quota;
 use keel_infrastructure::audit::SeaOrmAuditLog;
+use keel_infrastructure::cache::redis::{RedisTier, RedisTierProbe};
+use keel_infrastructure::cache::{L1Settings, TieredCache};
 use keel_infrastructure::clock::SystemClock;
-use keel_infrastructure::health::{InProcessCacheProbe, RedisCacheProbe, SqlDatabaseProbe};
+use keel_infrastructure::health::{InProcessCacheProbe, SqlDatabaseProbe};
 use keel_infrastructure::idempotency::{PurgeTask, SeaOrmIdempotencyStore};
 use keel_infrastructure::identity::jwt::JwtTokenService;
 use keel_infrastructure::identity::metrics::SqlUserMetricsQuery;
@@ -59,6 +62,8 @@ pub enum StartupError {
     Migration(#[source] StoreError),
     #[error("invalid Redis set-up")]
     Redis(#[from] RedisError),
+    #[error("invalid Redis URL for the cache subscriber")]
+    RedisUrl(#[source] keel_infrastructure::cache::redis::RedisUrlError),
     #[error("cannot register metrics")]
     Metrics(#[from] keel_infrastructure::metrics::MetricsError),
     #[error("cannot render the OpenAPI document")]
@@ -86,6 +91,8 @@ pub struct Application {
     db: Database,
     /// Deletes expired idempotency keys until the server stops.
     idempotency_purge: PurgeTask,
+    /// Keeps the cache's invalidation channel subscribed (with Redis).
+    cache_subscriber: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Application {
@@ -112,18 +119,43 @@ impl Application {
             );
         }
 
-        let cache_probe: Arc<dyn CacheProbe> = match &settings.redis_url {
-            Some(url) => Arc::new(RedisCacheProbe::new(
-                create_pool(url.expose_secret(), REDIS_POOL_SIZE, REDIS_TIMEOUT)?,
-                REDIS_TIMEOUT,
-            )),
-            None => Arc::new(InProcessCacheProbe),
+        let l1 = L1Settings {
+            ttl: settings.cache.l1_ttl,
+            max_entries: settings.cache.l1_max_entries,
+            max_bytes: settings.cache.l1_max_bytes,
         };
+        let (cache, cache_probe, cache_subscriber): (Arc<dyn Cache>, Arc<dyn CacheProbe>, _) =
+            match &settings.redis_url {
+                Some(url) => {
+                    let pool = create_pool(url.expose_secret(), REDIS_POOL_SIZE, REDIS_TIMEOUT)?;
+                    let generations = TieredCache::generations();
+                    let tier = RedisTier::new(
+                        pool,
+                        url.expose_secret(),
+                        &settings.cache.redis_prefix,
+                        settings.cache.l2_ttl,
+                        Arc::clone(&generations),
+                    )
+                    .map_err(StartupError::RedisUrl)?;
+                    let subscriber = tier.spawn_subscriber();
+                    tier.first_attempt(REDIS_TIMEOUT * 2).await;
+                    (
+                        Arc::new(TieredCache::tiered(l1, generations, tier.clone(), Some(&metrics))),
+                        Arc::new(RedisTierProbe(tier)),
+                        Some(subscriber),
+                    )
+                }
+                None => (
+                    Arc::new(TieredCache::in_process(l1, Some(&metrics))),
+                    Arc::new(InProcessCacheProbe),
+                    None,
+                ),
+            };
         let database_probe = Arc::new(SqlDatabaseProbe::new(
             db.clone(),
             settings.database.acquire_timeout + Duration::from_secs(1),
         ));
-        let identity = identity_ports(&settings, &db)?;
+        let identity = identity_ports(&settings, &db, cache)?;
         let idempotency_store = Arc::new(SeaOrmIdempotencyStore::new(db.clone()));
         let idempotency_purge = PurgeTask::spawn(
             idempotency_store.clone(),
@@ -182,6 +214,7 @@ impl Application {
             server: server.run(),
             db,
             idempotency_purge,
+            cache_subscriber,
         })
     }
 
@@ -199,6 +232,9 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await?;
         self.idempotency_purge.stop();
+        if let Some(subscriber) = self.cache_subscriber {
+            subscriber.abort();
+        }
         tracing::info!("server stopped; closing the database pool");
         if let Err(e) = self.db.close().await {
             tracing::warn!(error = %e, "closing the database pool failed");
@@ -207,8 +243,12 @@ impl Application {
     }
 }
 
-/// The identity use cases' ports on the production adapters.
-pub fn identity_ports(settings: &Settings, db: &Database) -> Result<IdentityPorts, StartupError> {
+/// The identity use cases' ports on the production adapters, reading through `cache`.
+pub fn identity_ports(
+    settings: &Settings,
+    db: &Database,
+    cache: Arc<dyn Cache>,
+) -> Result<IdentityPorts, StartupError> {
     let secret = match &settings.jwt_secret {
         JwtSecret::Configured(s) | JwtSecret::Generated(s) => s.expose_secret().as_bytes().to_vec(),
     };
@@ -233,6 +273,7 @@ pub fn identity_ports(settings: &Settings, db: &Database) -> Result<IdentityPort
         clock: Arc::new(SystemClock),
         limiter: Arc::new(InProcessRateLimiter::new()),
         user_metrics: Arc::new(SqlUserMetricsQuery::new(db.clone())),
+        cache,
         login_quota: Quota {
             requests: settings.rate_limits.login.requests,
             window: settings.rate_limits.login.window,
@@ -251,6 +292,7 @@ pub fn tracking_ports(db: &Database, identity: &IdentityPorts) -> TrackingPorts 
         activity: Arc::new(SeaOrmAuditLog::new(db.clone())),
         users: Arc::clone(&identity.users),
         clock: Arc::clone(&identity.clock),
+        cache: Arc::clone(&identity.cache),
     }
 }
 

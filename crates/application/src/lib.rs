@@ -4,6 +4,7 @@
 //! the real orchestration: authorization, transactions, events and caching. They return
 //! [`AppError`], which the api crate maps to HTTP in exactly one place.
 
+pub mod cache;
 pub mod context;
 pub mod error;
 pub mod identity;

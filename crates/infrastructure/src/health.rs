@@ -43,44 +43,6 @@ impl DatabaseProbe for SqlDatabaseProbe {
     }
 }
 
-/// Sends `PING` to Redis within a timeout.
-#[derive(Clone)]
-pub struct RedisCacheProbe {
-    pool: deadpool_redis::Pool,
-    timeout: Duration,
-}
-
-impl std::fmt::Debug for RedisCacheProbe {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisCacheProbe")
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RedisCacheProbe {
-    pub fn new(pool: deadpool_redis::Pool, timeout: Duration) -> Self {
-        Self { pool, timeout }
-    }
-}
-
-#[async_trait]
-impl CacheProbe for RedisCacheProbe {
-    async fn check(&self) -> ComponentStatus {
-        match tokio::time::timeout(self.timeout, crate::redis::ping(&self.pool)).await {
-            Ok(Ok(())) => ComponentStatus::Ok,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "redis readiness check failed; running on the in-process cache");
-                ComponentStatus::Degraded
-            }
-            Err(_) => {
-                tracing::warn!("redis readiness check timed out; running on the in-process cache");
-                ComponentStatus::Degraded
-            }
-        }
-    }
-}
-
 /// The probe when no shared cache is configured: the in-process cache cannot fail.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct InProcessCacheProbe;

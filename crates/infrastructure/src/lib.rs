@@ -2,6 +2,7 @@
 //! Redis and Prometheus. Driver errors are translated into domain errors here, once.
 
 pub mod audit;
+pub mod cache;
 pub mod clock;
 pub mod db;
 pub mod entities;

@@ -25,6 +25,8 @@ pub struct Metrics {
     db_query_duration_seconds: HistogramVec,
     db_connections_active: IntGauge,
     auth_failures_total: IntCounterVec,
+    cache_hits_total: IntCounterVec,
+    cache_misses_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -55,6 +57,19 @@ impl Metrics {
             Opts::new("auth_failures_total", "Refused authentications by reason"),
             &["reason"],
         )?;
+        let cache_hits_total = IntCounterVec::new(
+            Opts::new("cache_hits_total", "Cache reads answered by a layer (l1, l2)"),
+            &["cache_layer"],
+        )?;
+        let cache_misses_total = IntCounterVec::new(
+            Opts::new(
+                "cache_misses_total",
+                "Cache reads a layer (l1, l2) could not answer",
+            ),
+            &["cache_layer"],
+        )?;
+        registry.register(Box::new(cache_hits_total.clone()))?;
+        registry.register(Box::new(cache_misses_total.clone()))?;
         registry.register(Box::new(auth_failures_total.clone()))?;
         registry.register(Box::new(http_request_duration_seconds.clone()))?;
         registry.register(Box::new(http_requests_total.clone()))?;
@@ -67,6 +82,8 @@ impl Metrics {
             db_query_duration_seconds,
             db_connections_active,
             auth_failures_total,
+            cache_hits_total,
+            cache_misses_total,
         })
     }
 
@@ -96,6 +113,16 @@ impl Metrics {
         self.auth_failures_total.with_label_values(&[reason]).inc();
     }
 
+    /// The hit counter of one cache layer (`l1`, `l2`), resolved once by its user.
+    pub fn cache_hits(&self, layer: &str) -> prometheus::IntCounter {
+        self.cache_hits_total.with_label_values(&[layer])
+    }
+
+    /// The miss counter of one cache layer (`l1`, `l2`).
+    pub fn cache_misses(&self, layer: &str) -> prometheus::IntCounter {
+        self.cache_misses_total.with_label_values(&[layer])
+    }
+
     pub fn set_db_connections_active(&self, active: i64) {
         self.db_connections_active.set(active);
     }
@@ -119,6 +146,8 @@ mod tests {
         m.observe_db_query("select", "projects".into(), Duration::from_micros(800));
         m.set_db_connections_active(2);
         m.auth_failure("token_expired");
+        m.cache_hits("l1").inc();
+        m.cache_misses("l2").inc_by(2);
         let text = m.render().unwrap();
         assert!(text.contains(
             r#"http_requests_total{method="GET",route="/api/v1/projects/{id}",status_code="200"} 1"#
@@ -129,6 +158,8 @@ mod tests {
         assert!(text.contains(r#"db_query_duration_seconds_count{operation="select",table="projects"} 1"#));
         assert!(text.contains("db_connections_active 2"));
         assert!(text.contains(r#"auth_failures_total{reason="token_expired"} 1"#));
+        assert!(text.contains(r#"cache_hits_total{cache_layer="l1"} 1"#));
+        assert!(text.contains(r#"cache_misses_total{cache_layer="l2"} 2"#));
     }
 
     #[test]

@@ -409,12 +409,19 @@ mod metrics {
         for n in 0..2 {
             app.register(&format!("early{n}@example.com")).await;
         }
+        // Authentication reads the cache after the first request: warm it.
+        let cold = statements_for_one_metrics_page(&app, &admin).await;
         let few = statements_for_one_metrics_page(&app, &admin).await;
+        assert_eq!(
+            cold,
+            few + 2,
+            "the first request loads session and user, later ones do not"
+        );
         for n in 0..10 {
             app.register(&format!("late{n}@example.com")).await;
         }
         let many = statements_for_one_metrics_page(&app, &admin).await;
         assert_eq!(few, many, "no statement per user");
-        assert!(few <= 4, "authentication (2) + the aggregate + the count: {few}");
+        assert!(few <= 2, "the aggregate + the count: {few}");
     }
 }

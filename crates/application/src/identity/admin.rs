@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::views::{AuditEntryView, UserMetricsView, UserView};
 use super::{IdentityPorts, collect};
 use crate::AppError;
+use crate::cache::CacheKey;
 use crate::context::RequestMeta;
 use crate::pagination::{Page, PageRequest};
 
@@ -108,8 +109,10 @@ pub async fn update_user(
             "the last active admin cannot be demoted or disabled".into(),
         ));
     }
+    // A demotion or a disabling applies to the next request, on every instance.
+    ports.cache.invalidate(&[CacheKey::user(user.id)]).await;
     if disabling {
-        ports.sessions.revoke_all(user.id, None, now).await?;
+        ports.revoke_sessions_of(user.id, None, now).await?;
     }
     ports
         .audit(
@@ -367,8 +370,9 @@ mod tests {
             .expect_revoke_all()
             .withf(move |uid, except, _| *uid == tid && except.is_none())
             .times(1)
-            .returning(|_, _, _| Ok(2));
+            .returning(|_, _, _| Ok(vec![Uuid::from_u128(1), Uuid::from_u128(2)]));
         f.expect_audit("user.updated");
+        let cache = f.cache.clone();
         let view = update_user(
             &f.into_ports(),
             &admin(),
@@ -382,6 +386,15 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(view.status, "disabled");
+        assert_eq!(
+            cache.invalidated(),
+            [
+                format!("user:{tid}"),
+                format!("session:{}", Uuid::from_u128(1)),
+                format!("session:{}", Uuid::from_u128(2)),
+            ],
+            "the user's cached state and each revoked session are dropped"
+        );
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 //! Mocks and builders shared by the identity use-case tests.
 
+use crate::cache::testing::RecordingCache;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,6 +71,8 @@ pub struct Fixture {
     pub audit: MockAuditLog,
     pub limiter: MockRateLimiter,
     pub user_metrics: MockUserMetricsQuery,
+    /// Loads through; tests read what was invalidated.
+    pub cache: Arc<RecordingCache>,
 }
 
 impl Fixture {
@@ -82,6 +85,7 @@ impl Fixture {
             audit: MockAuditLog::new(),
             limiter: MockRateLimiter::new(),
             user_metrics: MockUserMetricsQuery::new(),
+            cache: Arc::new(RecordingCache::default()),
         }
     }
 
@@ -131,6 +135,7 @@ impl Fixture {
             clock: Arc::new(FixedClock(now())),
             limiter: Arc::new(self.limiter),
             user_metrics: Arc::new(self.user_metrics),
+            cache: self.cache,
             login_quota: Quota {
                 requests: 10,
                 window: Duration::from_secs(900),

@@ -23,6 +23,7 @@ use keel_domain::rate_limit::{Quota, RateLimiter};
 use uuid::Uuid;
 
 use crate::AppError;
+use crate::cache::{Cache, CacheKey};
 use crate::context::RequestMeta;
 use views::TokensView;
 
@@ -37,6 +38,9 @@ pub struct IdentityPorts {
     pub clock: Arc<dyn Clock>,
     pub limiter: Arc<dyn RateLimiter>,
     pub user_metrics: Arc<dyn UserMetricsQuery>,
+    /// Sessions and users as authentication reads them; invalidated by every revocation
+    /// and user change below.
+    pub cache: Arc<dyn Cache>,
     /// Login attempts per IP and e-mail.
     pub login_quota: Quota,
 }
@@ -73,6 +77,35 @@ impl IdentityPorts {
             details,
         };
         Ok(self.audit.record(&entry).await?)
+    }
+
+    /// Revokes one session and drops its cached state everywhere: the access tokens naming
+    /// it are refused by every instance from now on. `false` when it was not active.
+    pub(crate) async fn revoke_session(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, AppError> {
+        let revoked = self.sessions.revoke(id, at).await?;
+        self.cache.invalidate(&[CacheKey::session(id)]).await;
+        Ok(revoked)
+    }
+
+    /// Revokes every active session of `user_id` but `except`, as [`Self::revoke_session`];
+    /// returns how many.
+    pub(crate) async fn revoke_sessions_of(
+        &self,
+        user_id: Uuid,
+        except: Option<Uuid>,
+        at: DateTime<Utc>,
+    ) -> Result<usize, AppError> {
+        let revoked = self.sessions.revoke_all(user_id, except, at).await?;
+        let keys: Vec<CacheKey> = revoked.iter().map(|id| CacheKey::session(*id)).collect();
+        self.cache.invalidate(&keys).await;
+        Ok(revoked.len())
+    }
+
+    /// Stores a changed user and drops what authentication cached of it.
+    pub(crate) async fn update_user(&self, user: &User) -> Result<(), AppError> {
+        self.users.update(user).await?;
+        self.cache.invalidate(&[CacheKey::user(user.id)]).await;
+        Ok(())
     }
 
     /// Validates the input (every bad field reported), hashes the password and stores a new

@@ -1,5 +1,6 @@
 //! Mocks and builders shared by the tracking use-case tests.
 
+use crate::cache::testing::RecordingCache;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -142,6 +143,8 @@ pub struct Fixture {
     pub comments: MockCommentRepository,
     pub activity: MockActivityFeed,
     pub users: MockUserRepository,
+    /// Loads through; tests read what was invalidated.
+    pub cache: Arc<RecordingCache>,
 }
 
 impl Default for Fixture {
@@ -154,6 +157,7 @@ impl Default for Fixture {
             comments: MockCommentRepository::new(),
             activity: MockActivityFeed::new(),
             users: MockUserRepository::new(),
+            cache: Arc::new(RecordingCache::default()),
         }
     }
 }
@@ -169,6 +173,7 @@ impl Fixture {
             activity: Arc::new(self.activity),
             users: Arc::new(self.users),
             clock: Arc::new(FixedClock(now())),
+            cache: self.cache,
         }
     }
 }

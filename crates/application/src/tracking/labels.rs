@@ -10,6 +10,7 @@ use super::inputs::CreateLabelBody;
 use super::views::LabelView;
 use super::{TrackingPorts, check, not_found_as, validated};
 use crate::AppError;
+use crate::cache::CacheKey;
 use crate::context::RequestMeta;
 use crate::pagination::{Page, PageRequest};
 
@@ -98,11 +99,14 @@ pub async fn delete_label(
         ("label", label_id),
         json!({ "name": label.name.as_str() }),
     );
-    ports
+    let relabeled = ports
         .labels
         .delete(project_id, label_id, &audit)
         .await
-        .map_err(not_found_as("label"))
+        .map_err(not_found_as("label"))?;
+    let tasks: Vec<CacheKey> = relabeled.into_iter().map(CacheKey::task).collect();
+    ports.forget(&tasks).await;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use super::inputs::{AddMemberBody, UpdateMemberBody};
 use super::views::MemberView;
 use super::{TrackingPorts, check, not_found_as, validated};
 use crate::AppError;
+use crate::cache::CacheKey;
 use crate::context::RequestMeta;
 use crate::pagination::{Page, PageRequest};
 
@@ -90,6 +91,7 @@ pub async fn add_member(
             }
             other => other.into(),
         })?;
+    ports.forget_member(project_id, user.id).await;
     let member = ports
         .members
         .find(project_id, user.id)
@@ -138,6 +140,8 @@ pub async fn update_member(
             .transfer_ownership(project_id, user_id, now, &audit)
             .await
             .map_err(not_found_as("member"))?;
+        // Two roles and the project's owner changed.
+        ports.forget_project(project_id, true).await?;
     } else {
         if member.role == ProjectRole::Owner {
             return Err(AppError::Conflict(
@@ -157,6 +161,7 @@ pub async fn update_member(
             .set_role(project_id, user_id, role, &audit)
             .await
             .map_err(not_found_as("member"))?;
+        ports.forget_member(project_id, user_id).await;
     }
     let member = ports
         .members
@@ -201,11 +206,15 @@ pub async fn remove_member(
         ("member", user_id),
         json!({ "userId": user_id, "role": member.role.as_str() }),
     );
-    ports
+    let unassigned = ports
         .members
         .remove(project_id, user_id, ports.clock.now(), &audit)
         .await
-        .map_err(not_found_as("member"))
+        .map_err(not_found_as("member"))?;
+    ports.forget_member(project_id, user_id).await;
+    let tasks: Vec<CacheKey> = unassigned.into_iter().map(CacheKey::task).collect();
+    ports.forget(&tasks).await;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -331,15 +340,20 @@ mod tests {
             })
             .times(1)
             .returning(|_, _, _, _| Ok(()));
+        members
+            .expect_user_ids()
+            .times(1)
+            .returning(|_| Ok(vec![owner().user_id, Uuid::from_u128(77)]));
         let mut roles = cast();
         roles.push((Uuid::from_u128(88), ProjectRole::Admin));
         let projects = projects_with(&project(), &roles);
-        let ports = Fixture {
+        let fixture = Fixture {
             members,
             projects,
             ..Fixture::default()
-        }
-        .ports();
+        };
+        let cache = fixture.cache.clone();
+        let ports = fixture.ports();
         let to_owner = || UpdateMemberBody { role: "owner".into() };
         let admin_of_project = keel_domain::identity::Principal {
             user_id: Uuid::from_u128(88),
@@ -368,6 +382,19 @@ mod tests {
         )
         .await
         .unwrap();
+        let new_owner = Uuid::from_u128(77);
+        let old_owner = owner().user_id;
+        assert_eq!(
+            cache.invalidated(),
+            [
+                format!("project:{PROJECT_ID}"),
+                format!("projects-of:{old_owner}"),
+                format!("role:{PROJECT_ID}:{old_owner}"),
+                format!("projects-of:{new_owner}"),
+                format!("role:{PROJECT_ID}:{new_owner}"),
+            ],
+            "both roles, both members' lists and the project's owner"
+        );
     }
 
     #[tokio::test]
@@ -401,19 +428,34 @@ mod tests {
             .expect_remove()
             .withf(|p, u, _, a| *p == PROJECT_ID && *u == viewer().user_id && a.action == "member.removed")
             .times(1)
-            .returning(|_, _, _, _| Ok(()));
-        let ports = Fixture {
+            .returning(|_, _, _, _| Ok(vec![Uuid::from_u128(41)]));
+        let fixture = Fixture {
             members,
             ..Fixture::default()
-        }
-        .ports();
+        };
+        let cache = fixture.cache.clone();
+        let ports = fixture.ports();
         assert!(matches!(
             remove_member(&ports, &viewer(), PROJECT_ID, member().user_id, &meta()).await,
             Err(AppError::Forbidden)
         ));
+        assert!(
+            cache.invalidated().is_empty(),
+            "a refused removal invalidates nothing"
+        );
         remove_member(&ports, &viewer(), PROJECT_ID, viewer().user_id, &meta())
             .await
             .unwrap();
+        let viewer_id = viewer().user_id;
+        assert_eq!(
+            cache.invalidated(),
+            [
+                format!("role:{PROJECT_ID}:{viewer_id}"),
+                format!("projects-of:{viewer_id}"),
+                format!("task:{}", Uuid::from_u128(41)),
+            ],
+            "the leaver's role and lists, and the tasks they no longer hold"
+        );
         assert!(matches!(
             remove_member(&ports, &stranger(), PROJECT_ID, stranger().user_id, &meta()).await,
             Err(AppError::NotFound("project"))

@@ -29,11 +29,13 @@ use keel_domain::identity::ports::UserRepository;
 use keel_domain::tracking::ports::{
     ActivityFeed, CommentRepository, LabelRepository, MemberRepository, ProjectRepository, TaskRepository,
 };
-use keel_domain::tracking::{Permission, ProjectRole};
+use keel_domain::tracking::{Permission, Project, ProjectRole};
 use keel_domain::{FieldError, StoreError};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::AppError;
+use crate::cache::{Cache, CacheKey, cached};
 use crate::context::RequestMeta;
 
 /// The ports every tracking use case may need.
@@ -47,7 +49,14 @@ pub struct TrackingPorts {
     pub activity: Arc<dyn ActivityFeed>,
     pub users: Arc<dyn UserRepository>,
     pub clock: Arc<dyn Clock>,
+    /// Projects, roles, tasks and project lists as the reads see them; every write below
+    /// invalidates what it changed.
+    pub cache: Arc<dyn Cache>,
 }
+
+/// A cached role look-up: "not a member" is cached too (adding a member invalidates it).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct RoleEntry(Option<ProjectRole>);
 
 impl std::fmt::Debug for TrackingPorts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -67,10 +76,10 @@ impl TrackingPorts {
         permission: Permission,
         missing: &'static str,
     ) -> Result<ProjectRole, AppError> {
-        let role = match self.projects.role_of(project_id, principal.user_id).await? {
+        let role = match self.role_of(project_id, principal.user_id).await? {
             Some(_) if principal.is_admin() => ProjectRole::Owner,
             Some(role) => role,
-            None if principal.is_admin() && self.projects.find(project_id).await?.is_some() => {
+            None if principal.is_admin() && self.cached_project(project_id).await?.is_some() => {
                 ProjectRole::Owner
             }
             None => return Err(AppError::NotFound(missing)),
@@ -80,6 +89,55 @@ impl TrackingPorts {
         } else {
             Err(AppError::Forbidden)
         }
+    }
+
+    /// A user's role in a project, through the cache.
+    async fn role_of(&self, project_id: Uuid, user_id: Uuid) -> Result<Option<ProjectRole>, AppError> {
+        let entry = cached(self.cache.as_ref(), &CacheKey::role(project_id, user_id), async {
+            Ok(Some(RoleEntry(self.projects.role_of(project_id, user_id).await?)))
+        })
+        .await?;
+        Ok(entry.and_then(|e| e.0))
+    }
+
+    /// A project, through the cache: for reads only — a read-modify-write reads the store.
+    pub(crate) async fn cached_project(&self, id: Uuid) -> Result<Option<Arc<Project>>, AppError> {
+        Ok(cached(
+            self.cache.as_ref(),
+            &CacheKey::project(id),
+            self.projects.find(id),
+        )
+        .await?)
+    }
+
+    /// Drops `keys` on every instance (after the write that changed them is committed).
+    pub(crate) async fn forget(&self, keys: &[CacheKey]) {
+        self.cache.invalidate(keys).await;
+    }
+
+    /// After a change that every member sees (the project itself, its member list): the
+    /// project, each member's project lists and, with `roles`, each member's role.
+    pub(crate) async fn forget_project(&self, project_id: Uuid, roles: bool) -> Result<(), AppError> {
+        let members = self.members.user_ids(project_id).await?;
+        let mut keys = Vec::with_capacity(1 + members.len() * 2);
+        keys.push(CacheKey::project(project_id));
+        for user in members {
+            keys.push(CacheKey::projects_of(user));
+            if roles {
+                keys.push(CacheKey::role(project_id, user));
+            }
+        }
+        self.forget(&keys).await;
+        Ok(())
+    }
+
+    /// After a change of one membership.
+    pub(crate) async fn forget_member(&self, project_id: Uuid, user_id: Uuid) {
+        self.forget(&[
+            CacheKey::role(project_id, user_id),
+            CacheKey::projects_of(user_id),
+        ])
+        .await;
     }
 
     /// The audit entry of a change in a project.

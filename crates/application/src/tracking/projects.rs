@@ -2,11 +2,14 @@
 
 use keel_domain::identity::Principal;
 use keel_domain::tracking::values::{PROJECT_DESCRIPTION_MAX, parse_description};
+use std::sync::Arc;
+
 use keel_domain::tracking::{
     Permission, Project, ProjectFilter, ProjectKey, ProjectName, ProjectRole, ProjectSort, ProjectStatus,
-    Scope,
+    ProjectWithRole, Scope,
 };
 use keel_domain::{FieldError, StoreError};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -14,6 +17,7 @@ use super::inputs::{CreateProjectBody, ProjectListQuery, UpdateProjectBody};
 use super::views::ProjectView;
 use super::{Expect, TrackingPorts, check, not_found_as, optional, validated, versioned_update};
 use crate::AppError;
+use crate::cache::{CacheKey, cached};
 use crate::context::RequestMeta;
 use crate::pagination::{Page, PageRequest};
 
@@ -63,6 +67,7 @@ pub async fn create_project(
             StoreError::Conflict(_) => AppError::Conflict("a project with this key already exists".into()),
             other => other.into(),
         })?;
+    ports.forget(&[CacheKey::projects_of(principal.user_id)]).await;
     Ok(ProjectView::new(&project, ProjectRole::Owner))
 }
 
@@ -85,11 +90,34 @@ pub async fn list_projects(
     } else {
         Scope::MemberOf(principal.user_id)
     };
-    let filter = ProjectFilter { status, q };
-    let (rows, total) = ports
-        .projects
-        .list(scope, &filter, sort, page.offset(), u64::from(page.limit()))
-        .await?;
+    let (offset, limit) = (page.offset(), u64::from(page.limit()));
+    let list = |filter: ProjectFilter| async move {
+        ports
+            .projects
+            .list(scope, &filter, sort, offset, limit)
+            .await
+            .map(|(rows, total)| Some(ProjectPage { rows, total }))
+    };
+    let page_of = match scope {
+        // A member's lists change only with their projects and memberships, which
+        // invalidate `projects_of`; an admin's list changes with every project: not cached.
+        Scope::MemberOf(user) => {
+            let variant = format!(
+                "{}|{}|{sort:?}|{offset}|{limit}",
+                status.map_or("", ProjectStatus::as_str),
+                q.as_deref().unwrap_or_default(),
+            );
+            cached(
+                ports.cache.as_ref(),
+                &CacheKey::projects_of(user).with_variant(variant),
+                list(ProjectFilter { status, q }),
+            )
+            .await?
+        }
+        _ => list(ProjectFilter { status, q }).await?.map(Arc::new),
+    }
+    .ok_or_else(|| AppError::internal("project list missing"))?;
+    let (rows, total) = (&page_of.rows, page_of.total);
     let data = rows
         .iter()
         .map(|r| {
@@ -106,6 +134,13 @@ pub async fn list_projects(
     Ok(Page::new(data, page, total))
 }
 
+/// One page of a project list, as cached.
+#[derive(Debug, Serialize, Deserialize)]
+struct ProjectPage {
+    rows: Vec<ProjectWithRole>,
+    total: u64,
+}
+
 /// A search term: at most `max` characters as sent, trimmed, empty meaning none.
 pub(crate) fn search_text(q: Option<String>, max: usize) -> Result<Option<String>, FieldError> {
     match q {
@@ -116,6 +151,7 @@ pub(crate) fn search_text(q: Option<String>, max: usize) -> Result<Option<String
     }
 }
 
+/// The stored project, for a read-modify-write (never the cache).
 async fn load(ports: &TrackingPorts, id: Uuid) -> Result<Project, AppError> {
     ports
         .projects
@@ -132,7 +168,11 @@ pub async fn get_project(
     let role = ports
         .authorize(principal, id, Permission::Read, "project")
         .await?;
-    Ok(ProjectView::new(&load(ports, id).await?, role))
+    let project = ports
+        .cached_project(id)
+        .await?
+        .ok_or(AppError::NotFound("project"))?;
+    Ok(ProjectView::new(&project, role))
 }
 
 /// Changes name, description or status (project admins). The key never changes: it is in
@@ -197,6 +237,9 @@ pub async fn update_project(
                 .update(&project, expected, &audit)
                 .await
                 .map_err(not_found_as("project"))?;
+            if saved {
+                ports.forget_project(id, false).await?;
+            }
             Ok(saved.then(|| ProjectView::new(&project, role)))
         }
     })
@@ -220,16 +263,25 @@ pub async fn delete_project(
         ("project", id),
         json!({ "key": project.key.as_str(), "name": project.name.as_str() }),
     );
+    // Read before the rows go: afterwards nobody is a member any more.
+    let members = ports.members.user_ids(id).await?;
     ports
         .projects
         .delete(id, &audit)
         .await
-        .map_err(not_found_as("project"))
+        .map_err(not_found_as("project"))?;
+    // Roles go too: a cached task of the project must find no member to show it to.
+    let mut keys = vec![CacheKey::project(id)];
+    for user in members {
+        keys.extend([CacheKey::projects_of(user), CacheKey::role(id, user)]);
+    }
+    ports.forget(&keys).await;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use keel_domain::tracking::ports::MockProjectRepository;
+    use keel_domain::tracking::ports::{MockMemberRepository, MockProjectRepository};
 
     use super::super::fixtures::*;
     use super::*;
@@ -381,11 +433,19 @@ mod tests {
             })
             .times(1)
             .returning(|_, _, _| Ok(true));
-        let ports = Fixture {
+        let mut members = MockMemberRepository::new();
+        members
+            .expect_user_ids()
+            .withf(move |p| *p == id)
+            .times(1)
+            .returning(|_| Ok(vec![owner().user_id, member().user_id]));
+        let fixture = Fixture {
             projects,
+            members,
             ..Fixture::default()
-        }
-        .ports();
+        };
+        let cache = fixture.cache.clone();
+        let ports = fixture.ports();
         let patch = UpdateProjectBody {
             name: Some("Renamed".into()),
             ..Default::default()
@@ -394,10 +454,28 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, AppError::Forbidden));
+        assert!(cache.invalidated().is_empty());
         let view = update_project(&ports, &owner(), id, patch, Expect::Any, &meta())
             .await
             .unwrap();
         assert_eq!((view.name.as_str(), view.version), ("Renamed", 2));
+        assert_eq!(
+            cache.invalidated(),
+            [
+                format!("project:{id}"),
+                format!("projects-of:{}", owner().user_id),
+                format!("projects-of:{}", member().user_id),
+            ],
+            "the project and every member's lists"
+        );
+        assert_eq!(
+            cache.reads(),
+            [
+                format!("role:{id}:{}", member().user_id),
+                format!("role:{id}:{}", owner().user_id),
+            ],
+            "authorization reads roles through the cache; the update itself reads the store"
+        );
     }
 
     #[tokio::test]
@@ -459,16 +537,32 @@ mod tests {
             .withf(move |pid, a| *pid == id && a.action == "project.deleted")
             .times(1)
             .returning(|_, _| Ok(()));
-        let ports = Fixture {
+        let mut members = MockMemberRepository::new();
+        members
+            .expect_user_ids()
+            .times(1)
+            .returning(|_| Ok(vec![owner().user_id]));
+        let fixture = Fixture {
             projects,
+            members,
             ..Fixture::default()
-        }
-        .ports();
+        };
+        let cache = fixture.cache.clone();
+        let ports = fixture.ports();
         assert!(matches!(
             delete_project(&ports, &member(), id, &meta()).await,
             Err(AppError::Forbidden)
         ));
         delete_project(&ports, &owner(), id, &meta()).await.unwrap();
+        let o = owner().user_id;
+        assert_eq!(
+            cache.invalidated(),
+            [
+                format!("project:{id}"),
+                format!("projects-of:{o}"),
+                format!("role:{id}:{o}")
+            ]
+        );
         assert!(matches!(
             delete_project(&ports, &stranger(), id, &meta()).await,
             Err(AppError::NotFound("project"))

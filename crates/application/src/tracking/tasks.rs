@@ -2,6 +2,7 @@
 //! filtered, sorted, cursor-paginated lists of one project or of all the caller's projects.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use keel_domain::FieldError;
@@ -21,6 +22,7 @@ use super::projects::search_text;
 use super::views::TaskView;
 use super::{Expect, TrackingPorts, check, not_found_as, optional, validated, versioned_update};
 use crate::AppError;
+use crate::cache::{CacheKey, cached};
 use crate::context::RequestMeta;
 use crate::pagination::{CursorPage, CursorRequest};
 
@@ -51,6 +53,7 @@ fn label_names(raw: &[String], field: &str) -> Result<Vec<LabelName>, FieldError
         .collect::<Result<Vec<_>, _>>()
 }
 
+/// The stored task, for a read-modify-write (never the cache).
 async fn load(ports: &TrackingPorts, id: Uuid) -> Result<Task, AppError> {
     ports.tasks.find(id).await?.ok_or(AppError::NotFound("task"))
 }
@@ -59,7 +62,9 @@ async fn load(ports: &TrackingPorts, id: Uuid) -> Result<Task, AppError> {
 /// Authorization is the caller's next step.
 pub(crate) async fn find_task(ports: &TrackingPorts, id_or_identifier: &str) -> Result<Task, AppError> {
     let task = if let Ok(id) = Uuid::parse_str(id_or_identifier) {
-        ports.tasks.find(id).await?
+        cached(ports.cache.as_ref(), &CacheKey::task(id), ports.tasks.find(id))
+            .await?
+            .map(Arc::unwrap_or_clone)
     } else if let Some((key, number)) = parse_identifier(id_or_identifier) {
         ports.tasks.find_by_number(&key, number).await?
     } else {
@@ -300,6 +305,9 @@ pub async fn update_task(
                 .update(&task, ids.as_deref(), expected, &audit)
                 .await
                 .map_err(not_found_as("task"))?;
+            if saved {
+                ports.forget(&[CacheKey::task(task.id)]).await;
+            }
             Ok(saved.then(|| TaskView::from(&task)))
         }
     })
@@ -325,7 +333,13 @@ pub async fn delete_task(
         ("task", id),
         json!({ "identifier": task.identifier(), "title": task.title.as_str() }),
     );
-    ports.tasks.delete(id, &audit).await.map_err(not_found_as("task"))
+    ports
+        .tasks
+        .delete(id, &audit)
+        .await
+        .map_err(not_found_as("task"))?;
+    ports.forget(&[CacheKey::task(id)]).await;
+    Ok(())
 }
 
 /// The tasks of one project.

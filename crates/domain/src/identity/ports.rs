@@ -59,13 +59,13 @@ pub trait SessionRepository: Send + Sync {
     ) -> Result<Rotation, StoreError>;
     /// Revokes one session; `false` when it was not active.
     async fn revoke(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError>;
-    /// Revokes every active session of a user but `except`; returns how many.
+    /// Revokes every active session of a user but `except`; returns their ids.
     async fn revoke_all(
         &self,
         user_id: Uuid,
         except: Option<Uuid>,
         at: DateTime<Utc>,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<Vec<Uuid>, StoreError>;
     /// Active sessions of a user, most recently used first.
     async fn list_active(&self, user_id: Uuid, now: DateTime<Utc>) -> Result<Vec<Session>, StoreError>;
 }

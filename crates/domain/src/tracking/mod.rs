@@ -17,7 +17,7 @@ pub use values::{
     TaskStatus, TaskTitle,
 };
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Project {
     pub id: Uuid,
     pub key: ProjectKey,
@@ -42,7 +42,7 @@ pub struct Member {
     pub joined_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Label {
     pub id: Uuid,
     pub project_id: Uuid,
@@ -51,7 +51,7 @@ pub struct Label {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Task {
     pub id: Uuid,
     pub project_id: Uuid,
@@ -295,7 +295,7 @@ impl ProjectSort {
 }
 
 /// A project as one user sees it: with the user's effective role.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProjectWithRole {
     pub project: Project,
     pub role: ProjectRole,

@@ -56,6 +56,8 @@ pub trait MemberRepository: Send + Sync {
     async fn list(&self, project_id: Uuid, offset: u64, limit: u64)
     -> Result<(Vec<Member>, u64), StoreError>;
     async fn find(&self, project_id: Uuid, user_id: Uuid) -> Result<Option<Member>, StoreError>;
+    /// Every member's user id (for invalidating what each member sees).
+    async fn user_ids(&self, project_id: Uuid) -> Result<Vec<Uuid>, StoreError>;
     /// # Errors
     /// `Conflict` when the user is a member already.
     async fn add(
@@ -87,7 +89,7 @@ pub trait MemberRepository: Send + Sync {
         at: DateTime<Utc>,
         audit: &AuditEntry,
     ) -> Result<(), StoreError>;
-    /// Removes a member and unassigns their tasks in the project.
+    /// Removes a member and unassigns their tasks in the project; returns those tasks' ids.
     /// # Errors
     /// `NotFound` when the user is not a member.
     async fn remove(
@@ -96,7 +98,7 @@ pub trait MemberRepository: Send + Sync {
         user_id: Uuid,
         at: DateTime<Utc>,
         audit: &AuditEntry,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Vec<Uuid>, StoreError>;
 }
 
 #[cfg_attr(feature = "mock", mockall::automock)]
@@ -110,10 +112,15 @@ pub trait LabelRepository: Send + Sync {
     async fn find(&self, project_id: Uuid, label_id: Uuid) -> Result<Option<Label>, StoreError>;
     /// The project's labels with these names (one query); unknown names are absent.
     async fn find_by_names(&self, project_id: Uuid, names: &[LabelName]) -> Result<Vec<Label>, StoreError>;
-    /// Deletes the label and takes it off every task.
+    /// Deletes the label and takes it off every task; returns the ids of those tasks.
     /// # Errors
     /// `NotFound` when it does not exist.
-    async fn delete(&self, project_id: Uuid, label_id: Uuid, audit: &AuditEntry) -> Result<(), StoreError>;
+    async fn delete(
+        &self,
+        project_id: Uuid,
+        label_id: Uuid,
+        audit: &AuditEntry,
+    ) -> Result<Vec<Uuid>, StoreError>;
 }
 
 /// A task to store; the repository hands out its number.

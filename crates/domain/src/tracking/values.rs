@@ -77,7 +77,10 @@ fn trimmed_line(raw: &str, field: &str, min: usize, max: usize) -> Result<String
 macro_rules! text_value {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        ///
+        /// Serializable for caches: what is read back was checked when it was first parsed.
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
         pub struct $name(String);
 
         impl $name {
@@ -203,9 +206,9 @@ pub fn parse_due_date(raw: &str) -> Result<NaiveDate, FieldError> {
 macro_rules! string_enum {
     ($(#[$doc:meta])* $name:ident, $field:literal { $($variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
         pub enum $name {
-            $($variant),+
+            $(#[serde(rename = $text)] $variant),+
         }
 
         impl $name {
@@ -294,7 +297,8 @@ impl ProjectRole {
 }
 
 /// Task priority 0–4: 0 none, 1 urgent, 2 high, 3 medium, 4 low.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Priority(u8);
 
 impl Priority {

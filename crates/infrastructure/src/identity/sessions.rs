@@ -6,7 +6,7 @@ use keel_domain::StoreError;
 use keel_domain::identity::ports::SessionRepository;
 use keel_domain::identity::{RefreshToken, Rotation, Session};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait};
 use uuid::Uuid;
 
 use crate::db::{Database, store_error};
@@ -139,19 +139,33 @@ impl SessionRepository for SeaOrmSessionRepository {
         user_id: Uuid,
         except: Option<Uuid>,
         at: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
-        let mut update = sessions::Entity::update_many()
-            .col_expr(sessions::Column::RevokedAt, Expr::value(at))
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let mut active = sessions::Entity::find()
+            .select_only()
+            .column(sessions::Column::Id)
             .filter(sessions::Column::UserId.eq(user_id))
             .filter(sessions::Column::RevokedAt.is_null());
         if let Some(keep) = except {
-            update = update.filter(sessions::Column::Id.ne(keep));
+            active = active.filter(sessions::Column::Id.ne(keep));
         }
-        Ok(update
+        let ids: Vec<Uuid> = active
+            .into_tuple()
+            .all(self.db.connection())
+            .await
+            .map_err(store_error)?;
+        if ids.is_empty() {
+            return Ok(ids);
+        }
+        // The sessions named, so the caller invalidates exactly what was revoked (one
+        // opened after the read is not revoked: it began after the revocation).
+        sessions::Entity::update_many()
+            .col_expr(sessions::Column::RevokedAt, Expr::value(at))
+            .filter(sessions::Column::Id.is_in(ids.iter().copied()))
+            .filter(sessions::Column::RevokedAt.is_null())
             .exec(self.db.connection())
             .await
-            .map_err(store_error)?
-            .rows_affected)
+            .map_err(store_error)?;
+        Ok(ids)
     }
 
     async fn list_active(&self, user_id: Uuid, now: DateTime<Utc>) -> Result<Vec<Session>, StoreError> {

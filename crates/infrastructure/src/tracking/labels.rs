@@ -6,7 +6,7 @@ use keel_domain::audit::AuditEntry;
 use keel_domain::tracking::ports::LabelRepository;
 use keel_domain::tracking::{Color, Label, LabelName};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait};
 use uuid::Uuid;
 
 use super::{commit_audited, corrupt, fetch_page_as, roll_back};
@@ -91,8 +91,21 @@ impl LabelRepository for SeaOrmLabelRepository {
             .collect()
     }
 
-    async fn delete(&self, project_id: Uuid, label_id: Uuid, audit: &AuditEntry) -> Result<(), StoreError> {
+    async fn delete(
+        &self,
+        project_id: Uuid,
+        label_id: Uuid,
+        audit: &AuditEntry,
+    ) -> Result<Vec<Uuid>, StoreError> {
         let txn = self.db.connection().begin().await.map_err(store_error)?;
+        let relabeled: Vec<Uuid> = task_labels::Entity::find()
+            .select_only()
+            .column(task_labels::Column::TaskId)
+            .filter(task_labels::Column::LabelId.eq(label_id))
+            .into_tuple()
+            .all(&txn)
+            .await
+            .map_err(store_error)?;
         // Only a label of this project: anything else is rolled back below as `NotFound`.
         let carrying = Query::select()
             .column(task_labels::Column::TaskId)
@@ -125,6 +138,7 @@ impl LabelRepository for SeaOrmLabelRepository {
             roll_back(txn).await?;
             return Err(StoreError::NotFound);
         }
-        commit_audited(txn, audit).await
+        commit_audited(txn, audit).await?;
+        Ok(relabeled)
     }
 }

@@ -88,6 +88,17 @@ impl MemberRepository for SeaOrmMemberRepository {
             .transpose()
     }
 
+    async fn user_ids(&self, project_id: Uuid) -> Result<Vec<Uuid>, StoreError> {
+        Entity::find()
+            .select_only()
+            .column(Column::UserId)
+            .filter(Column::ProjectId.eq(project_id))
+            .into_tuple()
+            .all(self.db.connection())
+            .await
+            .map_err(store_error)
+    }
+
     async fn add(
         &self,
         project_id: Uuid,
@@ -191,7 +202,7 @@ impl MemberRepository for SeaOrmMemberRepository {
         user_id: Uuid,
         at: DateTime<Utc>,
         audit: &AuditEntry,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<Uuid>, StoreError> {
         let txn = self.db.connection().begin().await.map_err(store_error)?;
         let removed = Entity::delete_many()
             .filter(Column::ProjectId.eq(project_id))
@@ -203,15 +214,28 @@ impl MemberRepository for SeaOrmMemberRepository {
             roll_back(txn).await?;
             return Err(StoreError::NotFound);
         }
-        tasks::Entity::update_many()
-            .col_expr(tasks::Column::AssigneeId, Expr::value(Option::<Uuid>::None))
-            .col_expr(tasks::Column::Version, Expr::col(tasks::Column::Version).add(1))
-            .col_expr(tasks::Column::UpdatedAt, Expr::value(at))
+        // Exactly the tasks named here are unassigned, so the caller can invalidate them.
+        let unassigned: Vec<Uuid> = tasks::Entity::find()
+            .select_only()
+            .column(tasks::Column::Id)
             .filter(tasks::Column::ProjectId.eq(project_id))
             .filter(tasks::Column::AssigneeId.eq(user_id))
-            .exec(&txn)
+            .into_tuple()
+            .all(&txn)
             .await
             .map_err(store_error)?;
-        commit_audited(txn, audit).await
+        if !unassigned.is_empty() {
+            tasks::Entity::update_many()
+                .col_expr(tasks::Column::AssigneeId, Expr::value(Option::<Uuid>::None))
+                .col_expr(tasks::Column::Version, Expr::col(tasks::Column::Version).add(1))
+                .col_expr(tasks::Column::UpdatedAt, Expr::value(at))
+                .filter(tasks::Column::Id.is_in(unassigned.iter().copied()))
+                .filter(tasks::Column::AssigneeId.eq(user_id))
+                .exec(&txn)
+                .await
+                .map_err(store_error)?;
+        }
+        commit_audited(txn, audit).await?;
+        Ok(unassigned)
     }
 }

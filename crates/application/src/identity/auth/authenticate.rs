@@ -1,33 +1,84 @@
 //! Every authenticated request: the access token must verify, and its session and user
 //! must still be active — checked on each request, so revocation is immediate.
+//!
+//! The checks read through the cache (`session:<id>`, `user:<id>`): every revocation and
+//! user change invalidates them on all instances before it answers, so the guarantee holds
+//! without a database round trip per request.
 
-use keel_domain::identity::{Principal, UserStatus};
+use chrono::{DateTime, Utc};
+use keel_domain::identity::{Principal, Role, Session, User, UserStatus};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::AppError;
+use crate::cache::{CacheKey, cached};
 use crate::identity::IdentityPorts;
+
+/// What authentication keeps of a session (no address, no user agent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SessionState {
+    user_id: Uuid,
+    expires_at: DateTime<Utc>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<Session> for SessionState {
+    fn from(s: Session) -> Self {
+        Self {
+            user_id: s.user_id,
+            expires_at: s.expires_at,
+            revoked_at: s.revoked_at,
+        }
+    }
+}
+
+/// What authentication keeps of a user (never the password hash).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct UserState {
+    role: Role,
+    status: UserStatus,
+}
+
+impl From<User> for UserState {
+    fn from(u: User) -> Self {
+        Self {
+            role: u.role,
+            status: u.status,
+        }
+    }
+}
 
 pub async fn authenticate(ports: &IdentityPorts, access_token: &str) -> Result<Principal, AppError> {
     let claims = ports.tokens.verify_access(access_token)?;
     let now = ports.clock.now();
-    let session_ok = ports
-        .sessions
-        .find(claims.session_id)
-        .await?
-        .is_some_and(|s| s.user_id == claims.user_id && s.is_active(now));
+    let session = cached(
+        ports.cache.as_ref(),
+        &CacheKey::session(claims.session_id),
+        async {
+            Ok(ports
+                .sessions
+                .find(claims.session_id)
+                .await?
+                .map(SessionState::from))
+        },
+    )
+    .await?;
+    let session_ok =
+        session.is_some_and(|s| s.user_id == claims.user_id && s.revoked_at.is_none() && s.expires_at > now);
     if !session_ok {
         return Err(AppError::Unauthorized);
     }
-    let user = ports
-        .users
-        .find_by_id(claims.user_id)
-        .await?
-        .ok_or(AppError::Unauthorized)?;
+    let user = cached(ports.cache.as_ref(), &CacheKey::user(claims.user_id), async {
+        Ok(ports.users.find_by_id(claims.user_id).await?.map(UserState::from))
+    })
+    .await?
+    .ok_or(AppError::Unauthorized)?;
     if user.status == UserStatus::Disabled {
         return Err(AppError::AccountDisabled);
     }
     // The role comes from the store, not the token: a demotion applies at once.
     Ok(Principal {
-        user_id: user.id,
+        user_id: claims.user_id,
         session_id: claims.session_id,
         role: user.role,
     })

@@ -12,8 +12,7 @@ pub async fn logout(
     meta: &RequestMeta,
 ) -> Result<(), AppError> {
     ports
-        .sessions
-        .revoke(principal.session_id, ports.clock.now())
+        .revoke_session(principal.session_id, ports.clock.now())
         .await?;
     ports
         .audit(
@@ -32,8 +31,7 @@ pub async fn logout_all(
     meta: &RequestMeta,
 ) -> Result<(), AppError> {
     let revoked = ports
-        .sessions
-        .revoke_all(principal.user_id, None, ports.clock.now())
+        .revoke_sessions_of(principal.user_id, None, ports.clock.now())
         .await?;
     ports
         .audit(
@@ -64,7 +62,9 @@ mod tests {
             .times(1)
             .returning(|_, _| Ok(true));
         f.expect_audit("auth.logout");
+        let cache = f.cache.clone();
         logout(&f.into_ports(), &p, &meta()).await.unwrap();
+        assert_eq!(cache.invalidated(), [format!("session:{}", p.session_id)]);
     }
 
     #[tokio::test]
@@ -75,8 +75,23 @@ mod tests {
             .expect_revoke_all()
             .withf(move |user, except, _| *user == p.user_id && except.is_none())
             .times(1)
-            .returning(|_, _, _| Ok(3));
-        f.expect_audit("auth.logout_all");
+            .returning(|_, _, _| Ok(vec![Uuid::from_u128(7), Uuid::from_u128(8)]));
+        f.audit
+            .expect_record()
+            .withf(|e| {
+                e.action == "auth.logout_all"
+                    && e.details == Some(serde_json::json!({ "sessionsRevoked": 2 }))
+            })
+            .times(1)
+            .returning(|_| Ok(()));
+        let cache = f.cache.clone();
         logout_all(&f.into_ports(), &p, &meta()).await.unwrap();
+        assert_eq!(
+            cache.invalidated(),
+            [
+                format!("session:{}", Uuid::from_u128(7)),
+                format!("session:{}", Uuid::from_u128(8)),
+            ]
+        );
     }
 }

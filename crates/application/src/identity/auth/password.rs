@@ -50,10 +50,9 @@ pub async fn change_password(
     user.password_hash = ports.hasher.hash(&new_password).await?;
     let now = ports.clock.now();
     user.updated_at = now;
-    ports.users.update(&user).await?;
+    ports.update_user(&user).await?;
     let revoked = ports
-        .sessions
-        .revoke_all(user.id, Some(principal.session_id), now)
+        .revoke_sessions_of(user.id, Some(principal.session_id), now)
         .await?;
     ports
         .audit(
@@ -69,6 +68,7 @@ pub async fn change_password(
 #[cfg(test)]
 mod tests {
     use keel_domain::identity::{Role, UserStatus};
+    use uuid::Uuid;
 
     use super::*;
     use crate::identity::fixtures::{Fixture, meta, principal, user};
@@ -104,8 +104,10 @@ mod tests {
             .expect_revoke_all()
             .withf(move |uid, except, _| *uid == p.user_id && *except == Some(p.session_id))
             .times(1)
-            .returning(|_, _, _| Ok(2));
+            .returning(|_, _, _| Ok(vec![Uuid::from_u128(5)]));
         f.expect_audit("auth.password.changed");
+        let cache = f.cache.clone();
+        let uid = p.user_id;
         change_password(
             &f.into_ports(),
             &p,
@@ -114,6 +116,10 @@ mod tests {
         )
         .await
         .unwrap();
+        assert_eq!(
+            cache.invalidated(),
+            [format!("user:{uid}"), format!("session:{}", Uuid::from_u128(5))]
+        );
     }
 
     #[tokio::test]

@@ -30,7 +30,7 @@ pub async fn update_profile(
         .ok_or(AppError::Unauthorized)?;
     user.name = name;
     user.updated_at = ports.clock.now();
-    ports.users.update(&user).await?;
+    ports.update_user(&user).await?;
     ports
         .audit(
             meta,

@@ -5,6 +5,7 @@ use keel_domain::identity::{RefreshToken, Rotation, UserStatus};
 use uuid::Uuid;
 
 use crate::AppError;
+use crate::cache::CacheKey;
 use crate::context::RequestMeta;
 use crate::identity::IdentityPorts;
 use crate::identity::views::TokensView;
@@ -35,7 +36,12 @@ pub async fn refresh(
         issued_at: now,
         expires_at: now + ports.tokens.refresh_ttl(),
     };
-    match ports.sessions.rotate(claims.token_id, &next, now).await? {
+    let rotation = ports.sessions.rotate(claims.token_id, &next, now).await?;
+    if rotation == Rotation::Rotated {
+        // Rotation touches the session: no instance may keep the old state.
+        ports.cache.invalidate(&[CacheKey::session(session.id)]).await;
+    }
+    match rotation {
         Rotation::Rotated => {
             ports
                 .audit(
@@ -49,7 +55,7 @@ pub async fn refresh(
             Ok(ports.token_pair(&user, session.id, &next, now))
         }
         Rotation::AlreadyUsed => {
-            ports.sessions.revoke(session.id, now).await?;
+            ports.revoke_session(session.id, now).await?;
             ports
                 .audit(
                     meta,

@@ -1,0 +1,281 @@
+//! The cache port: what the use cases read through and invalidate, never how it is stored.
+//!
+//! The infrastructure implements it as an in-process L1 over a shared Redis L2 (ADR 0008);
+//! the use cases only name a [`CacheKey`], say how to load the value on a miss, and name the
+//! keys a write made stale. Values stay typed in L1 (no decoding on a hit); [`Codec`]
+//! carries them to and from the bytes of L2.
+//!
+//! Rules the use cases follow:
+//! - read through [`cached`] only what a key fully determines (one row, or one user's list
+//!   under a variant);
+//! - invalidate after the write is committed and before answering, every key whose value
+//!   the write changed; a list is invalidated through its key name, which covers all its
+//!   variants (filters, pages);
+//! - absence is never cached: a loader's `None` goes back to the caller and nothing is kept.
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use keel_domain::StoreError;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+/// A cached value as L1 keeps it: typed, shared, never decoded on a hit.
+pub type CachedValue = Arc<dyn Any + Send + Sync>;
+
+/// Loads the value of a key on a miss; `None` when it does not exist.
+pub type Loader<'a> = Pin<Box<dyn Future<Output = Result<Option<CachedValue>, StoreError>> + Send + 'a>>;
+
+/// What is cached under one name: invalidating the name drops every variant of it.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    name: Arc<str>,
+    variant: Option<Arc<str>>,
+}
+
+impl CacheKey {
+    fn named(kind: &str, id: impl fmt::Display) -> Self {
+        Self {
+            name: format!("{kind}:{id}").into(),
+            variant: None,
+        }
+    }
+
+    /// A session's state, read by every authenticated request.
+    pub fn session(id: Uuid) -> Self {
+        Self::named("session", id)
+    }
+
+    /// What authentication needs of a user (role and status).
+    pub fn user(id: Uuid) -> Self {
+        Self::named("user", id)
+    }
+
+    pub fn project(id: Uuid) -> Self {
+        Self::named("project", id)
+    }
+
+    /// A user's role in a project, or none.
+    pub fn role(project_id: Uuid, user_id: Uuid) -> Self {
+        Self::named("role", format_args!("{project_id}:{user_id}"))
+    }
+
+    pub fn task(id: Uuid) -> Self {
+        Self::named("task", id)
+    }
+
+    /// Every page of every project list a user may ask for; one variant per query.
+    pub fn projects_of(user_id: Uuid) -> Self {
+        Self::named("projects-of", user_id)
+    }
+
+    /// The same name with a variant: `key.with_variant(q)` is invalidated with `key`.
+    #[must_use]
+    pub fn with_variant(mut self, variant: impl Into<String>) -> Self {
+        self.variant = Some(variant.into().into());
+        self
+    }
+
+    /// The unit of invalidation.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn variant(&self) -> Option<&str> {
+        self.variant.as_deref()
+    }
+}
+
+impl fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.variant {
+            Some(v) => write!(f, "{}#{v}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// How a value of one type becomes the bytes of the shared tier and back. A value that
+/// does not decode (another version's layout, a corrupt entry) counts as a miss.
+#[derive(Clone, Copy)]
+pub struct Codec {
+    pub encode: fn(&(dyn Any + Send + Sync)) -> Option<Vec<u8>>,
+    pub decode: fn(&[u8]) -> Option<CachedValue>,
+}
+
+impl fmt::Debug for Codec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Codec")
+    }
+}
+
+impl Codec {
+    /// JSON, through the type's serde implementation.
+    pub fn json<T: Serialize + DeserializeOwned + Send + Sync + 'static>() -> Self {
+        Self {
+            encode: |value| serde_json::to_vec(value.downcast_ref::<T>()?).ok(),
+            decode: |bytes| {
+                serde_json::from_slice::<T>(bytes)
+                    .ok()
+                    .map(|v| Arc::new(v) as CachedValue)
+            },
+        }
+    }
+}
+
+/// The cache service. Never fails a request for its own sake: when its shared tier is
+/// unreachable it serves from L1 and the loader, and says so through readiness.
+#[async_trait]
+pub trait Cache: Send + Sync {
+    /// The value of `key`: from L1, else L2, else `load` — which runs once for concurrent
+    /// misses of one key (the others wait for its result). A loader error is returned to
+    /// every waiter; a `None` is returned and not cached.
+    async fn get_or_load<'a>(
+        &self,
+        key: &CacheKey,
+        codec: Codec,
+        load: Loader<'a>,
+    ) -> Result<Option<CachedValue>, StoreError>;
+
+    /// Drops `keys` (every variant of their names) here and on every other instance.
+    /// Call it after the write is committed; it returns once this instance and L2 can no
+    /// longer serve the old values and the other instances have been told.
+    async fn invalidate(&self, keys: &[CacheKey]);
+}
+
+/// Reads `key` through `cache`, typed: `load` runs on a miss.
+pub async fn cached<T, F>(cache: &dyn Cache, key: &CacheKey, load: F) -> Result<Option<Arc<T>>, StoreError>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    F: Future<Output = Result<Option<T>, StoreError>> + Send,
+{
+    let loader: Loader<'_> = Box::pin(async move { Ok(load.await?.map(|v| Arc::new(v) as CachedValue)) });
+    match cache.get_or_load(key, Codec::json::<T>(), loader).await? {
+        None => Ok(None),
+        Some(value) => value
+            .downcast::<T>()
+            .map(Some)
+            .map_err(|_| StoreError::Unexpected(format!("cache entry {key:?} holds another type").into())),
+    }
+}
+
+/// No cache: every read loads. For tools and tests that need a [`Cache`] but no caching.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoCache;
+
+#[async_trait]
+impl Cache for NoCache {
+    async fn get_or_load<'a>(
+        &self,
+        _key: &CacheKey,
+        _codec: Codec,
+        load: Loader<'a>,
+    ) -> Result<Option<CachedValue>, StoreError> {
+        load.await
+    }
+
+    async fn invalidate(&self, _keys: &[CacheKey]) {}
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! A cache double for the use cases' unit tests: loads through, remembers what was
+    //! invalidated.
+
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[derive(Debug, Default)]
+    pub struct RecordingCache {
+        invalidated: Mutex<Vec<CacheKey>>,
+        reads: Mutex<Vec<CacheKey>>,
+    }
+
+    impl RecordingCache {
+        /// Names of the keys invalidated so far, in order.
+        pub fn invalidated(&self) -> Vec<String> {
+            self.invalidated
+                .lock()
+                .map(|k| k.iter().map(|k| k.name().to_owned()).collect())
+                .unwrap_or_default()
+        }
+
+        /// Keys read through the cache so far, in order.
+        pub fn reads(&self) -> Vec<String> {
+            self.reads
+                .lock()
+                .map(|k| k.iter().map(|k| format!("{k:?}")).collect())
+                .unwrap_or_default()
+        }
+    }
+
+    #[async_trait]
+    impl Cache for RecordingCache {
+        async fn get_or_load<'a>(
+            &self,
+            key: &CacheKey,
+            _codec: Codec,
+            load: Loader<'a>,
+        ) -> Result<Option<CachedValue>, StoreError> {
+            if let Ok(mut reads) = self.reads.lock() {
+                reads.push(key.clone());
+            }
+            load.await
+        }
+
+        async fn invalidate(&self, keys: &[CacheKey]) {
+            if let Ok(mut invalidated) = self.invalidated.lock() {
+                invalidated.extend(keys.iter().cloned());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Thing {
+        n: u32,
+    }
+
+    #[test]
+    fn the_json_codec_round_trips_and_refuses_other_shapes() {
+        let codec = Codec::json::<Thing>();
+        let bytes = (codec.encode)(&Thing { n: 7 }).unwrap();
+        let back = (codec.decode)(&bytes).unwrap().downcast::<Thing>().unwrap();
+        assert_eq!(*back, Thing { n: 7 });
+        assert!((codec.decode)(b"{\"m\":1}").is_none());
+        assert!((codec.encode)(&"not a thing").is_none());
+    }
+
+    #[test]
+    fn variants_share_their_name() {
+        let u = Uuid::now_v7();
+        let page = CacheKey::projects_of(u).with_variant("status=active");
+        assert_eq!(page.name(), CacheKey::projects_of(u).name());
+        assert_ne!(page, CacheKey::projects_of(u));
+        assert_eq!(page.variant(), Some("status=active"));
+        assert_ne!(CacheKey::project(u).name(), CacheKey::task(u).name());
+    }
+
+    #[tokio::test]
+    async fn cached_is_typed_and_passes_absence_through() {
+        let key = CacheKey::project(Uuid::now_v7());
+        let hit = cached(&NoCache, &key, async { Ok(Some(Thing { n: 3 })) })
+            .await
+            .unwrap();
+        assert_eq!(hit.as_deref(), Some(&Thing { n: 3 }));
+        let none = cached::<Thing, _>(&NoCache, &key, async { Ok(None) })
+            .await
+            .unwrap();
+        assert!(none.is_none());
+    }
+}
