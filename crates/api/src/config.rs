@@ -98,6 +98,15 @@ pub struct CacheSettings {
     pub l1_max_bytes: u64,
     /// L2 time to live.
     pub l2_ttl: Duration,
+    /// Which layers serve reads; all by default. Turning layers off is for measuring them.
+    pub layers: CacheLayers,
+}
+
+/// `KEEL_CACHE_LAYERS`: `l1,l2` (default; L2 only with `REDIS_URL`), `l1`, `l2`, `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheLayers {
+    pub l1: bool,
+    pub l2: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -265,6 +274,18 @@ impl Settings {
                 1,
                 7 * 86_400,
             )?,
+            layers: match get("KEEL_CACHE_LAYERS").as_deref() {
+                None | Some("l1,l2") => CacheLayers { l1: true, l2: true },
+                Some("l1") => CacheLayers { l1: true, l2: false },
+                Some("l2") if redis_url.is_some() => CacheLayers { l1: false, l2: true },
+                Some("none") => CacheLayers { l1: false, l2: false },
+                Some(other) => {
+                    return Err(ConfigError::new(
+                        "KEEL_CACHE_LAYERS",
+                        format!("expected l1,l2, l1, l2 (needs REDIS_URL) or none, got {other:?}"),
+                    ));
+                }
+            },
         };
 
         let jwt_secret = match get("KEEL_JWT_SECRET") {
@@ -702,6 +723,8 @@ mod tests {
             ("KEEL_REDIS_PREFIX", "x".repeat(33).as_str()),
             ("KEEL_CACHE_L1_TTL_SECS", "301"),
             ("KEEL_CACHE_L1_MAX_MB", "0"),
+            ("KEEL_CACHE_LAYERS", "l2"),
+            ("KEEL_CACHE_LAYERS", "l3"),
         ] {
             let err = settings(&[(var, bad)]).unwrap_err();
             assert!(err.to_string().contains(var), "{var}={bad}: {err}");

@@ -11,7 +11,7 @@ pub use actix_web::dev::ServerHandle;
 use actix_web::http::header::{self, HeaderName};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
-use keel_application::cache::Cache;
+use keel_application::cache::{Cache, NoCache};
 use keel_application::identity::IdentityPorts;
 use keel_application::readiness::CheckReadiness;
 use keel_application::tracking::TrackingPorts;
@@ -119,14 +119,20 @@ impl Application {
             );
         }
 
+        let layers = settings.cache.layers;
         let l1 = L1Settings {
             ttl: settings.cache.l1_ttl,
             max_entries: settings.cache.l1_max_entries,
             max_bytes: settings.cache.l1_max_bytes,
+            enabled: layers.l1,
         };
         let (cache, cache_probe, cache_subscriber): (Arc<dyn Cache>, Arc<dyn CacheProbe>, _) =
             match &settings.redis_url {
-                Some(url) => {
+                _ if !layers.l1 && !layers.l2 => {
+                    tracing::warn!("KEEL_CACHE_LAYERS=none: every read goes to the database");
+                    (Arc::new(NoCache), Arc::new(InProcessCacheProbe), None)
+                }
+                Some(url) if layers.l2 => {
                     let pool = create_pool(url.expose_secret(), REDIS_POOL_SIZE, REDIS_TIMEOUT)?;
                     let generations = TieredCache::generations();
                     let tier = RedisTier::new(
@@ -145,7 +151,7 @@ impl Application {
                         Some(subscriber),
                     )
                 }
-                None => (
+                _ => (
                     Arc::new(TieredCache::in_process(l1, Some(&metrics))),
                     Arc::new(InProcessCacheProbe),
                     None,

@@ -46,6 +46,8 @@ pub struct L1Settings {
     pub ttl: Duration,
     pub max_entries: u64,
     pub max_bytes: u64,
+    /// `false` only to measure L2 alone: every read skips L1.
+    pub enabled: bool,
 }
 
 /// The generations of this instance's L1, shared with the tier that delivers remote
@@ -167,6 +169,7 @@ pub struct TieredCache {
     generations: Arc<Generations>,
     l2: Option<Arc<dyn SharedTier>>,
     ttl: Duration,
+    l1_enabled: bool,
     /// The smallest weight an entry counts for, so `max_bytes` also bounds the entries.
     min_weight: u64,
     counters: Option<Counters>,
@@ -228,6 +231,7 @@ impl TieredCache {
             generations,
             l2,
             ttl: settings.ttl,
+            l1_enabled: settings.enabled,
             min_weight,
             counters,
         }
@@ -296,6 +300,13 @@ impl Cache for TieredCache {
         codec: Codec,
         load: Loader<'a>,
     ) -> Result<Option<CachedValue>, StoreError> {
+        if !self.l1_enabled {
+            return match self.load_through(key, codec, load).await {
+                Ok(entry) => Ok(Some(entry.value)),
+                Err(NoValue::Absent) => Ok(None),
+                Err(NoValue::Failed(e)) => Err(e),
+            };
+        }
         let l1_key = L1Key {
             key: key.clone(),
             generation: self.generations.of(key.name()),

@@ -89,6 +89,7 @@ const SETTINGS: L1Settings = L1Settings {
     ttl: Duration::from_secs(60),
     max_entries: 1000,
     max_bytes: 1024 * 1024,
+    enabled: true,
 };
 
 fn two_instances() -> (Arc<MemoryTier>, TieredCache, TieredCache, Metrics) {
@@ -320,6 +321,7 @@ async fn l1_is_bounded_by_entries_through_the_minimum_weight() {
             ttl: Duration::from_secs(60),
             max_entries: 100,
             max_bytes: 100 * 1024,
+            enabled: true,
         },
         None,
     );
@@ -342,4 +344,25 @@ fn generations_only_move_forward_and_per_name() {
     let before = g.of("project:b");
     g.flush();
     assert!(g.of("project:b") > before);
+}
+
+#[tokio::test]
+async fn with_l1_disabled_every_read_goes_to_l2() {
+    let tier = Arc::new(MemoryTier::default());
+    let cache = TieredCache::tiered(
+        L1Settings {
+            enabled: false,
+            ..SETTINGS
+        },
+        Arc::new(Generations::new(false)),
+        tier.clone(),
+        None,
+    );
+    let key = CacheKey::project(Uuid::now_v7());
+    let loads = AtomicUsize::new(0);
+    for _ in 0..3 {
+        assert_eq!(read(&cache, &key, "v", &loads).await.as_deref(), Some("v"));
+    }
+    assert_eq!(loads.load(Ordering::Acquire), 1);
+    assert_eq!(tier.reads.load(Ordering::Acquire), 3);
 }
