@@ -1,6 +1,6 @@
 //! The cache port: what the use cases read through and invalidate, never how it is stored.
 //!
-//! The infrastructure implements it as an in-process L1 over a shared Redis L2 (ADR 0008);
+//! The infrastructure implements it as an in-process L1 over a shared Redis L2 (ADR 0009);
 //! the use cases only name a [`CacheKey`], say how to load the value on a miss, and name the
 //! keys a write made stale. Values stay typed in L1 (no decoding on a hit); [`Codec`]
 //! carries them to and from the bytes of L2.

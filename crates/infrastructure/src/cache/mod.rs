@@ -1,4 +1,4 @@
-//! The cache service: L1 in-process (moka) over an optional shared L2 (Redis). ADR 0008.
+//! The cache service: L1 in-process (moka) over an optional shared L2 (Redis). ADR 0009.
 //!
 //! # Never stale
 //! Every key has a *generation*; a value is only ever found under the generation it was

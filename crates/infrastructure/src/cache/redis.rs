@@ -12,9 +12,9 @@
 //! # Epochs
 //! An instance that could not deliver an invalidation (Redis unreachable) cannot trust L2
 //! afterwards, nor can anyone else. So after every (re)connection of its subscriber, or
-//! after a failed invalidation, it increments `<prefix>:c:epoch` and publishes the new
-//! epoch: every instance moves to a fresh key space and flushes its L1. The first
-//! connection of a new process only reads the epoch.
+//! after a failed invalidation, it raises `<prefix>:c:epoch` above its own and Redis's
+//! value and publishes it: every instance moves to the highest epoch seen — a fresh key
+//! space — and flushes its L1. The first connection of a new process only reads the epoch.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -46,6 +46,19 @@ if g ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[3], ARGV[4], g)
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 return 1
+";
+
+/// The next epoch: above both Redis's and this instance's (Redis may have restarted empty
+/// while instances kept their epoch), then published.
+const ADVANCE_EPOCH: &str = r"
+local e = redis.call('INCR', KEYS[1])
+local mine = tonumber(ARGV[1])
+if e <= mine then
+  e = mine + 1
+  redis.call('SET', KEYS[1], e)
+end
+redis.call('PUBLISH', ARGV[2], 'e ' .. e)
+return e
 ";
 
 const INVALIDATE: &str = r"
@@ -80,6 +93,7 @@ pub struct RedisTier {
     started: Instant,
     fill: Script,
     invalidate: Script,
+    advance: Script,
     /// Becomes `true` once the subscriber's first connection attempt has ended.
     attempted: tokio::sync::watch::Sender<bool>,
 }
@@ -118,6 +132,7 @@ impl RedisTier {
             started: Instant::now(),
             fill: Script::new(FILL),
             invalidate: Script::new(INVALIDATE),
+            advance: Script::new(ADVANCE_EPOCH),
             attempted: tokio::sync::watch::Sender::new(false),
         }))
     }
@@ -179,11 +194,11 @@ impl RedisTier {
     /// Moves every instance to a new key space (see the module's "Epochs").
     async fn advance_epoch(&self) -> Result<u64, String> {
         let mut conn = self.connection().await?;
-        let epoch: u64 = self.run(conn.incr(self.epoch_key(), 1)).await?;
-        let _: i64 = self
-            .run(conn.publish(&self.channel, format!("e {epoch}")))
-            .await?;
-        Ok(epoch)
+        let mut invocation = self.advance.key(self.epoch_key());
+        invocation
+            .arg(self.epoch.load(Ordering::Acquire))
+            .arg(&self.channel);
+        self.run(invocation.invoke_async::<u64>(&mut conn)).await
     }
 
     async fn current_epoch(&self) -> Result<u64, String> {
