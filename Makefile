@@ -7,7 +7,7 @@ SHELL := /bin/bash
 ARGS ?=
 
 .PHONY: help run test fmt lint unit integration-pg integration-sqlite release schemathesis \
-	services-up services-down bench bench-auth bench-tasks
+	services-up services-down bench bench-auth bench-tasks bench-cache
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{ printf "  make %-20s %s\n", $$1, $$2 }'
@@ -46,12 +46,16 @@ services-up: ## start the test PostgreSQL + Redis and print their env
 services-down: ## stop the test PostgreSQL + Redis
 	scripts/services.sh stop
 
-bench: ## every benchmark, one after the other: bench-auth, then bench-tasks (docs/performance.md)
+bench: ## every benchmark, one after the other: bench-auth, bench-cache, bench-tasks (docs/performance.md)
 	scripts/bench-auth.sh
+	scripts/bench-cache.sh
 	scripts/bench-tasks.sh
 
 bench-auth: ## benchmark login, profile and /health on PostgreSQL (release build, wrk; ~3 min)
 	scripts/bench-auth.sh
+
+bench-cache: ## benchmark GET /projects/{id} uncached, from L2, from L1, the limiter's cost and a read-mostly mix (~3 min)
+	scripts/bench-cache.sh
 
 bench-tasks: ## benchmark filtered task lists over 1 000 000 tasks on PostgreSQL, with EXPLAIN (~10 min)
 	scripts/bench-tasks.sh

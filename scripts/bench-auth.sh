@@ -147,30 +147,7 @@ log "registered bench-login@example.com and bench-profile@example.com"
 # wrk scripts: one per request shape, each with the same status counting and summary line
 # ---------------------------------------------------------------------------------------------
 
-cat >"$WORK/stats.lua" <<'LUA'
--- Counts answers by class per thread and prints one BENCH line with wrk's percentiles
--- (microseconds; wrk records the latency of every answer, whatever its status).
-local threads = {}
-function setup(thread) table.insert(threads, thread) end
-function init(args) ok, s503, other = 0, 0, 0 end
-function response(status, headers, body)
-    if status >= 200 and status < 300 then ok = ok + 1
-    elseif status == 503 then s503 = s503 + 1
-    else other = other + 1 end
-end
-function done(summary, latency, requests)
-    local o, u, x = 0, 0, 0
-    for _, t in ipairs(threads) do
-        o = o + t:get("ok"); u = u + t:get("s503"); x = x + t:get("other")
-    end
-    local e = summary.errors
-    io.write(string.format(
-        "BENCH requests=%d duration_us=%d p50=%d p95=%d p99=%d max=%d ok=%d s503=%d other=%d " ..
-        "connect=%d read=%d write=%d timeout=%d\n",
-        summary.requests, summary.duration, latency:percentile(50), latency:percentile(95),
-        latency:percentile(99), latency.max, o, u, x, e.connect, e.read, e.write, e.timeout))
-end
-LUA
+write_stats_lua
 {
     echo 'wrk.method = "POST"'
     echo 'wrk.headers["Content-Type"] = "application/json"'
@@ -194,33 +171,6 @@ cp "$WORK/stats.lua" "$WORK/get.lua"
 # Scenarios
 # ---------------------------------------------------------------------------------------------
 
-# wrk NAME ARGS...: runs wrk, keeps its output in $WORK/NAME.out and keel's /metrics before
-# and after in $WORK/NAME.m0 and .m1, records the command.
-run_wrk() {
-    local name="$1"
-    shift
-    COMMANDS+=("wrk $(show "$@")")
-    log "$name: wrk $(show "$@")"
-    metrics >"$WORK/$name.m0"
-    mark "$name"
-    wrk "$@" >"$WORK/$name.out" 2>&1 || {
-        cat "$WORK/$name.out" >&2
-        die "wrk failed in $name"
-    }
-    others_pct "$name"
-    sleep 1 # a request in flight when wrk stopped (a login) finishes before the snapshot
-    metrics >"$WORK/$name.m1"
-    grep -q '^BENCH ' "$WORK/$name.out" || {
-        cat "$WORK/$name.out" >&2
-        die "no BENCH line from wrk in $name"
-    }
-}
-
-# field NAME KEY: one value from the BENCH line of scenario NAME.
-field() { sed -n "s/^BENCH .*\b$2=\([0-9]*\).*/\1/p" "$WORK/$1.out"; }
-
-ms() { awk -v us="$1" 'BEGIN { v = us / 1000; if (v < 10) printf "%.2f ms", v; else if (v < 1000) printf "%.1f ms", v; else printf "%.2f s", v / 1000 }'; }
-
 # row NAME LABEL NOTES: adds a table row from scenario NAME.
 row() {
     local name="$1" label="$2" notes="$3" req dur rps errs sock
@@ -235,16 +185,6 @@ row() {
     ROWS+=("| $label | $rps | $(ms "$(field "$name" p50)") | $(ms "$(field "$name" p95)") | $(ms "$(field "$name" p99)") | $err_text | $notes ($req requests in $(awk -v d="$dur" 'BEGIN { printf "%.1f", d / 1e6 }') s; other processes $(cat "$WORK/$name.others")% CPU) |")
 }
 
-metrics() { curl -fsS "$BASE/metrics"; }
-# Sums the samples of metric $1 whose labels contain $2 (a fixed string; empty: all).
-metric_sum() {
-    awk -v m="$1" -v l="$2" 'index($0, m "{") == 1 && (l == "" || index($0, l)) { s += $NF } END { printf "%.6f\n", s }'
-}
-# delta NAME METRIC LABELS: the metric's growth over scenario NAME (an integer for counters).
-delta() {
-    awk -v a="$(metric_sum "$2" "$3" <"$WORK/$1.m0")" -v b="$(metric_sum "$2" "$3" <"$WORK/$1.m1")" \
-        'BEGIN { d = b - a; if (d == int(d)) printf "%d\n", d; else printf "%.6f\n", d }'
-}
 # mean_ms NAME METRIC LABELS: growth of METRIC_sum / growth of METRIC_count, in ms.
 mean_ms() {
     awk -v s="$(delta "$1" "${2}_sum" "$3")" -v c="$(delta "$1" "${2}_count" "$3")" \
@@ -272,41 +212,8 @@ db_per_answer() {
             END { printf "%.2f (%s)\n", total / ok, parts }'
 }
 
-# CPU time, in clock ticks: the whole machine's busy time, and what this benchmark's own
-# processes used (keel; PostgreSQL's postmaster with its reaped and live backends; Redis; this
-# shell with every child it has waited for, wrk included). The rest was used by other
-# processes on the machine and disturbs the figures.
-TICKS="$(getconf CLK_TCK)"
 PG_POSTMASTER="$(head -n 1 "$(sed -n 's/^PG_DIR=//p' "$WORK/services/meta")/data/postmaster.pid")"
 REDIS_PID="$(head -n 1 "$WORK/services/redis/redis.pid")"
-busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
-pid_ticks() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 + $14 + $15 }'; }
-own_ticks() {
-    local total=0 pid t
-    for pid in "$KEEL_PID" "$PG_POSTMASTER" "$REDIS_PID" $$ $(pgrep -P "$PG_POSTMASTER" || true); do
-        t="$(pid_ticks "$pid")"
-        total=$((total + ${t:-0}))
-    done
-    echo "$total"
-}
-# Share of the machine (percent) that other processes used over $1 seconds, right now.
-others_pct_now() {
-    local b0 o0 b1 o1
-    b0="$(busy_ticks)" o0="$(own_ticks)"
-    sleep "$1"
-    b1="$(busy_ticks)" o1="$(own_ticks)"
-    awk -v d=$(((b1 - b0) - (o1 - o0))) -v s="$1" -v t="$TICKS" -v n="$(nproc)" \
-        'BEGIN { v = 100 * d / (s * t * n); if (v < 0) v = 0; printf "%.0f\n", v }'
-}
-# mark NAME / others_pct NAME: the share of the CPUs other processes used between the two.
-mark() { echo "$(date +%s.%N) $(busy_ticks) $(own_ticks)" >"$WORK/$1.cpu0"; }
-others_pct() {
-    local t0 b0 o0 t1 b1 o1
-    read -r t0 b0 o0 <"$WORK/$1.cpu0"
-    t1="$(date +%s.%N)" b1="$(busy_ticks)" o1="$(own_ticks)"
-    awk -v d=$(((b1 - b0) - (o1 - o0))) -v s="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
-        -v t="$TICKS" -v n="$(nproc)" 'BEGIN { v = 100 * d / (s * t * n); if (v < 0) v = 0; printf "%.0f\n", v }' >"$WORK/$1.others"
-}
 IDLE_WAIT="${KEEL_BENCH_IDLE_WAIT_SECS:-120}"
 # Quiet = other processes used at most 10% of the CPUs over the last 5 s.
 OTHERS_BEFORE="$(others_pct_now 5)"

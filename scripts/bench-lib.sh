@@ -1,4 +1,4 @@
-# Shared by scripts/bench-auth.sh and scripts/bench-tasks.sh (sourced, not run). The caller
+# Shared by scripts/bench-auth.sh, bench-tasks.sh and bench-cache.sh (sourced, not run). The caller
 # defines log/die and the variables REPO, WORK, KEEL_BIN, KEEL_PID, SERVICES_STARTED,
 # SERVICES_ENV, CARGO_TARGET_DIR and the array COMMANDS before calling these.
 
@@ -72,4 +72,105 @@ bench_build() {
         [[ -n "$(git -C "$REPO" ls-files --others --exclude-standard -- crates migration 2>/dev/null)" ]]; then
         BUILT_FROM="$BUILT_FROM, built with uncommitted changes in crates/, migration/ or Cargo.*"
     fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# Measuring (the caller sets BASE, WORK, KEEL_PID, PG_POSTMASTER and REDIS_PID)
+# ---------------------------------------------------------------------------------------------
+
+# CPU time, in clock ticks: the whole machine's busy time, and what the benchmark's own
+# processes used (keel; PostgreSQL's postmaster with its reaped and live backends; Redis; the
+# calling shell with every child it has waited for, wrk included). The rest was used by other
+# processes on the machine and disturbs the figures.
+TICKS="$(getconf CLK_TCK)"
+busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+pid_ticks() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 + $14 + $15 }'; }
+own_ticks() {
+    local total=0 pid t
+    for pid in "$KEEL_PID" "$PG_POSTMASTER" "$REDIS_PID" $$ $(pgrep -P "$PG_POSTMASTER" || true); do
+        t="$(pid_ticks "$pid")"
+        total=$((total + ${t:-0}))
+    done
+    echo "$total"
+}
+# Share of the machine (percent) that other processes used over $1 seconds, right now.
+others_pct_now() {
+    local b0 o0 b1 o1
+    b0="$(busy_ticks)" o0="$(own_ticks)"
+    sleep "$1"
+    b1="$(busy_ticks)" o1="$(own_ticks)"
+    awk -v d=$(((b1 - b0) - (o1 - o0))) -v s="$1" -v t="$TICKS" -v n="$(nproc)" \
+        'BEGIN { v = 100 * d / (s * t * n); if (v < 0) v = 0; printf "%.0f\n", v }'
+}
+# mark NAME / others_pct NAME: the share of the CPUs other processes used between the two.
+mark() { echo "$(date +%s.%N) $(busy_ticks) $(own_ticks)" >"$WORK/$1.cpu0"; }
+others_pct() {
+    local t0 b0 o0 t1 b1 o1
+    read -r t0 b0 o0 <"$WORK/$1.cpu0"
+    t1="$(date +%s.%N)" b1="$(busy_ticks)" o1="$(own_ticks)"
+    awk -v d=$(((b1 - b0) - (o1 - o0))) -v s="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
+        -v t="$TICKS" -v n="$(nproc)" 'BEGIN { v = 100 * d / (s * t * n); if (v < 0) v = 0; printf "%.0f\n", v }' >"$WORK/$1.others"
+}
+
+metrics() { curl -fsS "$BASE/metrics"; }
+# Sums the samples of metric $1 whose labels contain $2 (a fixed string; empty: all).
+metric_sum() {
+    awk -v m="$1" -v l="$2" 'index($0, m "{") == 1 && (l == "" || index($0, l)) { s += $NF } END { printf "%.6f\n", s }'
+}
+# delta NAME METRIC LABELS: the metric's growth over scenario NAME (an integer for counters).
+delta() {
+    awk -v a="$(metric_sum "$2" "$3" <"$WORK/$1.m0")" -v b="$(metric_sum "$2" "$3" <"$WORK/$1.m1")" \
+        'BEGIN { d = b - a; if (d == int(d)) printf "%d\n", d; else printf "%.6f\n", d }'
+}
+# field NAME KEY: one value from the BENCH line of scenario NAME.
+field() { sed -n "s/^BENCH .*\b$2=\([0-9]*\).*/\1/p" "$WORK/$1.out"; }
+ms() { awk -v us="$1" 'BEGIN { v = us / 1000; if (v < 10) printf "%.2f ms", v; else if (v < 1000) printf "%.1f ms", v; else printf "%.2f s", v / 1000 }'; }
+
+# run_wrk NAME ARGS...: runs wrk, keeps its output in $WORK/NAME.out and keel's /metrics before
+# and after in $WORK/NAME.m0 and .m1 and the other processes' CPU share, records the command.
+run_wrk() {
+    local name="$1"
+    shift
+    COMMANDS+=("wrk $(show "$@")")
+    log "$name: wrk $(show "$@")"
+    metrics >"$WORK/$name.m0"
+    mark "$name"
+    wrk "$@" >"$WORK/$name.out" 2>&1 || {
+        cat "$WORK/$name.out" >&2
+        die "wrk failed in $name"
+    }
+    others_pct "$name"
+    sleep 1 # a request in flight when wrk stopped finishes before the snapshot
+    metrics >"$WORK/$name.m1"
+    grep -q '^BENCH ' "$WORK/$name.out" || {
+        cat "$WORK/$name.out" >&2
+        die "no BENCH line from wrk in $name"
+    }
+}
+
+# Writes $WORK/stats.lua: counts answers by class per thread and prints one BENCH line with
+# wrk's percentiles (microseconds; wrk records the latency of every answer, whatever its status).
+write_stats_lua() {
+    cat >"$WORK/stats.lua" <<'LUA'
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) ok, s503, other = 0, 0, 0 end
+function response(status, headers, body)
+    if status >= 200 and status < 300 then ok = ok + 1
+    elseif status == 503 then s503 = s503 + 1
+    else other = other + 1 end
+end
+function done(summary, latency, requests)
+    local o, u, x = 0, 0, 0
+    for _, t in ipairs(threads) do
+        o = o + t:get("ok"); u = u + t:get("s503"); x = x + t:get("other")
+    end
+    local e = summary.errors
+    io.write(string.format(
+        "BENCH requests=%d duration_us=%d p50=%d p95=%d p99=%d max=%d ok=%d s503=%d other=%d " ..
+        "connect=%d read=%d write=%d timeout=%d\n",
+        summary.requests, summary.duration, latency:percentile(50), latency:percentile(95),
+        latency:percentile(99), latency.max, o, u, x, e.connect, e.read, e.write, e.timeout))
+end
+LUA
 }
