@@ -25,6 +25,7 @@ pub struct Metrics {
     db_query_duration_seconds: HistogramVec,
     db_connections_active: IntGauge,
     auth_failures_total: IntCounterVec,
+    rate_limit_rejections_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -55,7 +56,19 @@ impl Metrics {
             Opts::new("auth_failures_total", "Refused authentications by reason"),
             &["reason"],
         )?;
+        let rate_limit_rejections_total = IntCounterVec::new(
+            Opts::new(
+                "rate_limit_rejections_total",
+                "Requests refused with 429 by policy (anonymous, user, login)",
+            ),
+            &["policy"],
+        )?;
+        // Present at 0 from the start, so a rate of rejections has a baseline.
+        for policy in ["anonymous", "user", "login"] {
+            rate_limit_rejections_total.with_label_values(&[policy]);
+        }
         registry.register(Box::new(auth_failures_total.clone()))?;
+        registry.register(Box::new(rate_limit_rejections_total.clone()))?;
         registry.register(Box::new(http_request_duration_seconds.clone()))?;
         registry.register(Box::new(http_requests_total.clone()))?;
         registry.register(Box::new(db_query_duration_seconds.clone()))?;
@@ -67,6 +80,7 @@ impl Metrics {
             db_query_duration_seconds,
             db_connections_active,
             auth_failures_total,
+            rate_limit_rejections_total,
         })
     }
 
@@ -96,6 +110,13 @@ impl Metrics {
         self.auth_failures_total.with_label_values(&[reason]).inc();
     }
 
+    /// One request refused with 429; `policy` is `anonymous`, `user` or `login`.
+    pub fn rate_limit_rejection(&self, policy: &str) {
+        self.rate_limit_rejections_total
+            .with_label_values(&[policy])
+            .inc();
+    }
+
     pub fn set_db_connections_active(&self, active: i64) {
         self.db_connections_active.set(active);
     }
@@ -119,6 +140,7 @@ mod tests {
         m.observe_db_query("select", "projects".into(), Duration::from_micros(800));
         m.set_db_connections_active(2);
         m.auth_failure("token_expired");
+        m.rate_limit_rejection("login");
         let text = m.render().unwrap();
         assert!(text.contains(
             r#"http_requests_total{method="GET",route="/api/v1/projects/{id}",status_code="200"} 1"#
@@ -129,6 +151,7 @@ mod tests {
         assert!(text.contains(r#"db_query_duration_seconds_count{operation="select",table="projects"} 1"#));
         assert!(text.contains("db_connections_active 2"));
         assert!(text.contains(r#"auth_failures_total{reason="token_expired"} 1"#));
+        assert!(text.contains(r#"rate_limit_rejections_total{policy="login"} 1"#));
     }
 
     #[test]
