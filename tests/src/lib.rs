@@ -119,6 +119,9 @@ pub fn base_vars(db: &TestDatabase) -> HashMap<String, String> {
         ("KEEL_ARGON2_MEMORY_KIB", "1024"),
         ("KEEL_ARGON2_ITERATIONS", "1"),
         ("KEEL_ARGON2_PARALLELISM", "1"),
+        // Every test comes from 127.0.0.1: only the rate-limit tests lower these.
+        ("KEEL_RATE_LIMIT_ANON", "1000000/15m"),
+        ("KEEL_RATE_LIMIT_USER", "1000000/15m"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -17,7 +17,7 @@ use keel_application::tracking::TrackingPorts;
 use keel_domain::StoreError;
 use keel_domain::health::CacheProbe;
 use keel_domain::identity::ports::HashError;
-use keel_domain::rate_limit::Quota;
+use keel_domain::rate_limit::{Quota, RateLimiter};
 use keel_infrastructure::audit::SeaOrmAuditLog;
 use keel_infrastructure::clock::SystemClock;
 use keel_infrastructure::health::{InProcessCacheProbe, RedisCacheProbe, SqlDatabaseProbe};
@@ -27,7 +27,7 @@ use keel_infrastructure::identity::metrics::SqlUserMetricsQuery;
 use keel_infrastructure::identity::password::{Argon2Hasher, HashSettings};
 use keel_infrastructure::identity::sessions::SeaOrmSessionRepository;
 use keel_infrastructure::identity::users::SeaOrmUserRepository;
-use keel_infrastructure::rate_limit::InProcessRateLimiter;
+use keel_infrastructure::rate_limit::{InProcessRateLimiter, RedisRateLimiter};
 use keel_infrastructure::redis::{RedisError, create_pool};
 use keel_infrastructure::tracking::{
     SeaOrmCommentRepository, SeaOrmLabelRepository, SeaOrmMemberRepository, SeaOrmProjectRepository,
@@ -39,7 +39,10 @@ use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::config::{JwtSecret, Settings};
 use crate::extract::{json_config, path_config, payload_config, query_config};
-use crate::middleware::{Idempotency, X_REQUEST_ID_HEADER, idempotency, request_context, security_headers};
+use crate::middleware::{
+    Idempotency, RateLimitPolicy, X_REQUEST_ID_HEADER, idempotency, rate_limit, request_context,
+    security_headers,
+};
 use crate::state::AppState;
 use crate::{openapi, routes};
 
@@ -112,18 +115,25 @@ impl Application {
             );
         }
 
-        let cache_probe: Arc<dyn CacheProbe> = match &settings.redis_url {
-            Some(url) => Arc::new(RedisCacheProbe::new(
-                create_pool(url.expose_secret(), REDIS_POOL_SIZE, REDIS_TIMEOUT)?,
-                REDIS_TIMEOUT,
-            )),
+        // One pool for everything that talks to Redis.
+        let redis_pool = match &settings.redis_url {
+            Some(url) => Some(create_pool(url.expose_secret(), REDIS_POOL_SIZE, REDIS_TIMEOUT)?),
+            None => None,
+        };
+        let cache_probe: Arc<dyn CacheProbe> = match &redis_pool {
+            Some(pool) => Arc::new(RedisCacheProbe::new(pool.clone(), REDIS_TIMEOUT)),
             None => Arc::new(InProcessCacheProbe),
+        };
+        let limiter: Arc<dyn RateLimiter> = match &redis_pool {
+            Some(pool) => Arc::new(RedisRateLimiter::new(pool.clone(), &settings.cache.redis_prefix)),
+            None => Arc::new(InProcessRateLimiter::new()),
         };
         let database_probe = Arc::new(SqlDatabaseProbe::new(
             db.clone(),
             settings.database.acquire_timeout + Duration::from_secs(1),
         ));
-        let identity = identity_ports(&settings, &db)?;
+        let mut identity = identity_ports(&settings, &db)?;
+        identity.limiter = Arc::clone(&limiter);
         let idempotency_store = Arc::new(SeaOrmIdempotencyStore::new(db.clone()));
         let idempotency_purge = PurgeTask::spawn(
             idempotency_store.clone(),
@@ -136,6 +146,12 @@ impl Application {
                 idempotency_store,
                 Arc::clone(&identity.tokens),
                 Arc::clone(&identity.clock),
+            ),
+            rate_limits: RateLimitPolicy::new(
+                limiter,
+                Arc::clone(&identity.tokens),
+                quota(settings.rate_limits.anonymous),
+                quota(settings.rate_limits.user),
             ),
             tracking: tracking_ports(&db, &identity),
             identity,
@@ -158,6 +174,8 @@ impl Application {
                 // Inside CORS and the request context: replays get CORS headers and the
                 // request id, its refusals the contract's error shape.
                 .wrap(from_fn(idempotency))
+                // Likewise for 429s; outside idempotency, so a refused request claims no key.
+                .wrap(from_fn(rate_limit))
                 .wrap(cors(&cors_origins))
                 .wrap(from_fn(request_context))
                 .wrap(from_fn(security_headers))
@@ -207,7 +225,8 @@ impl Application {
     }
 }
 
-/// The identity use cases' ports on the production adapters.
+/// The identity use cases' ports on the production adapters, with an in-process login
+/// limiter (`Application::build` puts the shared one in its place).
 pub fn identity_ports(settings: &Settings, db: &Database) -> Result<IdentityPorts, StartupError> {
     let secret = match &settings.jwt_secret {
         JwtSecret::Configured(s) | JwtSecret::Generated(s) => s.expose_secret().as_bytes().to_vec(),
@@ -233,11 +252,15 @@ pub fn identity_ports(settings: &Settings, db: &Database) -> Result<IdentityPort
         clock: Arc::new(SystemClock),
         limiter: Arc::new(InProcessRateLimiter::new()),
         user_metrics: Arc::new(SqlUserMetricsQuery::new(db.clone())),
-        login_quota: Quota {
-            requests: settings.rate_limits.login.requests,
-            window: settings.rate_limits.login.window,
-        },
+        login_quota: quota(settings.rate_limits.login),
     })
+}
+
+fn quota(limit: crate::config::RateLimit) -> Quota {
+    Quota {
+        requests: limit.requests,
+        window: limit.window,
+    }
 }
 
 /// The tracking use cases' ports on the database, sharing the identity's users and clock.
