@@ -14,5 +14,6 @@ mod members;
 mod migrations;
 mod ops;
 mod projects;
+mod rate_limits;
 mod tasks;
 mod tracking_access;
