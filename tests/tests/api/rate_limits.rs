@@ -116,6 +116,35 @@ async fn the_anonymous_limit_answers_429_with_retry_after_and_the_error_shape() 
 }
 
 #[tokio::test]
+async fn a_refused_request_still_has_cors_headers_and_a_request_id() {
+    let app = spawn_app_with(|vars| {
+        vars.insert("KEEL_RATE_LIMIT_ANON".into(), "1/1m".into());
+        vars.insert("KEEL_CORS_ORIGINS".into(), "https://app.example.com".into());
+    })
+    .await;
+    let from_the_app = || {
+        app.client
+            .get(app.url("/api/v1/projects"))
+            .header("origin", "https://app.example.com")
+            .send()
+    };
+    assert_eq!(from_the_app().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let refused = from_the_app().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let headers = refused.headers();
+    assert_eq!(headers["access-control-allow-origin"], "https://app.example.com");
+    let exposed = headers["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for name in ["retry-after", "ratelimit-remaining", "x-request-id"] {
+        assert!(exposed.contains(name), "{name} not exposed: {exposed}");
+    }
+    assert!(headers.get("x-request-id").is_some());
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+}
+
+#[tokio::test]
 async fn a_user_is_counted_per_user_whatever_the_address() {
     let app = spawn_app_with(|vars| {
         vars.insert("KEEL_RATE_LIMIT_USER".into(), "3/1m".into());

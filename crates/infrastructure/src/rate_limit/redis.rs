@@ -253,7 +253,11 @@ impl RateLimiter for RedisRateLimiter {
                     return evaluation.decision;
                 }
                 Ok(Err(e)) => self.failed(&e),
-                Err(_) => self.failed(&format_args!("no answer within {} ms", self.timeout.as_millis())),
+                Err(_) => {
+                    // The connection may be half-open: the next probe starts on a fresh one.
+                    self.lock_connection().take();
+                    self.failed(&format_args!("no answer within {} ms", self.timeout.as_millis()));
+                }
             }
         }
         self.fallback.hit(key, quota).await
@@ -302,6 +306,30 @@ mod tests {
         let refused = limiter.hit("k", Q).await;
         assert!(!refused.allowed);
         assert!(refused.retry_after_secs >= 1);
+    }
+
+    #[tokio::test]
+    async fn a_redis_that_never_answers_costs_one_timeout_then_counting_goes_on_in_process() {
+        // Accepts connections and never answers, like a host behind a dropped route.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket);
+            }
+        });
+        let pool = create_pool(&format!("redis://127.0.0.1:{port}/"), 2, Duration::from_secs(5)).unwrap();
+        let limiter =
+            RedisRateLimiter::new(pool, "t").with_timing(Duration::from_millis(50), Duration::from_secs(60));
+        assert!(limiter.hit("k", Q).await.allowed);
+        assert!(limiter.degraded(), "the timeout counts as a failure");
+        assert_eq!(
+            limiter.hit("k", Q).await.remaining,
+            0,
+            "counted in-process, Redis not tried"
+        );
+        held.abort();
     }
 
     #[tokio::test]
