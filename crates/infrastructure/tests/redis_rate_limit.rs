@@ -133,8 +133,9 @@ async fn instances_share_counts_and_redis_holds_only_hashed_expiring_keys() {
     }
 }
 
-/// Not a test of behaviour: prints what one `hit` costs (run with `--ignored --nocapture`).
-#[tokio::test]
+/// Not a test of behaviour: prints what one `hit` costs, one at a time and with 64 callers
+/// at once (run with `--ignored --nocapture`; a debug build unless `--release`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a test"]
 async fn measure_the_cost_of_a_hit() {
     let Some(pool) = redis_pool("measure_the_cost_of_a_hit") else {
@@ -158,4 +159,23 @@ async fn measure_the_cost_of_a_hit() {
         let per_hit = started.elapsed() / N;
         eprintln!("{name}: {N} sequential hits, {per_hit:?} per hit");
     }
+    let redis = std::sync::Arc::new(redis);
+    let started = Instant::now();
+    let mut callers = tokio::task::JoinSet::new();
+    for caller in 0..64 {
+        let redis = std::sync::Arc::clone(&redis);
+        callers.spawn(async move {
+            for i in 0..N / 64 {
+                redis.hit(&format!("user:{caller}:{i}"), quota).await;
+            }
+        });
+    }
+    while callers.join_next().await.is_some() {}
+    let elapsed = started.elapsed();
+    eprintln!(
+        "redis: {} hits from 64 concurrent callers in {elapsed:?}, {:.0} hits/s",
+        N / 64 * 64,
+        f64::from(N / 64 * 64) / elapsed.as_secs_f64()
+    );
+    assert!(!redis.degraded());
 }
