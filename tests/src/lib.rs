@@ -9,6 +9,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use keel_api::startup::ServerHandle;
 use keel_api::{Application, Settings};
@@ -89,7 +90,8 @@ pub struct Account {
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
-    pub db: TestDatabase,
+    /// Shared by the instances of a [`spawn_cluster`].
+    pub db: Arc<TestDatabase>,
     handle: ServerHandle,
 }
 
@@ -119,6 +121,9 @@ pub fn base_vars(db: &TestDatabase) -> HashMap<String, String> {
         ("KEEL_ARGON2_MEMORY_KIB", "1024"),
         ("KEEL_ARGON2_ITERATIONS", "1"),
         ("KEEL_ARGON2_PARALLELISM", "1"),
+        // Every test comes from 127.0.0.1: only the rate-limit tests lower these.
+        ("KEEL_RATE_LIMIT_ANON", "1000000/15m"),
+        ("KEEL_RATE_LIMIT_USER", "1000000/15m"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -146,9 +151,30 @@ pub async fn spawn_app() -> TestApp {
 /// Starts a server whose configuration `customize` may change (the process environment is
 /// never read, so tests do not leak into each other).
 pub async fn spawn_app_with(customize: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
-    let db = TestDatabase::create().await.expect("create the test database");
+    let db = Arc::new(TestDatabase::create().await.expect("create the test database"));
     let mut vars = base_vars(&db);
     customize(&mut vars);
+    start(&vars, db).await
+}
+
+/// Starts `n` instances of the service with the same configuration — one database, one
+/// Redis and one `KEEL_REDIS_PREFIX` — as a deployment behind a load balancer would run.
+/// `customize` sees the shared variables once (point `REDIS_URL` at a [`TestRedis`] there).
+pub async fn spawn_cluster(n: usize, customize: impl FnOnce(&mut HashMap<String, String>)) -> Vec<TestApp> {
+    let db = Arc::new(TestDatabase::create().await.expect("create the test database"));
+    let mut vars = base_vars(&db);
+    vars.entry("KEEL_REDIS_PREFIX".into())
+        .or_insert_with(|| format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..16]));
+    customize(&mut vars);
+    let mut apps = Vec::with_capacity(n);
+    for _ in 0..n {
+        // One after the other: the first migrates, the others find nothing to do.
+        apps.push(start(&vars, Arc::clone(&db)).await);
+    }
+    apps
+}
+
+async fn start(vars: &HashMap<String, String>, db: Arc<TestDatabase>) -> TestApp {
     let settings = Settings::from_lookup(|k| vars.get(k).cloned()).expect("valid test settings");
     let app = Application::build(settings).await.expect("build the application");
     let address = format!("http://127.0.0.1:{}", app.port());
@@ -403,3 +429,6 @@ impl Drop for TestApp {
         drop(self.handle.stop(false));
     }
 }
+
+mod redis_server;
+pub use redis_server::TestRedis;

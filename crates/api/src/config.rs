@@ -75,6 +75,9 @@ pub struct RateLimits {
     pub anonymous: RateLimit,
     pub user: RateLimit,
     pub login: RateLimit,
+    /// `KEEL_RATE_LIMIT_ENABLED=false` turns the anonymous and per-user limits off (behind a
+    /// gateway that limits already, or to measure their cost); the login limit stays.
+    pub enabled: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -365,6 +368,7 @@ impl Settings {
             anonymous: rate_limit("KEEL_RATE_LIMIT_ANON", get("KEEL_RATE_LIMIT_ANON"), "100/15m")?,
             user: rate_limit("KEEL_RATE_LIMIT_USER", get("KEEL_RATE_LIMIT_USER"), "1000/15m")?,
             login: rate_limit("KEEL_RATE_LIMIT_LOGIN", get("KEEL_RATE_LIMIT_LOGIN"), "10/15m")?,
+            enabled: boolean("KEEL_RATE_LIMIT_ENABLED", get("KEEL_RATE_LIMIT_ENABLED"), true)?,
         };
 
         let trusted_proxies = list(get("KEEL_TRUSTED_PROXIES"))
@@ -601,6 +605,7 @@ mod tests {
             }
         );
         assert_eq!(s.rate_limits.user.requests, 1000);
+        assert!(s.rate_limits.enabled);
         assert_eq!(s.rate_limits.login.requests, 10);
         assert!(s.trusted_proxies.is_empty() && s.cors_origins.is_empty());
         assert!(!s.webhooks.allow_private);
@@ -677,6 +682,7 @@ mod tests {
             ),
             ("KEEL_RATE_LIMIT_LOGIN", "5/30s"),
             ("KEEL_RATE_LIMIT_USER", "2000/1h"),
+            ("KEEL_RATE_LIMIT_ENABLED", "false"),
             ("KEEL_AUTO_MIGRATE", "false"),
             ("KEEL_WEBHOOK_ALLOW_PRIVATE", "TRUE"),
             ("REDIS_URL", "redis://127.0.0.1:6379/2"),
@@ -697,6 +703,7 @@ mod tests {
             }
         );
         assert_eq!(s.rate_limits.user.window, Duration::from_secs(3600));
+        assert!(!s.rate_limits.enabled);
         assert!(!s.auto_migrate && s.webhooks.allow_private);
         assert!(s.redis_url.is_some());
         assert_eq!(s.bind.port(), 9000);

@@ -46,10 +46,15 @@ impl FromRequest for AuthUser {
 
 /// The token of an `Authorization: Bearer …` header (scheme case-insensitive).
 pub fn bearer_token(req: &HttpRequest) -> Option<String> {
+    bearer(req).map(str::to_owned)
+}
+
+/// [`bearer_token`], borrowed from the request (no allocation).
+pub fn bearer(req: &HttpRequest) -> Option<&str> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// Request id, client IP and user agent, for the audit log.

@@ -59,7 +59,7 @@ use crate::routes;
         routes::tasks::delete_comment_route,
     ),
     components(schemas(ErrorBody, ErrorDetail, keel_application::pagination::PageInfo, keel_application::pagination::CursorInfo)),
-    modifiers(&BearerAuth, &PolicyPatterns, &IdempotencyKeyHeader),
+    modifiers(&BearerAuth, &PolicyPatterns, &IdempotencyKeyHeader, &RateLimitHeaders),
     tags(
         (name = "operations", description = "Liveness, readiness, metrics and this document"),
         (name = "auth", description = "Accounts, sign-in, tokens and sessions"),
@@ -213,6 +213,89 @@ fn document_idempotency(operation: &mut utoipa::openapi::path::Operation) {
         .or_insert_with(|| RefOr::T(error_response("Invalid input, or a malformed `Idempotency-Key`")));
 }
 
+/// Documents the rate limits (see `crate::middleware::rate_limit`) on every operation but the
+/// exempt probes: `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` on every
+/// response, and a 429 with `Retry-After`. Route authors write nothing for it.
+#[derive(Debug)]
+pub struct RateLimitHeaders;
+
+impl Modify for RateLimitHeaders {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use crate::middleware::rate_limit::EXEMPT_PATHS;
+        for (path, item) in &mut openapi.paths.paths {
+            if EXEMPT_PATHS.contains(&path.as_str()) {
+                continue;
+            }
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                document_rate_limits(operation);
+            }
+        }
+    }
+}
+
+fn document_rate_limits(operation: &mut utoipa::openapi::path::Operation) {
+    use utoipa::openapi::{Header, ObjectBuilder, RefOr, Type};
+
+    const HEADERS: [(&str, &str); 3] = [
+        (
+            "RateLimit-Limit",
+            "Requests allowed per window for this client: per user with a valid access token, else per \
+             client address",
+        ),
+        (
+            "RateLimit-Remaining",
+            "Requests left in the current sliding window",
+        ),
+        (
+            "RateLimit-Reset",
+            "Seconds until every request counted so far has left the sliding window",
+        ),
+    ];
+    let seconds = |description: &str| {
+        RefOr::T(
+            Header::builder()
+                .schema(Some(
+                    ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)),
+                ))
+                .description(Some(description))
+                .build(),
+        )
+    };
+
+    let responses = &mut operation.responses.responses;
+    responses.entry("429".to_owned()).or_insert_with(|| {
+        RefOr::T(error_response(
+            "`RATE_LIMITED`: this client has used its requests for the window; retry after `Retry-After` seconds",
+        ))
+    });
+    for (status, response) in responses.iter_mut() {
+        let RefOr::T(response) = response else {
+            continue;
+        };
+        for (name, description) in HEADERS {
+            response
+                .headers
+                .entry(name.to_owned())
+                .or_insert_with(|| seconds(description));
+        }
+        if status == "429" {
+            response
+                .headers
+                .entry("Retry-After".to_owned())
+                .or_insert_with(|| seconds("Seconds to wait before the next request can be allowed"));
+        }
+    }
+}
+
 fn error_response(description: &str) -> utoipa::openapi::Response {
     use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
     ResponseBuilder::new()
@@ -363,6 +446,39 @@ mod tests {
         let register = &doc["paths"]["/api/v1/auth/register"]["post"];
         assert!(register.get("parameters").is_none());
         assert!(register["responses"].get("409").is_none());
+    }
+
+    #[test]
+    fn every_operation_but_the_probes_documents_the_rate_limit_headers_and_its_429() {
+        use crate::middleware::rate_limit::EXEMPT_PATHS;
+        let json: serde_json::Value = serde_json::from_str(&document_json().unwrap()).unwrap();
+        let mut checked = 0;
+        for (path, item) in json["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let responses = operation["responses"].as_object().unwrap();
+                if EXEMPT_PATHS.contains(&path.as_str()) {
+                    assert!(!responses.contains_key("429"), "{method} {path}");
+                    continue;
+                }
+                checked += 1;
+                let limited = &responses["429"];
+                assert_eq!(
+                    limited["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{method} {path}"
+                );
+                assert!(limited["headers"]["Retry-After"].is_object(), "{method} {path}");
+                for (status, response) in responses {
+                    for header in ["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"] {
+                        assert_eq!(
+                            response["headers"][header]["schema"]["type"], "integer",
+                            "{method} {path} {status} {header}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(checked > 30);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use actix_cors::Cors;
 use actix_web::dev::Server;
 pub use actix_web::dev::ServerHandle;
 use actix_web::http::header::{self, HeaderName};
-use actix_web::middleware::from_fn;
+use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use keel_application::cache::{Cache, NoCache};
 use keel_application::identity::IdentityPorts;
@@ -18,7 +18,7 @@ use keel_application::tracking::TrackingPorts;
 use keel_domain::StoreError;
 use keel_domain::health::CacheProbe;
 use keel_domain::identity::ports::HashError;
-use keel_domain::rate_limit::Quota;
+use keel_domain::rate_limit::{Quota, RateLimiter};
 use keel_infrastructure::audit::SeaOrmAuditLog;
 use keel_infrastructure::cache::redis::{RedisTier, RedisTierProbe};
 use keel_infrastructure::cache::{L1Settings, TieredCache};
@@ -30,7 +30,7 @@ use keel_infrastructure::identity::metrics::SqlUserMetricsQuery;
 use keel_infrastructure::identity::password::{Argon2Hasher, HashSettings};
 use keel_infrastructure::identity::sessions::SeaOrmSessionRepository;
 use keel_infrastructure::identity::users::SeaOrmUserRepository;
-use keel_infrastructure::rate_limit::InProcessRateLimiter;
+use keel_infrastructure::rate_limit::{InProcessRateLimiter, RedisRateLimiter};
 use keel_infrastructure::redis::{RedisError, create_pool};
 use keel_infrastructure::tracking::{
     SeaOrmCommentRepository, SeaOrmLabelRepository, SeaOrmMemberRepository, SeaOrmProjectRepository,
@@ -42,7 +42,10 @@ use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::config::{JwtSecret, Settings};
 use crate::extract::{json_config, path_config, payload_config, query_config};
-use crate::middleware::{Idempotency, X_REQUEST_ID_HEADER, idempotency, request_context, security_headers};
+use crate::middleware::{
+    Idempotency, RateLimitPolicy, X_REQUEST_ID_HEADER, idempotency, rate_limit, request_context,
+    security_headers,
+};
 use crate::state::AppState;
 use crate::{openapi, routes};
 
@@ -119,6 +122,15 @@ impl Application {
             );
         }
 
+        // One pool for everything that talks to Redis.
+        let redis_pool = match &settings.redis_url {
+            Some(url) => Some(create_pool(url.expose_secret(), REDIS_POOL_SIZE, REDIS_TIMEOUT)?),
+            None => None,
+        };
+        let limiter: Arc<dyn RateLimiter> = match &redis_pool {
+            Some(pool) => Arc::new(RedisRateLimiter::new(pool.clone(), &settings.cache.redis_prefix)),
+            None => Arc::new(InProcessRateLimiter::new()),
+        };
         let layers = settings.cache.layers;
         let l1 = L1Settings {
             ttl: settings.cache.l1_ttl,
@@ -127,16 +139,15 @@ impl Application {
             enabled: layers.l1,
         };
         let (cache, cache_probe, cache_subscriber): (Arc<dyn Cache>, Arc<dyn CacheProbe>, _) =
-            match &settings.redis_url {
+            match (&settings.redis_url, &redis_pool) {
                 _ if !layers.l1 && !layers.l2 => {
                     tracing::warn!("KEEL_CACHE_LAYERS=none: every read goes to the database");
                     (Arc::new(NoCache), Arc::new(InProcessCacheProbe), None)
                 }
-                Some(url) if layers.l2 => {
-                    let pool = create_pool(url.expose_secret(), REDIS_POOL_SIZE, REDIS_TIMEOUT)?;
+                (Some(url), Some(pool)) if layers.l2 => {
                     let generations = TieredCache::generations();
                     let tier = RedisTier::new(
-                        pool,
+                        pool.clone(),
                         url.expose_secret(),
                         &settings.cache.redis_prefix,
                         settings.cache.l2_ttl,
@@ -161,7 +172,8 @@ impl Application {
             db.clone(),
             settings.database.acquire_timeout + Duration::from_secs(1),
         ));
-        let identity = identity_ports(&settings, &db, cache)?;
+        let mut identity = identity_ports(&settings, &db, cache)?;
+        identity.limiter = Arc::clone(&limiter);
         let idempotency_store = Arc::new(SeaOrmIdempotencyStore::new(db.clone()));
         let idempotency_purge = PurgeTask::spawn(
             idempotency_store.clone(),
@@ -175,6 +187,12 @@ impl Application {
                 Arc::clone(&identity.tokens),
                 Arc::clone(&identity.clock),
             ),
+            rate_limits: RateLimitPolicy::new(
+                limiter,
+                Arc::clone(&identity.tokens),
+                quota(settings.rate_limits.anonymous),
+                quota(settings.rate_limits.user),
+            ),
             tracking: tracking_ports(&db, &identity),
             identity,
             trusted_proxies: settings.trusted_proxies.clone(),
@@ -186,6 +204,10 @@ impl Application {
         let listener = TcpListener::bind(settings.bind)?;
         let local = listener.local_addr()?;
         let cors_origins = settings.cors_origins.clone();
+        let rate_limits_on = settings.rate_limits.enabled;
+        if !rate_limits_on {
+            tracing::warn!("KEEL_RATE_LIMIT_ENABLED=false: no anonymous or per-user rate limits");
+        }
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -196,6 +218,8 @@ impl Application {
                 // Inside CORS and the request context: replays get CORS headers and the
                 // request id, its refusals the contract's error shape.
                 .wrap(from_fn(idempotency))
+                // Likewise for 429s; outside idempotency, so a refused request claims no key.
+                .wrap(Condition::new(rate_limits_on, from_fn(rate_limit)))
                 .wrap(cors(&cors_origins))
                 .wrap(from_fn(request_context))
                 .wrap(from_fn(security_headers))
@@ -249,7 +273,8 @@ impl Application {
     }
 }
 
-/// The identity use cases' ports on the production adapters, reading through `cache`.
+/// The identity use cases' ports on the production adapters, reading through `cache`, with
+/// an in-process login limiter (`Application::build` puts the shared one in its place).
 pub fn identity_ports(
     settings: &Settings,
     db: &Database,
@@ -280,11 +305,15 @@ pub fn identity_ports(
         limiter: Arc::new(InProcessRateLimiter::new()),
         user_metrics: Arc::new(SqlUserMetricsQuery::new(db.clone())),
         cache,
-        login_quota: Quota {
-            requests: settings.rate_limits.login.requests,
-            window: settings.rate_limits.login.window,
-        },
+        login_quota: quota(settings.rate_limits.login),
     })
+}
+
+fn quota(limit: crate::config::RateLimit) -> Quota {
+    Quota {
+        requests: limit.requests,
+        window: limit.window,
+    }
 }
 
 /// The tracking use cases' ports on the database, sharing the identity's users and clock.

@@ -8,7 +8,7 @@ use keel_application::readiness::CheckReadiness;
 use keel_application::tracking::TrackingPorts;
 use keel_infrastructure::{Database, Metrics};
 
-use crate::middleware::Idempotency;
+use crate::middleware::{Idempotency, RateLimitPolicy};
 
 #[derive(Debug)]
 pub struct AppState {
@@ -17,6 +17,8 @@ pub struct AppState {
     pub tracking: TrackingPorts,
     /// The `Idempotency-Key` middleware's store, token check and clock.
     pub idempotency: Idempotency,
+    /// The general rate limits' limiter, token check and quotas.
+    pub rate_limits: RateLimitPolicy,
     pub metrics: Arc<Metrics>,
     pub db: Database,
     pub trusted_proxies: Vec<IpNet>,

@@ -27,6 +27,7 @@ pub struct Metrics {
     auth_failures_total: IntCounterVec,
     cache_hits_total: IntCounterVec,
     cache_misses_total: IntCounterVec,
+    rate_limit_rejections_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -70,7 +71,19 @@ impl Metrics {
         )?;
         registry.register(Box::new(cache_hits_total.clone()))?;
         registry.register(Box::new(cache_misses_total.clone()))?;
+        let rate_limit_rejections_total = IntCounterVec::new(
+            Opts::new(
+                "rate_limit_rejections_total",
+                "Requests refused with 429 by policy (anonymous, user, login)",
+            ),
+            &["policy"],
+        )?;
+        // Present at 0 from the start, so a rate of rejections has a baseline.
+        for policy in ["anonymous", "user", "login"] {
+            rate_limit_rejections_total.with_label_values(&[policy]);
+        }
         registry.register(Box::new(auth_failures_total.clone()))?;
+        registry.register(Box::new(rate_limit_rejections_total.clone()))?;
         registry.register(Box::new(http_request_duration_seconds.clone()))?;
         registry.register(Box::new(http_requests_total.clone()))?;
         registry.register(Box::new(db_query_duration_seconds.clone()))?;
@@ -84,6 +97,7 @@ impl Metrics {
             auth_failures_total,
             cache_hits_total,
             cache_misses_total,
+            rate_limit_rejections_total,
         })
     }
 
@@ -123,6 +137,13 @@ impl Metrics {
         self.cache_misses_total.with_label_values(&[layer])
     }
 
+    /// One request refused with 429; `policy` is `anonymous`, `user` or `login`.
+    pub fn rate_limit_rejection(&self, policy: &str) {
+        self.rate_limit_rejections_total
+            .with_label_values(&[policy])
+            .inc();
+    }
+
     pub fn set_db_connections_active(&self, active: i64) {
         self.db_connections_active.set(active);
     }
@@ -148,6 +169,7 @@ mod tests {
         m.auth_failure("token_expired");
         m.cache_hits("l1").inc();
         m.cache_misses("l2").inc_by(2);
+        m.rate_limit_rejection("login");
         let text = m.render().unwrap();
         assert!(text.contains(
             r#"http_requests_total{method="GET",route="/api/v1/projects/{id}",status_code="200"} 1"#
@@ -160,6 +182,7 @@ mod tests {
         assert!(text.contains(r#"auth_failures_total{reason="token_expired"} 1"#));
         assert!(text.contains(r#"cache_hits_total{cache_layer="l1"} 1"#));
         assert!(text.contains(r#"cache_misses_total{cache_layer="l2"} 2"#));
+        assert!(text.contains(r#"rate_limit_rejections_total{policy="login"} 1"#));
     }
 
     #[test]

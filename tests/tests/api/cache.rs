@@ -43,40 +43,56 @@ async fn a_write_on_one_instance_is_read_on_the_other_thirty_times_in_a_row() {
     let owner = a.account("owner@example.com").await;
     let project = a.create_project(&owner.token, "CACHE").await;
     let pid = project["id"].as_str().unwrap().to_owned();
-    let task = a
-        .create_task(&owner.token, &pid, json!({"title": "first"}))
-        .await;
+    let task = a.create_task(&owner.token, &pid, json!({"title": "first"})).await;
     let tid = task["id"].as_str().unwrap().to_owned();
 
     for round in 0..30 {
         // Warm both instances' caches with the current state...
         let (reader, writer) = if round % 2 == 0 { (&b, &a) } else { (&a, &b) };
-        reader.get_ok(&format!("/api/v1/projects/{pid}"), &owner.token).await;
+        reader
+            .get_ok(&format!("/api/v1/projects/{pid}"), &owner.token)
+            .await;
         reader.get_ok(&format!("/api/v1/tasks/{tid}"), &owner.token).await;
         reader.get_ok("/api/v1/projects", &owner.token).await;
         // ...write on one...
         let name = format!("Cache project {round}");
         let title = format!("title {round}");
         let patched = writer
-            .patch_json(&format!("/api/v1/projects/{pid}"), &json!({"name": name}), &owner.token)
+            .patch_json(
+                &format!("/api/v1/projects/{pid}"),
+                &json!({"name": name}),
+                &owner.token,
+            )
             .await;
         assert_eq!(patched.status(), StatusCode::OK);
         let etag = patched.headers()["etag"].to_str().unwrap().to_owned();
         let patched = writer
-            .patch_json(&format!("/api/v1/tasks/{tid}"), &json!({"title": title}), &owner.token)
+            .patch_json(
+                &format!("/api/v1/tasks/{tid}"),
+                &json!({"title": title}),
+                &owner.token,
+            )
             .await;
         assert_eq!(patched.status(), StatusCode::OK);
         // ...and read on the other, at once.
         let read = reader
             .get_as(&format!("/api/v1/projects/{pid}"), &owner.token)
             .await;
-        assert_eq!(read.headers()["etag"].to_str().unwrap(), etag, "round {round}: project ETag");
+        assert_eq!(
+            read.headers()["etag"].to_str().unwrap(),
+            etag,
+            "round {round}: project ETag"
+        );
         let read: serde_json::Value = read.json().await.unwrap();
         assert_eq!(read["name"], name.as_str(), "round {round}: project");
         let read = reader.get_ok(&format!("/api/v1/tasks/{tid}"), &owner.token).await;
         assert_eq!(read["title"], title.as_str(), "round {round}: task");
         let list = reader.get_ok("/api/v1/projects", &owner.token).await;
-        assert_eq!(list["data"][0]["name"], name.as_str(), "round {round}: project list");
+        assert_eq!(
+            list["data"][0]["name"],
+            name.as_str(),
+            "round {round}: project list"
+        );
     }
 
     // The reads were served by the cache, not only by the database.
@@ -100,39 +116,58 @@ async fn membership_changes_on_one_instance_apply_on_the_other_at_once() {
 
     // Bob is a stranger on b (cached as "no role")...
     assert_eq!(b.get_as(&path, &bob.token).await.status(), StatusCode::NOT_FOUND);
-    assert_eq!(b.get_ok("/api/v1/projects", &bob.token).await["total"], 0);
+    assert_eq!(b.get_ok("/api/v1/projects", &bob.token).await["pagination"]["total"], 0);
     // ...is added on a, and sees the project on b at once, in his list too.
-    a.add_member(&owner.token, project["id"].as_str().unwrap(), "bob@example.com", "viewer")
-        .await;
+    a.add_member(
+        &owner.token,
+        project["id"].as_str().unwrap(),
+        "bob@example.com",
+        "viewer",
+    )
+    .await;
     let seen = b.get_ok(&path, &bob.token).await;
     assert_eq!(seen["myRole"], "viewer");
-    assert_eq!(b.get_ok("/api/v1/projects", &bob.token).await["total"], 1);
+    assert_eq!(b.get_ok("/api/v1/projects", &bob.token).await["pagination"]["total"], 1);
     // Promoted on b, he writes on a.
     let promoted = b
-        .patch_json(&format!("{path}/members/{}", bob.id), &json!({"role": "member"}), &owner.token)
+        .patch_json(
+            &format!("{path}/members/{}", bob.id),
+            &json!({"role": "member"}),
+            &owner.token,
+        )
         .await;
     assert_eq!(promoted.status(), StatusCode::OK);
     let created = a
-        .post_json(&format!("{path}/tasks"), &json!({"title": "by bob"}), Some(&bob.token))
+        .post_json(
+            &format!("{path}/tasks"),
+            &json!({"title": "by bob"}),
+            Some(&bob.token),
+        )
         .await;
     assert_eq!(created.status(), StatusCode::CREATED);
     // Removed on a, he is a stranger on b again.
-    let removed = a.delete_as(&format!("{path}/members/{}", bob.id), &owner.token).await;
+    let removed = a
+        .delete_as(&format!("{path}/members/{}", bob.id), &owner.token)
+        .await;
     assert_eq!(removed.status(), StatusCode::NO_CONTENT);
     assert_eq!(b.get_as(&path, &bob.token).await.status(), StatusCode::NOT_FOUND);
-    assert_eq!(b.get_ok("/api/v1/projects", &bob.token).await["total"], 0);
+    assert_eq!(b.get_ok("/api/v1/projects", &bob.token).await["pagination"]["total"], 0);
 }
 
 #[tokio::test]
 async fn a_logout_on_one_instance_is_refused_by_the_other_at_once() {
-    let Some(redis) = TestRedis::start_private("a_logout_on_one_instance_is_refused_by_the_other").await else {
+    let Some(redis) = TestRedis::start_private("a_logout_on_one_instance_is_refused_by_the_other").await
+    else {
         return;
     };
     let (a, b) = two_instances(&redis).await;
     let ann = a.account("ann@example.com").await;
     // b has the session cached.
     for _ in 0..3 {
-        assert_eq!(b.get_as("/api/v1/auth/profile", &ann.token).await.status(), StatusCode::OK);
+        assert_eq!(
+            b.get_as("/api/v1/auth/profile", &ann.token).await.status(),
+            StatusCode::OK
+        );
     }
     let out = a
         .post_json("/api/v1/auth/logout", &json!({}), Some(&ann.token))
@@ -151,12 +186,26 @@ async fn a_logout_on_one_instance_is_refused_by_the_other_at_once() {
         second["accessToken"].as_str().unwrap().to_owned(),
         third["accessToken"].as_str().unwrap().to_owned(),
     );
-    assert_eq!(a.get_as("/api/v1/auth/profile", &t2).await.status(), StatusCode::OK);
-    assert_eq!(a.get_as("/api/v1/auth/profile", &t3).await.status(), StatusCode::OK);
-    let all = b.post_json("/api/v1/auth/logout-all", &json!({}), Some(&t3)).await;
+    assert_eq!(
+        a.get_as("/api/v1/auth/profile", &t2).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        a.get_as("/api/v1/auth/profile", &t3).await.status(),
+        StatusCode::OK
+    );
+    let all = b
+        .post_json("/api/v1/auth/logout-all", &json!({}), Some(&t3))
+        .await;
     assert_eq!(all.status(), StatusCode::NO_CONTENT);
-    assert_eq!(a.get_as("/api/v1/auth/profile", &t2).await.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(a.get_as("/api/v1/auth/profile", &t3).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        a.get_as("/api/v1/auth/profile", &t2).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        a.get_as("/api/v1/auth/profile", &t3).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
@@ -178,16 +227,31 @@ async fn with_redis_stopped_no_request_fails_and_readiness_recovers_by_itself() 
     for round in 0..20 {
         for app in [&a, &b] {
             let read = app.get_as(&path, &owner.token).await;
-            assert_eq!(read.status(), StatusCode::OK, "read in round {round} with Redis down");
+            assert_eq!(
+                read.status(),
+                StatusCode::OK,
+                "read in round {round} with Redis down"
+            );
         }
         let write = a
-            .patch_json(&path, &json!({"description": format!("round {round}")}), &owner.token)
+            .patch_json(
+                &path,
+                &json!({"description": format!("round {round}")}),
+                &owner.token,
+            )
             .await;
-        assert_eq!(write.status(), StatusCode::OK, "write in round {round} with Redis down");
+        assert_eq!(
+            write.status(),
+            StatusCode::OK,
+            "write in round {round} with Redis down"
+        );
         degraded_seen |= readiness(&a).await == "degraded" && readiness(&b).await == "degraded";
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(degraded_seen, "readiness reports the cache degraded on both instances");
+    assert!(
+        degraded_seen,
+        "readiness reports the cache degraded on both instances"
+    );
     // Without the channel, an instance's L1 keeps a value at most 1 s.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let on_b = b.get_ok(&path, &owner.token).await;
@@ -205,6 +269,10 @@ async fn with_redis_stopped_no_request_fails_and_readiness_recovers_by_itself() 
         b.get_ok(&path, &owner.token).await;
         let write = a.patch_json(&path, &json!({"name": name}), &owner.token).await;
         assert_eq!(write.status(), StatusCode::OK);
-        assert_eq!(b.get_ok(&path, &owner.token).await["name"], name.as_str(), "round {round}");
+        assert_eq!(
+            b.get_ok(&path, &owner.token).await["name"],
+            name.as_str(),
+            "round {round}"
+        );
     }
 }

@@ -6,6 +6,7 @@
 
 mod admin;
 mod auth;
+mod cache;
 mod comments;
 mod conventions;
 mod idempotency;
@@ -14,5 +15,6 @@ mod members;
 mod migrations;
 mod ops;
 mod projects;
+mod rate_limits;
 mod tasks;
 mod tracking_access;

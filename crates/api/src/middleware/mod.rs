@@ -1,10 +1,13 @@
 //! Middleware applied to every request, outermost first: security headers, request
-//! context (request id, tracing span, metrics, error rendering), CORS, idempotency keys.
+//! context (request id, tracing span, metrics, error rendering), CORS, rate limits,
+//! idempotency keys.
 
 pub mod idempotency;
+pub mod rate_limit;
 mod request_context;
 mod security_headers;
 
 pub use idempotency::{IDEMPOTENCY_KEY, IDEMPOTENCY_REPLAYED, Idempotency, idempotency};
+pub use rate_limit::{RateLimitPolicy, rate_limit};
 pub use request_context::{ContractBody, RequestId, X_REQUEST_ID as X_REQUEST_ID_HEADER, request_context};
 pub use security_headers::security_headers;

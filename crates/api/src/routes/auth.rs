@@ -2,6 +2,7 @@
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
+use keel_application::AppError;
 use keel_application::identity::auth::login::{LoginInput, login};
 use keel_application::identity::auth::logout::{logout, logout_all};
 use keel_application::identity::auth::password::{ChangePasswordInput, change_password};
@@ -100,7 +101,7 @@ pub struct LoginBody {
         (status = 401, description = "`INVALID_CREDENTIALS`", body = ErrorBody),
         (status = 403, description = "`ACCOUNT_DISABLED`", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 429, description = "Too many attempts for this IP and e-mail", body = ErrorBody,
+        (status = 429, description = "Too many attempts for this IP and e-mail, or this client's general limit", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, body = ErrorBody)
     )
@@ -111,7 +112,13 @@ pub async fn login_route(
     body: JsonObject<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
     let LoginBody { email, password } = body.into_inner();
-    let view = login(&state.identity, LoginInput { email, password }, &ctx.0).await?;
+    let view = login(&state.identity, LoginInput { email, password }, &ctx.0)
+        .await
+        .inspect_err(|e| {
+            if matches!(e, AppError::RateLimited { .. }) {
+                state.metrics.rate_limit_rejection("login");
+            }
+        })?;
     Ok(HttpResponse::Ok().json(view))
 }
 

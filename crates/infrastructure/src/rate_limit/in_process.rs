@@ -1,9 +1,6 @@
-//! The in-process rate limiter: a sliding-window counter per key.
-//!
-//! The window is approximated the usual way (Cloudflare's): the count of the current fixed
-//! window plus the previous window's count weighted by how much of it still overlaps the
-//! sliding window. Exact enough for limits, O(1) memory per key. Keys idle for two windows
-//! are swept.
+//! The in-process rate limiter: a sliding-window counter per key (see [`super::window`]),
+//! used without Redis and as the Redis limiter's fallback. Each key's fixed windows start at
+//! its first request. Keys idle for two windows are swept.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use keel_domain::rate_limit::{Quota, RateDecision, RateLimiter};
+
+use super::window::{WindowState, decide};
 
 #[derive(Debug, Clone, Copy)]
 struct Window {
@@ -32,7 +31,7 @@ impl InProcessRateLimiter {
         Self::default()
     }
 
-    fn hit_at(&self, key: &str, quota: Quota, now: Instant) -> RateDecision {
+    pub(crate) fn hit_at(&self, key: &str, quota: Quota, now: Instant) -> RateDecision {
         let len = quota.window.max(Duration::from_millis(1));
         // A poisoned lock only means another thread panicked mid-update of a counter.
         let mut windows = self
@@ -42,45 +41,48 @@ impl InProcessRateLimiter {
         if windows.len() >= SWEEP_AT {
             windows.retain(|_, w| now.saturating_duration_since(w.started) < len * 2);
         }
-        let w = windows.entry(key.to_owned()).or_insert(Window {
+        let fresh = Window {
             started: now,
             current: 0,
             previous: 0,
-        });
+        };
+        // Looked up by `&str`: no allocation for a key already counted.
+        if !windows.contains_key(key) {
+            windows.insert(key.to_owned(), fresh);
+        }
+        let Some(w) = windows.get_mut(key) else {
+            // Just inserted under the lock; unreachable, and harmless: nothing counted.
+            return decide(
+                quota,
+                WindowState {
+                    previous: 0,
+                    current: 0,
+                    elapsed_ms: 0,
+                },
+            );
+        };
         let elapsed = now.saturating_duration_since(w.started);
         if elapsed >= len * 2 {
-            *w = Window {
-                started: now,
-                current: 0,
-                previous: 0,
-            };
+            *w = fresh;
         } else if elapsed >= len {
             w.previous = w.current;
             w.current = 0;
             w.started += len;
         }
-        let into = now.saturating_duration_since(w.started).as_secs_f64() / len.as_secs_f64();
-        let estimate = f64::from(w.previous) * (1.0 - into) + f64::from(w.current);
-        let until_window_end = len.saturating_sub(now.saturating_duration_since(w.started));
-        let reset_secs = until_window_end.as_secs().max(1);
-        if estimate + 1.0 > f64::from(quota.requests) {
-            return RateDecision {
-                allowed: false,
-                limit: quota.requests,
-                remaining: 0,
-                retry_after_secs: reset_secs,
-                reset_secs,
-            };
+        let elapsed_ms =
+            u64::try_from(now.saturating_duration_since(w.started).as_millis()).unwrap_or(u64::MAX);
+        let decision = decide(
+            quota,
+            WindowState {
+                previous: u64::from(w.previous),
+                current: u64::from(w.current),
+                elapsed_ms,
+            },
+        );
+        if decision.allowed {
+            w.current = w.current.saturating_add(1);
         }
-        w.current += 1;
-        let used = (estimate + 1.0).ceil() as u32;
-        RateDecision {
-            allowed: true,
-            limit: quota.requests,
-            remaining: quota.requests.saturating_sub(used),
-            retry_after_secs: 0,
-            reset_secs,
-        }
+        decision
     }
 }
 
@@ -110,7 +112,8 @@ mod tests {
         assert_eq!(remaining, [2, 1, 0]);
         let refused = l.hit_at("k", Q, t0 + Duration::from_secs(10));
         assert!(!refused.allowed);
-        assert_eq!(refused.retry_after_secs, 50);
+        // 50 s to the end of the window, then a third of the next (see `window`).
+        assert_eq!(refused.retry_after_secs, 70);
     }
 
     #[test]

@@ -1,0 +1,186 @@
+//! The general rate limits (SPEC §7, adr/0008): one limiter call per request.
+//!
+//! - A request whose bearer token verifies (signature and expiry only: no database) counts
+//!   for its user against the `user` quota, whatever address it comes from.
+//! - Every other request counts for its client address (`client_ip`: `X-Forwarded-For` only
+//!   from a trusted proxy) against the `anonymous` quota; IPv6 addresses count per /64, the
+//!   block one subscriber usually holds.
+//! - `/health`, `/ready` and `/metrics` are exempt: probes and scrapers must never be refused.
+//!
+//! Every other response carries `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`
+//! (seconds); a refusal is a 429 `RATE_LIMITED` with `Retry-After`, answered before the
+//! handler (and the idempotency middleware) runs. The login limit per address and e-mail is
+//! the login use case's, on the same limiter.
+//!
+//! It sits inside CORS and the request context, so a 429 has CORS headers, a request id and
+//! the contract's error shape.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{HttpRequest, HttpResponse, web};
+use ipnet::IpNet;
+use keel_application::AppError;
+use keel_domain::identity::ports::TokenService;
+use keel_domain::rate_limit::{Quota, RateDecision, RateLimiter};
+use keel_infrastructure::Metrics;
+
+use crate::error::ApiError;
+use crate::extractors::{bearer, client_ip};
+use crate::state::AppState;
+
+pub const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+pub const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+pub const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
+/// Paths never limited and answered without the headers.
+pub const EXEMPT_PATHS: [&str; 3] = ["/health", "/ready", "/metrics"];
+
+/// Which quota a request counted against: the `policy` label of `rate_limit_rejections_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    Anonymous,
+    User,
+}
+
+impl Policy {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Anonymous => "anonymous",
+            Self::User => "user",
+        }
+    }
+}
+
+/// The limiter, the token check and the quotas, wired at start-up (`AppState::rate_limits`).
+#[derive(Clone)]
+pub struct RateLimitPolicy {
+    limiter: Arc<dyn RateLimiter>,
+    tokens: Arc<dyn TokenService>,
+    anonymous: Quota,
+    user: Quota,
+}
+
+impl std::fmt::Debug for RateLimitPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimitPolicy")
+            .field("anonymous", &self.anonymous)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The middleware, for `App::wrap(from_fn(rate_limit))`: the state's [`RateLimitPolicy`].
+pub async fn rate_limit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    match req.app_data::<web::Data<AppState>>().cloned() {
+        Some(state) => {
+            state
+                .rate_limits
+                .handle(req, next, &state.trusted_proxies, Some(&state.metrics))
+                .await
+        }
+        None => Ok(next.call(req).await?.map_into_boxed_body()),
+    }
+}
+
+impl RateLimitPolicy {
+    pub fn new(
+        limiter: Arc<dyn RateLimiter>,
+        tokens: Arc<dyn TokenService>,
+        anonymous: Quota,
+        user: Quota,
+    ) -> Self {
+        Self {
+            limiter,
+            tokens,
+            anonymous,
+            user,
+        }
+    }
+
+    /// The middleware's work, given the trusted proxies and where to count refusals (tests
+    /// wrap an app with it directly).
+    pub async fn handle<B: MessageBody + 'static>(
+        &self,
+        req: ServiceRequest,
+        next: Next<B>,
+        trusted_proxies: &[IpNet],
+        metrics: Option<&Metrics>,
+    ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+        if EXEMPT_PATHS.contains(&req.path()) {
+            return Ok(next.call(req).await?.map_into_boxed_body());
+        }
+        let (policy, key) = self.classify(req.request(), trusted_proxies);
+        let quota = match policy {
+            Policy::Anonymous => self.anonymous,
+            Policy::User => self.user,
+        };
+        let decision = self.limiter.hit(&key, quota).await;
+        if !decision.allowed {
+            if let Some(metrics) = metrics {
+                metrics.rate_limit_rejection(policy.label());
+            }
+            let mut response = HttpResponse::from_error(ApiError::from(AppError::RateLimited {
+                retry_after_secs: decision.retry_after_secs,
+            }));
+            insert_headers(response.headers_mut(), &decision);
+            // Not `req.into_response`: it would drop the error that request_context renders.
+            return Ok(ServiceResponse::new(req.into_parts().0, response));
+        }
+        let mut response = next.call(req).await?.map_into_boxed_body();
+        insert_headers(response.headers_mut(), &decision);
+        Ok(response)
+    }
+
+    /// The policy and the limiter key of a request: `user:<id>` for a verified access token,
+    /// else `ip:<address>` (`ip:<prefix>/64` for IPv6, `ip:-` with no peer address).
+    pub fn classify(&self, req: &HttpRequest, trusted_proxies: &[IpNet]) -> (Policy, String) {
+        if let Some(claims) = bearer(req).and_then(|token| self.tokens.verify_access(token).ok()) {
+            return (Policy::User, format!("user:{}", claims.user_id));
+        }
+        let mut key = String::with_capacity(48);
+        key.push_str("ip:");
+        match client_ip(req, trusted_proxies).map(client_block) {
+            Some(IpAddr::V6(v6)) => {
+                let _ = write!(key, "{v6}/64");
+            }
+            Some(IpAddr::V4(v4)) => {
+                let _ = write!(key, "{v4}");
+            }
+            None => key.push('-'),
+        }
+        (Policy::Anonymous, key)
+    }
+}
+
+/// The address a client is counted by: IPv4 as is (IPv4-mapped IPv6 too), IPv6 cut to its
+/// /64, since one subscriber usually holds a whole /64 and could otherwise rotate addresses.
+fn client_block(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+fn insert_headers(headers: &mut HeaderMap, decision: &RateDecision) {
+    headers.insert(RATELIMIT_LIMIT, HeaderValue::from(decision.limit));
+    headers.insert(RATELIMIT_REMAINING, HeaderValue::from(decision.remaining));
+    headers.insert(RATELIMIT_RESET, HeaderValue::from(decision.reset_secs));
+}
+
+#[cfg(test)]
+mod tests;

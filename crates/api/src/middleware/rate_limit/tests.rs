@@ -1,0 +1,233 @@
+//! The middleware in front of a tiny app, on the in-process limiter and real JWTs.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use actix_web::dev::Service;
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::middleware::from_fn;
+use actix_web::test::{self, TestRequest};
+use actix_web::{App, HttpResponse};
+use keel_domain::identity::Role;
+use keel_domain::identity::ports::AccessClaims;
+use keel_infrastructure::identity::jwt::JwtTokenService;
+use keel_infrastructure::rate_limit::InProcessRateLimiter;
+use uuid::Uuid;
+
+use super::*;
+use crate::middleware::request_context;
+
+fn per_minute(requests: u32) -> Quota {
+    Quota {
+        requests,
+        window: Duration::from_secs(60),
+    }
+}
+
+fn tokens() -> Arc<JwtTokenService> {
+    Arc::new(JwtTokenService::new(
+        b"rate-limit-test-secret-0123456789abcdef",
+        Duration::from_secs(900),
+        Duration::from_secs(3600),
+    ))
+}
+
+fn token_for(tokens: &JwtTokenService, user_id: Uuid) -> String {
+    let claims = AccessClaims {
+        user_id,
+        session_id: Uuid::new_v4(),
+        role: Role::User,
+    };
+    tokens.issue_access(&claims, chrono::Utc::now()).0
+}
+
+fn policy(tokens: Arc<JwtTokenService>, anonymous: u32, user: u32) -> RateLimitPolicy {
+    RateLimitPolicy::new(
+        Arc::new(InProcessRateLimiter::new()),
+        tokens,
+        per_minute(anonymous),
+        per_minute(user),
+    )
+}
+
+fn peer(ip: &str) -> std::net::SocketAddr {
+    format!("{ip}:4000").parse().unwrap()
+}
+
+fn header_u64(response: &ServiceResponse<impl MessageBody>, name: &HeaderName) -> Option<u64> {
+    response.headers().get(name)?.to_str().ok()?.parse().ok()
+}
+
+macro_rules! app {
+    ($policy:expr, $calls:expr, $trusted:expr) => {{
+        let policy = $policy;
+        let trusted: Vec<IpNet> = $trusted;
+        test::init_service(
+            App::new()
+                .app_data($calls.clone())
+                .wrap(from_fn(move |req: ServiceRequest, next: Next<_>| {
+                    let policy = policy.clone();
+                    let trusted = trusted.clone();
+                    async move { policy.handle(req, next, &trusted, None).await }
+                }))
+                .wrap(from_fn(request_context))
+                .route("/api/v1/things", web::get().to(handler))
+                .route("/health", web::get().to(handler)),
+        )
+        .await
+    }};
+}
+
+async fn handler(calls: web::Data<AtomicUsize>) -> HttpResponse {
+    calls.fetch_add(1, Ordering::SeqCst);
+    HttpResponse::Ok().finish()
+}
+
+#[actix_web::test]
+async fn every_response_counts_down_and_the_request_over_the_limit_is_a_429_before_the_handler() {
+    let calls = web::Data::new(AtomicUsize::new(0));
+    let app = app!(policy(tokens(), 3, 100), calls, vec![]);
+    for expected in [2, 1, 0] {
+        let res = test::call_service(
+            &app,
+            TestRequest::get()
+                .uri("/api/v1/things")
+                .peer_addr(peer("203.0.113.5"))
+                .to_request(),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(header_u64(&res, &RATELIMIT_LIMIT), Some(3));
+        assert_eq!(header_u64(&res, &RATELIMIT_REMAINING), Some(expected));
+        assert!(header_u64(&res, &RATELIMIT_RESET).is_some_and(|s| s > 60 && s <= 120));
+    }
+    let res = test::call_service(
+        &app,
+        TestRequest::get()
+            .uri("/api/v1/things")
+            .peer_addr(peer("203.0.113.5"))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header_u64(&res, &RATELIMIT_REMAINING), Some(0));
+    let retry_after = header_u64(&res, &header::RETRY_AFTER).unwrap();
+    assert!(retry_after >= 60, "a full window must end first: {retry_after}");
+    assert!(header_u64(&res, &RATELIMIT_RESET).unwrap() >= retry_after);
+    let body: serde_json::Value = test::read_body_json(res).await;
+    assert_eq!(body["code"], "RATE_LIMITED");
+    assert_eq!(body["path"], "/api/v1/things");
+    assert!(body["requestId"].as_str().is_some_and(|id| !id.is_empty()));
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "the refused request never reached the handler"
+    );
+
+    // Another address has its own count; so do routes that 404.
+    let res = test::call_service(
+        &app,
+        TestRequest::get()
+            .uri("/nowhere")
+            .peer_addr(peer("203.0.113.6"))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_eq!(header_u64(&res, &RATELIMIT_REMAINING), Some(2));
+}
+
+#[actix_web::test]
+async fn a_verified_token_counts_per_user_whatever_the_address() {
+    let tokens = tokens();
+    let calls = web::Data::new(AtomicUsize::new(0));
+    let ann = token_for(&tokens, Uuid::new_v4());
+    let bob = token_for(&tokens, Uuid::new_v4());
+    let app = app!(policy(Arc::clone(&tokens), 1, 2), calls, vec![]);
+    let get = |token: Option<&str>, ip: &str| {
+        let mut req = TestRequest::get().uri("/api/v1/things").peer_addr(peer(ip));
+        if let Some(token) = token {
+            req = req.insert_header((header::AUTHORIZATION, format!("Bearer {token}")));
+        }
+        req.to_request()
+    };
+    let first = test::call_service(&app, get(Some(&ann), "198.51.100.1")).await;
+    assert_eq!(header_u64(&first, &RATELIMIT_LIMIT), Some(2), "the user quota");
+    assert_eq!(
+        test::call_service(&app, get(Some(&ann), "198.51.100.2"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let third = test::call_service(&app, get(Some(&ann), "198.51.100.3")).await;
+    assert_eq!(
+        third.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "three addresses, one user"
+    );
+    // Bob and the anonymous caller at Ann's first address are counted apart.
+    assert_eq!(
+        test::call_service(&app, get(Some(&bob), "198.51.100.1"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let anonymous = test::call_service(&app, get(None, "198.51.100.1")).await;
+    assert_eq!(anonymous.status(), StatusCode::OK);
+    assert_eq!(
+        header_u64(&anonymous, &RATELIMIT_LIMIT),
+        Some(1),
+        "the anonymous quota"
+    );
+    // A token that does not verify is anonymous: that address has used its one request.
+    let forged = test::call_service(&app, get(Some("not.a.jwt"), "198.51.100.1")).await;
+    assert_eq!(forged.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[actix_web::test]
+async fn probes_are_never_limited_and_carry_no_headers() {
+    let calls = web::Data::new(AtomicUsize::new(0));
+    let app = app!(policy(tokens(), 1, 1), calls, vec![]);
+    for _ in 0..5 {
+        let res = app
+            .call(
+                TestRequest::get()
+                    .uri("/health")
+                    .peer_addr(peer("203.0.113.5"))
+                    .to_request(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(res.headers().get(RATELIMIT_LIMIT).is_none());
+    }
+}
+
+#[test]
+fn addresses_come_from_forwarded_for_only_behind_trusted_proxies_and_ipv6_counts_per_64() {
+    let policy = policy(tokens(), 1, 1);
+    let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+    let key = |peer_ip: &str, xff: Option<&str>| {
+        let mut req = TestRequest::default().peer_addr(peer(peer_ip));
+        if let Some(xff) = xff {
+            req = req.insert_header(("x-forwarded-for", xff));
+        }
+        policy.classify(&req.to_http_request(), &trusted)
+    };
+    assert_eq!(
+        key("203.0.113.9", Some("1.2.3.4")),
+        (Policy::Anonymous, "ip:203.0.113.9".to_owned())
+    );
+    assert_eq!(key("10.0.0.2", Some("1.2.3.4")).1, "ip:1.2.3.4");
+    assert_eq!(key("10.0.0.2", None).1, "ip:10.0.0.2");
+    let v6 = |ip: &str| {
+        let req = TestRequest::default()
+            .peer_addr(format!("[{ip}]:4000").parse().unwrap())
+            .to_http_request();
+        policy.classify(&req, &[]).1
+    };
+    assert_eq!(v6("2001:db8:1:2:aaaa::1"), "ip:2001:db8:1:2::/64");
+    assert_eq!(v6("2001:db8:1:2:bbbb::7"), "ip:2001:db8:1:2::/64");
+    assert_eq!(v6("::ffff:192.0.2.1"), "ip:192.0.2.1");
+}
