@@ -82,13 +82,7 @@ bench_require_tools
 
 bench_build
 
-if (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
-    die "127.0.0.1:$PORT is already in use (set KEEL_BENCH_PORT)"
-fi
-
-SERVICES_STARTED=1
-env "${SERVICES_ENV[@]}" "$REPO/scripts/services.sh" start
-COMMANDS+=("$(show env "${SERVICES_ENV[@]}") scripts/services.sh start")
+bench_start_services
 
 KEEL_ENV_VARS=(
     KEEL_BIND="127.0.0.1:$PORT"
@@ -110,12 +104,7 @@ log "starting keel on $BASE"
 env "${KEEL_ENV_VARS[@]}" "$KEEL_BIN" >"$WORK/keel.log" 2>&1 &
 KEEL_PID=$!
 COMMANDS+=("$(show env "${KEEL_ENV_VARS[@]}") $(show "$KEEL_BIN") &")
-for ((i = 0; ; i++)); do
-    if curl -fsS -o /dev/null "$BASE/health" 2>/dev/null; then break; fi
-    kill -0 "$KEEL_PID" 2>/dev/null || die "keel exited during start-up"
-    ((i < 300)) || die "keel not healthy after 30 s"
-    sleep 0.1
-done
+bench_wait_healthy
 log "keel is up (pid $KEEL_PID)"
 
 proc_kib() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$KEEL_PID/status"; }
@@ -216,16 +205,7 @@ db_per_answer() {
             END { printf "%.2f (%s)\n", total / ok, parts }'
 }
 
-PG_POSTMASTER="$(head -n 1 "$(sed -n 's/^PG_DIR=//p' "$WORK/services/meta")/data/postmaster.pid")"
-REDIS_PID="$(head -n 1 "$WORK/services/redis/redis.pid")"
-IDLE_WAIT="${KEEL_BENCH_IDLE_WAIT_SECS:-120}"
-# Quiet = other processes used at most 10% of the CPUs over the last 5 s.
-OTHERS_BEFORE="$(others_pct_now 5)"
-for ((waited = 5; OTHERS_BEFORE > 10 && waited < IDLE_WAIT; waited += 5)); do
-    log "other processes use ${OTHERS_BEFORE}% of the CPUs; waiting for a quieter machine (${waited}/${IDLE_WAIT} s)"
-    OTHERS_BEFORE="$(others_pct_now 5)"
-done
-((OTHERS_BEFORE <= 10)) || log "warning: other processes still use ${OTHERS_BEFORE}% of the CPUs; the figures will show it"
+bench_wait_quiet
 
 # Warm-up (pool connections, caches); not reported.
 log "warm-up (3 s, not reported)"

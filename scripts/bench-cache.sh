@@ -55,14 +55,7 @@ trap 'exit 143' TERM
 
 bench_require_tools
 bench_build
-if (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
-    die "127.0.0.1:$PORT is already in use (set KEEL_BENCH_PORT)"
-fi
-SERVICES_STARTED=1
-env "${SERVICES_ENV[@]}" "$REPO/scripts/services.sh" start
-COMMANDS+=("$(show env "${SERVICES_ENV[@]}") scripts/services.sh start")
-PG_POSTMASTER="$(head -n 1 "$(sed -n 's/^PG_DIR=//p' "$WORK/services/meta")/data/postmaster.pid")"
-REDIS_PID="$(head -n 1 "$WORK/services/redis/redis.pid")"
+bench_start_services
 
 BASE_VARS=(
     KEEL_BIND="127.0.0.1:$PORT"
@@ -83,17 +76,11 @@ REDIS_VAR="REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
 
 # start_keel VAR=VALUE...: keel with the base variables plus these; waits until healthy.
 start_keel() {
-    local i
     bench_stop_keel
     env "${BASE_VARS[@]}" "$@" "$KEEL_BIN" >>"$WORK/keel.log" 2>&1 &
     KEEL_PID=$!
     COMMANDS+=("$(show env "${BASE_VARS[@]}" "$@") $(show "$KEEL_BIN") &")
-    for ((i = 0; ; i++)); do
-        if curl -fsS -o /dev/null "$BASE/health" 2>/dev/null; then break; fi
-        kill -0 "$KEEL_PID" 2>/dev/null || die "keel exited during start-up"
-        ((i < 300)) || die "keel not healthy after 30 s"
-        sleep 0.1
-    done
+    bench_wait_healthy
 }
 
 # api METHOD PATH [BODY]: prints the body; fails unless the status is 2xx.
@@ -148,7 +135,7 @@ request = function()
         -- 5 % writes: a priority change invalidates the task
         return wrk.format("PATCH", "/api/v1/tasks/" .. task,
             { ["Authorization"] = auth["Authorization"], ["Content-Type"] = "application/json" },
-            '{"priority":' .. (n % 5) .. '}')
+            '{"priority":' .. (math.floor(n / 20) % 5) .. '}')
     elseif r <= 8 then
         return wrk.format("GET", "/api/v1/projects/" .. project, auth)
     elseif r <= 15 then
@@ -178,12 +165,7 @@ row() {
     ROWS+=("| $label | $rps | $(ms "$(field "$name" p50)") | $(ms "$(field "$name" p99)") | $errs | L1 $h1/$m1, L2 $h2/$m2 | $stmts | $notes (other processes $(cat "$WORK/$name.others")% CPU) |")
 }
 
-IDLE_WAIT="${KEEL_BENCH_IDLE_WAIT_SECS:-120}"
-OTHERS_BEFORE="$(others_pct_now 5)"
-for ((waited = 5; OTHERS_BEFORE > 10 && waited < IDLE_WAIT; waited += 5)); do
-    log "other processes use ${OTHERS_BEFORE}% of the CPUs; waiting for a quieter machine (${waited}/${IDLE_WAIT} s)"
-    OTHERS_BEFORE="$(others_pct_now 5)"
-done
+bench_wait_quiet
 
 GET_PROJECT="$BASE/api/v1/projects/$PROJECT_ID"
 # scenario NAME LABEL NOTES URL VAR=VALUE...: restart keel so configured, warm up, measure.

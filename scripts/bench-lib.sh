@@ -2,7 +2,8 @@
 # defines log/die and the variables REPO, WORK, KEEL_BIN, KEEL_PID, SERVICES_STARTED,
 # SERVICES_ENV, CARGO_TARGET_DIR and the array COMMANDS before calling these.
 
-# Stops keel if it runs: SIGTERM, up to 10 s for the graceful shutdown, then SIGKILL.
+# Stops keel if it runs: SIGTERM, up to 10 s for the graceful shutdown, then SIGKILL. Never
+# fails (keel's exit status is not the caller's).
 bench_stop_keel() {
     local i
     if [[ -n "$KEEL_PID" ]] && kill -0 "$KEEL_PID" 2>/dev/null; then
@@ -12,9 +13,47 @@ bench_stop_keel() {
             kill -0 "$KEEL_PID" 2>/dev/null || break
             sleep 0.1
         done
-        kill -KILL "$KEEL_PID" 2>/dev/null
-        wait "$KEEL_PID" 2>/dev/null
+        kill -KILL "$KEEL_PID" 2>/dev/null || true
+        wait "$KEEL_PID" 2>/dev/null || true
     fi
+    return 0
+}
+
+# Fails unless 127.0.0.1:$PORT is free; starts the private PostgreSQL + Redis
+# (SERVICES_ENV) and sets PG_DIR, PG_POSTMASTER and REDIS_PID.
+bench_start_services() {
+    if (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+        die "127.0.0.1:$PORT is already in use (set KEEL_BENCH_PORT)"
+    fi
+    SERVICES_STARTED=1
+    env "${SERVICES_ENV[@]}" "$REPO/scripts/services.sh" start
+    COMMANDS+=("$(show env "${SERVICES_ENV[@]}") scripts/services.sh start")
+    PG_DIR="$(sed -n 's/^PG_DIR=//p' "$WORK/services/meta")"
+    PG_POSTMASTER="$(head -n 1 "$PG_DIR/data/postmaster.pid")"
+    REDIS_PID="$(head -n 1 "$WORK/services/redis/redis.pid")"
+}
+
+# Waits (30 s at most) until the keel started as KEEL_PID answers /health.
+bench_wait_healthy() {
+    local i
+    for ((i = 0; ; i++)); do
+        if curl -fsS -o /dev/null "$BASE/health" 2>/dev/null; then return 0; fi
+        kill -0 "$KEEL_PID" 2>/dev/null || die "keel exited during start-up"
+        ((i < 300)) || die "keel not healthy after 30 s"
+        sleep 0.1
+    done
+}
+
+# Waits (KEEL_BENCH_IDLE_WAIT_SECS, default 120) until other processes use at most 10 % of the
+# CPUs over 5 s; sets OTHERS_BEFORE to the last share measured.
+bench_wait_quiet() {
+    local idle_wait="${KEEL_BENCH_IDLE_WAIT_SECS:-120}" waited
+    OTHERS_BEFORE="$(others_pct_now 5)"
+    for ((waited = 5; OTHERS_BEFORE > 10 && waited < idle_wait; waited += 5)); do
+        log "other processes use ${OTHERS_BEFORE}% of the CPUs; waiting for a quieter machine (${waited}/${idle_wait} s)"
+        OTHERS_BEFORE="$(others_pct_now 5)"
+    done
+    ((OTHERS_BEFORE <= 10)) || log "warning: other processes still use ${OTHERS_BEFORE}% of the CPUs; the figures will show it"
 }
 
 # The end of every run, whatever happened: keel and the private services stopped, keel's last

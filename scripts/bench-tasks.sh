@@ -82,14 +82,7 @@ command -v python3 >/dev/null 2>&1 || die "python3 is required (it turns the sta
 
 bench_build
 
-if (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
-    die "127.0.0.1:$PORT is already in use (set KEEL_BENCH_PORT)"
-fi
-
-SERVICES_STARTED=1
-env "${SERVICES_ENV[@]}" "$REPO/scripts/services.sh" start
-COMMANDS+=("$(show env "${SERVICES_ENV[@]}") scripts/services.sh start")
-PG_DIR="$(sed -n 's/^PG_DIR=//p' "$WORK/services/meta")"
+bench_start_services
 PG_LOG="$PG_DIR/postgres.log"
 PSQL=("$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U keel -d keel)
 
@@ -146,12 +139,7 @@ log "starting keel on $BASE"
 env "${KEEL_ENV_VARS[@]}" "$KEEL_BIN" >"$WORK/keel.log" 2>&1 &
 KEEL_PID=$!
 COMMANDS+=("$(show env "${KEEL_ENV_VARS[@]}") $(show "$KEEL_BIN") &")
-for ((i = 0; ; i++)); do
-    if curl -fsS -o /dev/null "$BASE/health" 2>/dev/null; then break; fi
-    kill -0 "$KEEL_PID" 2>/dev/null || die "keel exited during start-up"
-    ((i < 300)) || die "keel not healthy after 30 s"
-    sleep 0.1
-done
+bench_wait_healthy
 log "keel is up (pid $KEEL_PID)"
 
 write_stats_lua
@@ -272,8 +260,6 @@ done
 # CPU accounting and wrk (scripts/bench-lib.sh): this run's processes
 # ---------------------------------------------------------------------------------------------
 
-PG_POSTMASTER="$(head -n 1 "$PG_DIR/data/postmaster.pid")"
-REDIS_PID="$(head -n 1 "$WORK/services/redis/redis.pid")"
 
 ROUTE_OK='route="/api/v1/projects/{id}/tasks",status_code="200"'
 # row NAME LABEL NOTES
@@ -301,13 +287,7 @@ row() {
     ROWS+=("| $label | $rps | $(ms "$(field "$name" p50)") | $(ms "$(field "$name" p95)") | $(ms "$(field "$name" p99)") | $verdict | $err_text | $server ms / $db_all ms / $db_list ms ($stmts statements) | $notes ($req requests in $(awk -v d="$dur" 'BEGIN { printf "%.1f", d / 1e6 }') s; other processes $(cat "$WORK/$name.others")% CPU) |")
 }
 
-IDLE_WAIT="${KEEL_BENCH_IDLE_WAIT_SECS:-120}"
-OTHERS_BEFORE="$(others_pct_now 5)"
-for ((waited = 5; OTHERS_BEFORE > 10 && waited < IDLE_WAIT; waited += 5)); do
-    log "other processes use ${OTHERS_BEFORE}% of the CPUs; waiting for a quieter machine (${waited}/${IDLE_WAIT} s)"
-    OTHERS_BEFORE="$(others_pct_now 5)"
-done
-((OTHERS_BEFORE <= 10)) || log "warning: other processes still use ${OTHERS_BEFORE}% of the CPUs; the figures will show it"
+bench_wait_quiet
 
 log "warm-up (3 s, not reported)"
 login

@@ -12,6 +12,9 @@ use sea_orm::{ConnectOptions, DatabaseConnection, DbBackend, DbErr, RuntimeErr, 
 use crate::metrics::Metrics;
 
 /// Pool settings, from configuration.
+/// A pooled connection idle for longer than this is pinged before it is lent.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone)]
 pub struct DbSettings {
     pub url: String,
@@ -46,6 +49,10 @@ impl Database {
             .min_connections(settings.min_connections)
             .connect_timeout(settings.connect_timeout)
             .acquire_timeout(settings.acquire_timeout)
+            // sqlx pings every connection it lends by default: one more round trip per
+            // statement. Only a connection idle for a while is checked; one that broke since
+            // its last use fails its statement, which answers 503 like any outage.
+            .test_before_acquire_if_idle_for(IDLE_BEFORE_PING)
             .sqlx_logging(false)
             .connect_lazy(backend == DbBackend::Postgres)
             .map_sqlx_sqlite_opts(|o| {

@@ -116,7 +116,10 @@ async fn membership_changes_on_one_instance_apply_on_the_other_at_once() {
 
     // Bob is a stranger on b (cached as "no role")...
     assert_eq!(b.get_as(&path, &bob.token).await.status(), StatusCode::NOT_FOUND);
-    assert_eq!(b.get_ok("/api/v1/projects", &bob.token).await["pagination"]["total"], 0);
+    assert_eq!(
+        b.get_ok("/api/v1/projects", &bob.token).await["pagination"]["total"],
+        0
+    );
     // ...is added on a, and sees the project on b at once, in his list too.
     a.add_member(
         &owner.token,
@@ -127,7 +130,10 @@ async fn membership_changes_on_one_instance_apply_on_the_other_at_once() {
     .await;
     let seen = b.get_ok(&path, &bob.token).await;
     assert_eq!(seen["myRole"], "viewer");
-    assert_eq!(b.get_ok("/api/v1/projects", &bob.token).await["pagination"]["total"], 1);
+    assert_eq!(
+        b.get_ok("/api/v1/projects", &bob.token).await["pagination"]["total"],
+        1
+    );
     // Promoted on b, he writes on a.
     let promoted = b
         .patch_json(
@@ -151,7 +157,10 @@ async fn membership_changes_on_one_instance_apply_on_the_other_at_once() {
         .await;
     assert_eq!(removed.status(), StatusCode::NO_CONTENT);
     assert_eq!(b.get_as(&path, &bob.token).await.status(), StatusCode::NOT_FOUND);
-    assert_eq!(b.get_ok("/api/v1/projects", &bob.token).await["pagination"]["total"], 0);
+    assert_eq!(
+        b.get_ok("/api/v1/projects", &bob.token).await["pagination"]["total"],
+        0
+    );
 }
 
 #[tokio::test]
