@@ -151,7 +151,8 @@ others_pct() {
         -v t="$TICKS" -v n="$(nproc)" 'BEGIN { v = 100 * d / (s * t * n); if (v < 0) v = 0; printf "%.0f\n", v }' >"$WORK/$1.others"
 }
 
-metrics() { curl -fsS "$BASE/metrics"; }
+# keel's /metrics (nothing while NO_METRICS is set: a server without them is measured).
+metrics() { if [[ -n "${NO_METRICS:-}" ]]; then echo; else curl -fsS "$BASE/metrics"; fi; }
 # Sums the samples of metric $1 whose labels contain $2 (a fixed string; empty: all).
 metric_sum() {
     awk -v m="$1" -v l="$2" 'index($0, m "{") == 1 && (l == "" || index($0, l)) { s += $NF } END { printf "%.6f\n", s }'
