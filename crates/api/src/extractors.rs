@@ -11,11 +11,12 @@ use futures::future::LocalBoxFuture;
 use ipnet::IpNet;
 use keel_application::AppError;
 use keel_application::context::RequestMeta;
-use keel_application::identity::auth::authenticate::authenticate;
+use keel_application::identity::auth::authenticate::{authenticate, authenticate_verified};
 use keel_domain::identity::Principal;
 
 use crate::error::ApiError;
 use crate::middleware::RequestId;
+use crate::middleware::rate_limit::VerifiedAccess;
 use crate::state::AppState;
 
 const MAX_USER_AGENT: usize = 512;
@@ -32,13 +33,19 @@ impl FromRequest for AuthUser {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let token = bearer_token(req);
+        let verified = req.extensions().get::<VerifiedAccess>().copied();
         Box::pin(async move {
             let state =
                 state.ok_or_else(|| ApiError::from(AppError::internal("application state missing")))?;
-            let token = token.ok_or(ApiError::from(AppError::Unauthorized))?;
-            let principal = authenticate(&state.identity, &token)
-                .await
-                .map_err(ApiError::from)?;
+            let principal = match (verified, token) {
+                // The rate limiter verified this request's token already.
+                (Some(VerifiedAccess(claims)), Some(_)) => {
+                    authenticate_verified(&state.identity, claims).await
+                }
+                (None, Some(token)) => authenticate(&state.identity, &token).await,
+                (_, None) => Err(AppError::Unauthorized),
+            }
+            .map_err(ApiError::from)?;
             Ok(AuthUser(principal))
         })
     }

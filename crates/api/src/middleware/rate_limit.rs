@@ -23,10 +23,10 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use ipnet::IpNet;
 use keel_application::AppError;
-use keel_domain::identity::ports::TokenService;
+use keel_domain::identity::ports::{AccessClaims, TokenService};
 use keel_domain::rate_limit::{Quota, RateDecision, RateLimiter};
 use keel_infrastructure::Metrics;
 
@@ -37,6 +37,10 @@ use crate::state::AppState;
 pub const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 pub const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
 pub const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
+/// The claims of this request's access token, verified by the limiter (signature, expiry).
+#[derive(Debug, Clone, Copy)]
+pub struct VerifiedAccess(pub AccessClaims);
 
 /// Paths never limited and answered without the headers.
 pub const EXEMPT_PATHS: [&str; 3] = ["/health", "/ready", "/metrics"];
@@ -144,6 +148,8 @@ impl RateLimitPolicy {
     /// else `ip:<address>` (`ip:<prefix>/64` for IPv6, `ip:-` with no peer address).
     pub fn classify(&self, req: &HttpRequest, trusted_proxies: &[IpNet]) -> (Policy, String) {
         if let Some(claims) = bearer(req).and_then(|token| self.tokens.verify_access(token).ok()) {
+            // `AuthUser` takes them from here rather than verifying the token again.
+            req.extensions_mut().insert(VerifiedAccess(claims));
             return (Policy::User, format!("user:{}", claims.user_id));
         }
         let mut key = String::with_capacity(48);

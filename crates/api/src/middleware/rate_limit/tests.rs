@@ -231,3 +231,24 @@ fn addresses_come_from_forwarded_for_only_behind_trusted_proxies_and_ipv6_counts
     assert_eq!(v6("2001:db8:1:2:bbbb::7"), "ip:2001:db8:1:2::/64");
     assert_eq!(v6("::ffff:192.0.2.1"), "ip:192.0.2.1");
 }
+
+#[test]
+fn a_verified_token_leaves_its_claims_for_authentication_and_a_bad_one_does_not() {
+    let tokens = tokens();
+    let policy = policy(Arc::clone(&tokens), 1, 1);
+    let user = Uuid::now_v7();
+    let good = TestRequest::default()
+        .peer_addr(peer("203.0.113.9"))
+        .insert_header(("authorization", format!("Bearer {}", token_for(&tokens, user))))
+        .to_http_request();
+    assert_eq!(policy.classify(&good, &[]).0, Policy::User);
+    let verified = good.extensions().get::<VerifiedAccess>().copied();
+    assert_eq!(verified.map(|v| v.0.user_id), Some(user));
+
+    let forged = TestRequest::default()
+        .peer_addr(peer("203.0.113.9"))
+        .insert_header(("authorization", "Bearer not-a-token"))
+        .to_http_request();
+    assert_eq!(policy.classify(&forged, &[]).0, Policy::Anonymous);
+    assert!(forged.extensions().get::<VerifiedAccess>().is_none());
+}

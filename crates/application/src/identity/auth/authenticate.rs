@@ -6,6 +6,7 @@
 //! without a database round trip per request.
 
 use chrono::{DateTime, Utc};
+use keel_domain::identity::ports::AccessClaims;
 use keel_domain::identity::{Principal, Role, Session, User, UserStatus};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -50,6 +51,15 @@ impl From<User> for UserState {
 
 pub async fn authenticate(ports: &IdentityPorts, access_token: &str) -> Result<Principal, AppError> {
     let claims = ports.tokens.verify_access(access_token)?;
+    authenticate_verified(ports, claims).await
+}
+
+/// [`authenticate`] for a token whose signature and expiry were verified already in this
+/// request (the rate limiter does, to count per user): the session and user checks.
+pub async fn authenticate_verified(
+    ports: &IdentityPorts,
+    claims: AccessClaims,
+) -> Result<Principal, AppError> {
     let now = ports.clock.now();
     let session = cached(
         ports.cache.as_ref(),
