@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use deadpool_redis::Pool;
+use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{self, AsyncCommands, Script};
 use futures::StreamExt;
 use keel_application::cache::CacheKey;
@@ -29,6 +30,7 @@ use keel_domain::health::{CacheProbe, ComponentStatus};
 use tokio::task::JoinHandle;
 
 use super::{Generations, L2Read, SharedTier};
+use crate::redis::SharedConnection;
 
 /// A Redis command slower than this counts as a failure (the request goes on without L2).
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(250);
@@ -77,7 +79,8 @@ pub type RedisUrlError = redis::RedisError;
 
 /// The shared tier.
 pub struct RedisTier {
-    pool: Pool,
+    /// Reads, fills and invalidations: one multiplexed socket (one round trip each).
+    connection: SharedConnection,
     client: redis::Client,
     prefix: String,
     channel: String,
@@ -119,7 +122,7 @@ impl RedisTier {
         generations: Arc<Generations>,
     ) -> Result<Arc<Self>, redis::RedisError> {
         Ok(Arc::new(Self {
-            pool,
+            connection: SharedConnection::new(pool),
             client: redis::Client::open(url)?,
             prefix: prefix.to_owned(),
             channel: format!("{prefix}:cache"),
@@ -175,16 +178,20 @@ impl RedisTier {
         }
     }
 
+    /// Runs `command` within the timeout; any failure drops the shared connection (it may be
+    /// half-open), so the next command starts on a fresh one.
     async fn run<T>(&self, command: impl Future<Output = Result<T, redis::RedisError>>) -> Result<T, String> {
-        match tokio::time::timeout(COMMAND_TIMEOUT, command).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("timed out after {} ms", COMMAND_TIMEOUT.as_millis())),
-        }
+        let failure = match tokio::time::timeout(COMMAND_TIMEOUT, command).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("timed out after {} ms", COMMAND_TIMEOUT.as_millis()),
+        };
+        self.connection.reset();
+        Err(failure)
     }
 
-    async fn connection(&self) -> Result<deadpool_redis::Connection, String> {
-        match tokio::time::timeout(COMMAND_TIMEOUT, self.pool.get()).await {
+    async fn connection(&self) -> Result<MultiplexedConnection, String> {
+        match tokio::time::timeout(COMMAND_TIMEOUT, self.connection.get()).await {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("no connection within the timeout".into()),

@@ -15,20 +15,18 @@
 //! per back-off rather than one per request; after it, one request probes Redis again. One
 //! warning per outage, one info line on recovery.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use deadpool_redis::Pool;
 use deadpool_redis::redis::Script;
-use deadpool_redis::redis::aio::MultiplexedConnection;
-use deadpool_redis::{Connection, Pool};
 use keel_domain::rate_limit::{Quota, RateDecision, RateLimiter};
 use sha2::{Digest, Sha256};
 
 use super::in_process::InProcessRateLimiter;
 use super::window::{WindowState, decide, window_ms};
-use crate::redis::RedisError;
+use crate::redis::{RedisError, SharedConnection};
 
 /// How long one hit may wait for Redis before it is counted in-process.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
@@ -64,9 +62,8 @@ return {admitted, previous, current, elapsed}
 ";
 
 pub struct RedisRateLimiter {
-    pool: Pool,
-    /// Taken from the pool on first use and after a failure; clones share one socket.
-    connection: Mutex<Option<MultiplexedConnection>>,
+    /// One socket for every hit, taken from the pool on first use and after a failure.
+    connection: SharedConnection,
     prefix: String,
     script: Script,
     timeout: Duration,
@@ -102,8 +99,7 @@ impl RedisRateLimiter {
     /// A limiter on `pool` whose keys start with `prefix` (`KEEL_REDIS_PREFIX`).
     pub fn new(pool: Pool, prefix: &str) -> Self {
         Self {
-            pool,
-            connection: Mutex::new(None),
+            connection: SharedConnection::new(pool),
             prefix: prefix.to_owned(),
             script: Script::new(SCRIPT),
             timeout: DEFAULT_TIMEOUT,
@@ -152,7 +148,7 @@ impl RedisRateLimiter {
         quota: Quota,
         now_ms: Option<u64>,
     ) -> Result<Evaluation, RedisError> {
-        let mut conn = self.connection().await?;
+        let mut conn = self.connection.get().await?;
         let mut invocation = self.script.key(self.redis_key(key));
         invocation.arg(quota.requests).arg(window_ms(quota));
         if let Some(now) = now_ms {
@@ -163,7 +159,7 @@ impl RedisRateLimiter {
             Ok(reply) => reply,
             Err(e) => {
                 // Whatever went wrong, the next attempt starts on a fresh connection.
-                self.lock_connection().take();
+                self.connection.reset();
                 return Err(e.into());
             }
         };
@@ -177,22 +173,6 @@ impl RedisRateLimiter {
         // same integer arithmetic, so they agree (the integration tests check it).
         decision.allowed = admitted == 1;
         Ok(Evaluation { decision, state })
-    }
-
-    async fn connection(&self) -> Result<MultiplexedConnection, RedisError> {
-        if let Some(conn) = self.lock_connection().as_ref() {
-            return Ok(conn.clone());
-        }
-        let conn = Connection::take(self.pool.get().await?);
-        *self.lock_connection() = Some(conn.clone());
-        Ok(conn)
-    }
-
-    fn lock_connection(&self) -> std::sync::MutexGuard<'_, Option<MultiplexedConnection>> {
-        // A poisoned lock only means a panic while swapping a handle: the value is whole.
-        self.connection
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn now_ms(&self) -> u64 {
@@ -255,7 +235,7 @@ impl RateLimiter for RedisRateLimiter {
                 Ok(Err(e)) => self.failed(&e),
                 Err(_) => {
                     // The connection may be half-open: the next probe starts on a fresh one.
-                    self.lock_connection().take();
+                    self.connection.reset();
                     self.failed(&format_args!("no answer within {} ms", self.timeout.as_millis()));
                 }
             }
