@@ -39,39 +39,9 @@ FLOOD_CONNS="${KEEL_BENCH_FLOOD_CONNS:-64}"
 BASE="http://127.0.0.1:$PORT"
 KEEL_BIN="$CARGO_TARGET_DIR/release/keel"
 
-WORK="$(mktemp -d /tmp/keel-bench.XXXXXX)"
-# A state directory of its own: scripts/services.sh stop removes it, and must not remove the
-# one `make services-up` or the integration tests use.
-SERVICES_ENV=(KEEL_SERVICES_DIR="$WORK/services" KEEL_PG_PORT="$PG_PORT" KEEL_REDIS_PORT="$REDIS_PORT")
-KEEL_PID=""
-SERVICES_STARTED=0
-BG_PIDS=()
-COMMANDS=()
-ROWS=()
-
 # shellcheck source=scripts/bench-lib.sh
 source "$REPO/scripts/bench-lib.sh"
-
-log() { printf 'bench-auth: %s\n' "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
-
-cleanup() {
-    local rc=$? pid i
-    set +e
-    for pid in "${BG_PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null
-    done
-    for pid in "${BG_PIDS[@]}"; do
-        wait "$pid" 2>/dev/null
-    done
-    bench_finish "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_init bench-auth
 
 
 # ---------------------------------------------------------------------------------------------

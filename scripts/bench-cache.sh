@@ -33,25 +33,9 @@ CONNS="${KEEL_BENCH_CONNS:-32}"
 BASE="http://127.0.0.1:$PORT"
 KEEL_BIN="$CARGO_TARGET_DIR/release/keel"
 
-WORK="$(mktemp -d /tmp/keel-bench-cache.XXXXXX)"
-SERVICES_ENV=(KEEL_SERVICES_DIR="$WORK/services" KEEL_PG_PORT="$PG_PORT" KEEL_REDIS_PORT="$REDIS_PORT")
-KEEL_PID=""
-SERVICES_STARTED=0
-COMMANDS=()
-ROWS=()
-
 # shellcheck source=scripts/bench-lib.sh
 source "$REPO/scripts/bench-lib.sh"
-
-log() { printf 'bench-cache: %s\n' "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
-cleanup() { bench_finish $?; }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_init bench-cache
 
 bench_require_tools
 bench_build

@@ -1,6 +1,30 @@
 # Shared by scripts/bench-auth.sh, bench-tasks.sh and bench-cache.sh (sourced, not run). The caller
-# defines log/die and the variables REPO, WORK, KEEL_BIN, KEEL_PID, SERVICES_STARTED,
-# SERVICES_ENV, CARGO_TARGET_DIR and the array COMMANDS before calling these.
+# sets REPO, CARGO_TARGET_DIR, KEEL_BIN, BASE, PORT, PG_PORT and REDIS_PORT, then calls
+# `bench_init <name>`.
+
+# The run's state (a work directory, the private services' settings, the lists the report is
+# built from), log/die, and the traps that clean everything up however the run ends.
+bench_init() {
+    BENCH_NAME="$1"
+    WORK="$(mktemp -d "/tmp/keel-$BENCH_NAME.XXXXXX")"
+    # A state directory of its own: scripts/services.sh stop removes it, and must not remove
+    # the one `make services-up` or the integration tests use.
+    SERVICES_ENV=(KEEL_SERVICES_DIR="$WORK/services" KEEL_PG_PORT="$PG_PORT" KEEL_REDIS_PORT="$REDIS_PORT")
+    KEEL_PID=""
+    SERVICES_STARTED=0
+    BG_PIDS=()
+    COMMANDS=()
+    ROWS=()
+    trap 'bench_finish $?' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
+log() { printf '%s: %s\n' "$BENCH_NAME" "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
 
 # Stops keel if it runs: SIGTERM, up to 10 s for the graceful shutdown, then SIGKILL. Never
 # fails (keel's exit status is not the caller's).
@@ -59,8 +83,14 @@ bench_wait_quiet() {
 # The end of every run, whatever happened: keel and the private services stopped, keel's last
 # log lines shown on failure, the work directory removed, exit with `rc`.
 bench_finish() {
-    local rc=$1
+    local rc=$1 pid
     set +e
+    for pid in "${BG_PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null
+    done
+    for pid in "${BG_PIDS[@]}"; do
+        wait "$pid" 2>/dev/null
+    done
     bench_stop_keel
     if [[ "$SERVICES_STARTED" == 1 ]]; then
         env "${SERVICES_ENV[@]}" "$REPO/scripts/services.sh" stop

@@ -51,26 +51,9 @@ BASE="http://127.0.0.1:$PORT"
 KEEL_BIN="$CARGO_TARGET_DIR/release/keel"
 PG_BIN="${KEEL_PG_BIN:-/usr/lib/postgresql/15/bin}"
 
-WORK="$(mktemp -d /tmp/keel-bench-tasks.XXXXXX)"
-SERVICES_ENV=(KEEL_SERVICES_DIR="$WORK/services" KEEL_PG_PORT="$PG_PORT" KEEL_REDIS_PORT="$REDIS_PORT")
-KEEL_PID=""
-SERVICES_STARTED=0
-COMMANDS=()
-ROWS=()
-
 # shellcheck source=scripts/bench-lib.sh
 source "$REPO/scripts/bench-lib.sh"
-
-log() { printf 'bench-tasks: %s\n' "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
-
-cleanup() { bench_finish $?; }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_init bench-tasks
 
 
 # ---------------------------------------------------------------------------------------------
