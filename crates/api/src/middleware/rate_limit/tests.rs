@@ -88,28 +88,20 @@ async fn handler(calls: web::Data<AtomicUsize>) -> HttpResponse {
 async fn every_response_counts_down_and_the_request_over_the_limit_is_a_429_before_the_handler() {
     let calls = web::Data::new(AtomicUsize::new(0));
     let app = app!(policy(tokens(), 3, 100), calls, vec![]);
+    let request = || {
+        TestRequest::get()
+            .uri("/api/v1/things")
+            .peer_addr(peer("203.0.113.5"))
+            .to_request()
+    };
     for expected in [2, 1, 0] {
-        let res = test::call_service(
-            &app,
-            TestRequest::get()
-                .uri("/api/v1/things")
-                .peer_addr(peer("203.0.113.5"))
-                .to_request(),
-        )
-        .await;
+        let res = test::call_service(&app, request()).await;
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(header_u64(&res, &RATELIMIT_LIMIT), Some(3));
         assert_eq!(header_u64(&res, &RATELIMIT_REMAINING), Some(expected));
         assert!(header_u64(&res, &RATELIMIT_RESET).is_some_and(|s| s > 60 && s <= 120));
     }
-    let res = test::call_service(
-        &app,
-        TestRequest::get()
-            .uri("/api/v1/things")
-            .peer_addr(peer("203.0.113.5"))
-            .to_request(),
-    )
-    .await;
+    let res = test::call_service(&app, request()).await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(header_u64(&res, &RATELIMIT_REMAINING), Some(0));
     let retry_after = header_u64(&res, &header::RETRY_AFTER).unwrap();
