@@ -118,7 +118,14 @@ impl TrackingPorts {
     /// After a change that every member sees (the project itself, its member list): the
     /// project, each member's project lists and, with `roles`, each member's role.
     pub(crate) async fn forget_project(&self, project_id: Uuid, roles: bool) -> Result<(), AppError> {
-        let members = self.members.user_ids(project_id).await?;
+        let members = match self.members.user_ids(project_id).await {
+            Ok(members) => members,
+            Err(e) => {
+                // The change is committed: drop at least the project before reporting.
+                self.forget(&[CacheKey::project(project_id)]).await;
+                return Err(e.into());
+            }
+        };
         let mut keys = Vec::with_capacity(1 + members.len() * 2);
         keys.push(CacheKey::project(project_id));
         for user in members {

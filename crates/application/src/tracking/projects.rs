@@ -101,11 +101,11 @@ pub async fn list_projects(
     let page_of = match scope {
         // A member's lists change only with their projects and memberships, which
         // invalidate `projects_of`; an admin's list changes with every project: not cached.
-        Scope::MemberOf(user) => {
+        // Nor are searches: free text would let one caller fill the cache with variants.
+        Scope::MemberOf(user) if q.is_none() => {
             let variant = format!(
-                "{}|{}|{sort:?}|{offset}|{limit}",
+                "{}|{sort:?}|{offset}|{limit}",
                 status.map_or("", ProjectStatus::as_str),
-                q.as_deref().unwrap_or_default(),
             );
             cached(
                 ports.cache.as_ref(),
@@ -379,23 +379,39 @@ mod tests {
             .withf(|scope, f, _, _, _| *scope == Scope::All && f.q.as_deref() == Some("web"))
             .times(1)
             .returning(|_, _, _, _, _| Ok((vec![], 0)));
-        let ports = Fixture {
+        projects
+            .expect_list()
+            .withf(move |scope, f, _, _, _| *scope == Scope::MemberOf(user) && f.q.as_deref() == Some("web"))
+            .times(1)
+            .returning(|_, _, _, _, _| Ok((vec![], 0)));
+        let fixture = Fixture {
             projects,
             ..Fixture::default()
-        }
-        .ports();
+        };
+        let cache = fixture.cache.clone();
+        let ports = fixture.ports();
         let page2 = PageRequest::parse(Some("2"), None).unwrap();
         let page = list_projects(&ports, &member(), ProjectListQuery::default(), page2)
             .await
             .unwrap();
         assert_eq!(page.pagination.total_pages, 2);
-        let q = ProjectListQuery {
+        let q = || ProjectListQuery {
             q: Some(" web ".into()),
             ..Default::default()
         };
-        list_projects(&ports, &admin(), q, PageRequest::parse(None, None).unwrap())
+        list_projects(&ports, &admin(), q(), PageRequest::parse(None, None).unwrap())
             .await
             .unwrap();
+        list_projects(&ports, &member(), q(), PageRequest::parse(None, None).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            cache.reads(),
+            [format!(
+                "projects-of:{user}#|ProjectSort {{ key: CreatedAt, descending: true }}|20|20"
+            )],
+            "a member's plain list is cached; an admin's list and searches are not"
+        );
     }
 
     #[tokio::test]
