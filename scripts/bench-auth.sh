@@ -54,22 +54,8 @@ bench_build
 
 bench_start_services
 
-KEEL_ENV_VARS=(
-    KEEL_BIND="127.0.0.1:$PORT"
-    DATABASE_URL="postgres://keel:keel@127.0.0.1:$PG_PORT/keel"
-    REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
-    KEEL_JWT_SECRET="bench-secret-bench-secret-bench-secret-0123456789"
-    KEEL_RATE_LIMIT_LOGIN="1000000/1m"
-    # Every load generator is one client: the limiter still runs on every request (its cost
-    # is measured), it never refuses.
-    KEEL_RATE_LIMIT_ANON="1000000000/1m"
-    KEEL_RATE_LIMIT_USER="1000000000/1m"
-    RUST_LOG=warn
-)
-for var in KEEL_ARGON2_MEMORY_KIB KEEL_ARGON2_ITERATIONS KEEL_ARGON2_PARALLELISM \
-    KEEL_ARGON2_MAX_CONCURRENT KEEL_WORKERS KEEL_DB_MAX_CONNECTIONS; do
-    if [[ -n "${!var:-}" ]]; then KEEL_ENV_VARS+=("$var=${!var}"); fi
-done
+bench_keel_vars KEEL_ARGON2_MEMORY_KIB KEEL_ARGON2_ITERATIONS KEEL_ARGON2_PARALLELISM \
+    KEEL_ARGON2_MAX_CONCURRENT KEEL_WORKERS KEEL_DB_MAX_CONNECTIONS
 log "starting keel on $BASE"
 env "${KEEL_ENV_VARS[@]}" "$KEEL_BIN" >"$WORK/keel.log" 2>&1 &
 KEEL_PID=$!

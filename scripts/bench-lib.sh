@@ -20,6 +20,27 @@ bench_init() {
     trap 'exit 143' TERM
 }
 
+# bench_keel_vars [VAR...]: sets KEEL_ENV_VARS, keel's environment for every benchmark: the
+# private PostgreSQL (and Redis unless BENCH_NO_REDIS=1), a fixed JWT secret, limits so high
+# that one load generator (one client) is never refused although the limiter runs on every
+# request, warnings only; plus each named VAR that is set in the caller's environment.
+bench_keel_vars() {
+    local var
+    KEEL_ENV_VARS=(
+        KEEL_BIND="127.0.0.1:$PORT"
+        DATABASE_URL="postgres://keel:keel@127.0.0.1:$PG_PORT/keel"
+        KEEL_JWT_SECRET="bench-secret-bench-secret-bench-secret-0123456789"
+        KEEL_RATE_LIMIT_LOGIN="1000000/1m"
+        KEEL_RATE_LIMIT_ANON="1000000000/1m"
+        KEEL_RATE_LIMIT_USER="1000000000/1m"
+        RUST_LOG=warn
+    )
+    if [[ "${BENCH_NO_REDIS:-0}" != 1 ]]; then KEEL_ENV_VARS+=(REDIS_URL="redis://127.0.0.1:$REDIS_PORT"); fi
+    for var in "$@"; do
+        if [[ -n "${!var:-}" ]]; then KEEL_ENV_VARS+=("$var=${!var}"); fi
+    done
+}
+
 log() { printf '%s: %s\n' "$BENCH_NAME" "$*" >&2; }
 die() {
     log "error: $*"

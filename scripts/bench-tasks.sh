@@ -69,21 +69,7 @@ bench_start_services
 PG_LOG="$PG_DIR/postgres.log"
 PSQL=("$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U keel -d keel)
 
-KEEL_ENV_VARS=(
-    KEEL_BIND="127.0.0.1:$PORT"
-    DATABASE_URL="postgres://keel:keel@127.0.0.1:$PG_PORT/keel"
-    REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
-    KEEL_JWT_SECRET="bench-secret-bench-secret-bench-secret-0123456789"
-    KEEL_RATE_LIMIT_LOGIN="1000000/1m"
-    # Every load generator is one client: the limiter still runs on every request (its cost
-    # is measured), it never refuses.
-    KEEL_RATE_LIMIT_ANON="1000000000/1m"
-    KEEL_RATE_LIMIT_USER="1000000000/1m"
-    RUST_LOG=warn
-)
-for var in KEEL_WORKERS KEEL_DB_MAX_CONNECTIONS; do
-    if [[ -n "${!var:-}" ]]; then KEEL_ENV_VARS+=("$var=${!var}"); fi
-done
+bench_keel_vars KEEL_WORKERS KEEL_DB_MAX_CONNECTIONS
 
 # ---------------------------------------------------------------------------------------------
 # Seed (keel dev seed applies the migrations first), then fresh statistics and visibility map

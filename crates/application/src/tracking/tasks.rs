@@ -531,6 +531,16 @@ mod tests {
     use keel_domain::tracking::ports::{MockLabelRepository, MockTaskRepository};
     use keel_domain::tracking::{Color, Label, SortValue, TaskSortKey};
 
+    /// `update_task` of the fixture's task by `who`.
+    async fn update_as(
+        ports: &TrackingPorts,
+        who: &Principal,
+        body: UpdateTaskBody,
+        expect: Expect,
+    ) -> Result<TaskView, AppError> {
+        update_task(ports, who, &task().id.to_string(), body, expect, &meta()).await
+    }
+
     use super::super::fixtures::*;
     use super::*;
     use crate::pagination::encode_cursor;
@@ -711,16 +721,9 @@ mod tests {
             status: Some("done".into()),
             ..Default::default()
         };
-        let view = update_task(
-            &ports,
-            &member(),
-            &task().id.to_string(),
-            body,
-            Expect::OneOf(vec![1]),
-            &meta(),
-        )
-        .await
-        .unwrap();
+        let view = update_as(&ports, &member(), body, Expect::OneOf(vec![1]))
+            .await
+            .unwrap();
         assert_eq!((view.version, view.status), (2, "done"));
     }
 
@@ -739,42 +742,18 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(
-            update_task(
-                &ports,
-                &member(),
-                &task().id.to_string(),
-                body(),
-                Expect::OneOf(vec![3]),
-                &meta()
-            )
-            .await,
+            update_as(&ports, &member(), body(), Expect::OneOf(vec![3])).await,
             Err(AppError::PreconditionFailed)
         ));
         assert!(
             matches!(
-                update_task(
-                    &ports,
-                    &member(),
-                    &task().id.to_string(),
-                    body(),
-                    Expect::OneOf(vec![1]),
-                    &meta()
-                )
-                .await,
+                update_as(&ports, &member(), body(), Expect::OneOf(vec![1])).await,
                 Err(AppError::PreconditionFailed)
             ),
             "lost the race after the check"
         );
         assert!(matches!(
-            update_task(
-                &ports,
-                &viewer(),
-                &task().id.to_string(),
-                body(),
-                Expect::Any,
-                &meta()
-            )
-            .await,
+            update_as(&ports, &viewer(), body(), Expect::Any).await,
             Err(AppError::Forbidden)
         ));
     }
@@ -803,16 +782,7 @@ mod tests {
             labels: Some(vec!["ui".into()]),
             ..Default::default()
         };
-        let view = update_task(
-            &ports,
-            &member(),
-            &task().id.to_string(),
-            body,
-            Expect::Any,
-            &meta(),
-        )
-        .await
-        .unwrap();
+        let view = update_as(&ports, &member(), body, Expect::Any).await.unwrap();
         assert_eq!(view.assignee_id, None);
     }
 
@@ -1038,16 +1008,7 @@ mod tests {
             title: Some("New".into()),
             ..Default::default()
         };
-        let view = update_task(
-            &ports,
-            &member(),
-            &task().id.to_string(),
-            body,
-            Expect::Any,
-            &meta(),
-        )
-        .await
-        .unwrap();
+        let view = update_as(&ports, &member(), body, Expect::Any).await.unwrap();
         assert_eq!(
             (view.version, view.priority),
             (3, 3),

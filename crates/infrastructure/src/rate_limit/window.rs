@@ -197,27 +197,26 @@ mod tests {
         assert_eq!(d.reset_secs, 61);
     }
 
+    /// Counts 0–4 in each window, every `step` ms into the current one.
+    fn states(step: usize) -> impl Iterator<Item = WindowState> {
+        (0..5_u64).flat_map(move |previous| {
+            (0..5_u64).flat_map(move |current| {
+                (0..60_000_u64).step_by(step).map(move |elapsed_ms| WindowState {
+                    previous,
+                    current,
+                    elapsed_ms,
+                })
+            })
+        })
+    }
+
     #[test]
     fn retry_after_is_never_zero_and_never_after_the_reset() {
-        for previous in 0..5 {
-            for current in 0..5 {
-                for elapsed in (0..60_000).step_by(977) {
-                    let d = decide(
-                        MINUTE,
-                        WindowState {
-                            previous,
-                            current,
-                            elapsed_ms: elapsed,
-                        },
-                    );
-                    if !d.allowed {
-                        assert!(d.retry_after_secs >= 1);
-                        assert!(
-                            d.retry_after_secs <= d.reset_secs,
-                            "{previous} {current} {elapsed}: {d:?}"
-                        );
-                    }
-                }
+        for state in states(977) {
+            let d = decide(MINUTE, state);
+            if !d.allowed {
+                assert!(d.retry_after_secs >= 1);
+                assert!(d.retry_after_secs <= d.reset_secs, "{state:?}: {d:?}");
             }
         }
     }
@@ -226,40 +225,31 @@ mod tests {
     fn waiting_retry_after_admits_the_next_request() {
         // For every refused state, stepping the clock by Retry-After (rolling windows over as
         // the limiters do) gives an admitted request.
-        for previous in 0..5_u64 {
-            for current in 0..5_u64 {
-                for elapsed in (0..60_000_u64).step_by(1_213) {
-                    let d = decide(
-                        MINUTE,
-                        WindowState {
-                            previous,
-                            current,
-                            elapsed_ms: elapsed,
-                        },
-                    );
-                    if d.allowed {
-                        continue;
-                    }
-                    let later = elapsed + d.retry_after_secs * 1000;
-                    let state = if later >= 60_000 {
-                        WindowState {
-                            previous: current,
-                            current: 0,
-                            elapsed_ms: later - 60_000,
-                        }
-                    } else {
-                        WindowState {
-                            previous,
-                            current,
-                            elapsed_ms: later,
-                        }
-                    };
-                    assert!(
-                        decide(MINUTE, state).allowed,
-                        "{previous} {current} {elapsed}: {d:?}"
-                    );
-                }
+        for refused in states(1_213) {
+            let d = decide(MINUTE, refused);
+            if d.allowed {
+                continue;
             }
+            let WindowState {
+                previous,
+                current,
+                elapsed_ms,
+            } = refused;
+            let later = elapsed_ms + d.retry_after_secs * 1000;
+            let state = if later >= 60_000 {
+                WindowState {
+                    previous: current,
+                    current: 0,
+                    elapsed_ms: later - 60_000,
+                }
+            } else {
+                WindowState {
+                    previous,
+                    current,
+                    elapsed_ms: later,
+                }
+            };
+            assert!(decide(MINUTE, state).allowed, "{refused:?}: {d:?}");
         }
     }
 
