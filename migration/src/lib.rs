@@ -8,6 +8,7 @@ mod m20261122_000002_create_identity;
 mod m20261122_000003_create_tracking;
 mod m20261122_000004_tracking_lists;
 mod m20261122_000005_create_idempotency_keys;
+mod m20261123_000006_create_events;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_create_tracking::Migration),
             Box::new(m20261122_000004_tracking_lists::Migration),
             Box::new(m20261122_000005_create_idempotency_keys::Migration),
+            Box::new(m20261123_000006_create_events::Migration),
         ]
     }
 }

@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod context;
 pub mod error;
+pub mod events;
 pub mod identity;
 pub mod pagination;
 pub mod readiness;

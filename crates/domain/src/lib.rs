@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod clock;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod idempotency;
 pub mod identity;

@@ -31,6 +31,9 @@ pub struct DbSettings {
 #[derive(Debug, Clone)]
 pub struct Database {
     conn: DatabaseConnection,
+    /// Rung after a change's transaction commits with its event, so this instance's outbox
+    /// dispatcher publishes at once instead of at its next poll.
+    outbox_written: Arc<tokio::sync::Notify>,
 }
 
 impl Database {
@@ -68,7 +71,20 @@ impl Database {
                 metrics.observe_db_query(operation, table, info.elapsed);
             });
         }
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            outbox_written: Arc::new(tokio::sync::Notify::new()),
+        })
+    }
+
+    /// Says that an event was committed to the outbox (wakes the local dispatcher).
+    pub(crate) fn outbox_written(&self) {
+        self.outbox_written.notify_one();
+    }
+
+    /// Resolves when an event was committed to the outbox since the last call.
+    pub(crate) async fn outbox_wait(&self) {
+        self.outbox_written.notified().await;
     }
 
     pub fn connection(&self) -> &DatabaseConnection {

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod clock;
 pub mod db;
 pub mod entities;
+pub mod events;
 pub mod health;
 pub mod idempotency;
 pub mod identity;

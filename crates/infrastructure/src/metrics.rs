@@ -28,6 +28,8 @@ pub struct Metrics {
     cache_hits_total: IntCounterVec,
     cache_misses_total: IntCounterVec,
     rate_limit_rejections_total: IntCounterVec,
+    webhook_deliveries_total: IntCounterVec,
+    outbox_pending_events: IntGauge,
 }
 
 impl Metrics {
@@ -82,6 +84,22 @@ impl Metrics {
         for policy in ["anonymous", "user", "login"] {
             rate_limit_rejections_total.with_label_values(&[policy]);
         }
+        let webhook_deliveries_total = IntCounterVec::new(
+            Opts::new(
+                "webhook_deliveries_total",
+                "Webhook delivery attempts by outcome (success, http_error, network_error, refused, gave_up)",
+            ),
+            &["outcome"],
+        )?;
+        for outcome in ["success", "http_error", "network_error", "refused", "gave_up"] {
+            webhook_deliveries_total.with_label_values(&[outcome]);
+        }
+        let outbox_pending_events = IntGauge::new(
+            "outbox_pending_events",
+            "Committed events the outbox dispatcher has not published yet",
+        )?;
+        registry.register(Box::new(webhook_deliveries_total.clone()))?;
+        registry.register(Box::new(outbox_pending_events.clone()))?;
         registry.register(Box::new(auth_failures_total.clone()))?;
         registry.register(Box::new(rate_limit_rejections_total.clone()))?;
         registry.register(Box::new(http_request_duration_seconds.clone()))?;
@@ -98,6 +116,8 @@ impl Metrics {
             cache_hits_total,
             cache_misses_total,
             rate_limit_rejections_total,
+            webhook_deliveries_total,
+            outbox_pending_events,
         })
     }
 
@@ -114,6 +134,17 @@ impl Metrics {
             .with_label_values(&labels)
             .observe(elapsed.as_secs_f64());
         self.http_requests_total.with_label_values(&labels).inc();
+    }
+
+    /// Counts one webhook delivery attempt (or a delivery given up) by outcome.
+    pub fn webhook_delivery(&self, outcome: &str) {
+        self.webhook_deliveries_total.with_label_values(&[outcome]).inc();
+    }
+
+    /// Sets the number of events waiting in the outbox.
+    pub fn set_outbox_pending(&self, pending: u64) {
+        self.outbox_pending_events
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
     }
 
     pub fn observe_db_query(&self, operation: &str, table: String, elapsed: Duration) {

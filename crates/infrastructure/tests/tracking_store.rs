@@ -7,11 +7,15 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, SubsecRound, TimeZone, Utc};
+use futures::StreamExt;
+use keel_application::events::{BusMessage, EventBus};
 use keel_domain::StoreError;
 use keel_domain::audit::{AuditEntry, AuditLog};
+use keel_domain::events::{Change, Envelope, EventType};
 use keel_domain::tracking::ports::{
     ActivityFeed, CommentRepository, LabelRepository, MemberRepository, NewTask, ProjectRepository,
     TaskRepository,
@@ -23,8 +27,10 @@ use keel_domain::tracking::{
 };
 use keel_infrastructure::audit::SeaOrmAuditLog;
 use keel_infrastructure::entities::{
-    audit_log, comments, labels, project_members, task_labels, tasks, users,
+    audit_log, comments, labels, outbox_events, project_members, task_labels, tasks, users,
+    webhook_deliveries, webhooks,
 };
+use keel_infrastructure::events::{Dispatcher, DispatcherSettings, InProcessBus, Outbox};
 use keel_infrastructure::tracking::{
     SeaOrmCommentRepository, SeaOrmLabelRepository, SeaOrmMemberRepository, SeaOrmProjectRepository,
     SeaOrmTaskRepository,
@@ -32,7 +38,7 @@ use keel_infrastructure::tracking::{
 use keel_infrastructure::{Database, DbSettings, migrate};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set};
 use uuid::Uuid;
 
 // ---------------------------------------------------------------------------------------------
@@ -118,8 +124,10 @@ fn at(minutes: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap() + chrono::Duration::minutes(minutes)
 }
 
-fn audit(action: &str, project_id: Option<Uuid>) -> AuditEntry {
-    AuditEntry {
+/// A change as a use case would record it: its audit entry, and its event (of the action's
+/// type; `project.updated` for actions that name none).
+fn audit(action: &str, project_id: Option<Uuid>) -> Change {
+    let entry = AuditEntry {
         id: Uuid::now_v7(),
         occurred_at: Utc::now().trunc_subsecs(6),
         actor_id: None,
@@ -130,7 +138,19 @@ fn audit(action: &str, project_id: Option<Uuid>) -> AuditEntry {
         request_id: None,
         ip: None,
         details: Some(serde_json::json!({"test": true})),
-    }
+    };
+    let event_type = EventType::parse(action).unwrap_or(EventType::ProjectUpdated);
+    Change::new(
+        entry,
+        event_type,
+        project_id.unwrap_or_default(),
+        serde_json::json!({"test": true}),
+    )
+}
+
+/// What a task-created event shows: the number the store handed out.
+fn numbered(task: &Task) -> serde_json::Value {
+    serde_json::json!({ "number": task.number })
 }
 
 async fn user(s: &Store, name: &str) -> Uuid {
@@ -204,6 +224,7 @@ async fn create_task(s: &Store, task: Task, label_ids: &[Uuid]) -> Task {
                 label_ids: label_ids.to_vec(),
             },
             &entry,
+            numbered,
         )
         .await
         .unwrap()
@@ -230,6 +251,19 @@ async fn audit_entries(s: &Store, project_id: Uuid) -> u64 {
         .count(s.db.connection())
         .await
         .unwrap()
+}
+
+/// The outbox's events of a project, in publication order.
+async fn outbox_events_of(s: &Store, project_id: Uuid) -> Vec<Envelope> {
+    outbox_events::Entity::find()
+        .filter(outbox_events::Column::ProjectId.eq(project_id))
+        .order_by_asc(outbox_events::Column::Seq)
+        .all(s.db.connection())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| serde_json::from_value(row.envelope).unwrap())
+        .collect()
 }
 
 async fn audit_entry_stored(s: &Store, id: Uuid) -> u64 {
@@ -652,6 +686,7 @@ async fn concurrent_creates_number_tasks_one_to_twenty() {
                         label_ids: vec![],
                     },
                     &entry,
+                    numbered,
                 )
                 .await
             }));
@@ -697,15 +732,16 @@ async fn a_failed_create_leaves_no_gap_and_no_trace() {
                     label_ids: vec![],
                 },
                 &entry,
+                numbered,
             )
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::Conflict(_)), "{}: {err:?}", s.name);
-        assert_eq!(audit_entry_stored(&s, entry.id).await, 0, "{}", s.name);
+        assert_eq!(audit_entry_stored(&s, entry.audit.id).await, 0, "{}", s.name);
 
         // The audit entry fails (its id is taken): the task and its number go too.
         let reused = audit("task.created", Some(p.id));
-        s.audit.record(&reused).await.unwrap();
+        s.audit.record(&reused.audit).await.unwrap();
         let doomed = task_value(&p, owner, "Doomed");
         let doomed_id = doomed.id;
         let err = s
@@ -716,6 +752,7 @@ async fn a_failed_create_leaves_no_gap_and_no_trace() {
                     label_ids: vec![],
                 },
                 &reused,
+                numbered,
             )
             .await
             .unwrap_err();
@@ -736,6 +773,7 @@ async fn a_failed_create_leaves_no_gap_and_no_trace() {
                     label_ids: vec![],
                 },
                 &audit("task.created", None),
+                numbered,
             )
             .await
             .unwrap_err();
@@ -780,7 +818,7 @@ async fn stale_versions_change_nothing_and_record_nothing() {
             "{}",
             s.name
         );
-        assert_eq!(audit_entry_stored(&s, stale.id).await, 0, "{}", s.name);
+        assert_eq!(audit_entry_stored(&s, stale.audit.id).await, 0, "{}", s.name);
         assert_eq!(s.projects.find(p.id).await.unwrap().unwrap(), p, "{}", s.name);
         renamed.version = 2;
         assert!(
@@ -806,7 +844,7 @@ async fn stale_versions_change_nothing_and_record_nothing() {
             "{}",
             s.name
         );
-        assert_eq!(audit_entry_stored(&s, stale.id).await, 0, "{}", s.name);
+        assert_eq!(audit_entry_stored(&s, stale.audit.id).await, 0, "{}", s.name);
         assert_eq!(s.tasks.find(task.id).await.unwrap().unwrap(), task, "{}", s.name);
 
         // Comments.
@@ -819,7 +857,7 @@ async fn stale_versions_change_nothing_and_record_nothing() {
             "{}",
             s.name
         );
-        assert_eq!(audit_entry_stored(&s, stale.id).await, 0, "{}", s.name);
+        assert_eq!(audit_entry_stored(&s, stale.audit.id).await, 0, "{}", s.name);
         assert_eq!(
             s.comments.find(comment.id).await.unwrap().unwrap(),
             comment,
@@ -951,8 +989,14 @@ async fn writes_record_exactly_one_audit_entry_in_their_transaction() {
         let p = project_value("AUD", "Audited", owner, 0);
         let entry = audit("project.created", Some(p.id));
         s.projects.create(&p, &entry).await.unwrap();
-        assert_eq!(audit_entry_stored(&s, entry.id).await, 1, "{}", s.name);
+        assert_eq!(audit_entry_stored(&s, entry.audit.id).await, 1, "{}", s.name);
         assert_eq!(audit_entries(&s, p.id).await, 1, "{}", s.name);
+        assert_eq!(
+            outbox_events_of(&s, p.id).await,
+            vec![entry.event.clone()],
+            "{}: the event is in the outbox, as given",
+            s.name
+        );
         assert_eq!(
             s.projects.role_of(p.id, owner).await.unwrap(),
             Some(ProjectRole::Owner),
@@ -967,8 +1011,13 @@ async fn writes_record_exactly_one_audit_entry_in_their_transaction() {
             s.projects.create(&taken, &refused).await,
             Err(StoreError::Conflict(_))
         ));
-        assert_eq!(audit_entry_stored(&s, refused.id).await, 0, "{}", s.name);
+        assert_eq!(audit_entry_stored(&s, refused.audit.id).await, 0, "{}", s.name);
         assert_eq!(s.projects.find(taken.id).await.unwrap(), None);
+        assert!(
+            outbox_events_of(&s, taken.id).await.is_empty(),
+            "{}: no event",
+            s.name
+        );
 
         // A failing audit insert undoes the change it records.
         let other = project_value("AUDB", "Other", owner, 0);
@@ -1102,7 +1151,7 @@ async fn transferring_ownership_swaps_roles_and_owner() {
                 s.members.transfer_ownership(p.id, stranger, at(20), &entry).await,
                 Err(StoreError::NotFound)
             ));
-            assert_eq!(audit_entry_stored(&s, entry.id).await, 0, "{}", s.name);
+            assert_eq!(audit_entry_stored(&s, entry.audit.id).await, 0, "{}", s.name);
         }
         assert_eq!(s.projects.find(p.id).await.unwrap().unwrap(), now, "{}", s.name);
         assert_eq!(
@@ -1471,7 +1520,7 @@ async fn activity_feed_pages_newest_first() {
         let other = project(&s, "QUIET", owner).await;
         // Entries sharing a time: the id breaks the tie.
         for i in 0..9 {
-            let mut entry = audit("task.updated", Some(p.id));
+            let mut entry = audit("task.updated", Some(p.id)).audit;
             entry.id = Uuid::new_v4();
             entry.occurred_at = at(i / 3);
             entry.actor_id = Some(owner);
@@ -1559,7 +1608,7 @@ async fn deleting_a_project_removes_everything_in_it() {
 
         let entry = audit("project.deleted", Some(p.id));
         s.projects.delete(p.id, &entry).await.unwrap();
-        assert_eq!(audit_entry_stored(&s, entry.id).await, 1);
+        assert_eq!(audit_entry_stored(&s, entry.audit.id).await, 1);
         assert_eq!(s.projects.find(p.id).await.unwrap(), None, "{}", s.name);
         let conn = s.db.connection();
         let counts = [
@@ -1651,5 +1700,166 @@ async fn the_tracking_lists_migration_goes_down_and_up_again() {
             .map(|m| m.priority_rank);
         assert_eq!(rank, Some(1), "{}: up ranks existing rows", s.name);
         assert_eq!(s.projects.find(p.id).await.unwrap().unwrap().version, 1);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The outbox and its dispatcher (SPEC §6)
+// ---------------------------------------------------------------------------------------------
+
+fn dispatcher(s: &Store, bus: Arc<InProcessBus>) -> Dispatcher {
+    Dispatcher::new(
+        Outbox::new(s.db.clone()),
+        bus,
+        None,
+        DispatcherSettings {
+            batch_size: 4,
+            ..DispatcherSettings::default()
+        },
+    )
+}
+
+async fn webhook(s: &Store, p: &Project, owner: Uuid, events: serde_json::Value, enabled: bool) -> Uuid {
+    let id = Uuid::now_v7();
+    webhooks::Entity::insert(webhooks::ActiveModel {
+        id: Set(id),
+        project_id: Set(p.id),
+        url: Set("https://hooks.example.com/keel".into()),
+        events: Set(events),
+        secret: Set("sealed".into()),
+        enabled: Set(enabled),
+        disabled_reason: Set(None),
+        created_by: Set(owner),
+        created_at: Set(at(0)),
+        updated_at: Set(at(0)),
+        consecutive_failures: Set(0),
+        open_until: Set(None),
+        failing_since: Set(None),
+    })
+    .exec_without_returning(s.db.connection())
+    .await
+    .unwrap();
+    id
+}
+
+async fn received(stream: &mut futures::stream::BoxStream<'static, BusMessage>) -> Vec<Uuid> {
+    let mut ids = Vec::new();
+    while let Ok(Some(message)) = tokio::time::timeout(Duration::from_millis(50), stream.next()).await {
+        match message {
+            BusMessage::Event(e) => ids.push(e.event.id),
+            BusMessage::Interrupted => panic!("no interruption expected"),
+        }
+    }
+    ids
+}
+
+#[tokio::test]
+async fn the_dispatcher_publishes_in_commit_order_queues_deliveries_and_empties_the_outbox() {
+    for s in stores().await {
+        let owner = user(&s, "Owner").await;
+        let p = project(&s, "OUT", owner).await;
+        let all = webhook(
+            &s,
+            &p,
+            owner,
+            serde_json::json!(["task.created", "project.created"]),
+            true,
+        )
+        .await;
+        let _tasks_only = webhook(&s, &p, owner, serde_json::json!(["task.deleted"]), true).await;
+        let _disabled = webhook(&s, &p, owner, serde_json::json!(["task.created"]), false).await;
+        for n in 0..9 {
+            create_task(&s, task_value(&p, owner, &format!("T{n}")), &[]).await;
+        }
+        let expected: Vec<Uuid> = outbox_events_of(&s, p.id)
+            .await
+            .iter()
+            .map(|e| e.event.id)
+            .collect();
+        assert_eq!(expected.len(), 10, "{}: the project and nine tasks", s.name);
+
+        let bus = Arc::new(InProcessBus::default());
+        let mut stream = bus.subscribe();
+        let d = dispatcher(&s, bus.clone());
+        // 10 events in batches of 4.
+        assert_eq!(d.drain().await.unwrap(), 10, "{}", s.name);
+        assert_eq!(
+            received(&mut stream).await,
+            expected,
+            "{}: in commit order",
+            s.name
+        );
+        assert!(outbox_events_of(&s, p.id).await.is_empty(), "{}", s.name);
+
+        let deliveries = webhook_deliveries::Entity::find()
+            .order_by_asc(webhook_deliveries::Column::Id)
+            .all(s.db.connection())
+            .await
+            .unwrap();
+        assert_eq!(
+            deliveries.len(),
+            10,
+            "{}: only the subscribed, enabled webhook",
+            s.name
+        );
+        assert!(
+            deliveries
+                .iter()
+                .all(|d| d.webhook_id == all && d.status == "pending")
+        );
+        let first: serde_json::Value = serde_json::from_str(&deliveries[0].payload).unwrap();
+        assert_eq!(first["type"], "project.created", "{}", s.name);
+        assert_eq!(first["id"], serde_json::json!(expected[0]), "{}", s.name);
+        assert_eq!(d.drain().await.unwrap(), 0, "{}: nothing twice", s.name);
+    }
+}
+
+#[tokio::test]
+async fn one_instance_dispatches_at_a_time_and_a_crash_before_marking_republishes() {
+    for s in stores().await {
+        let owner = user(&s, "Owner").await;
+        let p = project(&s, "LEASE", owner).await;
+        let bus = Arc::new(InProcessBus::default());
+        let short = |s: &Store| {
+            Dispatcher::new(
+                Outbox::new(s.db.clone()),
+                bus.clone(),
+                None,
+                DispatcherSettings {
+                    lease_ttl: Duration::from_millis(300),
+                    ..DispatcherSettings::default()
+                },
+            )
+        };
+        let (a, b) = (short(&s), short(&s));
+        assert!(a.claim().await.unwrap(), "{}", s.name);
+        assert!(!b.claim().await.unwrap(), "{}: the lease is held", s.name);
+        assert_eq!(b.drain().await.unwrap(), 0, "{}: b publishes nothing", s.name);
+
+        // a is "killed" between publishing a batch and marking it: it read and published the
+        // event, and never finished.
+        let mut stream = bus.subscribe();
+        let batch = Outbox::new(s.db.clone()).next_batch(10).await.unwrap();
+        let envelopes: Vec<Envelope> = batch.iter().filter_map(|p| p.envelope.clone()).collect();
+        bus.publish(&envelopes).await.unwrap();
+        let first = received(&mut stream).await;
+        assert_eq!(first, vec![envelopes[0].event.id], "{}", s.name);
+
+        // Its lease runs out; b takes over and publishes the same event again.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(b.claim().await.unwrap(), "{}: b takes the expired lease", s.name);
+        assert_eq!(
+            b.drain().await.unwrap(),
+            1,
+            "{}: the unmarked event again",
+            s.name
+        );
+        assert_eq!(received(&mut stream).await, first, "{}: the same event", s.name);
+        assert!(outbox_events_of(&s, p.id).await.is_empty(), "{}", s.name);
+        assert!(
+            !a.claim().await.unwrap(),
+            "{}: a is not the holder any more",
+            s.name
+        );
     }
 }

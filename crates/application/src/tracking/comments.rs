@@ -2,6 +2,7 @@
 //! (the author or a project admin).
 
 use chrono::{DateTime, Utc};
+use keel_domain::events::EventType;
 use keel_domain::identity::Principal;
 use keel_domain::tracking::{Comment, CommentBody, Permission};
 use serde_json::json;
@@ -9,7 +10,7 @@ use uuid::Uuid;
 
 use super::inputs::CommentBodyInput;
 use super::tasks::find_task;
-use super::views::CommentView;
+use super::views::{CommentView, event_data};
 use super::{Expect, TrackingPorts, not_found_as, versioned_update};
 use crate::AppError;
 use crate::context::RequestMeta;
@@ -73,17 +74,18 @@ pub async fn create_comment(
         updated_at: now,
         version: 1,
     };
-    let audit = ports.entry(
+    let change = ports.change(
         meta,
         principal,
-        "comment.created",
+        EventType::CommentCreated,
         task.project_id,
-        ("comment", comment.id),
+        comment.id,
         json!({ "taskId": task_id, "identifier": task.identifier() }),
+        event_data(&CommentView::from(&comment)),
     );
     ports
         .comments
-        .create(&comment, &audit)
+        .create(&comment, &change)
         .await
         .map_err(not_found_as("task"))?;
     Ok(CommentView::from(&comment))
@@ -127,17 +129,18 @@ pub async fn update_comment(
             comment.body = body;
             comment.version += 1;
             comment.updated_at = ports.clock.now();
-            let audit = ports.entry(
+            let change = ports.change(
                 meta,
                 principal,
-                "comment.updated",
+                EventType::CommentUpdated,
                 comment.project_id,
-                ("comment", id),
+                id,
                 json!({ "taskId": comment.task_id }),
+                event_data(&CommentView::from(&comment)),
             );
             let saved = ports
                 .comments
-                .update(&comment, expected, &audit)
+                .update(&comment, expected, &change)
                 .await
                 .map_err(not_found_as("comment"))?;
             Ok(saved.then(|| CommentView::from(&comment)))
@@ -162,17 +165,18 @@ pub async fn delete_comment(
     if !allowed {
         return Err(AppError::Forbidden);
     }
-    let audit = ports.entry(
+    let change = ports.change(
         meta,
         principal,
-        "comment.deleted",
+        EventType::CommentDeleted,
         comment.project_id,
-        ("comment", id),
+        id,
         json!({ "taskId": comment.task_id }),
+        json!({ "id": id, "taskId": comment.task_id }),
     );
     ports
         .comments
-        .delete(id, &audit)
+        .delete(id, &change)
         .await
         .map_err(not_found_as("comment"))
 }
@@ -219,7 +223,7 @@ mod tests {
             .withf(|c, a| {
                 c.author_id == member().user_id
                     && c.body.as_str() == "Looks good"
-                    && a.action == "comment.created"
+                    && a.audit.action == "comment.created"
             })
             .times(1)
             .returning(|_, _| Ok(()));

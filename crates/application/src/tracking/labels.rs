@@ -1,13 +1,14 @@
 //! Labels of a project: list (members), create and delete (project admins).
 
 use keel_domain::StoreError;
+use keel_domain::events::EventType;
 use keel_domain::identity::Principal;
 use keel_domain::tracking::{Color, Label, LabelName, Permission};
 use serde_json::json;
 use uuid::Uuid;
 
 use super::inputs::CreateLabelBody;
-use super::views::LabelView;
+use super::views::{LabelView, event_data};
 use super::{TrackingPorts, check, not_found_as, validated};
 use crate::AppError;
 use crate::cache::CacheKey;
@@ -58,15 +59,16 @@ pub async fn create_label(
         color,
         created_at: ports.clock.now(),
     };
-    let audit = ports.entry(
+    let change = ports.change(
         meta,
         principal,
-        "label.created",
+        EventType::LabelCreated,
         project_id,
-        ("label", label.id),
+        label.id,
         json!({ "name": label.name.as_str(), "color": label.color.as_str() }),
+        event_data(&LabelView::from(&label)),
     );
-    ports.labels.create(&label, &audit).await.map_err(|e| match e {
+    ports.labels.create(&label, &change).await.map_err(|e| match e {
         StoreError::Conflict(_) => {
             AppError::Conflict("the project has a label with this name already".into())
         }
@@ -91,17 +93,18 @@ pub async fn delete_label(
         .find(project_id, label_id)
         .await?
         .ok_or(AppError::NotFound("label"))?;
-    let audit = ports.entry(
+    let change = ports.change(
         meta,
         principal,
-        "label.deleted",
+        EventType::LabelDeleted,
         project_id,
-        ("label", label_id),
+        label_id,
         json!({ "name": label.name.as_str() }),
+        json!({ "id": label_id, "name": label.name.as_str() }),
     );
     let relabeled = ports
         .labels
-        .delete(project_id, label_id, &audit)
+        .delete(project_id, label_id, &change)
         .await
         .map_err(not_found_as("label"))?;
     let tasks: Vec<CacheKey> = relabeled.into_iter().map(CacheKey::task).collect();
@@ -122,7 +125,7 @@ mod tests {
         labels
             .expect_create()
             .withf(|l, a| {
-                l.name.as_str() == "bug" && l.color.as_str() == "#D73A4A" && a.action == "label.created"
+                l.name.as_str() == "bug" && l.color.as_str() == "#D73A4A" && a.audit.action == "label.created"
             })
             .times(1)
             .returning(|_, _| Ok(()));

@@ -5,14 +5,15 @@
 //! another member with `role: owner`, and the previous owner becomes an admin. The owner
 //! cannot be removed. Any member may leave a project (remove themselves), but its owner.
 
+use keel_domain::events::EventType;
 use keel_domain::identity::{Email, Principal};
-use keel_domain::tracking::{Permission, ProjectRole};
+use keel_domain::tracking::{Member, Permission, ProjectRole};
 use keel_domain::{FieldError, StoreError};
 use serde_json::json;
 use uuid::Uuid;
 
 use super::inputs::{AddMemberBody, UpdateMemberBody};
-use super::views::MemberView;
+use super::views::{MemberView, event_data};
 use super::{TrackingPorts, check, not_found_as, validated};
 use crate::AppError;
 use crate::cache::CacheKey;
@@ -73,17 +74,26 @@ pub async fn add_member(
         .await?
         .ok_or(AppError::NotFound("user"))?;
     let now = ports.clock.now();
-    let audit = ports.entry(
+    let joined = Member {
+        project_id,
+        user_id: user.id,
+        role,
+        name: user.name.as_str().to_owned(),
+        email: user.email.as_str().to_owned(),
+        joined_at: now,
+    };
+    let change = ports.change(
         meta,
         principal,
-        "member.added",
+        EventType::MemberAdded,
         project_id,
-        ("member", user.id),
+        user.id,
         json!({ "userId": user.id, "role": role.as_str() }),
+        event_data(&MemberView::from(&joined)),
     );
     ports
         .members
-        .add(project_id, user.id, role, now, &audit)
+        .add(project_id, user.id, role, now, &change)
         .await
         .map_err(|e| match e {
             StoreError::Conflict(_) => {
@@ -127,17 +137,32 @@ pub async fn update_member(
         if !my_role.allows(Permission::Own) {
             return Err(AppError::Forbidden);
         }
-        let audit = ports.entry(
+        let mut data = event_data(&MemberView::from(&Member {
+            role: ProjectRole::Owner,
+            ..member.clone()
+        }));
+        let previous_owner = ports
+            .projects
+            .find(project_id)
+            .await?
+            .ok_or(AppError::NotFound("project"))?
+            .owner_id;
+        if let Some(object) = data.as_object_mut() {
+            // The previous owner is an admin now; the one event says so.
+            object.insert("previousOwnerId".into(), json!(previous_owner));
+        }
+        let change = ports.change(
             meta,
             principal,
-            "member.updated",
+            EventType::MemberUpdated,
             project_id,
-            ("member", user_id),
+            user_id,
             json!({ "userId": user_id, "role": "owner", "ownershipTransferred": true }),
+            data,
         );
         ports
             .members
-            .transfer_ownership(project_id, user_id, now, &audit)
+            .transfer_ownership(project_id, user_id, now, &change)
             .await
             .map_err(not_found_as("member"))?;
         // Two roles and the project's owner changed.
@@ -148,17 +173,21 @@ pub async fn update_member(
                 "the owner's role changes only by handing ownership to another member".into(),
             ));
         }
-        let audit = ports.entry(
+        let change = ports.change(
             meta,
             principal,
-            "member.updated",
+            EventType::MemberUpdated,
             project_id,
-            ("member", user_id),
+            user_id,
             json!({ "userId": user_id, "role": role.as_str(), "previousRole": member.role.as_str() }),
+            event_data(&MemberView::from(&Member {
+                role,
+                ..member.clone()
+            })),
         );
         ports
             .members
-            .set_role(project_id, user_id, role, &audit)
+            .set_role(project_id, user_id, role, &change)
             .await
             .map_err(not_found_as("member"))?;
         ports.forget_member(project_id, user_id).await;
@@ -198,17 +227,22 @@ pub async fn remove_member(
             "the owner cannot be removed; hand ownership to another member first".into(),
         ));
     }
-    let audit = ports.entry(
-        meta,
-        principal,
-        "member.removed",
-        project_id,
-        ("member", user_id),
-        json!({ "userId": user_id, "role": member.role.as_str() }),
-    );
+    let details = json!({ "userId": user_id, "role": member.role.as_str() });
+    // The member is gone when the event is delivered: they receive it by name.
+    let change = ports
+        .change(
+            meta,
+            principal,
+            EventType::MemberRemoved,
+            project_id,
+            user_id,
+            details.clone(),
+            details,
+        )
+        .also_to(vec![user_id]);
     let unassigned = ports
         .members
-        .remove(project_id, user_id, ports.clock.now(), &audit)
+        .remove(project_id, user_id, ports.clock.now(), &change)
         .await
         .map_err(not_found_as("member"))?;
     ports.forget_member(project_id, user_id).await;
@@ -278,7 +312,7 @@ mod tests {
                 *p == PROJECT_ID
                     && *u == Uuid::from_u128(77)
                     && *r == ProjectRole::Viewer
-                    && a.action == "member.added"
+                    && a.audit.action == "member.added"
             })
             .times(1)
             .returning(|_, _, _, _, _| Ok(()));
@@ -336,7 +370,7 @@ mod tests {
         members
             .expect_transfer_ownership()
             .withf(|p, to, _, a| {
-                *p == PROJECT_ID && *to == Uuid::from_u128(77) && a.action == "member.updated"
+                *p == PROJECT_ID && *to == Uuid::from_u128(77) && a.audit.action == "member.updated"
             })
             .times(1)
             .returning(|_, _, _, _| Ok(()));
@@ -426,7 +460,14 @@ mod tests {
         let mut members = members_with(ProjectRole::Member);
         members
             .expect_remove()
-            .withf(|p, u, _, a| *p == PROJECT_ID && *u == viewer().user_id && a.action == "member.removed")
+            .withf(|p, u, _, a| {
+                // The removed member is no longer one when it is delivered: named, they get it.
+                *p == PROJECT_ID
+                    && *u == viewer().user_id
+                    && a.audit.action == "member.removed"
+                    && a.event.also_to == vec![viewer().user_id]
+                    && a.event.event.data["userId"] == json!(viewer().user_id)
+            })
             .times(1)
             .returning(|_, _, _, _| Ok(vec![Uuid::from_u128(41)]));
         let fixture = Fixture {

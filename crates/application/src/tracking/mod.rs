@@ -17,13 +17,14 @@ pub mod tasks;
 pub mod views;
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use keel_domain::audit::AuditEntry;
 use keel_domain::clock::Clock;
+use keel_domain::events::{Change, EventType};
 use keel_domain::identity::Principal;
 use keel_domain::identity::ports::UserRepository;
 use keel_domain::tracking::ports::{
@@ -92,7 +93,11 @@ impl TrackingPorts {
     }
 
     /// A user's role in a project, through the cache.
-    async fn role_of(&self, project_id: Uuid, user_id: Uuid) -> Result<Option<ProjectRole>, AppError> {
+    pub(crate) async fn role_of(
+        &self,
+        project_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Option<ProjectRole>, AppError> {
         let entry = cached(self.cache.as_ref(), &CacheKey::role(project_id, user_id), async {
             Ok(Some(RoleEntry(self.projects.role_of(project_id, user_id).await?)))
         })
@@ -147,28 +152,32 @@ impl TrackingPorts {
         .await;
     }
 
-    /// The audit entry of a change in a project.
-    pub(crate) fn entry(
+    /// A change in a project: its audit entry (`details` says what changed) and its domain
+    /// event (`data` is the resource after the change, as the API shows it).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn change(
         &self,
         meta: &RequestMeta,
         principal: &Principal,
-        action: &str,
+        event_type: EventType,
         project_id: Uuid,
-        resource: (&str, Uuid),
+        resource_id: Uuid,
         details: serde_json::Value,
-    ) -> AuditEntry {
-        AuditEntry {
+        data: serde_json::Value,
+    ) -> Change {
+        let audit = AuditEntry {
             id: Uuid::now_v7(),
             occurred_at: self.clock.now(),
             actor_id: Some(principal.user_id),
-            action: action.to_owned(),
-            resource_type: resource.0.to_owned(),
-            resource_id: Some(resource.1.to_string()),
+            action: event_type.as_str().to_owned(),
+            resource_type: event_type.resource().to_owned(),
+            resource_id: Some(resource_id.to_string()),
             project_id: Some(project_id),
             request_id: meta.request_id.clone(),
             ip: meta.ip.clone(),
             details: Some(details),
-        }
+        };
+        Change::new(audit, event_type, project_id, data)
     }
 }
 

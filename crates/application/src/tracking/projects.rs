@@ -1,5 +1,6 @@
 //! Projects: create, list, read, change, delete.
 
+use keel_domain::events::EventType;
 use keel_domain::identity::Principal;
 use keel_domain::tracking::values::{PROJECT_DESCRIPTION_MAX, parse_description};
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::inputs::{CreateProjectBody, ProjectListQuery, UpdateProjectBody};
-use super::views::ProjectView;
+use super::views::{ProjectView, project_data};
 use super::{Expect, TrackingPorts, check, not_found_as, optional, validated, versioned_update};
 use crate::AppError;
 use crate::cache::{CacheKey, cached};
@@ -51,17 +52,18 @@ pub async fn create_project(
         created_at: now,
         updated_at: now,
     };
-    let audit = ports.entry(
+    let change = ports.change(
         meta,
         principal,
-        "project.created",
+        EventType::ProjectCreated,
         project.id,
-        ("project", project.id),
+        project.id,
         json!({ "key": project.key.as_str(), "name": project.name.as_str() }),
+        project_data(&project),
     );
     ports
         .projects
-        .create(&project, &audit)
+        .create(&project, &change)
         .await
         .map_err(|e| match e {
             StoreError::Conflict(_) => AppError::Conflict("a project with this key already exists".into()),
@@ -224,17 +226,18 @@ pub async fn update_project(
             let expected = project.version;
             project.version += 1;
             project.updated_at = ports.clock.now();
-            let audit = ports.entry(
+            let change = ports.change(
                 meta,
                 principal,
-                "project.updated",
+                EventType::ProjectUpdated,
                 id,
-                ("project", id),
+                id,
                 json!({ "changed": changed }),
+                project_data(&project),
             );
             let saved = ports
                 .projects
-                .update(&project, expected, &audit)
+                .update(&project, expected, &change)
                 .await
                 .map_err(not_found_as("project"))?;
             if saved {
@@ -255,19 +258,17 @@ pub async fn delete_project(
 ) -> Result<(), AppError> {
     ports.authorize(principal, id, Permission::Own, "project").await?;
     let project = load(ports, id).await?;
-    let audit = ports.entry(
-        meta,
-        principal,
-        "project.deleted",
-        id,
-        ("project", id),
-        json!({ "key": project.key.as_str(), "name": project.name.as_str() }),
-    );
-    // Read before the rows go: afterwards nobody is a member any more.
+    let details = json!({ "key": project.key.as_str(), "name": project.name.as_str() });
+    let data = json!({ "id": id, "key": project.key.as_str(), "name": project.name.as_str() });
+    // Read before the rows go: afterwards nobody is a member any more, so the members of
+    // the moment receive the event by name.
     let members = ports.members.user_ids(id).await?;
+    let change = ports
+        .change(meta, principal, EventType::ProjectDeleted, id, id, details, data)
+        .also_to(members.clone());
     ports
         .projects
-        .delete(id, &audit)
+        .delete(id, &change)
         .await
         .map_err(not_found_as("project"))?;
     // Roles go too: a cached task of the project must find no member to show it to.
@@ -303,8 +304,8 @@ mod tests {
                 p.key.as_str() == "KEEL"
                     && p.owner_id == member().user_id
                     && p.version == 1
-                    && a.action == "project.created"
-                    && a.project_id == Some(p.id)
+                    && a.audit.action == "project.created"
+                    && a.audit.project_id == Some(p.id)
             })
             .times(1)
             .returning(|_, _| Ok(()));
@@ -445,7 +446,7 @@ mod tests {
                 p.version == 2
                     && *expected == 1
                     && p.name.as_str() == "Renamed"
-                    && a.action == "project.updated"
+                    && a.audit.action == "project.updated"
             })
             .times(1)
             .returning(|_, _, _| Ok(true));
@@ -550,7 +551,14 @@ mod tests {
         );
         projects
             .expect_delete()
-            .withf(move |pid, a| *pid == id && a.action == "project.deleted")
+            .withf(move |pid, a| {
+                // Nobody is a member once it is delivered: the members of the moment get it.
+                *pid == id
+                    && a.audit.action == "project.deleted"
+                    && a.event.event.event_type == EventType::ProjectDeleted
+                    && a.event.also_to == vec![owner().user_id]
+                    && a.event.event.data["id"] == json!(id)
+            })
             .times(1)
             .returning(|_, _| Ok(()));
         let mut members = MockMemberRepository::new();

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use keel_domain::FieldError;
+use keel_domain::events::EventType;
 use keel_domain::identity::Principal;
 use keel_domain::tracking::ports::NewTask;
 use keel_domain::tracking::values::{TASK_DESCRIPTION_MAX, parse_description, parse_due_date};
@@ -19,7 +20,7 @@ use uuid::Uuid;
 
 use super::inputs::{CreateTaskBody, MAX_TASK_LABELS, TaskListQuery, UpdateTaskBody};
 use super::projects::search_text;
-use super::views::TaskView;
+use super::views::{TaskView, event_data};
 use super::{Expect, TrackingPorts, check, not_found_as, optional, validated, versioned_update};
 use crate::AppError;
 use crate::cache::{CacheKey, cached};
@@ -171,20 +172,26 @@ pub async fn create_task(
         completed_at: (status == TaskStatus::Done).then_some(now),
         version: 1,
     };
-    let audit = ports.entry(
+    let change = ports.change(
         meta,
         principal,
-        "task.created",
+        EventType::TaskCreated,
         project_id,
-        ("task", task.id),
+        task.id,
         json!({ "title": task.title.as_str() }),
+        serde_json::Value::Null,
     );
     let stored = ports
         .tasks
-        .create(&NewTask { task, label_ids }, &audit)
+        .create(&NewTask { task, label_ids }, &change, task_data)
         .await
         .map_err(not_found_as("project"))?;
     Ok(TaskView::from(&stored))
+}
+
+/// A task as events show it (its view).
+fn task_data(task: &Task) -> serde_json::Value {
+    event_data(&TaskView::from(task))
 }
 
 /// A task by id or by identifier (`KEEL-12`, any case).
@@ -291,18 +298,19 @@ pub async fn update_task(
             let expected = task.version;
             task.version += 1;
             task.updated_at = now;
-            let audit = ports.entry(
+            let change = ports.change(
                 meta,
                 principal,
-                "task.updated",
+                EventType::TaskUpdated,
                 task.project_id,
-                ("task", task.id),
+                task.id,
                 json!({ "changed": changed, "version": task.version }),
+                task_data(&task),
             );
             let ids = new_labels.and(label_ids);
             let saved = ports
                 .tasks
-                .update(&task, ids.as_deref(), expected, &audit)
+                .update(&task, ids.as_deref(), expected, &change)
                 .await
                 .map_err(not_found_as("task"))?;
             if saved {
@@ -325,17 +333,18 @@ pub async fn delete_task(
     ports
         .authorize(principal, task.project_id, Permission::WriteTasks, "task")
         .await?;
-    let audit = ports.entry(
+    let change = ports.change(
         meta,
         principal,
-        "task.deleted",
+        EventType::TaskDeleted,
         task.project_id,
-        ("task", id),
+        id,
         json!({ "identifier": task.identifier(), "title": task.title.as_str() }),
+        json!({ "id": id, "identifier": task.identifier() }),
     );
     ports
         .tasks
-        .delete(id, &audit)
+        .delete(id, &change)
         .await
         .map_err(not_found_as("task"))?;
     ports.forget(&[CacheKey::task(id)]).await;
@@ -577,15 +586,21 @@ mod tests {
         let mut tasks = MockTaskRepository::new();
         tasks
             .expect_create()
-            .withf(|n, a| {
+            .withf(|n, a, data| {
+                // The event shows the number the store hands out, as the API shows it.
+                let shown = data(&stored(n.clone(), 7));
                 n.task.title.as_str() == "Ship it"
                     && n.label_ids.len() == 1
                     && n.task.status == TaskStatus::Done
                     && n.task.completed_at == Some(now())
-                    && a.action == "task.created"
+                    && a.audit.action == "task.created"
+                    && a.event.event.event_type == EventType::TaskCreated
+                    && a.event.event.id == a.audit.id
+                    && shown["identifier"] == "KEEL-7"
+                    && shown["labels"] == json!(["bug"])
             })
             .times(1)
-            .returning(|n, _| Ok(stored(n.clone(), 7)));
+            .returning(|n, _, _| Ok(stored(n.clone(), 7)));
         let ports = Fixture {
             tasks,
             labels: labels_known(&["bug"]),
@@ -708,7 +723,7 @@ mod tests {
                     && t.completed_at == Some(now())
                     && t.title.as_str() == "First"
                     && labels.is_none()
-                    && a.details.as_ref().unwrap()["changed"] == json!(["status"])
+                    && a.audit.details.as_ref().unwrap()["changed"] == json!(["status"])
             })
             .times(1)
             .returning(|_, _, _, _| Ok(true));
@@ -927,8 +942,8 @@ mod tests {
             .expect_delete()
             .withf(|id, a| {
                 *id == task().id
-                    && a.action == "task.deleted"
-                    && a.details.as_ref().unwrap()["identifier"] == "KEEL-1"
+                    && a.audit.action == "task.deleted"
+                    && a.audit.details.as_ref().unwrap()["identifier"] == "KEEL-1"
             })
             .times(1)
             .returning(|_, _| Ok(()));

@@ -46,6 +46,26 @@ impl ProjectView {
     }
 }
 
+/// A view as an event's `data`. Views serialize to JSON objects of strings, numbers and
+/// dates, which cannot fail; should one ever fail, the event carries `null` and the cause is
+/// logged.
+pub(crate) fn event_data(view: &impl Serialize) -> serde_json::Value {
+    serde_json::to_value(view).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "an event's data did not serialize");
+        serde_json::Value::Null
+    })
+}
+
+/// A project as events show it: its view without the reader's role (events go to every
+/// member).
+pub(crate) fn project_data(p: &Project) -> serde_json::Value {
+    let mut data = event_data(&ProjectView::new(p, ProjectRole::Owner));
+    if let Some(object) = data.as_object_mut() {
+        object.remove("myRole");
+    }
+    data
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

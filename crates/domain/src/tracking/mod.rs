@@ -1,9 +1,9 @@
 //! Project and task tracking (SPEC §5): projects, members, labels, tasks, comments, and the
 //! ports their use cases need.
 //!
-//! Every write port takes the [`AuditEntry`](crate::audit::AuditEntry) describing the change
-//! and stores it in the same transaction as the change, so the activity feed never misses
-//! or invents a change (the outbox of domain events joins that transaction later).
+//! Every write port takes the [`Change`](crate::events::Change) it makes — the audit entry and
+//! the domain event — and stores both in the same transaction as the change, so neither the
+//! activity feed nor the event outbox ever misses or invents a change.
 
 pub mod ports;
 pub mod values;

@@ -1,6 +1,8 @@
 //! Ports of the tracking use cases.
 //!
-//! Every write takes the audit entry of the change and stores it in the same transaction.
+//! Every write takes the [`Change`] it makes (its audit entry and its domain event) and
+//! stores both in the same transaction as the change: the activity feed and the event outbox
+//! never miss or invent a change.
 //! Writes guarded by a version (`expected_version`) change nothing and answer `false` when
 //! the stored version differs: the caller decides between 412 and a retry.
 
@@ -14,6 +16,7 @@ use super::{
 };
 use crate::StoreError;
 use crate::audit::AuditEntry;
+use crate::events::Change;
 
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
@@ -21,7 +24,7 @@ pub trait ProjectRepository: Send + Sync {
     /// Stores the project and its owner's membership.
     /// # Errors
     /// `Conflict` when the key is taken.
-    async fn create(&self, project: &Project, audit: &AuditEntry) -> Result<(), StoreError>;
+    async fn create(&self, project: &Project, change: &Change) -> Result<(), StoreError>;
     async fn find(&self, id: Uuid) -> Result<Option<Project>, StoreError>;
     /// The user's role in the project; `None` when not a member (or no such project).
     async fn role_of(&self, project_id: Uuid, user_id: Uuid) -> Result<Option<ProjectRole>, StoreError>;
@@ -31,12 +34,12 @@ pub trait ProjectRepository: Send + Sync {
         &self,
         project: &Project,
         expected_version: i64,
-        audit: &AuditEntry,
+        change: &Change,
     ) -> Result<bool, StoreError>;
     /// Deletes the project with its members, labels, tasks and comments.
     /// # Errors
     /// `NotFound` when it does not exist.
-    async fn delete(&self, id: Uuid, audit: &AuditEntry) -> Result<(), StoreError>;
+    async fn delete(&self, id: Uuid, change: &Change) -> Result<(), StoreError>;
     /// One page of the projects in `scope` (never `Scope::Project`) with the total. In
     /// `Scope::All` the role of a project the user is not a member of is `owner`.
     async fn list(
@@ -66,7 +69,7 @@ pub trait MemberRepository: Send + Sync {
         user_id: Uuid,
         role: ProjectRole,
         at: DateTime<Utc>,
-        audit: &AuditEntry,
+        change: &Change,
     ) -> Result<(), StoreError>;
     /// Changes a member's role (never to or from `owner`; see `transfer_ownership`).
     /// # Errors
@@ -76,7 +79,7 @@ pub trait MemberRepository: Send + Sync {
         project_id: Uuid,
         user_id: Uuid,
         role: ProjectRole,
-        audit: &AuditEntry,
+        change: &Change,
     ) -> Result<(), StoreError>;
     /// Makes `to` (a member) the owner and the current owner an admin, and records the new
     /// owner on the project, atomically.
@@ -87,7 +90,7 @@ pub trait MemberRepository: Send + Sync {
         project_id: Uuid,
         to: Uuid,
         at: DateTime<Utc>,
-        audit: &AuditEntry,
+        change: &Change,
     ) -> Result<(), StoreError>;
     /// Removes a member and unassigns their tasks in the project; returns those tasks' ids.
     /// # Errors
@@ -97,7 +100,7 @@ pub trait MemberRepository: Send + Sync {
         project_id: Uuid,
         user_id: Uuid,
         at: DateTime<Utc>,
-        audit: &AuditEntry,
+        change: &Change,
     ) -> Result<Vec<Uuid>, StoreError>;
 }
 
@@ -108,7 +111,7 @@ pub trait LabelRepository: Send + Sync {
     async fn list(&self, project_id: Uuid, offset: u64, limit: u64) -> Result<(Vec<Label>, u64), StoreError>;
     /// # Errors
     /// `Conflict` when the project has a label of that name.
-    async fn create(&self, label: &Label, audit: &AuditEntry) -> Result<(), StoreError>;
+    async fn create(&self, label: &Label, change: &Change) -> Result<(), StoreError>;
     async fn find(&self, project_id: Uuid, label_id: Uuid) -> Result<Option<Label>, StoreError>;
     /// The project's labels with these names (one query); unknown names are absent.
     async fn find_by_names(&self, project_id: Uuid, names: &[LabelName]) -> Result<Vec<Label>, StoreError>;
@@ -119,9 +122,12 @@ pub trait LabelRepository: Send + Sync {
         &self,
         project_id: Uuid,
         label_id: Uuid,
-        audit: &AuditEntry,
+        change: &Change,
     ) -> Result<Vec<Uuid>, StoreError>;
 }
+
+/// Builds an event's data from what the store returns.
+pub type EventData<T> = fn(&T) -> serde_json::Value;
 
 /// A task to store; the repository hands out its number.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,7 +144,10 @@ pub trait TaskRepository: Send + Sync {
     /// unique when creates race on several instances) and returns it as stored.
     /// # Errors
     /// `NotFound` when the project does not exist.
-    async fn create(&self, new: &NewTask, audit: &AuditEntry) -> Result<Task, StoreError>;
+    /// The event published is `change`'s with `data(&stored)` as its data (it shows the
+    /// number the store hands out).
+    async fn create(&self, new: &NewTask, change: &Change, data: EventData<Task>)
+    -> Result<Task, StoreError>;
     async fn find(&self, id: Uuid) -> Result<Option<Task>, StoreError>;
     async fn find_by_number(&self, key: &ProjectKey, number: i64) -> Result<Option<Task>, StoreError>;
     /// Saves every field of `task` (its `version` already `expected_version + 1`) and, when
@@ -148,11 +157,11 @@ pub trait TaskRepository: Send + Sync {
         task: &Task,
         label_ids: Option<&'a [Uuid]>,
         expected_version: i64,
-        audit: &AuditEntry,
+        change: &Change,
     ) -> Result<bool, StoreError>;
     /// # Errors
     /// `NotFound` when it does not exist.
-    async fn delete(&self, id: Uuid, audit: &AuditEntry) -> Result<(), StoreError>;
+    async fn delete(&self, id: Uuid, change: &Change) -> Result<(), StoreError>;
     /// Up to `query.limit` tasks after `query.after` in the query's order, labels loaded for
     /// the whole page in one query.
     async fn list(&self, query: &TaskQuery) -> Result<Vec<Task>, StoreError>;
@@ -161,18 +170,18 @@ pub trait TaskRepository: Send + Sync {
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait CommentRepository: Send + Sync {
-    async fn create(&self, comment: &Comment, audit: &AuditEntry) -> Result<(), StoreError>;
+    async fn create(&self, comment: &Comment, change: &Change) -> Result<(), StoreError>;
     async fn find(&self, id: Uuid) -> Result<Option<Comment>, StoreError>;
     /// Saves body, `updated_at` and version (already `expected_version + 1`).
     async fn update(
         &self,
         comment: &Comment,
         expected_version: i64,
-        audit: &AuditEntry,
+        change: &Change,
     ) -> Result<bool, StoreError>;
     /// # Errors
     /// `NotFound` when it does not exist.
-    async fn delete(&self, id: Uuid, audit: &AuditEntry) -> Result<(), StoreError>;
+    async fn delete(&self, id: Uuid, change: &Change) -> Result<(), StoreError>;
     /// Oldest first: up to `limit` comments of the task after `(created_at, id)`.
     async fn list(
         &self,

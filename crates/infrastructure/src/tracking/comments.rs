@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use keel_domain::StoreError;
-use keel_domain::audit::AuditEntry;
+use keel_domain::events::Change;
 use keel_domain::tracking::ports::CommentRepository;
 use keel_domain::tracking::{Comment, CommentBody};
 use sea_orm::sea_query::Expr;
@@ -13,7 +13,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{commit_audited, corrupt, delete_audited, finish_guarded};
+use super::{commit_change, corrupt, delete_recorded, finish_guarded};
 use crate::db::{Database, store_error};
 use crate::entities::comments::{self, Column, Entity};
 use crate::entities::tasks;
@@ -60,7 +60,7 @@ fn with_projects() -> sea_orm::Select<Entity> {
 
 #[async_trait]
 impl CommentRepository for SeaOrmCommentRepository {
-    async fn create(&self, comment: &Comment, audit: &AuditEntry) -> Result<(), StoreError> {
+    async fn create(&self, comment: &Comment, change: &Change) -> Result<(), StoreError> {
         let txn = self.db.connection().begin().await.map_err(store_error)?;
         Entity::insert(comments::ActiveModel {
             id: Set(comment.id),
@@ -74,7 +74,7 @@ impl CommentRepository for SeaOrmCommentRepository {
         .exec_without_returning(&txn)
         .await
         .map_err(store_error)?;
-        commit_audited(txn, audit).await
+        commit_change(&self.db, txn, change).await
     }
 
     async fn find(&self, id: Uuid) -> Result<Option<Comment>, StoreError> {
@@ -92,7 +92,7 @@ impl CommentRepository for SeaOrmCommentRepository {
         &self,
         comment: &Comment,
         expected_version: i64,
-        audit: &AuditEntry,
+        change: &Change,
     ) -> Result<bool, StoreError> {
         let txn = self.db.connection().begin().await.map_err(store_error)?;
         let result = Entity::update_many()
@@ -104,11 +104,11 @@ impl CommentRepository for SeaOrmCommentRepository {
             .exec(&txn)
             .await
             .map_err(store_error)?;
-        finish_guarded(txn, result.rows_affected, audit).await
+        finish_guarded(&self.db, txn, result.rows_affected, change).await
     }
 
-    async fn delete(&self, id: Uuid, audit: &AuditEntry) -> Result<(), StoreError> {
-        delete_audited::<Entity>(&self.db, id, audit).await
+    async fn delete(&self, id: Uuid, change: &Change) -> Result<(), StoreError> {
+        delete_recorded::<Entity>(&self.db, id, change).await
     }
 
     async fn list(

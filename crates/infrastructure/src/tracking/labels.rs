@@ -2,14 +2,14 @@
 
 use async_trait::async_trait;
 use keel_domain::StoreError;
-use keel_domain::audit::AuditEntry;
+use keel_domain::events::Change;
 use keel_domain::tracking::ports::LabelRepository;
 use keel_domain::tracking::{Color, Label, LabelName};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait};
 use uuid::Uuid;
 
-use super::{commit_audited, corrupt, fetch_page_as, roll_back};
+use super::{commit_change, corrupt, fetch_page_as, roll_back};
 use crate::db::{Database, store_error};
 use crate::entities::labels::{self, Column, Entity};
 use crate::entities::{task_labels, tasks};
@@ -48,7 +48,7 @@ impl LabelRepository for SeaOrmLabelRepository {
         Ok((rows.into_iter().map(to_domain).collect::<Result<_, _>>()?, total))
     }
 
-    async fn create(&self, label: &Label, audit: &AuditEntry) -> Result<(), StoreError> {
+    async fn create(&self, label: &Label, change: &Change) -> Result<(), StoreError> {
         let txn = self.db.connection().begin().await.map_err(store_error)?;
         // `ux_labels_project_name` turns a second label of the same name into `Conflict`.
         Entity::insert(labels::ActiveModel {
@@ -61,7 +61,7 @@ impl LabelRepository for SeaOrmLabelRepository {
         .exec_without_returning(&txn)
         .await
         .map_err(store_error)?;
-        commit_audited(txn, audit).await
+        commit_change(&self.db, txn, change).await
     }
 
     async fn find(&self, project_id: Uuid, label_id: Uuid) -> Result<Option<Label>, StoreError> {
@@ -95,7 +95,7 @@ impl LabelRepository for SeaOrmLabelRepository {
         &self,
         project_id: Uuid,
         label_id: Uuid,
-        audit: &AuditEntry,
+        change: &Change,
     ) -> Result<Vec<Uuid>, StoreError> {
         let txn = self.db.connection().begin().await.map_err(store_error)?;
         let relabeled: Vec<Uuid> = task_labels::Entity::find()
@@ -116,7 +116,7 @@ impl LabelRepository for SeaOrmLabelRepository {
         // and `updated_at`, so `updatedSince` lists it.
         tasks::Entity::update_many()
             .col_expr(tasks::Column::Version, Expr::col(tasks::Column::Version).add(1))
-            .col_expr(tasks::Column::UpdatedAt, Expr::value(audit.occurred_at))
+            .col_expr(tasks::Column::UpdatedAt, Expr::value(change.audit.occurred_at))
             .filter(tasks::Column::ProjectId.eq(project_id))
             .filter(tasks::Column::Id.in_subquery(carrying))
             .exec(&txn)
@@ -138,7 +138,7 @@ impl LabelRepository for SeaOrmLabelRepository {
             roll_back(txn).await?;
             return Err(StoreError::NotFound);
         }
-        commit_audited(txn, audit).await?;
+        commit_change(&self.db, txn, change).await?;
         Ok(relabeled)
     }
 }

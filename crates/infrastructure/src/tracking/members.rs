@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use keel_domain::StoreError;
-use keel_domain::audit::AuditEntry;
+use keel_domain::events::Change;
 use keel_domain::tracking::ports::MemberRepository;
 use keel_domain::tracking::{Member, ProjectRole};
 use sea_orm::sea_query::{Expr, ExprTrait};
@@ -14,7 +14,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::projects::parse_role;
-use super::{commit_audited, fetch_page_as, roll_back};
+use super::{commit_change, fetch_page_as, roll_back};
 use crate::db::{Database, store_error};
 use crate::entities::project_members::{self, Column, Entity};
 use crate::entities::{projects, tasks, users};
@@ -105,7 +105,7 @@ impl MemberRepository for SeaOrmMemberRepository {
         user_id: Uuid,
         role: ProjectRole,
         at: DateTime<Utc>,
-        audit: &AuditEntry,
+        change: &Change,
     ) -> Result<(), StoreError> {
         let txn = self.db.connection().begin().await.map_err(store_error)?;
         // The primary key (project_id, user_id) turns a second membership into `Conflict`.
@@ -118,7 +118,7 @@ impl MemberRepository for SeaOrmMemberRepository {
         .exec_without_returning(&txn)
         .await
         .map_err(store_error)?;
-        commit_audited(txn, audit).await
+        commit_change(&self.db, txn, change).await
     }
 
     async fn set_role(
@@ -126,7 +126,7 @@ impl MemberRepository for SeaOrmMemberRepository {
         project_id: Uuid,
         user_id: Uuid,
         role: ProjectRole,
-        audit: &AuditEntry,
+        change: &Change,
     ) -> Result<(), StoreError> {
         let txn = self.db.connection().begin().await.map_err(store_error)?;
         let result = Entity::update_many()
@@ -140,7 +140,7 @@ impl MemberRepository for SeaOrmMemberRepository {
             roll_back(txn).await?;
             return Err(StoreError::NotFound);
         }
-        commit_audited(txn, audit).await
+        commit_change(&self.db, txn, change).await
     }
 
     async fn transfer_ownership(
@@ -148,7 +148,7 @@ impl MemberRepository for SeaOrmMemberRepository {
         project_id: Uuid,
         to: Uuid,
         at: DateTime<Utc>,
-        audit: &AuditEntry,
+        change: &Change,
     ) -> Result<(), StoreError> {
         let txn = self.db.connection().begin().await.map_err(store_error)?;
         // The project row first: on PostgreSQL that locks it, so concurrent transfers of one
@@ -193,7 +193,7 @@ impl MemberRepository for SeaOrmMemberRepository {
             .exec(&txn)
             .await
             .map_err(store_error)?;
-        commit_audited(txn, audit).await
+        commit_change(&self.db, txn, change).await
     }
 
     async fn remove(
@@ -201,7 +201,7 @@ impl MemberRepository for SeaOrmMemberRepository {
         project_id: Uuid,
         user_id: Uuid,
         at: DateTime<Utc>,
-        audit: &AuditEntry,
+        change: &Change,
     ) -> Result<Vec<Uuid>, StoreError> {
         let txn = self.db.connection().begin().await.map_err(store_error)?;
         let removed = Entity::delete_many()
@@ -235,7 +235,7 @@ impl MemberRepository for SeaOrmMemberRepository {
                 .await
                 .map_err(store_error)?;
         }
-        commit_audited(txn, audit).await?;
+        commit_change(&self.db, txn, change).await?;
         Ok(unassigned)
     }
 }

@@ -1,8 +1,8 @@
 //! Tracking adapters on SeaORM (SPEC §5): projects, members, labels, tasks, comments, and the
 //! project activity feed.
 //!
-//! Every write runs in one transaction with the audit entry that describes it, so the feed
-//! never misses or invents a change. Version-guarded updates change nothing (and record
+//! Every write runs in one transaction with the audit entry that describes it and its domain
+//! event (the outbox), so neither the feed nor the event stream misses or invents a change. Version-guarded updates change nothing (and record
 //! nothing) when the stored version differs.
 
 pub mod activity;
@@ -19,7 +19,7 @@ pub use projects::SeaOrmProjectRepository;
 pub use tasks::SeaOrmTaskRepository;
 
 use keel_domain::StoreError;
-use keel_domain::audit::AuditEntry;
+use keel_domain::events::Change;
 use sea_orm::{
     ConnectionTrait, DatabaseTransaction, EntityTrait, FromQueryResult, PaginatorTrait, PrimaryKeyTrait,
     QuerySelect, TransactionTrait,
@@ -28,6 +28,7 @@ use uuid::Uuid;
 
 use crate::audit::insert_entry;
 use crate::db::{Database, store_error};
+use crate::events::outbox::insert_event;
 
 /// A stored row that no longer parses is a bug or tampering, never a client error.
 fn corrupt(table: &str, id: impl std::fmt::Display, what: &str) -> StoreError {
@@ -39,31 +40,36 @@ async fn roll_back(txn: DatabaseTransaction) -> Result<(), StoreError> {
     txn.rollback().await.map_err(store_error)
 }
 
-/// Records `audit` in the change's transaction and commits both.
-async fn commit_audited(txn: DatabaseTransaction, audit: &AuditEntry) -> Result<(), StoreError> {
-    insert_entry(&txn, audit).await?;
-    txn.commit().await.map_err(store_error)
+/// Records the change's audit entry and event in its transaction, commits, and wakes the
+/// outbox dispatcher.
+async fn commit_change(db: &Database, txn: DatabaseTransaction, change: &Change) -> Result<(), StoreError> {
+    insert_entry(&txn, &change.audit).await?;
+    insert_event(&txn, &change.event).await?;
+    txn.commit().await.map_err(store_error)?;
+    db.outbox_written();
+    Ok(())
 }
 
 /// Ends a version-guarded write whose guarded statement touched `rows_affected` rows: none
 /// (another write got there first) rolls everything back and answers `false`; otherwise the
-/// audit entry is recorded and all is committed.
+/// change is recorded and all is committed.
 async fn finish_guarded(
+    db: &Database,
     txn: DatabaseTransaction,
     rows_affected: u64,
-    audit: &AuditEntry,
+    change: &Change,
 ) -> Result<bool, StoreError> {
     if rows_affected == 0 {
         roll_back(txn).await?;
         return Ok(false);
     }
-    commit_audited(txn, audit).await?;
+    commit_change(db, txn, change).await?;
     Ok(true)
 }
 
-/// Deletes the row `id` of `E` with its audit entry, in one transaction (children go by the
-/// foreign keys' `ON DELETE CASCADE`). `NotFound` when there is no such row.
-async fn delete_audited<E>(db: &Database, id: Uuid, audit: &AuditEntry) -> Result<(), StoreError>
+/// Deletes the row `id` of `E` with its change recorded, in one transaction (children go by
+/// the foreign keys' `ON DELETE CASCADE`). `NotFound` when there is no such row.
+async fn delete_recorded<E>(db: &Database, id: Uuid, change: &Change) -> Result<(), StoreError>
 where
     E: EntityTrait,
     Uuid: Into<<E::PrimaryKey as PrimaryKeyTrait>::ValueType>,
@@ -74,7 +80,7 @@ where
         roll_back(txn).await?;
         return Err(StoreError::NotFound);
     }
-    commit_audited(txn, audit).await
+    commit_change(db, txn, change).await
 }
 
 /// One offset page of `select` (filtered and ordered with a unique tiebreaker), read as `M`,

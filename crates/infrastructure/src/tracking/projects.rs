@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use keel_domain::StoreError;
-use keel_domain::audit::AuditEntry;
+use keel_domain::events::Change;
 use keel_domain::tracking::ports::ProjectRepository;
 use keel_domain::tracking::{
     Project, ProjectFilter, ProjectKey, ProjectName, ProjectRole, ProjectSort, ProjectSortKey, ProjectStatus,
@@ -15,7 +15,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{commit_audited, corrupt, delete_audited, fetch_page_as, finish_guarded};
+use super::{commit_change, corrupt, delete_recorded, fetch_page_as, finish_guarded};
 use crate::db::{Database, fold, store_error};
 use crate::entities::project_members;
 use crate::entities::projects::{self, Column, Entity};
@@ -61,7 +61,7 @@ struct ProjectRow {
 
 #[async_trait]
 impl ProjectRepository for SeaOrmProjectRepository {
-    async fn create(&self, project: &Project, audit: &AuditEntry) -> Result<(), StoreError> {
+    async fn create(&self, project: &Project, change: &Change) -> Result<(), StoreError> {
         let txn = self.db.connection().begin().await.map_err(store_error)?;
         Entity::insert(projects::ActiveModel {
             id: Set(project.id),
@@ -88,7 +88,7 @@ impl ProjectRepository for SeaOrmProjectRepository {
         .exec_without_returning(&txn)
         .await
         .map_err(store_error)?;
-        commit_audited(txn, audit).await
+        commit_change(&self.db, txn, change).await
     }
 
     async fn find(&self, id: Uuid) -> Result<Option<Project>, StoreError> {
@@ -115,7 +115,7 @@ impl ProjectRepository for SeaOrmProjectRepository {
         &self,
         project: &Project,
         expected_version: i64,
-        audit: &AuditEntry,
+        change: &Change,
     ) -> Result<bool, StoreError> {
         let txn = self.db.connection().begin().await.map_err(store_error)?;
         let result = Entity::update_many()
@@ -130,14 +130,14 @@ impl ProjectRepository for SeaOrmProjectRepository {
             .exec(&txn)
             .await
             .map_err(store_error)?;
-        finish_guarded(txn, result.rows_affected, audit).await
+        finish_guarded(&self.db, txn, result.rows_affected, change).await
     }
 
-    async fn delete(&self, id: Uuid, audit: &AuditEntry) -> Result<(), StoreError> {
+    async fn delete(&self, id: Uuid, change: &Change) -> Result<(), StoreError> {
         // Members, labels, tasks (and with them task labels and comments) go by the foreign
         // keys' ON DELETE CASCADE; SQLite enforces them (`foreign_keys` is on for every
         // pooled connection, see `Database::connect`).
-        delete_audited::<Entity>(&self.db, id, audit).await
+        delete_recorded::<Entity>(&self.db, id, change).await
     }
 
     async fn list(

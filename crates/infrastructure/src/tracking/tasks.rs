@@ -4,8 +4,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use keel_domain::StoreError;
-use keel_domain::audit::AuditEntry;
-use keel_domain::tracking::ports::{NewTask, TaskRepository};
+use keel_domain::events::Change;
+use keel_domain::tracking::ports::{EventData, NewTask, TaskRepository};
 use keel_domain::tracking::{
     AssigneeFilter, LabelName, Priority, ProjectKey, Scope, SortValue, Task, TaskPosition, TaskQuery,
     TaskSort, TaskSortKey, TaskStatus, TaskTitle,
@@ -17,7 +17,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{commit_audited, corrupt, delete_audited, roll_back};
+use super::{commit_change, corrupt, delete_recorded, roll_back};
 use crate::db::{Database, fold, store_error};
 use crate::entities::tasks::{self, Column, Entity};
 use crate::entities::{labels, project_members, projects, task_labels};
@@ -311,7 +311,12 @@ fn list_select(query: &TaskQuery) -> Result<sea_orm::Select<Entity>, StoreError>
 
 #[async_trait]
 impl TaskRepository for SeaOrmTaskRepository {
-    async fn create(&self, new: &NewTask, audit: &AuditEntry) -> Result<Task, StoreError> {
+    async fn create(
+        &self,
+        new: &NewTask,
+        change: &Change,
+        data: EventData<Task>,
+    ) -> Result<Task, StoreError> {
         let task = &new.task;
         let txn = self.db.connection().begin().await.map_err(store_error)?;
         // First statement of the transaction: on PostgreSQL it locks the project row until
@@ -356,13 +361,14 @@ impl TaskRepository for SeaOrmTaskRepository {
             .await?
             .remove(&task.id)
             .unwrap_or_default();
-        commit_audited(txn, audit).await?;
-        Ok(Task {
+        let stored = Task {
             project_key,
             number,
             labels,
             ..task.clone()
-        })
+        };
+        commit_change(&self.db, txn, &change.with_data(data(&stored))).await?;
+        Ok(stored)
     }
 
     async fn find(&self, id: Uuid) -> Result<Option<Task>, StoreError> {
@@ -402,7 +408,7 @@ impl TaskRepository for SeaOrmTaskRepository {
         task: &Task,
         label_ids: Option<&'a [Uuid]>,
         expected_version: i64,
-        audit: &AuditEntry,
+        change: &Change,
     ) -> Result<bool, StoreError> {
         let txn = self.db.connection().begin().await.map_err(store_error)?;
         let result = Entity::update_many()
@@ -434,13 +440,13 @@ impl TaskRepository for SeaOrmTaskRepository {
                 .map_err(store_error)?;
             insert_labels(&txn, task.id, &distinct(label_ids)).await?;
         }
-        commit_audited(txn, audit).await?;
+        commit_change(&self.db, txn, change).await?;
         Ok(true)
     }
 
-    async fn delete(&self, id: Uuid, audit: &AuditEntry) -> Result<(), StoreError> {
+    async fn delete(&self, id: Uuid, change: &Change) -> Result<(), StoreError> {
         // Its labels and comments go by the foreign keys' ON DELETE CASCADE.
-        delete_audited::<Entity>(&self.db, id, audit).await
+        delete_recorded::<Entity>(&self.db, id, change).await
     }
 
     async fn list(&self, query: &TaskQuery) -> Result<Vec<Task>, StoreError> {

@@ -1,0 +1,241 @@
+//! Domain events (SPEC §6): every change in a project emits one, written in the change's own
+//! transaction (the transactional outbox) and later published to WebSocket clients and
+//! webhooks, at least once and in order per project.
+//!
+//! An event shares its id, actor, project and time with the change's audit entry: the
+//! activity feed and the event stream describe the same changes.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use uuid::Uuid;
+
+use crate::audit::AuditEntry;
+
+/// The kinds of domain events. Their names are part of the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventType {
+    ProjectCreated,
+    ProjectUpdated,
+    ProjectDeleted,
+    MemberAdded,
+    MemberUpdated,
+    MemberRemoved,
+    TaskCreated,
+    TaskUpdated,
+    TaskDeleted,
+    CommentCreated,
+    CommentUpdated,
+    CommentDeleted,
+    LabelCreated,
+    LabelDeleted,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 14] = [
+        Self::ProjectCreated,
+        Self::ProjectUpdated,
+        Self::ProjectDeleted,
+        Self::MemberAdded,
+        Self::MemberUpdated,
+        Self::MemberRemoved,
+        Self::TaskCreated,
+        Self::TaskUpdated,
+        Self::TaskDeleted,
+        Self::CommentCreated,
+        Self::CommentUpdated,
+        Self::CommentDeleted,
+        Self::LabelCreated,
+        Self::LabelDeleted,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ProjectCreated => "project.created",
+            Self::ProjectUpdated => "project.updated",
+            Self::ProjectDeleted => "project.deleted",
+            Self::MemberAdded => "member.added",
+            Self::MemberUpdated => "member.updated",
+            Self::MemberRemoved => "member.removed",
+            Self::TaskCreated => "task.created",
+            Self::TaskUpdated => "task.updated",
+            Self::TaskDeleted => "task.deleted",
+            Self::CommentCreated => "comment.created",
+            Self::CommentUpdated => "comment.updated",
+            Self::CommentDeleted => "comment.deleted",
+            Self::LabelCreated => "label.created",
+            Self::LabelDeleted => "label.deleted",
+        }
+    }
+
+    /// The type named `raw` (exact, lower case); `None` for anything else.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == raw)
+    }
+
+    /// The resource the event is about: `task` for `task.updated`.
+    pub fn resource(self) -> &'static str {
+        let name = self.as_str();
+        name.split_once('.').map_or(name, |(resource, _)| resource)
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for EventType {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for EventType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).ok_or_else(|| serde::de::Error::custom(format!("unknown event type `{raw}`")))
+    }
+}
+
+/// A domain event as clients and webhooks receive it:
+/// `{id, type, projectId, actorId, data, occurredAt}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DomainEvent {
+    /// The id of the change's audit entry: unique, and the same on every delivery.
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    pub project_id: Uuid,
+    pub actor_id: Option<Uuid>,
+    /// The resource as the API shows it after the change (for deletions, its id).
+    pub data: serde_json::Value,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// An event with the users who receive it although they are no longer members when it is
+/// delivered: the removed member of `member.removed`, the members of a deleted project.
+/// Everybody else receives it when they are a member of its project at delivery time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Envelope {
+    pub event: DomainEvent,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also_to: Vec<Uuid>,
+}
+
+/// A change as a tracking store records it, in one transaction: its audit entry and its
+/// event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub audit: AuditEntry,
+    pub event: Envelope,
+}
+
+impl Change {
+    /// The change described by `audit` (whose action must be `event_type`'s name, and whose
+    /// project is the event's), publishing `data`.
+    pub fn new(audit: AuditEntry, event_type: EventType, project_id: Uuid, data: serde_json::Value) -> Self {
+        let event = DomainEvent {
+            id: audit.id,
+            event_type,
+            project_id,
+            actor_id: audit.actor_id,
+            data,
+            occurred_at: audit.occurred_at,
+        };
+        Self {
+            audit,
+            event: Envelope {
+                event,
+                also_to: Vec::new(),
+            },
+        }
+    }
+
+    /// Also delivers the event to `users`, member or not.
+    #[must_use]
+    pub fn also_to(mut self, users: Vec<Uuid>) -> Self {
+        self.event.also_to = users;
+        self
+    }
+
+    /// The same change publishing `data` instead (a store completing what only it knows).
+    #[must_use]
+    pub fn with_data(&self, data: serde_json::Value) -> Self {
+        let mut change = self.clone();
+        change.event.event.data = data;
+        change
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_type_round_trips_through_its_name() {
+        for t in EventType::ALL {
+            assert_eq!(EventType::parse(t.as_str()), Some(t));
+            let json = serde_json::to_string(&t).unwrap();
+            assert_eq!(serde_json::from_str::<EventType>(&json).unwrap(), t);
+        }
+        assert_eq!(EventType::parse("task.Created"), None);
+        assert_eq!(EventType::parse("task"), None);
+        assert!(serde_json::from_str::<EventType>("\"task.moved\"").is_err());
+    }
+
+    #[test]
+    fn resource_is_the_part_before_the_dot() {
+        assert_eq!(EventType::TaskUpdated.resource(), "task");
+        assert_eq!(EventType::MemberRemoved.resource(), "member");
+        assert_eq!(EventType::LabelDeleted.resource(), "label");
+    }
+
+    #[test]
+    fn events_serialize_in_the_contract_shape() {
+        let at = DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
+            .unwrap()
+            .to_utc();
+        let audit = AuditEntry {
+            id: Uuid::from_u128(1),
+            occurred_at: at,
+            actor_id: Some(Uuid::from_u128(2)),
+            action: "task.created".into(),
+            resource_type: "task".into(),
+            resource_id: None,
+            project_id: Some(Uuid::from_u128(3)),
+            request_id: None,
+            ip: None,
+            details: None,
+        };
+        let change = Change::new(
+            audit,
+            EventType::TaskCreated,
+            Uuid::from_u128(3),
+            serde_json::json!({"n": 1}),
+        );
+        let json = serde_json::to_value(&change.event.event).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "id": Uuid::from_u128(1),
+                "type": "task.created",
+                "projectId": Uuid::from_u128(3),
+                "actorId": Uuid::from_u128(2),
+                "data": {"n": 1},
+                "occurredAt": "2026-11-23T10:00:00Z",
+            })
+        );
+        let with = change.clone().also_to(vec![Uuid::from_u128(9)]);
+        let back: Envelope = serde_json::from_value(serde_json::to_value(&with.event).unwrap()).unwrap();
+        assert_eq!(back, with.event);
+        assert_eq!(
+            change.with_data(serde_json::json!(7)).event.event.data,
+            serde_json::json!(7)
+        );
+    }
+}

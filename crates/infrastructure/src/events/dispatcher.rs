@@ -1,0 +1,205 @@
+//! The outbox dispatcher: publishes committed events to the bus and queues their webhook
+//! deliveries, at least once and in commit order per project.
+//!
+//! One instance dispatches at a time: the holder of a lease row that it renews while it runs
+//! (`lease_ttl`, 10 s by default). Every instance runs the loop; the others only try to take
+//! the lease, so when the holder dies another takes over within one lease. A batch is
+//! published first and then, in one transaction that commits only while the lease is still
+//! held, its deliveries are queued and its rows deleted: a crash in between publishes the
+//! batch again (at least once), never loses it.
+//!
+//! Latency: a change committed on this instance wakes the loop at once; one committed on
+//! another instance is seen at the next poll (`poll_interval`, 200 ms by default).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use keel_application::events::EventBus;
+use keel_domain::StoreError;
+use keel_domain::events::Envelope;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use super::outbox::Outbox;
+use crate::metrics::Metrics;
+
+#[derive(Debug, Clone)]
+pub struct DispatcherSettings {
+    pub poll_interval: Duration,
+    pub lease_ttl: Duration,
+    pub batch_size: u64,
+}
+
+impl Default for DispatcherSettings {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_millis(200),
+            lease_ttl: Duration::from_secs(10),
+            batch_size: 256,
+        }
+    }
+}
+
+/// What one pass over the outbox did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pass {
+    pub published: usize,
+    pub deliveries: usize,
+    /// The lease was lost before the batch could be marked: another instance goes on.
+    pub lost_lease: bool,
+}
+
+pub struct Dispatcher {
+    outbox: Outbox,
+    bus: Arc<dyn EventBus>,
+    metrics: Option<Arc<Metrics>>,
+    settings: DispatcherSettings,
+    /// This instance's identity as a lease holder.
+    holder: Uuid,
+    leading: Arc<AtomicBool>,
+    /// Rung when deliveries were queued (the webhook sender waits on it).
+    deliveries_queued: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("holder", &self.holder)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dispatcher {
+    pub fn new(
+        outbox: Outbox,
+        bus: Arc<dyn EventBus>,
+        metrics: Option<Arc<Metrics>>,
+        settings: DispatcherSettings,
+    ) -> Self {
+        Self {
+            outbox,
+            bus,
+            metrics,
+            settings,
+            holder: Uuid::now_v7(),
+            leading: Arc::new(AtomicBool::new(false)),
+            deliveries_queued: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Whether this instance holds the lease (the webhook sender runs only then).
+    pub fn leading(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.leading)
+    }
+
+    /// Rung whenever deliveries are queued.
+    pub fn deliveries_queued(&self) -> Arc<Notify> {
+        Arc::clone(&self.deliveries_queued)
+    }
+
+    /// Takes or keeps the lease; `false` while another instance holds it.
+    pub async fn claim(&self) -> Result<bool, StoreError> {
+        let held = self
+            .outbox
+            .claim_lease(self.holder, Utc::now(), self.settings.lease_ttl)
+            .await;
+        let leading = matches!(held, Ok(true));
+        if self.leading.swap(leading, Ordering::AcqRel) != leading {
+            tracing::info!(holder = %self.holder, leading, "outbox dispatcher lease changed hands");
+        }
+        held
+    }
+
+    /// Publishes one batch, if this instance holds the lease (call [`Dispatcher::claim`]
+    /// first).
+    pub async fn pass(&self) -> Result<Pass, StoreError> {
+        let batch = self.outbox.next_batch(self.settings.batch_size).await?;
+        if batch.is_empty() {
+            self.report_pending(0);
+            return Ok(Pass::default());
+        }
+        let envelopes: Vec<Envelope> = batch.iter().filter_map(|p| p.envelope.clone()).collect();
+        if let Err(e) = self.bus.publish(&envelopes).await {
+            tracing::warn!(error = %e, events = envelopes.len(), "events reached only this instance's clients");
+        }
+        let Some(deliveries) = self
+            .outbox
+            .finish(self.holder, Utc::now(), self.settings.lease_ttl, &batch)
+            .await?
+        else {
+            self.leading.store(false, Ordering::Release);
+            tracing::warn!("outbox dispatcher lost its lease mid-batch; the next holder publishes it again");
+            return Ok(Pass {
+                lost_lease: true,
+                ..Pass::default()
+            });
+        };
+        if deliveries > 0 {
+            self.deliveries_queued.notify_one();
+        }
+        self.report_pending(self.outbox.pending().await?);
+        Ok(Pass {
+            published: envelopes.len(),
+            deliveries,
+            lost_lease: false,
+        })
+    }
+
+    /// Claims, then publishes until the outbox is empty (or the lease is lost).
+    pub async fn drain(&self) -> Result<usize, StoreError> {
+        if !self.claim().await? {
+            return Ok(0);
+        }
+        let mut published = 0;
+        loop {
+            let pass = self.pass().await?;
+            published += pass.published;
+            let full = u64::try_from(pass.published).unwrap_or(u64::MAX) >= self.settings.batch_size;
+            if pass.lost_lease || !full {
+                return Ok(published);
+            }
+        }
+    }
+
+    fn report_pending(&self, pending: u64) {
+        if let Some(metrics) = &self.metrics {
+            metrics.set_outbox_pending(pending);
+        }
+    }
+
+    /// Runs until `stop` turns `true`; then publishes what is committed and gives the lease
+    /// up.
+    pub fn spawn(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut failing = false;
+            loop {
+                match self.drain().await {
+                    Ok(_) => failing = false,
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::warn!(error = %e, "outbox dispatch failed; retrying");
+                    }
+                    Err(e) => tracing::debug!(error = %e, "outbox dispatch still failing"),
+                }
+                tokio::select! {
+                    () = self.outbox.database().outbox_wait() => {}
+                    () = tokio::time::sleep(self.settings.poll_interval) => {}
+                    _ = stop.changed() => break,
+                }
+            }
+            if let Err(e) = self.drain().await {
+                tracing::warn!(error = %e, "outbox not drained at shutdown; another instance or the next start publishes it");
+            }
+            if self.leading.load(Ordering::Acquire) {
+                if let Err(e) = self.outbox.release_lease(self.holder).await {
+                    tracing::debug!(error = %e, "outbox lease not released; it expires by itself");
+                }
+                self.leading.store(false, Ordering::Release);
+            }
+        })
+    }
+}
