@@ -157,6 +157,16 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut HashMap<String, String>)
     start(&vars, db).await
 }
 
+/// Starts a server on an existing database (a restart), configured like [`spawn_app_with`].
+pub async fn spawn_on(
+    db: Arc<TestDatabase>,
+    customize: impl FnOnce(&mut HashMap<String, String>),
+) -> TestApp {
+    let mut vars = base_vars(&db);
+    customize(&mut vars);
+    start(&vars, db).await
+}
+
 /// Starts `n` instances of the service with the same configuration — one database, one
 /// Redis and one `KEEL_REDIS_PREFIX` — as a deployment behind a load balancer would run.
 /// `customize` sees the shared variables once (point `REDIS_URL` at a [`TestRedis`] there).
@@ -432,3 +442,6 @@ impl Drop for TestApp {
 
 mod redis_server;
 pub use redis_server::TestRedis;
+
+mod event_stream;
+pub use event_stream::{Ended, EventStream};

@@ -119,6 +119,15 @@ pub struct WebhookSettings {
     pub max_attempts: u32,
 }
 
+/// The event stream and the outbox dispatcher.
+#[derive(Debug, Clone)]
+pub struct EventSettings {
+    /// How often WebSocket clients are pinged (and their sessions re-checked).
+    pub ping_interval: Duration,
+    /// How often the dispatcher looks for events committed by other instances.
+    pub outbox_poll: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub bind: SocketAddr,
@@ -134,6 +143,7 @@ pub struct Settings {
     pub trusted_proxies: Vec<IpNet>,
     pub cors_origins: Vec<String>,
     pub webhooks: WebhookSettings,
+    pub events: EventSettings,
     pub auto_migrate: bool,
     pub log_format: LogFormat,
     /// Worker threads; defaults to the number of CPUs.
@@ -450,6 +460,16 @@ impl Settings {
             trusted_proxies,
             cors_origins,
             webhooks,
+            events: EventSettings {
+                ping_interval: secs("KEEL_EVENTS_PING_SECS", get("KEEL_EVENTS_PING_SECS"), 30, 1, 3600)?,
+                outbox_poll: Duration::from_millis(u64::from(parse_in(
+                    "KEEL_OUTBOX_POLL_MS",
+                    get("KEEL_OUTBOX_POLL_MS"),
+                    200,
+                    10,
+                    60_000,
+                )?)),
+            },
             auto_migrate: boolean("KEEL_AUTO_MIGRATE", get("KEEL_AUTO_MIGRATE"), true)?,
             log_format,
             workers,

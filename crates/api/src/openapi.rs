@@ -57,6 +57,7 @@ use crate::routes;
         routes::tasks::create_comment_route,
         routes::tasks::update_comment_route,
         routes::tasks::delete_comment_route,
+        routes::events::events_route,
     ),
     components(schemas(ErrorBody, ErrorDetail, keel_application::pagination::PageInfo, keel_application::pagination::CursorInfo)),
     modifiers(&BearerAuth, &PolicyPatterns, &IdempotencyKeyHeader, &RateLimitHeaders),
@@ -68,7 +69,8 @@ use crate::routes;
         (name = "members", description = "Who belongs to a project, with which role"),
         (name = "labels", description = "A project's labels"),
         (name = "tasks", description = "Tasks, numbered per project (`KEY-12`)"),
-        (name = "comments", description = "Comments on tasks")
+        (name = "comments", description = "Comments on tasks"),
+        (name = "events", description = "The real-time event stream (WebSocket)")
     )
 )]
 pub struct ApiDoc;

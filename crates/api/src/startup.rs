@@ -12,6 +12,7 @@ use actix_web::http::header::{self, HeaderName};
 use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use keel_application::cache::{Cache, NoCache};
+use keel_application::events::EventBus;
 use keel_application::identity::IdentityPorts;
 use keel_application::readiness::CheckReadiness;
 use keel_application::tracking::TrackingPorts;
@@ -23,6 +24,7 @@ use keel_infrastructure::audit::SeaOrmAuditLog;
 use keel_infrastructure::cache::redis::{RedisTier, RedisTierProbe};
 use keel_infrastructure::cache::{L1Settings, TieredCache};
 use keel_infrastructure::clock::SystemClock;
+use keel_infrastructure::events::{Dispatcher, DispatcherSettings, InProcessBus, Outbox, RedisBus};
 use keel_infrastructure::health::{InProcessCacheProbe, SqlDatabaseProbe};
 use keel_infrastructure::idempotency::{PurgeTask, SeaOrmIdempotencyStore};
 use keel_infrastructure::identity::jwt::JwtTokenService;
@@ -31,13 +33,14 @@ use keel_infrastructure::identity::password::{Argon2Hasher, HashSettings};
 use keel_infrastructure::identity::sessions::SeaOrmSessionRepository;
 use keel_infrastructure::identity::users::SeaOrmUserRepository;
 use keel_infrastructure::rate_limit::{InProcessRateLimiter, RedisRateLimiter};
-use keel_infrastructure::redis::{RedisError, create_pool};
+use keel_infrastructure::redis::{RedisError, SharedConnection, create_pool};
 use keel_infrastructure::tracking::{
     SeaOrmCommentRepository, SeaOrmLabelRepository, SeaOrmMemberRepository, SeaOrmProjectRepository,
     SeaOrmTaskRepository,
 };
 use keel_infrastructure::{Database, DbSettings, Metrics, migrate};
 use secrecy::ExposeSecret;
+use tokio::sync::watch;
 use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::config::{JwtSecret, Settings};
@@ -46,6 +49,7 @@ use crate::middleware::{
     Idempotency, RateLimitPolicy, X_REQUEST_ID_HEADER, idempotency, rate_limit, request_context,
     security_headers,
 };
+use crate::routes::events::StreamSettings;
 use crate::state::AppState;
 use crate::{openapi, routes};
 
@@ -54,6 +58,8 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 const REDIS_POOL_SIZE: usize = 16;
 /// How long a request waits for a free password-hashing slot before a 503.
 const HASH_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long shutdown waits for the outbox dispatcher's last pass.
+const DISPATCHER_DRAIN: Duration = Duration::from_secs(10);
 /// How often expired idempotency keys are deleted (claims ignore them anyway).
 const IDEMPOTENCY_PURGE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -96,6 +102,13 @@ pub struct Application {
     idempotency_purge: PurgeTask,
     /// Keeps the cache's invalidation channel subscribed (with Redis).
     cache_subscriber: Option<tokio::task::JoinHandle<()>>,
+    /// Keeps the event channel subscribed (with Redis).
+    event_subscriber: Option<tokio::task::JoinHandle<()>>,
+    /// Publishes the outbox until told to stop, then drains it.
+    dispatcher: tokio::task::JoinHandle<()>,
+    stop_dispatcher: watch::Sender<bool>,
+    /// Turned `true` at the shutdown signal: event streams close.
+    closing: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Application {
@@ -168,6 +181,30 @@ impl Application {
                     None,
                 ),
             };
+        let (events, event_subscriber): (Arc<dyn EventBus>, _) = match (&settings.redis_url, &redis_pool) {
+            (Some(url), Some(pool)) => {
+                let bus = RedisBus::new(
+                    Arc::new(SharedConnection::new(pool.clone())),
+                    url.expose_secret(),
+                    &settings.cache.redis_prefix,
+                )
+                .map_err(StartupError::RedisUrl)?;
+                let subscriber = bus.spawn_subscriber();
+                (bus, Some(subscriber))
+            }
+            _ => (Arc::new(InProcessBus::default()), None),
+        };
+        let dispatcher = Arc::new(Dispatcher::new(
+            Outbox::new(db.clone()),
+            Arc::clone(&events),
+            Some(Arc::clone(&metrics)),
+            DispatcherSettings {
+                poll_interval: settings.events.outbox_poll,
+                ..DispatcherSettings::default()
+            },
+        ));
+        let (stop_dispatcher, dispatcher_stop) = watch::channel(false);
+        let (closing, closing_rx) = watch::channel(false);
         let database_probe = Arc::new(SqlDatabaseProbe::new(
             db.clone(),
             settings.database.acquire_timeout + Duration::from_secs(1),
@@ -195,6 +232,12 @@ impl Application {
             ),
             tracking: tracking_ports(&db, &identity),
             identity,
+            events,
+            stream: StreamSettings {
+                ping_interval: settings.events.ping_interval,
+                ..StreamSettings::default()
+            },
+            shutdown: closing_rx,
             trusted_proxies: settings.trusted_proxies.clone(),
             metrics,
             db: db.clone(),
@@ -229,6 +272,7 @@ impl Application {
                 .default_service(web::to(routes::not_found))
         })
         .listen(listener)?
+        .shutdown_signal(shutdown_signal(closing.clone()))
         .shutdown_timeout(settings.shutdown_timeout.as_secs());
         if let Some(workers) = settings.workers {
             server = server.workers(workers);
@@ -245,6 +289,10 @@ impl Application {
             db,
             idempotency_purge,
             cache_subscriber,
+            event_subscriber,
+            dispatcher: dispatcher.spawn(dispatcher_stop),
+            stop_dispatcher,
+            closing,
         })
     }
 
@@ -260,17 +308,57 @@ impl Application {
     /// Serves until SIGTERM/SIGINT (or `handle().stop(true)`): stops accepting, lets
     /// in-flight requests finish within the shutdown timeout, then closes the pool.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await?;
+        let served = self.server.await;
+        self.closing.send_replace(true);
         self.idempotency_purge.stop();
-        if let Some(subscriber) = self.cache_subscriber {
+        // What the last requests committed is published before the pool closes.
+        self.stop_dispatcher.send_replace(true);
+        if tokio::time::timeout(DISPATCHER_DRAIN, self.dispatcher)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the outbox was not drained in time; another instance or the next start publishes it"
+            );
+        }
+        for subscriber in [self.cache_subscriber, self.event_subscriber]
+            .into_iter()
+            .flatten()
+        {
             subscriber.abort();
         }
+        served?;
         tracing::info!("server stopped; closing the database pool");
         if let Err(e) = self.db.close().await {
             tracing::warn!(error = %e, "closing the database pool failed");
         }
         Ok(())
     }
+}
+
+/// Resolves at SIGTERM or SIGINT (both shut down gracefully), after telling event streams
+/// to close.
+async fn shutdown_signal(closing: watch::Sender<bool>) {
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutdown signal received: finishing in-flight requests");
+    closing.send_replace(true);
 }
 
 /// The identity use cases' ports on the production adapters, reading through `cache`, with

@@ -3,18 +3,24 @@
 use std::sync::Arc;
 
 use ipnet::IpNet;
+use keel_application::events::EventBus;
 use keel_application::identity::IdentityPorts;
 use keel_application::readiness::CheckReadiness;
 use keel_application::tracking::TrackingPorts;
 use keel_infrastructure::{Database, Metrics};
 
 use crate::middleware::{Idempotency, RateLimitPolicy};
+use crate::routes::events::StreamSettings;
 
-#[derive(Debug)]
 pub struct AppState {
     pub readiness: CheckReadiness,
     pub identity: IdentityPorts,
     pub tracking: TrackingPorts,
+    /// Published events, for the WebSocket stream.
+    pub events: Arc<dyn EventBus>,
+    pub stream: StreamSettings,
+    /// Turns `true` when the server starts shutting down (event streams close).
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// The `Idempotency-Key` middleware's store, token check and clock.
     pub idempotency: Idempotency,
     /// The general rate limits' limiter, token check and quotas.
@@ -24,4 +30,14 @@ pub struct AppState {
     pub trusted_proxies: Vec<IpNet>,
     /// The OpenAPI document, rendered once.
     pub openapi_json: String,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("identity", &self.identity)
+            .field("tracking", &self.tracking)
+            .field("stream", &self.stream)
+            .finish_non_exhaustive()
+    }
 }

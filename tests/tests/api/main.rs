@@ -9,6 +9,7 @@ mod auth;
 mod cache;
 mod comments;
 mod conventions;
+mod events;
 mod idempotency;
 mod labels;
 mod members;

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod events;
 pub mod ops;
 pub mod projects;
 pub mod tasks;
@@ -94,6 +95,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint!(POST "/api/v1/tasks/{id}/comments" => tasks::create_comment_route),
         endpoint!(PATCH "/api/v1/comments/{id}" => tasks::update_comment_route),
         endpoint!(DELETE "/api/v1/comments/{id}" => tasks::delete_comment_route),
+        endpoint!(GET "/api/v1/events" => events::events_route),
     ]
 }
 
