@@ -1,0 +1,23 @@
+//! The building blocks of webhook delivery (SPEC §6), each pure or self-contained so that
+//! the delivery worker and the webhook API only compose them:
+//!
+//! - [`signing`]: the `X-Keel-Signature` header, `t=<unix>,v1=<hex HMAC-SHA256>`, and its
+//!   verification as a receiver does it (constant-time, with a timestamp tolerance).
+//! - [`backoff`]: the delay before each retry, exponential from a base with "equal jitter",
+//!   capped at 6 hours.
+//! - [`breaker`]: a circuit breaker per webhook, a pure state machine over two persisted
+//!   fields (consecutive failures, open until): closed, open, half-open with one trial.
+//! - [`address`]: SSRF protection — URL form checks, the classification of IP addresses
+//!   (public, loopback, private, link-local, metadata, …) and resolution that refuses a URL
+//!   pointing anywhere but where a webhook may go.
+//! - [`secret_box`]: AES-256-GCM sealing of signing secrets at rest, with key ids so that the
+//!   key can be rotated.
+//! - [`client`]: the HTTP sender — one reqwest client with rustls, no redirects, no proxy, a
+//!   timeout, and a DNS resolver that filters addresses by [`address::classify`], so the
+//!   address checked is the address connected to.
+//!
+//! See ADR 0010 for the reasons behind each choice.
+
+pub mod signing;
+
+pub use signing::{SignatureError, signature_header, verify};
