@@ -18,6 +18,8 @@
 //!
 //! See ADR 0010 for the reasons behind each choice.
 
+pub mod backoff;
 pub mod signing;
 
+pub use backoff::{MAX_RETRY_DELAY, jittered_retry_delay, retry_delay};
 pub use signing::{SignatureError, signature_header, verify};
