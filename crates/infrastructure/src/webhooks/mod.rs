@@ -19,7 +19,9 @@
 //! See ADR 0010 for the reasons behind each choice.
 
 pub mod backoff;
+pub mod breaker;
 pub mod signing;
 
 pub use backoff::{MAX_RETRY_DELAY, jittered_retry_delay, retry_delay};
+pub use breaker::{Breaker, BreakerPolicy, Gate};
 pub use signing::{SignatureError, signature_header, verify};
