@@ -18,10 +18,12 @@
 //!
 //! See ADR 0010 for the reasons behind each choice.
 
+pub mod address;
 pub mod backoff;
 pub mod breaker;
 pub mod signing;
 
+pub use address::{AddressClass, MAX_URL_LEN, UrlError, check_url, classify, resolve_checked};
 pub use backoff::{MAX_RETRY_DELAY, jittered_retry_delay, retry_delay};
 pub use breaker::{Breaker, BreakerPolicy, Gate};
 pub use signing::{SignatureError, signature_header, verify};
