@@ -21,11 +21,13 @@
 pub mod address;
 pub mod backoff;
 pub mod breaker;
+pub mod client;
 pub mod secret_box;
 pub mod signing;
 
 pub use address::{AddressClass, MAX_URL_LEN, UrlError, check_url, classify, resolve_checked};
 pub use backoff::{MAX_RETRY_DELAY, jittered_retry_delay, retry_delay};
 pub use breaker::{Breaker, BreakerPolicy, Gate};
+pub use client::{Attempt, ClientError, ClientSettings, MAX_RESPONSE_BODY, WebhookClient};
 pub use secret_box::{KeyError, SecretBox, SecretBoxError, parse_key};
 pub use signing::{SignatureError, signature_header, verify};
