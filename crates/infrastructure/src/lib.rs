@@ -16,6 +16,7 @@ pub mod rate_limit;
 pub mod redis;
 pub mod seed;
 pub mod tracking;
+pub mod webhooks;
 
 pub use db::{Database, DbSettings};
 pub use metrics::Metrics;
