@@ -445,3 +445,6 @@ pub use redis_server::TestRedis;
 
 mod event_stream;
 pub use event_stream::{Ended, EventStream};
+
+mod webhook_receiver;
+pub use webhook_receiver::{Received, WebhookReceiver};

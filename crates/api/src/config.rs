@@ -117,6 +117,16 @@ pub struct WebhookSettings {
     pub allow_private: bool,
     pub retry_base: Duration,
     pub max_attempts: u32,
+    /// A webhook whose every attempt has failed for this long is disabled.
+    pub disable_after: Duration,
+    /// Failures in a row that open a webhook's circuit breaker, and its first rest.
+    pub breaker_threshold: u32,
+    pub breaker_cooldown: Duration,
+    /// The AES-256-GCM key of the signing secrets (64 hex digits or base64 of 32 bytes);
+    /// `None` in development: a random key per process (secrets die with it).
+    pub encryption_key: Option<SecretString>,
+    /// Keys secrets may still be sealed under, during a rotation.
+    pub previous_keys: Vec<SecretString>,
 }
 
 /// The event stream and the outbox dispatcher.
@@ -427,6 +437,40 @@ impl Settings {
                 1,
                 100,
             )?,
+            disable_after: secs(
+                "KEEL_WEBHOOK_DISABLE_AFTER_SECS",
+                get("KEEL_WEBHOOK_DISABLE_AFTER_SECS"),
+                86_400,
+                1,
+                31_536_000,
+            )?,
+            breaker_threshold: parse_in(
+                "KEEL_WEBHOOK_BREAKER_THRESHOLD",
+                get("KEEL_WEBHOOK_BREAKER_THRESHOLD"),
+                5,
+                1,
+                1000,
+            )?,
+            breaker_cooldown: secs(
+                "KEEL_WEBHOOK_BREAKER_COOLDOWN_SECS",
+                get("KEEL_WEBHOOK_BREAKER_COOLDOWN_SECS"),
+                30,
+                1,
+                86_400,
+            )?,
+            encryption_key: match get("KEEL_WEBHOOK_ENCRYPTION_KEY") {
+                Some(key) => Some(encryption_key("KEEL_WEBHOOK_ENCRYPTION_KEY", key)?),
+                None if environment == Environment::Production => {
+                    return Err(ConfigError::new(
+                        "KEEL_WEBHOOK_ENCRYPTION_KEY",
+                        "is required when KEEL_ENV=production (64 hex digits or base64 of 32 bytes)",
+                    ));
+                }
+                None => None,
+            },
+            previous_keys: list(get("KEEL_WEBHOOK_ENCRYPTION_KEY_PREVIOUS"))
+                .map(|key| encryption_key("KEEL_WEBHOOK_ENCRYPTION_KEY_PREVIOUS", key))
+                .collect::<Result<Vec<_>, _>>()?,
         };
 
         let log_format = match get("KEEL_LOG_FORMAT").as_deref() {
@@ -489,6 +533,17 @@ impl Settings {
 fn default_hash_slots() -> u32 {
     let cpus = std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1));
     cpus.saturating_sub(1).max(1)
+}
+
+/// A webhook encryption key, checked (never echoed).
+fn encryption_key(variable: &'static str, raw: String) -> Result<SecretString, ConfigError> {
+    keel_infrastructure::webhooks::parse_key(&raw).map_err(|_| {
+        ConfigError::new(
+            variable,
+            "expected 64 hex digits or the base64 of exactly 32 bytes",
+        )
+    })?;
+    Ok(SecretString::from(raw))
 }
 
 fn random_secret() -> SecretString {
@@ -651,8 +706,22 @@ mod tests {
         let e = settings(&[("KEEL_ENV", "production")]).unwrap_err();
         assert_eq!(e.variable, "KEEL_JWT_SECRET");
         let secret = "x".repeat(32);
-        let s = settings(&[("KEEL_ENV", "production"), ("KEEL_JWT_SECRET", &secret)]).unwrap();
+        let e = settings(&[("KEEL_ENV", "production"), ("KEEL_JWT_SECRET", &secret)]).unwrap_err();
+        assert_eq!(e.variable, "KEEL_WEBHOOK_ENCRYPTION_KEY");
+        let key = "ab".repeat(32);
+        let s = settings(&[
+            ("KEEL_ENV", "production"),
+            ("KEEL_JWT_SECRET", &secret),
+            ("KEEL_WEBHOOK_ENCRYPTION_KEY", &key),
+        ])
+        .unwrap();
         assert!(matches!(s.jwt_secret, JwtSecret::Configured(_)));
+        assert!(s.webhooks.encryption_key.is_some());
+        let e = settings(&[("KEEL_WEBHOOK_ENCRYPTION_KEY", "0123abcd")]).unwrap_err();
+        assert_eq!(e.variable, "KEEL_WEBHOOK_ENCRYPTION_KEY");
+        assert!(!e.to_string().contains("0123abcd"), "the key must not be echoed");
+        let e = settings(&[("KEEL_WEBHOOK_ENCRYPTION_KEY_PREVIOUS", &format!("{key},nope"))]).unwrap_err();
+        assert_eq!(e.variable, "KEEL_WEBHOOK_ENCRYPTION_KEY_PREVIOUS");
         assert_eq!(s.log_format, LogFormat::Json);
         let e = settings(&[("KEEL_JWT_SECRET", "short")]).unwrap_err();
         assert_eq!(e.variable, "KEEL_JWT_SECRET");

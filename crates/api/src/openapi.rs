@@ -57,6 +57,13 @@ use crate::routes;
         routes::tasks::create_comment_route,
         routes::tasks::update_comment_route,
         routes::tasks::delete_comment_route,
+        routes::webhooks::list_webhooks_route,
+        routes::webhooks::create_webhook_route,
+        routes::webhooks::get_webhook_route,
+        routes::webhooks::update_webhook_route,
+        routes::webhooks::delete_webhook_route,
+        routes::webhooks::list_deliveries_route,
+        routes::webhooks::redeliver_route,
         routes::events::events_route,
     ),
     components(schemas(ErrorBody, ErrorDetail, keel_application::pagination::PageInfo, keel_application::pagination::CursorInfo)),
@@ -70,6 +77,7 @@ use crate::routes;
         (name = "labels", description = "A project's labels"),
         (name = "tasks", description = "Tasks, numbered per project (`KEY-12`)"),
         (name = "comments", description = "Comments on tasks"),
+        (name = "webhooks", description = "Signed HTTP callbacks of a project's events, and their delivery logs"),
         (name = "events", description = "The real-time event stream (WebSocket)")
     )
 )]

@@ -38,6 +38,11 @@ use keel_infrastructure::tracking::{
     SeaOrmCommentRepository, SeaOrmLabelRepository, SeaOrmMemberRepository, SeaOrmProjectRepository,
     SeaOrmTaskRepository,
 };
+use keel_infrastructure::webhooks::breaker::BreakerPolicy;
+use keel_infrastructure::webhooks::policy::{AddressPolicy, SealedSecrets};
+use keel_infrastructure::webhooks::sender::{Sender, SenderSettings};
+use keel_infrastructure::webhooks::store::{DeliveryQueue, SeaOrmWebhookRepository};
+use keel_infrastructure::webhooks::{ClientSettings, SecretBox, WebhookClient, parse_key};
 use keel_infrastructure::{Database, DbSettings, Metrics, migrate};
 use secrecy::ExposeSecret;
 use tokio::sync::watch;
@@ -58,6 +63,8 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 const REDIS_POOL_SIZE: usize = 16;
 /// How long a request waits for a free password-hashing slot before a 503.
 const HASH_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the webhook sender looks for due deliveries (retries, other instances' work).
+const SENDER_POLL: Duration = Duration::from_millis(500);
 /// How long shutdown waits for the outbox dispatcher's last pass.
 const DISPATCHER_DRAIN: Duration = Duration::from_secs(10);
 /// How often expired idempotency keys are deleted (claims ignore them anyway).
@@ -79,6 +86,10 @@ pub enum StartupError {
     OpenApi(#[from] serde_json::Error),
     #[error("invalid password hashing parameters")]
     Hashing(#[source] HashError),
+    #[error("invalid webhook encryption key")]
+    WebhookKey,
+    #[error("cannot build the webhook HTTP client")]
+    WebhookClient(#[from] keel_infrastructure::webhooks::ClientError),
     #[error("cannot listen on the configured address")]
     Bind(#[from] std::io::Error),
 }
@@ -106,6 +117,8 @@ pub struct Application {
     event_subscriber: Option<tokio::task::JoinHandle<()>>,
     /// Publishes the outbox until told to stop, then drains it.
     dispatcher: tokio::task::JoinHandle<()>,
+    /// Sends webhook deliveries (while this instance holds the outbox lease).
+    sender: tokio::task::JoinHandle<()>,
     stop_dispatcher: watch::Sender<bool>,
     /// Turned `true` at the shutdown signal: event streams close.
     closing: watch::Sender<bool>,
@@ -203,7 +216,33 @@ impl Application {
                 ..DispatcherSettings::default()
             },
         ));
+        let secret_box = secret_box(&settings.webhooks)?;
+        let sender = Arc::new(Sender::new(
+            DeliveryQueue::new(db.clone()),
+            WebhookClient::new(ClientSettings {
+                allow_private: settings.webhooks.allow_private,
+                ..ClientSettings::default()
+            })?,
+            Arc::new(secret_box.clone()),
+            Some(Arc::clone(&metrics)),
+            SenderSettings {
+                retry_base: settings.webhooks.retry_base,
+                max_attempts: settings.webhooks.max_attempts,
+                disable_after: settings.webhooks.disable_after,
+                breaker: BreakerPolicy {
+                    failure_threshold: settings.webhooks.breaker_threshold,
+                    cooldown: settings.webhooks.breaker_cooldown,
+                    ..BreakerPolicy::default()
+                },
+                poll_interval: SENDER_POLL,
+            },
+        ));
         let (stop_dispatcher, dispatcher_stop) = watch::channel(false);
+        let sender = sender.spawn(
+            dispatcher.leading(),
+            dispatcher.deliveries_queued(),
+            dispatcher_stop.clone(),
+        );
         let (closing, closing_rx) = watch::channel(false);
         let database_probe = Arc::new(SqlDatabaseProbe::new(
             db.clone(),
@@ -230,7 +269,7 @@ impl Application {
                 quota(settings.rate_limits.anonymous),
                 quota(settings.rate_limits.user),
             ),
-            tracking: tracking_ports(&db, &identity),
+            tracking: tracking_ports(&db, &identity, &settings.webhooks, secret_box.clone()),
             identity,
             events,
             stream: StreamSettings {
@@ -291,6 +330,7 @@ impl Application {
             cache_subscriber,
             event_subscriber,
             dispatcher: dispatcher.spawn(dispatcher_stop),
+            sender,
             stop_dispatcher,
             closing,
         })
@@ -321,6 +361,8 @@ impl Application {
                 "the outbox was not drained in time; another instance or the next start publishes it"
             );
         }
+        // An attempt cut short is retried later (its delivery was claimed, not lost).
+        self.sender.abort();
         for subscriber in [self.cache_subscriber, self.event_subscriber]
             .into_iter()
             .flatten()
@@ -405,7 +447,12 @@ fn quota(limit: crate::config::RateLimit) -> Quota {
 }
 
 /// The tracking use cases' ports on the database, sharing the identity's users and clock.
-pub fn tracking_ports(db: &Database, identity: &IdentityPorts) -> TrackingPorts {
+pub fn tracking_ports(
+    db: &Database,
+    identity: &IdentityPorts,
+    webhooks: &crate::config::WebhookSettings,
+    secret_box: SecretBox,
+) -> TrackingPorts {
     TrackingPorts {
         projects: Arc::new(SeaOrmProjectRepository::new(db.clone())),
         members: Arc::new(SeaOrmMemberRepository::new(db.clone())),
@@ -416,7 +463,36 @@ pub fn tracking_ports(db: &Database, identity: &IdentityPorts) -> TrackingPorts 
         users: Arc::clone(&identity.users),
         clock: Arc::clone(&identity.clock),
         cache: Arc::clone(&identity.cache),
+        webhooks: Arc::new(SeaOrmWebhookRepository::new(db.clone())),
+        webhook_urls: Arc::new(AddressPolicy {
+            allow_private: webhooks.allow_private,
+        }),
+        webhook_secrets: Arc::new(SealedSecrets { secret_box }),
     }
+}
+
+/// The box that seals webhook signing secrets: the configured key (and the previous ones,
+/// during a rotation), or a random key per process in development.
+pub fn secret_box(settings: &crate::config::WebhookSettings) -> Result<SecretBox, StartupError> {
+    let previous = settings
+        .previous_keys
+        .iter()
+        .map(|k| parse_key(k.expose_secret()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| StartupError::WebhookKey)?;
+    let current = match &settings.encryption_key {
+        Some(key) => parse_key(key.expose_secret()).map_err(|_| StartupError::WebhookKey)?,
+        None => {
+            tracing::warn!(
+                "KEEL_WEBHOOK_ENCRYPTION_KEY is not set: webhook secrets are sealed with a random key for this process; \
+                 webhooks created now cannot sign deliveries after a restart"
+            );
+            let mut key = [0_u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
+            key
+        }
+    };
+    Ok(SecretBox::new(current, previous))
 }
 
 async fn docs_redirect() -> HttpResponse {

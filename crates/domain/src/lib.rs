@@ -14,5 +14,6 @@ pub mod idempotency;
 pub mod identity;
 pub mod rate_limit;
 pub mod tracking;
+pub mod webhooks;
 
 pub use error::{BoxError, FieldError, StoreError};

@@ -19,3 +19,4 @@ mod projects;
 mod rate_limits;
 mod tasks;
 mod tracking_access;
+mod webhooks;

@@ -215,6 +215,10 @@ mod tests {
         assert_eq!(query_token("token=abc"), None);
         assert_eq!(query_token(""), None);
         // Malformed input is no token, never a panic.
-        assert_eq!(query_token("access_token=%E2%82"), None);
+        assert_eq!(
+            query_token("access_token=%E2%82").as_deref(),
+            Some("\u{FFFD}"),
+            "decoded lossily; such a token fails verification"
+        );
     }
 }

@@ -11,6 +11,7 @@ pub mod events;
 pub mod ops;
 pub mod projects;
 pub mod tasks;
+pub mod webhooks;
 
 use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderValue};
@@ -95,6 +96,13 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint!(POST "/api/v1/tasks/{id}/comments" => tasks::create_comment_route),
         endpoint!(PATCH "/api/v1/comments/{id}" => tasks::update_comment_route),
         endpoint!(DELETE "/api/v1/comments/{id}" => tasks::delete_comment_route),
+        endpoint!(GET "/api/v1/projects/{id}/webhooks" => webhooks::list_webhooks_route),
+        endpoint!(POST "/api/v1/projects/{id}/webhooks" => webhooks::create_webhook_route),
+        endpoint!(GET "/api/v1/projects/{id}/webhooks/{webhookId}" => webhooks::get_webhook_route),
+        endpoint!(PATCH "/api/v1/projects/{id}/webhooks/{webhookId}" => webhooks::update_webhook_route),
+        endpoint!(DELETE "/api/v1/projects/{id}/webhooks/{webhookId}" => webhooks::delete_webhook_route),
+        endpoint!(GET "/api/v1/projects/{id}/webhooks/{webhookId}/deliveries" => webhooks::list_deliveries_route),
+        endpoint!(POST "/api/v1/projects/{id}/webhooks/{webhookId}/deliveries/{deliveryId}/redeliver" => webhooks::redeliver_route),
         endpoint!(GET "/api/v1/events" => events::events_route),
     ]
 }

@@ -13,6 +13,7 @@ use keel_domain::tracking::ports::{
 use keel_domain::tracking::{
     Priority, Project, ProjectKey, ProjectName, ProjectRole, ProjectStatus, Task, TaskStatus, TaskTitle,
 };
+use keel_domain::webhooks::{MockUrlPolicy, MockWebhookRepository, MockWebhookSecrets};
 use uuid::Uuid;
 
 use super::TrackingPorts;
@@ -174,6 +175,9 @@ impl Fixture {
             users: Arc::new(self.users),
             clock: Arc::new(FixedClock(now())),
             cache: self.cache,
+            webhooks: Arc::new(MockWebhookRepository::new()),
+            webhook_urls: Arc::new(MockUrlPolicy::new()),
+            webhook_secrets: Arc::new(MockWebhookSecrets::new()),
         }
     }
 }

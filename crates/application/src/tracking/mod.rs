@@ -15,6 +15,7 @@ pub mod members;
 pub mod projects;
 pub mod tasks;
 pub mod views;
+pub mod webhooks;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -31,6 +32,7 @@ use keel_domain::tracking::ports::{
     ActivityFeed, CommentRepository, LabelRepository, MemberRepository, ProjectRepository, TaskRepository,
 };
 use keel_domain::tracking::{Permission, Project, ProjectRole};
+use keel_domain::webhooks::{UrlPolicy, WebhookRepository, WebhookSecrets};
 use keel_domain::{FieldError, StoreError};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -53,6 +55,10 @@ pub struct TrackingPorts {
     /// Projects, roles, tasks and project lists as the reads see them; every write below
     /// invalidates what it changed.
     pub cache: Arc<dyn Cache>,
+    pub webhooks: Arc<dyn WebhookRepository>,
+    /// Checks webhook URLs (scheme, resolved addresses) when they are set.
+    pub webhook_urls: Arc<dyn UrlPolicy>,
+    pub webhook_secrets: Arc<dyn WebhookSecrets>,
 }
 
 /// A cached role look-up: "not a member" is cached too (adding a member invalidates it).

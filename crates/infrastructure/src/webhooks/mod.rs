@@ -16,14 +16,20 @@
 //!   timeout, and a DNS resolver that filters addresses by [`address::classify`], so the
 //!   address checked is the address connected to.
 //!
+//! Composed by [`store`] (webhooks and the delivery queue on SeaORM), [`policy`] (the use
+//! cases' URL and secret ports) and [`sender`] (the delivery worker).
+//!
 //! See ADR 0010 for the reasons behind each choice.
 
 pub mod address;
 pub mod backoff;
 pub mod breaker;
 pub mod client;
+pub mod policy;
 pub mod secret_box;
+pub mod sender;
 pub mod signing;
+pub mod store;
 
 pub use address::{AddressClass, MAX_URL_LEN, UrlError, check_url, classify, resolve_checked};
 pub use backoff::{MAX_RETRY_DELAY, jittered_retry_delay, retry_delay};
