@@ -60,6 +60,9 @@ pub struct Dispatcher {
     /// This instance's identity as a lease holder.
     holder: Uuid,
     leading: Arc<AtomicBool>,
+    /// When the lease was last claimed, renewed or found taken: the lease row is touched
+    /// only every third of a lease, not at every poll.
+    lease_checked: std::sync::Mutex<Option<std::time::Instant>>,
     /// Rung when deliveries were queued (the webhook sender waits on it).
     deliveries_queued: Arc<Notify>,
 }
@@ -87,6 +90,7 @@ impl Dispatcher {
             settings,
             holder: Uuid::now_v7(),
             leading: Arc::new(AtomicBool::new(false)),
+            lease_checked: std::sync::Mutex::new(None),
             deliveries_queued: Arc::new(Notify::new()),
         }
     }
@@ -101,13 +105,27 @@ impl Dispatcher {
         Arc::clone(&self.deliveries_queued)
     }
 
-    /// Takes or keeps the lease; `false` while another instance holds it.
+    /// Takes or keeps the lease; `false` while another instance holds it. The row is read
+    /// at most every third of a lease: in between, the last answer stands (a holder's
+    /// lease cannot lapse in that time; a waiting instance takes over at most a third of a
+    /// lease late).
     pub async fn claim(&self) -> Result<bool, StoreError> {
+        let recent = self
+            .lease_checked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|at| at.elapsed() < self.settings.lease_ttl / 3);
+        if recent {
+            return Ok(self.leading.load(Ordering::Acquire));
+        }
         let held = self
             .outbox
             .claim_lease(self.holder, Utc::now(), self.settings.lease_ttl)
             .await;
         let leading = matches!(held, Ok(true));
+        if held.is_ok() {
+            self.lease_checked(Some(std::time::Instant::now()));
+        }
         if self.leading.swap(leading, Ordering::AcqRel) != leading {
             tracing::info!(holder = %self.holder, leading, "outbox dispatcher lease changed hands");
         }
@@ -132,12 +150,15 @@ impl Dispatcher {
             .await?
         else {
             self.leading.store(false, Ordering::Release);
+            self.lease_checked(None);
             tracing::warn!("outbox dispatcher lost its lease mid-batch; the next holder publishes it again");
             return Ok(Pass {
                 lost_lease: true,
                 ..Pass::default()
             });
         };
+        // The batch's transaction renewed the lease.
+        self.lease_checked(Some(std::time::Instant::now()));
         if deliveries > 0 {
             self.deliveries_queued.notify_one();
         }
@@ -163,6 +184,13 @@ impl Dispatcher {
                 return Ok(published);
             }
         }
+    }
+
+    fn lease_checked(&self, at: Option<std::time::Instant>) {
+        *self
+            .lease_checked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = at;
     }
 
     fn report_pending(&self, pending: u64) {
