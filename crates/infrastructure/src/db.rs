@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use keel_domain::StoreError;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, DatabaseConnection, DbBackend, DbErr, RuntimeErr, SqlErr};
+use sea_orm::{
+    ConnectOptions, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, RuntimeErr, SqlErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
 
 use crate::metrics::Metrics;
 
@@ -85,6 +88,21 @@ impl Database {
     /// Resolves when an event was committed to the outbox since the last call.
     pub(crate) async fn outbox_wait(&self) {
         self.outbox_written.notified().await;
+    }
+
+    /// Starts a transaction that writes. On SQLite it is `BEGIN IMMEDIATE`: the write lock is
+    /// taken (waiting up to the busy timeout) before the first read, so a transaction that
+    /// reads, then writes, never fails with "database is locked" because another writer —
+    /// a request, the outbox dispatcher — committed in between (a deferred transaction
+    /// cannot upgrade its snapshot). PostgreSQL ignores the mode.
+    pub async fn begin_write(&self) -> Result<DatabaseTransaction, StoreError> {
+        self.conn
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            })
+            .await
+            .map_err(store_error)
     }
 
     pub fn connection(&self) -> &DatabaseConnection {

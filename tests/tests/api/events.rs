@@ -13,6 +13,8 @@ use keel_tests::{EventStream, TestApp, TestRedis, spawn_app, spawn_app_with, spa
 const WAIT: Duration = Duration::from_secs(3);
 /// Long enough for an event that was going to come to have come.
 const QUIET: Duration = Duration::from_millis(500);
+/// How often a server reads the dispatcher lease row (a third of the 10 s lease), and some.
+const LEASE_CHECK: Duration = Duration::from_millis(3500);
 
 fn types(events: &[serde_json::Value]) -> Vec<&str> {
     events.iter().filter_map(|e| e["type"].as_str()).collect()
@@ -274,6 +276,9 @@ async fn an_event_committed_but_not_dispatched_when_its_server_dies_still_arrive
         hold_lease(&db, Some(Utc::now() + chrono::Duration::hours(1))).await,
         1
     );
+    // The server reads the lease row every third of a lease (10 s): past that, it knows it
+    // is not the dispatcher.
+    tokio::time::sleep(LEASE_CHECK).await;
     let task = app
         .create_task(&owner.token, &id, json!({"title": "Survives"}))
         .await;
@@ -292,7 +297,10 @@ async fn an_event_committed_but_not_dispatched_when_its_server_dies_still_arrive
         "still held by the hung instance"
     );
     assert_eq!(hold_lease(&db, None).await, 1);
-    let event = stream.next_event(WAIT).await.expect("the committed event");
+    let event = stream
+        .next_event(LEASE_CHECK + WAIT)
+        .await
+        .expect("the committed event");
     assert_eq!(event["type"], "task.created");
     assert_eq!(event["data"]["id"], task["id"]);
 }

@@ -15,7 +15,7 @@ use keel_domain::events::{Envelope, EventType};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    QuerySelect, Set,
 };
 use uuid::Uuid;
 
@@ -152,7 +152,7 @@ impl Outbox {
         ttl: Duration,
         batch: &[Pending],
     ) -> Result<Option<usize>, StoreError> {
-        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        let txn = self.db.begin_write().await?;
         let still_ours = outbox_leases::Entity::update_many()
             .col_expr(outbox_leases::Column::ExpiresAt, Expr::value(now + ttl))
             .filter(outbox_leases::Column::Name.eq(LEASE))

@@ -6,7 +6,7 @@ use keel_domain::StoreError;
 use keel_domain::identity::ports::SessionRepository;
 use keel_domain::identity::{RefreshToken, Rotation, Session};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use uuid::Uuid;
 
 use crate::db::{Database, store_error};
@@ -49,7 +49,7 @@ fn refresh_row(t: &RefreshToken) -> refresh_tokens::ActiveModel {
 #[async_trait]
 impl SessionRepository for SeaOrmSessionRepository {
     async fn create(&self, session: &Session, refresh: &RefreshToken) -> Result<(), StoreError> {
-        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        let txn = self.db.begin_write().await?;
         sessions::Entity::insert(sessions::ActiveModel {
             id: Set(session.id),
             user_id: Set(session.user_id),
@@ -84,7 +84,7 @@ impl SessionRepository for SeaOrmSessionRepository {
         next: &RefreshToken,
         at: DateTime<Utc>,
     ) -> Result<Rotation, StoreError> {
-        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        let txn = self.db.begin_write().await?;
         // The conditional UPDATE is the lock: of two concurrent rotations of one token,
         // exactly one sees `used_at IS NULL`.
         let marked = refresh_tokens::Entity::update_many()

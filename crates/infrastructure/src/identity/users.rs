@@ -7,7 +7,6 @@ use keel_domain::identity::{Email, PasswordHash, Role, User, UserName, UserStatu
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
-    TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -101,7 +100,7 @@ impl UserRepository for SeaOrmUserRepository {
     }
 
     async fn update_keeping_an_admin(&self, user: &User) -> Result<bool, StoreError> {
-        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        let txn = self.db.begin_write().await?;
         let removes_an_admin = user.role != Role::Admin || user.status != UserStatus::Active;
         if removes_an_admin {
             // Touch every active admin row first: on PostgreSQL that locks them, so a

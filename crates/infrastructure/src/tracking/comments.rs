@@ -9,7 +9,7 @@ use keel_domain::tracking::{Comment, CommentBody};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, Condition, EntityTrait, FromQueryResult, JoinType, QueryFilter, QueryOrder, QuerySelect,
-    RelationTrait, Set, TransactionTrait,
+    RelationTrait, Set,
 };
 use uuid::Uuid;
 
@@ -61,7 +61,7 @@ fn with_projects() -> sea_orm::Select<Entity> {
 #[async_trait]
 impl CommentRepository for SeaOrmCommentRepository {
     async fn create(&self, comment: &Comment, change: &Change) -> Result<(), StoreError> {
-        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        let txn = self.db.begin_write().await?;
         Entity::insert(comments::ActiveModel {
             id: Set(comment.id),
             task_id: Set(comment.task_id),
@@ -94,7 +94,7 @@ impl CommentRepository for SeaOrmCommentRepository {
         expected_version: i64,
         change: &Change,
     ) -> Result<bool, StoreError> {
-        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        let txn = self.db.begin_write().await?;
         let result = Entity::update_many()
             .col_expr(Column::Body, Expr::value(comment.body.as_str()))
             .col_expr(Column::UpdatedAt, Expr::value(comment.updated_at))

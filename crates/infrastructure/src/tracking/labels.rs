@@ -6,7 +6,7 @@ use keel_domain::events::Change;
 use keel_domain::tracking::ports::LabelRepository;
 use keel_domain::tracking::{Color, Label, LabelName};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use uuid::Uuid;
 
 use super::{commit_change, corrupt, fetch_page_as, roll_back};
@@ -49,7 +49,7 @@ impl LabelRepository for SeaOrmLabelRepository {
     }
 
     async fn create(&self, label: &Label, change: &Change) -> Result<(), StoreError> {
-        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        let txn = self.db.begin_write().await?;
         // `ux_labels_project_name` turns a second label of the same name into `Conflict`.
         Entity::insert(labels::ActiveModel {
             id: Set(label.id),
@@ -97,7 +97,7 @@ impl LabelRepository for SeaOrmLabelRepository {
         label_id: Uuid,
         change: &Change,
     ) -> Result<Vec<Uuid>, StoreError> {
-        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        let txn = self.db.begin_write().await?;
         let relabeled: Vec<Uuid> = task_labels::Entity::find()
             .select_only()
             .column(task_labels::Column::TaskId)

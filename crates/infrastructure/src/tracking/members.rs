@@ -9,7 +9,7 @@ use keel_domain::tracking::{Member, ProjectRole};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, EntityTrait, FromQueryResult, JoinType, QueryFilter, QueryOrder, QuerySelect, RelationTrait,
-    Set, TransactionTrait,
+    Set,
 };
 use uuid::Uuid;
 
@@ -107,7 +107,7 @@ impl MemberRepository for SeaOrmMemberRepository {
         at: DateTime<Utc>,
         change: &Change,
     ) -> Result<(), StoreError> {
-        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        let txn = self.db.begin_write().await?;
         // The primary key (project_id, user_id) turns a second membership into `Conflict`.
         Entity::insert(project_members::ActiveModel {
             project_id: Set(project_id),
@@ -128,7 +128,7 @@ impl MemberRepository for SeaOrmMemberRepository {
         role: ProjectRole,
         change: &Change,
     ) -> Result<(), StoreError> {
-        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        let txn = self.db.begin_write().await?;
         let result = Entity::update_many()
             .col_expr(Column::Role, Expr::value(role.as_str()))
             .filter(Column::ProjectId.eq(project_id))
@@ -150,7 +150,7 @@ impl MemberRepository for SeaOrmMemberRepository {
         at: DateTime<Utc>,
         change: &Change,
     ) -> Result<(), StoreError> {
-        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        let txn = self.db.begin_write().await?;
         // The project row first: on PostgreSQL that locks it, so concurrent transfers of one
         // project run one after the other; on SQLite it takes the write lock.
         let project = projects::Entity::update_many()
@@ -203,7 +203,7 @@ impl MemberRepository for SeaOrmMemberRepository {
         at: DateTime<Utc>,
         change: &Change,
     ) -> Result<Vec<Uuid>, StoreError> {
-        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        let txn = self.db.begin_write().await?;
         let removed = Entity::delete_many()
             .filter(Column::ProjectId.eq(project_id))
             .filter(Column::UserId.eq(user_id))

@@ -22,7 +22,7 @@ use keel_domain::StoreError;
 use keel_domain::events::Change;
 use sea_orm::{
     ConnectionTrait, DatabaseTransaction, EntityTrait, FromQueryResult, PaginatorTrait, PrimaryKeyTrait,
-    QuerySelect, TransactionTrait,
+    QuerySelect,
 };
 use uuid::Uuid;
 
@@ -74,7 +74,7 @@ where
     E: EntityTrait,
     Uuid: Into<<E::PrimaryKey as PrimaryKeyTrait>::ValueType>,
 {
-    let txn = db.connection().begin().await.map_err(store_error)?;
+    let txn = db.begin_write().await?;
     let result = E::delete_by_id(id).exec(&txn).await.map_err(store_error)?;
     if result.rows_affected == 0 {
         roll_back(txn).await?;

@@ -11,7 +11,7 @@ use keel_domain::tracking::{
 use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{
     ColumnTrait, Condition, EntityTrait, FromQueryResult, JoinType, Order, QueryFilter, QueryOrder,
-    QuerySelect, RelationTrait, Set, TransactionTrait,
+    QuerySelect, RelationTrait, Set,
 };
 use uuid::Uuid;
 
@@ -62,7 +62,7 @@ struct ProjectRow {
 #[async_trait]
 impl ProjectRepository for SeaOrmProjectRepository {
     async fn create(&self, project: &Project, change: &Change) -> Result<(), StoreError> {
-        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        let txn = self.db.begin_write().await?;
         Entity::insert(projects::ActiveModel {
             id: Set(project.id),
             key: Set(project.key.as_str().to_owned()),
@@ -117,7 +117,7 @@ impl ProjectRepository for SeaOrmProjectRepository {
         expected_version: i64,
         change: &Change,
     ) -> Result<bool, StoreError> {
-        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        let txn = self.db.begin_write().await?;
         let result = Entity::update_many()
             .col_expr(Column::Name, Expr::value(project.name.as_str()))
             .col_expr(Column::NameFolded, Expr::value(fold(project.name.as_str())))

@@ -13,7 +13,7 @@ use keel_domain::tracking::{
 use sea_orm::sea_query::{Expr, ExprTrait, NullOrdering, Query, Value};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, JoinType, Order, QueryFilter,
-    QueryOrder, QuerySelect, RelationTrait, Set, TransactionTrait,
+    QueryOrder, QuerySelect, RelationTrait, Set,
 };
 use uuid::Uuid;
 
@@ -318,7 +318,7 @@ impl TaskRepository for SeaOrmTaskRepository {
         data: EventData<Task>,
     ) -> Result<Task, StoreError> {
         let task = &new.task;
-        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        let txn = self.db.begin_write().await?;
         // First statement of the transaction: on PostgreSQL it locks the project row until
         // commit, on SQLite it takes the write lock, so racing creates (on any instance) queue
         // here. A failed insert below rolls the increment back: numbers stay gap-free.
@@ -410,7 +410,7 @@ impl TaskRepository for SeaOrmTaskRepository {
         expected_version: i64,
         change: &Change,
     ) -> Result<bool, StoreError> {
-        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        let txn = self.db.begin_write().await?;
         let result = Entity::update_many()
             .col_expr(Column::Title, Expr::value(task.title.as_str()))
             .col_expr(Column::TitleFolded, Expr::value(fold(task.title.as_str())))

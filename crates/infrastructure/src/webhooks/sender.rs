@@ -3,8 +3,10 @@
 //! - Runs on the instance that holds the outbox lease (one sender at a time); a delivery is
 //!   claimed (moved a minute ahead) before it is sent, so a sender that dies mid-attempt
 //!   leaves it to be retried, never lost.
-//! - Each webhook's deliveries are sent one after the other, oldest first; different
-//!   webhooks are served concurrently.
+//! - Each webhook's deliveries are sent one after the other, oldest first (at most 16 per
+//!   pass, and none after a failure in that pass); different webhooks are served
+//!   concurrently. A pass ends when its slowest webhook is done, so a receiver that times out
+//!   delays the others' next pass by at most one timeout (10 s).
 //! - A failed attempt is retried after [`jittered_retry_delay`] until `max_attempts`; the
 //!   webhook's [`Breaker`] opens after repeated failures, and while it is open deliveries
 //!   wait without spending attempts. After a day of failures the webhook is disabled (and
@@ -36,6 +38,8 @@ const CLAIM: Duration = Duration::from_secs(60);
 /// How long a disabled webhook's deliveries wait before they are looked at again.
 const DISABLED_RECHECK: Duration = Duration::from_secs(60);
 const BATCH: u64 = 64;
+/// At most this many deliveries of one webhook per pass (they go one after the other).
+const PER_WEBHOOK: usize = 16;
 
 #[derive(Debug, Clone)]
 pub struct SenderSettings {
@@ -98,6 +102,13 @@ impl Sender {
         let mut by_webhook: Vec<(Uuid, Vec<Due>)> = Vec::new();
         let mut index: HashMap<Uuid, usize> = HashMap::new();
         for d in due {
+            if index
+                .get(&d.webhook_id)
+                .and_then(|&i| by_webhook.get(i))
+                .is_some_and(|(_, list)| list.len() >= PER_WEBHOOK)
+            {
+                continue;
+            }
             let slot = *index.entry(d.webhook_id).or_insert_with(|| {
                 by_webhook.push((d.webhook_id, Vec::new()));
                 by_webhook.len() - 1
@@ -222,7 +233,9 @@ impl Sender {
             }
             breaker = next;
             self.report(&hook, due, &attempt, &outcome, disabled);
-            if disabled {
+            // After a failure the rest waits for the next pass: a slow or failing receiver
+            // costs a pass at most one timeout, whatever its backlog.
+            if disabled || !succeeded {
                 return Ok(attempts);
             }
         }

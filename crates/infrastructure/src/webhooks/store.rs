@@ -12,7 +12,6 @@ use keel_domain::webhooks::{Delivery, DeliveryAttempt, DeliveryStatus, Webhook, 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -117,7 +116,7 @@ impl SeaOrmWebhookRepository {
 #[async_trait]
 impl WebhookRepository for SeaOrmWebhookRepository {
     async fn create(&self, w: &Webhook, sealed_secret: &str, audit: &AuditEntry) -> Result<(), StoreError> {
-        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        let txn = self.db.begin_write().await?;
         webhooks::Entity::insert(webhooks::ActiveModel {
             id: Set(w.id),
             project_id: Set(w.project_id),
@@ -171,7 +170,7 @@ impl WebhookRepository for SeaOrmWebhookRepository {
     }
 
     async fn update(&self, w: &Webhook, audit: &AuditEntry) -> Result<(), StoreError> {
-        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        let txn = self.db.begin_write().await?;
         if w.enabled {
             // Enabling a disabled webhook closes its breaker and restarts its failure clock.
             webhooks::Entity::update_many()
@@ -214,7 +213,7 @@ impl WebhookRepository for SeaOrmWebhookRepository {
     }
 
     async fn delete(&self, project_id: Uuid, id: Uuid, audit: &AuditEntry) -> Result<(), StoreError> {
-        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        let txn = self.db.begin_write().await?;
         let result = webhooks::Entity::delete_many()
             .filter(webhooks::Column::Id.eq(id))
             .filter(webhooks::Column::ProjectId.eq(project_id))
@@ -265,7 +264,7 @@ impl WebhookRepository for SeaOrmWebhookRepository {
         at: DateTime<Utc>,
         audit: &AuditEntry,
     ) -> Result<bool, StoreError> {
-        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        let txn = self.db.begin_write().await?;
         let Some(row) = webhook_deliveries::Entity::find_by_id(id)
             .filter(webhook_deliveries::Column::WebhookId.eq(webhook_id))
             .one(&txn)
@@ -430,7 +429,7 @@ impl DeliveryQueue {
         outcome: &Outcome,
         disable_after: chrono::Duration,
     ) -> Result<bool, StoreError> {
-        let txn = self.db.connection().begin().await.map_err(store_error)?;
+        let txn = self.db.begin_write().await?;
         let previous = webhook_attempts::Entity::find()
             .filter(webhook_attempts::Column::DeliveryId.eq(due.id))
             .count(&txn)
