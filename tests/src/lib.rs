@@ -167,6 +167,18 @@ pub async fn spawn_on(
     start(&vars, db).await
 }
 
+/// Two instances on one database and `redis` (a private `redis-server`).
+pub async fn spawn_pair(redis: &TestRedis) -> (TestApp, TestApp) {
+    let url = redis.url();
+    let mut apps = spawn_cluster(2, move |vars| {
+        vars.insert("REDIS_URL".into(), url);
+    })
+    .await;
+    let b = apps.pop().expect("two instances");
+    let a = apps.pop().expect("two instances");
+    (a, b)
+}
+
 /// Starts `n` instances of the service with the same configuration — one database, one
 /// Redis and one `KEEL_REDIS_PREFIX` — as a deployment behind a load balancer would run.
 /// `customize` sees the shared variables once (point `REDIS_URL` at a [`TestRedis`] there).

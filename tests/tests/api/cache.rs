@@ -7,19 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use keel_tests::{TestApp, TestRedis, spawn_cluster};
-
-/// Two instances on one database and one private Redis.
-async fn two_instances(redis: &TestRedis) -> (TestApp, TestApp) {
-    let url = redis.url();
-    let mut apps = spawn_cluster(2, move |vars| {
-        vars.insert("REDIS_URL".into(), url);
-    })
-    .await;
-    let b = apps.pop().unwrap();
-    let a = apps.pop().unwrap();
-    (a, b)
-}
+use keel_tests::{TestApp, TestRedis, spawn_pair};
 
 async fn cache_counter(app: &TestApp, metric: &str, layer: &str) -> u64 {
     let text = app.get("/metrics").await.text().await.unwrap();
@@ -39,7 +27,7 @@ async fn a_write_on_one_instance_is_read_on_the_other_thirty_times_in_a_row() {
     let Some(redis) = TestRedis::start_private("a_write_on_one_instance_is_read_on_the_other").await else {
         return;
     };
-    let (a, b) = two_instances(&redis).await;
+    let (a, b) = spawn_pair(&redis).await;
     let owner = a.account("owner@example.com").await;
     let project = a.create_project(&owner.token, "CACHE").await;
     let pid = project["id"].as_str().unwrap().to_owned();
@@ -108,7 +96,7 @@ async fn membership_changes_on_one_instance_apply_on_the_other_at_once() {
     let Some(redis) = TestRedis::start_private("membership_changes_apply_on_the_other").await else {
         return;
     };
-    let (a, b) = two_instances(&redis).await;
+    let (a, b) = spawn_pair(&redis).await;
     let owner = a.account("owner@example.com").await;
     let bob = a.account("bob@example.com").await;
     let project = a.create_project(&owner.token, "MEMB").await;
@@ -169,7 +157,7 @@ async fn a_logout_on_one_instance_is_refused_by_the_other_at_once() {
     else {
         return;
     };
-    let (a, b) = two_instances(&redis).await;
+    let (a, b) = spawn_pair(&redis).await;
     let ann = a.account("ann@example.com").await;
     // b has the session cached.
     for _ in 0..3 {
@@ -223,7 +211,7 @@ async fn with_redis_stopped_no_request_fails_and_readiness_recovers_by_itself() 
     let Some(mut redis) = TestRedis::start_private(test).await else {
         return;
     };
-    let (a, b) = two_instances(&redis).await;
+    let (a, b) = spawn_pair(&redis).await;
     let owner = a.account("owner@example.com").await;
     let project = a.create_project(&owner.token, "DOWN").await;
     let path = format!("/api/v1/projects/{}", project["id"].as_str().unwrap());

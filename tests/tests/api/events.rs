@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use sea_orm::{Database as Connection, DatabaseConnection};
 use serde_json::json;
 
-use keel_tests::{EventStream, TestApp, TestRedis, spawn_app, spawn_app_with, spawn_cluster, spawn_on};
+use keel_tests::{EventStream, TestRedis, spawn_app, spawn_app_with, spawn_on, spawn_pair};
 
 const WAIT: Duration = Duration::from_secs(3);
 /// Long enough for an event that was going to come to have come.
@@ -195,24 +195,12 @@ async fn logging_out_ends_the_stream_at_the_next_ping() {
     }
 }
 
-/// Two instances on one database and one private Redis.
-async fn two_instances(redis: &TestRedis) -> (TestApp, TestApp) {
-    let url = redis.url();
-    let mut apps = spawn_cluster(2, move |vars| {
-        vars.insert("REDIS_URL".into(), url);
-    })
-    .await;
-    let b = apps.pop().unwrap();
-    let a = apps.pop().unwrap();
-    (a, b)
-}
-
 #[tokio::test]
 async fn a_client_of_one_instance_sees_a_task_created_on_the_other_within_a_second() {
     let Some(redis) = TestRedis::start_private("events_across_instances").await else {
         return;
     };
-    let (a, b) = two_instances(&redis).await;
+    let (a, b) = spawn_pair(&redis).await;
     let owner = a.account("owner@example.com").await;
     let project = a.create_project(&owner.token, "XIN").await;
     let id = project["id"].as_str().unwrap();

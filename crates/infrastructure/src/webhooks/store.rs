@@ -11,12 +11,13 @@ use keel_domain::events::EventType;
 use keel_domain::webhooks::{Delivery, DeliveryAttempt, DeliveryStatus, Webhook, WebhookRepository};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 use uuid::Uuid;
 
 use crate::audit::insert_entry;
-use crate::db::{Database, store_error};
+use crate::db::{Database, fetch_page, store_error};
 use crate::entities::{webhook_attempts, webhook_deliveries, webhooks};
 use crate::events::outbox::subscribed_types;
 
@@ -78,6 +79,21 @@ fn to_delivery(m: webhook_deliveries::Model, attempts: Vec<DeliveryAttempt>) -> 
         updated_at: m.updated_at,
         attempts,
     })
+}
+
+/// Ends a write to one webhook: nothing touched is `NotFound` (rolled back); otherwise the
+/// audit entry joins the transaction and all is committed.
+async fn audited_unless_missing(
+    txn: DatabaseTransaction,
+    rows_affected: u64,
+    audit: &AuditEntry,
+) -> Result<(), StoreError> {
+    if rows_affected == 0 {
+        txn.rollback().await.map_err(store_error)?;
+        return Err(StoreError::NotFound);
+    }
+    insert_entry(&txn, audit).await?;
+    txn.commit().await.map_err(store_error)
 }
 
 #[derive(Debug, Clone)]
@@ -158,14 +174,7 @@ impl WebhookRepository for SeaOrmWebhookRepository {
             .filter(webhooks::Column::ProjectId.eq(project_id))
             .order_by_asc(webhooks::Column::CreatedAt)
             .order_by_asc(webhooks::Column::Id);
-        let conn = self.db.connection();
-        let total = select.clone().count(conn).await.map_err(store_error)?;
-        let rows = select
-            .offset(offset)
-            .limit(limit)
-            .all(conn)
-            .await
-            .map_err(store_error)?;
+        let (rows, total) = fetch_page(self.db.connection(), select, offset, limit).await?;
         Ok((rows.into_iter().map(to_webhook).collect(), total))
     }
 
@@ -204,12 +213,7 @@ impl WebhookRepository for SeaOrmWebhookRepository {
             .exec(&txn)
             .await
             .map_err(store_error)?;
-        if result.rows_affected == 0 {
-            txn.rollback().await.map_err(store_error)?;
-            return Err(StoreError::NotFound);
-        }
-        insert_entry(&txn, audit).await?;
-        txn.commit().await.map_err(store_error)
+        audited_unless_missing(txn, result.rows_affected, audit).await
     }
 
     async fn delete(&self, project_id: Uuid, id: Uuid, audit: &AuditEntry) -> Result<(), StoreError> {
@@ -220,12 +224,7 @@ impl WebhookRepository for SeaOrmWebhookRepository {
             .exec(&txn)
             .await
             .map_err(store_error)?;
-        if result.rows_affected == 0 {
-            txn.rollback().await.map_err(store_error)?;
-            return Err(StoreError::NotFound);
-        }
-        insert_entry(&txn, audit).await?;
-        txn.commit().await.map_err(store_error)
+        audited_unless_missing(txn, result.rows_affected, audit).await
     }
 
     async fn deliveries(
