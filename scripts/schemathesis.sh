@@ -235,7 +235,10 @@ run_st() {
 }
 
 st_rc=0
-run_st main --exclude-path-regex "$SESSION_ENDING" || st_rc=$?
+# GET /api/v1/events upgrades to a WebSocket, which schemathesis does not speak (a plain GET
+# is a 400 by design); tests/tests/api/events.rs covers it.
+WEBSOCKETS='^/api/v1/events$'
+run_st main --exclude-path-regex "$SESSION_ENDING|$WEBSOCKETS" || st_rc=$?
 # Each session-ending operation with its own fresh token.
 for op in logout logout-all password; do
     run_st "$op" --include-path-regex "^/api/v1/auth/$op\$" || st_rc=$?

@@ -284,6 +284,9 @@ fn logs_never_hold_passwords_tokens_or_full_emails() {
             http_json(port, "GET", "/api/v1/auth/profile", "", Some(&access)).0,
             200
         );
+        // The event stream's token in the query string (a plain GET: 400 after authenticating).
+        let events = format!("/api/v1/events?access_token={access}");
+        assert_eq!(http_json(port, "GET", &events, "", None).0, 400);
         let new_password = r#"{"currentPassword":"Secret-passw0rd","newPassword":"Other-passw0rd"}"#;
         assert_eq!(
             http_json(port, "POST", "/api/v1/auth/password", new_password, Some(&access)).0,

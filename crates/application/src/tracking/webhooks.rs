@@ -35,10 +35,11 @@ pub type DeliveryCursor = Uuid;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateWebhookBody {
-    /// Absolute `http`/`https` URL, at most 2048 characters, resolving to public addresses.
+    /// Absolute `http`/`https` URL, at most 2048 characters; its host must resolve, when the
+    /// webhook is created, to public addresses only.
     #[cfg_attr(
         feature = "openapi",
-        schema(example = "https://hooks.example.com/keel", max_length = 2048)
+        schema(example = "https://93.184.215.14/keel", max_length = 2048)
     )]
     pub url: String,
     /// Event types (`task.created`, …), or `["*"]` for all of them.
