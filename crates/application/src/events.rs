@@ -19,9 +19,12 @@ use crate::tracking::TrackingPorts;
 #[derive(Debug, Clone)]
 pub enum BusMessage {
     Event(Arc<Envelope>),
-    /// Events may have been missed since the last message (this instance lost its link to
-    /// the other instances, or the subscriber fell behind): a client must resynchronise.
+    /// Events may have been missed since the last message: this instance lost its link to
+    /// the other instances. Every client must resynchronise.
     Interrupted,
+    /// This subscriber fell too far behind and events it had not read were dropped: its
+    /// client is too slow.
+    Lagged,
 }
 
 /// Failure to publish.

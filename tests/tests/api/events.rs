@@ -292,3 +292,42 @@ async fn an_event_committed_but_not_dispatched_when_its_server_dies_still_arrive
     assert_eq!(event["type"], "task.created");
     assert_eq!(event["data"]["id"], task["id"]);
 }
+
+#[tokio::test]
+async fn losing_redis_tells_clients_to_resynchronise_and_the_stream_recovers() {
+    let Some(mut redis) = TestRedis::start_private("events_redis_lost").await else {
+        return;
+    };
+    let url = redis.url();
+    let app = spawn_app_with(move |vars| {
+        vars.insert("REDIS_URL".into(), url);
+    })
+    .await;
+    let owner = app.account("owner@example.com").await;
+    let project = app.create_project(&owner.token, "GAP").await;
+    let id = project["id"].as_str().unwrap().to_owned();
+    let mut stream = EventStream::connect(&app, &owner.token).await.unwrap();
+    app.create_task(&owner.token, &id, json!({"title": "Before"}))
+        .await;
+    assert_eq!(
+        stream.next_event(WAIT).await.expect("an event")["data"]["title"],
+        "Before"
+    );
+
+    redis.stop().await;
+    match stream.next_frame(WAIT).await {
+        Some(Err(keel_tests::Ended::Closed { code, .. })) => assert_eq!(code, 1012, "resynchronise"),
+        other => panic!("expected a 1012 close, got {other:?}"),
+    }
+
+    // Redis back: a new stream receives again.
+    redis.start().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut stream = EventStream::connect(&app, &owner.token).await.unwrap();
+    app.create_task(&owner.token, &id, json!({"title": "After"}))
+        .await;
+    assert_eq!(
+        stream.next_event(WAIT).await.expect("an event")["data"]["title"],
+        "After"
+    );
+}

@@ -305,3 +305,66 @@ async fn a_receiver_that_is_down_opens_the_breaker_and_loses_nothing_when_it_ret
     assert_eq!(shown["breaker"], "closed");
     assert!(shown["failingSince"].is_null());
 }
+
+#[tokio::test]
+async fn a_webhook_failing_for_the_configured_time_is_disabled_audited_and_resumes_when_enabled() {
+    let app = app_for_receivers(&[
+        ("KEEL_WEBHOOK_DISABLE_AFTER_SECS", "1"),
+        // The breaker stays closed: the failures themselves must disable it.
+        ("KEEL_WEBHOOK_BREAKER_THRESHOLD", "1000"),
+    ])
+    .await;
+    let port = WebhookReceiver::start(&[200]).await.stop();
+    let owner = app.account("owner@example.com").await;
+    let project = app.create_project(&owner.token, "OFF").await;
+    let id = project["id"].as_str().unwrap();
+    let hook = create_hook(
+        &app,
+        &owner.token,
+        id,
+        &format!("http://127.0.0.1:{port}/"),
+        json!(["task.created"]),
+    )
+    .await;
+    let hook_path = format!("/api/v1/projects/{id}/webhooks/{}", hook["id"].as_str().unwrap());
+    let task = app.create_task(&owner.token, id, json!({"title": "Kept"})).await;
+
+    let mut disabled = serde_json::Value::Null;
+    for _ in 0..150 {
+        let shown = app.get_ok(&hook_path, &owner.token).await;
+        if shown["enabled"] == false {
+            disabled = shown;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(disabled["enabled"], false, "disabled after failing for a second");
+    assert!(disabled["disabledReason"].as_str().unwrap().contains("failed"));
+    let feed = app
+        .get_ok(&format!("/api/v1/projects/{id}/activity"), &owner.token)
+        .await;
+    let entry = feed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "webhook.disabled")
+        .expect("the disable is audited");
+    assert!(entry["actorId"].is_null(), "Keel did it, not a user");
+
+    // Nothing is sent while disabled; enabling it (receiver back) resumes the delivery.
+    let receiver = WebhookReceiver::start_on(port, &[200]).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(receiver.received().is_empty(), "a disabled webhook sends nothing");
+    let response = app
+        .patch_json(&hook_path, &json!({"enabled": true}), &owner.token)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let enabled: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        (enabled["enabled"].as_bool(), enabled["failingSince"].is_null()),
+        (Some(true), true)
+    );
+    let got = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 1, "the delivery that was pending arrives");
+    assert_eq!(got[0].json()["data"]["id"], task["id"]);
+}

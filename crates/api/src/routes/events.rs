@@ -164,6 +164,9 @@ async fn serve(
                 Some(BusMessage::Interrupted) => {
                     break close(CloseCode::Restart, "events may have been missed; reconnect and resynchronise");
                 }
+                Some(BusMessage::Lagged) => {
+                    break close(CloseCode::Again, "too slow: events are not buffered without bound");
+                }
                 None => break close(CloseCode::Away, "the server is going away"),
             },
             frame = incoming.next() => match frame {

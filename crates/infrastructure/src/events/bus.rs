@@ -1,7 +1,7 @@
 //! The event bus: published events to every subscriber of every instance.
 //!
 //! - [`InProcessBus`]: one process (no Redis). A broadcast channel; a subscriber that falls
-//!   more than its capacity behind gets [`BusMessage::Interrupted`] instead of the events it
+//!   more than its capacity behind gets [`BusMessage::Lagged`] instead of the events it
 //!   missed.
 //! - [`RedisBus`]: several instances. The dispatcher `PUBLISH`es each event on
 //!   `<prefix>:events`; every instance's subscriber task re-broadcasts what arrives to its
@@ -68,7 +68,7 @@ impl EventBus for InProcessBus {
                 Ok(message) => Some((message, receiver)),
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "an event subscriber fell behind");
-                    Some((BusMessage::Interrupted, receiver))
+                    Some((BusMessage::Lagged, receiver))
                 }
                 Err(broadcast::error::RecvError::Closed) => None,
             }
@@ -233,7 +233,7 @@ mod tests {
         let mut slow = bus.subscribe();
         let many: Vec<Envelope> = (0..(SUBSCRIBER_CAPACITY as u128 + 10)).map(envelope).collect();
         bus.publish(&many).await.unwrap();
-        assert!(matches!(slow.next().await, Some(BusMessage::Interrupted)));
+        assert!(matches!(slow.next().await, Some(BusMessage::Lagged)));
         // Then it continues with what is still buffered, never more than the capacity.
         assert_eq!(id_of(slow.next().await), Some(10));
     }

@@ -35,8 +35,6 @@ use crate::metrics::Metrics;
 
 /// How far a claim moves a delivery ahead: longer than an attempt's timeout.
 const CLAIM: Duration = Duration::from_secs(60);
-/// How long a disabled webhook's deliveries wait before they are looked at again.
-const DISABLED_RECHECK: Duration = Duration::from_secs(60);
 const BATCH: u64 = 64;
 /// At most this many deliveries of one webhook per pass (they go one after the other).
 const PER_WEBHOOK: usize = 16;
@@ -139,11 +137,7 @@ impl Sender {
             return Ok(0);
         };
         if !hook.enabled {
-            for due in &deliveries {
-                self.queue
-                    .postpone(due, later(Utc::now(), DISABLED_RECHECK))
-                    .await?;
-            }
+            // Disabled since the queue was read; its deliveries wait for it.
             return Ok(0);
         }
         let secret = self.secrets.open(&sealed);

@@ -9,7 +9,7 @@ use keel_domain::StoreError;
 use keel_domain::audit::AuditEntry;
 use keel_domain::events::EventType;
 use keel_domain::webhooks::{Delivery, DeliveryAttempt, DeliveryStatus, Webhook, WebhookRepository};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
@@ -334,9 +334,16 @@ impl DeliveryQueue {
         Self { db }
     }
 
-    /// Up to `limit` pending deliveries due by `now`, oldest due first.
+    /// Up to `limit` pending deliveries of enabled webhooks due by `now`, oldest due first.
+    /// A disabled webhook's deliveries wait where they are: enabling it resumes them at once.
     pub async fn due(&self, now: DateTime<Utc>, limit: u64) -> Result<Vec<Due>, StoreError> {
+        let enabled = Query::select()
+            .column(webhooks::Column::Id)
+            .from(webhooks::Entity)
+            .and_where(webhooks::Column::Enabled.eq(true))
+            .to_owned();
         let rows = webhook_deliveries::Entity::find()
+            .filter(webhook_deliveries::Column::WebhookId.in_subquery(enabled))
             .filter(webhook_deliveries::Column::Status.eq(DeliveryStatus::Pending.as_str()))
             .filter(webhook_deliveries::Column::NextAttemptAt.lte(now))
             .order_by_asc(webhook_deliveries::Column::NextAttemptAt)
