@@ -7,7 +7,7 @@ SHELL := /bin/bash
 ARGS ?=
 
 .PHONY: help run test fmt lint unit integration-pg integration-sqlite release schemathesis \
-	services-up services-down bench bench-auth bench-tasks bench-cache
+	services-up services-down validate-deploy bench bench-auth bench-tasks bench-cache
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{ printf "  make %-20s %s\n", $$1, $$2 }'
@@ -45,6 +45,9 @@ services-up: ## start the test PostgreSQL + Redis and print their env
 
 services-down: ## stop the test PostgreSQL + Redis
 	scripts/services.sh stop
+
+validate-deploy: ## check deploy/: nginx -t, YAML and Kubernetes schemas, compose schema, Dockerfile (no Docker needed)
+	bash scripts/validate-deploy.sh
 
 bench: ## every benchmark, one after the other: bench-auth, bench-cache, bench-tasks (docs/performance.md)
 	scripts/bench-auth.sh
