@@ -160,6 +160,11 @@ pub struct Settings {
     pub workers: Option<usize>,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_timeout: Duration,
+    /// After SIGTERM/SIGINT: how long the instance keeps serving while it drains — `/ready`
+    /// answers 503 `draining`, every response closes its connection, event streams are
+    /// refused — before it stops accepting. Lets a load balancer that reuses idle
+    /// connections (nginx's upstream keepalive) let go of them without a request lost.
+    pub shutdown_drain: Duration,
 }
 
 impl Settings {
@@ -523,6 +528,13 @@ impl Settings {
                 30,
                 1,
                 3600,
+            )?,
+            shutdown_drain: secs(
+                "KEEL_SHUTDOWN_DRAIN_SECS",
+                get("KEEL_SHUTDOWN_DRAIN_SECS"),
+                0,
+                0,
+                600,
             )?,
         })
     }

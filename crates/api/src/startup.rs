@@ -51,8 +51,8 @@ use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 use crate::config::{JwtSecret, Settings};
 use crate::extract::{json_config, path_config, payload_config, query_config};
 use crate::middleware::{
-    Idempotency, RateLimitPolicy, X_REQUEST_ID_HEADER, idempotency, rate_limit, request_context,
-    security_headers,
+    Idempotency, RateLimitPolicy, X_REQUEST_ID_HEADER, close_while_draining, idempotency, rate_limit,
+    request_context, security_headers,
 };
 use crate::routes::events::StreamSettings;
 use crate::state::AppState;
@@ -305,13 +305,14 @@ impl Application {
                 .wrap(cors(&cors_origins))
                 .wrap(from_fn(request_context))
                 .wrap(from_fn(security_headers))
+                .wrap(from_fn(close_while_draining))
                 .configure(routes::configure)
                 .service(web::resource("/docs").route(web::get().to(docs_redirect)))
                 .service(SwaggerUi::new("/docs/{_:.*}").config(SwaggerConfig::new(["/api/v1/openapi.json"])))
                 .default_service(web::to(routes::not_found))
         })
         .listen(listener)?
-        .shutdown_signal(shutdown_signal(closing.clone()))
+        .shutdown_signal(shutdown_signal(closing.clone(), settings.shutdown_drain))
         .shutdown_timeout(settings.shutdown_timeout.as_secs());
         if let Some(workers) = settings.workers {
             server = server.workers(workers);
@@ -379,8 +380,8 @@ impl Application {
 }
 
 /// Resolves at SIGTERM or SIGINT (both shut down gracefully), after telling event streams
-/// to close.
-async fn shutdown_signal(closing: watch::Sender<bool>) {
+/// to close and draining for `drain` (a second signal cuts the drain short).
+async fn shutdown_signal(closing: watch::Sender<bool>, drain: Duration) {
     #[cfg(unix)]
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -399,8 +400,18 @@ async fn shutdown_signal(closing: watch::Sender<bool>) {
         _ = tokio::signal::ctrl_c() => {}
         () = terminate => {}
     }
-    tracing::info!("shutdown signal received: finishing in-flight requests");
     closing.send_replace(true);
+    if !drain.is_zero() {
+        tracing::info!(
+            drain_secs = drain.as_secs(),
+            "shutdown signal received: draining (not ready, connections close after each response)"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(drain) => {}
+            _ = tokio::signal::ctrl_c() => tracing::info!("second signal: drain cut short"),
+        }
+    }
+    tracing::info!("stopping: no new connections, finishing in-flight requests");
 }
 
 /// The identity use cases' ports on the production adapters, reading through `cache`, with
