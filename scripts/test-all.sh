@@ -9,6 +9,8 @@
 #                       (scripts/services.sh start; KEEL_TEST_DATABASE_URL, KEEL_TEST_REDIS_URL)
 #   integration-sqlite  cargo test -p keel-tests --locked with both variables unset
 #   release             cargo build --release --locked -p keel-api --bin keel
+#   cluster             scripts/cluster-test.sh: two release keel processes behind nginx on
+#                       PostgreSQL + Redis; the scale-out and fault tests
 #   schemathesis        scripts/schemathesis.sh against target/release/keel
 #
 # Usage: scripts/test-all.sh [STEP...]   (no STEP: all of them, in the order above)
@@ -18,7 +20,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
-ALL_STEPS=(fmt lint unit integration-pg integration-sqlite release schemathesis)
+ALL_STEPS=(fmt lint unit integration-pg integration-sqlite release cluster schemathesis)
 
 declare -A TITLE=(
     [fmt]="formatting (cargo fmt --check)"
@@ -27,6 +29,7 @@ declare -A TITLE=(
     [integration-pg]="integration tests on PostgreSQL + Redis"
     [integration-sqlite]="integration tests on SQLite"
     [release]="release build"
+    [cluster]="cluster and fault tests (two instances behind nginx)"
     [schemathesis]="schemathesis against the release binary"
 )
 
@@ -62,6 +65,8 @@ step_integration_sqlite() {
 }
 
 step_release() { cargo build --release --locked -p keel-api --bin keel; }
+
+step_cluster() { scripts/cluster-test.sh; }
 
 step_schemathesis() { scripts/schemathesis.sh; }
 
