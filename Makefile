@@ -50,7 +50,7 @@ services-down: ## stop the test PostgreSQL + Redis
 	scripts/services.sh stop
 
 validate-deploy: ## check deploy/: nginx -t, YAML and Kubernetes schemas, compose schema, Dockerfile (no Docker needed)
-	bash scripts/validate-deploy.sh
+	CI=1 scripts/test-all.sh deploy
 
 bench: ## every benchmark, one after the other: bench-auth, bench-cache, bench-tasks (docs/performance.md)
 	scripts/bench-auth.sh

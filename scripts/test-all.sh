@@ -8,6 +8,8 @@
 #   integration-pg      cargo test -p keel-tests --locked against PostgreSQL + Redis
 #                       (scripts/services.sh start; KEEL_TEST_DATABASE_URL, KEEL_TEST_REDIS_URL)
 #   integration-sqlite  cargo test -p keel-tests --locked with both variables unset
+#   deploy              scripts/validate-deploy.sh: nginx -t, Kubernetes and compose schemas,
+#                       Dockerfile checks (no Docker engine needed)
 #   release             cargo build --release --locked -p keel-api --bin keel
 #   cluster             scripts/cluster-test.sh: two release keel processes behind nginx on
 #                       PostgreSQL + Redis; the scale-out and fault tests
@@ -20,7 +22,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
-ALL_STEPS=(fmt lint unit integration-pg integration-sqlite release cluster schemathesis)
+ALL_STEPS=(fmt lint unit integration-pg integration-sqlite deploy release cluster schemathesis)
 
 declare -A TITLE=(
     [fmt]="formatting (cargo fmt --check)"
@@ -28,6 +30,7 @@ declare -A TITLE=(
     [unit]="unit tests"
     [integration-pg]="integration tests on PostgreSQL + Redis"
     [integration-sqlite]="integration tests on SQLite"
+    [deploy]="deploy artifacts (nginx -t, manifest schemas, Dockerfile)"
     [release]="release build"
     [cluster]="cluster and fault tests (two instances behind nginx)"
     [schemathesis]="schemathesis against the release binary"
@@ -63,6 +66,8 @@ step_integration_pg() {
 step_integration_sqlite() {
     env -u KEEL_TEST_DATABASE_URL -u KEEL_TEST_REDIS_URL cargo test -p keel-tests --locked
 }
+
+step_deploy() { CI="${CI:-1}" bash scripts/validate-deploy.sh; }
 
 step_release() { cargo build --release --locked -p keel-api --bin keel; }
 
