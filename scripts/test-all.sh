@@ -9,6 +9,9 @@
 #                       (scripts/services.sh start; KEEL_TEST_DATABASE_URL, KEEL_TEST_REDIS_URL)
 #   integration-sqlite  cargo test -p keel-tests --locked with both variables unset
 #   release             cargo build --release --locked -p keel-api --bin keel
+#   backup              scripts/test-backup.sh: pg-backup.sh backup of a running keel, restore
+#                       into a new database, the restored data checked through the API (uses
+#                       the release binary; its own PostgreSQL + Redis on ports 55452/56399)
 #   schemathesis        scripts/schemathesis.sh against target/release/keel
 #
 # Usage: scripts/test-all.sh [STEP...]   (no STEP: all of them, in the order above)
@@ -18,7 +21,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
-ALL_STEPS=(fmt lint unit integration-pg integration-sqlite release schemathesis)
+ALL_STEPS=(fmt lint unit integration-pg integration-sqlite release backup schemathesis)
 
 declare -A TITLE=(
     [fmt]="formatting (cargo fmt --check)"
@@ -27,6 +30,7 @@ declare -A TITLE=(
     [integration-pg]="integration tests on PostgreSQL + Redis"
     [integration-sqlite]="integration tests on SQLite"
     [release]="release build"
+    [backup]="PostgreSQL backup and restore round trip"
     [schemathesis]="schemathesis against the release binary"
 )
 
@@ -62,6 +66,8 @@ step_integration_sqlite() {
 }
 
 step_release() { cargo build --release --locked -p keel-api --bin keel; }
+
+step_backup() { scripts/test-backup.sh; }
 
 step_schemathesis() { scripts/schemathesis.sh; }
 
