@@ -22,7 +22,8 @@
 #
 # Knobs: KEEL_BIN (default ${CARGO_TARGET_DIR:-target}/release/keel; built with
 # `cargo build --release --locked -p keel-api --bin keel` if missing), KEEL_BACKUP_PG_PORT
-# (55452), KEEL_BACKUP_REDIS_PORT (56399), KEEL_BACKUP_KEEP=1 (keep the temporary directory).
+# (55452), KEEL_BACKUP_REDIS_PORT (56399; both replaced by free ports if their bind keeps
+# failing), KEEL_BACKUP_KEEP=1 (keep the temporary directory).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -124,11 +125,25 @@ if [[ ! -x "$BIN" ]]; then
     [[ -x "$BIN" ]] || die "$BIN still missing after the build (is KEEL_BIN or CARGO_TARGET_DIR right?)"
 fi
 
+# The ports lie in Linux's ephemeral range (32768-60999): on a busy machine a client
+# connection may hold one as its source port for a moment, and the bind fails. Then: try
+# again, and after two refusals take ports the kernel reports free.
 SERVICES_STARTED=1
-scripts/services.sh start 2>"$TMP/services.log" || {
-    cat "$TMP/services.log" >&2
-    die "scripts/services.sh start failed"
-}
+for attempt in 1 2 3 4; do
+    if scripts/services.sh start 2>"$TMP/services.log"; then break; fi
+    if ((attempt == 4)) || ! grep -q 'Address already in use' "$TMP/services.log"; then
+        cat "$TMP/services.log" >&2
+        die "scripts/services.sh start failed"
+    fi
+    scripts/services.sh stop >/dev/null 2>&1 || true
+    log "port $KEEL_PG_PORT or $KEEL_REDIS_PORT taken by another socket; retrying (attempt $((attempt + 1)) of 4)"
+    if ((attempt >= 2)); then
+        KEEL_PG_PORT="$(free_port)"
+        KEEL_REDIS_PORT="$(free_port)"
+        log "now on ports $KEEL_PG_PORT (PostgreSQL) and $KEEL_REDIS_PORT (Redis)"
+    fi
+    sleep 2
+done
 eval "$(scripts/services.sh env)"
 ADMIN_URL="$KEEL_TEST_DATABASE_URL"
 PG_BASE="${ADMIN_URL%/*}"
