@@ -7,7 +7,7 @@ SHELL := /bin/bash
 ARGS ?=
 
 .PHONY: help run test fmt lint unit integration-pg integration-sqlite release schemathesis \
-	services-up services-down validate-deploy cluster-test bench bench-auth bench-tasks bench-cache
+	services-up services-down validate-deploy cluster-test backup-test bench bench-auth bench-tasks bench-cache
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{ printf "  make %-20s %s\n", $$1, $$2 }'
@@ -51,6 +51,9 @@ services-down: ## stop the test PostgreSQL + Redis
 
 validate-deploy: ## check deploy/: nginx -t, YAML and Kubernetes schemas, compose schema, Dockerfile (no Docker needed)
 	CI=1 scripts/test-all.sh deploy
+
+backup-test: ## back up a running keel's PostgreSQL, restore it into a new database, check the restored data through the API (~1 min)
+	bash scripts/test-backup.sh
 
 bench: ## every benchmark, one after the other: bench-auth, bench-cache, bench-tasks (docs/performance.md)
 	scripts/bench-auth.sh

@@ -16,8 +16,11 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
 export KEEL_SERVICES_DIR="${KEEL_CLUSTER_SERVICES_DIR:-$REPO/.ci/tmp/cluster-services}"
-export KEEL_PG_PORT="${KEEL_CLUSTER_PG_PORT:-55472}"
-export KEEL_REDIS_PORT="${KEEL_CLUSTER_REDIS_PORT:-56419}"
+# A free port unless one is given: fixed ports in the ephemeral range can be taken by any
+# outgoing connection on a busy machine.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+export KEEL_PG_PORT="${KEEL_CLUSTER_PG_PORT:-$(free_port)}"
+export KEEL_REDIS_PORT="${KEEL_CLUSTER_REDIS_PORT:-$(free_port)}"
 export KEEL_PG_DURABLE=1
 
 log() { printf 'cluster-test.sh: %s\n' "$*" >&2; }

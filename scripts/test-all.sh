@@ -11,6 +11,9 @@
 #   deploy              scripts/validate-deploy.sh: nginx -t, Kubernetes and compose schemas,
 #                       Dockerfile checks (no Docker engine needed)
 #   release             cargo build --release --locked -p keel-api --bin keel
+#   backup              scripts/test-backup.sh: pg-backup.sh backup of a running keel, restore
+#                       into a new database, the restored data checked through the API (uses
+#                       the release binary; its own PostgreSQL + Redis on ports 55452/56399)
 #   cluster             scripts/cluster-test.sh: two release keel processes behind nginx on
 #                       PostgreSQL + Redis; the scale-out and fault tests
 #   schemathesis        scripts/schemathesis.sh against target/release/keel
@@ -22,7 +25,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
-ALL_STEPS=(fmt lint unit integration-pg integration-sqlite deploy release cluster schemathesis)
+ALL_STEPS=(fmt lint unit integration-pg integration-sqlite deploy release backup cluster schemathesis)
 
 declare -A TITLE=(
     [fmt]="formatting (cargo fmt --check)"
@@ -32,6 +35,7 @@ declare -A TITLE=(
     [integration-sqlite]="integration tests on SQLite"
     [deploy]="deploy artifacts (nginx -t, manifest schemas, Dockerfile)"
     [release]="release build"
+    [backup]="PostgreSQL backup and restore round trip"
     [cluster]="cluster and fault tests (two instances behind nginx)"
     [schemathesis]="schemathesis against the release binary"
 )
@@ -70,6 +74,8 @@ step_integration_sqlite() {
 step_deploy() { CI="${CI:-1}" bash scripts/validate-deploy.sh; }
 
 step_release() { cargo build --release --locked -p keel-api --bin keel; }
+
+step_backup() { scripts/test-backup.sh; }
 
 step_cluster() { scripts/cluster-test.sh; }
 

@@ -146,6 +146,9 @@ pub struct Settings {
     pub cache: CacheSettings,
     pub environment: Environment,
     pub jwt_secret: JwtSecret,
+    /// Secrets tokens may still be signed with, during a rotation (`KEEL_JWT_SECRET_PREVIOUS`):
+    /// verification accepts them, signing never uses them.
+    pub jwt_previous_secrets: Vec<SecretString>,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub argon2: Argon2Settings,
@@ -334,6 +337,25 @@ impl Settings {
             }
             None => JwtSecret::Generated(random_secret()),
         };
+        let jwt_previous_secrets = list(get("KEEL_JWT_SECRET_PREVIOUS"))
+            .map(|secret| {
+                if secret.len() >= MIN_JWT_SECRET_BYTES {
+                    Ok(SecretString::from(secret))
+                } else {
+                    // Never echo the secret, nor which entry it was.
+                    Err(ConfigError::new(
+                        "KEEL_JWT_SECRET_PREVIOUS",
+                        format!("every comma-separated secret must be at least {MIN_JWT_SECRET_BYTES} bytes"),
+                    ))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if !jwt_previous_secrets.is_empty() && matches!(jwt_secret, JwtSecret::Generated(_)) {
+            return Err(ConfigError::new(
+                "KEEL_JWT_SECRET_PREVIOUS",
+                "is set but KEEL_JWT_SECRET is not: a rotation needs the new current secret",
+            ));
+        }
 
         let access_token_ttl = secs(
             "KEEL_ACCESS_TOKEN_TTL",
@@ -502,6 +524,7 @@ impl Settings {
             cache,
             environment,
             jwt_secret,
+            jwt_previous_secrets,
             access_token_ttl,
             refresh_token_ttl,
             argon2,
@@ -738,6 +761,46 @@ mod tests {
         let e = settings(&[("KEEL_JWT_SECRET", "short")]).unwrap_err();
         assert_eq!(e.variable, "KEEL_JWT_SECRET");
         assert!(!e.to_string().contains("short"), "the secret must not be echoed");
+    }
+
+    #[test]
+    fn previous_jwt_secrets_are_a_checked_list_that_needs_a_current_secret() {
+        let current = "c".repeat(32);
+        let (old, older) = ("o".repeat(32), "p".repeat(40));
+        let s = settings(&[]).unwrap();
+        assert!(s.jwt_previous_secrets.is_empty());
+        let s = settings(&[
+            ("KEEL_JWT_SECRET", &current),
+            ("KEEL_JWT_SECRET_PREVIOUS", &format!(" {old} ,, {older}")),
+        ])
+        .unwrap();
+        let previous: Vec<&str> = s
+            .jwt_previous_secrets
+            .iter()
+            .map(ExposeSecret::expose_secret)
+            .collect();
+        assert_eq!(previous, vec![old.as_str(), older.as_str()]);
+        assert!(matches!(s.jwt_secret, JwtSecret::Configured(ref k) if k.expose_secret() == current));
+        assert!(
+            !format!("{s:?}").contains(&old),
+            "a previous secret leaked through Debug"
+        );
+
+        let short = "short-old-secret";
+        let e = settings(&[
+            ("KEEL_JWT_SECRET", &current),
+            ("KEEL_JWT_SECRET_PREVIOUS", &format!("{old},{short}")),
+        ])
+        .unwrap_err();
+        assert_eq!(e.variable, "KEEL_JWT_SECRET_PREVIOUS");
+        assert!(
+            !e.to_string().contains(short) && !e.to_string().contains(&old),
+            "echoed: {e}"
+        );
+
+        let e = settings(&[("KEEL_JWT_SECRET_PREVIOUS", &old)]).unwrap_err();
+        assert_eq!(e.variable, "KEEL_JWT_SECRET_PREVIOUS");
+        assert!(e.to_string().contains("KEEL_JWT_SECRET is not"), "{e}");
     }
 
     #[test]

@@ -436,11 +436,15 @@ pub fn identity_ports(
         users: Arc::new(SeaOrmUserRepository::new(db.clone())),
         sessions: Arc::new(SeaOrmSessionRepository::new(db.clone())),
         hasher: Arc::new(hasher),
-        tokens: Arc::new(JwtTokenService::new(
-            &secret,
-            settings.access_token_ttl,
-            settings.refresh_token_ttl,
-        )),
+        tokens: Arc::new(
+            JwtTokenService::new(&secret, settings.access_token_ttl, settings.refresh_token_ttl)
+                .with_previous_secrets(
+                    settings
+                        .jwt_previous_secrets
+                        .iter()
+                        .map(|s| s.expose_secret().as_bytes()),
+                ),
+        ),
         audit: Arc::new(SeaOrmAuditLog::new(db.clone())),
         clock: Arc::new(SystemClock),
         limiter: Arc::new(InProcessRateLimiter::new()),
