@@ -115,6 +115,9 @@ mod tests {
             cache: ComponentStatus::Ok,
         };
         assert!(!report.is_ready());
-        assert_eq!(serde_json::to_value(report.status).ok(), Some(serde_json::json!("draining")));
+        assert_eq!(
+            serde_json::to_value(report.status).ok(),
+            Some(serde_json::json!("draining"))
+        );
     }
 }
