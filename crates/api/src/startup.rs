@@ -1,7 +1,6 @@
 //! Wiring: builds every adapter from the settings, injects them into the use cases, binds
 //! the listener (port 0 in tests) and exposes the bound port.
 
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,6 +64,12 @@ const REDIS_POOL_SIZE: usize = 16;
 const HASH_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the webhook sender looks for due deliveries (retries, other instances' work).
 const SENDER_POLL: Duration = Duration::from_millis(500);
+/// The listen queue: connections the kernel completes before a worker accepts them. std's
+/// `TcpListener::bind` uses 128, which overflows when thousands of clients connect at once
+/// (the kernel then drops handshakes and clients wait for a retransmission); the kernel
+/// caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
 /// How long shutdown waits for the outbox dispatcher's last pass.
 const DISPATCHER_DRAIN: Duration = Duration::from_secs(10);
 /// How often expired idempotency keys are deleted (claims ignore them anyway).
@@ -283,8 +288,6 @@ impl Application {
             openapi_json: openapi::document_json()?,
         });
 
-        let listener = TcpListener::bind(settings.bind)?;
-        let local = listener.local_addr()?;
         let cors_origins = settings.cors_origins.clone();
         let rate_limits_on = settings.rate_limits.enabled;
         if !rate_limits_on {
@@ -311,12 +314,18 @@ impl Application {
                 .service(SwaggerUi::new("/docs/{_:.*}").config(SwaggerConfig::new(["/api/v1/openapi.json"])))
                 .default_service(web::to(routes::not_found))
         })
-        .listen(listener)?
+        .backlog(LISTEN_BACKLOG)
         .shutdown_signal(shutdown_signal(closing.clone(), settings.shutdown_drain))
         .shutdown_timeout(settings.shutdown_timeout.as_secs());
         if let Some(workers) = settings.workers {
             server = server.workers(workers);
         }
+        let server = server.bind(settings.bind)?;
+        let local = server
+            .addrs()
+            .first()
+            .copied()
+            .ok_or_else(|| std::io::Error::other("the server bound no address"))?;
         tracing::info!(
             address = %local,
             database = ?db.backend(),
