@@ -259,7 +259,8 @@ run_wrk() {
 # Writes $WORK/stats.lua: counts answers by class per thread and prints one BENCH line with
 # wrk's percentiles (microseconds; wrk records the latency of every answer, whatever its status).
 # ok = 2xx, s503 = 503, other = any other status; s3xx/s4xx/s5xx count by class, s408/s429
-# single statuses (s4xx includes them, s5xx includes s503). A script that prepends its own
+# single statuses (s4xx includes them, s5xx includes s503); codes = every non-2xx status with its
+# count, e.g. codes=408:12,503:3 (empty when none). A script that prepends its own
 # code may define init_hook(args), called by init(); each thread gets a global `tid` (1, 2, …).
 write_stats_lua() {
     cat >"$WORK/stats.lua" <<'LUA'
@@ -270,9 +271,11 @@ function setup(thread)
 end
 function init(args)
     ok, s503, other, s3xx, s4xx, s408, s429, s5xx = 0, 0, 0, 0, 0, 0, 0, 0
+    codes = {}
     if init_hook then init_hook(args) end
 end
 function response(status, headers, body)
+    if status < 200 or status >= 300 then codes[status] = (codes[status] or 0) + 1 end
     if status >= 200 and status < 300 then ok = ok + 1
     elseif status == 503 then s503 = s503 + 1
     else other = other + 1 end
@@ -283,16 +286,20 @@ function response(status, headers, body)
 end
 function done(summary, latency, requests)
     local c = { ok = 0, s503 = 0, other = 0, s3xx = 0, s4xx = 0, s408 = 0, s429 = 0, s5xx = 0 }
+    local all, list = {}, {}
     for _, t in ipairs(threads) do
         for k, _ in pairs(c) do c[k] = c[k] + t:get(k) end
+        for code, n in pairs(t:get("codes") or {}) do all[code] = (all[code] or 0) + n end
     end
+    for code, n in pairs(all) do table.insert(list, code .. ":" .. n) end
+    table.sort(list)
     local e = summary.errors
     io.write(string.format(
         "BENCH requests=%d duration_us=%d p50=%d p95=%d p99=%d max=%d ok=%d s503=%d other=%d " ..
-        "connect=%d read=%d write=%d timeout=%d s3xx=%d s4xx=%d s408=%d s429=%d s5xx=%d\n",
+        "connect=%d read=%d write=%d timeout=%d s3xx=%d s4xx=%d s408=%d s429=%d s5xx=%d codes=%s\n",
         summary.requests, summary.duration, latency:percentile(50), latency:percentile(95),
         latency:percentile(99), latency.max, c.ok, c.s503, c.other, e.connect, e.read, e.write,
-        e.timeout, c.s3xx, c.s4xx, c.s408, c.s429, c.s5xx))
+        e.timeout, c.s3xx, c.s4xx, c.s408, c.s429, c.s5xx, table.concat(list, ",")))
 end
 LUA
 }
@@ -429,23 +436,15 @@ rps() {
         'BEGIN { if (d <= 0) { print "?"; exit } v = r / (d / 1e6); if (v < 100) printf "%.1f\n", v; else printf "%.0f\n", v }'
 }
 # errors_text NAME: every answer that is not 2xx plus wrk's socket errors, with a breakdown,
-# e.g. "0" or "12 (3 × 503, 9 × 429)" or "0 + 5 socket errors (read 5)".
+# e.g. "0" or "12 (9 × 429, 3 × 503)" or "0 + 5 socket errors (read 5)".
 errors_text() {
     local name="$1" non2xx sock text detail="" k v
     non2xx=$(($(field "$name" s503) + $(field "$name" other)))
     sock=$(($(field "$name" connect) + $(field "$name" read) + $(field "$name" write) + $(field "$name" timeout)))
     text="$non2xx"
     if ((non2xx > 0)); then
-        for k in s408 s429 s503; do
-            v="$(field "$name" "$k")"
-            if ((${v:-0} > 0)); then detail="$detail${detail:+, }$v × ${k#s}"; fi
-        done
-        v=$(($(field "$name" s4xx) - $(field "$name" s408) - $(field "$name" s429)))
-        if ((v > 0)); then detail="$detail${detail:+, }$v other 4xx"; fi
-        v=$(($(field "$name" s5xx) - $(field "$name" s503)))
-        if ((v > 0)); then detail="$detail${detail:+, }$v other 5xx"; fi
-        v="$(field "$name" s3xx)"
-        if ((${v:-0} > 0)); then detail="$detail${detail:+, }$v × 3xx"; fi
+        detail="$(sed -n 's/^BENCH .*\bcodes=\([0-9:,]*\).*/\1/p' "$WORK/$name.out" |
+            awk -F, '{ for (i = 1; i <= NF; i++) { split($i, p, ":"); printf "%s%s × %s", (i > 1 ? ", " : ""), p[2], p[1] } }')"
         text="$text ($detail)"
     fi
     if ((sock > 0)); then
