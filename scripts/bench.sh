@@ -12,8 +12,9 @@
 # Rows: the bare handler (the reference); GET /health; cached GET /projects/{id} (L1 hits);
 # uncached single-row reads (a second keel with KEEL_CACHE_LAYERS=none); filtered task pages over
 # the big project (two filter shapes, first page and deep cursor); writes (PATCH and POST task);
-# the mixed workload (BENCH_MIX_RATE requests/s over BENCH_MIX_CONNS open connections); a paced
-# reader alone and beside a login flood.
+# a paced reader alone and beside a login flood; last, the mixed workload (BENCH_MIX_RATE
+# requests/s over BENCH_MIX_CONNS open connections: last, because the memory keel takes for its
+# connections stays after them and would be counted in the flood's peak).
 #
 # Progress goes to stderr; the report (machine, tools, commands, the table, what bounds the
 # comparison) to stdout. Everything it starts is stopped on exit, however the run ends.
@@ -183,6 +184,7 @@ VACUUM_SQL="VACUUM (ANALYZE) tasks, task_labels, labels, projects, project_membe
 log "$VACUUM_SQL"
 "${PSQL[@]}" -c "$VACUUM_SQL"
 COMMANDS+=("psql -h 127.0.0.1 -p $PG_PORT -U keel -d keel -c '$VACUUM_SQL'")
+COMMANDS+=("psql … -c 'SELECT … FROM tasks …'   # the ids the wrk scripts use: $HOT_TASKS hot tasks per small project, the big project's first 1000 tasks, $UNCACHED_IDS random ones")
 IFS='|' read -r DB_USERS DB_PROJECTS DB_TASKS DB_SIZE <<<"$("${PSQL[@]}" -At -F '|' -c \
     "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM projects), (SELECT count(*) FROM tasks), pg_size_pretty(pg_database_size('keel'))")"
 phase vacuum
@@ -252,6 +254,7 @@ for w in a c; do
     log "walking $DEEP_PAGES pages of ${!qv}"
     bench_walk "$w" "$TASKS_URL?${!qv}" "$DEEP_PAGES" "Authorization: Bearer $(login "$BIG_OWNER")"
 done
+COMMANDS+=("curl -H 'Authorization: Bearer <token>' '$TASKS_URL?<query>[&cursor=<nextCursor>]'   # × $DEEP_PAGES per shape: the deep cursors")
 phase "keel-and-walks"
 
 # ---------------------------------------------------------------------------------------------
@@ -397,6 +400,63 @@ measure post "POST /projects/{id}/tasks into the big project ($WRITE_CONNS conns
 phase "closed-loop-rows"
 
 # ---------------------------------------------------------------------------------------------
+# The paced reader alone, then beside a login flood (argon2id at keel's cost)
+# ---------------------------------------------------------------------------------------------
+
+READER_TOKEN="$(login "seed-member-1@p001.example.com")"
+with_token reader.lua "$READER_TOKEN" "
+local project = \"/api/v1/projects/${SMALL_IDS[0]}\"
+local n = 0
+request = function()
+    n = n + 1
+    if n % 2 == 0 then return wrk.format(\"GET\", project) end
+    return wrk.format(\"GET\", \"/api/v1/auth/profile\")
+end
+function delay() return $READER_PAUSE_MS end"
+LOGIN_BODY="{\"email\":\"$BIG_OWNER\",\"password\":\"$SEED_PASSWORD\"}"
+{
+    echo 'wrk.method = "POST"'
+    echo 'wrk.headers["Content-Type"] = "application/json"'
+    printf 'wrk.body = [[%s]]\n' "$LOGIN_BODY"
+    cat "$WORK/stats.lua"
+} >"$WORK/login.lua"
+
+warm "$READER_CONNS" "$WORK/reader.lua" "$BASE"
+measure reader "paced reader alone: profile / project, $READER_CONNS conns, ${READER_PAUSE_MS} ms pause" "$KEEL_PID" \
+    -t1 -c"$READER_CONNS" -d"$((FLOOD_DURATION - 2))s" --timeout 10s -s "$WORK/reader.lua" "$BASE"
+
+# The flood and the reader at once; keel's VmHWM reset before, RSS sampled every 100 ms.
+LABEL[flood]="POST /auth/login flood, $FLOOD_CONNS conns (default argon2id cost)"
+ORDER+=(flood)
+hwm_reset "$KEEL_PID" || log "warning: cannot reset VmHWM"
+RSS_BEFORE_FLOOD="$(pid_kib "$KEEL_PID" VmRSS)"
+rss_sampler_start flood "$KEEL_PID"
+FLOOD_CMD=(-t2 -c"$FLOOD_CONNS" -d"${FLOOD_DURATION}s" --timeout 30s -s "$WORK/login.lua" "$BASE/api/v1/auth/login")
+COMMANDS+=("wrk $(show "${FLOOD_CMD[@]}") &   # the flood, in parallel with:")
+log "flood: wrk $(show "${FLOOD_CMD[@]}") &"
+metrics >"$WORK/flood.m0"
+mark flood
+wrk "${FLOOD_CMD[@]}" >"$WORK/flood.out" 2>&1 &
+FLOOD_PID=$!
+BG_PIDS+=("$FLOOD_PID")
+sleep 1 # the login queue fills before the reader starts
+run_wrk reader-flood -t1 -c"$READER_CONNS" -d"$((FLOOD_DURATION - 2))s" --timeout 10s -s "$WORK/reader.lua" "$BASE"
+LABEL[reader-flood]="paced reader during the flood (same load as alone)"
+ORDER+=(reader-flood)
+wait "$FLOOD_PID" || die "wrk failed in the flood: $(cat "$WORK/flood.out")"
+others_pct flood
+grep -q '^BENCH ' "$WORK/flood.out" || die "no BENCH line from the flood: $(cat "$WORK/flood.out")"
+# Logins still queued when wrk hung up finish (or time out) within keel's 5 s queue timeout.
+sleep 6
+metrics >"$WORK/flood.m1"
+HWM[flood]="$(pid_kib "$KEEL_PID" VmHWM)"
+HWM[reader-flood]="${HWM[flood]}"
+rss_sampler_stop
+RSSMAX[flood]="$(cat "$WORK/flood.rssmax")"
+RSS_AFTER_FLOOD="$(pid_kib "$KEEL_PID" VmRSS)"
+phase flood
+
+# ---------------------------------------------------------------------------------------------
 # The mixed workload: MIX_CONNS connections, each pausing a random time before every request so
 # that together they offer MIX_RATE requests/s, over every small project's users
 # ---------------------------------------------------------------------------------------------
@@ -404,10 +464,12 @@ phase "closed-loop-rows"
 # Percent per request kind, as the cumulative thresholds the Lua script draws against.
 declare -A MIX_W=()
 IFS=',' read -r -a mix_parts <<<"$MIX_WEIGHTS"
+MIX_KINDS=(project task projects list biglist patch comment)
 for part in "${mix_parts[@]}"; do
+    [[ " ${MIX_KINDS[*]} " == *" ${part%%=*} "* && "${part#*=}" =~ ^[0-9]+$ ]] ||
+        die "BENCH_MIX_WEIGHTS: '$part' is not <kind>=<percent> with a kind among ${MIX_KINDS[*]}"
     MIX_W["${part%%=*}"]="${part#*=}"
 done
-MIX_KINDS=(project task projects list biglist patch comment)
 mix_total=0
 MIX_THRESHOLDS=""
 for k in "${MIX_KINDS[@]}"; do
@@ -417,8 +479,10 @@ done
 ((mix_total == 100)) || die "BENCH_MIX_WEIGHTS must add up to 100 (got $mix_total): $MIX_WEIGHTS"
 MIX_READS=$((${MIX_W[project]:-0} + ${MIX_W[task]:-0} + ${MIX_W[projects]:-0} + ${MIX_W[list]:-0} + ${MIX_W[biglist]:-0}))
 MIX_MEAN_MS=$((MIX_CONNS * 1000 / MIX_RATE))
-MIX_PER_THREAD=$(((MIX_CONNS + MIX_THREADS - 1) / MIX_THREADS))
+# wrk opens connections / threads connections per thread (rounded down).
+MIX_PER_THREAD=$((MIX_CONNS / MIX_THREADS))
 
+COMMANDS+=("curl -X POST $BASE/api/v1/auth/login   # each of the mix's users once, just before it (tokens go into <work>/mix.lua)")
 log "logging in the mix's users ($((PROJECTS * (PROJECT_MEMBERS + 1))) of the small projects, $((BIG_MEMBERS + 1)) of the big one)"
 {
     echo "local users = {"
@@ -542,63 +606,6 @@ MIX_OPEN="$(awk -v t0="$MIX_T0" -v d="$MIX_DURATION" '$1 >= t0 + 3 && $1 <= t0 +
 read -r MIX_OPEN_MIN MIX_OPEN_MEAN MIX_OPEN_MAX MIX_OPEN_N <<<"$MIX_OPEN"
 phase mix
 
-# ---------------------------------------------------------------------------------------------
-# The paced reader alone, then beside a login flood (argon2id at keel's cost)
-# ---------------------------------------------------------------------------------------------
-
-READER_TOKEN="$(login "seed-member-1@p001.example.com")"
-with_token reader.lua "$READER_TOKEN" "
-local project = \"/api/v1/projects/${SMALL_IDS[0]}\"
-local n = 0
-request = function()
-    n = n + 1
-    if n % 2 == 0 then return wrk.format(\"GET\", project) end
-    return wrk.format(\"GET\", \"/api/v1/auth/profile\")
-end
-function delay() return $READER_PAUSE_MS end"
-LOGIN_BODY="{\"email\":\"$BIG_OWNER\",\"password\":\"$SEED_PASSWORD\"}"
-{
-    echo 'wrk.method = "POST"'
-    echo 'wrk.headers["Content-Type"] = "application/json"'
-    printf 'wrk.body = [[%s]]\n' "$LOGIN_BODY"
-    cat "$WORK/stats.lua"
-} >"$WORK/login.lua"
-
-warm "$READER_CONNS" "$WORK/reader.lua" "$BASE"
-measure reader "paced reader alone: profile / project, $READER_CONNS conns, ${READER_PAUSE_MS} ms pause" "$KEEL_PID" \
-    -t1 -c"$READER_CONNS" -d"$((FLOOD_DURATION - 2))s" --timeout 10s -s "$WORK/reader.lua" "$BASE"
-
-# The flood and the reader at once; keel's VmHWM reset before, RSS sampled every 100 ms.
-LABEL[flood]="POST /auth/login flood, $FLOOD_CONNS conns (default argon2id cost)"
-ORDER+=(flood)
-hwm_reset "$KEEL_PID" || log "warning: cannot reset VmHWM"
-RSS_BEFORE_FLOOD="$(pid_kib "$KEEL_PID" VmRSS)"
-rss_sampler_start flood "$KEEL_PID"
-FLOOD_CMD=(-t2 -c"$FLOOD_CONNS" -d"${FLOOD_DURATION}s" --timeout 30s -s "$WORK/login.lua" "$BASE/api/v1/auth/login")
-COMMANDS+=("wrk $(show "${FLOOD_CMD[@]}") &   # the flood, in parallel with:")
-log "flood: wrk $(show "${FLOOD_CMD[@]}") &"
-metrics >"$WORK/flood.m0"
-mark flood
-wrk "${FLOOD_CMD[@]}" >"$WORK/flood.out" 2>&1 &
-FLOOD_PID=$!
-BG_PIDS+=("$FLOOD_PID")
-sleep 1 # the login queue fills before the reader starts
-run_wrk reader-flood -t1 -c"$READER_CONNS" -d"$((FLOOD_DURATION - 2))s" --timeout 10s -s "$WORK/reader.lua" "$BASE"
-LABEL[reader-flood]="paced reader during the flood (same load as alone)"
-ORDER+=(reader-flood)
-wait "$FLOOD_PID" || die "wrk failed in the flood: $(cat "$WORK/flood.out")"
-others_pct flood
-grep -q '^BENCH ' "$WORK/flood.out" || die "no BENCH line from the flood: $(cat "$WORK/flood.out")"
-# Logins still queued when wrk hung up finish (or time out) within keel's 5 s queue timeout.
-sleep 6
-metrics >"$WORK/flood.m1"
-HWM[flood]="$(pid_kib "$KEEL_PID" VmHWM)"
-HWM[reader-flood]="${HWM[flood]}"
-rss_sampler_stop
-RSSMAX[flood]="$(cat "$WORK/flood.rssmax")"
-RSS_AFTER_FLOOD="$(pid_kib "$KEEL_PID" VmRSS)"
-phase flood
-
 RUN_BUSY1="$(busy_ticks)"
 RUN_OWN1="$(own_ticks)"
 OTHERS_DURING="$(awk -v d=$(((RUN_BUSY1 - RUN_BUSY0) - (RUN_OWN1 - RUN_OWN0))) \
@@ -661,6 +668,11 @@ VERDICT[flood]="see peak RSS"
 BUDGET[reader-flood]="p99 ≤ 2 × alone"
 VERDICT[reader-flood]="$(yes_no flood_ok) (${FLOOD_RATIO}×)"
 
+# stmts NAME: database statements per 2xx answer over scenario NAME (keel's /metrics).
+stmts() {
+    awk -v s="$(delta "$1" db_query_duration_seconds_count '')" -v c="$(delta "$1" http_requests_total 'status_code="2')" \
+        'BEGIN { if (c > 0) printf "%.2f\n", s / c; else print "?" }'
+}
 rss_cell() {
     local name="$1" v="${HWM[$1]:-}"
     if [[ -n "${RSSMAX[$name]:-}" ]]; then
@@ -717,7 +729,8 @@ if [[ "$QUICK" == 1 ]]; then
 fi
 echo "Machine: $(bench_machine); keel, PostgreSQL, Redis, the bare handler and wrk all share it, traffic on 127.0.0.1"
 echo "Tools: $(bench_tools)"
-echo "keel: PostgreSQL + Redis (L1 + L2 cache, Redis rate limiter), argon2id $ARGON2_DESC; rate limits raised out of the way (KEEL_RATE_LIMIT_*) — the limiter still runs on every request; workers ${KEEL_WORKERS:-one per CPU}, pool ${KEEL_DB_MAX_CONNECTIONS:-10} connections; listen backlog $KEEL_BACKLOG (Send-Q of its listening socket; net.core.somaxconn $(cat /proc/sys/net/core/somaxconn)); open-file limit $NOFILE (hard $NOFILE_HARD)"
+echo "wrk scripts: written by the script into <work>, each with the bearer tokens it sends (so the commands carry none), counting answers by status in response() and printing wrk's percentiles in done()."
+echo "keel: PostgreSQL + Redis (L1 + L2 cache, Redis rate limiter), argon2id $ARGON2_DESC; rate limits raised out of the way (KEEL_RATE_LIMIT_*, the login limit too: the flood measures hashing capacity, bench-cache the limiter) — the limiter still runs on every request; workers ${KEEL_WORKERS:-one per CPU}, pool ${KEEL_DB_MAX_CONNECTIONS:-10} connections; listen backlog $KEEL_BACKLOG (Send-Q of its listening socket; net.core.somaxconn $(cat /proc/sys/net/core/somaxconn)); open-file limit $NOFILE (hard $NOFILE_HARD)"
 echo "Data: $DB_USERS users, $DB_PROJECTS projects, $DB_TASKS tasks, database $DB_SIZE. Big project $BIG_KEY: $BIG_SEED_LINE (seed command ${BIG_SEED_SECS} s); $PROJECTS small projects P001… of $PROJECT_TASKS tasks and $((PROJECT_MEMBERS + 1)) users each (their accounts hashed at m=8 MiB, t=1, to log them in quickly; the flood's account at keel's cost)."
 echo "Other processes on the machine used ${OTHERS_BEFORE}% of its CPU time just before the rows and ${OTHERS_DURING}% during them (load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)); per row below the table."
 echo "Phases (wall clock): $(printf '%s, ' "${PHASES[@]}" | sed 's/, $//')"
@@ -733,6 +746,7 @@ echo "|---|---:|---:|---:|---:|---|---:|---:|---|---|"
 for r in "${ROWS[@]}"; do echo "$r"; done
 echo
 echo "- **Cached read / bare handler: $(awk -v r="$CACHED_RATIO" 'BEGIN { printf "%.1f %%", 100 * r }')** ($(rps cached) / $(rps bare) requests/s; SPEC: ≥ 40 %). The bare handler answers the same JSON document as GET /projects/{id} ($BARE_BYTES bytes against keel's $KEEL_BYTES: same fields, keys in another order), serialized per request, with no middleware."
+echo "- **Uncached reads** come from a second keel started for them with KEEL_CACHE_LAYERS=none (same database, Redis and limiter): every answer reads the session, the user, the membership and the row from PostgreSQL — $(stmts uncached) statements per GET /projects/{id} and $(stmts uncached-task) per GET /tasks/{id} (keel's /metrics), where SPEC's reference (actix + SeaORM primary-key select) is one."
 echo "- **Login flood: the paced reader's p99 rose ${FLOOD_RATIO}×** ($(ms "$READER_P99_ALONE") alone → $(ms "$READER_P99_FLOOD") during the flood; SPEC: ≤ 2×). Flood: $(field flood ok) × 200, $(field flood s503) × 503 seen by wrk. keel's peak RSS during the flood $(mib "${HWM[flood]}") (VmHWM reset to the current RSS, $(mib "$RSS_BEFORE_FLOOD"), just before; sampled max $(mib "${RSSMAX[flood]}"); $(mib "$RSS_AFTER_FLOOD") 6 s after)."
 echo "- **Mixed workload**: $(rps mix) requests/s over $MIX_DURATION s ($(field mix requests) answers); open connections on keel's port, sampled every 2 s from wrk's third second to two seconds before its end: min $MIX_OPEN_MIN, mean $MIX_OPEN_MEAN, max $MIX_OPEN_MAX ($MIX_OPEN_N samples); kernel accept-queue counters (system-wide) before: ${LISTEN_BEFORE:-?}, after: ${LISTEN_AFTER:-?}."
 echo "  keel's RSS: $(mib "$RSS_BEFORE_MIX") and $THREADS_BEFORE_MIX threads before the mix, peak $(mib "${HWM[mix]}"), $(mib "$RSS_AFTER_MIX") and $THREADS_AFTER_MIX threads 5 s after it. keel answered $MIX_KEEL_ANSWERS requests during the mix by its own count (http_requests_total; actix's own 408s are not counted there)."
