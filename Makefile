@@ -55,10 +55,8 @@ validate-deploy: ## check deploy/: nginx -t, YAML and Kubernetes schemas, compos
 backup-test: ## back up a running keel's PostgreSQL, restore it into a new database, check the restored data through the API (~1 min)
 	bash scripts/test-backup.sh
 
-bench: ## every benchmark, one after the other: bench-auth, bench-cache, bench-tasks (docs/performance.md)
-	scripts/bench-auth.sh
-	scripts/bench-cache.sh
-	scripts/bench-tasks.sh
+bench: ## SPEC §9 in one run and ONE table: seeds 1 000 000 tasks, every budget incl. the 10 000-connection mix (docs/performance.md; BENCH_QUICK=1 for a short run)
+	scripts/bench.sh
 
 bench-auth: ## benchmark login, profile and /health on PostgreSQL (release build, wrk; ~3 min)
 	scripts/bench-auth.sh

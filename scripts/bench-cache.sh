@@ -39,12 +39,7 @@ bench_init bench-cache
 
 bench_require_tools
 bench_build
-BARE_BIN="$CARGO_TARGET_DIR/release/examples/bare"
-if [[ "${KEEL_BENCH_SKIP_BUILD:-0}" != 1 ]]; then
-    (cd "$REPO" && cargo build --release --locked -p keel-api --example bare) >&2
-fi
-[[ -x "$BARE_BIN" ]] || die "$BARE_BIN not found"
-COMMANDS+=("CARGO_TARGET_DIR=$CARGO_TARGET_DIR cargo build --release --locked -p keel-api --example bare")
+bench_build_bare
 bench_start_services
 
 # Cheap hashing: logins are set-up here, not measured. The Redis URL is per row.

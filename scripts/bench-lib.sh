@@ -1,6 +1,8 @@
-# Shared by scripts/bench-auth.sh, bench-tasks.sh and bench-cache.sh (sourced, not run). The caller
-# sets REPO, CARGO_TARGET_DIR, KEEL_BIN, BASE, PORT, PG_PORT and REDIS_PORT, then calls
-# `bench_init <name>`.
+# shellcheck shell=bash disable=SC2034,SC2153
+# (Sourced: the variables it sets are the callers', and the callers set KEEL_BIN & co.)
+# Shared by scripts/bench.sh, bench-auth.sh, bench-tasks.sh and bench-cache.sh (sourced, not
+# run). The caller sets REPO, CARGO_TARGET_DIR, KEEL_BIN, BASE, PORT, PG_PORT and REDIS_PORT,
+# then calls `bench_init <name>`.
 
 # The run's state (a work directory, the private services' settings, the lists the report is
 # built from), log/die, and the traps that clean everything up however the run ends.
@@ -13,6 +15,9 @@ bench_init() {
     KEEL_PID=""
     SERVICES_STARTED=0
     BG_PIDS=()
+    # Servers besides KEEL_PID (a second keel, the bare handler): stopped like keel on exit,
+    # and counted as the benchmark's own CPU time.
+    SERVER_PIDS=()
     COMMANDS=()
     ROWS=()
     trap 'bench_finish $?' EXIT
@@ -47,22 +52,26 @@ die() {
     exit 1
 }
 
-# Stops keel if it runs: SIGTERM, up to 10 s for the graceful shutdown, then SIGKILL. Never
-# fails (keel's exit status is not the caller's).
-bench_stop_keel() {
-    local i
-    if [[ -n "$KEEL_PID" ]] && kill -0 "$KEEL_PID" 2>/dev/null; then
-        log "stopping keel (pid $KEEL_PID)"
-        kill -TERM "$KEEL_PID" 2>/dev/null
+# bench_stop_pid PID [WHAT]: stops a server this script started, if it runs: SIGTERM, up to
+# 10 s for the graceful shutdown, then SIGKILL. Never fails (its exit status is not the
+# caller's).
+bench_stop_pid() {
+    local pid="$1" what="${2:-pid}" i
+    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+        log "stopping $what (pid $pid)"
+        kill -TERM "$pid" 2>/dev/null
         for ((i = 0; i < 100; i++)); do
-            kill -0 "$KEEL_PID" 2>/dev/null || break
+            kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done
-        kill -KILL "$KEEL_PID" 2>/dev/null || true
-        wait "$KEEL_PID" 2>/dev/null || true
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
     fi
     return 0
 }
+
+# Stops keel (KEEL_PID) if it runs; never fails.
+bench_stop_keel() { bench_stop_pid "$KEEL_PID" keel; }
 
 # Fails unless 127.0.0.1:$PORT is free; starts the private PostgreSQL + Redis
 # (SERVICES_ENV) and sets PG_DIR, PG_POSTMASTER and REDIS_PID.
@@ -102,7 +111,8 @@ bench_wait_quiet() {
 }
 
 # The end of every run, whatever happened: keel and the private services stopped, keel's last
-# log lines shown on failure, the work directory removed, exit with `rc`.
+# log lines shown on failure, the work directory removed (kept with BENCH_KEEP_WORK=1: logs,
+# wrk scripts and outputs, for debugging), exit with `rc`.
 bench_finish() {
     local rc=$1 pid
     set +e
@@ -112,6 +122,9 @@ bench_finish() {
     for pid in "${BG_PIDS[@]}"; do
         wait "$pid" 2>/dev/null
     done
+    for pid in "${SERVER_PIDS[@]}"; do
+        bench_stop_pid "$pid" server
+    done
     bench_stop_keel
     if [[ "$SERVICES_STARTED" == 1 ]]; then
         env "${SERVICES_ENV[@]}" "$REPO/scripts/services.sh" stop
@@ -120,7 +133,11 @@ bench_finish() {
         log "last lines of keel's log:"
         tail -n 30 "$WORK/keel.log" >&2
     fi
-    rm -rf "$WORK"
+    if [[ "${BENCH_KEEP_WORK:-0}" == 1 ]]; then
+        log "kept the work directory (BENCH_KEEP_WORK=1): $WORK"
+    else
+        rm -rf "$WORK"
+    fi
     exit "$rc"
 }
 
@@ -177,7 +194,7 @@ busy_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/sta
 pid_ticks() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 + $14 + $15 }'; }
 own_ticks() {
     local total=0 pid t
-    for pid in "$KEEL_PID" "$PG_POSTMASTER" "$REDIS_PID" $$ $(pgrep -P "$PG_POSTMASTER" || true); do
+    for pid in "$KEEL_PID" "${SERVER_PIDS[@]}" "$PG_POSTMASTER" "$REDIS_PID" $$ $(pgrep -P "$PG_POSTMASTER" || true); do
         t="$(pid_ticks "$pid")"
         total=$((total + ${t:-0}))
     done
@@ -241,27 +258,212 @@ run_wrk() {
 
 # Writes $WORK/stats.lua: counts answers by class per thread and prints one BENCH line with
 # wrk's percentiles (microseconds; wrk records the latency of every answer, whatever its status).
+# ok = 2xx, s503 = 503, other = any other status; s3xx/s4xx/s5xx count by class, s408/s429
+# single statuses (s4xx includes them, s5xx includes s503); codes = every non-2xx status with its
+# count, e.g. codes=408:12,503:3 (empty when none). A script that prepends its own
+# code may define init_hook(args), called by init(); each thread gets a global `tid` (1, 2, …).
 write_stats_lua() {
     cat >"$WORK/stats.lua" <<'LUA'
 local threads = {}
-function setup(thread) table.insert(threads, thread) end
-function init(args) ok, s503, other = 0, 0, 0 end
+function setup(thread)
+    table.insert(threads, thread)
+    thread:set("tid", #threads)
+end
+function init(args)
+    ok, s503, other, s3xx, s4xx, s408, s429, s5xx = 0, 0, 0, 0, 0, 0, 0, 0
+    codes = {}
+    if init_hook then init_hook(args) end
+end
 function response(status, headers, body)
+    if status < 200 or status >= 300 then codes[status] = (codes[status] or 0) + 1 end
     if status >= 200 and status < 300 then ok = ok + 1
     elseif status == 503 then s503 = s503 + 1
     else other = other + 1 end
+    if status >= 300 and status < 400 then s3xx = s3xx + 1
+    elseif status >= 400 and status < 500 then s4xx = s4xx + 1
+    elseif status >= 500 then s5xx = s5xx + 1 end
+    if status == 408 then s408 = s408 + 1 elseif status == 429 then s429 = s429 + 1 end
 end
 function done(summary, latency, requests)
-    local o, u, x = 0, 0, 0
+    local c = { ok = 0, s503 = 0, other = 0, s3xx = 0, s4xx = 0, s408 = 0, s429 = 0, s5xx = 0 }
+    local all, list = {}, {}
     for _, t in ipairs(threads) do
-        o = o + t:get("ok"); u = u + t:get("s503"); x = x + t:get("other")
+        for k, _ in pairs(c) do c[k] = c[k] + t:get(k) end
+        for code, n in pairs(t:get("codes") or {}) do all[code] = (all[code] or 0) + n end
     end
+    for code, n in pairs(all) do table.insert(list, code .. ":" .. n) end
+    table.sort(list)
     local e = summary.errors
     io.write(string.format(
         "BENCH requests=%d duration_us=%d p50=%d p95=%d p99=%d max=%d ok=%d s503=%d other=%d " ..
-        "connect=%d read=%d write=%d timeout=%d\n",
+        "connect=%d read=%d write=%d timeout=%d s3xx=%d s4xx=%d s408=%d s429=%d s5xx=%d codes=%s\n",
         summary.requests, summary.duration, latency:percentile(50), latency:percentile(95),
-        latency:percentile(99), latency.max, o, u, x, e.connect, e.read, e.write, e.timeout))
+        latency:percentile(99), latency.max, c.ok, c.s503, c.other, e.connect, e.read, e.write,
+        e.timeout, c.s3xx, c.s4xx, c.s408, c.s429, c.s5xx, table.concat(list, ",")))
 end
 LUA
+}
+
+# ---------------------------------------------------------------------------------------------
+# More set-up and measuring, shared since scripts/bench.sh (the one-table run)
+# ---------------------------------------------------------------------------------------------
+
+# bench_raise_nofile NEED: raises this shell's open-file limit (keel, the bare handler and wrk
+# inherit it) to 65536 or the hard limit, whichever is lower; fails when that is below NEED.
+# Sets NOFILE (the limit now) and NOFILE_HARD.
+bench_raise_nofile() {
+    local need="$1" want=65536
+    NOFILE_HARD="$(ulimit -Hn)"
+    if [[ "$NOFILE_HARD" != unlimited ]] && ((NOFILE_HARD < want)); then want="$NOFILE_HARD"; fi
+    ulimit -n "$want" || die "cannot raise the open-file limit to $want"
+    NOFILE="$(ulimit -n)"
+    ((NOFILE >= need)) ||
+        die "the open-file limit is $NOFILE (hard limit $NOFILE_HARD), below the $need this run needs; raise the hard limit (limits.conf, LimitNOFILE=, or a root shell's ulimit -Hn)"
+}
+
+# Builds the bare actix-web handler (crates/api/examples/bare.rs) unless
+# KEEL_BENCH_SKIP_BUILD=1, records the command; sets BARE_BIN.
+bench_build_bare() {
+    local build_cmd=(cargo build --release --locked -p keel-api --example bare)
+    BARE_BIN="$CARGO_TARGET_DIR/release/examples/bare"
+    if [[ "${KEEL_BENCH_SKIP_BUILD:-0}" != 1 ]]; then
+        log "building: CARGO_TARGET_DIR=$CARGO_TARGET_DIR $(show "${build_cmd[@]}")"
+        (cd "$REPO" && "${build_cmd[@]}") >&2
+    fi
+    [[ -x "$BARE_BIN" ]] || die "$BARE_BIN not found (build failed or KEEL_BENCH_SKIP_BUILD=1 without a build)"
+    COMMANDS+=("CARGO_TARGET_DIR=$CARGO_TARGET_DIR $(show "${build_cmd[@]}")")
+}
+
+# bench_wait_url URL PID WHAT: waits (30 s at most) until URL answers 2xx; fails if PID exits.
+bench_wait_url() {
+    local i
+    for ((i = 0; ; i++)); do
+        if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+        kill -0 "$2" 2>/dev/null || die "$3 exited during start-up"
+        ((i < 300)) || die "$3 does not answer $1 after 30 s"
+        sleep 0.1
+    done
+}
+
+# pid_kib PID KEY: a value in KiB (or a count) from /proc/PID/status, e.g. VmHWM, VmRSS, Threads.
+pid_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null; }
+mib() { awk -v k="$1" 'BEGIN { if (k == "") print "?"; else printf "%.1f MiB", k / 1024 }'; }
+
+# hwm_reset PID: resets VmHWM to the current RSS (writing 5 to clear_refs, Linux ≥ 4.0), so the
+# VmHWM read later is the peak since now. Fails when the kernel refuses.
+hwm_reset() { echo 5 2>/dev/null >"/proc/$1/clear_refs"; }
+
+# rss_sampler_start NAME PID: samples PID's VmRSS every 100 ms in the background and keeps the
+# highest in $WORK/NAME.rssmax; sets SAMPLER_PID (stop it with rss_sampler_stop).
+rss_sampler_start() {
+    local name="$1" pid="$2"
+    echo 0 >"$WORK/$name.rssmax"
+    (
+        max=0
+        while kill -0 "$pid" 2>/dev/null; do
+            rss="$(pid_kib "$pid" VmRSS || true)"
+            if [[ -n "$rss" ]] && ((rss > max)); then
+                max="$rss"
+                echo "$max" >"$WORK/$name.rssmax"
+            fi
+            sleep 0.1
+        done
+    ) &
+    SAMPLER_PID=$!
+    BG_PIDS+=("$SAMPLER_PID")
+}
+rss_sampler_stop() {
+    kill -TERM "$SAMPLER_PID" 2>/dev/null || true
+    wait "$SAMPLER_PID" 2>/dev/null || true
+}
+
+# bench_seed NAME ARGS...: runs `keel dev seed ARGS...` with keel's environment (KEEL_ENV_VARS,
+# then SEED_EXTRA_ENV if set); its output goes to $WORK/NAME.seed (and to stderr unless
+# SEED_QUIET=1), its duration in seconds to SEED_SECS. Fails with the seed's last lines.
+bench_seed() {
+    local name="$1" t0
+    shift
+    t0="$(date +%s.%N)"
+    if [[ "${SEED_QUIET:-0}" == 1 ]]; then
+        env "${KEEL_ENV_VARS[@]}" ${SEED_EXTRA_ENV[@]+"${SEED_EXTRA_ENV[@]}"} "$KEEL_BIN" dev seed "$@" \
+            >"$WORK/$name.seed" 2>"$WORK/$name.seed.err" ||
+            die "keel dev seed $* failed: $(tail -n 5 "$WORK/$name.seed.err")"
+    else
+        env "${KEEL_ENV_VARS[@]}" ${SEED_EXTRA_ENV[@]+"${SEED_EXTRA_ENV[@]}"} "$KEEL_BIN" dev seed "$@" \
+            2>"$WORK/$name.seed.err" | tee "$WORK/$name.seed" >&2 ||
+            die "keel dev seed $* failed: $(tail -n 5 "$WORK/$name.seed.err")"
+    fi
+    SEED_SECS="$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }')"
+}
+# seed_project_id NAME / seed_member_id NAME I: ids from the output of bench_seed NAME.
+seed_project_id() { sed -n 's/^project [A-Z0-9]* (\([0-9a-f-]*\)).*/\1/p' "$WORK/$1.seed"; }
+seed_member_id() { sed -n "s/^member seed-member-$2@[^ ]* (\([0-9a-f-]*\)).*/\1/p" "$WORK/$1.seed"; }
+
+# bench_walk NAME URL PAGES HEADER: follows nextCursor PAGES times from URL (a list's first page,
+# with its query string), one curl at a time with HEADER (e.g. the bearer token); leaves the
+# cursor of page PAGES + 1 in $WORK/NAME.cursor and the mean time per page (curl's time_total)
+# of the walk's first and last tenth in $WORK/NAME.walk.
+bench_walk() {
+    local name="$1" url="$2" pages="$3" header="$4" cursor="" page tenth t first=0 last=0 sep='?'
+    tenth=$(((pages + 9) / 10))
+    [[ "$url" == *\?* ]] && sep='&'
+    for ((page = 1; page <= pages; page++)); do
+        t="$(curl -sS -o "$WORK/page.json" -w '%{http_code} %{time_total}' -H "$header" \
+            "$url${cursor:+${sep}cursor=$cursor}")"
+        [[ "${t%% *}" == 200 ]] || die "$name: page $page answered ${t%% *}: $(head -c 300 "$WORK/page.json")"
+        if ((page <= tenth)); then first="$(awk -v a="$first" -v b="${t#* }" 'BEGIN { print a + b }')"; fi
+        if ((page > pages - tenth)); then last="$(awk -v a="$last" -v b="${t#* }" 'BEGIN { print a + b }')"; fi
+        cursor="$(sed -n 's/.*"nextCursor":"\([^"]*\)".*/\1/p' "$WORK/page.json")"
+        [[ -n "$cursor" ]] || die "$name: the list ended at page $page"
+    done
+    awk -v a="$first" -v b="$last" -v n="$tenth" -v p="$pages" \
+        'BEGIN { printf "%.1f ms per page over pages 1–%d, %.1f ms over pages %d–%d\n", a * 1000 / n, n, b * 1000 / n, p - n + 1, p }' \
+        >"$WORK/$name.walk"
+    echo "$cursor" >"$WORK/$name.cursor"
+}
+
+# The report's first lines: the machine, and the versions of the tools.
+bench_machine() {
+    echo "$(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)), $(awk '$1 == "MemTotal:" { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r)"
+}
+bench_tools() {
+    echo "$(rustc --version 2>/dev/null || echo rustc ?), $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2), PostgreSQL $("${KEEL_PG_BIN:-/usr/lib/postgresql/15/bin}/postgres" --version 2>/dev/null | awk '{ print $3 }'), Redis $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p'), curl $(curl --version | head -n 1 | cut -d' ' -f2)"
+}
+
+# rps NAME: answers per second of scenario NAME (wrk's requests over its duration).
+rps() {
+    awk -v r="$(field "$1" requests)" -v d="$(field "$1" duration_us)" \
+        'BEGIN { if (d <= 0) { print "?"; exit } v = r / (d / 1e6); if (v < 100) printf "%.1f\n", v; else printf "%.0f\n", v }'
+}
+# errors_text NAME: every answer that is not 2xx plus wrk's socket errors, with a breakdown,
+# e.g. "0" or "12 (9 × 429, 3 × 503)" or "0 + 5 socket errors (read 5)".
+errors_text() {
+    local name="$1" non2xx sock text detail="" k v
+    non2xx=$(($(field "$name" s503) + $(field "$name" other)))
+    sock=$(($(field "$name" connect) + $(field "$name" read) + $(field "$name" write) + $(field "$name" timeout)))
+    text="$non2xx"
+    if ((non2xx > 0)); then
+        detail="$(sed -n 's/^BENCH .*\bcodes=\([0-9:,]*\).*/\1/p' "$WORK/$name.out" |
+            awk -F, '{ for (i = 1; i <= NF; i++) { split($i, p, ":"); printf "%s%s × %s", (i > 1 ? ", " : ""), p[2], p[1] } }')"
+        text="$text ($detail)"
+    fi
+    if ((sock > 0)); then
+        detail=""
+        for k in connect read write timeout; do
+            v="$(field "$name" "$k")"
+            if ((v > 0)); then detail="$detail${detail:+, }$k $v"; fi
+        done
+        text="$text + $sock socket errors ($detail)"
+    fi
+    echo "$text"
+}
+errors_total() {
+    echo $(($(field "$1" s503) + $(field "$1" other) + $(field "$1" connect) + $(field "$1" read) + $(field "$1" write) + $(field "$1" timeout)))
+}
+# hit_rate NAME: the cache's hit rate over scenario NAME from keel's /metrics: hits in L1 or L2
+# over look-ups (L1 hits + L1 misses; with L1 off, L2 look-ups); "—" when nothing was looked up.
+hit_rate() {
+    awk -v h1="$(delta "$1" cache_hits_total 'cache_layer="l1"')" -v m1="$(delta "$1" cache_misses_total 'cache_layer="l1"')" \
+        -v h2="$(delta "$1" cache_hits_total 'cache_layer="l2"')" -v m2="$(delta "$1" cache_misses_total 'cache_layer="l2"')" \
+        'BEGIN { n = h1 + m1; if (n == 0) n = h2 + m2; if (n == 0) print "—"; else printf "%.1f %%\n", 100 * (h1 + h2) / n }'
 }

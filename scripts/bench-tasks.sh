@@ -77,14 +77,11 @@ bench_keel_vars KEEL_WORKERS KEEL_DB_MAX_CONNECTIONS
 
 SEED_CMD=("$KEEL_BIN" dev seed --tasks "$TASKS" --batch "$SEED_BATCH")
 log "seeding: $(show "${SEED_CMD[@]}")"
-SEED_T0="$(date +%s.%N)"
-env "${KEEL_ENV_VARS[@]}" "${SEED_CMD[@]}" 2>"$WORK/seed.err" | tee "$WORK/seed.out" >&2 ||
-    die "keel dev seed failed: $(tail -n 5 "$WORK/seed.err")"
-SEED_SECS="$(awk -v a="$SEED_T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }')"
+bench_seed tasks "${SEED_CMD[@]:3}"
 COMMANDS+=("$(show env "${KEEL_ENV_VARS[@]}" "${SEED_CMD[@]}")")
-PROJECT_ID="$(sed -n 's/^project [A-Z0-9]* (\([0-9a-f-]*\)).*/\1/p' "$WORK/seed.out")"
-ASSIGNEE_ID="$(sed -n 's/^member seed-member-2@[^ ]* (\([0-9a-f-]*\)).*/\1/p' "$WORK/seed.out")"
-SEED_LINE="$(grep '^seeded ' "$WORK/seed.out")"
+PROJECT_ID="$(seed_project_id tasks)"
+ASSIGNEE_ID="$(seed_member_id tasks 2)"
+SEED_LINE="$(grep '^seeded ' "$WORK/tasks.seed")"
 [[ -n "$PROJECT_ID" && -n "$ASSIGNEE_ID" ]] || die "no project or member id in the seed's output"
 LABEL=bug
 
@@ -141,30 +138,15 @@ get() {
     status="$(curl -sS -o "$WORK/page.json" -w '%{http_code}' -H "$AUTH" "$BASE$TASKS_PATH?$1")"
     [[ "$status" == 200 ]] || die "GET $TASKS_PATH?$1 answered $status: $(head -c 300 "$WORK/page.json")"
 }
-next_cursor() { sed -n 's/.*"nextCursor":"\([^"]*\)".*/\1/p' "$WORK/page.json"; }
 page_len() { grep -o '"identifier":' "$WORK/page.json" | wc -l; }
 
-# walk NAME QUERY: follows nextCursor DEEP_PAGES times from the first page (one connection,
-# sequentially); leaves the cursor of page DEEP_PAGES + 1 in $WORK/NAME.cursor and the mean
-# time per page (curl's time_total) of the walk's first and last tenth in $WORK/NAME.walk.
+# walk NAME QUERY: follows nextCursor DEEP_PAGES times from the first page (bench_walk in
+# bench-lib.sh: one connection, sequentially) with a fresh token; leaves the cursor of page
+# DEEP_PAGES + 1 in $WORK/NAME.cursor and the walk's times in $WORK/NAME.walk.
 walk() {
-    local name="$1" query="$2" cursor="" page tenth=$(((DEEP_PAGES + 9) / 10)) t
-    local first=0 last=0
-    log "$name: walking $DEEP_PAGES pages of $query"
+    log "$1: walking $DEEP_PAGES pages of $2"
     login
-    for ((page = 1; page <= DEEP_PAGES; page++)); do
-        t="$(curl -sS -o "$WORK/page.json" -w '%{http_code} %{time_total}' -H "$AUTH" \
-            "$BASE$TASKS_PATH?$query${cursor:+&cursor=$cursor}")"
-        [[ "${t%% *}" == 200 ]] || die "$name: page $page answered ${t%% *}: $(head -c 300 "$WORK/page.json")"
-        if ((page <= tenth)); then first="$(awk -v a="$first" -v b="${t#* }" 'BEGIN { print a + b }')"; fi
-        if ((page > DEEP_PAGES - tenth)); then last="$(awk -v a="$last" -v b="${t#* }" 'BEGIN { print a + b }')"; fi
-        cursor="$(next_cursor)"
-        [[ -n "$cursor" ]] || die "$name: the list ended at page $page"
-    done
-    awk -v a="$first" -v b="$last" -v n="$tenth" -v p="$DEEP_PAGES" \
-        'BEGIN { printf "%.1f ms per page over pages 1–%d, %.1f ms over pages %d–%d\n", a * 1000 / n, n, b * 1000 / n, p - n + 1, p }' \
-        >"$WORK/$name.walk"
-    echo "$cursor" >"$WORK/$name.cursor"
+    bench_walk "$1" "$BASE$TASKS_PATH?$2" "$DEEP_PAGES" "$AUTH"
 }
 
 walk a "$Q_A"

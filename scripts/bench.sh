@@ -1,0 +1,765 @@
+#!/usr/bin/env bash
+# SPEC §9 in one run (issue #7 item 4): one release build, one private PostgreSQL + Redis, one
+# keel configured like production (Redis, default argon2id cost), the bare actix-web handler
+# beside it, data seeded with `keel dev seed` (one project of 1 000 000 tasks, many small
+# projects and users), then every scenario driven by wrk from separate processes, and ONE
+# markdown table: requests/s, p50/p95/p99, errors, cache hit rate, peak RSS, the budget and
+# whether it was met.
+#
+#   scripts/bench.sh                  (or: make bench)
+#   BENCH_QUICK=1 scripts/bench.sh    a short run to debug the harness (~20 000 tasks, ~3 s a row)
+#
+# Rows: the bare handler (the reference); GET /health; cached GET /projects/{id} (L1 hits);
+# uncached single-row reads (a second keel with KEEL_CACHE_LAYERS=none); filtered task pages over
+# the big project (two filter shapes, first page and deep cursor); writes (PATCH and POST task);
+# a paced reader alone and beside a login flood; last, the mixed workload (BENCH_MIX_RATE
+# requests/s over BENCH_MIX_CONNS open connections: last, because the memory keel takes for its
+# connections stays after them and would be counted in the flood's peak).
+#
+# Progress goes to stderr; the report (machine, tools, commands, the table, what bounds the
+# comparison) to stdout. Everything it starts is stopped on exit, however the run ends.
+# A benchmark, not a test: it asserts nothing about speed and fails only when the set-up fails
+# or a scenario gives no answer at all.
+#
+# Knobs (environment; the BENCH_QUICK=1 default in brackets):
+#   BENCH_QUICK=1             small data, short rows, less waiting for a quiet machine
+#   BENCH_TASKS               tasks in the big project               1000000  [20000]
+#   BENCH_SEED_BATCH          tasks per seed transaction             4000
+#   BENCH_PROJECTS            small projects                         50       [10]
+#   BENCH_PROJECT_TASKS       tasks per small project                200
+#   BENCH_PROJECT_MEMBERS     members per small project (+ its owner) 9
+#   BENCH_HOT_TASKS           tasks per small project the mix reads/writes 10
+#   BENCH_DEEP_PAGES          pages walked to reach the deep cursor  1000     [20]
+#   BENCH_DURATION            seconds per closed-loop row            20       [3]
+#   BENCH_WARMUP              seconds of warm-up before a row        2        [1]
+#   BENCH_CONNS               connections of the single-read rows    32
+#   BENCH_LIST_CONNS          connections of the task-page rows      16
+#   BENCH_LIST_SOLO=0|1       also each task page on 1 connection    1
+#   BENCH_WRITE_CONNS         connections of the write rows          16
+#   BENCH_UNCACHED_IDS        task ids the uncached task read picks from 10000 [2000]
+#   BENCH_MIX_CONNS           open connections of the mix            10000
+#   BENCH_MIX_RATE            requests/s the mix offers              1000
+#   BENCH_MIX_DURATION        seconds of the mix                     60       [10]
+#   BENCH_MIX_THREADS         wrk threads of the mix                 2
+#   BENCH_MIX_WEIGHTS         the mix, percent per request kind (see below)
+#   BENCH_FLOOD_CONNS         concurrent logins in the flood         64
+#   BENCH_FLOOD_DURATION      seconds of the flood                   20       [6]
+#   BENCH_READER_CONNS        connections of the paced reader        4
+#   BENCH_READER_PAUSE_MS     the paced reader's pause per request   10
+#   BENCH_PORT / BENCH_BARE_PORT / BENCH_UNCACHED_PORT   18084 / 18085 / 18086
+#   BENCH_PG_PORT / BENCH_REDIS_PORT                     61473 / 61423
+#   KEEL_BENCH_IDLE_WAIT_SECS how long to wait for other processes to go quiet 120 [10]
+#   KEEL_BENCH_SKIP_BUILD=1   use the binaries already in CARGO_TARGET_DIR
+# KEEL_WORKERS, KEEL_DB_MAX_CONNECTIONS and KEEL_ARGON2_* are passed through to keel and printed.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/tmp/keel-bench-target}"
+QUICK="${BENCH_QUICK:-0}"
+q() { if [[ "$QUICK" == 1 ]]; then echo "$2"; else echo "$1"; fi; }
+TASKS="${BENCH_TASKS:-$(q 1000000 20000)}"
+SEED_BATCH="${BENCH_SEED_BATCH:-4000}"
+PROJECTS="${BENCH_PROJECTS:-$(q 50 10)}"
+PROJECT_TASKS="${BENCH_PROJECT_TASKS:-200}"
+PROJECT_MEMBERS="${BENCH_PROJECT_MEMBERS:-9}"
+HOT_TASKS="${BENCH_HOT_TASKS:-10}"
+DEEP_PAGES="${BENCH_DEEP_PAGES:-$(q 1000 20)}"
+DURATION="${BENCH_DURATION:-$(q 20 3)}"
+WARMUP="${BENCH_WARMUP:-$(q 2 1)}"
+CONNS="${BENCH_CONNS:-32}"
+LIST_CONNS="${BENCH_LIST_CONNS:-16}"
+LIST_SOLO="${BENCH_LIST_SOLO:-1}"
+WRITE_CONNS="${BENCH_WRITE_CONNS:-16}"
+UNCACHED_IDS="${BENCH_UNCACHED_IDS:-$(q 10000 2000)}"
+MIX_CONNS="${BENCH_MIX_CONNS:-10000}"
+MIX_RATE="${BENCH_MIX_RATE:-1000}"
+MIX_DURATION="${BENCH_MIX_DURATION:-$(q 60 10)}"
+MIX_THREADS="${BENCH_MIX_THREADS:-2}"
+MIX_WEIGHTS="${BENCH_MIX_WEIGHTS:-project=45,task=25,projects=5,list=10,biglist=5,patch=6,comment=4}"
+FLOOD_CONNS="${BENCH_FLOOD_CONNS:-64}"
+FLOOD_DURATION="${BENCH_FLOOD_DURATION:-$(q 20 6)}"
+READER_CONNS="${BENCH_READER_CONNS:-4}"
+READER_PAUSE_MS="${BENCH_READER_PAUSE_MS:-10}"
+PORT="${BENCH_PORT:-18084}"
+BARE_PORT="${BENCH_BARE_PORT:-18085}"
+UNCACHED_PORT="${BENCH_UNCACHED_PORT:-18086}"
+# Above Linux's ephemeral range (32768–60999), as in bench-tasks.sh.
+PG_PORT="${BENCH_PG_PORT:-61473}"
+REDIS_PORT="${BENCH_REDIS_PORT:-61423}"
+export KEEL_BENCH_IDLE_WAIT_SECS="${KEEL_BENCH_IDLE_WAIT_SECS:-$(q 120 10)}"
+BASE="http://127.0.0.1:$PORT"
+MAIN_BASE="$BASE"
+UNCACHED_BASE="http://127.0.0.1:$UNCACHED_PORT"
+BARE_URL="http://127.0.0.1:$BARE_PORT/"
+KEEL_BIN="$CARGO_TARGET_DIR/release/keel"
+PG_BIN="${KEEL_PG_BIN:-/usr/lib/postgresql/15/bin}"
+SEED_PASSWORD="${KEEL_SEED_PASSWORD:-Seed-passw0rd}"
+BIG_KEY=BENCH
+BIG_OWNER=seed-owner@example.com
+BIG_MEMBERS=5
+
+# shellcheck source=scripts/bench-lib.sh
+source "$REPO/scripts/bench-lib.sh"
+bench_init bench
+
+RUN_START="$(date +%s)"
+PHASES=()
+PHASE_T0="$RUN_START"
+# phase NAME: the time since the previous phase ended, for the report (how long each part takes).
+phase() {
+    local now
+    now="$(date +%s)"
+    PHASES+=("$1 $((now - PHASE_T0)) s")
+    PHASE_T0="$now"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Tools, limits, build, services
+# ---------------------------------------------------------------------------------------------
+
+bench_require_tools
+[[ -x "$PG_BIN/psql" ]] || command -v psql >/dev/null 2>&1 || die "psql is required"
+PSQL_BIN="$PG_BIN/psql"
+[[ -x "$PSQL_BIN" ]] || PSQL_BIN="$(command -v psql)"
+command -v ss >/dev/null 2>&1 || die "ss (iproute2) is required"
+for p in "$BARE_PORT" "$UNCACHED_PORT"; do
+    if (echo >"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then die "127.0.0.1:$p is already in use"; fi
+done
+
+# Every open connection of the mix is a descriptor in wrk and one in keel; keel also holds its
+# pool, Redis and log; wrk its threads' epoll sets.
+bench_raise_nofile $((MIX_CONNS + 1024))
+
+bench_build
+bench_build_bare
+phase build
+
+bench_start_services
+PSQL=("$PSQL_BIN" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U keel -d keel)
+phase services
+
+bench_keel_vars KEEL_WORKERS KEEL_DB_MAX_CONNECTIONS KEEL_ARGON2_MEMORY_KIB KEEL_ARGON2_ITERATIONS \
+    KEEL_ARGON2_PARALLELISM KEEL_ARGON2_MAX_CONCURRENT
+
+# ---------------------------------------------------------------------------------------------
+# Data: the big project (keel dev seed, as bench-tasks.sh), then many small projects and users
+# ---------------------------------------------------------------------------------------------
+
+SEED_CMD=(dev seed --tasks "$TASKS" --batch "$SEED_BATCH" --project-key "$BIG_KEY"
+    --owner-email "$BIG_OWNER" --members "$BIG_MEMBERS")
+log "seeding the big project: keel $(show "${SEED_CMD[@]}")"
+bench_seed big "${SEED_CMD[@]:2}"
+BIG_SEED_SECS="$SEED_SECS"
+COMMANDS+=("$(show env "${KEEL_ENV_VARS[@]}" "$KEEL_BIN" "${SEED_CMD[@]}")")
+BIG_ID="$(seed_project_id big)"
+ASSIGNEE_ID="$(seed_member_id big 2)"
+[[ -n "$BIG_ID" && -n "$ASSIGNEE_ID" ]] || die "no project or member id in the seed's output"
+BIG_SEED_LINE="$(grep '^seeded ' "$WORK/big.seed" || echo "seeded ?")"
+phase "seed-big"
+
+# The small projects: P001… each with an owner and PROJECT_MEMBERS members of its own
+# (seed-owner@pNNN.example.com, seed-member-<i>@pNNN.example.com). Their accounts are hashed at
+# a cheap argon2id cost so that logging in hundreds of them before the mix takes seconds; the
+# flood logs in as the big project's owner, hashed at keel's cost (the stored hash carries its
+# own cost, which verification uses).
+SEED_EXTRA_ENV=(KEEL_ARGON2_MEMORY_KIB=8192 KEEL_ARGON2_ITERATIONS=1 KEEL_ARGON2_PARALLELISM=1)
+SEED_QUIET=1
+SMALL_IDS=()
+SMALL_KEYS=()
+log "seeding $PROJECTS small projects of $PROJECT_TASKS tasks and $((PROJECT_MEMBERS + 1)) users each"
+for ((i = 1; i <= PROJECTS; i++)); do
+    key="$(printf 'P%03d' "$i")"
+    bench_seed "small-$key" --tasks "$PROJECT_TASKS" --batch "$SEED_BATCH" --project-key "$key" \
+        --owner-email "seed-owner@${key,,}.example.com" --members "$PROJECT_MEMBERS" --labels 8
+    SMALL_IDS+=("$(seed_project_id "small-$key")")
+    SMALL_KEYS+=("$key")
+    [[ -n "${SMALL_IDS[-1]}" ]] || die "no project id in the output of the seed of $key"
+done
+SEED_QUIET=0
+SEED_EXTRA_ENV=()
+COMMANDS+=("for i in 1..$PROJECTS: $(show env "${KEEL_ENV_VARS[@]}" KEEL_ARGON2_MEMORY_KIB=8192 KEEL_ARGON2_ITERATIONS=1 KEEL_ARGON2_PARALLELISM=1 "$KEEL_BIN" dev seed --tasks "$PROJECT_TASKS" --batch "$SEED_BATCH") --project-key P\$(printf %03d \$i) --owner-email seed-owner@p\$(printf %03d \$i).example.com --members $PROJECT_MEMBERS --labels 8")
+phase "seed-small"
+
+VACUUM_SQL="VACUUM (ANALYZE) tasks, task_labels, labels, projects, project_members, users"
+log "$VACUUM_SQL"
+"${PSQL[@]}" -c "$VACUUM_SQL"
+COMMANDS+=("psql -h 127.0.0.1 -p $PG_PORT -U keel -d keel -c '$VACUUM_SQL'")
+COMMANDS+=("psql … -c 'SELECT … FROM tasks …'   # the ids the wrk scripts use: $HOT_TASKS hot tasks per small project, the big project's first 1000 tasks, $UNCACHED_IDS random ones")
+IFS='|' read -r DB_USERS DB_PROJECTS DB_TASKS DB_SIZE <<<"$("${PSQL[@]}" -At -F '|' -c \
+    "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM projects), (SELECT count(*) FROM tasks), pg_size_pretty(pg_database_size('keel'))")"
+phase vacuum
+
+# Ids the Lua scripts use: the hot tasks of each small project, the first 1000 tasks of the
+# big project (the write rows), a random sample of it (the uncached task read).
+"${PSQL[@]}" -At -F ' ' -c "SELECT p.key, t.id FROM tasks t JOIN projects p ON p.id = t.project_id
+    WHERE p.key LIKE 'P%' AND t.number <= $HOT_TASKS ORDER BY p.key, t.number" >"$WORK/hot.txt"
+"${PSQL[@]}" -At -c "SELECT id FROM tasks WHERE project_id = '$BIG_ID' AND number <= 1000 ORDER BY number" >"$WORK/big-hot.txt"
+"${PSQL[@]}" -At -c "SELECT id FROM tasks WHERE project_id = '$BIG_ID' ORDER BY random() LIMIT $UNCACHED_IDS" >"$WORK/big-sample.txt"
+(($(wc -l <"$WORK/hot.txt") == PROJECTS * HOT_TASKS)) || die "expected $((PROJECTS * HOT_TASKS)) hot tasks, got $(wc -l <"$WORK/hot.txt")"
+
+# ---------------------------------------------------------------------------------------------
+# keel (production-like: Redis, default argon2id cost), the bare handler beside it
+# ---------------------------------------------------------------------------------------------
+
+log "starting keel on $BASE"
+env "${KEEL_ENV_VARS[@]}" "$KEEL_BIN" >"$WORK/keel.log" 2>&1 &
+KEEL_PID=$!
+COMMANDS+=("$(show env "${KEEL_ENV_VARS[@]}") $(show "$KEEL_BIN") &")
+bench_wait_healthy
+log "keel is up (pid $KEEL_PID)"
+# The listen backlog keel asked for (ss shows it as Send-Q of the listening socket).
+KEEL_BACKLOG="$(ss -Hltn "( sport = :$PORT )" | awk 'NR == 1 { print $3 }')"
+
+# login EMAIL: a fresh access token (fails unless 200).
+login() {
+    local status token
+    status="$(curl -sS -o "$WORK/login.out" -w '%{http_code}' -H 'content-type: application/json' \
+        --data "{\"email\":\"$1\",\"password\":\"$SEED_PASSWORD\"}" "$MAIN_BASE/api/v1/auth/login")"
+    [[ "$status" == 200 ]] || die "login of $1 answered $status: $(head -c 300 "$WORK/login.out")"
+    token="$(sed -n 's/.*"accessToken":"\([^"]*\)".*/\1/p' "$WORK/login.out")"
+    [[ -n "$token" ]] || die "no accessToken in the login answer of $1"
+    echo "$token"
+}
+# api TOKEN METHOD URL [BODY]: the body in $WORK/api.out; fails unless 2xx.
+api() {
+    local status args=(-sS -o "$WORK/api.out" -w '%{http_code}' -X "$2" -H "authorization: Bearer $1")
+    if [[ -n "${4:-}" ]]; then args+=(-H 'content-type: application/json' --data "$4"); fi
+    status="$(curl "${args[@]}" "$3")"
+    [[ "$status" == 2* ]] || die "$2 $3 answered $status: $(head -c 300 "$WORK/api.out")"
+}
+
+OWNER_TOKEN="$(login "$BIG_OWNER")"
+PROJECT_URL="$BASE/api/v1/projects/$BIG_ID"
+api "$OWNER_TOKEN" GET "$PROJECT_URL"
+cp "$WORK/api.out" "$WORK/project.json"
+
+log "starting the bare handler on $BARE_URL (answering the body of GET /projects/{id})"
+BARE_BIND="127.0.0.1:$BARE_PORT" BARE_BODY_FILE="$WORK/project.json" "$BARE_BIN" >"$WORK/bare.log" 2>&1 &
+BARE_PID=$!
+SERVER_PIDS+=("$BARE_PID")
+COMMANDS+=("BARE_BIND=127.0.0.1:$BARE_PORT BARE_BODY_FILE=<work>/project.json $(show "$BARE_BIN") &")
+bench_wait_url "$BARE_URL" "$BARE_PID" "the bare handler"
+BARE_BYTES="$(curl -sS "$BARE_URL" | wc -c)"
+KEEL_BYTES="$(wc -c <"$WORK/project.json")"
+
+# ---------------------------------------------------------------------------------------------
+# The deep cursors (as bench-tasks.sh: follow nextCursor page after page)
+# ---------------------------------------------------------------------------------------------
+
+TASKS_URL="$BASE/api/v1/projects/$BIG_ID/tasks"
+Q_A="status=todo,in_progress&sort=-createdAt&limit=50"
+Q_C="assignee=$ASSIGNEE_ID&sort=priority&limit=50"
+for w in a c; do
+    qv="Q_${w^^}"
+    log "walking $DEEP_PAGES pages of ${!qv}"
+    bench_walk "$w" "$TASKS_URL?${!qv}" "$DEEP_PAGES" "Authorization: Bearer $(login "$BIG_OWNER")"
+done
+COMMANDS+=("curl -H 'Authorization: Bearer <token>' '$TASKS_URL?<query>[&cursor=<nextCursor>]'   # × $DEEP_PAGES per shape: the deep cursors")
+phase "keel-and-walks"
+
+# ---------------------------------------------------------------------------------------------
+# wrk scripts
+# ---------------------------------------------------------------------------------------------
+
+write_stats_lua
+# with_token FILE TOKEN [LUA...]: a wrk script sending TOKEN, then LUA, then the status counting.
+# Tokens live in the script files, so the printed commands carry no secret.
+with_token() {
+    local file="$1" token="$2"
+    shift 2
+    {
+        printf 'wrk.headers["Authorization"] = "Bearer %s"\n' "$token"
+        printf '%s\n' "$@"
+        cat "$WORK/stats.lua"
+    } >"$WORK/$file"
+}
+# lua_list NAME FILE: the lines of FILE as a Lua array of strings.
+lua_list() {
+    printf 'local %s = {' "$1"
+    sed 's/.*/"&",/' "$2" | tr -d '\n'
+    printf '}\n'
+}
+cp "$WORK/stats.lua" "$WORK/get.lua"
+
+# Writes in the big project: PATCH a task's title (always a real change), POST a task.
+write_write_scripts() {
+    # wrk.format's header table replaces wrk.headers: the token goes in it too.
+    with_token patch.lua "$1" "$(lua_list tasks "$WORK/big-hot.txt")" '
+local n = 0
+local headers = { ["Authorization"] = wrk.headers["Authorization"], ["Content-Type"] = "application/json" }
+request = function()
+    n = n + 1
+    return wrk.format("PATCH", "/api/v1/tasks/" .. tasks[math.random(#tasks)], headers,
+        string.format([[{"title":"Bench edit %d-%d"}]], tid, n))
+end
+function init_hook(args) math.randomseed(os.time() + 7919 * tid) end'
+    with_token post.lua "$1" "
+local path = \"/api/v1/projects/$BIG_ID/tasks\"" '
+local n = 0
+local headers = { ["Authorization"] = wrk.headers["Authorization"], ["Content-Type"] = "application/json" }
+request = function()
+    n = n + 1
+    return wrk.format("POST", path, headers, string.format([[{"title":"Bench task %d-%d"}]], tid, n))
+end'
+}
+
+# ---------------------------------------------------------------------------------------------
+# Rows
+# ---------------------------------------------------------------------------------------------
+
+declare -A LABEL HWM RSSMAX
+ORDER=()
+# measure NAME LABEL PID WRK-ARGS...: one row: VmHWM of PID reset, wrk run (run_wrk: output,
+# /metrics before and after, other processes' CPU share), VmHWM read.
+measure() {
+    local name="$1" label="$2" pid="$3"
+    shift 3
+    LABEL[$name]="$label"
+    ORDER+=("$name")
+    hwm_reset "$pid" || log "warning: cannot reset VmHWM of pid $pid; its peak RSS is the process's lifetime peak"
+    run_wrk "$name" "$@"
+    HWM[$name]="$(pid_kib "$pid" VmHWM)"
+}
+warm() { wrk -t2 -c"$1" -d"${WARMUP}s" -s "$2" "$3" >/dev/null 2>&1 || true; }
+
+bench_wait_quiet
+RUN_T0="$(date +%s.%N)"
+RUN_BUSY0="$(busy_ticks)"
+RUN_OWN0="$(own_ticks)"
+
+# The reference, and keel's stack without authentication.
+NO_METRICS=1
+warm "$CONNS" "$WORK/get.lua" "$BARE_URL"
+measure bare "bare actix-web handler, same JSON as GET /projects/{id} ($CONNS conns)" "$BARE_PID" \
+    -t2 -c"$CONNS" -d"${DURATION}s" --timeout 10s -s "$WORK/get.lua" "$BARE_URL"
+NO_METRICS=
+warm "$CONNS" "$WORK/get.lua" "$BASE/health"
+measure health "GET /health ($CONNS conns)" "$KEEL_PID" \
+    -t2 -c"$CONNS" -d"${DURATION}s" --timeout 10s -s "$WORK/get.lua" "$BASE/health"
+
+# Cached authenticated read: the same project again and again (L1 hits after the first).
+with_token project.lua "$(login "$BIG_OWNER")"
+warm "$CONNS" "$WORK/project.lua" "$PROJECT_URL"
+measure cached "GET /projects/{id}, cached: L1 hits ($CONNS conns)" "$KEEL_PID" \
+    -t2 -c"$CONNS" -d"${DURATION}s" --timeout 10s -s "$WORK/project.lua" "$PROJECT_URL"
+
+# Uncached single-row reads: a second keel, same database and Redis, KEEL_CACHE_LAYERS=none, so
+# the session, the user, the membership and the row come from PostgreSQL on every request.
+log "starting a second keel on $UNCACHED_BASE with KEEL_CACHE_LAYERS=none"
+UNCACHED_VARS=("${KEEL_ENV_VARS[@]}" KEEL_BIND="127.0.0.1:$UNCACHED_PORT" KEEL_CACHE_LAYERS=none)
+env "${UNCACHED_VARS[@]}" "$KEEL_BIN" >"$WORK/keel-uncached.log" 2>&1 &
+UNCACHED_PID=$!
+SERVER_PIDS+=("$UNCACHED_PID")
+COMMANDS+=("$(show env "${UNCACHED_VARS[@]}") $(show "$KEEL_BIN") &")
+bench_wait_url "$UNCACHED_BASE/health" "$UNCACHED_PID" "the uncached keel"
+BASE="$UNCACHED_BASE" # /metrics of the instance measured
+with_token project.lua "$(login "$BIG_OWNER")"
+warm "$CONNS" "$WORK/project.lua" "$UNCACHED_BASE/api/v1/projects/$BIG_ID"
+measure uncached "GET /projects/{id}, uncached: KEEL_CACHE_LAYERS=none ($CONNS conns)" "$UNCACHED_PID" \
+    -t2 -c"$CONNS" -d"${DURATION}s" --timeout 10s -s "$WORK/project.lua" "$UNCACHED_BASE/api/v1/projects/$BIG_ID"
+with_token task-random.lua "$(login "$BIG_OWNER")" "$(lua_list tasks "$WORK/big-sample.txt")" '
+request = function() return wrk.format("GET", "/api/v1/tasks/" .. tasks[math.random(#tasks)]) end
+function init_hook(args) math.randomseed(os.time() + 7919 * tid) end'
+measure uncached-task "GET /tasks/{id}, uncached, random of $(wc -l <"$WORK/big-sample.txt") in the big project ($CONNS conns)" "$UNCACHED_PID" \
+    -t2 -c"$CONNS" -d"${DURATION}s" --timeout 10s -s "$WORK/task-random.lua" "$UNCACHED_BASE"
+BASE="$MAIN_BASE"
+bench_stop_pid "$UNCACHED_PID" "the uncached keel"
+
+# Filtered task pages over the big project: bench-tasks.sh's shapes (a) and (c), first page and
+# the cursor after DEEP_PAGES pages.
+declare -A LIST_QUERY=(
+    [list-a-first]="$Q_A"
+    [list-a-deep]="$Q_A&cursor=$(cat "$WORK/a.cursor")"
+    [list-c-first]="$Q_C"
+    [list-c-deep]="$Q_C&cursor=$(cat "$WORK/c.cursor")"
+)
+declare -A LIST_LABEL=(
+    [list-a-first]="task page: status=todo,in_progress, sort=-createdAt, first page"
+    [list-a-deep]="task page: same, deep cursor (page $((DEEP_PAGES + 1)))"
+    [list-c-first]="task page: assignee=<member>, sort=priority, first page"
+    [list-c-deep]="task page: same, deep cursor (page $((DEEP_PAGES + 1)))"
+)
+with_token list.lua "$(login "$BIG_OWNER")"
+warm "$LIST_CONNS" "$WORK/list.lua" "$TASKS_URL?$Q_A"
+for s in list-a-first list-a-deep list-c-first list-c-deep; do
+    with_token list.lua "$(login "$BIG_OWNER")"
+    measure "$s" "${LIST_LABEL[$s]} ($LIST_CONNS conns)" "$KEEL_PID" \
+        -t2 -c"$LIST_CONNS" -d"${DURATION}s" --timeout 10s -s "$WORK/list.lua" "$TASKS_URL?${LIST_QUERY[$s]}"
+    if [[ "$LIST_SOLO" == 1 ]]; then
+        measure "$s-solo" "${LIST_LABEL[$s]} (1 conn)" "$KEEL_PID" \
+            -t1 -c1 -d"${DURATION}s" --timeout 10s -s "$WORK/list.lua" "$TASKS_URL?${LIST_QUERY[$s]}"
+    fi
+done
+
+# Writes.
+write_write_scripts "$(login "$BIG_OWNER")"
+measure patch "PATCH /tasks/{id} (title), random of 1000 in the big project ($WRITE_CONNS conns)" "$KEEL_PID" \
+    -t2 -c"$WRITE_CONNS" -d"${DURATION}s" --timeout 10s -s "$WORK/patch.lua" "$BASE"
+measure post "POST /projects/{id}/tasks into the big project ($WRITE_CONNS conns)" "$KEEL_PID" \
+    -t2 -c"$WRITE_CONNS" -d"${DURATION}s" --timeout 10s -s "$WORK/post.lua" "$BASE"
+phase "closed-loop-rows"
+
+# ---------------------------------------------------------------------------------------------
+# The paced reader alone, then beside a login flood (argon2id at keel's cost)
+# ---------------------------------------------------------------------------------------------
+
+READER_TOKEN="$(login "seed-member-1@p001.example.com")"
+with_token reader.lua "$READER_TOKEN" "
+local project = \"/api/v1/projects/${SMALL_IDS[0]}\"
+local n = 0
+request = function()
+    n = n + 1
+    if n % 2 == 0 then return wrk.format(\"GET\", project) end
+    return wrk.format(\"GET\", \"/api/v1/auth/profile\")
+end
+function delay() return $READER_PAUSE_MS end"
+LOGIN_BODY="{\"email\":\"$BIG_OWNER\",\"password\":\"$SEED_PASSWORD\"}"
+{
+    echo 'wrk.method = "POST"'
+    echo 'wrk.headers["Content-Type"] = "application/json"'
+    printf 'wrk.body = [[%s]]\n' "$LOGIN_BODY"
+    cat "$WORK/stats.lua"
+} >"$WORK/login.lua"
+
+warm "$READER_CONNS" "$WORK/reader.lua" "$BASE"
+measure reader "paced reader alone: profile / project, $READER_CONNS conns, ${READER_PAUSE_MS} ms pause" "$KEEL_PID" \
+    -t1 -c"$READER_CONNS" -d"$((FLOOD_DURATION - 2))s" --timeout 10s -s "$WORK/reader.lua" "$BASE"
+
+# The flood and the reader at once; keel's VmHWM reset before, RSS sampled every 100 ms.
+LABEL[flood]="POST /auth/login flood, $FLOOD_CONNS conns (default argon2id cost)"
+ORDER+=(flood)
+hwm_reset "$KEEL_PID" || log "warning: cannot reset VmHWM"
+RSS_BEFORE_FLOOD="$(pid_kib "$KEEL_PID" VmRSS)"
+rss_sampler_start flood "$KEEL_PID"
+FLOOD_CMD=(-t2 -c"$FLOOD_CONNS" -d"${FLOOD_DURATION}s" --timeout 30s -s "$WORK/login.lua" "$BASE/api/v1/auth/login")
+COMMANDS+=("wrk $(show "${FLOOD_CMD[@]}") &   # the flood, in parallel with:")
+log "flood: wrk $(show "${FLOOD_CMD[@]}") &"
+metrics >"$WORK/flood.m0"
+mark flood
+wrk "${FLOOD_CMD[@]}" >"$WORK/flood.out" 2>&1 &
+FLOOD_PID=$!
+BG_PIDS+=("$FLOOD_PID")
+sleep 1 # the login queue fills before the reader starts
+run_wrk reader-flood -t1 -c"$READER_CONNS" -d"$((FLOOD_DURATION - 2))s" --timeout 10s -s "$WORK/reader.lua" "$BASE"
+LABEL[reader-flood]="paced reader during the flood (same load as alone)"
+ORDER+=(reader-flood)
+wait "$FLOOD_PID" || die "wrk failed in the flood: $(cat "$WORK/flood.out")"
+others_pct flood
+grep -q '^BENCH ' "$WORK/flood.out" || die "no BENCH line from the flood: $(cat "$WORK/flood.out")"
+# Logins still queued when wrk hung up finish (or time out) within keel's 5 s queue timeout.
+sleep 6
+metrics >"$WORK/flood.m1"
+HWM[flood]="$(pid_kib "$KEEL_PID" VmHWM)"
+HWM[reader-flood]="${HWM[flood]}"
+rss_sampler_stop
+RSSMAX[flood]="$(cat "$WORK/flood.rssmax")"
+RSS_AFTER_FLOOD="$(pid_kib "$KEEL_PID" VmRSS)"
+phase flood
+
+# ---------------------------------------------------------------------------------------------
+# The mixed workload: MIX_CONNS connections, each pausing a random time before every request so
+# that together they offer MIX_RATE requests/s, over every small project's users
+# ---------------------------------------------------------------------------------------------
+
+# Percent per request kind, as the cumulative thresholds the Lua script draws against.
+declare -A MIX_W=()
+IFS=',' read -r -a mix_parts <<<"$MIX_WEIGHTS"
+MIX_KINDS=(project task projects list biglist patch comment)
+for part in "${mix_parts[@]}"; do
+    [[ " ${MIX_KINDS[*]} " == *" ${part%%=*} "* && "${part#*=}" =~ ^[0-9]+$ ]] ||
+        die "BENCH_MIX_WEIGHTS: '$part' is not <kind>=<percent> with a kind among ${MIX_KINDS[*]}"
+    MIX_W["${part%%=*}"]="${part#*=}"
+done
+mix_total=0
+MIX_THRESHOLDS=""
+for k in "${MIX_KINDS[@]}"; do
+    mix_total=$((mix_total + ${MIX_W[$k]:-0}))
+    MIX_THRESHOLDS="$MIX_THRESHOLDS$k = $mix_total, "
+done
+((mix_total == 100)) || die "BENCH_MIX_WEIGHTS must add up to 100 (got $mix_total): $MIX_WEIGHTS"
+MIX_READS=$((${MIX_W[project]:-0} + ${MIX_W[task]:-0} + ${MIX_W[projects]:-0} + ${MIX_W[list]:-0} + ${MIX_W[biglist]:-0}))
+MIX_MEAN_MS=$((MIX_CONNS * 1000 / MIX_RATE))
+# wrk opens connections / threads connections per thread (rounded down).
+MIX_PER_THREAD=$((MIX_CONNS / MIX_THREADS))
+
+COMMANDS+=("curl -X POST $BASE/api/v1/auth/login   # each of the mix's users once, just before it (tokens go into <work>/mix.lua)")
+log "logging in the mix's users ($((PROJECTS * (PROJECT_MEMBERS + 1))) of the small projects, $((BIG_MEMBERS + 1)) of the big one)"
+{
+    echo "local users = {"
+    for ((i = 0; i < PROJECTS; i++)); do
+        key="${SMALL_KEYS[$i]}"
+        emails=("seed-owner@${key,,}.example.com")
+        for ((m = 1; m <= PROJECT_MEMBERS; m++)); do emails+=("seed-member-$m@${key,,}.example.com"); done
+        for email in "${emails[@]}"; do
+            printf '{ "%s", %d },\n' "$(login "$email")" $((i + 1))
+        done
+    done
+    echo "}"
+    echo "local projects = {"
+    for ((i = 0; i < PROJECTS; i++)); do
+        printf '{ id = "%s", tasks = {' "${SMALL_IDS[$i]}"
+        awk -v k="${SMALL_KEYS[$i]}" '$1 == k { printf "\"%s\",", $2 }' "$WORK/hot.txt"
+        printf '} },\n'
+    done
+    echo "}"
+    printf 'local big_tokens = {'
+    emails=("$BIG_OWNER")
+    for ((m = 1; m <= BIG_MEMBERS; m++)); do emails+=("seed-member-$m@example.com"); done
+    for email in "${emails[@]}"; do
+        printf '"%s",' "$(login "$email")"
+    done
+    printf '}\n'
+    printf 'local big_lists = { "/api/v1/projects/%s/tasks?%s", "/api/v1/projects/%s/tasks?%s", "/api/v1/projects/%s/tasks?label=bug&sort=priority&limit=50" }\n' \
+        "$BIG_ID" "$Q_A" "$BIG_ID" "assignee=me&sort=priority&limit=50" "$BIG_ID"
+    echo 'local small_lists = { "status=todo,in_progress&sort=-createdAt&limit=20", "assignee=me&sort=priority&limit=20", "label=bug&sort=priority&limit=20" }'
+    echo "local limits = { $MIX_THRESHOLDS}"
+    echo "local mean_ms = $MIX_MEAN_MS"
+    echo "local first_calls = $MIX_PER_THREAD"
+    cat <<'LUA'
+-- wrk calls delay() before every request of a connection, the first included. The pauses are
+-- uniform in [0, 2 × mean]; a connection's first pause is drawn from the stationary residual of
+-- that distribution (density (1 - x / 2m) / m), so the offered rate is flat from the start
+-- instead of ramping up over the first 2 × mean. The first `first_calls` calls of a thread are
+-- its connections' first pauses (wrk connects them all before any answer can arrive).
+local calls = 0
+function delay()
+    calls = calls + 1
+    local u = math.random()
+    if calls <= first_calls then
+        return math.floor(2 * mean_ms * (1 - math.sqrt(1 - u)))
+    end
+    return math.floor(2 * mean_ms * u)
+end
+local n = 0
+request = function()
+    n = n + 1
+    local r = math.random(100)
+    local user = users[math.random(#users)]
+    local project = projects[user[2]]
+    local task = project.tasks[math.random(#project.tasks)]
+    local auth = { ["Authorization"] = "Bearer " .. user[1] }
+    if r <= limits.project then
+        return wrk.format("GET", "/api/v1/projects/" .. project.id, auth)
+    elseif r <= limits.task then
+        return wrk.format("GET", "/api/v1/tasks/" .. task, auth)
+    elseif r <= limits.projects then
+        return wrk.format("GET", "/api/v1/projects", auth)
+    elseif r <= limits.list then
+        return wrk.format("GET", "/api/v1/projects/" .. project.id .. "/tasks?" .. small_lists[math.random(#small_lists)], auth)
+    elseif r <= limits.biglist then
+        auth["Authorization"] = "Bearer " .. big_tokens[math.random(#big_tokens)]
+        return wrk.format("GET", big_lists[math.random(#big_lists)], auth)
+    end
+    auth["Content-Type"] = "application/json"
+    if r <= limits.patch then
+        return wrk.format("PATCH", "/api/v1/tasks/" .. task, auth,
+            string.format([[{"title":"Mixed edit %d-%d"}]], tid, n))
+    end
+    return wrk.format("POST", "/api/v1/tasks/" .. task .. "/comments", auth,
+        string.format([[{"body":"Mixed workload comment %d-%d"}]], tid, n))
+end
+function init_hook(args) math.randomseed(os.time() + 7919 * tid) end
+LUA
+    cat "$WORK/stats.lua"
+} >"$WORK/mix.lua"
+[[ "$(grep -c '^{ "' "$WORK/mix.lua")" -gt 0 ]] || die "no users in the mix script"
+
+# Open connections on keel's port, every 2 s (ss counts the server side of each).
+conn_sampler_start() {
+    (
+        while kill -0 "$KEEL_PID" 2>/dev/null; do
+            echo "$(date +%s) $(ss -Htn state established "( sport = :$PORT )" | wc -l)"
+            sleep 2
+        done
+    ) >"$WORK/conns.txt" &
+    CONN_SAMPLER_PID=$!
+    BG_PIDS+=("$CONN_SAMPLER_PID")
+}
+# The kernel's accept-queue overflows (system-wide counters).
+listen_drops() { awk '$1 == "TcpExt:" && !h { for (i = 2; i <= NF; i++) k[i] = $i; h = 1; next } $1 == "TcpExt:" { for (i = 2; i <= NF; i++) if (k[i] == "ListenOverflows" || k[i] == "ListenDrops") printf "%s=%s ", k[i], $i }' /proc/net/netstat; }
+
+LISTEN_BEFORE="$(listen_drops)"
+RSS_BEFORE_MIX="$(pid_kib "$KEEL_PID" VmRSS)"
+THREADS_BEFORE_MIX="$(pid_kib "$KEEL_PID" Threads)"
+rss_sampler_start mix "$KEEL_PID"
+MIX_SAMPLER_PID="$SAMPLER_PID"
+conn_sampler_start
+MIX_T0="$(date +%s)"
+measure mix "mixed workload: $MIX_RATE req/s offered over $MIX_CONNS connections ($MIX_DURATION s)" "$KEEL_PID" \
+    -t"$MIX_THREADS" -c"$MIX_CONNS" -d"${MIX_DURATION}s" --timeout 10s -s "$WORK/mix.lua" "$BASE"
+SAMPLER_PID="$MIX_SAMPLER_PID"
+rss_sampler_stop
+RSSMAX[mix]="$(cat "$WORK/mix.rssmax")"
+kill -TERM "$CONN_SAMPLER_PID" 2>/dev/null || true
+wait "$CONN_SAMPLER_PID" 2>/dev/null || true
+LISTEN_AFTER="$(listen_drops)"
+sleep 5 # wrk has closed its connections; what keel keeps afterwards
+RSS_AFTER_MIX="$(pid_kib "$KEEL_PID" VmRSS)"
+THREADS_AFTER_MIX="$(pid_kib "$KEEL_PID" Threads)"
+MIX_KEEL_ANSWERS=$(($(delta mix http_requests_total '') - $(delta mix http_requests_total 'route="/metrics"')))
+MIX_OVERFLOWS="$(awk -v a="$LISTEN_BEFORE" -v b="$LISTEN_AFTER" 'BEGIN { split(a, x, /[= ]+/); split(b, y, /[= ]+/); for (i = 1; i in x; i++) if (x[i] == "ListenOverflows") print y[i + 1] - x[i + 1] }')"
+MIX_OVERFLOWS="${MIX_OVERFLOWS:-0}"
+# Open connections: the samples taken while wrk surely ran (whole seconds: from its third
+# second, connecting done, to two seconds before its end).
+MIX_OPEN="$(awk -v t0="$MIX_T0" -v d="$MIX_DURATION" '$1 >= t0 + 3 && $1 <= t0 + d - 2 { n++; s += $2; if (min == "" || $2 < min) min = $2; if ($2 > max) max = $2 }
+    END { if (n) printf "%d %d %d %d\n", min, s / n, max, n; else print "0 0 0 0" }' "$WORK/conns.txt")"
+read -r MIX_OPEN_MIN MIX_OPEN_MEAN MIX_OPEN_MAX MIX_OPEN_N <<<"$MIX_OPEN"
+phase mix
+
+RUN_BUSY1="$(busy_ticks)"
+RUN_OWN1="$(own_ticks)"
+OTHERS_DURING="$(awk -v d=$(((RUN_BUSY1 - RUN_BUSY0) - (RUN_OWN1 - RUN_OWN0))) \
+    -v s="$(awk -v a="$RUN_T0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')" \
+    -v t="$TICKS" -v n="$(nproc)" 'BEGIN { v = 100 * d / (s * t * n); if (v < 0) v = 0; printf "%.0f\n", v }')"
+
+# ---------------------------------------------------------------------------------------------
+# Verdicts against SPEC §9, and the table
+# ---------------------------------------------------------------------------------------------
+
+# ge A B / lt A B: numeric comparisons for the verdicts.
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
+lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
+rate_of() { awk -v r="$(field "$1" requests)" -v d="$(field "$1" duration_us)" 'BEGIN { printf "%.3f\n", r / (d / 1e6) }'; }
+hit_num() { local h; h="$(hit_rate "$1")"; echo "${h% %}"; }
+
+CACHED_RATIO="$(awk -v a="$(rate_of cached)" -v b="$(rate_of bare)" 'BEGIN { printf "%.3f\n", a / b }')"
+READER_P99_ALONE="$(field reader p99)"
+READER_P99_FLOOD="$(field reader-flood p99)"
+FLOOD_RATIO="$(awk -v a="$READER_P99_FLOOD" -v b="$READER_P99_ALONE" 'BEGIN { if (b > 0) printf "%.2f\n", a / b; else print "?" }')"
+MIX_RATE_GOT="$(rate_of mix)"
+MIX_HIT="$(hit_num mix)"
+
+declare -A BUDGET VERDICT
+yes_no() { if "$@"; then echo met; else echo "**missed**"; fi; }
+no_errors() { (($(errors_total "$1") == 0)); }
+rate_at_least() { ge "$(rate_of "$1")" "$2" && no_errors "$1"; }
+p99_below() { lt "$(field "$1" p99)" "$2" && no_errors "$1"; }
+cached_ok() { ge "$CACHED_RATIO" 0.40 && p99_below cached 5000; }
+flood_ok() { [[ "$FLOOD_RATIO" != "?" ]] && ge 2 "$FLOOD_RATIO" && no_errors reader-flood; }
+BUDGET[bare]="the reference"
+BUDGET[cached]="≥ 40 % of bare, p99 < 5 ms"
+VERDICT[cached]="$(yes_no cached_ok) ($(awk -v r="$CACHED_RATIO" 'BEGIN { printf "%.0f %%", 100 * r }') of bare)"
+for s in uncached uncached-task; do
+    BUDGET[$s]="≥ 12 000 req/s"
+    VERDICT[$s]="$(yes_no rate_at_least "$s" 12000)"
+done
+for s in list-a-first list-a-deep list-c-first list-c-deep; do
+    for t in "$s" "$s-solo"; do
+        BUDGET[$t]="p99 < 20 ms per page"
+        VERDICT[$t]="$(yes_no p99_below "$t" 20000)"
+    done
+done
+BUDGET[mix]="≈ $MIX_RATE req/s over $MIX_CONNS open conns, p95 < 50 ms, p99 < 100 ms, 0 errors, hit rate > 90 %"
+MIX_FAILS=()
+ge "$MIX_RATE_GOT" "$(awk -v r="$MIX_RATE" 'BEGIN { print 0.9 * r }')" || MIX_FAILS+=("rate $(rps mix)/s")
+ge "$MIX_OPEN_MEAN" "$(awk -v c="$MIX_CONNS" 'BEGIN { print 0.9 * c }')" || MIX_FAILS+=("open conns (mean $MIX_OPEN_MEAN)")
+lt "$(field mix p95)" 50000 || MIX_FAILS+=("p95")
+lt "$(field mix p99)" 100000 || MIX_FAILS+=("p99")
+no_errors mix || MIX_FAILS+=("errors")
+if [[ "$MIX_HIT" == "—" ]] || ! lt 90 "$MIX_HIT"; then MIX_FAILS+=("hit rate"); fi
+if ((${#MIX_FAILS[@]} == 0)); then
+    VERDICT[mix]=met
+else
+    VERDICT[mix]="**missed**: $(printf '%s, ' "${MIX_FAILS[@]}" | sed 's/, $//')"
+fi
+BUDGET[reader]="baseline of the row below"
+BUDGET[flood]="memory stays bounded"
+VERDICT[flood]="see peak RSS"
+BUDGET[reader-flood]="p99 ≤ 2 × alone"
+VERDICT[reader-flood]="$(yes_no flood_ok) (${FLOOD_RATIO}×)"
+
+# stmts NAME: database statements per 2xx answer over scenario NAME (keel's /metrics).
+stmts() {
+    awk -v s="$(delta "$1" db_query_duration_seconds_count '')" -v c="$(delta "$1" http_requests_total 'status_code="2')" \
+        'BEGIN { if (c > 0) printf "%.2f\n", s / c; else print "?" }'
+}
+rss_cell() {
+    local name="$1" v="${HWM[$1]:-}"
+    if [[ -n "${RSSMAX[$name]:-}" ]]; then
+        echo "$(mib "$v") (sampled max $(mib "${RSSMAX[$name]}"))"
+    else
+        mib "$v"
+    fi
+}
+hit_cell() {
+    case "$1" in
+        bare | flood) echo "—" ;;
+        uncached | uncached-task) echo "off" ;;
+        *) hit_rate "$1" ;;
+    esac
+}
+
+for name in "${ORDER[@]}"; do
+    ROWS+=("| ${LABEL[$name]} | $(rps "$name") | $(ms "$(field "$name" p50)") | $(ms "$(field "$name" p95)") | $(ms "$(field "$name" p99)") | $(errors_text "$name") | $(hit_cell "$name") | $(rss_cell "$name") | ${BUDGET[$name]:-—} | ${VERDICT[$name]:-—} |")
+done
+
+# Per route in the mix, from keel's /metrics: answers by status class and keel's mean time.
+mix_routes() {
+    local f
+    for f in m0 m1; do
+        awk 'index($0, "http_requests_total{") == 1 || index($0, "http_request_duration_seconds_sum{") == 1 { print }' "$WORK/mix.$f" |
+            LC_ALL=C sort >"$WORK/mix.routes.$f"
+    done
+    LC_ALL=C join -a 2 -e 0 -o 0,1.2,2.2 "$WORK/mix.routes.m0" "$WORK/mix.routes.m1" | awk '
+        { d = $3 - $2; if (d <= 0) next
+          m = $1; sub(/{.*/, "", m)
+          r = $1; sub(/.*route="/, "", r); sub(/".*/, "", r)
+          me = $1; sub(/.*method="/, "", me); sub(/".*/, "", me)
+          st = $1; sub(/.*status_code="/, "", st); sub(/".*/, "", st)
+          k = me " " r
+          if (m == "http_requests_total") { n[k] += d; c[k, substr(st, 1, 1) "xx"] += d; keys[k] = 1 }
+          else s[k] += d }
+        END { for (k in keys) { line = sprintf("%s: %d answers", k, n[k])
+                  split("2xx 4xx 5xx", cl, " ")
+                  for (i = 1; i <= 3; i++) if (c[k, cl[i]] > 0) line = line sprintf(", %s %d", cl[i], c[k, cl[i]])
+                  printf "%s, keel mean %.2f ms\n", line, 1000 * s[k] / n[k] } }' | sort -t: -k2 -nr
+}
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+
+phase report
+ARGON2_DESC="m=${KEEL_ARGON2_MEMORY_KIB:-65536} KiB, t=${KEEL_ARGON2_ITERATIONS:-3}, p=${KEEL_ARGON2_PARALLELISM:-4}, max concurrent ${KEEL_ARGON2_MAX_CONCURRENT:-$(($(nproc) > 1 ? $(nproc) - 1 : 1)) (default: CPUs - 1, at least 1)}"
+echo "### keel benchmark: SPEC §9 in one run ($(date -u '+%Y-%m-%d %H:%M UTC'), $BUILT_FROM)"
+echo
+if [[ "$QUICK" == 1 ]]; then
+    echo "**BENCH_QUICK=1: a short debugging run (small data, ${DURATION} s rows). Not figures to quote.**"
+    echo
+fi
+echo "Machine: $(bench_machine); keel, PostgreSQL, Redis, the bare handler and wrk all share it, traffic on 127.0.0.1"
+echo "Tools: $(bench_tools)"
+echo "wrk scripts: written by the script into <work>, each with the bearer tokens it sends (so the commands carry none), counting answers by status in response() and printing wrk's percentiles in done()."
+echo "keel: PostgreSQL + Redis (L1 + L2 cache, Redis rate limiter), argon2id $ARGON2_DESC; rate limits raised out of the way (KEEL_RATE_LIMIT_*, the login limit too: the flood measures hashing capacity, bench-cache the limiter) — the limiter still runs on every request; workers ${KEEL_WORKERS:-one per CPU}, pool ${KEEL_DB_MAX_CONNECTIONS:-10} connections; listen backlog $KEEL_BACKLOG (Send-Q of its listening socket; net.core.somaxconn $(cat /proc/sys/net/core/somaxconn)); open-file limit $NOFILE (hard $NOFILE_HARD)"
+echo "Data: $DB_USERS users, $DB_PROJECTS projects, $DB_TASKS tasks, database $DB_SIZE. Big project $BIG_KEY: $BIG_SEED_LINE (seed command ${BIG_SEED_SECS} s); $PROJECTS small projects P001… of $PROJECT_TASKS tasks and $((PROJECT_MEMBERS + 1)) users each (their accounts hashed at m=8 MiB, t=1, to log them in quickly; the flood's account at keel's cost)."
+echo "Other processes on the machine used ${OTHERS_BEFORE}% of its CPU time just before the rows and ${OTHERS_DURING}% during them (load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)); per row below the table."
+echo "Phases (wall clock): $(printf '%s, ' "${PHASES[@]}" | sed 's/, $//')"
+echo
+echo "Commands:"
+echo
+echo '```'
+for c in "${COMMANDS[@]}"; do echo "$c"; done
+echo '```'
+echo
+echo "| scenario | requests/s | p50 | p95 | p99 | errors | cache hit rate | peak RSS | SPEC §9 budget | met? |"
+echo "|---|---:|---:|---:|---:|---|---:|---:|---|---|"
+for r in "${ROWS[@]}"; do echo "$r"; done
+echo
+echo "- **Cached read / bare handler: $(awk -v r="$CACHED_RATIO" 'BEGIN { printf "%.1f %%", 100 * r }')** ($(rps cached) / $(rps bare) requests/s; SPEC: ≥ 40 %). The bare handler answers the same JSON document as GET /projects/{id} ($BARE_BYTES bytes against keel's $KEEL_BYTES: same fields, keys in another order), serialized per request, with no middleware."
+echo "- **Uncached reads** come from a second keel started for them with KEEL_CACHE_LAYERS=none (same database, Redis and limiter): every answer reads the session, the user, the membership and the row from PostgreSQL — $(stmts uncached) statements per GET /projects/{id} and $(stmts uncached-task) per GET /tasks/{id} (keel's /metrics), where SPEC's reference (actix + SeaORM primary-key select) is one."
+echo "- **Login flood: the paced reader's p99 rose ${FLOOD_RATIO}×** ($(ms "$READER_P99_ALONE") alone → $(ms "$READER_P99_FLOOD") during the flood; SPEC: ≤ 2×). Flood: $(field flood ok) × 200, $(field flood s503) × 503 seen by wrk. keel's peak RSS during the flood $(mib "${HWM[flood]}") (VmHWM reset to the current RSS, $(mib "$RSS_BEFORE_FLOOD"), just before; sampled max $(mib "${RSSMAX[flood]}"); $(mib "$RSS_AFTER_FLOOD") 6 s after)."
+echo "- **Mixed workload**: $(rps mix) requests/s over $MIX_DURATION s ($(field mix requests) answers); open connections on keel's port, sampled every 2 s from wrk's third second to two seconds before its end: min $MIX_OPEN_MIN, mean $MIX_OPEN_MEAN, max $MIX_OPEN_MAX ($MIX_OPEN_N samples); kernel accept-queue counters (system-wide) before: ${LISTEN_BEFORE:-?}, after: ${LISTEN_AFTER:-?}."
+echo "  keel's RSS: $(mib "$RSS_BEFORE_MIX") and $THREADS_BEFORE_MIX threads before the mix, peak $(mib "${HWM[mix]}"), $(mib "$RSS_AFTER_MIX") and $THREADS_AFTER_MIX threads 5 s after it. keel answered $MIX_KEEL_ANSWERS requests during the mix by its own count (http_requests_total; actix's own 408s are not counted there)."
+if ((MIX_OVERFLOWS > 0)); then
+    echo "  **Accept queue overflowed $MIX_OVERFLOWS times** during the mix (TcpExt ListenOverflows, a system-wide counter): keel listens with a backlog of $KEEL_BACKLOG — std's TcpListener::bind, which keel uses; actix's HttpServer::backlog applies only to its own bind() — while wrk opens its $MIX_CONNS connections at once. A connection whose handshake overflowed completes only after the client retransmits (1 s, then 3 s, …); wrk starts the clock at a request's first byte, so that wait shows in no percentile."
+fi
+if (($(field mix s408) + $(field mix read) > 0)); then
+    echo "  **keel closed connections under the mix**: $(field mix s408) × 408 — what actix sends when a new connection's first request has not come within its client request timeout (5 s by default; keel does not set it) — and $(field mix read) connections closed while idle between two requests (wrk's read errors; actix's keep-alive timeout, 5 s by default, keel does not set it either). At $MIX_CONNS connections and $MIX_RATE requests/s each connection waits $MIX_MEAN_MS ms on average (up to $((2 * MIX_MEAN_MS)) ms) between requests, so with 5 s timeouts they cannot stay open: keeping $MIX_CONNS connections open would take at least $MIX_CONNS / 5 s = $((MIX_CONNS / 5)) requests/s. wrk 4.1 also miscounts once connections are closed under it (a reconnected connection keeps its pending pause timer and arms another, so it later sends extra requests; an unsolicited 408 counts as an answer): with 408s or read errors, this row's rate and percentiles are not those of the intended load."
+fi
+echo "  Kinds, percent of requests: $MIX_WEIGHTS — reads $MIX_READS %, writes $((100 - MIX_READS)) %. Every request uses the token of one of $((PROJECTS * (PROJECT_MEMBERS + 1))) users drawn at random, on that user's project and its $HOT_TASKS hot tasks (cache-friendly ids); biglist = a first page over the big project as one of its $((BIG_MEMBERS + 1)) users (three filter shapes); patch = a new title; comment = POST /tasks/{id}/comments. The cache hit rate is keel's (L1 + L2 hits) / look-ups over the run, every look-up counted (the session and user look-ups of writes included)."
+echo "  Pacing: each connection pauses uniform [0, $((2 * MIX_MEAN_MS))] ms (mean $MIX_MEAN_MS ms = $MIX_CONNS connections / $MIX_RATE requests/s) before every request, the first pause drawn so the rate is flat from the start. wrk stays **closed-loop**: a connection sends its next request only after the answer plus its pause, so a slow answer delays that connection's later requests (coordinated omission, per connection). With $MIX_CONNS mostly idle connections the other connections keep their schedule, so a stall is still sampled, but the latency of requests that a waiting connection would have sent meanwhile is not recorded and the percentiles understate the tail when answers take longer than a fraction of a second; an open-loop generator (wrk2 -R) would not. Latency counts from the request's first byte written, not from the connection's open."
+echo "  Per route (keel's /metrics):"
+mix_routes | sed 's/^/  - /'
+echo "- Other processes' CPU share per row: $(for name in "${ORDER[@]}"; do if [[ -f "$WORK/$name.others" ]]; then printf '%s %s%%; ' "$name" "$(cat "$WORK/$name.others")"; fi; done | sed 's/; $//')."
+echo "- Peak RSS is keel's (the bare handler's in its row) VmHWM over the row, reset through /proc/<pid>/clear_refs just before it; the mix and the flood also sample VmRSS every 100 ms."
+echo "- Errors: non-2xx answers counted in wrk's response(), by status, plus wrk's socket errors (connect, read, write, timeout: wrk counts a connection the server closes as a read error and opens a new one)."
