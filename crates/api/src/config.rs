@@ -168,6 +168,13 @@ pub struct Settings {
     /// refused — before it stops accepting. Lets a load balancer that reuses idle
     /// connections (nginx's upstream keepalive) let go of them without a request lost.
     pub shutdown_drain: Duration,
+    /// How long an idle keep-alive connection stays open between two requests
+    /// (`KEEL_KEEP_ALIVE_SECS`). Above a proxy's upstream keep-alive timeout, and above the
+    /// pause between two requests of a client that keeps its connection.
+    pub keep_alive: Duration,
+    /// How long a new connection may take to send its first request head before it gets
+    /// 408 (`KEEL_CLIENT_REQUEST_TIMEOUT_SECS`): bounds connections that never speak.
+    pub client_request_timeout: Duration,
 }
 
 impl Settings {
@@ -558,6 +565,14 @@ impl Settings {
                 0,
                 0,
                 600,
+            )?,
+            keep_alive: secs("KEEL_KEEP_ALIVE_SECS", get("KEEL_KEEP_ALIVE_SECS"), 75, 1, 3600)?,
+            client_request_timeout: secs(
+                "KEEL_CLIENT_REQUEST_TIMEOUT_SECS",
+                get("KEEL_CLIENT_REQUEST_TIMEOUT_SECS"),
+                5,
+                1,
+                300,
             )?,
         })
     }

@@ -315,6 +315,8 @@ impl Application {
                 .default_service(web::to(routes::not_found))
         })
         .backlog(LISTEN_BACKLOG)
+        .keep_alive(settings.keep_alive)
+        .client_request_timeout(settings.client_request_timeout)
         .shutdown_signal(shutdown_signal(closing.clone(), settings.shutdown_drain))
         .shutdown_timeout(settings.shutdown_timeout.as_secs());
         if let Some(workers) = settings.workers {
