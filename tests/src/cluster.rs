@@ -406,6 +406,34 @@ impl Tally {
     pub fn failures(&self) -> Vec<&Outcome> {
         self.outcomes.iter().filter(|o| !o.is_success()).collect()
     }
+
+    /// Panics, naming the first few, unless every request succeeded and there were more
+    /// than `at_least` of them.
+    pub fn assert_all_succeeded(&self, at_least: usize) {
+        let failures = self.failures();
+        assert!(
+            failures.is_empty(),
+            "{} of {} requests failed, first: {}",
+            failures.len(),
+            self.outcomes.len(),
+            describe(&failures)
+        );
+        assert!(
+            self.successes() > at_least,
+            "the load ran: {} requests",
+            self.successes()
+        );
+    }
+}
+
+/// The first five outcomes, for a failure message.
+pub fn describe(outcomes: &[&Outcome]) -> String {
+    outcomes
+        .iter()
+        .take(5)
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// `workers` clients sending a mix of reads and writes to `base` as one user, each request

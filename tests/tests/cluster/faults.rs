@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use keel_tests::cluster::{Cluster, Load, Tally};
+use keel_tests::cluster::{Cluster, Load, Tally, describe};
 use keel_tests::{TestApp, WebhookReceiver};
 
 /// Polls `/ready` on `app` until its `status` is `want` (or panics after `within`).
@@ -60,15 +60,6 @@ async fn assert_acknowledged_tasks_stored(front: &TestApp, token: &str, project:
     assert!(!tally.created.is_empty(), "the load created tasks");
 }
 
-fn describe(failures: &[&keel_tests::cluster::Outcome]) -> String {
-    failures
-        .iter()
-        .take(5)
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
 #[tokio::test]
 #[ignore = "needs the release binary, nginx, Redis and PostgreSQL: make cluster-test"]
 async fn redis_killed_and_restarted_under_load_fails_no_request() {
@@ -100,15 +91,7 @@ async fn redis_killed_and_restarted_under_load_fails_no_request() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let tally = load.finish().await;
 
-    let failures = tally.failures();
-    assert!(
-        failures.is_empty(),
-        "{} of {} requests failed: {}",
-        failures.len(),
-        tally.outcomes.len(),
-        describe(&failures)
-    );
-    assert!(tally.successes() > 100, "the load ran: {}", tally.successes());
+    tally.assert_all_succeeded(100);
     assert_acknowledged_tasks_stored(&cluster.front, &owner.token, &project_id, &tally).await;
 
     // Shared state works again: a write on one instance is read on the other at once.
@@ -268,7 +251,7 @@ async fn a_webhook_receiver_down_for_a_while_misses_no_event() {
     let receiver = WebhookReceiver::start_on(port, &[200]).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let tally = load.finish().await;
-    assert!(tally.failures().is_empty(), "{}", describe(&tally.failures()));
+    tally.assert_all_succeeded(0);
 
     let expected: BTreeSet<String> = tally.created.iter().map(|(id, _)| id.clone()).collect();
     let deadline = Instant::now() + Duration::from_secs(120);

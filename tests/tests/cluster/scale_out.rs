@@ -245,24 +245,7 @@ async fn an_instance_stopped_under_load_loses_no_request() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let tally = load.finish().await;
 
-    let failures = tally.failures();
-    assert!(
-        failures.is_empty(),
-        "{} of {} requests failed, first: {}",
-        failures.len(),
-        tally.outcomes.len(),
-        failures
-            .iter()
-            .take(5)
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ")
-    );
-    assert!(
-        tally.successes() > 100,
-        "the load ran: {} requests",
-        tally.successes()
-    );
+    tally.assert_all_succeeded(100);
     let log = cluster.instances[0].log_text();
     assert!(log.contains("draining"), "the instance drained before stopping");
     // Every acknowledged task is there, once.
