@@ -364,6 +364,8 @@ measure uncached-task "GET /tasks/{id}, uncached, random of $(wc -l <"$WORK/big-
     -t2 -c"$CONNS" -d"${DURATION}s" --timeout 10s -s "$WORK/task-random.lua" "$UNCACHED_BASE"
 BASE="$MAIN_BASE"
 bench_stop_pid "$UNCACHED_PID" "the uncached keel"
+# Stopped and waited for: out of SERVER_PIDS, whose ids the exit trap signals.
+SERVER_PIDS=("$BARE_PID")
 
 # Filtered task pages over the big project: bench-tasks.sh's shapes (a) and (c), first page and
 # the cursor after DEEP_PAGES pages.
@@ -444,6 +446,7 @@ run_wrk reader-flood -t1 -c"$READER_CONNS" -d"$((FLOOD_DURATION - 2))s" --timeou
 LABEL[reader-flood]="paced reader during the flood (same load as alone)"
 ORDER+=(reader-flood)
 wait "$FLOOD_PID" || die "wrk failed in the flood: $(cat "$WORK/flood.out")"
+bg_forget "$FLOOD_PID"
 others_pct flood
 grep -q '^BENCH ' "$WORK/flood.out" || die "no BENCH line from the flood: $(cat "$WORK/flood.out")"
 # Logins still queued when wrk hung up finish (or time out) within keel's 5 s queue timeout.
@@ -592,6 +595,7 @@ rss_sampler_stop
 RSSMAX[mix]="$(cat "$WORK/mix.rssmax")"
 kill -TERM "$CONN_SAMPLER_PID" 2>/dev/null || true
 wait "$CONN_SAMPLER_PID" 2>/dev/null || true
+bg_forget "$CONN_SAMPLER_PID"
 LISTEN_AFTER="$(listen_drops)"
 sleep 5 # wrk has closed its connections; what keel keeps afterwards
 RSS_AFTER_MIX="$(pid_kib "$KEEL_PID" VmRSS)"
