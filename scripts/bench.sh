@@ -697,7 +697,7 @@ for name in "${ORDER[@]}"; do
     ROWS+=("| ${LABEL[$name]} | $(rps "$name") | $(ms "$(field "$name" p50)") | $(ms "$(field "$name" p95)") | $(ms "$(field "$name" p99)") | $(errors_text "$name") | $(hit_cell "$name") | $(rss_cell "$name") | ${BUDGET[$name]:-—} | ${VERDICT[$name]:-—} |")
 done
 
-# Per route in the mix, from keel's /metrics: answers by status class and keel's mean time.
+# Per route in the mix, from keel's /metrics: answers, 2xx and every other status, keel's mean time.
 mix_routes() {
     local f
     for f in m0 m1; do
@@ -711,12 +711,13 @@ mix_routes() {
           me = $1; sub(/.*method="/, "", me); sub(/".*/, "", me)
           st = $1; sub(/.*status_code="/, "", st); sub(/".*/, "", st)
           k = me " " r
-          if (m == "http_requests_total") { n[k] += d; c[k, substr(st, 1, 1) "xx"] += d; keys[k] = 1 }
-          else s[k] += d }
-        END { for (k in keys) { line = sprintf("%s: %d answers", k, n[k])
-                  split("2xx 4xx 5xx", cl, " ")
-                  for (i = 1; i <= 3; i++) if (c[k, cl[i]] > 0) line = line sprintf(", %s %d", cl[i], c[k, cl[i]])
-                  printf "%s, keel mean %.2f ms\n", line, 1000 * s[k] / n[k] } }' | sort -t: -k2 -nr
+          if (m == "http_requests_total") {
+              n[k] += d; keys[k] = 1
+              if (st ~ /^2/) ok[k] += d; else other[k] = other[k] sprintf(", %d × %s", d, st)
+          } else s[k] += d }
+        END { for (k in keys)
+                  printf "%s: %d answers, %d × 2xx%s, keel mean %.2f ms\n", k, n[k], ok[k], other[k], 1000 * s[k] / n[k] }' |
+        sort -t: -k2 -nr
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -762,7 +763,7 @@ if (($(field mix s408) + $(field mix read) > 0)); then
 fi
 echo "  Kinds, percent of requests: $MIX_WEIGHTS — reads $MIX_READS %, writes $((100 - MIX_READS)) %. Every request uses the token of one of $((PROJECTS * (PROJECT_MEMBERS + 1))) users drawn at random, on that user's project and its $HOT_TASKS hot tasks (cache-friendly ids); biglist = a first page over the big project as one of its $((BIG_MEMBERS + 1)) users (three filter shapes); patch = a new title; comment = POST /tasks/{id}/comments. The cache hit rate is keel's (L1 + L2 hits) / look-ups over the run, every look-up counted (the session and user look-ups of writes included)."
 echo "  Pacing: each connection pauses uniform [0, $((2 * MIX_MEAN_MS))] ms (mean $MIX_MEAN_MS ms = $MIX_CONNS connections / $MIX_RATE requests/s) before every request, the first pause drawn so the rate is flat from the start. wrk stays **closed-loop**: a connection sends its next request only after the answer plus its pause, so a slow answer delays that connection's later requests (coordinated omission, per connection). With $MIX_CONNS mostly idle connections the other connections keep their schedule, so a stall is still sampled, but the latency of requests that a waiting connection would have sent meanwhile is not recorded and the percentiles understate the tail when answers take longer than a fraction of a second; an open-loop generator (wrk2 -R) would not. Latency counts from the request's first byte written, not from the connection's open."
-echo "  Per route (keel's /metrics):"
+echo "  Per route (keel's /metrics, taken 1 s after wrk stopped: they include requests wrk no longer waited for, which keel still served):"
 mix_routes | sed 's/^/  - /'
 echo "- Other processes' CPU share per row: $(for name in "${ORDER[@]}"; do if [[ -f "$WORK/$name.others" ]]; then printf '%s %s%%; ' "$name" "$(cat "$WORK/$name.others")"; fi; done | sed 's/; $//')."
 echo "- Peak RSS is keel's (the bare handler's in its row) VmHWM over the row, reset through /proc/<pid>/clear_refs just before it; the mix and the flood also sample VmRSS every 100 ms."
