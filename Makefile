@@ -7,7 +7,7 @@ SHELL := /bin/bash
 ARGS ?=
 
 .PHONY: help run test fmt lint unit integration-pg integration-sqlite release schemathesis \
-	services-up services-down validate-deploy bench bench-auth bench-tasks bench-cache
+	services-up services-down validate-deploy cluster-test backup-test bench bench-auth bench-tasks bench-cache
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{ printf "  make %-20s %s\n", $$1, $$2 }'
@@ -15,7 +15,7 @@ help: ## list the targets
 run: ## run the service with the embedded defaults (SQLite, in-process cache)
 	cargo run -p keel-api --bin keel -- $(ARGS)
 
-test: ## the whole suite: fmt, clippy, unit, integration (PostgreSQL+Redis, SQLite), schemathesis
+test: ## the whole suite: fmt, clippy, unit, integration (PostgreSQL+Redis, SQLite), cluster + faults, schemathesis
 	scripts/test-all.sh
 
 fmt: ## check formatting
@@ -39,6 +39,9 @@ release: ## release build of the keel binary
 schemathesis: ## release build, then schemathesis against it
 	scripts/test-all.sh release schemathesis
 
+cluster-test: ## two release keel processes behind nginx on PostgreSQL + Redis: scale-out and fault tests
+	scripts/test-all.sh cluster
+
 services-up: ## start the test PostgreSQL + Redis and print their env
 	scripts/services.sh start
 	scripts/services.sh env
@@ -47,7 +50,10 @@ services-down: ## stop the test PostgreSQL + Redis
 	scripts/services.sh stop
 
 validate-deploy: ## check deploy/: nginx -t, YAML and Kubernetes schemas, compose schema, Dockerfile (no Docker needed)
-	bash scripts/validate-deploy.sh
+	CI=1 scripts/test-all.sh deploy
+
+backup-test: ## back up a running keel's PostgreSQL, restore it into a new database, check the restored data through the API (~1 min)
+	bash scripts/test-backup.sh
 
 bench: ## SPEC §9 in one run and ONE table: seeds 1 000 000 tasks, every budget incl. the 10 000-connection mix (docs/performance.md; BENCH_QUICK=1 for a short run)
 	scripts/bench.sh

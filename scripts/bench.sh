@@ -50,8 +50,14 @@
 #   BENCH_PG_PORT / BENCH_REDIS_PORT                     61473 / 61423
 #   KEEL_BENCH_IDLE_WAIT_SECS how long to wait for other processes to go quiet 120 [10]
 #   KEEL_BENCH_SKIP_BUILD=1   use the binaries already in CARGO_TARGET_DIR
-# KEEL_WORKERS, KEEL_DB_MAX_CONNECTIONS and KEEL_ARGON2_* are passed through to keel and printed.
+# KEEL_WORKERS, KEEL_DB_MAX_CONNECTIONS, KEEL_ARGON2_*, KEEL_KEEP_ALIVE_SECS and
+# KEEL_CLIENT_REQUEST_TIMEOUT_SECS are passed through to keel and printed.
 set -euo pipefail
+
+# wrk opens the mix's connections at once and each waits its random pause (up to 20 s) before
+# its first request: more than keel's default first-request timeout (5 s), which a real
+# client, sending at once, never meets. keel's keep-alive (75 s) already exceeds the pauses.
+export KEEL_CLIENT_REQUEST_TIMEOUT_SECS="${KEEL_CLIENT_REQUEST_TIMEOUT_SECS:-30}"
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/tmp/keel-bench-target}"
@@ -139,7 +145,7 @@ PSQL=("$PSQL_BIN" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U keel -d
 phase services
 
 bench_keel_vars KEEL_WORKERS KEEL_DB_MAX_CONNECTIONS KEEL_ARGON2_MEMORY_KIB KEEL_ARGON2_ITERATIONS \
-    KEEL_ARGON2_PARALLELISM KEEL_ARGON2_MAX_CONCURRENT
+    KEEL_ARGON2_PARALLELISM KEEL_ARGON2_MAX_CONCURRENT KEEL_KEEP_ALIVE_SECS KEEL_CLIENT_REQUEST_TIMEOUT_SECS
 
 # ---------------------------------------------------------------------------------------------
 # Data: the big project (keel dev seed, as bench-tasks.sh), then many small projects and users

@@ -4,6 +4,9 @@
 #   scripts/services.sh start   install if needed, start (idempotent), write <state>/env
 #   scripts/services.sh env     print <state>/env (source it to get KEEL_TEST_* variables)
 #   scripts/services.sh stop    stop both, remove the state directory (never fails)
+#   scripts/services.sh pg-stop [fast|immediate]   stop PostgreSQL only, keeping its data
+#                               (the fault tests: `immediate` is a crash, no checkpoint)
+#   scripts/services.sh pg-start                   start it again after pg-stop
 #
 # Both listen on 127.0.0.1 only, on private ports:
 #   KEEL_PG_PORT     (default 55432)  role keel / password keel / database keel, trust auth
@@ -11,7 +14,8 @@
 #   KEEL_SERVICES_DIR (default <repo>/.ci/tmp/services) holds all state, logs and the env file.
 #   KEEL_PG_BIN      (default /usr/lib/postgresql/15/bin)
 # PostgreSQL is tuned for tests (fsync, synchronous_commit, full_page_writes off): never keep
-# data in it.
+# data in it. KEEL_PG_DURABLE=1 keeps synchronous_commit on (a commit is acknowledged once
+# its WAL is written), so a crash of PostgreSQL alone loses no acknowledged write.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -195,7 +199,7 @@ port = $PG_PORT
 unix_socket_directories = '$PG_DIR/socket'
 max_connections = 300
 fsync = off
-synchronous_commit = off
+synchronous_commit = $([[ "${KEEL_PG_DURABLE:-}" == 1 ]] && echo on || echo off)
 full_page_writes = off
 EOF
             cat >"$PG_DIR/data/pg_hba.conf" <<'EOF'
@@ -239,11 +243,11 @@ SQL
 
 stop_pg() {
     [[ -n "$PG_DIR" && -d "$PG_DIR/data" ]] || return 0
-    local pid
+    local pid mode="${1:-fast}"
     pid="$(pg_pid)"
     pid_alive "$pid" || return 0
-    log "stopping PostgreSQL (pid $pid)"
-    (cd "$PG_DIR" && as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w -t "$WAIT_SECS" stop >/dev/null 2>&1) ||
+    log "stopping PostgreSQL (pid $pid, -m $mode)"
+    (cd "$PG_DIR" && as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m "$mode" -w -t "$WAIT_SECS" stop >/dev/null 2>&1) ||
         kill -TERM "$pid" 2>/dev/null || true
     wait_gone "$pid" || kill -KILL "$pid" 2>/dev/null || true
 }
@@ -355,12 +359,28 @@ cmd_stop() {
     return 0
 }
 
+cmd_pg_stop() {
+    local mode="${1:-fast}"
+    [[ "$mode" == fast || "$mode" == immediate ]] || die "pg-stop: mode is fast or immediate, not '$mode'"
+    load_meta
+    [[ -n "$PG_DIR" ]] || die "no PostgreSQL started from $STATE"
+    stop_pg "$mode"
+}
+
+cmd_pg_start() {
+    load_meta
+    [[ -n "$PG_DIR" ]] || die "no PostgreSQL started from $STATE"
+    start_pg
+}
+
 case "${1:-}" in
 start) cmd_start ;;
 stop) cmd_stop ;;
 env) cmd_env ;;
+pg-stop) cmd_pg_stop "${2:-fast}" ;;
+pg-start) cmd_pg_start ;;
 *)
-    echo "usage: $0 start|stop|env" >&2
+    echo "usage: $0 start|stop|env|pg-stop [fast|immediate]|pg-start" >&2
     exit 2
     ;;
 esac

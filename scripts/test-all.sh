@@ -8,7 +8,14 @@
 #   integration-pg      cargo test -p keel-tests --locked against PostgreSQL + Redis
 #                       (scripts/services.sh start; KEEL_TEST_DATABASE_URL, KEEL_TEST_REDIS_URL)
 #   integration-sqlite  cargo test -p keel-tests --locked with both variables unset
+#   deploy              scripts/validate-deploy.sh: nginx -t, Kubernetes and compose schemas,
+#                       Dockerfile checks (no Docker engine needed)
 #   release             cargo build --release --locked -p keel-api --bin keel
+#   backup              scripts/test-backup.sh: pg-backup.sh backup of a running keel, restore
+#                       into a new database, the restored data checked through the API (uses
+#                       the release binary; its own PostgreSQL + Redis on ports 55452/56399)
+#   cluster             scripts/cluster-test.sh: two release keel processes behind nginx on
+#                       PostgreSQL + Redis; the scale-out and fault tests
 #   schemathesis        scripts/schemathesis.sh against target/release/keel
 #
 # Usage: scripts/test-all.sh [STEP...]   (no STEP: all of them, in the order above)
@@ -18,7 +25,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
-ALL_STEPS=(fmt lint unit integration-pg integration-sqlite release schemathesis)
+ALL_STEPS=(fmt lint unit integration-pg integration-sqlite deploy release backup cluster schemathesis)
 
 declare -A TITLE=(
     [fmt]="formatting (cargo fmt --check)"
@@ -26,7 +33,10 @@ declare -A TITLE=(
     [unit]="unit tests"
     [integration-pg]="integration tests on PostgreSQL + Redis"
     [integration-sqlite]="integration tests on SQLite"
+    [deploy]="deploy artifacts (nginx -t, manifest schemas, Dockerfile)"
     [release]="release build"
+    [backup]="PostgreSQL backup and restore round trip"
+    [cluster]="cluster and fault tests (two instances behind nginx)"
     [schemathesis]="schemathesis against the release binary"
 )
 
@@ -61,7 +71,13 @@ step_integration_sqlite() {
     env -u KEEL_TEST_DATABASE_URL -u KEEL_TEST_REDIS_URL cargo test -p keel-tests --locked
 }
 
+step_deploy() { CI="${CI:-1}" bash scripts/validate-deploy.sh; }
+
 step_release() { cargo build --release --locked -p keel-api --bin keel; }
+
+step_backup() { scripts/test-backup.sh; }
+
+step_cluster() { scripts/cluster-test.sh; }
 
 step_schemathesis() { scripts/schemathesis.sh; }
 

@@ -75,43 +75,14 @@ if ! install_python_tools; then
 fi
 
 # --- (a) nginx -------------------------------------------------------------------------------
-find_nginx() {
-    command -v nginx 2>/dev/null || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; }
-}
-
-install_nginx() {
-    local sudo=()
-    if [[ $(id -u) != 0 ]]; then
-        command -v sudo >/dev/null || return 1
-        sudo=(sudo -n)
-    fi
-    # Installing the package must not start a system nginx on port 80 (containers have a
-    # policy-rc.d that forbids it already; elsewhere one is added for the install only).
-    local policy=/usr/sbin/policy-rc.d added=0
-    if [[ ! -e $policy ]]; then
-        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null &&
-            "${sudo[@]}" chmod 0755 "$policy" && added=1
-    fi
-    local rc=1
-    for package in nginx-light nginx; do
-        if DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "$package" \
-            </dev/null >>"$TMP/apt.log" 2>&1 ||
-            { "${sudo[@]}" apt-get update -qq >>"$TMP/apt.log" 2>&1 &&
-                DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "$package" \
-                    </dev/null >>"$TMP/apt.log" 2>&1; }; then
-            rc=0
-            break
-        fi
-    done
-    if [[ $added == 1 ]]; then "${sudo[@]}" rm -f "$policy"; fi
-    return $rc
-}
+# shellcheck source=scripts/lib/nginx.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/nginx.sh"
 
 # NGINX names the binary to use (an unusable one counts as missing).
 nginx_bin="${NGINX:-$(find_nginx)}"
 [[ -x $nginx_bin ]] || nginx_bin=""
 if [[ -z $nginx_bin && -n ${CI:-} ]]; then
-    if install_nginx; then
+    if install_nginx "$TMP/apt.log"; then
         nginx_bin="$(find_nginx)"
     else
         fail "(a) nginx: apt-get install nginx-light failed" "$(tail -5 "$TMP/apt.log" 2>/dev/null)"

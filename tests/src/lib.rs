@@ -92,7 +92,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// Shared by the instances of a [`spawn_cluster`].
     pub db: Arc<TestDatabase>,
-    handle: ServerHandle,
+    /// `None` for a server this process does not run (a `keel` process, nginx).
+    handle: Option<ServerHandle>,
 }
 
 impl std::fmt::Debug for TestApp {
@@ -202,18 +203,27 @@ async fn start(vars: &HashMap<String, String>, db: Arc<TestDatabase>) -> TestApp
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
-    TestApp {
-        address,
-        client: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("build the HTTP client"),
-        db,
-        handle,
-    }
+    TestApp::new(address, db, Some(handle))
 }
 
 impl TestApp {
+    /// A client for a server that runs elsewhere (another process, a proxy) on `db`.
+    pub fn at(address: String, db: Arc<TestDatabase>) -> Self {
+        Self::new(address, db, None)
+    }
+
+    fn new(address: String, db: Arc<TestDatabase>, handle: Option<ServerHandle>) -> Self {
+        TestApp {
+            address,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("build the HTTP client"),
+            db,
+            handle,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
@@ -447,16 +457,22 @@ impl TestApp {
             .sum::<f64>() as u64
     }
 
-    /// Stops the server gracefully and waits for it.
+    /// Stops the server gracefully and waits for it (only one this process runs).
     pub async fn stop(&self) {
-        self.handle.stop(true).await;
+        let handle = self
+            .handle
+            .as_ref()
+            .expect("stop() needs a server run by this process");
+        handle.stop(true).await;
     }
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         // Not awaited: the runtime of the test is ending; the server stops with it.
-        drop(self.handle.stop(false));
+        if let Some(handle) = &self.handle {
+            drop(handle.stop(false));
+        }
     }
 }
 
@@ -465,6 +481,8 @@ pub use redis_server::TestRedis;
 
 mod event_stream;
 pub use event_stream::{Ended, EventStream};
+
+pub mod cluster;
 
 mod webhook_receiver;
 pub use webhook_receiver::{Received, WebhookReceiver};

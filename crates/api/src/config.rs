@@ -146,6 +146,9 @@ pub struct Settings {
     pub cache: CacheSettings,
     pub environment: Environment,
     pub jwt_secret: JwtSecret,
+    /// Secrets tokens may still be signed with, during a rotation (`KEEL_JWT_SECRET_PREVIOUS`):
+    /// verification accepts them, signing never uses them.
+    pub jwt_previous_secrets: Vec<SecretString>,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub argon2: Argon2Settings,
@@ -160,6 +163,18 @@ pub struct Settings {
     pub workers: Option<usize>,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_timeout: Duration,
+    /// After SIGTERM/SIGINT: how long the instance keeps serving while it drains — `/ready`
+    /// answers 503 `draining`, every response closes its connection, event streams are
+    /// refused — before it stops accepting. Lets a load balancer that reuses idle
+    /// connections (nginx's upstream keepalive) let go of them without a request lost.
+    pub shutdown_drain: Duration,
+    /// How long an idle keep-alive connection stays open between two requests
+    /// (`KEEL_KEEP_ALIVE_SECS`). Above a proxy's upstream keep-alive timeout, and above the
+    /// pause between two requests of a client that keeps its connection.
+    pub keep_alive: Duration,
+    /// How long a new connection may take to send its first request head before it gets
+    /// 408 (`KEEL_CLIENT_REQUEST_TIMEOUT_SECS`): bounds connections that never speak.
+    pub client_request_timeout: Duration,
 }
 
 impl Settings {
@@ -329,6 +344,25 @@ impl Settings {
             }
             None => JwtSecret::Generated(random_secret()),
         };
+        let jwt_previous_secrets = list(get("KEEL_JWT_SECRET_PREVIOUS"))
+            .map(|secret| {
+                if secret.len() >= MIN_JWT_SECRET_BYTES {
+                    Ok(SecretString::from(secret))
+                } else {
+                    // Never echo the secret, nor which entry it was.
+                    Err(ConfigError::new(
+                        "KEEL_JWT_SECRET_PREVIOUS",
+                        format!("every comma-separated secret must be at least {MIN_JWT_SECRET_BYTES} bytes"),
+                    ))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if !jwt_previous_secrets.is_empty() && matches!(jwt_secret, JwtSecret::Generated(_)) {
+            return Err(ConfigError::new(
+                "KEEL_JWT_SECRET_PREVIOUS",
+                "is set but KEEL_JWT_SECRET is not: a rotation needs the new current secret",
+            ));
+        }
 
         let access_token_ttl = secs(
             "KEEL_ACCESS_TOKEN_TTL",
@@ -497,6 +531,7 @@ impl Settings {
             cache,
             environment,
             jwt_secret,
+            jwt_previous_secrets,
             access_token_ttl,
             refresh_token_ttl,
             argon2,
@@ -523,6 +558,21 @@ impl Settings {
                 30,
                 1,
                 3600,
+            )?,
+            shutdown_drain: secs(
+                "KEEL_SHUTDOWN_DRAIN_SECS",
+                get("KEEL_SHUTDOWN_DRAIN_SECS"),
+                0,
+                0,
+                600,
+            )?,
+            keep_alive: secs("KEEL_KEEP_ALIVE_SECS", get("KEEL_KEEP_ALIVE_SECS"), 75, 1, 3600)?,
+            client_request_timeout: secs(
+                "KEEL_CLIENT_REQUEST_TIMEOUT_SECS",
+                get("KEEL_CLIENT_REQUEST_TIMEOUT_SECS"),
+                5,
+                1,
+                300,
             )?,
         })
     }
@@ -726,6 +776,46 @@ mod tests {
         let e = settings(&[("KEEL_JWT_SECRET", "short")]).unwrap_err();
         assert_eq!(e.variable, "KEEL_JWT_SECRET");
         assert!(!e.to_string().contains("short"), "the secret must not be echoed");
+    }
+
+    #[test]
+    fn previous_jwt_secrets_are_a_checked_list_that_needs_a_current_secret() {
+        let current = "c".repeat(32);
+        let (old, older) = ("o".repeat(32), "p".repeat(40));
+        let s = settings(&[]).unwrap();
+        assert!(s.jwt_previous_secrets.is_empty());
+        let s = settings(&[
+            ("KEEL_JWT_SECRET", &current),
+            ("KEEL_JWT_SECRET_PREVIOUS", &format!(" {old} ,, {older}")),
+        ])
+        .unwrap();
+        let previous: Vec<&str> = s
+            .jwt_previous_secrets
+            .iter()
+            .map(ExposeSecret::expose_secret)
+            .collect();
+        assert_eq!(previous, vec![old.as_str(), older.as_str()]);
+        assert!(matches!(s.jwt_secret, JwtSecret::Configured(ref k) if k.expose_secret() == current));
+        assert!(
+            !format!("{s:?}").contains(&old),
+            "a previous secret leaked through Debug"
+        );
+
+        let short = "short-old-secret";
+        let e = settings(&[
+            ("KEEL_JWT_SECRET", &current),
+            ("KEEL_JWT_SECRET_PREVIOUS", &format!("{old},{short}")),
+        ])
+        .unwrap_err();
+        assert_eq!(e.variable, "KEEL_JWT_SECRET_PREVIOUS");
+        assert!(
+            !e.to_string().contains(short) && !e.to_string().contains(&old),
+            "echoed: {e}"
+        );
+
+        let e = settings(&[("KEEL_JWT_SECRET_PREVIOUS", &old)]).unwrap_err();
+        assert_eq!(e.variable, "KEEL_JWT_SECRET_PREVIOUS");
+        assert!(e.to_string().contains("KEEL_JWT_SECRET is not"), "{e}");
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Wiring: builds every adapter from the settings, injects them into the use cases, binds
 //! the listener (port 0 in tests) and exposes the bound port.
 
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,8 +50,8 @@ use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 use crate::config::{JwtSecret, Settings};
 use crate::extract::{json_config, path_config, payload_config, query_config};
 use crate::middleware::{
-    Idempotency, RateLimitPolicy, X_REQUEST_ID_HEADER, idempotency, rate_limit, request_context,
-    security_headers,
+    Idempotency, RateLimitPolicy, X_REQUEST_ID_HEADER, close_while_draining, idempotency, rate_limit,
+    request_context, security_headers,
 };
 use crate::routes::events::StreamSettings;
 use crate::state::AppState;
@@ -65,6 +64,12 @@ const REDIS_POOL_SIZE: usize = 16;
 const HASH_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the webhook sender looks for due deliveries (retries, other instances' work).
 const SENDER_POLL: Duration = Duration::from_millis(500);
+/// The listen queue: connections the kernel completes before a worker accepts them. std's
+/// `TcpListener::bind` uses 128, which overflows when thousands of clients connect at once
+/// (the kernel then drops handshakes and clients wait for a retransmission); the kernel
+/// caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
 /// How long shutdown waits for the outbox dispatcher's last pass.
 const DISPATCHER_DRAIN: Duration = Duration::from_secs(10);
 /// How often expired idempotency keys are deleted (claims ignore them anyway).
@@ -283,8 +288,6 @@ impl Application {
             openapi_json: openapi::document_json()?,
         });
 
-        let listener = TcpListener::bind(settings.bind)?;
-        let local = listener.local_addr()?;
         let cors_origins = settings.cors_origins.clone();
         let rate_limits_on = settings.rate_limits.enabled;
         if !rate_limits_on {
@@ -305,17 +308,26 @@ impl Application {
                 .wrap(cors(&cors_origins))
                 .wrap(from_fn(request_context))
                 .wrap(from_fn(security_headers))
+                .wrap(from_fn(close_while_draining))
                 .configure(routes::configure)
                 .service(web::resource("/docs").route(web::get().to(docs_redirect)))
                 .service(SwaggerUi::new("/docs/{_:.*}").config(SwaggerConfig::new(["/api/v1/openapi.json"])))
                 .default_service(web::to(routes::not_found))
         })
-        .listen(listener)?
-        .shutdown_signal(shutdown_signal(closing.clone()))
+        .backlog(LISTEN_BACKLOG)
+        .keep_alive(settings.keep_alive)
+        .client_request_timeout(settings.client_request_timeout)
+        .shutdown_signal(shutdown_signal(closing.clone(), settings.shutdown_drain))
         .shutdown_timeout(settings.shutdown_timeout.as_secs());
         if let Some(workers) = settings.workers {
             server = server.workers(workers);
         }
+        let server = server.bind(settings.bind)?;
+        let local = server
+            .addrs()
+            .first()
+            .copied()
+            .ok_or_else(|| std::io::Error::other("the server bound no address"))?;
         tracing::info!(
             address = %local,
             database = ?db.backend(),
@@ -379,8 +391,8 @@ impl Application {
 }
 
 /// Resolves at SIGTERM or SIGINT (both shut down gracefully), after telling event streams
-/// to close.
-async fn shutdown_signal(closing: watch::Sender<bool>) {
+/// to close and draining for `drain` (a second signal cuts the drain short).
+async fn shutdown_signal(closing: watch::Sender<bool>, drain: Duration) {
     #[cfg(unix)]
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -399,8 +411,18 @@ async fn shutdown_signal(closing: watch::Sender<bool>) {
         _ = tokio::signal::ctrl_c() => {}
         () = terminate => {}
     }
-    tracing::info!("shutdown signal received: finishing in-flight requests");
     closing.send_replace(true);
+    if !drain.is_zero() {
+        tracing::info!(
+            drain_secs = drain.as_secs(),
+            "shutdown signal received: draining (not ready, connections close after each response)"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(drain) => {}
+            _ = tokio::signal::ctrl_c() => tracing::info!("second signal: drain cut short"),
+        }
+    }
+    tracing::info!("stopping: no new connections, finishing in-flight requests");
 }
 
 /// The identity use cases' ports on the production adapters, reading through `cache`, with
@@ -425,11 +447,15 @@ pub fn identity_ports(
         users: Arc::new(SeaOrmUserRepository::new(db.clone())),
         sessions: Arc::new(SeaOrmSessionRepository::new(db.clone())),
         hasher: Arc::new(hasher),
-        tokens: Arc::new(JwtTokenService::new(
-            &secret,
-            settings.access_token_ttl,
-            settings.refresh_token_ttl,
-        )),
+        tokens: Arc::new(
+            JwtTokenService::new(&secret, settings.access_token_ttl, settings.refresh_token_ttl)
+                .with_previous_secrets(
+                    settings
+                        .jwt_previous_secrets
+                        .iter()
+                        .map(|s| s.expose_secret().as_bytes()),
+                ),
+        ),
         audit: Arc::new(SeaOrmAuditLog::new(db.clone())),
         clock: Arc::new(SystemClock),
         limiter: Arc::new(InProcessRateLimiter::new()),

@@ -16,6 +16,9 @@ pub enum Readiness {
     Degraded,
     /// The database does not answer: take this instance out of rotation.
     Unavailable,
+    /// The instance is shutting down: it still serves what it is sent, but load balancers
+    /// should send it nothing new.
+    Draining,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -28,7 +31,7 @@ pub struct ReadinessReport {
 impl ReadinessReport {
     /// Whether the instance should receive traffic (`Ok` or `Degraded`).
     pub fn is_ready(&self) -> bool {
-        self.status != Readiness::Unavailable
+        matches!(self.status, Readiness::Ok | Readiness::Degraded)
     }
 }
 
@@ -102,5 +105,19 @@ mod tests {
             assert_eq!(report.database, ComponentStatus::Down);
             assert!(!report.is_ready());
         }
+    }
+
+    #[test]
+    fn a_draining_instance_is_not_ready_whatever_its_dependencies_say() {
+        let report = ReadinessReport {
+            status: Readiness::Draining,
+            database: ComponentStatus::Ok,
+            cache: ComponentStatus::Ok,
+        };
+        assert!(!report.is_ready());
+        assert_eq!(
+            serde_json::to_value(report.status).ok(),
+            Some(serde_json::json!("draining"))
+        );
     }
 }

@@ -212,10 +212,19 @@ pub fn store_error(e: DbErr) -> StoreError {
 
 fn is_connection_failure(e: &sea_orm::sqlx::Error) -> bool {
     use sea_orm::sqlx::Error;
-    matches!(
-        e,
-        Error::Io(_) | Error::Tls(_) | Error::PoolTimedOut | Error::PoolClosed | Error::WorkerCrashed
-    )
+    match e {
+        Error::Io(_) | Error::Tls(_) | Error::PoolTimedOut | Error::PoolClosed | Error::WorkerCrashed => true,
+        Error::Database(db) => db.code().is_some_and(|code| is_unavailable_sqlstate(&code)),
+        _ => false,
+    }
+}
+
+/// SQLSTATEs the server sends when it, not the statement, is the problem: class 08
+/// (connection exception), class 57P (shut down by an operator or a crash, still starting
+/// up: `57P01`–`57P05`) and `53300` (too many connections). A restart answers these to the
+/// statements in flight; they are worth a retry, not a 500.
+fn is_unavailable_sqlstate(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("57P") || code == "53300"
 }
 
 /// Labels a statement for `db_query_duration_seconds{operation,table}` from its SQL text.
@@ -302,6 +311,16 @@ mod tests {
         assert!(matches!(e, StoreError::NotFound));
         let e = store_error(DbErr::Custom("boom".into()));
         assert!(matches!(e, StoreError::Unexpected(_)));
+    }
+
+    #[test]
+    fn server_shutdown_and_connection_sqlstates_are_unavailable_others_are_not() {
+        for code in ["57P01", "57P02", "57P03", "08006", "08001", "53300"] {
+            assert!(is_unavailable_sqlstate(code), "{code}");
+        }
+        for code in ["23505", "40001", "42P01", "53100", "57014"] {
+            assert!(!is_unavailable_sqlstate(code), "{code}");
+        }
     }
 
     #[tokio::test]

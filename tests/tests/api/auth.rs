@@ -2,7 +2,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use keel_tests::{PASSWORD, TEST_JWT_SECRET, TestApp, spawn_app, spawn_app_with};
+use keel_tests::{PASSWORD, TEST_JWT_SECRET, TestApp, spawn_app, spawn_app_with, spawn_on};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -501,4 +501,60 @@ async fn auth_failures_are_counted_by_reason() {
         metrics.contains(r#"auth_failures_total{reason="unauthorized"} 1"#),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn tokens_signed_before_a_jwt_secret_rotation_pass_only_while_the_old_secret_is_listed() {
+    const NEW_SECRET: &str = "rotated-secret-0123456789abcdef-0123456789";
+    let before = spawn_app().await;
+    let auth = before.register("ann@example.com").await;
+    let (access, refresh) = (
+        auth["accessToken"].as_str().unwrap(),
+        auth["refreshToken"].as_str().unwrap(),
+    );
+    before.stop().await;
+
+    // Restarted with the new secret alone: the old tokens are someone else's.
+    let new_only = spawn_on(before.db.clone(), |vars| {
+        vars.insert("KEEL_JWT_SECRET".into(), NEW_SECRET.into());
+    })
+    .await;
+    let (status, error) = profile_status(&new_only, access).await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("UNAUTHORIZED"))
+    );
+    let refused = new_only
+        .post_json("/api/v1/auth/refresh", &json!({"refreshToken": refresh}), None)
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(body(refused).await["code"], "UNAUTHORIZED");
+
+    // Restarted with the old secret listed as previous: both old tokens still work.
+    let rotated = spawn_on(before.db.clone(), |vars| {
+        vars.insert("KEEL_JWT_SECRET".into(), NEW_SECRET.into());
+        vars.insert("KEEL_JWT_SECRET_PREVIOUS".into(), TEST_JWT_SECRET.into());
+    })
+    .await;
+    let (status, me) = profile_status(&rotated, access).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["id"], auth["user"]["id"]);
+    let renewed = rotated
+        .post_json("/api/v1/auth/refresh", &json!({"refreshToken": refresh}), None)
+        .await;
+    assert_eq!(renewed.status(), StatusCode::OK);
+    let renewed = body(renewed).await;
+
+    // What the rotated server issues is signed with the new secret: the server that knows
+    // only the new secret accepts it.
+    let new_access = renewed["accessToken"].as_str().unwrap();
+    assert_eq!(profile_status(&new_only, new_access).await.0, StatusCode::OK);
+    let again = new_only
+        .post_json(
+            "/api/v1/auth/refresh",
+            &json!({"refreshToken": renewed["refreshToken"]}),
+            None,
+        )
+        .await;
+    assert_eq!(again.status(), StatusCode::OK);
 }

@@ -1,12 +1,14 @@
-//! Middleware applied to every request, outermost first: security headers, request
-//! context (request id, tracing span, metrics, error rendering), CORS, rate limits,
-//! idempotency keys.
+//! Middleware applied to every request, outermost first: connection draining at
+//! shutdown, security headers, request context (request id, tracing span, metrics, error
+//! rendering), CORS, rate limits, idempotency keys.
 
+mod draining;
 pub mod idempotency;
 pub mod rate_limit;
 mod request_context;
 mod security_headers;
 
+pub use draining::close_while_draining;
 pub use idempotency::{IDEMPOTENCY_KEY, IDEMPOTENCY_REPLAYED, Idempotency, idempotency};
 pub use rate_limit::{RateLimitPolicy, rate_limit};
 pub use request_context::{ContractBody, RequestId, X_REQUEST_ID as X_REQUEST_ID_HEADER, request_context};

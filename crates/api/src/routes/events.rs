@@ -66,6 +66,7 @@ impl Default for StreamSettings {
             1013 client too slow."),
         (status = 400, description = "Not a WebSocket upgrade request", body = crate::error::ErrorBody),
         (status = 401, description = "No valid access token", body = crate::error::ErrorBody),
+        (status = 503, description = "This instance is shutting down: reconnect (a load balancer retries another instance)", body = crate::error::ErrorBody),
     ),
     security(("bearerAuth" = []), ()),
 )]
@@ -86,6 +87,10 @@ pub async fn events_route(
             .map_err(AppError::from)?
     };
     authenticate_verified(&state.identity, claims).await?;
+    if *state.shutdown.borrow() {
+        // A stream opened now would close at once: the client should go to another instance.
+        return Err(AppError::Unavailable("this instance is shutting down; reconnect".into()).into());
+    }
     let (response, session, stream) = actix_ws::handle(&req, body).map_err(|e| {
         AppError::invalid(
             "upgrade",

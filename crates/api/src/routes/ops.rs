@@ -68,18 +68,22 @@ pub struct ReadinessBody {
     pub checks: ReadinessChecks,
 }
 
-/// Readiness: the database answers (the cache may be degraded).
+/// Readiness: the database answers (the cache may be degraded) and the instance is not
+/// shutting down.
 #[utoipa::path(
     get,
     path = "/ready",
     tag = "operations",
     responses(
         (status = 200, description = "Ready: `ok`, or `degraded` when Redis does not answer", body = ReadinessBody),
-        (status = 503, description = "Not ready: the database does not answer", body = ReadinessBody)
+        (status = 503, description = "Not ready: `unavailable` when the database does not answer, `draining` while the instance shuts down", body = ReadinessBody)
     )
 )]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let report = state.readiness.execute().await;
+    let mut report = state.readiness.execute().await;
+    if *state.shutdown.borrow() {
+        report.status = Readiness::Draining;
+    }
     let status = if report.is_ready() {
         StatusCode::OK
     } else {

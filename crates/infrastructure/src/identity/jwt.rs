@@ -1,9 +1,13 @@
 //! JWT access and refresh tokens: HS256 only (pinned), issuer, audience, `exp` and `nbf`
 //! checked, and `typ` tells access from refresh so neither passes for the other.
+//!
+//! Key rotation: tokens are always signed with the current secret; verification accepts the
+//! current secret or any previous one (`KEEL_JWT_SECRET_PREVIOUS`), tried in order, so tokens
+//! issued before a rotation stay valid until they expire or the previous secret is dropped.
 
 use chrono::{DateTime, Duration, Utc};
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, TokenData, Validation, decode, encode};
 use keel_domain::identity::Role;
 use keel_domain::identity::ports::{AccessClaims, RefreshClaims, TokenError, TokenService};
 use serde::{Deserialize, Serialize};
@@ -31,7 +35,8 @@ struct Claims {
 
 pub struct JwtTokenService {
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// The current secret first, then the previous ones.
+    decoding: Vec<DecodingKey>,
     validation: Validation,
     access_ttl: Duration,
     refresh_ttl: Duration,
@@ -42,6 +47,7 @@ impl std::fmt::Debug for JwtTokenService {
         f.debug_struct("JwtTokenService")
             .field("access_ttl", &self.access_ttl)
             .field("refresh_ttl", &self.refresh_ttl)
+            .field("previous_secrets", &self.decoding.len().saturating_sub(1))
             .finish_non_exhaustive()
     }
 }
@@ -56,11 +62,20 @@ impl JwtTokenService {
         validation.leeway = LEEWAY_SECS;
         Self {
             encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            decoding: vec![DecodingKey::from_secret(secret)],
             validation,
             access_ttl: Duration::from_std(access_ttl).unwrap_or(Duration::minutes(15)),
             refresh_ttl: Duration::from_std(refresh_ttl).unwrap_or(Duration::days(7)),
         }
+    }
+
+    /// Also accepts tokens signed with any of `previous` (a key rotation); new tokens are
+    /// still signed with the current secret only.
+    #[must_use]
+    pub fn with_previous_secrets<'a>(mut self, previous: impl IntoIterator<Item = &'a [u8]>) -> Self {
+        self.decoding
+            .extend(previous.into_iter().map(DecodingKey::from_secret));
+        self
     }
 
     fn sign(&self, claims: &Claims) -> String {
@@ -68,11 +83,25 @@ impl JwtTokenService {
         encode(&Header::new(Algorithm::HS256), claims, &self.encoding).unwrap_or_default()
     }
 
+    /// Decodes with the current secret, then each previous one. The signature is checked
+    /// before any claim, so only a signature made with another secret moves on to the next
+    /// key; an expired token signed by a known secret is `Expired`, anything else `Invalid`.
+    fn decode_with_known_secret(&self, token: &str) -> Result<TokenData<Claims>, TokenError> {
+        for key in &self.decoding {
+            match decode::<Claims>(token, key, &self.validation) {
+                Ok(data) => return Ok(data),
+                Err(e) => match e.kind() {
+                    ErrorKind::InvalidSignature => {}
+                    ErrorKind::ExpiredSignature => return Err(TokenError::Expired),
+                    _ => return Err(TokenError::Invalid),
+                },
+            }
+        }
+        Err(TokenError::Invalid)
+    }
+
     fn verify(&self, token: &str, typ: &str) -> Result<Claims, TokenError> {
-        let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
-            ErrorKind::ExpiredSignature => TokenError::Expired,
-            _ => TokenError::Invalid,
-        })?;
+        let data = self.decode_with_known_secret(token)?;
         if data.claims.typ == typ {
             Ok(data.claims)
         } else {
@@ -257,5 +286,89 @@ mod tests {
             .unwrap();
             assert_eq!(s.verify_access(&token), Err(TokenError::Invalid), "{iss}/{aud}");
         }
+    }
+
+    const OLD: &[u8] = b"old-secret-old-secret-old-secret";
+    const UNKNOWN: &[u8] = b"unknown-secret-unknown-secret-xx";
+
+    fn with_secret(secret: &[u8]) -> JwtTokenService {
+        JwtTokenService::new(
+            secret,
+            std::time::Duration::from_secs(900),
+            std::time::Duration::from_secs(604_800),
+        )
+    }
+
+    fn refresh_claims() -> RefreshClaims {
+        RefreshClaims {
+            user_id: Uuid::now_v7(),
+            session_id: Uuid::now_v7(),
+            token_id: Uuid::now_v7(),
+        }
+    }
+
+    #[test]
+    fn a_token_signed_with_a_previous_secret_passes_only_while_that_secret_is_listed() {
+        let old = with_secret(OLD);
+        let claims = access();
+        let (access_token, _) = old.issue_access(&claims, Utc::now());
+        let refresh = refresh_claims();
+        let refresh_token = old.issue_refresh(&refresh, Utc::now(), Utc::now() + Duration::days(7));
+
+        let rotated = service().with_previous_secrets([OLD]);
+        assert_eq!(rotated.verify_access(&access_token), Ok(claims));
+        assert_eq!(rotated.verify_refresh(&refresh_token), Ok(refresh));
+
+        let current_only = service();
+        assert_eq!(
+            current_only.verify_access(&access_token),
+            Err(TokenError::Invalid)
+        );
+        assert_eq!(
+            current_only.verify_refresh(&refresh_token),
+            Err(TokenError::Invalid)
+        );
+
+        // Listing other previous secrets does not help a secret that is not among them.
+        let elsewhere = service().with_previous_secrets([UNKNOWN]);
+        assert_eq!(elsewhere.verify_access(&access_token), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn a_token_signed_with_an_unknown_secret_is_refused_during_a_rotation() {
+        let rotated = service().with_previous_secrets([OLD, b"another-old-secret-another-old-x".as_slice()]);
+        let (foreign, _) = with_secret(UNKNOWN).issue_access(&access(), Utc::now());
+        assert_eq!(rotated.verify_access(&foreign), Err(TokenError::Invalid));
+        let foreign_refresh =
+            with_secret(UNKNOWN).issue_refresh(&refresh_claims(), Utc::now(), Utc::now() + Duration::days(7));
+        assert_eq!(rotated.verify_refresh(&foreign_refresh), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn new_tokens_are_signed_with_the_current_secret_only() {
+        let rotated = service().with_previous_secrets([OLD]);
+        let claims = access();
+        let (access_token, _) = rotated.issue_access(&claims, Utc::now());
+        let refresh = refresh_claims();
+        let refresh_token = rotated.issue_refresh(&refresh, Utc::now(), Utc::now() + Duration::days(7));
+
+        assert_eq!(service().verify_access(&access_token), Ok(claims));
+        assert_eq!(service().verify_refresh(&refresh_token), Ok(refresh));
+        assert_eq!(
+            with_secret(OLD).verify_access(&access_token),
+            Err(TokenError::Invalid)
+        );
+        assert_eq!(
+            with_secret(OLD).verify_refresh(&refresh_token),
+            Err(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn an_expired_token_of_a_previous_secret_is_reported_expired() {
+        let (stale, _) = with_secret(OLD).issue_access(&access(), Utc::now() - Duration::hours(1));
+        let rotated = service().with_previous_secrets([OLD]);
+        assert_eq!(rotated.verify_access(&stale), Err(TokenError::Expired));
+        assert_eq!(service().verify_access(&stale), Err(TokenError::Invalid));
     }
 }
