@@ -141,6 +141,16 @@ bench_finish() {
     exit "$rc"
 }
 
+# bg_forget PID: drops a background process that has been waited for from BG_PIDS, so that the
+# exit trap never signals a process id the system may have given to another process since.
+bg_forget() {
+    local keep=() p
+    for p in "${BG_PIDS[@]}"; do
+        if [[ "$p" != "$1" ]]; then keep+=("$p"); fi
+    done
+    BG_PIDS=(${keep[@]+"${keep[@]}"})
+}
+
 # Prints a command line, shell-quoted, with $WORK shown as <work>.
 show() {
     local q
@@ -243,7 +253,15 @@ run_wrk() {
     log "$name: wrk $(show "$@")"
     metrics >"$WORK/$name.m0"
     mark "$name"
-    wrk "$@" >"$WORK/$name.out" 2>&1 || {
+    # In the background and waited for: a signal to this script then runs the exit trap at
+    # once (bash defers traps while a foreground child runs), and the trap stops wrk.
+    local pid rc=0
+    wrk "$@" >"$WORK/$name.out" 2>&1 &
+    pid=$!
+    BG_PIDS+=("$pid")
+    wait "$pid" || rc=$?
+    bg_forget "$pid"
+    ((rc == 0)) || {
         cat "$WORK/$name.out" >&2
         die "wrk failed in $name"
     }
@@ -375,6 +393,7 @@ rss_sampler_start() {
 rss_sampler_stop() {
     kill -TERM "$SAMPLER_PID" 2>/dev/null || true
     wait "$SAMPLER_PID" 2>/dev/null || true
+    bg_forget "$SAMPLER_PID"
 }
 
 # bench_seed NAME ARGS...: runs `keel dev seed ARGS...` with keel's environment (KEEL_ENV_VARS,

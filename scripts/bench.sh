@@ -370,6 +370,8 @@ measure uncached-task "GET /tasks/{id}, uncached, random of $(wc -l <"$WORK/big-
     -t2 -c"$CONNS" -d"${DURATION}s" --timeout 10s -s "$WORK/task-random.lua" "$UNCACHED_BASE"
 BASE="$MAIN_BASE"
 bench_stop_pid "$UNCACHED_PID" "the uncached keel"
+# Stopped and waited for: out of SERVER_PIDS, whose ids the exit trap signals.
+SERVER_PIDS=("$BARE_PID")
 
 # Filtered task pages over the big project: bench-tasks.sh's shapes (a) and (c), first page and
 # the cursor after DEEP_PAGES pages.
@@ -450,6 +452,7 @@ run_wrk reader-flood -t1 -c"$READER_CONNS" -d"$((FLOOD_DURATION - 2))s" --timeou
 LABEL[reader-flood]="paced reader during the flood (same load as alone)"
 ORDER+=(reader-flood)
 wait "$FLOOD_PID" || die "wrk failed in the flood: $(cat "$WORK/flood.out")"
+bg_forget "$FLOOD_PID"
 others_pct flood
 grep -q '^BENCH ' "$WORK/flood.out" || die "no BENCH line from the flood: $(cat "$WORK/flood.out")"
 # Logins still queued when wrk hung up finish (or time out) within keel's 5 s queue timeout.
@@ -598,6 +601,7 @@ rss_sampler_stop
 RSSMAX[mix]="$(cat "$WORK/mix.rssmax")"
 kill -TERM "$CONN_SAMPLER_PID" 2>/dev/null || true
 wait "$CONN_SAMPLER_PID" 2>/dev/null || true
+bg_forget "$CONN_SAMPLER_PID"
 LISTEN_AFTER="$(listen_drops)"
 sleep 5 # wrk has closed its connections; what keel keeps afterwards
 RSS_AFTER_MIX="$(pid_kib "$KEEL_PID" VmRSS)"
@@ -699,7 +703,7 @@ for name in "${ORDER[@]}"; do
     ROWS+=("| ${LABEL[$name]} | $(rps "$name") | $(ms "$(field "$name" p50)") | $(ms "$(field "$name" p95)") | $(ms "$(field "$name" p99)") | $(errors_text "$name") | $(hit_cell "$name") | $(rss_cell "$name") | ${BUDGET[$name]:-—} | ${VERDICT[$name]:-—} |")
 done
 
-# Per route in the mix, from keel's /metrics: answers by status class and keel's mean time.
+# Per route in the mix, from keel's /metrics: answers, 2xx and every other status, keel's mean time.
 mix_routes() {
     local f
     for f in m0 m1; do
@@ -713,12 +717,13 @@ mix_routes() {
           me = $1; sub(/.*method="/, "", me); sub(/".*/, "", me)
           st = $1; sub(/.*status_code="/, "", st); sub(/".*/, "", st)
           k = me " " r
-          if (m == "http_requests_total") { n[k] += d; c[k, substr(st, 1, 1) "xx"] += d; keys[k] = 1 }
-          else s[k] += d }
-        END { for (k in keys) { line = sprintf("%s: %d answers", k, n[k])
-                  split("2xx 4xx 5xx", cl, " ")
-                  for (i = 1; i <= 3; i++) if (c[k, cl[i]] > 0) line = line sprintf(", %s %d", cl[i], c[k, cl[i]])
-                  printf "%s, keel mean %.2f ms\n", line, 1000 * s[k] / n[k] } }' | sort -t: -k2 -nr
+          if (m == "http_requests_total") {
+              n[k] += d; keys[k] = 1
+              if (st ~ /^2/) ok[k] += d; else other[k] = other[k] sprintf(", %d × %s", d, st)
+          } else s[k] += d }
+        END { for (k in keys)
+                  printf "%s: %d answers, %d × 2xx%s, keel mean %.2f ms\n", k, n[k], ok[k], other[k], 1000 * s[k] / n[k] }' |
+        sort -t: -k2 -nr
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -736,7 +741,7 @@ fi
 echo "Machine: $(bench_machine); keel, PostgreSQL, Redis, the bare handler and wrk all share it, traffic on 127.0.0.1"
 echo "Tools: $(bench_tools)"
 echo "wrk scripts: written by the script into <work>, each with the bearer tokens it sends (so the commands carry none), counting answers by status in response() and printing wrk's percentiles in done()."
-echo "keel: PostgreSQL + Redis (L1 + L2 cache, Redis rate limiter), argon2id $ARGON2_DESC; rate limits raised out of the way (KEEL_RATE_LIMIT_*, the login limit too: the flood measures hashing capacity, bench-cache the limiter) — the limiter still runs on every request; workers ${KEEL_WORKERS:-one per CPU}, pool ${KEEL_DB_MAX_CONNECTIONS:-10} connections; listen backlog $KEEL_BACKLOG (Send-Q of its listening socket; net.core.somaxconn $(cat /proc/sys/net/core/somaxconn)); open-file limit $NOFILE (hard $NOFILE_HARD)"
+echo "keel: PostgreSQL + Redis (L1 + L2 cache, Redis rate limiter), argon2id $ARGON2_DESC; rate limits raised out of the way (KEEL_RATE_LIMIT_*, the login limit too: the flood measures hashing capacity, bench-cache the limiter) — the limiter still runs on every request; workers ${KEEL_WORKERS:-one per CPU}, pool ${KEEL_DB_MAX_CONNECTIONS:-10} connections; keep-alive ${KEEL_KEEP_ALIVE_SECS:-75 (default)} s, first-request timeout ${KEEL_CLIENT_REQUEST_TIMEOUT_SECS:-5 (default)} s; listen backlog $KEEL_BACKLOG (Send-Q of its listening socket; net.core.somaxconn $(cat /proc/sys/net/core/somaxconn)); open-file limit $NOFILE (hard $NOFILE_HARD)"
 echo "Data: $DB_USERS users, $DB_PROJECTS projects, $DB_TASKS tasks, database $DB_SIZE. Big project $BIG_KEY: $BIG_SEED_LINE (seed command ${BIG_SEED_SECS} s); $PROJECTS small projects P001… of $PROJECT_TASKS tasks and $((PROJECT_MEMBERS + 1)) users each (their accounts hashed at m=8 MiB, t=1, to log them in quickly; the flood's account at keel's cost)."
 echo "Other processes on the machine used ${OTHERS_BEFORE}% of its CPU time just before the rows and ${OTHERS_DURING}% during them (load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)); per row below the table."
 echo "Phases (wall clock): $(printf '%s, ' "${PHASES[@]}" | sed 's/, $//')"
@@ -757,14 +762,14 @@ echo "- **Login flood: the paced reader's p99 rose ${FLOOD_RATIO}×** ($(ms "$RE
 echo "- **Mixed workload**: $(rps mix) requests/s over $MIX_DURATION s ($(field mix requests) answers); open connections on keel's port, sampled every 2 s from wrk's third second to two seconds before its end: min $MIX_OPEN_MIN, mean $MIX_OPEN_MEAN, max $MIX_OPEN_MAX ($MIX_OPEN_N samples); kernel accept-queue counters (system-wide) before: ${LISTEN_BEFORE:-?}, after: ${LISTEN_AFTER:-?}."
 echo "  keel's RSS: $(mib "$RSS_BEFORE_MIX") and $THREADS_BEFORE_MIX threads before the mix, peak $(mib "${HWM[mix]}"), $(mib "$RSS_AFTER_MIX") and $THREADS_AFTER_MIX threads 5 s after it. keel answered $MIX_KEEL_ANSWERS requests during the mix by its own count (http_requests_total; actix's own 408s are not counted there)."
 if ((MIX_OVERFLOWS > 0)); then
-    echo "  **Accept queue overflowed $MIX_OVERFLOWS times** during the mix (TcpExt ListenOverflows, a system-wide counter): keel listens with a backlog of $KEEL_BACKLOG — std's TcpListener::bind, which keel uses; actix's HttpServer::backlog applies only to its own bind() — while wrk opens its $MIX_CONNS connections at once. A connection whose handshake overflowed completes only after the client retransmits (1 s, then 3 s, …); wrk starts the clock at a request's first byte, so that wait shows in no percentile."
+    echo "  **Accept queue overflowed $MIX_OVERFLOWS times** during the mix (TcpExt ListenOverflows, a system-wide counter): keel's listening socket has a backlog of $KEEL_BACKLOG (ss; the kernel caps it at net.core.somaxconn) while wrk opens its $MIX_CONNS connections at once. A connection whose handshake overflowed completes only after the client retransmits (1 s, then 3 s, …); wrk starts the clock at a request's first byte, so that wait shows in no percentile."
 fi
 if (($(field mix s408) + $(field mix read) > 0)); then
-    echo "  **keel closed connections under the mix**: $(field mix s408) × 408 — what actix sends when a new connection's first request has not come within its client request timeout (5 s by default; keel does not set it) — and $(field mix read) connections closed while idle between two requests (wrk's read errors; actix's keep-alive timeout, 5 s by default, keel does not set it either). At $MIX_CONNS connections and $MIX_RATE requests/s each connection waits $MIX_MEAN_MS ms on average (up to $((2 * MIX_MEAN_MS)) ms) between requests, so with 5 s timeouts they cannot stay open: keeping $MIX_CONNS connections open would take at least $MIX_CONNS / 5 s = $((MIX_CONNS / 5)) requests/s. wrk 4.1 also miscounts once connections are closed under it (a reconnected connection keeps its pending pause timer and arms another, so it later sends extra requests; an unsolicited 408 counts as an answer): with 408s or read errors, this row's rate and percentiles are not those of the intended load."
+    echo "  **keel closed connections under the mix**: $(field mix s408) × 408 — what actix sends when a new connection's first request has not come within keel's client request timeout (KEEL_CLIENT_REQUEST_TIMEOUT_SECS, here ${KEEL_CLIENT_REQUEST_TIMEOUT_SECS:-the default} s) — and $(field mix read) connections closed while idle between two requests or otherwise (wrk's read errors; keel's keep-alive timeout is KEEL_KEEP_ALIVE_SECS, here ${KEEL_KEEP_ALIVE_SECS:-the default, 75} s). Each connection waits $MIX_MEAN_MS ms on average (up to $((2 * MIX_MEAN_MS)) ms) before every request, its first included. wrk 4.1 also miscounts once connections are closed under it (a reconnected connection keeps its pending pause timer and arms another, so it later sends extra requests; an unsolicited 408 counts as an answer): with 408s or read errors, this row's rate and percentiles are not those of the intended load."
 fi
 echo "  Kinds, percent of requests: $MIX_WEIGHTS — reads $MIX_READS %, writes $((100 - MIX_READS)) %. Every request uses the token of one of $((PROJECTS * (PROJECT_MEMBERS + 1))) users drawn at random, on that user's project and its $HOT_TASKS hot tasks (cache-friendly ids); biglist = a first page over the big project as one of its $((BIG_MEMBERS + 1)) users (three filter shapes); patch = a new title; comment = POST /tasks/{id}/comments. The cache hit rate is keel's (L1 + L2 hits) / look-ups over the run, every look-up counted (the session and user look-ups of writes included)."
 echo "  Pacing: each connection pauses uniform [0, $((2 * MIX_MEAN_MS))] ms (mean $MIX_MEAN_MS ms = $MIX_CONNS connections / $MIX_RATE requests/s) before every request, the first pause drawn so the rate is flat from the start. wrk stays **closed-loop**: a connection sends its next request only after the answer plus its pause, so a slow answer delays that connection's later requests (coordinated omission, per connection). With $MIX_CONNS mostly idle connections the other connections keep their schedule, so a stall is still sampled, but the latency of requests that a waiting connection would have sent meanwhile is not recorded and the percentiles understate the tail when answers take longer than a fraction of a second; an open-loop generator (wrk2 -R) would not. Latency counts from the request's first byte written, not from the connection's open."
-echo "  Per route (keel's /metrics):"
+echo "  Per route (keel's /metrics, taken 1 s after wrk stopped: they include requests wrk no longer waited for, which keel still served):"
 mix_routes | sed 's/^/  - /'
 echo "- Other processes' CPU share per row: $(for name in "${ORDER[@]}"; do if [[ -f "$WORK/$name.others" ]]; then printf '%s %s%%; ' "$name" "$(cat "$WORK/$name.others")"; fi; done | sed 's/; $//')."
 echo "- Peak RSS is keel's (the bare handler's in its row) VmHWM over the row, reset through /proc/<pid>/clear_refs just before it; the mix and the flood also sample VmRSS every 100 ms."
