@@ -1,5 +1,6 @@
 //! A WebSocket client of `GET /api/v1/events`, for the event tests.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -9,6 +10,9 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
 use crate::TestApp;
+
+/// How long [`EventStream::connect_settled`] waits for its marker event.
+const SETTLE_WAIT: Duration = Duration::from_secs(5);
 
 /// A connected event stream.
 pub struct EventStream {
@@ -38,6 +42,29 @@ impl EventStream {
             .insert("authorization", format!("Bearer {token}").parse()?);
         let (socket, _) = connect_async(request).await?;
         Ok(Self { socket })
+    }
+
+    /// Connects, then puts behind the stream every event written before: the outbox is
+    /// relayed asynchronously (and through Redis when there is one), so the event of a write
+    /// made just before connecting may still arrive after it. The caller creates a marker
+    /// project; everything the stream receives up to its `project.created` is skipped.
+    /// Returns the stream and the marker project.
+    pub async fn connect_settled(app: &TestApp, token: &str) -> anyhow::Result<(Self, serde_json::Value)> {
+        static MARKERS: AtomicU32 = AtomicU32::new(1);
+        let mut stream = Self::connect(app, token).await?;
+        let key = format!("SYNC{}", MARKERS.fetch_add(1, Ordering::Relaxed));
+        let marker = app.create_project(token, &key).await;
+        let deadline = tokio::time::Instant::now() + SETTLE_WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let event = stream
+                .next_event(left)
+                .await
+                .ok_or_else(|| anyhow::anyhow!("the marker project {key}'s event did not come"))?;
+            if event["type"] == "project.created" && event["projectId"] == marker["id"] {
+                return Ok((stream, marker));
+            }
+        }
     }
 
     /// Connects with the token in the `access_token` query parameter.

@@ -62,8 +62,8 @@ async fn members_receive_their_projects_events_in_order_and_strangers_nothing() 
         .await;
     let own = app.create_project(&stranger.token, "OWN").await;
 
-    let mut member_stream = EventStream::connect(&app, &member.token).await.unwrap();
-    let mut stranger_stream = EventStream::connect(&app, &stranger.token).await.unwrap();
+    let (mut member_stream, _) = EventStream::connect_settled(&app, &member.token).await.unwrap();
+    let (mut stranger_stream, _) = EventStream::connect_settled(&app, &stranger.token).await.unwrap();
     let task = app
         .create_task(&owner.token, shared_id, json!({"title": "First"}))
         .await;
@@ -122,7 +122,7 @@ async fn removal_stops_the_flow_and_the_removed_member_hears_of_it() {
     app.add_member(&owner.token, id, &member.email, "member").await;
     let mine = app.create_project(&member.token, "MINE").await;
 
-    let mut stream = EventStream::connect(&app, &member.token).await.unwrap();
+    let (mut stream, _) = EventStream::connect_settled(&app, &member.token).await.unwrap();
     let response = app
         .delete_as(
             &format!("/api/v1/projects/{id}/members/{}", member.id),
@@ -157,7 +157,7 @@ async fn removal_stops_the_flow_and_the_removed_member_hears_of_it() {
         "viewer",
     )
     .await;
-    let mut other_stream = EventStream::connect(&app, &other.token).await.unwrap();
+    let (mut other_stream, _) = EventStream::connect_settled(&app, &other.token).await.unwrap();
     let response = app
         .delete_as(
             &format!("/api/v1/projects/{}", mine["id"].as_str().unwrap()),
@@ -204,7 +204,7 @@ async fn a_client_of_one_instance_sees_a_task_created_on_the_other_within_a_seco
     let owner = a.account("owner@example.com").await;
     let project = a.create_project(&owner.token, "XIN").await;
     let id = project["id"].as_str().unwrap();
-    let mut on_b = EventStream::connect(&b, &owner.token).await.unwrap();
+    let (mut on_b, _) = EventStream::connect_settled(&b, &owner.token).await.unwrap();
     for n in 0..5 {
         // Alternate the writer: whichever instance holds the dispatcher lease publishes.
         let writer = if n % 2 == 0 { &a } else { &b };
@@ -258,8 +258,7 @@ async fn an_event_committed_but_not_dispatched_when_its_server_dies_still_arrive
     let db = Connection::connect(app.db.url.as_str()).await.unwrap();
     // Another "instance" holds the dispatcher lease and hangs: this server commits events it
     // may not publish.
-    let mut stream = EventStream::connect(&app, &owner.token).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut stream, _) = EventStream::connect_settled(&app, &owner.token).await.unwrap();
     assert_eq!(
         hold_lease(&db, Some(Utc::now() + chrono::Duration::hours(1))).await,
         1
@@ -306,7 +305,7 @@ async fn losing_redis_tells_clients_to_resynchronise_and_the_stream_recovers() {
     let owner = app.account("owner@example.com").await;
     let project = app.create_project(&owner.token, "GAP").await;
     let id = project["id"].as_str().unwrap().to_owned();
-    let mut stream = EventStream::connect(&app, &owner.token).await.unwrap();
+    let (mut stream, _) = EventStream::connect_settled(&app, &owner.token).await.unwrap();
     app.create_task(&owner.token, &id, json!({"title": "Before"}))
         .await;
     assert_eq!(
