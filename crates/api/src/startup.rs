@@ -50,8 +50,8 @@ use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 use crate::config::{JwtSecret, Settings};
 use crate::extract::{json_config, path_config, payload_config, query_config};
 use crate::middleware::{
-    Idempotency, RateLimitPolicy, X_REQUEST_ID_HEADER, close_while_draining, idempotency, rate_limit,
-    request_context, security_headers,
+    IN_FLIGHT_WAIT, Idempotency, InFlight, RateLimitPolicy, X_REQUEST_ID_HEADER, close_while_draining,
+    idempotency, rate_limit, request_context, security_headers,
 };
 use crate::routes::events::StreamSettings;
 use crate::state::AppState;
@@ -249,6 +249,7 @@ impl Application {
             dispatcher_stop.clone(),
         );
         let (closing, closing_rx) = watch::channel(false);
+        let in_flight = InFlight::default();
         let database_probe = Arc::new(SqlDatabaseProbe::new(
             db.clone(),
             settings.database.acquire_timeout + Duration::from_secs(1),
@@ -282,6 +283,7 @@ impl Application {
                 ..StreamSettings::default()
             },
             shutdown: closing_rx,
+            in_flight: in_flight.clone(),
             trusted_proxies: settings.trusted_proxies.clone(),
             metrics,
             db: db.clone(),
@@ -317,7 +319,11 @@ impl Application {
         .backlog(LISTEN_BACKLOG)
         .keep_alive(settings.keep_alive)
         .client_request_timeout(settings.client_request_timeout)
-        .shutdown_signal(shutdown_signal(closing.clone(), settings.shutdown_drain))
+        .shutdown_signal(shutdown_signal(
+            closing.clone(),
+            settings.shutdown_drain,
+            in_flight,
+        ))
         .shutdown_timeout(settings.shutdown_timeout.as_secs());
         if let Some(workers) = settings.workers {
             server = server.workers(workers);
@@ -391,8 +397,9 @@ impl Application {
 }
 
 /// Resolves at SIGTERM or SIGINT (both shut down gracefully), after telling event streams
-/// to close and draining for `drain` (a second signal cuts the drain short).
-async fn shutdown_signal(closing: watch::Sender<bool>, drain: Duration) {
+/// to close, draining for `drain` (a second signal cuts the drain short), and waiting for
+/// a moment when no request is in flight (see [`InFlight`]; at most [`IN_FLIGHT_WAIT`]).
+async fn shutdown_signal(closing: watch::Sender<bool>, drain: Duration, in_flight: InFlight) {
     #[cfg(unix)]
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -421,6 +428,12 @@ async fn shutdown_signal(closing: watch::Sender<bool>, drain: Duration) {
             () = tokio::time::sleep(drain) => {}
             _ = tokio::signal::ctrl_c() => tracing::info!("second signal: drain cut short"),
         }
+    }
+    if !in_flight.settled(IN_FLIGHT_WAIT).await {
+        tracing::warn!(
+            in_flight = in_flight.count(),
+            "requests still in flight after the wait; stopping anyway"
+        );
     }
     tracing::info!("stopping: no new connections, finishing in-flight requests");
 }

@@ -9,7 +9,7 @@ use keel_application::readiness::CheckReadiness;
 use keel_application::tracking::TrackingPorts;
 use keel_infrastructure::{Database, Metrics};
 
-use crate::middleware::{Idempotency, RateLimitPolicy};
+use crate::middleware::{Idempotency, InFlight, RateLimitPolicy};
 use crate::routes::events::StreamSettings;
 
 pub struct AppState {
@@ -21,6 +21,8 @@ pub struct AppState {
     pub stream: StreamSettings,
     /// Turns `true` when the server starts shutting down (event streams close).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Requests being handled; the server stops once none is.
+    pub in_flight: InFlight,
     /// The `Idempotency-Key` middleware's store, token check and clock.
     pub idempotency: Idempotency,
     /// The general rate limits' limiter, token check and quotas.

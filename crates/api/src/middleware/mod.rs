@@ -1,5 +1,5 @@
 //! Middleware applied to every request, outermost first: connection draining at
-//! shutdown, security headers, request context (request id, tracing span, metrics, error
+//! shutdown and the count of requests in flight, security headers, request context (request id, tracing span, metrics, error
 //! rendering), CORS, rate limits, idempotency keys.
 
 mod draining;
@@ -8,7 +8,7 @@ pub mod rate_limit;
 mod request_context;
 mod security_headers;
 
-pub use draining::close_while_draining;
+pub use draining::{IN_FLIGHT_WAIT, InFlight, close_while_draining};
 pub use idempotency::{IDEMPOTENCY_KEY, IDEMPOTENCY_REPLAYED, Idempotency, idempotency};
 pub use rate_limit::{RateLimitPolicy, rate_limit};
 pub use request_context::{ContractBody, RequestId, X_REQUEST_ID as X_REQUEST_ID_HEADER, request_context};
