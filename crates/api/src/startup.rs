@@ -60,6 +60,11 @@ use crate::{openapi, routes};
 /// How long a Redis command may take before the cache counts as degraded.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 const REDIS_POOL_SIZE: usize = 16;
+/// Connections of the pools the main runtime's tasks use (see [`Database::background`]):
+/// the dispatcher, the webhook sender and the purge take turns; the event bus publishes on
+/// one Redis connection and keeps a spare.
+const BACKGROUND_DB_CONNECTIONS: u32 = 2;
+const BACKGROUND_REDIS_CONNECTIONS: usize = 2;
 /// How long a request waits for a free password-hashing slot before a 503.
 const HASH_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the webhook sender looks for due deliveries (retries, other instances' work).
@@ -114,6 +119,8 @@ pub struct Application {
     port: u16,
     server: Server,
     db: Database,
+    /// The main runtime's own pool (the dispatcher, the sender, the purge).
+    background_db: Database,
     /// Deletes expired idempotency keys until the server stops.
     idempotency_purge: PurgeTask,
     /// Keeps the cache's invalidation channel subscribed (with Redis).
@@ -146,6 +153,14 @@ impl Application {
         if settings.auto_migrate {
             migrate::up(&db).await.map_err(StartupError::Migration)?;
         }
+        let background_db = db
+            .background(
+                &db_settings(&settings),
+                BACKGROUND_DB_CONNECTIONS,
+                Some(Arc::clone(&metrics)),
+            )
+            .await
+            .map_err(StartupError::Database)?;
         if matches!(settings.jwt_secret, JwtSecret::Generated(_)) {
             tracing::warn!(
                 "KEEL_JWT_SECRET is not set: using a random secret for this process; tokens will not survive a restart \
@@ -200,9 +215,15 @@ impl Application {
                 ),
             };
         let (events, event_subscriber): (Arc<dyn EventBus>, _) = match (&settings.redis_url, &redis_pool) {
-            (Some(url), Some(pool)) => {
+            (Some(url), Some(_)) => {
+                // A pool of its own: its connections are opened by the dispatcher, on the
+                // runtime that outlives the workers (see `Database::background`).
                 let bus = RedisBus::new(
-                    Arc::new(SharedConnection::new(pool.clone())),
+                    Arc::new(SharedConnection::new(create_pool(
+                        url.expose_secret(),
+                        BACKGROUND_REDIS_CONNECTIONS,
+                        REDIS_TIMEOUT,
+                    )?)),
                     url.expose_secret(),
                     &settings.cache.redis_prefix,
                 )
@@ -213,7 +234,7 @@ impl Application {
             _ => (Arc::new(InProcessBus::default()), None),
         };
         let dispatcher = Arc::new(Dispatcher::new(
-            Outbox::new(db.clone()),
+            Outbox::new(background_db.clone()),
             Arc::clone(&events),
             Some(Arc::clone(&metrics)),
             DispatcherSettings {
@@ -223,7 +244,7 @@ impl Application {
         ));
         let secret_box = secret_box(&settings.webhooks)?;
         let sender = Arc::new(Sender::new(
-            DeliveryQueue::new(db.clone()),
+            DeliveryQueue::new(background_db.clone()),
             WebhookClient::new(ClientSettings {
                 allow_private: settings.webhooks.allow_private,
                 ..ClientSettings::default()
@@ -258,7 +279,7 @@ impl Application {
         identity.limiter = Arc::clone(&limiter);
         let idempotency_store = Arc::new(SeaOrmIdempotencyStore::new(db.clone()));
         let idempotency_purge = PurgeTask::spawn(
-            idempotency_store.clone(),
+            Arc::new(SeaOrmIdempotencyStore::new(background_db.clone())),
             Arc::clone(&identity.clock),
             IDEMPOTENCY_PURGE_EVERY,
         );
@@ -344,6 +365,7 @@ impl Application {
             port: local.port(),
             server: server.run(),
             db,
+            background_db,
             idempotency_purge,
             cache_subscriber,
             event_subscriber,
@@ -389,8 +411,10 @@ impl Application {
         }
         served?;
         tracing::info!("server stopped; closing the database pool");
-        if let Err(e) = self.db.close().await {
-            tracing::warn!(error = %e, "closing the database pool failed");
+        for pool in [&self.db, &self.background_db] {
+            if let Err(e) = pool.close().await {
+                tracing::warn!(error = %e, "closing a database pool failed");
+            }
         }
         Ok(())
     }

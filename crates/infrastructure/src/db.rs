@@ -80,6 +80,36 @@ impl Database {
         })
     }
 
+    /// A second pool for the tasks that run on the main runtime (the outbox dispatcher, the
+    /// webhook sender, the purges), with at most `max_connections`, sharing this handle's
+    /// outbox signal.
+    ///
+    /// A PostgreSQL connection belongs to the runtime whose task opened it: actix runs each
+    /// worker on a runtime of its own, and when a worker stops at shutdown, the connections
+    /// it opened stop working ("the Tokio context is being shut down"). Had the background
+    /// tasks shared the request pool, their last act — publishing what the last requests
+    /// committed — would have failed on those connections. A SQLite connection runs on a
+    /// thread of its own (and an in-memory database exists once per pool): it shares this
+    /// pool.
+    pub async fn background(
+        &self,
+        settings: &DbSettings,
+        max_connections: u32,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Result<Self, StoreError> {
+        if self.backend() != DbBackend::Postgres {
+            return Ok(self.clone());
+        }
+        let own = DbSettings {
+            max_connections,
+            min_connections: 0,
+            ..settings.clone()
+        };
+        let mut pool = Self::connect(&own, metrics).await?;
+        pool.outbox_written = Arc::clone(&self.outbox_written);
+        Ok(pool)
+    }
+
     /// Says that an event was committed to the outbox (wakes the local dispatcher).
     pub(crate) fn outbox_written(&self) {
         self.outbox_written.notify_one();

@@ -197,6 +197,23 @@ async fn an_instance_stopped_under_load_loses_no_request() {
     let mut stream = EventStream::connect(&cluster.direct(0), &owner.token)
         .await
         .unwrap();
+    // A stream on the instance that stays: it must see the event of every task the load
+    // created, including those the stopping instance publishes last.
+    let (mut survivor_stream, _) = EventStream::connect_settled(&cluster.direct(1), &owner.token)
+        .await
+        .unwrap();
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let watcher = tokio::spawn(async move {
+        while let Some(frame) = survivor_stream.next_frame(Duration::from_secs(60)).await {
+            let Ok(event) = frame else { break };
+            if event["type"] == "task.created"
+                && let Some(id) = event["data"]["id"].as_str()
+                && seen_tx.send(id.to_owned()).is_err()
+            {
+                break;
+            }
+        }
+    });
 
     let load = Load::start(&cluster.front.address, &owner.token, &project_id, 8);
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -248,6 +265,18 @@ async fn an_instance_stopped_under_load_loses_no_request() {
     tally.assert_all_succeeded(100);
     let log = cluster.instances[0].log_text();
     assert!(log.contains("draining"), "the instance drained before stopping");
+    // Its last act, publishing what its last requests committed, worked: its workers' runtimes
+    // were gone by then, and so was every connection they had opened.
+    for failure in [
+        "outbox not drained at shutdown",
+        "outbox was not drained in time",
+        "events reached only this instance's clients",
+    ] {
+        assert!(
+            !log.contains(failure),
+            "the stopped instance logged '{failure}':\n{log}"
+        );
+    }
     // Every acknowledged task is there, once.
     let tasks = cluster
         .front
@@ -265,4 +294,24 @@ async fn an_instance_stopped_under_load_loses_no_request() {
             "acknowledged task {id} ({title}) is stored"
         );
     }
+    // ...and its event reached the surviving instance's stream (a lease taken over from the
+    // stopped instance would take up to 10 s: wait a little longer).
+    let mut missing: std::collections::HashSet<&str> =
+        tally.created.iter().map(|(id, _)| id.as_str()).collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !missing.is_empty() {
+        match tokio::time::timeout_at(deadline, seen.recv()).await {
+            Ok(Some(id)) => {
+                missing.remove(id.as_str());
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    watcher.abort();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged tasks' task.created never reached the surviving instance's stream: {missing:?}",
+        missing.len(),
+        tally.created.len()
+    );
 }
