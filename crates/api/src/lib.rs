@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod extractors;
+pub mod listener;
 pub mod middleware;
 pub mod openapi;
 pub mod pagination;

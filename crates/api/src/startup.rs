@@ -49,6 +49,7 @@ use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::config::{JwtSecret, Settings};
 use crate::extract::{json_config, path_config, payload_config, query_config};
+use crate::listener::{self, ListenerControl};
 use crate::middleware::{
     IN_FLIGHT_WAIT, Idempotency, InFlight, RateLimitPolicy, X_REQUEST_ID_HEADER, close_while_draining,
     idempotency, rate_limit, request_context, security_headers,
@@ -73,7 +74,10 @@ const SENDER_POLL: Duration = Duration::from_millis(500);
 /// `TcpListener::bind` uses 128, which overflows when thousands of clients connect at once
 /// (the kernel then drops handshakes and clients wait for a retransmission); the kernel
 /// caps it at `net.core.somaxconn`.
-const LISTEN_BACKLOG: u32 = 4096;
+const LISTEN_BACKLOG: i32 = 4096;
+/// How long the listener is given, after it stops taking new connections at shutdown, to
+/// accept those the kernel completed before (see [`listener`]).
+const ACCEPT_SETTLE: Duration = Duration::from_millis(200);
 
 /// How long shutdown waits for the outbox dispatcher's last pass.
 const DISPATCHER_DRAIN: Duration = Duration::from_secs(10);
@@ -316,6 +320,7 @@ impl Application {
         if !rate_limits_on {
             tracing::warn!("KEEL_RATE_LIMIT_ENABLED=false: no anonymous or per-user rate limits");
         }
+        let (listener, listener_control) = listener::bind(settings.bind, LISTEN_BACKLOG)?;
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -337,19 +342,19 @@ impl Application {
                 .service(SwaggerUi::new("/docs/{_:.*}").config(SwaggerConfig::new(["/api/v1/openapi.json"])))
                 .default_service(web::to(routes::not_found))
         })
-        .backlog(LISTEN_BACKLOG)
         .keep_alive(settings.keep_alive)
         .client_request_timeout(settings.client_request_timeout)
         .shutdown_signal(shutdown_signal(
             closing.clone(),
             settings.shutdown_drain,
             in_flight,
+            listener_control,
         ))
         .shutdown_timeout(settings.shutdown_timeout.as_secs());
         if let Some(workers) = settings.workers {
             server = server.workers(workers);
         }
-        let server = server.bind(settings.bind)?;
+        let server = server.listen(listener)?;
         let local = server
             .addrs()
             .first()
@@ -421,9 +426,15 @@ impl Application {
 }
 
 /// Resolves at SIGTERM or SIGINT (both shut down gracefully), after telling event streams
-/// to close, draining for `drain` (a second signal cuts the drain short), and waiting for
-/// a moment when no request is in flight (see [`InFlight`]; at most [`IN_FLIGHT_WAIT`]).
-async fn shutdown_signal(closing: watch::Sender<bool>, drain: Duration, in_flight: InFlight) {
+/// to close, draining for `drain` (a second signal cuts the drain short), refusing new
+/// connections while accepting those already queued (see [`listener`]), and waiting for a
+/// moment when no request is in flight (see [`InFlight`]; at most [`IN_FLIGHT_WAIT`]).
+async fn shutdown_signal(
+    closing: watch::Sender<bool>,
+    drain: Duration,
+    in_flight: InFlight,
+    listener: ListenerControl,
+) {
     #[cfg(unix)]
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -452,6 +463,10 @@ async fn shutdown_signal(closing: watch::Sender<bool>, drain: Duration, in_fligh
             () = tokio::time::sleep(drain) => {}
             _ = tokio::signal::ctrl_c() => tracing::info!("second signal: drain cut short"),
         }
+    }
+    match listener.refuse_new_connections() {
+        Ok(()) => tokio::time::sleep(ACCEPT_SETTLE).await,
+        Err(e) => tracing::warn!(error = %e, "cannot stop new connections before closing the listener"),
     }
     if !in_flight.settled(IN_FLIGHT_WAIT).await {
         tracing::warn!(
