@@ -172,7 +172,7 @@ impl Application {
             );
         }
 
-        // One pool for everything that talks to Redis.
+        // One pool for the requests' Redis work (cache, limiter); the event bus has its own.
         let redis_pool = match &settings.redis_url {
             Some(url) => Some(create_pool(url.expose_secret(), REDIS_POOL_SIZE, REDIS_TIMEOUT)?),
             None => None,
@@ -218,8 +218,8 @@ impl Application {
                     None,
                 ),
             };
-        let (events, event_subscriber): (Arc<dyn EventBus>, _) = match (&settings.redis_url, &redis_pool) {
-            (Some(url), Some(_)) => {
+        let (events, event_subscriber): (Arc<dyn EventBus>, _) = match &settings.redis_url {
+            Some(url) => {
                 // A pool of its own: its connections are opened by the dispatcher, on the
                 // runtime that outlives the workers (see `Database::background`).
                 let bus = RedisBus::new(
@@ -235,7 +235,7 @@ impl Application {
                 let subscriber = bus.spawn_subscriber();
                 (bus, Some(subscriber))
             }
-            _ => (Arc::new(InProcessBus::default()), None),
+            None => (Arc::new(InProcessBus::default()), None),
         };
         let dispatcher = Arc::new(Dispatcher::new(
             Outbox::new(background_db.clone()),
