@@ -177,6 +177,22 @@ pub struct Settings {
     pub client_request_timeout: Duration,
 }
 
+/// How the event stream treats its clients (built from [`EventSettings`] at start-up).
+#[derive(Debug, Clone, Copy)]
+pub struct StreamSettings {
+    pub ping_interval: Duration,
+    pub send_timeout: Duration,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        Self {
+            ping_interval: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 impl Settings {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {

@@ -1,6 +1,7 @@
 //! Keel's HTTP server: routes, extractors, middleware, error mapping, OpenAPI and the
 //! wiring of infrastructure into the use cases (see `startup`).
 
+pub mod caller;
 pub mod conditional;
 pub mod config;
 pub mod error;

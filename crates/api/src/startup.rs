@@ -47,14 +47,14 @@ use secrecy::ExposeSecret;
 use tokio::sync::watch;
 use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
+use crate::config::StreamSettings;
 use crate::config::{JwtSecret, Settings};
 use crate::extract::{json_config, path_config, payload_config, query_config};
 use crate::listener::{self, ListenerControl};
 use crate::middleware::{
-    IN_FLIGHT_WAIT, Idempotency, InFlight, RateLimitPolicy, X_REQUEST_ID_HEADER, close_while_draining,
-    idempotency, rate_limit, request_context, security_headers,
+    IN_FLIGHT_WAIT, Idempotency, InFlight, RateLimitPolicy, X_REQUEST_ID_HEADER, caller,
+    close_while_draining, idempotency, rate_limit, request_context, security_headers,
 };
-use crate::routes::events::StreamSettings;
 use crate::state::AppState;
 use crate::{openapi, routes};
 
@@ -289,14 +289,9 @@ impl Application {
         );
         let state = web::Data::new(AppState {
             readiness: CheckReadiness::new(database_probe, cache_probe),
-            idempotency: Idempotency::new(
-                idempotency_store,
-                Arc::clone(&identity.tokens),
-                Arc::clone(&identity.clock),
-            ),
+            idempotency: Idempotency::new(idempotency_store, Arc::clone(&identity.clock)),
             rate_limits: RateLimitPolicy::new(
                 limiter,
-                Arc::clone(&identity.tokens),
                 quota(settings.rate_limits.anonymous),
                 quota(settings.rate_limits.user),
             ),
@@ -333,6 +328,9 @@ impl Application {
                 .wrap(from_fn(idempotency))
                 // Likewise for 429s; outside idempotency, so a refused request claims no key.
                 .wrap(Condition::new(rate_limits_on, from_fn(rate_limit)))
+                // Who the request comes from, decided once for the limiter, idempotency, the
+                // extractors and the event stream.
+                .wrap(from_fn(caller))
                 .wrap(cors(&cors_origins))
                 .wrap(from_fn(request_context))
                 .wrap(from_fn(security_headers))

@@ -9,8 +9,8 @@ use keel_application::readiness::CheckReadiness;
 use keel_application::tracking::TrackingPorts;
 use keel_infrastructure::{Database, Metrics};
 
+use crate::config::StreamSettings;
 use crate::middleware::{Idempotency, InFlight, RateLimitPolicy};
-use crate::routes::events::StreamSettings;
 
 pub struct AppState {
     pub readiness: CheckReadiness,

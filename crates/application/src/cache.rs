@@ -11,7 +11,10 @@
 //! - invalidate after the write is committed and before answering, every key whose value
 //!   the write changed; a list is invalidated through its key name, which covers all its
 //!   variants (filters, pages);
-//! - absence is never cached: a loader's `None` goes back to the caller and nothing is kept.
+//! - absence is never cached: a loader's `None` goes back to the caller and nothing is kept;
+//! - a value that comes with another key's load (one statement reads a task and the caller's
+//!   access to its project) is kept with [`store_since`], under a [`Watermark`] taken before
+//!   the statement ran: it is dropped if anything was invalidated in between.
 
 use std::any::Any;
 use std::fmt;
@@ -46,27 +49,45 @@ impl CacheKey {
         }
     }
 
-    /// A session's state, read by every authenticated request.
-    pub fn session(id: Uuid) -> Self {
-        Self::named("session", id)
+    /// What authentication needs of a user (role, status) and of one of their sessions
+    /// (expiry, revocation): a variant of the user's name, so that any change of the user
+    /// and any revocation drop it with one invalidation of [`CacheKey::user`].
+    pub fn session_of(user_id: Uuid, session_id: Uuid) -> Self {
+        Self::user(user_id).with_variant(format!("s:{session_id}"))
     }
 
-    /// What authentication needs of a user (role and status).
+    /// Everything cached about a user (every variant: sessions, profile). Invalidated by
+    /// every change of the user and every revocation of one of their sessions.
     pub fn user(id: Uuid) -> Self {
         Self::named("user", id)
     }
 
+    /// The user as `GET /auth/profile` shows it.
+    pub fn profile(user_id: Uuid) -> Self {
+        Self::user(user_id).with_variant("profile")
+    }
+
+    /// Everything cached about a project: one variant per user holds the project with that
+    /// user's role ([`CacheKey::access`]). Invalidated by every change of the project or of
+    /// its memberships.
     pub fn project(id: Uuid) -> Self {
         Self::named("project", id)
     }
 
-    /// A user's role in a project, or none.
-    pub fn role(project_id: Uuid, user_id: Uuid) -> Self {
-        Self::named("role", format_args!("{project_id}:{user_id}"))
+    /// A project with one user's role in it (or none): what every project-scoped
+    /// authorization reads.
+    pub fn access(project_id: Uuid, user_id: Uuid) -> Self {
+        Self::project(project_id).with_variant(format!("m:{user_id}"))
     }
 
     pub fn task(id: Uuid) -> Self {
         Self::named("task", id)
+    }
+
+    /// Every cached page of a project's task list; one variant per query. Any change to the
+    /// project's tasks invalidates them all.
+    pub fn project_tasks(project_id: Uuid) -> Self {
+        Self::named("tasks-of", project_id)
     }
 
     /// Every page of every project list a user may ask for; one variant per query.
@@ -128,6 +149,10 @@ impl Codec {
     }
 }
 
+/// A point in an instance's invalidation history (see [`Cache::watermark`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watermark(pub u64);
+
 /// The cache service. Never fails a request for its own sake: when its shared tier is
 /// unreachable it serves from L1 and the loader, and says so through readiness.
 #[async_trait]
@@ -146,6 +171,25 @@ pub trait Cache: Send + Sync {
     /// Call it after the write is committed; it returns once this instance and L2 can no
     /// longer serve the old values and the other instances have been told.
     async fn invalidate(&self, keys: &[CacheKey]);
+
+    /// Where this instance's invalidations stand now: take it before reading from the store
+    /// a value to keep with [`Cache::fill_since`].
+    fn watermark(&self) -> Watermark;
+
+    /// Keeps `value` as `key`'s (in this instance's L1 only), unless any key was invalidated
+    /// on this instance since `mark` was taken: a value read before a write must not outlive
+    /// the write's invalidation. Never fails; a skipped fill costs the next read a load.
+    async fn fill_since(&self, mark: Watermark, key: &CacheKey, codec: Codec, value: CachedValue);
+}
+
+/// Keeps `value` as `key`'s, typed, unless something was invalidated since `mark`.
+pub async fn store_since<T>(cache: &dyn Cache, mark: Watermark, key: &CacheKey, value: Arc<T>)
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    cache
+        .fill_since(mark, key, Codec::json::<T>(), value as CachedValue)
+        .await;
 }
 
 /// Reads `key` through `cache`, typed: `load` runs on a miss.
@@ -180,6 +224,12 @@ impl Cache for NoCache {
     }
 
     async fn invalidate(&self, _keys: &[CacheKey]) {}
+
+    fn watermark(&self) -> Watermark {
+        Watermark(0)
+    }
+
+    async fn fill_since(&self, _mark: Watermark, _key: &CacheKey, _codec: Codec, _value: CachedValue) {}
 }
 
 #[cfg(test)]
@@ -195,6 +245,7 @@ pub(crate) mod testing {
     pub struct RecordingCache {
         invalidated: Mutex<Vec<CacheKey>>,
         reads: Mutex<Vec<CacheKey>>,
+        fills: Mutex<Vec<CacheKey>>,
     }
 
     impl RecordingCache {
@@ -203,6 +254,14 @@ pub(crate) mod testing {
             self.invalidated
                 .lock()
                 .map(|k| k.iter().map(|k| k.name().to_owned()).collect())
+                .unwrap_or_default()
+        }
+
+        /// Keys kept with `fill_since` so far, in order.
+        pub fn filled(&self) -> Vec<String> {
+            self.fills
+                .lock()
+                .map(|k| k.iter().map(|k| format!("{k:?}")).collect())
                 .unwrap_or_default()
         }
 
@@ -232,6 +291,16 @@ pub(crate) mod testing {
         async fn invalidate(&self, keys: &[CacheKey]) {
             if let Ok(mut invalidated) = self.invalidated.lock() {
                 invalidated.extend(keys.iter().cloned());
+            }
+        }
+
+        fn watermark(&self) -> Watermark {
+            Watermark(0)
+        }
+
+        async fn fill_since(&self, _mark: Watermark, key: &CacheKey, _codec: Codec, _value: CachedValue) {
+            if let Ok(mut fills) = self.fills.lock() {
+                fills.push(key.clone());
             }
         }
     }

@@ -128,7 +128,7 @@ async fn a_fill_for_an_invalidated_generation_is_dropped() {
     let prefix = prefix();
     let a = instance(&url, &prefix).await;
     let b = instance(&url, &prefix).await;
-    let key = CacheKey::role(Uuid::now_v7(), Uuid::now_v7());
+    let key = CacheKey::access(Uuid::now_v7(), Uuid::now_v7());
     // A slow load on a: it read the "database" before b's write was invalidated.
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();

@@ -257,3 +257,26 @@ async fn concurrent_requests_with_one_key_create_one_project() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_revoked_token_never_replays_a_stored_response() {
+    let app = spawn_app().await;
+    let ann = app.account("ann@example.com").await;
+    let body = json!({"key": "KEEL", "name": "Keel"});
+    let first = post_with_key(&app, "/api/v1/projects", &ann.token, "create-keel-1", &body).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let logout = app
+        .post_json("/api/v1/auth/logout", &json!({}), Some(&ann.token))
+        .await;
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+
+    // The JWT itself is still unexpired and well signed: only the session is over.
+    let replay = post_with_key(&app, "/api/v1/projects", &ann.token, "create-keel-1", &body).await;
+    assert_eq!(replay.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        header(&replay, REPLAYED),
+        None,
+        "nothing is replayed to a revoked token"
+    );
+    assert_eq!(json_body(replay).await["code"], "UNAUTHORIZED");
+}

@@ -17,6 +17,7 @@ mod migrations;
 mod ops;
 mod projects;
 mod rate_limits;
+mod statements;
 mod tasks;
 mod tracking_access;
 mod webhooks;

@@ -377,3 +377,49 @@ async fn with_the_general_limits_disabled_nothing_is_counted_but_logins_still_ar
         "the login limit is the use case's and stays"
     );
 }
+
+#[tokio::test]
+async fn a_token_whose_session_is_over_buys_no_user_budget() {
+    // Two anonymous requests per address; users have plenty.
+    let app = spawn_app_with(|vars| {
+        vars.insert("KEEL_RATE_LIMIT_ANON".into(), "2/1m".into());
+        vars.insert("KEEL_RATE_LIMIT_USER".into(), "100/1m".into());
+    })
+    .await;
+    // The registration uses one of the address's two requests; the logout is the user's.
+    let ann = app.account("ann@example.com").await;
+    let logout = app
+        .post_json("/api/v1/auth/logout", &serde_json::json!({}), Some(&ann.token))
+        .await;
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    // The second anonymous request spends the address's budget.
+    assert_eq!(
+        get_with(&app, "/api/v1/projects", None, None).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // The logged-out token still verifies as a JWT, but it is nobody's: the request counts
+    // for the address, which has nothing left — for every route, login and register too.
+    let revoked = get_with(&app, "/api/v1/projects", Some(&ann.token), None).await;
+    assert_eq!(revoked.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        header(&revoked, "ratelimit-limit"),
+        Some(2),
+        "the anonymous quota"
+    );
+    let register = app
+        .client
+        .post(app.url("/api/v1/auth/register"))
+        .bearer_auth(&ann.token)
+        .json(
+            &serde_json::json!({"email": "eve@example.com", "password": keel_tests::PASSWORD, "name": "Eve"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        register.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "a stale token buys no fresh budget for more registrations"
+    );
+}

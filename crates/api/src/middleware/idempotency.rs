@@ -1,8 +1,9 @@
 //! `Idempotency-Key` on the `POST` routes that create (SPEC §3, adr/0006).
 //!
 //! Acts only on `POST` requests whose route pattern is in [`IDEMPOTENT_CREATES`], that carry
-//! the header and a valid access token (anything else passes through untouched: without a
-//! user there is no one to remember the key for, and the handler answers 401). The request's
+//! the header and come from a live principal (`crate::caller`; anything else passes through
+//! untouched: without a user there is no one to remember the key for, and the handler
+//! answers 401 — so a revoked token can never replay a stored response). The request's
 //! fingerprint is SHA-256 of its method, path and exact body bytes. Then:
 //! - first use of the key: the handler runs; a 2xx response is stored, anything else
 //!   releases the key so that a corrected retry can run;
@@ -28,13 +29,12 @@ use keel_domain::clock::Clock;
 use keel_domain::idempotency::{
     Claim, ClaimId, Fingerprint, IdempotencyKey, IdempotencyStore, StoredResponse,
 };
-use keel_domain::identity::ports::TokenService;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::extract::BODY_LIMIT;
-use crate::extractors::bearer_token;
 use crate::routes::IDEMPOTENT_CREATES;
 use crate::state::AppState;
 
@@ -49,7 +49,6 @@ const REPLAYED_HEADERS: [HeaderName; 3] = [header::LOCATION, header::ETAG, heade
 #[derive(Clone)]
 pub struct Idempotency {
     store: Arc<dyn IdempotencyStore>,
-    tokens: Arc<dyn TokenService>,
     clock: Arc<dyn Clock>,
 }
 
@@ -80,12 +79,8 @@ enum Reply {
 }
 
 impl Idempotency {
-    pub fn new(
-        store: Arc<dyn IdempotencyStore>,
-        tokens: Arc<dyn TokenService>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        Self { store, tokens, clock }
+    pub fn new(store: Arc<dyn IdempotencyStore>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
     }
 
     /// The middleware's work, given its dependencies (tests wrap an app with it directly).
@@ -160,8 +155,7 @@ impl Idempotency {
         }
         let mut values = req.headers().get_all(&IDEMPOTENCY_KEY);
         let first = values.next()?;
-        let token = bearer_token(req.request())?;
-        let user_id = self.tokens.verify_access(&token).ok()?.user_id;
+        let user_id = Caller::of(req.request()).principal()?.user_id;
         // Two keys are as invalid as a malformed one: an empty value is refused below.
         let raw = if values.next().is_some() {
             Vec::new()

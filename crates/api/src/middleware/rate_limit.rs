@@ -1,10 +1,12 @@
 //! The general rate limits (SPEC §7, adr/0008): one limiter call per request.
 //!
-//! - A request whose bearer token verifies (signature and expiry only: no database) counts
-//!   for its user against the `user` quota, whatever address it comes from.
-//! - Every other request counts for its client address (`client_ip`: `X-Forwarded-For` only
-//!   from a trusted proxy) against the `anonymous` quota; IPv6 addresses count per /64, the
-//!   block one subscriber usually holds.
+//! - A request whose caller is a live principal (`crate::caller`: a token whose session is
+//!   active, decided once by the `caller` middleware) counts for its user against the `user`
+//!   quota, whatever address it comes from. A token that is forged, expired or whose session
+//!   was revoked buys nothing: such a request is anonymous here.
+//! - Every other request counts for its client address (`X-Forwarded-For` only from a
+//!   trusted proxy) against the `anonymous` quota; IPv6 addresses count per /64, the block
+//!   one subscriber usually holds.
 //! - `/health`, `/ready` and `/metrics` are exempt: probes and scrapers must never be refused.
 //!
 //! Every other response carries `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`
@@ -23,24 +25,18 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
-use ipnet::IpNet;
+use actix_web::{HttpResponse, web};
 use keel_application::AppError;
-use keel_domain::identity::ports::{AccessClaims, TokenService};
 use keel_domain::rate_limit::{Quota, RateDecision, RateLimiter};
 use keel_infrastructure::Metrics;
 
+use crate::caller::Caller;
 use crate::error::ApiError;
-use crate::extractors::{bearer, client_ip};
 use crate::state::AppState;
 
 pub const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 pub const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
 pub const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
-
-/// The claims of this request's access token, verified by the limiter (signature, expiry).
-#[derive(Debug, Clone, Copy)]
-pub struct VerifiedAccess(pub AccessClaims);
 
 /// Paths never limited and answered without the headers.
 pub const EXEMPT_PATHS: [&str; 3] = ["/health", "/ready", "/metrics"];
@@ -61,11 +57,10 @@ impl Policy {
     }
 }
 
-/// The limiter, the token check and the quotas, wired at start-up (`AppState::rate_limits`).
+/// The limiter and the quotas, wired at start-up (`AppState::rate_limits`).
 #[derive(Clone)]
 pub struct RateLimitPolicy {
     limiter: Arc<dyn RateLimiter>,
-    tokens: Arc<dyn TokenService>,
     anonymous: Quota,
     user: Quota,
 }
@@ -85,44 +80,32 @@ pub async fn rate_limit(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     match req.app_data::<web::Data<AppState>>().cloned() {
-        Some(state) => {
-            state
-                .rate_limits
-                .handle(req, next, &state.trusted_proxies, Some(&state.metrics))
-                .await
-        }
+        Some(state) => state.rate_limits.handle(req, next, Some(&state.metrics)).await,
         None => Ok(next.call(req).await?.map_into_boxed_body()),
     }
 }
 
 impl RateLimitPolicy {
-    pub fn new(
-        limiter: Arc<dyn RateLimiter>,
-        tokens: Arc<dyn TokenService>,
-        anonymous: Quota,
-        user: Quota,
-    ) -> Self {
+    pub fn new(limiter: Arc<dyn RateLimiter>, anonymous: Quota, user: Quota) -> Self {
         Self {
             limiter,
-            tokens,
             anonymous,
             user,
         }
     }
 
-    /// The middleware's work, given the trusted proxies and where to count refusals (tests
-    /// wrap an app with it directly).
+    /// The middleware's work, given where to count refusals (tests wrap an app with it
+    /// directly).
     pub async fn handle<B: MessageBody + 'static>(
         &self,
         req: ServiceRequest,
         next: Next<B>,
-        trusted_proxies: &[IpNet],
         metrics: Option<&Metrics>,
     ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
         if EXEMPT_PATHS.contains(&req.path()) {
             return Ok(next.call(req).await?.map_into_boxed_body());
         }
-        let (policy, key) = self.classify(req.request(), trusted_proxies);
+        let (policy, key) = self.classify(&Caller::of(req.request()));
         let quota = match policy {
             Policy::Anonymous => self.anonymous,
             Policy::User => self.user,
@@ -144,17 +127,15 @@ impl RateLimitPolicy {
         Ok(response)
     }
 
-    /// The policy and the limiter key of a request: `user:<id>` for a verified access token,
-    /// else `ip:<address>` (`ip:<prefix>/64` for IPv6, `ip:-` with no peer address).
-    pub fn classify(&self, req: &HttpRequest, trusted_proxies: &[IpNet]) -> (Policy, String) {
-        if let Some(claims) = bearer(req).and_then(|token| self.tokens.verify_access(token).ok()) {
-            // `AuthUser` takes them from here rather than verifying the token again.
-            req.extensions_mut().insert(VerifiedAccess(claims));
-            return (Policy::User, format!("user:{}", claims.user_id));
+    /// The policy and the limiter key of a caller: `user:<id>` for a live principal, else
+    /// `ip:<address>` (`ip:<prefix>/64` for IPv6, `ip:-` with no peer address).
+    pub fn classify(&self, caller: &Caller) -> (Policy, String) {
+        if let Some(principal) = caller.principal() {
+            return (Policy::User, format!("user:{}", principal.user_id));
         }
         let mut key = String::with_capacity(48);
         key.push_str("ip:");
-        match client_ip(req, trusted_proxies).map(client_block) {
+        match caller.ip.map(client_block) {
             Some(IpAddr::V6(v6)) => {
                 let _ = write!(key, "{v6}/64");
             }

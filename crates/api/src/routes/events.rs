@@ -18,7 +18,7 @@
 //!
 //! [`SUBSCRIBER_CAPACITY`]: keel_infrastructure::events::bus::SUBSCRIBER_CAPACITY
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{CloseCode, CloseReason, Message};
@@ -26,30 +26,16 @@ use futures::StreamExt;
 use keel_application::AppError;
 use keel_application::events::{BusMessage, receives};
 use keel_application::identity::auth::authenticate::authenticate_verified;
+use keel_domain::identity::Principal;
 use keel_domain::identity::ports::AccessClaims;
 
+use crate::caller::Caller;
+pub use crate::config::StreamSettings;
 use crate::error::ApiError;
-use crate::extractors::bearer;
 use crate::state::AppState;
 
 /// The largest frame a client may send (it has nothing to say but pongs and close).
 const MAX_CLIENT_FRAME: usize = 4 * 1024;
-
-/// How the stream treats its clients.
-#[derive(Debug, Clone, Copy)]
-pub struct StreamSettings {
-    pub ping_interval: Duration,
-    pub send_timeout: Duration,
-}
-
-impl Default for StreamSettings {
-    fn default() -> Self {
-        Self {
-            ping_interval: Duration::from_secs(30),
-            send_timeout: Duration::from_secs(10),
-        }
-    }
-}
 
 #[utoipa::path(
     get,
@@ -75,18 +61,8 @@ pub async fn events_route(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let claims = {
-        let token = match bearer(&req) {
-            Some(token) => token.to_owned(),
-            None => query_token(req.query_string()).ok_or(AppError::Unauthorized)?,
-        };
-        state
-            .identity
-            .tokens
-            .verify_access(&token)
-            .map_err(AppError::from)?
-    };
-    authenticate_verified(&state.identity, claims).await?;
+    // The header or the `access_token` query parameter, verified by the `caller` middleware.
+    let principal = Caller::of(&req).require()?;
     if *state.shutdown.borrow() {
         // A stream opened now would close at once: the client should go to another instance.
         return Err(AppError::Unavailable("this instance is shutting down; reconnect".into()).into());
@@ -100,22 +76,8 @@ pub async fn events_route(
     // Subscribed before the handshake completes: no event after it is missed.
     let events = state.events.subscribe();
     let stream = stream.max_frame_size(MAX_CLIENT_FRAME);
-    actix_web::rt::spawn(serve(state.into_inner(), claims, session, stream, events));
+    actix_web::rt::spawn(serve(state.into_inner(), principal, session, stream, events));
     Ok(response)
-}
-
-#[derive(Debug, serde::Deserialize)]
-struct TokenQuery {
-    access_token: Option<String>,
-}
-
-/// `access_token` from a query string (percent-decoded); other parameters are ignored.
-fn query_token(query: &str) -> Option<String> {
-    web::Query::<TokenQuery>::from_query(query)
-        .ok()?
-        .into_inner()
-        .access_token
-        .filter(|token| !token.is_empty())
 }
 
 /// Why a session ended, as a close frame.
@@ -129,12 +91,17 @@ fn close(code: CloseCode, description: &str) -> Option<CloseReason> {
 /// One client's session: events out, pings and pongs, until something ends it.
 async fn serve(
     state: std::sync::Arc<AppState>,
-    claims: AccessClaims,
+    principal: Principal,
     mut session: actix_ws::Session,
     mut incoming: actix_ws::MessageStream,
     mut events: futures::stream::BoxStream<'static, BusMessage>,
 ) {
-    let user = claims.user_id;
+    let user = principal.user_id;
+    let claims = AccessClaims {
+        user_id: principal.user_id,
+        session_id: principal.session_id,
+        role: principal.role,
+    };
     let settings = state.stream;
     let mut shutdown = state.shutdown.clone();
     let mut ping = tokio::time::interval(settings.ping_interval);
@@ -209,24 +176,4 @@ async fn serve(
         }
     };
     let _ = session.close(reason).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_token_is_read_from_the_query_string() {
-        assert_eq!(query_token("access_token=abc.def").as_deref(), Some("abc.def"));
-        assert_eq!(query_token("x=1&access_token=a%2Eb").as_deref(), Some("a.b"));
-        assert_eq!(query_token("access_token="), None);
-        assert_eq!(query_token("token=abc"), None);
-        assert_eq!(query_token(""), None);
-        // Malformed input is no token, never a panic.
-        assert_eq!(
-            query_token("access_token=%E2%82").as_deref(),
-            Some("\u{FFFD}"),
-            "decoded lossily; such a token fails verification"
-        );
-    }
 }

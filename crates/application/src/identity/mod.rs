@@ -79,11 +79,17 @@ impl IdentityPorts {
         Ok(self.audit.record(&entry).await?)
     }
 
-    /// Revokes one session and drops its cached state everywhere: the access tokens naming
-    /// it are refused by every instance from now on. `false` when it was not active.
-    pub(crate) async fn revoke_session(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, AppError> {
+    /// Revokes one session of `user_id` and drops what authentication cached of the user
+    /// everywhere: the access tokens naming it are refused by every instance from now on.
+    /// `false` when it was not active.
+    pub(crate) async fn revoke_session(
+        &self,
+        user_id: Uuid,
+        id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<bool, AppError> {
         let revoked = self.sessions.revoke(id, at).await?;
-        self.cache.invalidate(&[CacheKey::session(id)]).await;
+        self.cache.invalidate(&[CacheKey::user(user_id)]).await;
         Ok(revoked)
     }
 
@@ -96,12 +102,11 @@ impl IdentityPorts {
         at: DateTime<Utc>,
     ) -> Result<usize, AppError> {
         let revoked = self.sessions.revoke_all(user_id, except, at).await?;
-        let keys: Vec<CacheKey> = revoked.iter().map(|id| CacheKey::session(*id)).collect();
-        self.cache.invalidate(&keys).await;
+        self.cache.invalidate(&[CacheKey::user(user_id)]).await;
         Ok(revoked.len())
     }
 
-    /// Stores a changed user and drops what authentication cached of it.
+    /// Stores a changed user and drops what was cached of it (sessions' checks, profile).
     pub(crate) async fn update_user(&self, user: &User) -> Result<(), AppError> {
         self.users.update(user).await?;
         self.cache.invalidate(&[CacheKey::user(user.id)]).await;

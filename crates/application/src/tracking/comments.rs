@@ -9,7 +9,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::inputs::CommentBodyInput;
-use super::tasks::find_task;
+use super::tasks::reach_task;
 use super::views::{CommentView, event_data};
 use super::{Expect, TrackingPorts, not_found_as, versioned_update};
 use crate::AppError;
@@ -37,11 +37,8 @@ pub async fn list_comments(
     task: &str,
     cursor: CursorRequest<CommentCursor>,
 ) -> Result<CursorPage<CommentView>, AppError> {
-    let task = find_task(ports, task).await?;
+    let (task, _) = reach_task(ports, principal, task, Permission::Read).await?;
     let task_id = task.id;
-    ports
-        .authorize(principal, task.project_id, Permission::Read, "task")
-        .await?;
     let comments = ports
         .comments
         .list(task_id, cursor.after().copied(), cursor.fetch_limit())
@@ -57,11 +54,8 @@ pub async fn create_comment(
     input: CommentBodyInput,
     meta: &RequestMeta,
 ) -> Result<CommentView, AppError> {
-    let task = find_task(ports, task).await?;
+    let (task, _) = reach_task(ports, principal, task, Permission::WriteTasks).await?;
     let task_id = task.id;
-    ports
-        .authorize(principal, task.project_id, Permission::WriteTasks, "task")
-        .await?;
     let body = body_of(&input)?;
     let now = ports.clock.now();
     let comment = Comment {
@@ -209,9 +203,7 @@ mod tests {
 
     fn tasks() -> MockTaskRepository {
         let mut tasks = MockTaskRepository::new();
-        tasks
-            .expect_find()
-            .returning(|id| Ok((id == task_fixture().id).then(task_fixture)));
+        reads_task(&mut tasks, task_fixture());
         tasks
     }
 

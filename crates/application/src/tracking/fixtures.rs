@@ -11,7 +11,8 @@ use keel_domain::tracking::ports::{
     MockProjectRepository, MockTaskRepository,
 };
 use keel_domain::tracking::{
-    Priority, Project, ProjectKey, ProjectName, ProjectRole, ProjectStatus, Task, TaskStatus, TaskTitle,
+    Priority, Project, ProjectAccess, ProjectKey, ProjectName, ProjectRole, ProjectStatus, Task, TaskStatus,
+    TaskTitle,
 };
 use keel_domain::webhooks::{MockUrlPolicy, MockWebhookRepository, MockWebhookSecrets};
 use uuid::Uuid;
@@ -110,23 +111,56 @@ pub fn cast() -> Vec<(Uuid, ProjectRole)> {
     ]
 }
 
-/// A project store that knows `project` and answers `role_of` from `roles`.
+/// A project store that knows `project` and answers `role_of` and `find_access` from
+/// `roles`.
 pub fn projects_with(project: &Project, roles: &[(Uuid, ProjectRole)]) -> MockProjectRepository {
     let mut projects = MockProjectRepository::new();
     let id = project.id;
     let roles = roles.to_vec();
-    projects.expect_role_of().returning(move |p, u| {
-        Ok(if p == id {
+    let role_of = move |p: Uuid, u: Uuid| {
+        if p == id {
             roles.iter().find(|(user, _)| *user == u).map(|(_, r)| *r)
         } else {
             None
-        })
+        }
+    };
+    let role_of_too = role_of.clone();
+    projects.expect_role_of().returning(move |p, u| Ok(role_of(p, u)));
+    let known = project.clone();
+    projects.expect_find_access().returning(move |p, u| {
+        Ok((p == id).then(|| ProjectAccess {
+            project: known.clone(),
+            role: role_of_too(p, u),
+        }))
     });
     let stored = project.clone();
     projects
         .expect_find()
         .returning(move |p| Ok((p == id).then(|| stored.clone())));
     projects
+}
+
+/// `user`'s access to [`project`] in the usual cast.
+pub fn access_of(user: Uuid) -> ProjectAccess {
+    ProjectAccess {
+        project: project(),
+        role: cast().into_iter().find(|(u, _)| *u == user).map(|(_, r)| r),
+    }
+}
+
+/// Lets `tasks` answer the reads that come with the caller's access (by id and by
+/// identifier) with `task` when its id or number is asked for.
+pub fn reads_task(tasks: &mut MockTaskRepository, task: Task) {
+    let by_number = task.clone();
+    tasks
+        .expect_find_with_access()
+        .returning(move |id, user| Ok((id == task.id).then(|| (task.clone(), access_of(user)))));
+    tasks
+        .expect_find_by_number_with_access()
+        .returning(move |key, number, user| {
+            let hit = *key == by_number.project_key && number == by_number.number;
+            Ok(hit.then(|| (by_number.clone(), access_of(user))))
+        });
 }
 
 pub fn fields(e: AppError) -> Vec<String> {

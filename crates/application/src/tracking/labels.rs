@@ -11,7 +11,6 @@ use super::inputs::CreateLabelBody;
 use super::views::{LabelView, event_data};
 use super::{TrackingPorts, check, not_found_as, validated};
 use crate::AppError;
-use crate::cache::CacheKey;
 use crate::context::RequestMeta;
 use crate::pagination::{Page, PageRequest};
 
@@ -107,8 +106,7 @@ pub async fn delete_label(
         .delete(project_id, label_id, &change)
         .await
         .map_err(not_found_as("label"))?;
-    let tasks: Vec<CacheKey> = relabeled.into_iter().map(CacheKey::task).collect();
-    ports.forget(&tasks).await;
+    ports.forget_tasks(project_id, &relabeled).await;
     Ok(())
 }
 

@@ -16,7 +16,6 @@ use super::inputs::{AddMemberBody, UpdateMemberBody};
 use super::views::{MemberView, event_data};
 use super::{TrackingPorts, check, not_found_as, validated};
 use crate::AppError;
-use crate::cache::CacheKey;
 use crate::context::RequestMeta;
 use crate::pagination::{Page, PageRequest};
 
@@ -166,7 +165,7 @@ pub async fn update_member(
             .await
             .map_err(not_found_as("member"))?;
         // Two roles and the project's owner changed.
-        ports.forget_project(project_id, true).await?;
+        ports.forget_project(project_id).await?;
     } else {
         if member.role == ProjectRole::Owner {
             return Err(AppError::Conflict(
@@ -246,8 +245,7 @@ pub async fn remove_member(
         .await
         .map_err(not_found_as("member"))?;
     ports.forget_member(project_id, user_id).await;
-    let tasks: Vec<CacheKey> = unassigned.into_iter().map(CacheKey::task).collect();
-    ports.forget(&tasks).await;
+    ports.forget_tasks(project_id, &unassigned).await;
     Ok(())
 }
 
@@ -423,11 +421,9 @@ mod tests {
             [
                 format!("project:{PROJECT_ID}"),
                 format!("projects-of:{old_owner}"),
-                format!("role:{PROJECT_ID}:{old_owner}"),
                 format!("projects-of:{new_owner}"),
-                format!("role:{PROJECT_ID}:{new_owner}"),
             ],
-            "both roles, both members' lists and the project's owner"
+            "the project (with every member's access) and both members' lists"
         );
     }
 
@@ -491,8 +487,9 @@ mod tests {
         assert_eq!(
             cache.invalidated(),
             [
-                format!("role:{PROJECT_ID}:{viewer_id}"),
+                format!("project:{PROJECT_ID}"),
                 format!("projects-of:{viewer_id}"),
+                format!("tasks-of:{PROJECT_ID}"),
                 format!("task:{}", Uuid::from_u128(41)),
             ],
             "the leaver's role and lists, and the tasks they no longer hold"

@@ -31,14 +31,13 @@ use keel_domain::identity::ports::UserRepository;
 use keel_domain::tracking::ports::{
     ActivityFeed, CommentRepository, LabelRepository, MemberRepository, ProjectRepository, TaskRepository,
 };
-use keel_domain::tracking::{Permission, Project, ProjectRole};
+use keel_domain::tracking::{Permission, ProjectAccess, ProjectRole};
 use keel_domain::webhooks::{UrlPolicy, WebhookRepository, WebhookSecrets};
 use keel_domain::{FieldError, StoreError};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::AppError;
-use crate::cache::{Cache, CacheKey, cached};
+use crate::cache::{Cache, CacheKey, Watermark, cached, store_since};
 use crate::context::RequestMeta;
 
 /// The ports every tracking use case may need.
@@ -61,10 +60,6 @@ pub struct TrackingPorts {
     pub webhook_secrets: Arc<dyn WebhookSecrets>,
 }
 
-/// A cached role look-up: "not a member" is cached too (adding a member invalidates it).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-struct RoleEntry(Option<ProjectRole>);
-
 impl std::fmt::Debug for TrackingPorts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TrackingPorts").finish_non_exhaustive()
@@ -83,42 +78,79 @@ impl TrackingPorts {
         permission: Permission,
         missing: &'static str,
     ) -> Result<ProjectRole, AppError> {
-        let role = match self.role_of(project_id, principal.user_id).await? {
-            Some(_) if principal.is_admin() => ProjectRole::Owner,
+        Ok(self
+            .authorize_access(principal, project_id, permission, missing, None)
+            .await?
+            .1)
+    }
+
+    /// [`Self::authorize`], also answering the project. `prefetched` is the caller's access
+    /// to `project_id` when this request read it already (with the resource, in the same
+    /// statement): then no look-up is made.
+    pub(crate) async fn authorize_access(
+        &self,
+        principal: &Principal,
+        project_id: Uuid,
+        permission: Permission,
+        missing: &'static str,
+        prefetched: Option<Arc<ProjectAccess>>,
+    ) -> Result<(Arc<ProjectAccess>, ProjectRole), AppError> {
+        let access = match prefetched {
+            Some(access) if access.project.id == project_id => Some(access),
+            _ => self.access(project_id, principal.user_id).await?,
+        };
+        let Some(access) = access else {
+            return Err(AppError::NotFound(missing));
+        };
+        let role = match access.role {
+            // Instance admins act as owners of every project.
+            _ if principal.is_admin() => ProjectRole::Owner,
             Some(role) => role,
-            None if principal.is_admin() && self.cached_project(project_id).await?.is_some() => {
-                ProjectRole::Owner
-            }
             None => return Err(AppError::NotFound(missing)),
         };
         if role.allows(permission) {
-            Ok(role)
+            Ok((access, role))
         } else {
             Err(AppError::Forbidden)
         }
     }
 
-    /// A user's role in a project, through the cache.
+    /// A project with a user's role in it, through the cache (`project:<id>` variant
+    /// `m:<user>`): one statement on a miss; `None` when there is no such project.
+    pub(crate) async fn access(
+        &self,
+        project_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Option<Arc<ProjectAccess>>, AppError> {
+        Ok(cached(
+            self.cache.as_ref(),
+            &CacheKey::access(project_id, user_id),
+            self.projects.find_access(project_id, user_id),
+        )
+        .await?)
+    }
+
+    /// Keeps an access read together with a resource (the same statement), so that the next
+    /// authorization in this project hits the cache; dropped if anything was invalidated
+    /// since `mark`.
+    pub(crate) async fn keep_access(&self, mark: Watermark, user_id: Uuid, access: &Arc<ProjectAccess>) {
+        store_since(
+            self.cache.as_ref(),
+            mark,
+            &CacheKey::access(access.project.id, user_id),
+            Arc::clone(access),
+        )
+        .await;
+    }
+
+    /// A user's role in a project (`None`: not a member, or no such project), through the
+    /// cache.
     pub(crate) async fn role_of(
         &self,
         project_id: Uuid,
         user_id: Uuid,
     ) -> Result<Option<ProjectRole>, AppError> {
-        let entry = cached(self.cache.as_ref(), &CacheKey::role(project_id, user_id), async {
-            Ok(Some(RoleEntry(self.projects.role_of(project_id, user_id).await?)))
-        })
-        .await?;
-        Ok(entry.and_then(|e| e.0))
-    }
-
-    /// A project, through the cache: for reads only — a read-modify-write reads the store.
-    pub(crate) async fn cached_project(&self, id: Uuid) -> Result<Option<Arc<Project>>, AppError> {
-        Ok(cached(
-            self.cache.as_ref(),
-            &CacheKey::project(id),
-            self.projects.find(id),
-        )
-        .await?)
+        Ok(self.access(project_id, user_id).await?.and_then(|a| a.role))
     }
 
     /// Drops `keys` on every instance (after the write that changed them is committed).
@@ -127,8 +159,8 @@ impl TrackingPorts {
     }
 
     /// After a change that every member sees (the project itself, its member list): the
-    /// project, each member's project lists and, with `roles`, each member's role.
-    pub(crate) async fn forget_project(&self, project_id: Uuid, roles: bool) -> Result<(), AppError> {
+    /// project with every member's access, and each member's project lists.
+    pub(crate) async fn forget_project(&self, project_id: Uuid) -> Result<(), AppError> {
         let members = match self.members.user_ids(project_id).await {
             Ok(members) => members,
             Err(e) => {
@@ -137,25 +169,27 @@ impl TrackingPorts {
                 return Err(e.into());
             }
         };
-        let mut keys = Vec::with_capacity(1 + members.len() * 2);
+        let mut keys = Vec::with_capacity(1 + members.len());
         keys.push(CacheKey::project(project_id));
-        for user in members {
-            keys.push(CacheKey::projects_of(user));
-            if roles {
-                keys.push(CacheKey::role(project_id, user));
-            }
-        }
+        keys.extend(members.into_iter().map(CacheKey::projects_of));
         self.forget(&keys).await;
         Ok(())
     }
 
-    /// After a change of one membership.
+    /// After a change of one membership: the project's cached access (every member's, as
+    /// one name) and the user's project lists.
     pub(crate) async fn forget_member(&self, project_id: Uuid, user_id: Uuid) {
-        self.forget(&[
-            CacheKey::role(project_id, user_id),
-            CacheKey::projects_of(user_id),
-        ])
-        .await;
+        self.forget(&[CacheKey::project(project_id), CacheKey::projects_of(user_id)])
+            .await;
+    }
+
+    /// After a change of tasks of one project: those tasks and every cached page of the
+    /// project's task list.
+    pub(crate) async fn forget_tasks(&self, project_id: Uuid, task_ids: &[Uuid]) {
+        let mut keys = Vec::with_capacity(1 + task_ids.len());
+        keys.push(CacheKey::project_tasks(project_id));
+        keys.extend(task_ids.iter().copied().map(CacheKey::task));
+        self.forget(&keys).await;
     }
 
     /// A change in a project: its audit entry (`details` says what changed) and its domain
@@ -281,10 +315,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_stranger_gets_404_and_a_weak_role_403() {
-        let project = Uuid::now_v7();
+        let mut stored = super::fixtures::project();
+        stored.id = Uuid::now_v7();
+        let project = stored.id;
         let mut projects = MockProjectRepository::new();
-        projects.expect_role_of().returning(move |p, u| {
-            Ok((p == project && u == viewer().user_id).then_some(ProjectRole::Viewer))
+        projects.expect_find_access().returning(move |p, u| {
+            Ok((p == project).then(|| ProjectAccess {
+                project: stored.clone(),
+                role: (u == viewer().user_id).then_some(ProjectRole::Viewer),
+            }))
         });
         let ports = Fixture {
             projects,
@@ -313,12 +352,14 @@ mod tests {
     #[tokio::test]
     async fn instance_admins_act_as_owners_of_existing_projects_only() {
         let mut projects = MockProjectRepository::new();
-        projects.expect_role_of().returning(|_, _| Ok(None));
         let existing = project();
         let id = existing.id;
-        projects
-            .expect_find()
-            .returning(move |p| Ok((p == id).then(|| existing.clone())));
+        projects.expect_find_access().returning(move |p, _| {
+            Ok((p == id).then(|| ProjectAccess {
+                project: existing.clone(),
+                role: None,
+            }))
+        });
         let ports = Fixture {
             projects,
             ..Fixture::default()

@@ -167,14 +167,11 @@ pub async fn get_project(
     principal: &Principal,
     id: Uuid,
 ) -> Result<ProjectView, AppError> {
-    let role = ports
-        .authorize(principal, id, Permission::Read, "project")
+    // One cache read (or one statement): the project comes with the caller's role.
+    let (access, role) = ports
+        .authorize_access(principal, id, Permission::Read, "project", None)
         .await?;
-    let project = ports
-        .cached_project(id)
-        .await?
-        .ok_or(AppError::NotFound("project"))?;
-    Ok(ProjectView::new(&project, role))
+    Ok(ProjectView::new(&access.project, role))
 }
 
 /// Changes name, description or status (project admins). The key never changes: it is in
@@ -241,7 +238,7 @@ pub async fn update_project(
                 .await
                 .map_err(not_found_as("project"))?;
             if saved {
-                ports.forget_project(id, false).await?;
+                ports.forget_project(id).await?;
             }
             Ok(saved.then(|| ProjectView::new(&project, role)))
         }
@@ -271,11 +268,10 @@ pub async fn delete_project(
         .delete(id, &change)
         .await
         .map_err(not_found_as("project"))?;
-    // Roles go too: a cached task of the project must find no member to show it to.
-    let mut keys = vec![CacheKey::project(id)];
-    for user in members {
-        keys.extend([CacheKey::projects_of(user), CacheKey::role(id, user)]);
-    }
+    // Every member's access goes too: a cached task of the project must find no member to
+    // show it to.
+    let mut keys = vec![CacheKey::project(id), CacheKey::project_tasks(id)];
+    keys.extend(members.into_iter().map(CacheKey::projects_of));
     ports.forget(&keys).await;
     Ok(())
 }
@@ -488,8 +484,8 @@ mod tests {
         assert_eq!(
             cache.reads(),
             [
-                format!("role:{id}:{}", member().user_id),
-                format!("role:{id}:{}", owner().user_id),
+                format!("project:{id}#m:{}", member().user_id),
+                format!("project:{id}#m:{}", owner().user_id),
             ],
             "authorization reads roles through the cache; the update itself reads the store"
         );
@@ -583,8 +579,8 @@ mod tests {
             cache.invalidated(),
             [
                 format!("project:{id}"),
+                format!("tasks-of:{id}"),
                 format!("projects-of:{o}"),
-                format!("role:{id}:{o}")
             ]
         );
         assert!(matches!(

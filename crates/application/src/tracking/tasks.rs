@@ -2,7 +2,7 @@
 //! filtered, sorted, cursor-paginated lists of one project or of all the caller's projects.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use keel_domain::FieldError;
@@ -11,8 +11,8 @@ use keel_domain::identity::Principal;
 use keel_domain::tracking::ports::NewTask;
 use keel_domain::tracking::values::{TASK_DESCRIPTION_MAX, parse_description, parse_due_date};
 use keel_domain::tracking::{
-    AssigneeFilter, LabelName, Permission, Priority, Scope, Task, TaskFilter, TaskPosition, TaskQuery,
-    TaskSort, TaskStatus, TaskTitle, parse_identifier,
+    AssigneeFilter, LabelName, Permission, Priority, ProjectAccess, ProjectRole, Scope, Task, TaskFilter,
+    TaskPosition, TaskQuery, TaskSort, TaskStatus, TaskTitle, parse_identifier,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -59,19 +59,55 @@ async fn load(ports: &TrackingPorts, id: Uuid) -> Result<Task, AppError> {
     ports.tasks.find(id).await?.ok_or(AppError::NotFound("task"))
 }
 
-/// A task addressed by id or by identifier (`KEEL-12`, any case); 404 for anything else.
-/// Authorization is the caller's next step.
-pub(crate) async fn find_task(ports: &TrackingPorts, id_or_identifier: &str) -> Result<Task, AppError> {
-    let task = if let Ok(id) = Uuid::parse_str(id_or_identifier) {
-        cached(ports.cache.as_ref(), &CacheKey::task(id), ports.tasks.find(id))
-            .await?
-            .map(Arc::unwrap_or_clone)
+/// A task addressed by id or by identifier (`KEEL-12`, any case) that the caller may reach
+/// with `permission`, and the caller's role in its project; 404 for anything else.
+///
+/// By id the task is read through the cache (`task:<id>`); a miss reads the task with the
+/// caller's access to its project in one statement, and that access is used at once (and
+/// kept for the next request). By identifier it is that same one statement, uncached.
+pub(crate) async fn reach_task(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    id_or_identifier: &str,
+    permission: Permission,
+) -> Result<(Task, ProjectRole), AppError> {
+    let user_id = principal.user_id;
+    let mark = ports.cache.watermark();
+    let (task, fresh) = if let Ok(id) = Uuid::parse_str(id_or_identifier) {
+        let fresh: Mutex<Option<ProjectAccess>> = Mutex::new(None);
+        let task = cached(ports.cache.as_ref(), &CacheKey::task(id), async {
+            let found = ports.tasks.find_with_access(id, user_id).await?;
+            Ok(found.map(|(task, access)| {
+                if let Ok(mut slot) = fresh.lock() {
+                    *slot = Some(access);
+                }
+                task
+            }))
+        })
+        .await?
+        .map(Arc::unwrap_or_clone);
+        (task, fresh.into_inner().ok().flatten())
     } else if let Some((key, number)) = parse_identifier(id_or_identifier) {
-        ports.tasks.find_by_number(&key, number).await?
+        match ports
+            .tasks
+            .find_by_number_with_access(&key, number, user_id)
+            .await?
+        {
+            Some((task, access)) => (Some(task), Some(access)),
+            None => (None, None),
+        }
     } else {
-        None
+        (None, None)
     };
-    task.ok_or(AppError::NotFound("task"))
+    let task = task.ok_or(AppError::NotFound("task"))?;
+    let fresh = fresh.map(Arc::new);
+    if let Some(access) = &fresh {
+        ports.keep_access(mark, user_id, access).await;
+    }
+    let (_, role) = ports
+        .authorize_access(principal, task.project_id, permission, "task", fresh)
+        .await?;
+    Ok((task, role))
 }
 
 /// The checks against stored data: the assignee is a member, the labels exist. Returns the
@@ -120,8 +156,8 @@ pub async fn create_task(
     body: CreateTaskBody,
     meta: &RequestMeta,
 ) -> Result<TaskView, AppError> {
-    ports
-        .authorize(principal, project_id, Permission::WriteTasks, "project")
+    let (access, _) = ports
+        .authorize_access(principal, project_id, Permission::WriteTasks, "project", None)
         .await?;
     let mut errors = Vec::new();
     let title = check(&mut errors, TaskTitle::parse(&body.title));
@@ -148,16 +184,12 @@ pub async fn create_task(
     let label_ids = check_references(ports, project_id, body.assignee_id, Some(&labels))
         .await?
         .unwrap_or_default();
-    let project = ports
-        .projects
-        .find(project_id)
-        .await?
-        .ok_or(AppError::NotFound("project"))?;
     let now = ports.clock.now();
     let task = Task {
         id: Uuid::now_v7(),
         project_id,
-        project_key: project.key,
+        // A project's key never changes: the cached access's is the stored one.
+        project_key: access.project.key.clone(),
         number: 0,
         title,
         description,
@@ -186,6 +218,7 @@ pub async fn create_task(
         .create(&NewTask { task, label_ids }, &change, task_data)
         .await
         .map_err(not_found_as("project"))?;
+    ports.forget_tasks(project_id, &[]).await;
     Ok(TaskView::from(&stored))
 }
 
@@ -200,10 +233,7 @@ pub async fn get_task(
     principal: &Principal,
     id_or_identifier: &str,
 ) -> Result<TaskView, AppError> {
-    let task = find_task(ports, id_or_identifier).await?;
-    ports
-        .authorize(principal, task.project_id, Permission::Read, "task")
-        .await?;
+    let (task, _) = reach_task(ports, principal, id_or_identifier, Permission::Read).await?;
     Ok(TaskView::from(&task))
 }
 
@@ -216,13 +246,10 @@ pub async fn update_task(
     expect: Expect,
     meta: &RequestMeta,
 ) -> Result<TaskView, AppError> {
-    let found = find_task(ports, id_or_identifier).await?;
+    let (found, _) = reach_task(ports, principal, id_or_identifier, Permission::WriteTasks).await?;
     let (id, project_id) = (found.id, found.project_id);
     // The first attempt works on the task just read; a retry after a lost race re-reads it.
     let mut preloaded = Some(found);
-    ports
-        .authorize(principal, project_id, Permission::WriteTasks, "task")
-        .await?;
     let mut errors = Vec::new();
     let title = optional(&mut errors, body.title.as_deref(), TaskTitle::parse);
     let description = optional(&mut errors, body.description, |d| {
@@ -314,7 +341,7 @@ pub async fn update_task(
                 .await
                 .map_err(not_found_as("task"))?;
             if saved {
-                ports.forget(&[CacheKey::task(task.id)]).await;
+                ports.forget_tasks(task.project_id, &[task.id]).await;
             }
             Ok(saved.then(|| TaskView::from(&task)))
         }
@@ -328,11 +355,8 @@ pub async fn delete_task(
     id_or_identifier: &str,
     meta: &RequestMeta,
 ) -> Result<(), AppError> {
-    let task = find_task(ports, id_or_identifier).await?;
+    let (task, _) = reach_task(ports, principal, id_or_identifier, Permission::WriteTasks).await?;
     let id = task.id;
-    ports
-        .authorize(principal, task.project_id, Permission::WriteTasks, "task")
-        .await?;
     let change = ports.change(
         meta,
         principal,
@@ -347,7 +371,7 @@ pub async fn delete_task(
         .delete(id, &change)
         .await
         .map_err(not_found_as("task"))?;
-    ports.forget(&[CacheKey::task(id)]).await;
+    ports.forget_tasks(task.project_id, &[id]).await;
     Ok(())
 }
 
@@ -359,10 +383,55 @@ pub async fn list_project_tasks(
     query: TaskListQuery,
     cursor: CursorRequest<TaskCursor>,
 ) -> Result<CursorPage<TaskView>, AppError> {
+    let (task_query, shape) = list_query(principal, Scope::Project(project_id), &query, &cursor)?;
+    let Some(task_query) = task_query else {
+        ports
+            .authorize(principal, project_id, Permission::Read, "project")
+            .await?;
+        return shape.page(&[], &cursor);
+    };
+    let user_id = principal.user_id;
+    let mark = ports.cache.watermark();
+    let fresh: Mutex<Option<ProjectAccess>> = Mutex::new(None);
+    // The page and the caller's access to the project in one statement; the access is
+    // checked below, before anything of the page is shown.
+    let load = async {
+        let found = ports
+            .tasks
+            .page_with_access(project_id, user_id, &task_query)
+            .await?;
+        Ok(found.map(|(access, tasks)| {
+            if let Ok(mut slot) = fresh.lock() {
+                *slot = Some(access);
+            }
+            tasks
+        }))
+    };
+    let tasks = if task_query.filter.q.is_some() {
+        // Free-text searches are not cached: one caller could fill the cache with variants.
+        load.await?.map(Arc::new)
+    } else {
+        let key = CacheKey::project_tasks(project_id).with_variant(page_variant(&task_query));
+        cached(ports.cache.as_ref(), &key, load).await?
+    };
+    let fresh = fresh.into_inner().ok().flatten().map(Arc::new);
+    if let Some(access) = &fresh {
+        ports.keep_access(mark, user_id, access).await;
+    }
     ports
-        .authorize(principal, project_id, Permission::Read, "project")
+        .authorize_access(principal, project_id, Permission::Read, "project", fresh)
         .await?;
-    list(ports, principal, Scope::Project(project_id), query, cursor).await
+    let tasks = tasks.ok_or(AppError::NotFound("project"))?;
+    shape.page(&tasks, &cursor)
+}
+
+/// The cache variant of one page of a project's tasks: everything that decides its rows
+/// (filters with `me` resolved, sort, position, size), as written by this build.
+fn page_variant(query: &TaskQuery) -> String {
+    format!(
+        "{:?}|{:?}|{:?}|{}",
+        query.filter, query.sort, query.after, query.limit
+    )
 }
 
 /// The tasks of every project the caller belongs to (every project for instance admins).
@@ -500,7 +569,48 @@ async fn list(
     query: TaskListQuery,
     cursor: CursorRequest<TaskCursor>,
 ) -> Result<CursorPage<TaskView>, AppError> {
-    let (filter, sort) = parse_filter(principal, &query)?;
+    let (task_query, shape) = list_query(principal, scope, &query, &cursor)?;
+    let tasks = match task_query {
+        Some(query) => ports.tasks.list(&query).await?,
+        None => Vec::new(),
+    };
+    shape.page(&tasks, &cursor)
+}
+
+/// How a page's cursors are made: the sort, by name and as parsed.
+struct PageShape {
+    sort_name: String,
+    sort: TaskSort,
+}
+
+impl PageShape {
+    /// The page of `tasks` (the store's rows, one more than asked for when there is more).
+    fn page(
+        &self,
+        tasks: &[Task],
+        cursor: &CursorRequest<TaskCursor>,
+    ) -> Result<CursorPage<TaskView>, AppError> {
+        let rows: Vec<&Task> = tasks.iter().collect();
+        let page = CursorPage::from_rows(rows, cursor, |t| TaskCursor {
+            s: self.sort_name.clone(),
+            p: self.sort.position_of(t),
+        })?;
+        Ok(CursorPage {
+            data: page.data.into_iter().map(TaskView::from).collect(),
+            pagination: page.pagination,
+        })
+    }
+}
+
+/// The store query of a list request (`None` when its filter can match nothing), and the
+/// shape of its pages.
+fn list_query(
+    principal: &Principal,
+    scope: Scope,
+    query: &TaskListQuery,
+    cursor: &CursorRequest<TaskCursor>,
+) -> Result<(Option<TaskQuery>, PageShape), AppError> {
+    let (filter, sort) = parse_filter(principal, query)?;
     let sort_name = sort_text(sort);
     let after = match cursor.after() {
         None => None,
@@ -512,27 +622,14 @@ async fn list(
             ));
         }
     };
-    let tasks = match filter {
-        Some(filter) => {
-            let query = TaskQuery {
-                scope,
-                filter,
-                sort,
-                after,
-                limit: cursor.fetch_limit(),
-            };
-            ports.tasks.list(&query).await?
-        }
-        None => Vec::new(),
-    };
-    let page = CursorPage::from_rows(tasks, &cursor, |t| TaskCursor {
-        s: sort_name.clone(),
-        p: sort.position_of(t),
-    })?;
-    Ok(CursorPage {
-        data: page.data.iter().map(TaskView::from).collect(),
-        pagination: page.pagination,
-    })
+    let task_query = filter.map(|filter| TaskQuery {
+        scope,
+        filter,
+        sort,
+        after,
+        limit: cursor.fetch_limit(),
+    });
+    Ok((task_query, PageShape { sort_name, sort }))
 }
 
 #[cfg(test)]
@@ -680,13 +777,7 @@ mod tests {
     #[tokio::test]
     async fn get_accepts_an_id_or_an_identifier_and_hides_other_projects() {
         let mut tasks = MockTaskRepository::new();
-        tasks
-            .expect_find()
-            .returning(|id| Ok((id == task().id).then(task)));
-        tasks
-            .expect_find_by_number()
-            .withf(|k, n| k.as_str() == "KEEL" && *n == 1)
-            .returning(|_, _| Ok(Some(task())));
+        reads_task(&mut tasks, task());
         let ports = Fixture {
             tasks,
             ..Fixture::default()
@@ -714,6 +805,7 @@ mod tests {
     async fn update_moves_status_bumps_version_and_keeps_unsent_fields() {
         let mut tasks = MockTaskRepository::new();
         tasks.expect_find().returning(|_| Ok(Some(task())));
+        reads_task(&mut tasks, task());
         tasks
             .expect_update()
             .withf(|t, labels, expected, a| {
@@ -746,6 +838,7 @@ mod tests {
     async fn update_is_412_on_a_stale_version_and_403_for_viewers() {
         let mut tasks = MockTaskRepository::new();
         tasks.expect_find().returning(|_| Ok(Some(task())));
+        reads_task(&mut tasks, task());
         tasks.expect_update().returning(|_, _, _, _| Ok(false));
         let ports = Fixture {
             tasks,
@@ -778,6 +871,7 @@ mod tests {
         let mut tasks = MockTaskRepository::new();
         let mut assigned = task();
         assigned.assignee_id = Some(member().user_id);
+        reads_task(&mut tasks, assigned.clone());
         tasks.expect_find().returning(move |_| Ok(Some(assigned.clone())));
         tasks
             .expect_update()
@@ -884,10 +978,18 @@ mod tests {
             id: Uuid::from_u128(5),
         };
         tasks
-            .expect_list()
-            .withf(move |q| q.after == Some(position) && q.scope == Scope::Project(PROJECT_ID))
+            .expect_page_with_access()
+            .withf(move |p, _, q| {
+                *p == PROJECT_ID && q.after == Some(position) && q.scope == Scope::Project(PROJECT_ID)
+            })
             .times(1)
-            .returning(|_| Ok(vec![]));
+            .returning(|_, user, _| Ok(Some((access_of(user), vec![]))));
+        // The page comes with the caller's access; a stranger's is read, then refused.
+        tasks
+            .expect_page_with_access()
+            .withf(|_, _, q| q.after.is_none())
+            .times(1)
+            .returning(|_, user, _| Ok(Some((access_of(user), vec![task()]))));
         let ports = Fixture {
             tasks,
             ..Fixture::default()
@@ -935,9 +1037,105 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_task_read_authorizes_with_the_access_read_in_the_same_statement_and_keeps_it() {
+        let mut tasks = MockTaskRepository::new();
+        reads_task(&mut tasks, task());
+        let fixture = Fixture {
+            // No expectation: a separate access read would panic.
+            projects: keel_domain::tracking::ports::MockProjectRepository::new(),
+            tasks,
+            ..Fixture::default()
+        };
+        let cache = fixture.cache.clone();
+        let ports = fixture.ports();
+        let view = get_task(&ports, &viewer(), &task().id.to_string()).await.unwrap();
+        assert_eq!(view.id, task().id);
+        assert_eq!(cache.reads(), [format!("task:{}", task().id)]);
+        assert_eq!(
+            cache.filled(),
+            [format!("project:{PROJECT_ID}#m:{}", viewer().user_id)],
+            "the access came with the task: kept for the next authorization"
+        );
+        assert!(matches!(
+            get_task(&ports, &stranger(), "KEEL-1").await,
+            Err(AppError::NotFound("task"))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_page_of_a_project_is_one_store_read_cached_per_query_and_free_text_is_not_cached() {
+        let mut tasks = MockTaskRepository::new();
+        tasks
+            .expect_page_with_access()
+            .times(2)
+            .returning(|_, user, _| Ok(Some((access_of(user), vec![task()]))));
+        let fixture = Fixture {
+            projects: keel_domain::tracking::ports::MockProjectRepository::new(),
+            tasks,
+            ..Fixture::default()
+        };
+        let cache = fixture.cache.clone();
+        let ports = fixture.ports();
+        let page = list_project_tasks(
+            &ports,
+            &viewer(),
+            PROJECT_ID,
+            TaskListQuery::default(),
+            CursorRequest::parse(Some("25"), None).unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(page.data.len(), 1);
+        let reads = cache.reads();
+        assert_eq!(reads.len(), 1, "{reads:?}");
+        assert!(
+            reads[0].starts_with(&format!("tasks-of:{PROJECT_ID}#")),
+            "{reads:?}"
+        );
+        let searched = TaskListQuery {
+            q: Some("first".into()),
+            ..Default::default()
+        };
+        list_project_tasks(
+            &ports,
+            &viewer(),
+            PROJECT_ID,
+            searched,
+            CursorRequest::parse(None, None).unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            cache.reads().len(),
+            1,
+            "a free-text search is not read through the cache"
+        );
+    }
+
+    #[tokio::test]
+    async fn every_task_write_makes_the_project_pages_stale() {
+        let mut tasks = MockTaskRepository::new();
+        tasks.expect_find().returning(|_| Ok(Some(task())));
+        reads_task(&mut tasks, task());
+        tasks.expect_delete().returning(|_, _| Ok(()));
+        let fixture = Fixture {
+            tasks,
+            ..Fixture::default()
+        };
+        let cache = fixture.cache.clone();
+        let ports = fixture.ports();
+        delete_task(&ports, &member(), "KEEL-1", &meta()).await.unwrap();
+        assert_eq!(
+            cache.invalidated(),
+            [format!("tasks-of:{PROJECT_ID}"), format!("task:{}", task().id)]
+        );
+    }
+
+    #[tokio::test]
     async fn delete_needs_write_access_and_audits() {
         let mut tasks = MockTaskRepository::new();
         tasks.expect_find().returning(|_| Ok(Some(task())));
+        reads_task(&mut tasks, task());
         tasks
             .expect_delete()
             .withf(|id, a| {
@@ -990,10 +1188,10 @@ mod tests {
         let mut tasks = MockTaskRepository::new();
         let mut seq = mockall::Sequence::new();
         tasks
-            .expect_find()
+            .expect_find_with_access()
             .times(1)
             .in_sequence(&mut seq)
-            .returning(|_| Ok(Some(task())));
+            .returning(|_, user| Ok(Some((task(), access_of(user)))));
         tasks
             .expect_update()
             .withf(|_, _, expected, _| *expected == 1)

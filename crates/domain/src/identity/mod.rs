@@ -5,6 +5,7 @@ pub mod ports;
 pub mod values;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use values::{Email, Password, PasswordHash, Role, UserName, UserStatus};
@@ -36,6 +37,24 @@ pub struct Session {
 }
 
 impl Session {
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at > now
+    }
+}
+
+/// What authentication needs of a session and of its user, read together (one statement):
+/// never the password hash, the address or the user agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionAuth {
+    pub user_id: Uuid,
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// The user's current role (a demotion applies at once, whatever the token says).
+    pub role: Role,
+    pub status: UserStatus,
+}
+
+impl SessionAuth {
     pub fn is_active(&self, now: DateTime<Utc>) -> bool {
         self.revoked_at.is_none() && self.expires_at > now
     }

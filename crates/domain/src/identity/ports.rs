@@ -4,7 +4,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Email, Password, PasswordHash, RefreshToken, Role, Rotation, Session, User, UserStatus};
+use super::{
+    Email, Password, PasswordHash, RefreshToken, Role, Rotation, Session, SessionAuth, User, UserStatus,
+};
 use crate::{BoxError, StoreError};
 
 /// Filters of the admin user list.
@@ -49,6 +51,9 @@ pub trait SessionRepository: Send + Sync {
     /// Stores a new session with its first refresh token, atomically.
     async fn create(&self, session: &Session, refresh: &RefreshToken) -> Result<(), StoreError>;
     async fn find(&self, id: Uuid) -> Result<Option<Session>, StoreError>;
+    /// The session with its user's role and status, in one statement (every authenticated
+    /// request that misses the cache reads this); `None` when there is no such session.
+    async fn find_auth(&self, id: Uuid) -> Result<Option<SessionAuth>, StoreError>;
     /// Marks `used` as used if it was not, stores `next` and touches the session, in one
     /// transaction. Safe under concurrent calls with the same token: exactly one rotates.
     async fn rotate(

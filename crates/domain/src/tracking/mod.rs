@@ -31,6 +31,15 @@ pub struct Project {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A project as one user reaches it: the project and the user's role in it (`None`: not a
+/// member). Read in one statement, cached per user, and what every project-scoped
+/// authorization looks at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectAccess {
+    pub project: Project,
+    pub role: Option<ProjectRole>,
+}
+
 /// A user's membership of a project, with the user's public fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {

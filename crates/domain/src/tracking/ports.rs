@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    Comment, Label, LabelName, Member, Project, ProjectFilter, ProjectKey, ProjectRole, ProjectSort,
-    ProjectWithRole, Scope, Task, TaskQuery,
+    Comment, Label, LabelName, Member, Project, ProjectAccess, ProjectFilter, ProjectKey, ProjectRole,
+    ProjectSort, ProjectWithRole, Scope, Task, TaskQuery,
 };
 use crate::StoreError;
 use crate::audit::AuditEntry;
@@ -26,6 +26,10 @@ pub trait ProjectRepository: Send + Sync {
     /// `Conflict` when the key is taken.
     async fn create(&self, project: &Project, change: &Change) -> Result<(), StoreError>;
     async fn find(&self, id: Uuid) -> Result<Option<Project>, StoreError>;
+    /// The project with the user's role in it, in one statement; `None` when there is no
+    /// such project.
+    async fn find_access(&self, project_id: Uuid, user_id: Uuid)
+    -> Result<Option<ProjectAccess>, StoreError>;
     /// The user's role in the project; `None` when not a member (or no such project).
     async fn role_of(&self, project_id: Uuid, user_id: Uuid) -> Result<Option<ProjectRole>, StoreError>;
     /// Saves name, description, status and `updated_at`, and sets the version to
@@ -148,8 +152,23 @@ pub trait TaskRepository: Send + Sync {
     /// number the store hands out).
     async fn create(&self, new: &NewTask, change: &Change, data: EventData<Task>)
     -> Result<Task, StoreError>;
+    /// The task with its labels, in one statement.
     async fn find(&self, id: Uuid) -> Result<Option<Task>, StoreError>;
     async fn find_by_number(&self, key: &ProjectKey, number: i64) -> Result<Option<Task>, StoreError>;
+    /// The task with its labels, and its project with `user_id`'s role in it — one statement
+    /// (a read of a task authorizes the caller with what it read).
+    async fn find_with_access(
+        &self,
+        id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Option<(Task, ProjectAccess)>, StoreError>;
+    /// [`TaskRepository::find_with_access`] by identifier (`KEY-12`).
+    async fn find_by_number_with_access(
+        &self,
+        key: &ProjectKey,
+        number: i64,
+        user_id: Uuid,
+    ) -> Result<Option<(Task, ProjectAccess)>, StoreError>;
     /// Saves every field of `task` (its `version` already `expected_version + 1`) and, when
     /// given, replaces its labels.
     async fn update<'a>(
@@ -162,9 +181,18 @@ pub trait TaskRepository: Send + Sync {
     /// # Errors
     /// `NotFound` when it does not exist.
     async fn delete(&self, id: Uuid, change: &Change) -> Result<(), StoreError>;
-    /// Up to `query.limit` tasks after `query.after` in the query's order, labels loaded for
-    /// the whole page in one query.
+    /// Up to `query.limit` tasks after `query.after` in the query's order, with their labels:
+    /// one statement.
     async fn list(&self, query: &TaskQuery) -> Result<Vec<Task>, StoreError>;
+    /// A page of one project's tasks ([`TaskRepository::list`] with `Scope::Project`) and the
+    /// project with `user_id`'s role in it, in one statement; `None` when there is no such
+    /// project.
+    async fn page_with_access(
+        &self,
+        project_id: Uuid,
+        user_id: Uuid,
+        query: &TaskQuery,
+    ) -> Result<Option<(ProjectAccess, Vec<Task>)>, StoreError>;
 }
 
 #[cfg_attr(feature = "mock", mockall::automock)]

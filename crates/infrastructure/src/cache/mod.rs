@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use keel_application::cache::{Cache, CacheKey, CachedValue, Codec, Loader};
+use keel_application::cache::{Cache, CacheKey, CachedValue, Codec, Loader, Watermark};
 use keel_domain::StoreError;
 use moka::Expiry;
 use prometheus::IntCounter;
@@ -56,6 +56,10 @@ pub struct L1Settings {
 pub struct Generations {
     stripes: Box<[AtomicU64]>,
     flushes: AtomicU64,
+    /// Counts every invalidation and flush, moved *before* the generation it changes, so a
+    /// fill that reads a name's generation and then finds this unchanged since its watermark
+    /// knows that no invalidation had started by then.
+    invalidations: AtomicU64,
     /// Set while remote invalidations cannot arrive (shared tier unreachable).
     degraded: AtomicBool,
 }
@@ -65,6 +69,7 @@ impl Generations {
         Self {
             stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
             flushes: AtomicU64::new(0),
+            invalidations: AtomicU64::new(0),
             degraded: AtomicBool::new(degraded),
         }
     }
@@ -80,18 +85,25 @@ impl Generations {
     /// flushed (both counters only grow, so their sum does too).
     pub fn of(&self, name: &str) -> u64 {
         self.stripe(name)
-            .load(Ordering::Acquire)
-            .wrapping_add(self.flushes.load(Ordering::Acquire))
+            .load(Ordering::SeqCst)
+            .wrapping_add(self.flushes.load(Ordering::SeqCst))
     }
 
     /// Makes every L1 entry of `name` unreachable.
     pub fn bump(&self, name: &str) {
-        self.stripe(name).fetch_add(1, Ordering::AcqRel);
+        self.invalidations.fetch_add(1, Ordering::SeqCst);
+        self.stripe(name).fetch_add(1, Ordering::SeqCst);
     }
 
     /// Makes every L1 entry unreachable.
     pub fn flush(&self) {
-        self.flushes.fetch_add(1, Ordering::AcqRel);
+        self.invalidations.fetch_add(1, Ordering::SeqCst);
+        self.flushes.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// How many invalidations and flushes have started on this instance.
+    pub fn watermark(&self) -> u64 {
+        self.invalidations.load(Ordering::SeqCst)
     }
 
     pub fn set_degraded(&self, degraded: bool) {
@@ -340,6 +352,33 @@ impl Cache for TieredCache {
         for key in keys {
             self.generations.bump(key.name());
         }
+    }
+
+    fn watermark(&self) -> Watermark {
+        Watermark(self.generations.watermark())
+    }
+
+    async fn fill_since(&self, mark: Watermark, key: &CacheKey, codec: Codec, value: CachedValue) {
+        if !self.l1_enabled {
+            return;
+        }
+        // The generation first, then the check: an invalidation that starts after the check
+        // moves the generation after this read, so the entry lands where nobody looks.
+        let generation = self.generations.of(key.name());
+        if self.generations.watermark() != mark.0 {
+            return;
+        }
+        let encoded_len = (codec.encode)(value.as_ref()).map_or(0, |b| b.len());
+        let entry = self.entry(value, encoded_len);
+        self.l1
+            .insert(
+                L1Key {
+                    key: key.clone(),
+                    generation,
+                },
+                entry,
+            )
+            .await;
     }
 }
 

@@ -262,7 +262,7 @@ async fn a_load_that_raced_an_invalidation_does_not_put_the_old_value_back() {
 #[tokio::test]
 async fn absence_and_errors_are_not_cached() {
     let cache = TieredCache::in_process(SETTINGS, None);
-    let key = CacheKey::session(Uuid::now_v7());
+    let key = CacheKey::session_of(Uuid::now_v7(), Uuid::now_v7());
     let none = cached::<String, _>(&cache, &key, async { Ok(None) })
         .await
         .unwrap();
@@ -365,4 +365,36 @@ async fn with_l1_disabled_every_read_goes_to_l2() {
     }
     assert_eq!(loads.load(Ordering::Acquire), 1);
     assert_eq!(tier.reads.load(Ordering::Acquire), 3);
+}
+
+#[tokio::test]
+async fn a_value_read_with_another_key_is_kept_only_if_nothing_was_invalidated_since_its_watermark() {
+    use keel_application::cache::store_since;
+    let (_tier, a, b, _metrics) = two_instances();
+    let loads = AtomicUsize::new(0);
+    let kept = CacheKey::access(Uuid::now_v7(), Uuid::now_v7());
+    // Nothing invalidated between the watermark and the fill: the next read is a hit.
+    let mark = a.watermark();
+    store_since(&a, mark, &kept, Arc::new("fresh".to_owned())).await;
+    assert_eq!(read(&a, &kept, "loaded", &loads).await.as_deref(), Some("fresh"));
+    assert_eq!(loads.load(Ordering::Acquire), 0);
+
+    // Any invalidation on this instance after the watermark (here another instance's, through
+    // pub/sub, of an unrelated name) drops the fill: the value may predate it.
+    let dropped = CacheKey::access(Uuid::now_v7(), Uuid::now_v7());
+    let mark = a.watermark();
+    b.invalidate(&[CacheKey::task(Uuid::now_v7())]).await;
+    store_since(&a, mark, &dropped, Arc::new("maybe stale".to_owned())).await;
+    assert_eq!(
+        read(&a, &dropped, "loaded", &loads).await.as_deref(),
+        Some("loaded")
+    );
+    assert_eq!(loads.load(Ordering::Acquire), 1);
+
+    // A fill that was kept is dropped by the invalidation of its name like any other entry.
+    a.invalidate(std::slice::from_ref(&kept)).await;
+    assert_eq!(
+        read(&a, &kept, "reloaded", &loads).await.as_deref(),
+        Some("reloaded")
+    );
 }

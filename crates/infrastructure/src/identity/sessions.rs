@@ -4,13 +4,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use keel_domain::StoreError;
 use keel_domain::identity::ports::SessionRepository;
-use keel_domain::identity::{RefreshToken, Rotation, Session};
+use keel_domain::identity::{RefreshToken, Role, Rotation, Session, SessionAuth, UserStatus};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{ColumnTrait, EntityTrait, JoinType, QueryFilter, QueryOrder, QuerySelect, RelationTrait, Set};
 use uuid::Uuid;
 
 use crate::db::{Database, store_error};
-use crate::entities::{refresh_tokens, sessions};
+use crate::entities::{refresh_tokens, sessions, users};
 
 #[derive(Debug, Clone)]
 pub struct SeaOrmSessionRepository {
@@ -76,6 +76,34 @@ impl SessionRepository for SeaOrmSessionRepository {
             .await
             .map_err(store_error)?
             .map(to_domain))
+    }
+
+    async fn find_auth(&self, id: Uuid) -> Result<Option<SessionAuth>, StoreError> {
+        type Row = (Uuid, DateTime<Utc>, Option<DateTime<Utc>>, String, String);
+        let row: Option<Row> = sessions::Entity::find_by_id(id)
+            .select_only()
+            .column(sessions::Column::UserId)
+            .column(sessions::Column::ExpiresAt)
+            .column(sessions::Column::RevokedAt)
+            .column(users::Column::Role)
+            .column(users::Column::Status)
+            .join(JoinType::InnerJoin, sessions::Relation::User.def())
+            .into_tuple()
+            .one(self.db.connection())
+            .await
+            .map_err(store_error)?;
+        let Some((user_id, expires_at, revoked_at, role, status)) = row else {
+            return Ok(None);
+        };
+        let corrupt =
+            |what: &str| StoreError::Unexpected(format!("users row {user_id} has an invalid {what}").into());
+        Ok(Some(SessionAuth {
+            user_id,
+            expires_at,
+            revoked_at,
+            role: Role::parse(&role, "role").map_err(|_| corrupt("role"))?,
+            status: UserStatus::parse(&status, "status").map_err(|_| corrupt("status"))?,
+        }))
     }
 
     async fn rotate(

@@ -20,19 +20,62 @@ pub use tasks::SeaOrmTaskRepository;
 
 use keel_domain::StoreError;
 use keel_domain::events::Change;
+use keel_domain::tracking::ProjectAccess;
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, IntoIden, SelectStatement};
 use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, EntityTrait, FromQueryResult, PaginatorTrait, PrimaryKeyTrait,
-    QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, FromQueryResult, IdenStatic, Iterable,
+    PaginatorTrait, PrimaryKeyTrait, QueryResult, QuerySelect,
 };
 use uuid::Uuid;
 
 use crate::audit::insert_entry;
 use crate::db::{Database, store_error};
+use crate::entities::{self, project_members};
 use crate::events::outbox::insert_event;
 
 /// A stored row that no longer parses is a bug or tampering, never a client error.
 fn corrupt(table: &str, id: impl std::fmt::Display, what: &str) -> StoreError {
     StoreError::Unexpected(format!("{table} row {id} has an invalid {what}").into())
+}
+
+/// Selects every column of `E`, read from `table` (the entity's table or a subquery's alias),
+/// as `<prefix><column>`: several entities' rows in one statement, each read back with
+/// `Model::from_query_result(row, prefix)`.
+fn select_prefixed<E: EntityTrait>(query: &mut SelectStatement, table: impl IntoIden + Clone, prefix: &str) {
+    for column in E::Column::iter() {
+        let name = column.as_str();
+        query.expr_as(
+            Expr::col((table.clone().into_iden(), Alias::new(name))),
+            Alias::new(format!("{prefix}{name}")),
+        );
+    }
+}
+
+/// Adds the caller's project and role to `query`: the project's columns as `p_…` and the
+/// membership's role as `caller_role` (NULL for a non-member). `query` must select from (or
+/// join) `projects`; this left-joins `project_members` for `user_id`.
+fn with_access(query: &mut SelectStatement, user_id: Uuid) {
+    select_prefixed::<entities::projects::Entity>(query, entities::projects::Entity, "p_");
+    query
+        .expr_as(
+            Expr::col((project_members::Entity, project_members::Column::Role)),
+            Alias::new("caller_role"),
+        )
+        .left_join(
+            project_members::Entity,
+            Expr::col((project_members::Entity, project_members::Column::ProjectId))
+                .equals((entities::projects::Entity, entities::projects::Column::Id))
+                .and(project_members::Column::UserId.eq(user_id)),
+        );
+}
+
+/// The [`ProjectAccess`] of a row read with [`with_access`].
+fn access_from_row(row: &QueryResult) -> Result<ProjectAccess, StoreError> {
+    let model = entities::projects::Model::from_query_result(row, "p_").map_err(store_error)?;
+    let project = projects::to_domain(model)?;
+    let role: Option<String> = row.try_get("", "caller_role").map_err(store_error)?;
+    let role = role.map(|r| projects::parse_role(&r, project.id)).transpose()?;
+    Ok(ProjectAccess { project, role })
 }
 
 /// Ends a transaction that must leave no trace (a guard did not hold).

@@ -5,17 +5,19 @@ use keel_domain::StoreError;
 use keel_domain::events::Change;
 use keel_domain::tracking::ports::ProjectRepository;
 use keel_domain::tracking::{
-    Project, ProjectFilter, ProjectKey, ProjectName, ProjectRole, ProjectSort, ProjectSortKey, ProjectStatus,
-    ProjectWithRole, Scope,
+    Project, ProjectAccess, ProjectFilter, ProjectKey, ProjectName, ProjectRole, ProjectSort, ProjectSortKey,
+    ProjectStatus, ProjectWithRole, Scope,
 };
-use sea_orm::sea_query::{Expr, ExprTrait, Func};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, Query};
 use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, FromQueryResult, JoinType, Order, QueryFilter, QueryOrder,
-    QuerySelect, RelationTrait, Set,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, JoinType, Order, QueryFilter,
+    QueryOrder, QuerySelect, RelationTrait, Set,
 };
 use uuid::Uuid;
 
-use super::{commit_change, corrupt, delete_recorded, fetch_page_as, finish_guarded};
+use super::{
+    access_from_row, commit_change, corrupt, delete_recorded, fetch_page_as, finish_guarded, with_access,
+};
 use crate::db::{Database, fold, store_error};
 use crate::entities::project_members;
 use crate::entities::projects::{self, Column, Entity};
@@ -98,6 +100,25 @@ impl ProjectRepository for SeaOrmProjectRepository {
             .map_err(store_error)?
             .map(to_domain)
             .transpose()
+    }
+
+    async fn find_access(
+        &self,
+        project_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Option<ProjectAccess>, StoreError> {
+        let mut query = Query::select();
+        query
+            .from(Entity)
+            .and_where(Expr::col((Entity, Column::Id)).eq(project_id));
+        with_access(&mut query, user_id);
+        let row = self
+            .db
+            .connection()
+            .query_one(&query)
+            .await
+            .map_err(store_error)?;
+        row.as_ref().map(access_from_row).transpose()
     }
 
     async fn role_of(&self, project_id: Uuid, user_id: Uuid) -> Result<Option<ProjectRole>, StoreError> {

@@ -7,17 +7,19 @@ use keel_domain::StoreError;
 use keel_domain::events::Change;
 use keel_domain::tracking::ports::{EventData, NewTask, TaskRepository};
 use keel_domain::tracking::{
-    AssigneeFilter, LabelName, Priority, ProjectKey, Scope, SortValue, Task, TaskPosition, TaskQuery,
-    TaskSort, TaskSortKey, TaskStatus, TaskTitle,
+    AssigneeFilter, LabelName, Priority, ProjectAccess, ProjectKey, Scope, SortValue, Task, TaskPosition,
+    TaskQuery, TaskSort, TaskSortKey, TaskStatus, TaskTitle,
 };
-use sea_orm::sea_query::{Expr, ExprTrait, NullOrdering, Query, Value};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, NullOrdering, Query, SelectStatement, Value};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, JoinType, Order, QueryFilter,
-    QueryOrder, QuerySelect, RelationTrait, Set,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, IdenStatic, Iterable,
+    JoinType, Order, QueryFilter, QueryResult, QuerySelect, RelationTrait, Set,
 };
 use uuid::Uuid;
 
-use super::{commit_change, corrupt, delete_recorded, roll_back};
+use super::{
+    access_from_row, commit_change, corrupt, delete_recorded, roll_back, select_prefixed, with_access,
+};
 use crate::db::{Database, fold, store_error};
 use crate::entities::tasks::{self, Column, Entity};
 use crate::entities::{labels, project_members, projects, task_labels};
@@ -35,18 +37,68 @@ impl SeaOrmTaskRepository {
 }
 
 /// A task row with its project's key.
-#[derive(Debug, FromQueryResult)]
+#[derive(Debug)]
 struct TaskRow {
-    #[sea_orm(nested)]
     task: tasks::Model,
     project_key: String,
 }
 
-/// Tasks joined with their projects' keys.
-fn with_keys() -> sea_orm::Select<Entity> {
-    Entity::find()
-        .join(JoinType::InnerJoin, tasks::Relation::Project.def())
-        .column_as(projects::Column::Key, "project_key")
+/// `(SELECT <the names as a JSON array> FROM task_labels … WHERE task_id = tasks.id)`: a
+/// task's labels inside the statement that reads the task (NULL or `[]` when it has none).
+fn labels_json(backend: DbBackend) -> Expr {
+    let array = match backend {
+        DbBackend::Postgres => "json_agg(l.\"name\")::text",
+        _ => "json_group_array(l.\"name\")",
+    };
+    Expr::cust(format!(
+        "(SELECT {array} FROM \"task_labels\" tl JOIN \"labels\" l ON l.\"id\" = tl.\"label_id\" \
+         WHERE tl.\"task_id\" = \"tasks\".\"id\")"
+    ))
+}
+
+/// Every task read starts here: the task's columns (`t_…`), its project's key
+/// (`t_project_key`) and its labels (`t_labels`), one row per task.
+fn select_tasks(backend: DbBackend) -> SelectStatement {
+    let mut query = Query::select();
+    select_prefixed::<Entity>(&mut query, Entity, "t_");
+    query
+        .expr_as(
+            Expr::col((projects::Entity, projects::Column::Key)),
+            Alias::new("t_project_key"),
+        )
+        .expr_as(labels_json(backend), Alias::new("t_labels"))
+        .from(Entity)
+        .inner_join(
+            projects::Entity,
+            Expr::col((projects::Entity, projects::Column::Id)).equals((Entity, Column::ProjectId)),
+        );
+    query
+}
+
+/// The task of a row read through [`select_tasks`]; `None` when the row has no task (the
+/// empty page of [`TaskRepository::page_with_access`]).
+fn task_from_row(row: &QueryResult) -> Result<Option<Task>, StoreError> {
+    let id: Option<Uuid> = row.try_get("t_", "id").map_err(store_error)?;
+    if id.is_none() {
+        return Ok(None);
+    }
+    let task = tasks::Model::from_query_result(row, "t_").map_err(store_error)?;
+    let project_key: String = row.try_get("t_", "project_key").map_err(store_error)?;
+    let labels: Option<String> = row.try_get("t_", "labels").map_err(store_error)?;
+    let labels = parse_labels(labels.as_deref(), task.id)?;
+    to_domain(TaskRow { task, project_key }, labels).map(Some)
+}
+
+/// The label names of [`labels_json`], sorted.
+fn parse_labels(json: Option<&str>, task_id: Uuid) -> Result<Vec<LabelName>, StoreError> {
+    let Some(json) = json else { return Ok(Vec::new()) };
+    let names: Vec<String> = serde_json::from_str(json).map_err(|_| corrupt("tasks", task_id, "labels"))?;
+    let mut names = names
+        .iter()
+        .map(|n| LabelName::parse(n).map_err(|_| corrupt("tasks", task_id, "label name")))
+        .collect::<Result<Vec<_>, _>>()?;
+    sort_names(&mut names);
+    Ok(names)
 }
 
 fn to_domain(row: TaskRow, labels: Vec<LabelName>) -> Result<Task, StoreError> {
@@ -285,15 +337,11 @@ fn next_number(project_id: Uuid) -> sea_orm::sea_query::UpdateStatement {
         .to_owned()
 }
 
-/// One page of a task list: filtered, after the cursor, in the sort's total order.
-fn list_select(query: &TaskQuery) -> Result<sea_orm::Select<Entity>, StoreError> {
-    let sort = query.sort;
-    let mut select = with_keys().filter(filter_condition(query));
-    if let Some(after) = &query.after {
-        select = select.filter(after_position(sort, after)?);
-    }
+/// Orders a page in the sort's total order, `column` naming where each task column is read
+/// (the tasks table, or the page's subquery).
+fn order_page(query: &mut SelectStatement, sort: TaskSort, column: impl Fn(Column) -> Expr) {
     let order = if sort.descending { Order::Desc } else { Order::Asc };
-    select = match sort.key {
+    match sort.key {
         // Undated last ascending, hence first descending; explicit, so that SQLite (NULLs
         // smallest) and PostgreSQL (NULLs largest) agree.
         TaskSortKey::DueDate => {
@@ -302,11 +350,59 @@ fn list_select(query: &TaskQuery) -> Result<sea_orm::Select<Entity>, StoreError>
             } else {
                 NullOrdering::Last
             };
-            select.order_by_with_nulls(Column::DueDate, order.clone(), nulls)
+            query.order_by_expr_with_nulls(column(Column::DueDate), order.clone(), nulls);
         }
-        key => select.order_by(sort_column(key), order.clone()),
-    };
-    Ok(select.order_by(Column::Id, order).limit(query.limit))
+        key => {
+            query.order_by_expr(column(sort_column(key)), order.clone());
+        }
+    }
+    query.order_by_expr(column(Column::Id), order);
+}
+
+/// One page of a task list: filtered, after the cursor, in the sort's total order, each task
+/// with its project's key and labels — one statement.
+fn list_select(query: &TaskQuery, backend: DbBackend) -> Result<SelectStatement, StoreError> {
+    let mut condition = Condition::all().add(filter_condition(query));
+    if let Some(after) = &query.after {
+        condition = condition.add(after_position(query.sort, after)?);
+    }
+    let mut select = select_tasks(backend);
+    select.cond_where(condition);
+    order_page(&mut select, query.sort, |c| Expr::col((Entity, c)));
+    select.limit(query.limit);
+    Ok(select)
+}
+
+/// [`list_select`] of one project as a subquery, joined to the project and the caller's
+/// membership: the page and the caller's access in one statement, with one row (no task)
+/// when the page is empty and none when the project does not exist.
+fn page_with_access_select(
+    project_id: Uuid,
+    user_id: Uuid,
+    query: &TaskQuery,
+    backend: DbBackend,
+) -> Result<SelectStatement, StoreError> {
+    let page = Alias::new("page");
+    let read = |name: String| Expr::col((page.clone(), Alias::new(name)));
+    let mut select = Query::select();
+    for column in Column::iter().map(|c| format!("t_{}", c.as_str())) {
+        select.expr_as(read(column.clone()), Alias::new(column));
+    }
+    for extra in ["t_project_key", "t_labels"] {
+        select.expr_as(read(extra.to_owned()), Alias::new(extra));
+    }
+    select.from(projects::Entity);
+    with_access(&mut select, user_id);
+    select
+        .join_subquery(
+            JoinType::LeftJoin,
+            list_select(query, backend)?,
+            page.clone(),
+            Expr::val(1).eq(1),
+        )
+        .and_where(Expr::col((projects::Entity, projects::Column::Id)).eq(project_id));
+    order_page(&mut select, query.sort, |c| read(format!("t_{}", c.as_str())));
+    Ok(select)
 }
 
 #[async_trait]
@@ -372,35 +468,42 @@ impl TaskRepository for SeaOrmTaskRepository {
     }
 
     async fn find(&self, id: Uuid) -> Result<Option<Task>, StoreError> {
-        let conn = self.db.connection();
-        let Some(row) = with_keys()
-            .filter(Column::Id.eq(id))
-            .into_model::<TaskRow>()
-            .one(conn)
+        let mut select = select_tasks(self.db.backend());
+        select.and_where(Expr::col((Entity, Column::Id)).eq(id));
+        self.one_task(&select)
             .await
-            .map_err(store_error)?
-        else {
-            return Ok(None);
-        };
-        let labels = labels_of(conn, &[id]).await?.remove(&id).unwrap_or_default();
-        to_domain(row, labels).map(Some)
+            .map(|found| found.map(|(task, _)| task))
     }
 
     async fn find_by_number(&self, key: &ProjectKey, number: i64) -> Result<Option<Task>, StoreError> {
-        let conn = self.db.connection();
-        let Some(row) = with_keys()
-            .filter(projects::Column::Key.eq(key.as_str()))
-            .filter(Column::Number.eq(number))
-            .into_model::<TaskRow>()
-            .one(conn)
+        let mut select = select_tasks(self.db.backend());
+        by_number(&mut select, key, number);
+        self.one_task(&select)
             .await
-            .map_err(store_error)?
-        else {
-            return Ok(None);
-        };
-        let id = row.task.id;
-        let labels = labels_of(conn, &[id]).await?.remove(&id).unwrap_or_default();
-        to_domain(row, labels).map(Some)
+            .map(|found| found.map(|(task, _)| task))
+    }
+
+    async fn find_with_access(
+        &self,
+        id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Option<(Task, ProjectAccess)>, StoreError> {
+        let mut select = select_tasks(self.db.backend());
+        with_access(&mut select, user_id);
+        select.and_where(Expr::col((Entity, Column::Id)).eq(id));
+        self.one_task_with_access(&select).await
+    }
+
+    async fn find_by_number_with_access(
+        &self,
+        key: &ProjectKey,
+        number: i64,
+        user_id: Uuid,
+    ) -> Result<Option<(Task, ProjectAccess)>, StoreError> {
+        let mut select = select_tasks(self.db.backend());
+        with_access(&mut select, user_id);
+        by_number(&mut select, key, number);
+        self.one_task_with_access(&select).await
     }
 
     async fn update<'a>(
@@ -450,20 +553,74 @@ impl TaskRepository for SeaOrmTaskRepository {
     }
 
     async fn list(&self, query: &TaskQuery) -> Result<Vec<Task>, StoreError> {
-        let conn = self.db.connection();
-        let rows = list_select(query)?
-            .into_model::<TaskRow>()
-            .all(conn)
+        let select = list_select(query, self.db.backend())?;
+        let rows = self
+            .db
+            .connection()
+            .query_all(&select)
             .await
             .map_err(store_error)?;
-        let ids: Vec<Uuid> = rows.iter().map(|r| r.task.id).collect();
-        let mut labels = labels_of(conn, &ids).await?;
-        rows.into_iter()
-            .map(|row| {
-                let names = labels.remove(&row.task.id).unwrap_or_default();
-                to_domain(row, names)
-            })
+        rows.iter()
+            .filter_map(|row| task_from_row(row).transpose())
             .collect()
+    }
+
+    async fn page_with_access(
+        &self,
+        project_id: Uuid,
+        user_id: Uuid,
+        query: &TaskQuery,
+    ) -> Result<Option<(ProjectAccess, Vec<Task>)>, StoreError> {
+        let select = page_with_access_select(project_id, user_id, query, self.db.backend())?;
+        let rows = self
+            .db
+            .connection()
+            .query_all(&select)
+            .await
+            .map_err(store_error)?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let access = access_from_row(first)?;
+        let tasks = rows
+            .iter()
+            .filter_map(|row| task_from_row(row).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some((access, tasks)))
+    }
+}
+
+/// Narrows a task read to the identifier `KEY-<number>`.
+fn by_number(select: &mut SelectStatement, key: &ProjectKey, number: i64) {
+    select
+        .and_where(Expr::col((projects::Entity, projects::Column::Key)).eq(key.as_str()))
+        .and_where(Expr::col((Entity, Column::Number)).eq(number));
+}
+
+impl SeaOrmTaskRepository {
+    /// The task of a one-row read, if any.
+    async fn one_task(&self, select: &SelectStatement) -> Result<Option<(Task, QueryResult)>, StoreError> {
+        let Some(row) = self
+            .db
+            .connection()
+            .query_one(select)
+            .await
+            .map_err(store_error)?
+        else {
+            return Ok(None);
+        };
+        Ok(task_from_row(&row)?.map(|task| (task, row)))
+    }
+
+    /// The task and the caller's access of a one-row read through [`with_access`].
+    async fn one_task_with_access(
+        &self,
+        select: &SelectStatement,
+    ) -> Result<Option<(Task, ProjectAccess)>, StoreError> {
+        let Some((task, row)) = self.one_task(select).await? else {
+            return Ok(None);
+        };
+        Ok(Some((task, access_from_row(&row)?)))
     }
 }
 
@@ -471,7 +628,7 @@ impl TaskRepository for SeaOrmTaskRepository {
 mod tests {
     use chrono::NaiveDate;
     use keel_domain::tracking::{TaskFilter, TaskPosition};
-    use sea_orm::{DbBackend, QueryTrait};
+    use sea_orm::DbBackend;
 
     use super::*;
 
@@ -486,7 +643,7 @@ mod tests {
             }),
             limit: 3,
         };
-        list_select(&query).unwrap().build(backend).to_string()
+        backend.build(&list_select(&query, backend).unwrap()).to_string()
     }
 
     #[test]

@@ -12,15 +12,14 @@ use actix_web::{App, HttpResponse};
 use chrono::{SubsecRound, TimeDelta, Utc};
 use keel_domain::FieldError;
 use keel_domain::idempotency::RETENTION;
-use keel_domain::identity::Role;
-use keel_domain::identity::ports::AccessClaims;
+use keel_domain::identity::{Principal, Role};
 use keel_infrastructure::clock::SystemClock;
 use keel_infrastructure::idempotency::SeaOrmIdempotencyStore;
-use keel_infrastructure::identity::jwt::JwtTokenService;
 use keel_infrastructure::{Database, DbSettings, migrate};
 use serde_json::{Value, json};
 
 use super::*;
+use crate::caller::{Authentication, Refusal, bearer};
 use crate::middleware::request_context;
 
 const PROJECTS: &str = "/api/v1/projects";
@@ -28,7 +27,6 @@ const PROJECTS: &str = "/api/v1/projects";
 struct Harness {
     guard: Idempotency,
     store: Arc<SeaOrmIdempotencyStore>,
-    tokens: Arc<JwtTokenService>,
     calls: web::Data<AtomicUsize>,
     _dir: tempfile::TempDir,
 }
@@ -69,27 +67,18 @@ impl Harness {
         .unwrap();
         migrate::up(&db).await.unwrap();
         let store = Arc::new(SeaOrmIdempotencyStore::new(db));
-        let tokens = Arc::new(JwtTokenService::new(
-            b"idempotency-test-secret-0123456789abcdef",
-            Duration::from_secs(900),
-            Duration::from_secs(3600),
-        ));
         Self {
-            guard: Idempotency::new(store.clone(), tokens.clone(), Arc::new(SystemClock)),
+            guard: Idempotency::new(store.clone(), Arc::new(SystemClock)),
             store,
-            tokens,
             calls: web::Data::new(AtomicUsize::new(0)),
             _dir: dir,
         }
     }
 
+    /// A bearer the stand-in `caller` middleware of [`app!`] takes for `user_id`'s live
+    /// principal.
     fn token(&self, user_id: Uuid) -> String {
-        let claims = AccessClaims {
-            user_id,
-            session_id: Uuid::new_v4(),
-            role: Role::User,
-        };
-        self.tokens.issue_access(&claims, Utc::now()).0
+        format!("user:{user_id}")
     }
 
     fn calls(&self) -> usize {
@@ -126,6 +115,7 @@ macro_rules! app {
                     let guard = guard.clone();
                     async move { guard.handle(req, next).await }
                 }))
+                .wrap(from_fn(stand_in_caller))
                 .wrap(from_fn(request_context))
                 .service(web::resource(PROJECTS).route(web::post().to(create)))
                 .service(web::resource("/api/v1/projects/{id}/tasks").route(web::post().to(create)))
@@ -134,6 +124,30 @@ macro_rules! app {
         )
         .await
     }};
+}
+
+/// The `caller` middleware without a store: `Bearer user:<uuid>` is that user's live
+/// principal, any other bearer a refused (revoked, forged) credential.
+async fn stand_in_caller(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let authentication = match bearer(req.request()) {
+        None => Authentication::Anonymous,
+        Some(token) => match token.strip_prefix("user:").and_then(|id| id.parse().ok()) {
+            Some(user_id) => Authentication::Principal(Principal {
+                user_id,
+                session_id: Uuid::nil(),
+                role: Role::User,
+            }),
+            None => Authentication::Refused(Refusal::Unauthorized),
+        },
+    };
+    req.extensions_mut().insert(Caller {
+        authentication,
+        ip: None,
+    });
+    Ok(next.call(req).await?.map_into_boxed_body())
 }
 
 fn post(path: &str, token: Option<&str>, key: Option<&str>, body: &str) -> TestRequest {

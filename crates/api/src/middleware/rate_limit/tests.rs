@@ -1,21 +1,24 @@
-//! The middleware in front of a tiny app, on the in-process limiter and real JWTs.
+//! The middleware in front of a tiny app, on the in-process limiter. A stand-in for the
+//! `caller` middleware turns `Authorization: Bearer user:<uuid>` into that user's principal
+//! and any other bearer into a refused credential.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use actix_web::HttpMessage;
 use actix_web::dev::Service;
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::middleware::from_fn;
 use actix_web::test::{self, TestRequest};
 use actix_web::{App, HttpResponse};
-use keel_domain::identity::Role;
-use keel_domain::identity::ports::AccessClaims;
-use keel_infrastructure::identity::jwt::JwtTokenService;
+use ipnet::IpNet;
+use keel_domain::identity::{Principal, Role};
 use keel_infrastructure::rate_limit::InProcessRateLimiter;
 use uuid::Uuid;
 
 use super::*;
+use crate::caller::{Authentication, Refusal, bearer, client_ip};
 use crate::middleware::request_context;
 
 fn per_minute(requests: u32) -> Quota {
@@ -25,27 +28,36 @@ fn per_minute(requests: u32) -> Quota {
     }
 }
 
-fn tokens() -> Arc<JwtTokenService> {
-    Arc::new(JwtTokenService::new(
-        b"rate-limit-test-secret-0123456789abcdef",
-        Duration::from_secs(900),
-        Duration::from_secs(3600),
-    ))
+fn token_for(user_id: Uuid) -> String {
+    format!("user:{user_id}")
 }
 
-fn token_for(tokens: &JwtTokenService, user_id: Uuid) -> String {
-    let claims = AccessClaims {
+fn principal(user_id: Uuid) -> Principal {
+    Principal {
         user_id,
-        session_id: Uuid::new_v4(),
+        session_id: Uuid::nil(),
         role: Role::User,
-    };
-    tokens.issue_access(&claims, chrono::Utc::now()).0
+    }
 }
 
-fn policy(tokens: Arc<JwtTokenService>, anonymous: u32, user: u32) -> RateLimitPolicy {
+/// What the `caller` middleware would decide, without a store.
+fn caller_of(req: &actix_web::HttpRequest, trusted: &[IpNet]) -> Caller {
+    let authentication = match bearer(req) {
+        None => Authentication::Anonymous,
+        Some(token) => match token.strip_prefix("user:").and_then(|id| id.parse().ok()) {
+            Some(id) => Authentication::Principal(principal(id)),
+            None => Authentication::Refused(Refusal::Unauthorized),
+        },
+    };
+    Caller {
+        authentication,
+        ip: client_ip(req, trusted),
+    }
+}
+
+fn policy(anonymous: u32, user: u32) -> RateLimitPolicy {
     RateLimitPolicy::new(
         Arc::new(InProcessRateLimiter::new()),
-        tokens,
         per_minute(anonymous),
         per_minute(user),
     )
@@ -68,8 +80,12 @@ macro_rules! app {
                 .app_data($calls.clone())
                 .wrap(from_fn(move |req: ServiceRequest, next: Next<_>| {
                     let policy = policy.clone();
-                    let trusted = trusted.clone();
-                    async move { policy.handle(req, next, &trusted, None).await }
+                    async move { policy.handle(req, next, None).await }
+                }))
+                .wrap(from_fn(move |req: ServiceRequest, next: Next<_>| {
+                    let caller = caller_of(req.request(), &trusted);
+                    req.extensions_mut().insert(caller);
+                    async move { Ok::<_, actix_web::Error>(next.call(req).await?.map_into_boxed_body()) }
                 }))
                 .wrap(from_fn(request_context))
                 .route("/api/v1/things", web::get().to(handler))
@@ -87,7 +103,7 @@ async fn handler(calls: web::Data<AtomicUsize>) -> HttpResponse {
 #[actix_web::test]
 async fn every_response_counts_down_and_the_request_over_the_limit_is_a_429_before_the_handler() {
     let calls = web::Data::new(AtomicUsize::new(0));
-    let app = app!(policy(tokens(), 3, 100), calls, vec![]);
+    let app = app!(policy(3, 100), calls, vec![]);
     let request = || {
         TestRequest::get()
             .uri("/api/v1/things")
@@ -132,11 +148,10 @@ async fn every_response_counts_down_and_the_request_over_the_limit_is_a_429_befo
 
 #[actix_web::test]
 async fn a_verified_token_counts_per_user_whatever_the_address() {
-    let tokens = tokens();
     let calls = web::Data::new(AtomicUsize::new(0));
-    let ann = token_for(&tokens, Uuid::new_v4());
-    let bob = token_for(&tokens, Uuid::new_v4());
-    let app = app!(policy(Arc::clone(&tokens), 1, 2), calls, vec![]);
+    let ann = token_for(Uuid::new_v4());
+    let bob = token_for(Uuid::new_v4());
+    let app = app!(policy(1, 2), calls, vec![]);
     let get = |token: Option<&str>, ip: &str| {
         let mut req = TestRequest::get().uri("/api/v1/things").peer_addr(peer(ip));
         if let Some(token) = token {
@@ -172,7 +187,8 @@ async fn a_verified_token_counts_per_user_whatever_the_address() {
         Some(1),
         "the anonymous quota"
     );
-    // A token that does not verify is anonymous: that address has used its one request.
+    // A token that proves nobody (forged, expired, or its session revoked) is anonymous:
+    // that address has used its one request.
     let forged = test::call_service(&app, get(Some("not.a.jwt"), "198.51.100.1")).await;
     assert_eq!(forged.status(), StatusCode::TOO_MANY_REQUESTS);
 }
@@ -180,7 +196,7 @@ async fn a_verified_token_counts_per_user_whatever_the_address() {
 #[actix_web::test]
 async fn probes_are_never_limited_and_carry_no_headers() {
     let calls = web::Data::new(AtomicUsize::new(0));
-    let app = app!(policy(tokens(), 1, 1), calls, vec![]);
+    let app = app!(policy(1, 1), calls, vec![]);
     for _ in 0..5 {
         let res = app
             .call(
@@ -198,14 +214,14 @@ async fn probes_are_never_limited_and_carry_no_headers() {
 
 #[test]
 fn addresses_come_from_forwarded_for_only_behind_trusted_proxies_and_ipv6_counts_per_64() {
-    let policy = policy(tokens(), 1, 1);
+    let policy = policy(1, 1);
     let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
     let key = |peer_ip: &str, xff: Option<&str>| {
         let mut req = TestRequest::default().peer_addr(peer(peer_ip));
         if let Some(xff) = xff {
             req = req.insert_header(("x-forwarded-for", xff));
         }
-        policy.classify(&req.to_http_request(), &trusted)
+        policy.classify(&caller_of(&req.to_http_request(), &trusted))
     };
     assert_eq!(
         key("203.0.113.9", Some("1.2.3.4")),
@@ -217,7 +233,7 @@ fn addresses_come_from_forwarded_for_only_behind_trusted_proxies_and_ipv6_counts
         let req = TestRequest::default()
             .peer_addr(format!("[{ip}]:4000").parse().unwrap())
             .to_http_request();
-        policy.classify(&req, &[]).1
+        policy.classify(&caller_of(&req, &[])).1
     };
     assert_eq!(v6("2001:db8:1:2:aaaa::1"), "ip:2001:db8:1:2::/64");
     assert_eq!(v6("2001:db8:1:2:bbbb::7"), "ip:2001:db8:1:2::/64");
@@ -225,22 +241,29 @@ fn addresses_come_from_forwarded_for_only_behind_trusted_proxies_and_ipv6_counts
 }
 
 #[test]
-fn a_verified_token_leaves_its_claims_for_authentication_and_a_bad_one_does_not() {
-    let tokens = tokens();
-    let policy = policy(Arc::clone(&tokens), 1, 1);
+fn only_a_live_principal_counts_as_a_user() {
+    let policy = policy(1, 1);
     let user = Uuid::now_v7();
-    let good = TestRequest::default()
-        .peer_addr(peer("203.0.113.9"))
-        .insert_header(("authorization", format!("Bearer {}", token_for(&tokens, user))))
-        .to_http_request();
-    assert_eq!(policy.classify(&good, &[]).0, Policy::User);
-    let verified = good.extensions().get::<VerifiedAccess>().copied();
-    assert_eq!(verified.map(|v| v.0.user_id), Some(user));
-
-    let forged = TestRequest::default()
-        .peer_addr(peer("203.0.113.9"))
-        .insert_header(("authorization", "Bearer not-a-token"))
-        .to_http_request();
-    assert_eq!(policy.classify(&forged, &[]).0, Policy::Anonymous);
-    assert!(forged.extensions().get::<VerifiedAccess>().is_none());
+    let ip = Some("203.0.113.9".parse().unwrap());
+    let live = Caller {
+        authentication: Authentication::Principal(principal(user)),
+        ip,
+    };
+    assert_eq!(policy.classify(&live), (Policy::User, format!("user:{user}")));
+    for refusal in [
+        Refusal::Unauthorized,
+        Refusal::TokenExpired,
+        Refusal::AccountDisabled,
+        Refusal::Unavailable,
+    ] {
+        let refused = Caller {
+            authentication: Authentication::Refused(refusal),
+            ip,
+        };
+        assert_eq!(
+            policy.classify(&refused),
+            (Policy::Anonymous, "ip:203.0.113.9".to_owned()),
+            "{refusal:?} buys no user budget"
+        );
+    }
 }

@@ -1,96 +1,48 @@
 //! Every authenticated request: the access token must verify, and its session and user
 //! must still be active — checked on each request, so revocation is immediate.
 //!
-//! The checks read through the cache (`session:<id>`, `user:<id>`): every revocation and
-//! user change invalidates them on all instances before it answers, so the guarantee holds
-//! without a database round trip per request.
+//! The check reads through the cache (`user:<id>` variant `s:<session>`, the session with
+//! its user's role and status): every revocation and user change invalidates the user's
+//! name on all instances before it answers, so the guarantee holds without a database round
+//! trip per request, and a miss costs one statement.
 
-use chrono::{DateTime, Utc};
 use keel_domain::identity::ports::AccessClaims;
-use keel_domain::identity::{Principal, Role, Session, User, UserStatus};
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
+use keel_domain::identity::{Principal, UserStatus};
 
 use crate::AppError;
 use crate::cache::{CacheKey, cached};
 use crate::identity::IdentityPorts;
 
-/// What authentication keeps of a session (no address, no user agent).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct SessionState {
-    user_id: Uuid,
-    expires_at: DateTime<Utc>,
-    revoked_at: Option<DateTime<Utc>>,
-}
-
-impl From<Session> for SessionState {
-    fn from(s: Session) -> Self {
-        Self {
-            user_id: s.user_id,
-            expires_at: s.expires_at,
-            revoked_at: s.revoked_at,
-        }
-    }
-}
-
-/// What authentication keeps of a user (never the password hash).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct UserState {
-    role: Role,
-    status: UserStatus,
-}
-
-impl From<User> for UserState {
-    fn from(u: User) -> Self {
-        Self {
-            role: u.role,
-            status: u.status,
-        }
-    }
-}
-
+/// The principal of an access token: verifies it, then checks its session and user.
 pub async fn authenticate(ports: &IdentityPorts, access_token: &str) -> Result<Principal, AppError> {
     let claims = ports.tokens.verify_access(access_token)?;
     authenticate_verified(ports, claims).await
 }
 
-/// [`authenticate`] for a token whose signature and expiry were verified already in this
-/// request (the rate limiter does, to count per user): the session and user checks.
+/// [`authenticate`] for claims verified already (an open event stream re-checks its
+/// session with them): the session must be active and the user not disabled. One cache read
+/// (`user:<id>` variant `s:<session>`), or one statement when it misses.
 pub async fn authenticate_verified(
     ports: &IdentityPorts,
     claims: AccessClaims,
 ) -> Result<Principal, AppError> {
     let now = ports.clock.now();
-    let session = cached(
+    let state = cached(
         ports.cache.as_ref(),
-        &CacheKey::session(claims.session_id),
-        async {
-            Ok(ports
-                .sessions
-                .find(claims.session_id)
-                .await?
-                .map(SessionState::from))
-        },
+        &CacheKey::session_of(claims.user_id, claims.session_id),
+        ports.sessions.find_auth(claims.session_id),
     )
-    .await?;
-    let session_ok =
-        session.is_some_and(|s| s.user_id == claims.user_id && s.revoked_at.is_none() && s.expires_at > now);
-    if !session_ok {
-        return Err(AppError::Unauthorized);
-    }
-    let user = cached(ports.cache.as_ref(), &CacheKey::user(claims.user_id), async {
-        Ok(ports.users.find_by_id(claims.user_id).await?.map(UserState::from))
-    })
     .await?
+    .filter(|s| s.user_id == claims.user_id && s.is_active(now))
     .ok_or(AppError::Unauthorized)?;
-    if user.status == UserStatus::Disabled {
+    if state.status == UserStatus::Disabled {
         return Err(AppError::AccountDisabled);
     }
     // The role comes from the store, not the token: a demotion applies at once.
     Ok(Principal {
         user_id: claims.user_id,
         session_id: claims.session_id,
-        role: user.role,
+        role: state.role,
     })
 }
 
@@ -115,10 +67,14 @@ mod tests {
                 role: token_role,
             })
         });
-        f.sessions.expect_find().returning(move |_| Ok(Some(s.clone())));
-        f.users
-            .expect_find_by_id()
-            .returning(move |_| Ok(Some(stored.clone())));
+        let auth = keel_domain::identity::SessionAuth {
+            user_id: s.user_id,
+            expires_at: s.expires_at,
+            revoked_at: s.revoked_at,
+            role: stored.role,
+            status: stored.status,
+        };
+        f.sessions.expect_find_auth().returning(move |_| Ok(Some(auth)));
     }
 
     #[tokio::test]

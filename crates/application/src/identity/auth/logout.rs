@@ -12,7 +12,7 @@ pub async fn logout(
     meta: &RequestMeta,
 ) -> Result<(), AppError> {
     ports
-        .revoke_session(principal.session_id, ports.clock.now())
+        .revoke_session(principal.user_id, principal.session_id, ports.clock.now())
         .await?;
     ports
         .audit(
@@ -64,7 +64,8 @@ mod tests {
         f.expect_audit("auth.logout");
         let cache = f.cache.clone();
         logout(&f.into_ports(), &p, &meta()).await.unwrap();
-        assert_eq!(cache.invalidated(), [format!("session:{}", p.session_id)]);
+        // Every cached session check of the user goes (one name: `user:<id>`).
+        assert_eq!(cache.invalidated(), [format!("user:{}", p.user_id)]);
     }
 
     #[tokio::test]
@@ -86,12 +87,6 @@ mod tests {
             .returning(|_| Ok(()));
         let cache = f.cache.clone();
         logout_all(&f.into_ports(), &p, &meta()).await.unwrap();
-        assert_eq!(
-            cache.invalidated(),
-            [
-                format!("session:{}", Uuid::from_u128(7)),
-                format!("session:{}", Uuid::from_u128(8)),
-            ]
-        );
+        assert_eq!(cache.invalidated(), [format!("user:{}", p.user_id)]);
     }
 }

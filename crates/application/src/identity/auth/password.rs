@@ -118,7 +118,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             cache.invalidated(),
-            [format!("user:{uid}"), format!("session:{}", Uuid::from_u128(5))]
+            [format!("user:{uid}"), format!("user:{uid}")]
         );
     }
 

@@ -1,19 +1,66 @@
 //! `GET /auth/profile` and `PATCH /auth/profile` `{name}`.
 
-use keel_domain::identity::{Principal, UserName};
+use chrono::{DateTime, Utc};
+use keel_domain::identity::{Principal, Role, User, UserName, UserStatus};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::AppError;
+use crate::cache::{CacheKey, cached};
 use crate::context::RequestMeta;
 use crate::identity::IdentityPorts;
 use crate::identity::views::UserView;
 
+/// What the profile cache keeps of a user: the view's fields, never the password hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Profile {
+    id: Uuid,
+    email: String,
+    name: String,
+    role: Role,
+    status: UserStatus,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<User> for Profile {
+    fn from(u: User) -> Self {
+        Self {
+            id: u.id,
+            email: u.email.as_str().to_owned(),
+            name: u.name.as_str().to_owned(),
+            role: u.role,
+            status: u.status,
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
+impl From<&Profile> for UserView {
+    fn from(p: &Profile) -> Self {
+        Self {
+            id: p.id,
+            email: p.email.clone(),
+            name: p.name.clone(),
+            role: p.role.as_str(),
+            status: p.status.as_str(),
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+/// The caller's profile, through the cache (`user:<id>`, dropped by every change of the
+/// user: profile, password, role, status).
 pub async fn profile(ports: &IdentityPorts, principal: &Principal) -> Result<UserView, AppError> {
-    let user = ports
-        .users
-        .find_by_id(principal.user_id)
-        .await?
-        .ok_or(AppError::Unauthorized)?;
-    Ok(UserView::from(&user))
+    let user_id = principal.user_id;
+    let profile = cached(ports.cache.as_ref(), &CacheKey::profile(user_id), async {
+        Ok(ports.users.find_by_id(user_id).await?.map(Profile::from))
+    })
+    .await?
+    .ok_or(AppError::Unauthorized)?;
+    Ok(UserView::from(profile.as_ref()))
 }
 
 pub async fn update_profile(

@@ -39,7 +39,7 @@ pub async fn refresh(
     let rotation = ports.sessions.rotate(claims.token_id, &next, now).await?;
     if rotation == Rotation::Rotated {
         // Rotation touches the session: no instance may keep the old state.
-        ports.cache.invalidate(&[CacheKey::session(session.id)]).await;
+        ports.cache.invalidate(&[CacheKey::user(session.user_id)]).await;
     }
     match rotation {
         Rotation::Rotated => {
@@ -55,7 +55,7 @@ pub async fn refresh(
             Ok(ports.token_pair(&user, session.id, &next, now))
         }
         Rotation::AlreadyUsed => {
-            ports.revoke_session(session.id, now).await?;
+            ports.revoke_session(session.user_id, session.id, now).await?;
             ports
                 .audit(
                     meta,

@@ -36,7 +36,7 @@ pub async fn revoke_session(
         .find(session_id)
         .await?
         .is_some_and(|s| s.user_id == principal.user_id && s.is_active(now));
-    if !owned || !ports.revoke_session(session_id, now).await? {
+    if !owned || !ports.revoke_session(principal.user_id, session_id, now).await? {
         return Err(AppError::NotFound("session"));
     }
     ports
