@@ -170,9 +170,18 @@ pub async fn spawn_on(
 
 /// Two instances on one database and `redis` (a private `redis-server`).
 pub async fn spawn_pair(redis: &TestRedis) -> (TestApp, TestApp) {
+    spawn_pair_with(redis, |_| {}).await
+}
+
+/// [`spawn_pair`] with a configuration `customize` may change.
+pub async fn spawn_pair_with(
+    redis: &TestRedis,
+    customize: impl FnOnce(&mut HashMap<String, String>),
+) -> (TestApp, TestApp) {
     let url = redis.url();
     let mut apps = spawn_cluster(2, move |vars| {
         vars.insert("REDIS_URL".into(), url);
+        customize(vars);
     })
     .await;
     let b = apps.pop().expect("two instances");

@@ -136,6 +136,8 @@ pub struct EventSettings {
     pub ping_interval: Duration,
     /// How often the dispatcher looks for events committed by other instances.
     pub outbox_poll: Duration,
+    /// How many event streams one user may hold open on one instance.
+    pub max_streams_per_user: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -564,6 +566,13 @@ impl Settings {
                     10,
                     60_000,
                 )?)),
+                max_streams_per_user: parse_in(
+                    "KEEL_EVENTS_MAX_STREAMS_PER_USER",
+                    get("KEEL_EVENTS_MAX_STREAMS_PER_USER"),
+                    8,
+                    1,
+                    1000,
+                )? as usize,
             },
             auto_migrate: boolean("KEEL_AUTO_MIGRATE", get("KEEL_AUTO_MIGRATE"), true)?,
             log_format,

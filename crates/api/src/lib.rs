@@ -14,6 +14,7 @@ pub mod pagination;
 pub mod routes;
 pub mod startup;
 pub mod state;
+pub mod stream_slots;
 pub mod telemetry;
 
 pub use config::Settings;

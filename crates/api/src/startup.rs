@@ -56,6 +56,7 @@ use crate::middleware::{
     close_while_draining, idempotency, rate_limit, request_context, security_headers,
 };
 use crate::state::AppState;
+use crate::stream_slots::StreamSlots;
 use crate::{openapi, routes};
 
 /// How long a Redis command may take before the cache counts as degraded.
@@ -302,6 +303,7 @@ impl Application {
                 ping_interval: settings.events.ping_interval,
                 ..StreamSettings::default()
             },
+            stream_slots: StreamSlots::new(settings.events.max_streams_per_user),
             shutdown: closing_rx,
             in_flight: in_flight.clone(),
             trusted_proxies: settings.trusted_proxies.clone(),

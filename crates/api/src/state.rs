@@ -11,6 +11,7 @@ use keel_infrastructure::{Database, Metrics};
 
 use crate::config::StreamSettings;
 use crate::middleware::{Idempotency, InFlight, RateLimitPolicy};
+use crate::stream_slots::StreamSlots;
 
 pub struct AppState {
     pub readiness: CheckReadiness,
@@ -19,6 +20,8 @@ pub struct AppState {
     /// Published events, for the WebSocket stream.
     pub events: Arc<dyn EventBus>,
     pub stream: StreamSettings,
+    /// The event streams each user holds open here, bounded.
+    pub stream_slots: StreamSlots,
     /// Turns `true` when the server starts shutting down (event streams close).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Requests being handled; the server stops once none is.

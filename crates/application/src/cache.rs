@@ -23,6 +23,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::stream::BoxStream;
 use keel_domain::StoreError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -149,6 +150,25 @@ impl Codec {
     }
 }
 
+/// What an invalidation dropped, as the watchers of [`Cache::invalidations`] hear it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalidated {
+    /// Every variant of this key name (`CacheKey::name`).
+    Name(Arc<str>),
+    /// Possibly anything: the whole cache was flushed, or the watcher fell behind.
+    Everything,
+}
+
+impl Invalidated {
+    /// Whether this drops what is cached under `key`'s name.
+    pub fn covers(&self, key: &CacheKey) -> bool {
+        match self {
+            Self::Name(name) => **name == *key.name(),
+            Self::Everything => true,
+        }
+    }
+}
+
 /// A point in an instance's invalidation history (see [`Cache::watermark`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Watermark(pub u64);
@@ -180,6 +200,12 @@ pub trait Cache: Send + Sync {
     /// on this instance since `mark` was taken: a value read before a write must not outlive
     /// the write's invalidation. Never fails; a skipped fill costs the next read a load.
     async fn fill_since(&self, mark: Watermark, key: &CacheKey, codec: Codec, value: CachedValue);
+
+    /// Every invalidation this instance applies from now on — its own writes' and, through
+    /// pub/sub, other instances' — for holders of long-lived state that must re-check it when
+    /// it changes (an open event stream and its session). A watcher that falls behind hears
+    /// [`Invalidated::Everything`].
+    fn invalidations(&self) -> BoxStream<'static, Invalidated>;
 }
 
 /// Keeps `value` as `key`'s, typed, unless something was invalidated since `mark`.
@@ -230,6 +256,11 @@ impl Cache for NoCache {
     }
 
     async fn fill_since(&self, _mark: Watermark, _key: &CacheKey, _codec: Codec, _value: CachedValue) {}
+
+    fn invalidations(&self) -> BoxStream<'static, Invalidated> {
+        // Nothing is cached, so nothing held from it can go stale: a stream that never ends.
+        Box::pin(futures::stream::pending())
+    }
 }
 
 #[cfg(test)]
@@ -302,6 +333,10 @@ pub(crate) mod testing {
             if let Ok(mut fills) = self.fills.lock() {
                 fills.push(key.clone());
             }
+        }
+
+        fn invalidations(&self) -> BoxStream<'static, Invalidated> {
+            Box::pin(futures::stream::pending())
         }
     }
 }

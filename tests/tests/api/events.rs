@@ -330,3 +330,109 @@ async fn losing_redis_tells_clients_to_resynchronise_and_the_stream_recovers() {
         "After"
     );
 }
+
+/// The close code of the stream's next frame, within `wait`.
+async fn closed_with(stream: &mut EventStream, wait: Duration) -> Option<u16> {
+    match stream.next_frame(wait).await {
+        Some(Err(keel_tests::Ended::Closed { code, .. })) => Some(code),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn logging_out_ends_the_stream_at_once_not_at_the_next_ping() {
+    // Pings an hour apart: only the revocation itself can end the stream in time.
+    let app = spawn_app_with(|vars| {
+        vars.insert("KEEL_EVENTS_PING_SECS".into(), "3600".into());
+    })
+    .await;
+    let owner = app.account("owner@example.com").await;
+    let mut stream = EventStream::connect(&app, &owner.token).await.unwrap();
+    assert!(stream.next_frame(QUIET).await.is_none(), "the stream is open");
+    let response = app
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/auth/logout",
+            None,
+            Some(&owner.token),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(closed_with(&mut stream, WAIT).await, Some(1008));
+}
+
+#[tokio::test]
+async fn a_revocation_on_one_instance_ends_a_stream_on_the_other_at_once() {
+    let Some(redis) = TestRedis::start_private("events_revocation").await else {
+        return;
+    };
+    let (a, b) = keel_tests::spawn_pair_with(&redis, |vars| {
+        vars.insert("KEEL_EVENTS_PING_SECS".into(), "3600".into());
+    })
+    .await;
+    let owner = a.account("owner@example.com").await;
+    let mut on_b = EventStream::connect(&b, &owner.token).await.unwrap();
+    assert!(on_b.next_frame(QUIET).await.is_none(), "the stream is open");
+    let response = a
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/auth/logout-all",
+            None,
+            Some(&owner.token),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(closed_with(&mut on_b, WAIT).await, Some(1008));
+}
+
+#[tokio::test]
+async fn a_stream_ends_when_its_access_token_expires() {
+    let app = spawn_app_with(|vars| {
+        vars.insert("KEEL_ACCESS_TOKEN_TTL".into(), "2".into());
+        vars.insert("KEEL_EVENTS_PING_SECS".into(), "3600".into());
+    })
+    .await;
+    let owner = app.account("owner@example.com").await;
+    let mut stream = EventStream::connect(&app, &owner.token).await.unwrap();
+    assert_eq!(
+        closed_with(&mut stream, Duration::from_secs(5)).await,
+        Some(1008),
+        "closed when the token expired, although the session is still active"
+    );
+}
+
+#[tokio::test]
+async fn a_user_holds_a_bounded_number_of_open_streams() {
+    let app = spawn_app_with(|vars| {
+        vars.insert("KEEL_EVENTS_MAX_STREAMS_PER_USER".into(), "2".into());
+    })
+    .await;
+    let ann = app.account("ann@example.com").await;
+    let bob = app.account("bob@example.com").await;
+    let first = EventStream::connect(&app, &ann.token).await.unwrap();
+    let _second = EventStream::connect(&app, &ann.token).await.unwrap();
+    let third = EventStream::connect(&app, &ann.token).await;
+    let refused = third.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        refused.contains("429"),
+        "the third stream is refused with 429: {refused}"
+    );
+    assert!(
+        EventStream::connect(&app, &bob.token).await.is_ok(),
+        "others are not affected"
+    );
+
+    // A closed stream frees its place (once the server has seen the close).
+    first.close().await;
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        match EventStream::connect(&app, &ann.token).await {
+            Ok(_) => break,
+            Err(e) if std::time::Instant::now() < deadline => {
+                assert!(e.to_string().contains("429"), "{e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the closed stream's place was never freed: {e}"),
+        }
+    }
+}

@@ -150,5 +150,6 @@ pub fn principal(user_id: Uuid, role: Role) -> keel_domain::identity::Principal 
         user_id,
         session_id: Uuid::now_v7(),
         role,
+        expires_at: now() + chrono::Duration::minutes(15),
     }
 }

@@ -46,6 +46,7 @@ fn principal(n: u128, role: Role) -> Principal {
         user_id: Uuid::from_u128(n),
         session_id: Uuid::from_u128(1000 + n),
         role,
+        expires_at: now() + chrono::Duration::minutes(15),
     }
 }
 

@@ -391,6 +391,7 @@ mod tests {
             user_id: Uuid::from_u128(88),
             session_id: Uuid::nil(),
             role: Role::User,
+            expires_at: super::super::fixtures::now() + chrono::Duration::minutes(15),
         };
         assert!(matches!(
             update_member(

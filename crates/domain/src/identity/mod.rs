@@ -86,6 +86,9 @@ pub struct Principal {
     pub user_id: Uuid,
     pub session_id: Uuid,
     pub role: Role,
+    /// When the credential that proved this principal expires: nothing it opened (an event
+    /// stream) outlives it.
+    pub expires_at: DateTime<Utc>,
 }
 
 impl Principal {

@@ -102,6 +102,13 @@ pub struct AccessClaims {
     pub role: Role,
 }
 
+/// A verified access token: its claims and when it expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifiedAccess {
+    pub claims: AccessClaims,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// Claims of a verified refresh token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RefreshClaims {
@@ -124,7 +131,7 @@ pub trait TokenService: Send + Sync {
     /// An access token for the session; returns it and its lifetime in seconds.
     fn issue_access(&self, claims: &AccessClaims, now: DateTime<Utc>) -> (String, u64);
     fn issue_refresh(&self, claims: &RefreshClaims, now: DateTime<Utc>, expires_at: DateTime<Utc>) -> String;
-    fn verify_access(&self, token: &str) -> Result<AccessClaims, TokenError>;
+    fn verify_access(&self, token: &str) -> Result<VerifiedAccess, TokenError>;
     fn verify_refresh(&self, token: &str) -> Result<RefreshClaims, TokenError>;
     /// How long refresh tokens (and so sessions) live.
     fn refresh_ttl(&self) -> chrono::Duration;

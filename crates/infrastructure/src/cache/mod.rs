@@ -26,10 +26,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use keel_application::cache::{Cache, CacheKey, CachedValue, Codec, Loader, Watermark};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use keel_application::cache::{Cache, CacheKey, CachedValue, Codec, Invalidated, Loader, Watermark};
 use keel_domain::StoreError;
 use moka::Expiry;
 use prometheus::IntCounter;
+use tokio::sync::broadcast;
 
 use crate::metrics::Metrics;
 
@@ -37,6 +40,8 @@ use crate::metrics::Metrics;
 pub const STRIPES: usize = 4096;
 /// How long an L1 entry may live while invalidations from other instances cannot arrive.
 pub const DEGRADED_L1_TTL: Duration = Duration::from_secs(1);
+/// Invalidations a watcher may fall behind before it hears "everything".
+pub const WATCHER_CAPACITY: usize = 1024;
 /// Bytes counted per entry on top of its encoded size (key, bookkeeping).
 const ENTRY_OVERHEAD: u64 = 160;
 
@@ -62,6 +67,8 @@ pub struct Generations {
     invalidations: AtomicU64,
     /// Set while remote invalidations cannot arrive (shared tier unreachable).
     degraded: AtomicBool,
+    /// Tells watchers (event streams) of every invalidation and flush applied here.
+    watchers: broadcast::Sender<Invalidated>,
 }
 
 impl Generations {
@@ -71,6 +78,7 @@ impl Generations {
             flushes: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
             degraded: AtomicBool::new(degraded),
+            watchers: broadcast::Sender::new(WATCHER_CAPACITY),
         }
     }
 
@@ -93,12 +101,30 @@ impl Generations {
     pub fn bump(&self, name: &str) {
         self.invalidations.fetch_add(1, Ordering::SeqCst);
         self.stripe(name).fetch_add(1, Ordering::SeqCst);
+        if self.watchers.receiver_count() > 0 {
+            // No watcher listening is not an error.
+            let _ = self.watchers.send(Invalidated::Name(name.into()));
+        }
     }
 
     /// Makes every L1 entry unreachable.
     pub fn flush(&self) {
         self.invalidations.fetch_add(1, Ordering::SeqCst);
         self.flushes.fetch_add(1, Ordering::SeqCst);
+        let _ = self.watchers.send(Invalidated::Everything);
+    }
+
+    /// Every invalidation and flush applied from now on; a watcher that falls more than
+    /// [`WATCHER_CAPACITY`] behind hears [`Invalidated::Everything`].
+    pub fn watch(&self) -> BoxStream<'static, Invalidated> {
+        futures::stream::unfold(self.watchers.subscribe(), |mut receiver| async move {
+            match receiver.recv().await {
+                Ok(invalidated) => Some((invalidated, receiver)),
+                Err(broadcast::error::RecvError::Lagged(_)) => Some((Invalidated::Everything, receiver)),
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        })
+        .boxed()
     }
 
     /// How many invalidations and flushes have started on this instance.
@@ -356,6 +382,10 @@ impl Cache for TieredCache {
 
     fn watermark(&self) -> Watermark {
         Watermark(self.generations.watermark())
+    }
+
+    fn invalidations(&self) -> BoxStream<'static, Invalidated> {
+        self.generations.watch()
     }
 
     async fn fill_since(&self, mark: Watermark, key: &CacheKey, codec: Codec, value: CachedValue) {

@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, TokenData, Validation, decode, encode};
 use keel_domain::identity::Role;
-use keel_domain::identity::ports::{AccessClaims, RefreshClaims, TokenError, TokenService};
+use keel_domain::identity::ports::{AccessClaims, RefreshClaims, TokenError, TokenService, VerifiedAccess};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -143,17 +143,21 @@ impl TokenService for JwtTokenService {
         })
     }
 
-    fn verify_access(&self, token: &str) -> Result<AccessClaims, TokenError> {
+    fn verify_access(&self, token: &str) -> Result<VerifiedAccess, TokenError> {
         let c = self.verify(token, "access")?;
         let role = c
             .role
             .as_deref()
             .and_then(|r| Role::parse(r, "role").ok())
             .ok_or(TokenError::Invalid)?;
-        Ok(AccessClaims {
-            user_id: c.sub,
-            session_id: c.sid,
-            role,
+        let expires_at = DateTime::from_timestamp(c.exp, 0).ok_or(TokenError::Invalid)?;
+        Ok(VerifiedAccess {
+            claims: AccessClaims {
+                user_id: c.sub,
+                session_id: c.sid,
+                role,
+            },
+            expires_at,
         })
     }
 
@@ -202,7 +206,7 @@ mod tests {
         let claims = access();
         let (token, ttl) = s.issue_access(&claims, Utc::now());
         assert_eq!(ttl, 900);
-        assert_eq!(s.verify_access(&token).unwrap(), claims);
+        assert_eq!(s.verify_access(&token).unwrap().claims, claims);
         let payload: serde_json::Value =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap()).unwrap())
                 .unwrap();
@@ -316,7 +320,7 @@ mod tests {
         let refresh_token = old.issue_refresh(&refresh, Utc::now(), Utc::now() + Duration::days(7));
 
         let rotated = service().with_previous_secrets([OLD]);
-        assert_eq!(rotated.verify_access(&access_token), Ok(claims));
+        assert_eq!(rotated.verify_access(&access_token).map(|v| v.claims), Ok(claims));
         assert_eq!(rotated.verify_refresh(&refresh_token), Ok(refresh));
 
         let current_only = service();
@@ -352,7 +356,10 @@ mod tests {
         let refresh = refresh_claims();
         let refresh_token = rotated.issue_refresh(&refresh, Utc::now(), Utc::now() + Duration::days(7));
 
-        assert_eq!(service().verify_access(&access_token), Ok(claims));
+        assert_eq!(
+            service().verify_access(&access_token).map(|v| v.claims),
+            Ok(claims)
+        );
         assert_eq!(service().verify_refresh(&refresh_token), Ok(refresh));
         assert_eq!(
             with_secret(OLD).verify_access(&access_token),

@@ -139,6 +139,7 @@ async fn stand_in_caller(
                 user_id,
                 session_id: Uuid::nil(),
                 role: Role::User,
+                expires_at: Utc::now() + TimeDelta::minutes(15),
             }),
             None => Authentication::Refused(Refusal::Unauthorized),
         },

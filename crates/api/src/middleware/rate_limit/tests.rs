@@ -37,6 +37,7 @@ fn principal(user_id: Uuid) -> Principal {
         user_id,
         session_id: Uuid::nil(),
         role: Role::User,
+        expires_at: chrono::Utc::now() + chrono::Duration::minutes(15),
     }
 }
 

@@ -6,7 +6,7 @@
 //! name on all instances before it answers, so the guarantee holds without a database round
 //! trip per request, and a miss costs one statement.
 
-use keel_domain::identity::ports::AccessClaims;
+use keel_domain::identity::ports::VerifiedAccess;
 use keel_domain::identity::{Principal, UserStatus};
 
 use crate::AppError;
@@ -15,18 +15,23 @@ use crate::identity::IdentityPorts;
 
 /// The principal of an access token: verifies it, then checks its session and user.
 pub async fn authenticate(ports: &IdentityPorts, access_token: &str) -> Result<Principal, AppError> {
-    let claims = ports.tokens.verify_access(access_token)?;
-    authenticate_verified(ports, claims).await
+    let verified = ports.tokens.verify_access(access_token)?;
+    authenticate_verified(ports, verified).await
 }
 
-/// [`authenticate`] for claims verified already (an open event stream re-checks its
-/// session with them): the session must be active and the user not disabled. One cache read
-/// (`user:<id>` variant `s:<session>`), or one statement when it misses.
+/// [`authenticate`] for a token verified already (an open event stream re-checks its
+/// session with it): the token must not have expired since, the session must be active and
+/// the user not disabled. One cache read (`user:<id>` variant `s:<session>`), or one
+/// statement when it misses.
 pub async fn authenticate_verified(
     ports: &IdentityPorts,
-    claims: AccessClaims,
+    verified: VerifiedAccess,
 ) -> Result<Principal, AppError> {
     let now = ports.clock.now();
+    if verified.expires_at <= now {
+        return Err(AppError::TokenExpired);
+    }
+    let claims = verified.claims;
     let state = cached(
         ports.cache.as_ref(),
         &CacheKey::session_of(claims.user_id, claims.session_id),
@@ -43,6 +48,7 @@ pub async fn authenticate_verified(
         user_id: claims.user_id,
         session_id: claims.session_id,
         role: state.role,
+        expires_at: verified.expires_at,
     })
 }
 
@@ -50,6 +56,8 @@ pub async fn authenticate_verified(
 mod tests {
     use keel_domain::identity::Role;
     use keel_domain::identity::ports::{AccessClaims, TokenError};
+
+    use crate::identity::fixtures::now;
 
     use super::*;
     use crate::identity::fixtures::{Fixture, session, user};
@@ -61,10 +69,13 @@ mod tests {
         }
         let (uid, sid) = (stored.id, s.id);
         f.tokens.expect_verify_access().returning(move |_| {
-            Ok(AccessClaims {
-                user_id: uid,
-                session_id: sid,
-                role: token_role,
+            Ok(VerifiedAccess {
+                claims: AccessClaims {
+                    user_id: uid,
+                    session_id: sid,
+                    role: token_role,
+                },
+                expires_at: now() + chrono::Duration::minutes(15),
             })
         });
         let auth = keel_domain::identity::SessionAuth {

@@ -70,6 +70,7 @@ mod tests {
             user_id: uid,
             session_id: current,
             role: Role::User,
+            expires_at: crate::identity::fixtures::now() + chrono::Duration::minutes(15),
         };
         let views = list_sessions(&f.into_ports(), &p).await.unwrap();
         assert_eq!(views.iter().filter(|v| v.current).count(), 1);
@@ -87,6 +88,7 @@ mod tests {
             user_id: Uuid::now_v7(),
             session_id: Uuid::now_v7(),
             role: Role::User,
+            expires_at: crate::identity::fixtures::now() + chrono::Duration::minutes(15),
         };
         let err = revoke_session(&f.into_ports(), &p, Uuid::now_v7(), &meta())
             .await
