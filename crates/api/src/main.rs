@@ -118,7 +118,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = telemetry::init(telemetry::subscriber(settings.log_format, std::io::stderr)) {
+    // Log lines go through a background writer: a request formats its line and hands it
+    // over, and never waits on stderr; the writer batches what queued up into one write.
+    // Nothing is dropped (it blocks when 128 Ki lines are waiting); `_flush` writes out what
+    // is left when `main` returns.
+    let (sink, _flush) = telemetry::background_writer(std::io::stderr());
+    if let Err(e) = telemetry::init(telemetry::subscriber(settings.log_format, sink)) {
         eprintln!("keel: cannot install the log subscriber: {e}");
         return ExitCode::FAILURE;
     }

@@ -2,6 +2,7 @@
 //! takes its sink, so tests can silence it or capture it.
 
 use tracing::Subscriber;
+use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -35,6 +36,19 @@ where
             ),
         ),
     }
+}
+
+/// A writer that hands log lines to a background thread, which writes whatever queued up in
+/// one buffered write. Lossless: a caller blocks only when 128 Ki lines are waiting. Dropping
+/// the guard flushes the rest.
+pub fn background_writer<W>(sink: W) -> (NonBlocking, WorkerGuard)
+where
+    W: std::io::Write + Send + 'static,
+{
+    NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("keel-log")
+        .finish(std::io::BufWriter::new(sink))
 }
 
 /// Installs the subscriber for the whole process (once, in `main`).
