@@ -1,11 +1,15 @@
-//! The OpenAPI 3.1 document, generated from the handlers' `#[utoipa::path]` annotations.
+//! The OpenAPI 3.1 document, generated from the route table (`crate::routes`): each
+//! entry's `#[utoipa::path]` annotation gives its operation and schemas, its flags what the
+//! route does besides (`Idempotency-Key`), and the modifiers below what every route shares.
 
+use utoipa::openapi::path::{PathItem, PathsBuilder};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::routes;
 
+/// What the document holds besides the routes: its info, the shared schemas and the tags.
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(
@@ -14,60 +18,7 @@ use crate::routes;
         every response carries `X-Request-Id`.",
         license(name = "MIT OR Apache-2.0")
     ),
-    paths(
-        routes::ops::health,
-        routes::ops::ready,
-        routes::ops::metrics,
-        routes::ops::openapi_json,
-        routes::auth::register_route,
-        routes::auth::login_route,
-        routes::auth::refresh_route,
-        routes::auth::logout_route,
-        routes::auth::logout_all_route,
-        routes::auth::profile_route,
-        routes::auth::update_profile_route,
-        routes::auth::change_password_route,
-        routes::auth::sessions_route,
-        routes::auth::revoke_session_route,
-        routes::admin::list_users_route,
-        routes::admin::users_metrics_route,
-        routes::admin::get_user_route,
-        routes::admin::update_user_route,
-        routes::admin::audit_log_route,
-        routes::projects::list_projects_route,
-        routes::projects::create_project_route,
-        routes::projects::get_project_route,
-        routes::projects::update_project_route,
-        routes::projects::delete_project_route,
-        routes::projects::list_members_route,
-        routes::projects::add_member_route,
-        routes::projects::update_member_route,
-        routes::projects::remove_member_route,
-        routes::projects::list_labels_route,
-        routes::projects::create_label_route,
-        routes::projects::delete_label_route,
-        routes::projects::activity_route,
-        routes::tasks::list_project_tasks_route,
-        routes::tasks::create_task_route,
-        routes::tasks::list_tasks_route,
-        routes::tasks::get_task_route,
-        routes::tasks::update_task_route,
-        routes::tasks::delete_task_route,
-        routes::tasks::list_comments_route,
-        routes::tasks::create_comment_route,
-        routes::tasks::update_comment_route,
-        routes::tasks::delete_comment_route,
-        routes::webhooks::list_webhooks_route,
-        routes::webhooks::create_webhook_route,
-        routes::webhooks::get_webhook_route,
-        routes::webhooks::update_webhook_route,
-        routes::webhooks::delete_webhook_route,
-        routes::webhooks::list_deliveries_route,
-        routes::webhooks::redeliver_route,
-        routes::events::events_route,
-    ),
     components(schemas(ErrorBody, ErrorDetail, keel_application::pagination::PageInfo, keel_application::pagination::CursorInfo)),
-    modifiers(&BearerAuth, &PolicyPatterns, &IdempotencyKeyHeader, &RateLimitHeaders),
     tags(
         (name = "operations", description = "Liveness, readiness, metrics and this document"),
         (name = "auth", description = "Accounts, sign-in, tokens and sessions"),
@@ -101,30 +52,36 @@ impl Modify for BearerAuth {
 #[derive(Debug)]
 struct PolicyPatterns;
 
+/// Which property of which schema follows which domain rule. A name the document does not
+/// have fails `every_policy_pattern_names_a_documented_property`.
+const POLICY_PATTERNS: [(&str, &str, &str); 11] = {
+    use keel_domain::identity::values::{NAME_PATTERN, PASSWORD_PATTERN};
+    use keel_domain::tracking::values::{
+        COMMENT_BODY_PATTERN, LABEL_NAME_PATTERN, PROJECT_KEY_PATTERN, PROJECT_NAME_PATTERN,
+        TASK_TITLE_PATTERN,
+    };
+    [
+        ("RegisterBody", "password", PASSWORD_PATTERN),
+        ("RegisterBody", "name", NAME_PATTERN),
+        ("UpdateProfileBody", "name", NAME_PATTERN),
+        ("ChangePasswordBody", "newPassword", PASSWORD_PATTERN),
+        ("CreateProjectBody", "key", PROJECT_KEY_PATTERN),
+        ("CreateProjectBody", "name", PROJECT_NAME_PATTERN),
+        ("UpdateProjectBody", "name", PROJECT_NAME_PATTERN),
+        ("CreateLabelBody", "name", LABEL_NAME_PATTERN),
+        ("CreateTaskBody", "title", TASK_TITLE_PATTERN),
+        ("UpdateTaskBody", "title", TASK_TITLE_PATTERN),
+        ("CommentBodyInput", "body", COMMENT_BODY_PATTERN),
+    ]
+};
+
 impl Modify for PolicyPatterns {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use keel_domain::identity::values::{NAME_PATTERN, PASSWORD_PATTERN};
-        use keel_domain::tracking::values::{
-            COMMENT_BODY_PATTERN, LABEL_NAME_PATTERN, PROJECT_KEY_PATTERN, PROJECT_NAME_PATTERN,
-            TASK_TITLE_PATTERN,
-        };
         use utoipa::openapi::{RefOr, Schema};
         let Some(components) = openapi.components.as_mut() else {
             return;
         };
-        for (schema, property, pattern) in [
-            ("RegisterBody", "password", PASSWORD_PATTERN),
-            ("RegisterBody", "name", NAME_PATTERN),
-            ("UpdateProfileBody", "name", NAME_PATTERN),
-            ("ChangePasswordBody", "newPassword", PASSWORD_PATTERN),
-            ("CreateProjectBody", "key", PROJECT_KEY_PATTERN),
-            ("CreateProjectBody", "name", PROJECT_NAME_PATTERN),
-            ("UpdateProjectBody", "name", PROJECT_NAME_PATTERN),
-            ("CreateLabelBody", "name", LABEL_NAME_PATTERN),
-            ("CreateTaskBody", "title", TASK_TITLE_PATTERN),
-            ("UpdateTaskBody", "title", TASK_TITLE_PATTERN),
-            ("CommentBodyInput", "body", COMMENT_BODY_PATTERN),
-        ] {
+        for (schema, property, pattern) in POLICY_PATTERNS {
             let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema) else {
                 continue;
             };
@@ -135,28 +92,10 @@ impl Modify for PolicyPatterns {
     }
 }
 
-/// Documents `Idempotency-Key` on every `POST` whose path is in
-/// [`routes::IDEMPOTENT_CREATES`] (see `crate::middleware::idempotency`): the optional header
-/// parameter, the 409 it can cause, the 400 of a malformed key, and `Idempotency-Replayed` on
-/// the success responses. Route authors write nothing for it.
-#[derive(Debug)]
-pub struct IdempotencyKeyHeader;
-
-impl Modify for IdempotencyKeyHeader {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for path in routes::IDEMPOTENT_CREATES {
-            if let Some(operation) = openapi
-                .paths
-                .paths
-                .get_mut(*path)
-                .and_then(|item| item.post.as_mut())
-            {
-                document_idempotency(operation);
-            }
-        }
-    }
-}
-
+/// Documents `Idempotency-Key` on an operation flagged idempotent in the route table (see
+/// `crate::middleware::idempotency`): the optional header parameter, the 409 it can cause,
+/// the 400 of a malformed key, and `Idempotency-Replayed` on the success responses. Route
+/// authors write nothing for it.
 fn document_idempotency(operation: &mut utoipa::openapi::path::Operation) {
     use keel_domain::idempotency::{KEY_FIELD, KEY_MAX_LEN, KEY_PATTERN};
     use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
@@ -319,8 +258,30 @@ fn error_response(description: &str) -> utoipa::openapi::Response {
         .build()
 }
 
+/// The document: [`ApiDoc`], every route of the table with the schemas it references, then
+/// what every route shares.
 pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    let mut paths = PathsBuilder::new();
+    let mut schemas = Vec::new();
+    for endpoint in routes::endpoints() {
+        let mut operation = endpoint.operation();
+        if endpoint.flags().idempotent {
+            document_idempotency(&mut operation);
+        }
+        paths = paths.path(endpoint.path(), PathItem::new(endpoint.http_method(), operation));
+        endpoint.schemas(&mut schemas);
+    }
+    doc.paths = paths.build();
+    doc.components
+        .get_or_insert_with(Default::default)
+        .schemas
+        .extend(schemas);
+    let shared: [&dyn Modify; 3] = [&BearerAuth, &PolicyPatterns, &RateLimitHeaders];
+    for modifier in shared {
+        modifier.modify(&mut doc);
+    }
+    doc
 }
 
 pub fn document_json() -> Result<String, serde_json::Error> {
@@ -359,11 +320,16 @@ mod tests {
     }
 
     #[test]
-    fn routes_and_document_agree() {
+    fn every_route_is_documented_once_and_nothing_else_is() {
         let registered: BTreeSet<(String, String)> = routes::endpoints()
             .iter()
-            .map(|e| (e.method.as_str().to_owned(), e.path.to_owned()))
+            .map(|e| (e.method().as_str().to_owned(), e.path().to_owned()))
             .collect();
+        assert_eq!(
+            registered.len(),
+            routes::endpoints().len(),
+            "a method and path are in the route table twice"
+        );
         let documented = documented();
         let undocumented: Vec<_> = registered.difference(&documented).collect();
         let unregistered: Vec<_> = documented.difference(&registered).collect();
@@ -378,26 +344,30 @@ mod tests {
     }
 
     #[test]
-    fn input_rules_are_published_as_the_domain_patterns() {
-        use keel_domain::identity::values::{NAME_PATTERN, PASSWORD_PATTERN};
+    fn every_policy_pattern_names_a_documented_property() {
         let json: serde_json::Value = serde_json::from_str(&document_json().unwrap()).unwrap();
-        let schemas = &json["components"]["schemas"];
-        assert_eq!(
-            schemas["RegisterBody"]["properties"]["password"]["pattern"],
-            PASSWORD_PATTERN
-        );
-        assert_eq!(
-            schemas["RegisterBody"]["properties"]["name"]["pattern"],
-            NAME_PATTERN
-        );
-        assert_eq!(
-            schemas["UpdateProfileBody"]["properties"]["name"]["pattern"],
-            NAME_PATTERN
-        );
-        assert_eq!(
-            schemas["ChangePasswordBody"]["properties"]["newPassword"]["pattern"],
-            PASSWORD_PATTERN
-        );
+        for (schema, property, pattern) in POLICY_PATTERNS {
+            let field = &json["components"]["schemas"][schema]["properties"][property];
+            assert!(field.is_object(), "{schema}.{property} is not in the document");
+            assert_eq!(field["pattern"], pattern, "{schema}.{property}");
+        }
+    }
+
+    #[test]
+    fn every_tag_an_operation_uses_is_declared() {
+        let doc = document();
+        let declared: BTreeSet<String> = doc.tags.iter().flatten().map(|t| t.name.clone()).collect();
+        for endpoint in routes::endpoints() {
+            let tags = endpoint.operation().tags.unwrap_or_default();
+            let label = format!("{} {}", endpoint.method(), endpoint.path());
+            assert!(!tags.is_empty(), "{label} has no tag");
+            for tag in tags {
+                assert!(
+                    declared.contains(&tag),
+                    "{label}: tag `{tag}` is not declared in ApiDoc"
+                );
+            }
+        }
     }
 
     #[test]
@@ -411,29 +381,17 @@ mod tests {
         );
     }
 
-    fn idempotency_applied_to(doc: serde_json::Value) -> serde_json::Value {
-        let mut doc: utoipa::openapi::OpenApi = serde_json::from_value(doc).unwrap();
-        IdempotencyKeyHeader.modify(&mut doc);
-        serde_json::to_value(&doc).unwrap()
+    fn idempotency_applied_to(operation: serde_json::Value) -> serde_json::Value {
+        let mut operation: utoipa::openapi::path::Operation = serde_json::from_value(operation).unwrap();
+        document_idempotency(&mut operation);
+        serde_json::to_value(&operation).unwrap()
     }
 
     #[test]
     fn idempotent_creates_document_the_key_the_409_and_the_replay_header() {
-        let op = |responses: serde_json::Value| serde_json::json!({"post": {"responses": responses}});
-        let doc = idempotency_applied_to(serde_json::json!({
-            "openapi": "3.1.0",
-            "info": {"title": "t", "version": "1"},
-            "paths": {
-                "/api/v1/projects": op(serde_json::json!({"201": {"description": "created"}})),
-                "/api/v1/projects/{id}/members": op(serde_json::json!({
-                    "201": {"description": "added"},
-                    "409": {"description": "Already a member"}
-                })),
-                "/api/v1/auth/register": op(serde_json::json!({"201": {"description": "created"}}))
-            }
+        let projects = idempotency_applied_to(serde_json::json!({
+            "responses": {"201": {"description": "created"}}
         }));
-
-        let projects = &doc["paths"]["/api/v1/projects"]["post"];
         let param = &projects["parameters"][0];
         assert_eq!(param["name"], "Idempotency-Key");
         assert_eq!(param["in"], "header");
@@ -448,14 +406,13 @@ mod tests {
         assert!(projects["responses"]["400"].is_object());
         assert!(projects["responses"]["201"]["headers"]["Idempotency-Replayed"].is_object());
 
-        let members = &doc["paths"]["/api/v1/projects/{id}/members"]["post"]["responses"]["409"];
-        let description = members["description"].as_str().unwrap();
+        let members = idempotency_applied_to(serde_json::json!({"responses": {
+            "201": {"description": "added"},
+            "409": {"description": "Already a member"}
+        }}));
+        let description = members["responses"]["409"]["description"].as_str().unwrap();
         assert!(description.starts_with("Already a member; or: "));
         assert!(description.contains("Idempotency-Key"));
-
-        let register = &doc["paths"]["/api/v1/auth/register"]["post"];
-        assert!(register.get("parameters").is_none());
-        assert!(register["responses"].get("409").is_none());
     }
 
     #[test]
@@ -492,18 +449,21 @@ mod tests {
     }
 
     #[test]
-    fn every_documented_idempotent_create_takes_the_key() {
+    fn exactly_the_idempotent_routes_document_the_key() {
         let json: serde_json::Value = serde_json::from_str(&document_json().unwrap()).unwrap();
-        for path in routes::IDEMPOTENT_CREATES {
-            let Some(post) = json["paths"][*path].get("post") else {
-                continue;
-            };
-            let params = post["parameters"].as_array().cloned().unwrap_or_default();
-            assert!(
-                params.iter().any(|p| p["name"] == "Idempotency-Key"),
-                "POST {path} does not document Idempotency-Key"
-            );
-            assert!(post["responses"]["409"].is_object(), "POST {path} lacks its 409");
+        let mut flagged = 0;
+        for endpoint in routes::endpoints() {
+            let method = endpoint.method().as_str().to_ascii_lowercase();
+            let operation = &json["paths"][endpoint.path()][&method];
+            let params = operation["parameters"].as_array().cloned().unwrap_or_default();
+            let takes_key = params.iter().any(|p| p["name"] == "Idempotency-Key");
+            let label = format!("{method} {}", endpoint.path());
+            assert_eq!(takes_key, endpoint.flags().idempotent, "{label}");
+            if endpoint.flags().idempotent {
+                flagged += 1;
+                assert!(operation["responses"]["409"].is_object(), "{label} lacks its 409");
+            }
         }
+        assert!(flagged >= 5);
     }
 }
