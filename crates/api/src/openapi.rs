@@ -9,6 +9,35 @@ use utoipa::{Modify, OpenApi};
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::routes;
 
+/// Descriptions of responses that mean the same on every operation that has them, for
+/// `#[utoipa::path]` (`description = response::UNAUTHORIZED`). Where a status means
+/// something specific to an operation, the annotation says so in its own words.
+pub mod response {
+    pub const INVALID: &str =
+        "`VALIDATION_ERROR`: the body or a parameter is invalid; `details` names each field";
+    pub const INVALID_ID: &str = "`VALIDATION_ERROR`: an id in the path is not a UUID";
+    pub const INVALID_LIST: &str = "`VALIDATION_ERROR`: a filter, the sort, `page`, `limit` or `cursor` is invalid; `details` names each";
+    pub const UNAUTHORIZED: &str =
+        "`UNAUTHORIZED` (no access token, or a malformed or revoked one) or `TOKEN_EXPIRED`";
+    pub const ACCOUNT_DISABLED: &str = "`ACCOUNT_DISABLED`: the caller's account is disabled";
+    pub const NOT_ADMIN: &str = "`FORBIDDEN`: the caller is not an instance admin (or `ACCOUNT_DISABLED`)";
+    pub const ROLE_FORBIDS: &str =
+        "`FORBIDDEN`: the caller's role in the project does not allow this (or `ACCOUNT_DISABLED`)";
+    pub const NO_PROJECT: &str = "`NOT_FOUND`: no such project, or the caller is not a member of it";
+    pub const NO_TASK: &str = "`NOT_FOUND`: no such task in a project the caller is a member of";
+    pub const NO_COMMENT: &str = "`NOT_FOUND`: no such comment in a project the caller is a member of";
+    pub const NO_WEBHOOK: &str =
+        "`NOT_FOUND`: no such project (or the caller is not a member of it), or no such webhook in it";
+    pub const NO_USER: &str = "`NOT_FOUND`: no such user";
+    pub const CONCURRENT: &str = "`CONFLICT`: the resource is being changed concurrently; try again";
+    pub const NOT_MODIFIED: &str = "Not modified since the tag in `If-None-Match`; no body";
+    pub const PRECONDITION_FAILED: &str = "`PRECONDITION_FAILED`: changed since the tag in `If-Match`";
+    pub const TOO_LARGE: &str = "`PAYLOAD_TOO_LARGE`: the body is over 1 MiB";
+    pub const NOT_JSON: &str = "`UNSUPPORTED_MEDIA_TYPE`: the body is not `application/json`";
+    pub const UNAVAILABLE: &str =
+        "`UNAVAILABLE`: the database or the password-hashing capacity is unavailable; retry later";
+}
+
 /// What the document holds besides the routes: its info, the shared schemas and the tags.
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -245,6 +274,51 @@ fn document_rate_limits(operation: &mut utoipa::openapi::path::Operation) {
     }
 }
 
+/// A safety net: OpenAPI requires a `description` on every response, and a response an
+/// annotation left without one gets its status's reason phrase. The annotations are
+/// expected to describe every response themselves (`every_annotated_response_is_described`
+/// fails otherwise); this keeps the served document valid regardless.
+#[derive(Debug)]
+struct DescribeEveryResponse;
+
+impl Modify for DescribeEveryResponse {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+                &mut item.head,
+                &mut item.options,
+                &mut item.trace,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                for (status, response) in &mut operation.responses.responses {
+                    if let RefOr::T(response) = response
+                        && response.description.trim().is_empty()
+                    {
+                        response.description = status_reason(status);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn status_reason(status: &str) -> String {
+    status
+        .parse::<u16>()
+        .ok()
+        .and_then(|code| actix_web::http::StatusCode::from_u16(code).ok())
+        .and_then(|code| code.canonical_reason())
+        .map_or_else(|| format!("Status {status}"), str::to_owned)
+}
+
 fn error_response(description: &str) -> utoipa::openapi::Response {
     use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
     ResponseBuilder::new()
@@ -277,7 +351,12 @@ pub fn document() -> utoipa::openapi::OpenApi {
         .get_or_insert_with(Default::default)
         .schemas
         .extend(schemas);
-    let shared: [&dyn Modify; 3] = [&BearerAuth, &PolicyPatterns, &RateLimitHeaders];
+    let shared: [&dyn Modify; 4] = [
+        &BearerAuth,
+        &PolicyPatterns,
+        &RateLimitHeaders,
+        &DescribeEveryResponse,
+    ];
     for modifier in shared {
         modifier.modify(&mut doc);
     }
@@ -341,6 +420,105 @@ mod tests {
             unregistered.is_empty(),
             "documented but not registered: {unregistered:?}"
         );
+    }
+
+    #[test]
+    fn every_annotated_response_is_described() {
+        let mut undescribed = Vec::new();
+        for endpoint in routes::endpoints() {
+            for (status, response) in endpoint.operation().responses.responses {
+                let described = match response {
+                    utoipa::openapi::RefOr::T(response) => !response.description.trim().is_empty(),
+                    utoipa::openapi::RefOr::Ref(_) => true,
+                };
+                if !described {
+                    undescribed.push(format!("{} {} {status}", endpoint.method(), endpoint.path()));
+                }
+            }
+        }
+        assert!(
+            undescribed.is_empty(),
+            "responses without a description in #[utoipa::path]: {undescribed:#?}"
+        );
+    }
+
+    #[test]
+    fn every_response_of_the_document_is_described() {
+        let json: serde_json::Value = serde_json::from_str(&document_json().unwrap()).unwrap();
+        let mut count = 0;
+        for (path, item) in json["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                for (status, response) in operation["responses"].as_object().unwrap() {
+                    count += 1;
+                    let description = response["description"].as_str().unwrap_or_default();
+                    assert!(!description.trim().is_empty(), "{method} {path} {status}");
+                }
+            }
+        }
+        assert!(count > 300, "{count}");
+    }
+
+    #[test]
+    fn the_safety_net_describes_a_response_by_its_status() {
+        let mut doc: utoipa::openapi::OpenApi = serde_json::from_value(serde_json::json!({
+            "openapi": "3.1.0",
+            "info": {"title": "t", "version": "1"},
+            "paths": {"/x": {"get": {"responses": {
+                "404": {"description": ""},
+                "200": {"description": "Kept"}
+            }}}}
+        }))
+        .unwrap();
+        DescribeEveryResponse.modify(&mut doc);
+        let json = serde_json::to_value(&doc).unwrap();
+        let responses = &json["paths"]["/x"]["get"]["responses"];
+        assert_eq!(responses["404"]["description"], "Not Found");
+        assert_eq!(responses["200"]["description"], "Kept");
+    }
+
+    /// The verbs an operation id may start with: a generated client's method names.
+    const VERBS: [&str; 15] = [
+        "get",
+        "list",
+        "create",
+        "add",
+        "update",
+        "delete",
+        "remove",
+        "revoke",
+        "register",
+        "login",
+        "logout",
+        "refresh",
+        "change",
+        "redeliver",
+        "stream",
+    ];
+
+    #[test]
+    fn operation_ids_are_unique_camel_case_verbs() {
+        let mut seen = BTreeSet::new();
+        for endpoint in routes::endpoints() {
+            let label = format!("{} {}", endpoint.method(), endpoint.path());
+            let id = endpoint.operation().operation_id.unwrap_or_default();
+            assert!(
+                seen.insert(id.clone()),
+                "{label}: operationId `{id}` is used twice"
+            );
+            assert!(
+                id.chars().all(|c| c.is_ascii_alphanumeric())
+                    && id.starts_with(|c: char| c.is_ascii_lowercase()),
+                "{label}: operationId `{id}` is not camelCase"
+            );
+            let verb = VERBS.iter().find(|v| {
+                id.strip_prefix(**v)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(|c: char| c.is_ascii_uppercase()))
+            });
+            assert!(
+                verb.is_some(),
+                "{label}: operationId `{id}` does not start with a verb of {VERBS:?}"
+            );
+        }
     }
 
     #[test]

@@ -54,6 +54,7 @@ impl Default for StreamSettings {
 #[utoipa::path(
     get,
     path = "/api/v1/events",
+    operation_id = "streamEvents",
     tag = "events",
     params(
         ("access_token" = Option<String>, Query,
