@@ -6,7 +6,7 @@ SHELL := /bin/bash
 # Extra arguments for `make run`, e.g. `make run ARGS="migrate status"`.
 ARGS ?=
 
-.PHONY: help run test fmt lint unit integration-pg integration-sqlite release schemathesis \
+.PHONY: help run test fmt lint unit integration-pg integration-sqlite release contract schemathesis \
 	services-up services-down validate-deploy cluster-test backup-test bench bench-auth bench-tasks bench-cache
 
 help: ## list the targets
@@ -15,7 +15,7 @@ help: ## list the targets
 run: ## run the service with the embedded defaults (SQLite, in-process cache)
 	cargo run -p keel-api --bin keel -- $(ARGS)
 
-test: ## the whole suite: fmt, clippy, unit, integration (PostgreSQL+Redis, SQLite), cluster + faults, schemathesis
+test: ## the whole suite: fmt, clippy, unit, integration (PostgreSQL+Redis, SQLite), contract, cluster + faults, schemathesis
 	scripts/test-all.sh
 
 fmt: ## check formatting
@@ -35,6 +35,9 @@ integration-sqlite: ## integration tests against SQLite and the in-process cache
 
 release: ## release build of the keel binary
 	scripts/test-all.sh release
+
+contract: ## release build, then validate the served OpenAPI document and run generated Python and TypeScript clients against it
+	scripts/test-all.sh release contract
 
 schemathesis: ## release build, then schemathesis against it
 	scripts/test-all.sh release schemathesis

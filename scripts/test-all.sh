@@ -11,6 +11,10 @@
 #   deploy              scripts/validate-deploy.sh: nginx -t, Kubernetes and compose schemas,
 #                       Dockerfile checks (no Docker engine needed)
 #   release             cargo build --release --locked -p keel-api --bin keel
+#   contract            scripts/contract-check.sh: the served OpenAPI document validated
+#                       (openapi-spec-validator), generated Python and TypeScript clients run
+#                       a short flow against the release binary (tools installed on first use
+#                       under .ci/tmp/contract)
 #   backup              scripts/test-backup.sh: pg-backup.sh backup of a running keel, restore
 #                       into a new database, the restored data checked through the API (uses
 #                       the release binary; its own PostgreSQL + Redis on ports 55452/56399)
@@ -25,7 +29,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
-ALL_STEPS=(fmt lint unit integration-pg integration-sqlite deploy release backup cluster schemathesis)
+ALL_STEPS=(fmt lint unit integration-pg integration-sqlite deploy release contract backup cluster schemathesis)
 
 declare -A TITLE=(
     [fmt]="formatting (cargo fmt --check)"
@@ -35,6 +39,7 @@ declare -A TITLE=(
     [integration-sqlite]="integration tests on SQLite"
     [deploy]="deploy artifacts (nginx -t, manifest schemas, Dockerfile)"
     [release]="release build"
+    [contract]="OpenAPI validation and generated clients against the release binary"
     [backup]="PostgreSQL backup and restore round trip"
     [cluster]="cluster and fault tests (two instances behind nginx)"
     [schemathesis]="schemathesis against the release binary"
@@ -74,6 +79,8 @@ step_integration_sqlite() {
 step_deploy() { CI="${CI:-1}" bash scripts/validate-deploy.sh; }
 
 step_release() { cargo build --release --locked -p keel-api --bin keel; }
+
+step_contract() { scripts/contract-check.sh; }
 
 step_backup() { scripts/test-backup.sh; }
 

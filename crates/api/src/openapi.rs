@@ -1,11 +1,44 @@
-//! The OpenAPI 3.1 document, generated from the handlers' `#[utoipa::path]` annotations.
+//! The OpenAPI 3.1 document, generated from the route table (`crate::routes`): each
+//! entry's `#[utoipa::path]` annotation gives its operation and schemas, its flags what the
+//! route does besides (`Idempotency-Key`), and the modifiers below what every route shares.
 
+use utoipa::openapi::path::{PathItem, PathsBuilder};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
 use crate::routes;
 
+/// Descriptions of responses that mean the same on every operation that has them, for
+/// `#[utoipa::path]` (`description = response::UNAUTHORIZED`). Where a status means
+/// something specific to an operation, the annotation says so in its own words.
+pub mod response {
+    pub const INVALID: &str =
+        "`VALIDATION_ERROR`: the body or a parameter is invalid; `details` names each field";
+    pub const INVALID_ID: &str = "`VALIDATION_ERROR`: an id in the path is not a UUID";
+    pub const INVALID_LIST: &str = "`VALIDATION_ERROR`: a filter, the sort, `page`, `limit` or `cursor` is invalid; `details` names each";
+    pub const UNAUTHORIZED: &str =
+        "`UNAUTHORIZED` (no access token, or a malformed or revoked one) or `TOKEN_EXPIRED`";
+    pub const ACCOUNT_DISABLED: &str = "`ACCOUNT_DISABLED`: the caller's account is disabled";
+    pub const NOT_ADMIN: &str = "`FORBIDDEN`: the caller is not an instance admin (or `ACCOUNT_DISABLED`)";
+    pub const ROLE_FORBIDS: &str =
+        "`FORBIDDEN`: the caller's role in the project does not allow this (or `ACCOUNT_DISABLED`)";
+    pub const NO_PROJECT: &str = "`NOT_FOUND`: no such project, or the caller is not a member of it";
+    pub const NO_TASK: &str = "`NOT_FOUND`: no such task in a project the caller is a member of";
+    pub const NO_COMMENT: &str = "`NOT_FOUND`: no such comment in a project the caller is a member of";
+    pub const NO_WEBHOOK: &str =
+        "`NOT_FOUND`: no such project (or the caller is not a member of it), or no such webhook in it";
+    pub const NO_USER: &str = "`NOT_FOUND`: no such user";
+    pub const CONCURRENT: &str = "`CONFLICT`: the resource is being changed concurrently; try again";
+    pub const NOT_MODIFIED: &str = "Not modified since the tag in `If-None-Match`; no body";
+    pub const PRECONDITION_FAILED: &str = "`PRECONDITION_FAILED`: changed since the tag in `If-Match`";
+    pub const TOO_LARGE: &str = "`PAYLOAD_TOO_LARGE`: the body is over 1 MiB";
+    pub const NOT_JSON: &str = "`UNSUPPORTED_MEDIA_TYPE`: the body is not `application/json`";
+    pub const UNAVAILABLE: &str =
+        "`UNAVAILABLE`: the database or the password-hashing capacity is unavailable; retry later";
+}
+
+/// What the document holds besides the routes: its info, the shared schemas and the tags.
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(
@@ -14,60 +47,7 @@ use crate::routes;
         every response carries `X-Request-Id`.",
         license(name = "MIT OR Apache-2.0")
     ),
-    paths(
-        routes::ops::health,
-        routes::ops::ready,
-        routes::ops::metrics,
-        routes::ops::openapi_json,
-        routes::auth::register_route,
-        routes::auth::login_route,
-        routes::auth::refresh_route,
-        routes::auth::logout_route,
-        routes::auth::logout_all_route,
-        routes::auth::profile_route,
-        routes::auth::update_profile_route,
-        routes::auth::change_password_route,
-        routes::auth::sessions_route,
-        routes::auth::revoke_session_route,
-        routes::admin::list_users_route,
-        routes::admin::users_metrics_route,
-        routes::admin::get_user_route,
-        routes::admin::update_user_route,
-        routes::admin::audit_log_route,
-        routes::projects::list_projects_route,
-        routes::projects::create_project_route,
-        routes::projects::get_project_route,
-        routes::projects::update_project_route,
-        routes::projects::delete_project_route,
-        routes::projects::list_members_route,
-        routes::projects::add_member_route,
-        routes::projects::update_member_route,
-        routes::projects::remove_member_route,
-        routes::projects::list_labels_route,
-        routes::projects::create_label_route,
-        routes::projects::delete_label_route,
-        routes::projects::activity_route,
-        routes::tasks::list_project_tasks_route,
-        routes::tasks::create_task_route,
-        routes::tasks::list_tasks_route,
-        routes::tasks::get_task_route,
-        routes::tasks::update_task_route,
-        routes::tasks::delete_task_route,
-        routes::tasks::list_comments_route,
-        routes::tasks::create_comment_route,
-        routes::tasks::update_comment_route,
-        routes::tasks::delete_comment_route,
-        routes::webhooks::list_webhooks_route,
-        routes::webhooks::create_webhook_route,
-        routes::webhooks::get_webhook_route,
-        routes::webhooks::update_webhook_route,
-        routes::webhooks::delete_webhook_route,
-        routes::webhooks::list_deliveries_route,
-        routes::webhooks::redeliver_route,
-        routes::events::events_route,
-    ),
     components(schemas(ErrorBody, ErrorDetail, keel_application::pagination::PageInfo, keel_application::pagination::CursorInfo)),
-    modifiers(&BearerAuth, &PolicyPatterns, &IdempotencyKeyHeader, &RateLimitHeaders),
     tags(
         (name = "operations", description = "Liveness, readiness, metrics and this document"),
         (name = "auth", description = "Accounts, sign-in, tokens and sessions"),
@@ -101,30 +81,36 @@ impl Modify for BearerAuth {
 #[derive(Debug)]
 struct PolicyPatterns;
 
+/// Which property of which schema follows which domain rule. A name the document does not
+/// have fails `every_policy_pattern_names_a_documented_property`.
+const POLICY_PATTERNS: [(&str, &str, &str); 11] = {
+    use keel_domain::identity::values::{NAME_PATTERN, PASSWORD_PATTERN};
+    use keel_domain::tracking::values::{
+        COMMENT_BODY_PATTERN, LABEL_NAME_PATTERN, PROJECT_KEY_PATTERN, PROJECT_NAME_PATTERN,
+        TASK_TITLE_PATTERN,
+    };
+    [
+        ("RegisterBody", "password", PASSWORD_PATTERN),
+        ("RegisterBody", "name", NAME_PATTERN),
+        ("UpdateProfileBody", "name", NAME_PATTERN),
+        ("ChangePasswordBody", "newPassword", PASSWORD_PATTERN),
+        ("CreateProjectBody", "key", PROJECT_KEY_PATTERN),
+        ("CreateProjectBody", "name", PROJECT_NAME_PATTERN),
+        ("UpdateProjectBody", "name", PROJECT_NAME_PATTERN),
+        ("CreateLabelBody", "name", LABEL_NAME_PATTERN),
+        ("CreateTaskBody", "title", TASK_TITLE_PATTERN),
+        ("UpdateTaskBody", "title", TASK_TITLE_PATTERN),
+        ("CommentBodyInput", "body", COMMENT_BODY_PATTERN),
+    ]
+};
+
 impl Modify for PolicyPatterns {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use keel_domain::identity::values::{NAME_PATTERN, PASSWORD_PATTERN};
-        use keel_domain::tracking::values::{
-            COMMENT_BODY_PATTERN, LABEL_NAME_PATTERN, PROJECT_KEY_PATTERN, PROJECT_NAME_PATTERN,
-            TASK_TITLE_PATTERN,
-        };
         use utoipa::openapi::{RefOr, Schema};
         let Some(components) = openapi.components.as_mut() else {
             return;
         };
-        for (schema, property, pattern) in [
-            ("RegisterBody", "password", PASSWORD_PATTERN),
-            ("RegisterBody", "name", NAME_PATTERN),
-            ("UpdateProfileBody", "name", NAME_PATTERN),
-            ("ChangePasswordBody", "newPassword", PASSWORD_PATTERN),
-            ("CreateProjectBody", "key", PROJECT_KEY_PATTERN),
-            ("CreateProjectBody", "name", PROJECT_NAME_PATTERN),
-            ("UpdateProjectBody", "name", PROJECT_NAME_PATTERN),
-            ("CreateLabelBody", "name", LABEL_NAME_PATTERN),
-            ("CreateTaskBody", "title", TASK_TITLE_PATTERN),
-            ("UpdateTaskBody", "title", TASK_TITLE_PATTERN),
-            ("CommentBodyInput", "body", COMMENT_BODY_PATTERN),
-        ] {
+        for (schema, property, pattern) in POLICY_PATTERNS {
             let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema) else {
                 continue;
             };
@@ -135,28 +121,10 @@ impl Modify for PolicyPatterns {
     }
 }
 
-/// Documents `Idempotency-Key` on every `POST` whose path is in
-/// [`routes::IDEMPOTENT_CREATES`] (see `crate::middleware::idempotency`): the optional header
-/// parameter, the 409 it can cause, the 400 of a malformed key, and `Idempotency-Replayed` on
-/// the success responses. Route authors write nothing for it.
-#[derive(Debug)]
-pub struct IdempotencyKeyHeader;
-
-impl Modify for IdempotencyKeyHeader {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for path in routes::IDEMPOTENT_CREATES {
-            if let Some(operation) = openapi
-                .paths
-                .paths
-                .get_mut(*path)
-                .and_then(|item| item.post.as_mut())
-            {
-                document_idempotency(operation);
-            }
-        }
-    }
-}
-
+/// Documents `Idempotency-Key` on an operation flagged idempotent in the route table (see
+/// `crate::middleware::idempotency`): the optional header parameter, the 409 it can cause,
+/// the 400 of a malformed key, and `Idempotency-Replayed` on the success responses. Route
+/// authors write nothing for it.
 fn document_idempotency(operation: &mut utoipa::openapi::path::Operation) {
     use keel_domain::idempotency::{KEY_FIELD, KEY_MAX_LEN, KEY_PATTERN};
     use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
@@ -306,6 +274,51 @@ fn document_rate_limits(operation: &mut utoipa::openapi::path::Operation) {
     }
 }
 
+/// A safety net: OpenAPI requires a `description` on every response, and a response an
+/// annotation left without one gets its status's reason phrase. The annotations are
+/// expected to describe every response themselves (`every_annotated_response_is_described`
+/// fails otherwise); this keeps the served document valid regardless.
+#[derive(Debug)]
+struct DescribeEveryResponse;
+
+impl Modify for DescribeEveryResponse {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+                &mut item.head,
+                &mut item.options,
+                &mut item.trace,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                for (status, response) in &mut operation.responses.responses {
+                    if let RefOr::T(response) = response
+                        && response.description.trim().is_empty()
+                    {
+                        response.description = status_reason(status);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn status_reason(status: &str) -> String {
+    status
+        .parse::<u16>()
+        .ok()
+        .and_then(|code| actix_web::http::StatusCode::from_u16(code).ok())
+        .and_then(|code| code.canonical_reason())
+        .map_or_else(|| format!("Status {status}"), str::to_owned)
+}
+
 fn error_response(description: &str) -> utoipa::openapi::Response {
     use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
     ResponseBuilder::new()
@@ -319,8 +332,35 @@ fn error_response(description: &str) -> utoipa::openapi::Response {
         .build()
 }
 
+/// The document: [`ApiDoc`], every route of the table with the schemas it references, then
+/// what every route shares.
 pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    let mut paths = PathsBuilder::new();
+    let mut schemas = Vec::new();
+    for endpoint in routes::endpoints() {
+        let mut operation = endpoint.operation();
+        if endpoint.flags().idempotent {
+            document_idempotency(&mut operation);
+        }
+        paths = paths.path(endpoint.path(), PathItem::new(endpoint.http_method(), operation));
+        endpoint.schemas(&mut schemas);
+    }
+    doc.paths = paths.build();
+    doc.components
+        .get_or_insert_with(Default::default)
+        .schemas
+        .extend(schemas);
+    let shared: [&dyn Modify; 4] = [
+        &BearerAuth,
+        &PolicyPatterns,
+        &RateLimitHeaders,
+        &DescribeEveryResponse,
+    ];
+    for modifier in shared {
+        modifier.modify(&mut doc);
+    }
+    doc
 }
 
 pub fn document_json() -> Result<String, serde_json::Error> {
@@ -359,11 +399,16 @@ mod tests {
     }
 
     #[test]
-    fn routes_and_document_agree() {
+    fn every_route_is_documented_once_and_nothing_else_is() {
         let registered: BTreeSet<(String, String)> = routes::endpoints()
             .iter()
-            .map(|e| (e.method.as_str().to_owned(), e.path.to_owned()))
+            .map(|e| (e.method().as_str().to_owned(), e.path().to_owned()))
             .collect();
+        assert_eq!(
+            registered.len(),
+            routes::endpoints().len(),
+            "a method and path are in the route table twice"
+        );
         let documented = documented();
         let undocumented: Vec<_> = registered.difference(&documented).collect();
         let unregistered: Vec<_> = documented.difference(&registered).collect();
@@ -378,26 +423,129 @@ mod tests {
     }
 
     #[test]
-    fn input_rules_are_published_as_the_domain_patterns() {
-        use keel_domain::identity::values::{NAME_PATTERN, PASSWORD_PATTERN};
+    fn every_annotated_response_is_described() {
+        let mut undescribed = Vec::new();
+        for endpoint in routes::endpoints() {
+            for (status, response) in endpoint.operation().responses.responses {
+                let described = match response {
+                    utoipa::openapi::RefOr::T(response) => !response.description.trim().is_empty(),
+                    utoipa::openapi::RefOr::Ref(_) => true,
+                };
+                if !described {
+                    undescribed.push(format!("{} {} {status}", endpoint.method(), endpoint.path()));
+                }
+            }
+        }
+        assert!(
+            undescribed.is_empty(),
+            "responses without a description in #[utoipa::path]: {undescribed:#?}"
+        );
+    }
+
+    #[test]
+    fn every_response_of_the_document_is_described() {
         let json: serde_json::Value = serde_json::from_str(&document_json().unwrap()).unwrap();
-        let schemas = &json["components"]["schemas"];
-        assert_eq!(
-            schemas["RegisterBody"]["properties"]["password"]["pattern"],
-            PASSWORD_PATTERN
-        );
-        assert_eq!(
-            schemas["RegisterBody"]["properties"]["name"]["pattern"],
-            NAME_PATTERN
-        );
-        assert_eq!(
-            schemas["UpdateProfileBody"]["properties"]["name"]["pattern"],
-            NAME_PATTERN
-        );
-        assert_eq!(
-            schemas["ChangePasswordBody"]["properties"]["newPassword"]["pattern"],
-            PASSWORD_PATTERN
-        );
+        let mut count = 0;
+        for (path, item) in json["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                for (status, response) in operation["responses"].as_object().unwrap() {
+                    count += 1;
+                    let description = response["description"].as_str().unwrap_or_default();
+                    assert!(!description.trim().is_empty(), "{method} {path} {status}");
+                }
+            }
+        }
+        assert!(count > 300, "{count}");
+    }
+
+    #[test]
+    fn the_safety_net_describes_a_response_by_its_status() {
+        let mut doc: utoipa::openapi::OpenApi = serde_json::from_value(serde_json::json!({
+            "openapi": "3.1.0",
+            "info": {"title": "t", "version": "1"},
+            "paths": {"/x": {"get": {"responses": {
+                "404": {"description": ""},
+                "200": {"description": "Kept"}
+            }}}}
+        }))
+        .unwrap();
+        DescribeEveryResponse.modify(&mut doc);
+        let json = serde_json::to_value(&doc).unwrap();
+        let responses = &json["paths"]["/x"]["get"]["responses"];
+        assert_eq!(responses["404"]["description"], "Not Found");
+        assert_eq!(responses["200"]["description"], "Kept");
+    }
+
+    /// The verbs an operation id may start with: a generated client's method names.
+    const VERBS: [&str; 15] = [
+        "get",
+        "list",
+        "create",
+        "add",
+        "update",
+        "delete",
+        "remove",
+        "revoke",
+        "register",
+        "login",
+        "logout",
+        "refresh",
+        "change",
+        "redeliver",
+        "stream",
+    ];
+
+    #[test]
+    fn operation_ids_are_unique_camel_case_verbs() {
+        let mut seen = BTreeSet::new();
+        for endpoint in routes::endpoints() {
+            let label = format!("{} {}", endpoint.method(), endpoint.path());
+            let id = endpoint.operation().operation_id.unwrap_or_default();
+            assert!(
+                seen.insert(id.clone()),
+                "{label}: operationId `{id}` is used twice"
+            );
+            assert!(
+                id.chars().all(|c| c.is_ascii_alphanumeric())
+                    && id.starts_with(|c: char| c.is_ascii_lowercase()),
+                "{label}: operationId `{id}` is not camelCase"
+            );
+            let verb = VERBS.iter().find(|v| {
+                id.strip_prefix(**v)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(|c: char| c.is_ascii_uppercase()))
+            });
+            assert!(
+                verb.is_some(),
+                "{label}: operationId `{id}` does not start with a verb of {VERBS:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_policy_pattern_names_a_documented_property() {
+        let json: serde_json::Value = serde_json::from_str(&document_json().unwrap()).unwrap();
+        for (schema, property, pattern) in POLICY_PATTERNS {
+            let field = &json["components"]["schemas"][schema]["properties"][property];
+            assert!(field.is_object(), "{schema}.{property} is not in the document");
+            assert_eq!(field["pattern"], pattern, "{schema}.{property}");
+        }
+    }
+
+    #[test]
+    fn every_tag_an_operation_uses_is_declared() {
+        let doc = document();
+        let declared: BTreeSet<String> = doc.tags.iter().flatten().map(|t| t.name.clone()).collect();
+        for endpoint in routes::endpoints() {
+            let tags = endpoint.operation().tags.unwrap_or_default();
+            let label = format!("{} {}", endpoint.method(), endpoint.path());
+            assert!(!tags.is_empty(), "{label} has no tag");
+            for tag in tags {
+                assert!(
+                    declared.contains(&tag),
+                    "{label}: tag `{tag}` is not declared in ApiDoc"
+                );
+            }
+        }
     }
 
     #[test]
@@ -411,29 +559,17 @@ mod tests {
         );
     }
 
-    fn idempotency_applied_to(doc: serde_json::Value) -> serde_json::Value {
-        let mut doc: utoipa::openapi::OpenApi = serde_json::from_value(doc).unwrap();
-        IdempotencyKeyHeader.modify(&mut doc);
-        serde_json::to_value(&doc).unwrap()
+    fn idempotency_applied_to(operation: serde_json::Value) -> serde_json::Value {
+        let mut operation: utoipa::openapi::path::Operation = serde_json::from_value(operation).unwrap();
+        document_idempotency(&mut operation);
+        serde_json::to_value(&operation).unwrap()
     }
 
     #[test]
     fn idempotent_creates_document_the_key_the_409_and_the_replay_header() {
-        let op = |responses: serde_json::Value| serde_json::json!({"post": {"responses": responses}});
-        let doc = idempotency_applied_to(serde_json::json!({
-            "openapi": "3.1.0",
-            "info": {"title": "t", "version": "1"},
-            "paths": {
-                "/api/v1/projects": op(serde_json::json!({"201": {"description": "created"}})),
-                "/api/v1/projects/{id}/members": op(serde_json::json!({
-                    "201": {"description": "added"},
-                    "409": {"description": "Already a member"}
-                })),
-                "/api/v1/auth/register": op(serde_json::json!({"201": {"description": "created"}}))
-            }
+        let projects = idempotency_applied_to(serde_json::json!({
+            "responses": {"201": {"description": "created"}}
         }));
-
-        let projects = &doc["paths"]["/api/v1/projects"]["post"];
         let param = &projects["parameters"][0];
         assert_eq!(param["name"], "Idempotency-Key");
         assert_eq!(param["in"], "header");
@@ -448,14 +584,13 @@ mod tests {
         assert!(projects["responses"]["400"].is_object());
         assert!(projects["responses"]["201"]["headers"]["Idempotency-Replayed"].is_object());
 
-        let members = &doc["paths"]["/api/v1/projects/{id}/members"]["post"]["responses"]["409"];
-        let description = members["description"].as_str().unwrap();
+        let members = idempotency_applied_to(serde_json::json!({"responses": {
+            "201": {"description": "added"},
+            "409": {"description": "Already a member"}
+        }}));
+        let description = members["responses"]["409"]["description"].as_str().unwrap();
         assert!(description.starts_with("Already a member; or: "));
         assert!(description.contains("Idempotency-Key"));
-
-        let register = &doc["paths"]["/api/v1/auth/register"]["post"];
-        assert!(register.get("parameters").is_none());
-        assert!(register["responses"].get("409").is_none());
     }
 
     #[test]
@@ -492,18 +627,21 @@ mod tests {
     }
 
     #[test]
-    fn every_documented_idempotent_create_takes_the_key() {
+    fn exactly_the_idempotent_routes_document_the_key() {
         let json: serde_json::Value = serde_json::from_str(&document_json().unwrap()).unwrap();
-        for path in routes::IDEMPOTENT_CREATES {
-            let Some(post) = json["paths"][*path].get("post") else {
-                continue;
-            };
-            let params = post["parameters"].as_array().cloned().unwrap_or_default();
-            assert!(
-                params.iter().any(|p| p["name"] == "Idempotency-Key"),
-                "POST {path} does not document Idempotency-Key"
-            );
-            assert!(post["responses"]["409"].is_object(), "POST {path} lacks its 409");
+        let mut flagged = 0;
+        for endpoint in routes::endpoints() {
+            let method = endpoint.method().as_str().to_ascii_lowercase();
+            let operation = &json["paths"][endpoint.path()][&method];
+            let params = operation["parameters"].as_array().cloned().unwrap_or_default();
+            let takes_key = params.iter().any(|p| p["name"] == "Idempotency-Key");
+            let label = format!("{method} {}", endpoint.path());
+            assert_eq!(takes_key, endpoint.flags().idempotent, "{label}");
+            if endpoint.flags().idempotent {
+                flagged += 1;
+                assert!(operation["responses"]["409"].is_object(), "{label} lacks its 409");
+            }
         }
+        assert!(flagged >= 5);
     }
 }

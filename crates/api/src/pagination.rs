@@ -1,10 +1,15 @@
 //! Query parameters of list routes, documented for OpenAPI and validated by the
 //! application's pagination rules (so every bad value is reported by name).
 
-use keel_application::pagination::{CursorRequest, PageRequest};
+use keel_application::identity::views::{AuditEntryView, UserMetricsView, UserView};
+use keel_application::pagination::{CursorInfo, CursorPage, CursorRequest, Page, PageInfo, PageRequest};
+use keel_application::tracking::views::{
+    ActivityView, CommentView, LabelView, MemberView, ProjectView, TaskView,
+};
+use keel_application::tracking::webhooks::{DeliveryView, WebhookView};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::ApiError;
 
@@ -42,6 +47,80 @@ impl CursorParams {
         )?)
     }
 }
+
+/// Names a list page for the document: `TaskPage` is `CursorPage<TaskView>` with
+/// `data: TaskView[]` as a `$ref`, where the generic type would inline the item (and a
+/// generated client would get a second, unrelated task type). Handlers still return the
+/// generic page; a conversion checked at compile time proves the two have the same fields.
+macro_rules! list_page {
+    ($(#[$doc:meta])* $name:ident = Page<$item:ty>) => {
+        list_page!(@define $(#[$doc])* $name, Page, $item, PageInfo);
+    };
+    ($(#[$doc:meta])* $name:ident = CursorPage<$item:ty>) => {
+        list_page!(@define $(#[$doc])* $name, CursorPage, $item, CursorInfo);
+    };
+    (@define $(#[$doc:meta])* $name:ident, $page:ident, $item:ty, $info:ty) => {
+        $(#[$doc])*
+        #[derive(Debug, ToSchema)]
+        pub struct $name {
+            pub data: Vec<$item>,
+            pub pagination: $info,
+        }
+
+        impl From<$page<$item>> for $name {
+            fn from(page: $page<$item>) -> Self {
+                // Exhaustive: a field added to the generic page must be added here too.
+                let $page { data, pagination } = page;
+                Self { data, pagination }
+            }
+        }
+    };
+}
+
+list_page!(
+    /// One page of projects.
+    ProjectPage = Page<ProjectView>
+);
+list_page!(
+    /// One page of a project's members.
+    MemberPage = Page<MemberView>
+);
+list_page!(
+    /// One page of a project's labels.
+    LabelPage = Page<LabelView>
+);
+list_page!(
+    /// One page of tasks.
+    TaskPage = CursorPage<TaskView>
+);
+list_page!(
+    /// One page of a task's comments.
+    CommentPage = CursorPage<CommentView>
+);
+list_page!(
+    /// One page of a project's activity feed.
+    ActivityPage = CursorPage<ActivityView>
+);
+list_page!(
+    /// One page of a project's webhooks.
+    WebhookPage = Page<WebhookView>
+);
+list_page!(
+    /// One page of a webhook's delivery log.
+    DeliveryPage = CursorPage<DeliveryView>
+);
+list_page!(
+    /// One page of users.
+    UserPage = Page<UserView>
+);
+list_page!(
+    /// One page of users' activity figures.
+    UserMetricsPage = Page<UserMetricsView>
+);
+list_page!(
+    /// One page of the audit log.
+    AuditEntryPage = Page<AuditEntryView>
+);
 
 #[cfg(test)]
 mod tests {

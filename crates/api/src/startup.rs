@@ -53,7 +53,7 @@ use crate::extract::{json_config, path_config, payload_config, query_config};
 use crate::listener::{self, ListenerControl};
 use crate::middleware::{
     IN_FLIGHT_WAIT, Idempotency, InFlight, RateLimitPolicy, X_REQUEST_ID_HEADER, caller,
-    close_while_draining, idempotency, rate_limit, request_context, security_headers,
+    close_while_draining, rate_limit, request_context, security_headers,
 };
 use crate::state::AppState;
 use crate::stream_slots::StreamSlots;
@@ -325,10 +325,9 @@ impl Application {
                 .app_data(payload_config())
                 .app_data(query_config())
                 .app_data(path_config())
-                // Inside CORS and the request context: replays get CORS headers and the
-                // request id, its refusals the contract's error shape.
-                .wrap(from_fn(idempotency))
-                // Likewise for 429s; outside idempotency, so a refused request claims no key.
+                // Inside CORS and the request context: 429s get CORS headers, the request id
+                // and the contract's error shape. (`Idempotency-Key` is a route middleware,
+                // inside all of these: see `routes::RouteFlags`.)
                 .wrap(Condition::new(rate_limits_on, from_fn(rate_limit)))
                 // Who the request comes from, decided once for the limiter, idempotency, the
                 // extractors and the event stream.

@@ -13,62 +13,48 @@ use uuid::Uuid;
 
 use crate::audit::AuditEntry;
 
-/// The kinds of domain events. Their names are part of the contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum EventType {
-    ProjectCreated,
-    ProjectUpdated,
-    ProjectDeleted,
-    MemberAdded,
-    MemberUpdated,
-    MemberRemoved,
-    TaskCreated,
-    TaskUpdated,
-    TaskDeleted,
-    CommentCreated,
-    CommentUpdated,
-    CommentDeleted,
-    LabelCreated,
-    LabelDeleted,
+/// Declares [`EventType`] from one list of `Variant => "name"`: the enum, [`EventType::ALL`]
+/// and [`EventType::as_str`] are all generated from it, so a new variant cannot be missing
+/// from `ALL` (which `"*"` subscriptions and the parser use).
+macro_rules! event_types {
+    ($($variant:ident => $name:literal,)+) => {
+        /// The kinds of domain events. Their names are part of the contract.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum EventType {
+            $($variant,)+
+        }
+
+        impl EventType {
+            /// Every event type, in declaration order.
+            pub const ALL: [EventType; [$($name),+].len()] = [$(Self::$variant),+];
+
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)+
+                }
+            }
+        }
+    };
+}
+
+event_types! {
+    ProjectCreated => "project.created",
+    ProjectUpdated => "project.updated",
+    ProjectDeleted => "project.deleted",
+    MemberAdded => "member.added",
+    MemberUpdated => "member.updated",
+    MemberRemoved => "member.removed",
+    TaskCreated => "task.created",
+    TaskUpdated => "task.updated",
+    TaskDeleted => "task.deleted",
+    CommentCreated => "comment.created",
+    CommentUpdated => "comment.updated",
+    CommentDeleted => "comment.deleted",
+    LabelCreated => "label.created",
+    LabelDeleted => "label.deleted",
 }
 
 impl EventType {
-    pub const ALL: [EventType; 14] = [
-        Self::ProjectCreated,
-        Self::ProjectUpdated,
-        Self::ProjectDeleted,
-        Self::MemberAdded,
-        Self::MemberUpdated,
-        Self::MemberRemoved,
-        Self::TaskCreated,
-        Self::TaskUpdated,
-        Self::TaskDeleted,
-        Self::CommentCreated,
-        Self::CommentUpdated,
-        Self::CommentDeleted,
-        Self::LabelCreated,
-        Self::LabelDeleted,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::ProjectCreated => "project.created",
-            Self::ProjectUpdated => "project.updated",
-            Self::ProjectDeleted => "project.deleted",
-            Self::MemberAdded => "member.added",
-            Self::MemberUpdated => "member.updated",
-            Self::MemberRemoved => "member.removed",
-            Self::TaskCreated => "task.created",
-            Self::TaskUpdated => "task.updated",
-            Self::TaskDeleted => "task.deleted",
-            Self::CommentCreated => "comment.created",
-            Self::CommentUpdated => "comment.updated",
-            Self::CommentDeleted => "comment.deleted",
-            Self::LabelCreated => "label.created",
-            Self::LabelDeleted => "label.deleted",
-        }
-    }
-
     /// The type named `raw` (exact, lower case); `None` for anything else.
     pub fn parse(raw: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|t| t.as_str() == raw)
@@ -186,6 +172,17 @@ mod tests {
         assert_eq!(EventType::parse("task.Created"), None);
         assert_eq!(EventType::parse("task"), None);
         assert!(serde_json::from_str::<EventType>("\"task.moved\"").is_err());
+    }
+
+    #[test]
+    fn every_type_is_listed_once_with_a_distinct_resource_dot_action_name() {
+        let names: std::collections::BTreeSet<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+        assert_eq!(names.len(), EventType::ALL.len());
+        for name in names {
+            let (resource, action) = name.split_once('.').unwrap();
+            assert!(!resource.is_empty() && !action.is_empty(), "{name}");
+            assert!(name.chars().all(|c| c.is_ascii_lowercase() || c == '.'), "{name}");
+        }
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! `Idempotency-Key` on the `POST` routes that create (SPEC §3, adr/0006).
 //!
-//! Acts only on `POST` requests whose route pattern is in [`IDEMPOTENT_CREATES`], that carry
-//! the header and come from a live principal (`crate::caller`; anything else passes through
-//! untouched: without a user there is no one to remember the key for, and the handler
-//! answers 401 — so a revoked token can never replay a stored response). The request's
+//! It wraps the routes flagged `idempotent` in the route table (`crate::routes`), between
+//! routing and the handler, so it runs only for them and never looks a route up. It acts on
+//! `POST` requests that carry the header and come from a live principal (`crate::caller`;
+//! anything else passes through untouched: without a user there is no one to remember the
+//! key for, and the handler answers 401 — so a revoked token can never replay a stored
+//! response). The request's
 //! fingerprint is SHA-256 of its method, path and exact body bytes. Then:
 //! - first use of the key: the handler runs; a 2xx response is stored, anything else
 //!   releases the key so that a corrected retry can run;
@@ -11,8 +13,9 @@
 //!   `Idempotency-Replayed: true`;
 //! - same key, other fingerprint: 409; same key still running: 409.
 //!
-//! It sits inside the request-context middleware, whose error rendering gives its 400/409/503
-//! the contract's shape.
+//! It runs inside every application middleware (request context, CORS, rate limits): the
+//! request context's error rendering gives its 400/409/503 the contract's shape, and a
+//! request refused by a rate limit claims no key.
 
 use std::sync::Arc;
 
@@ -35,7 +38,6 @@ use uuid::Uuid;
 use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::extract::BODY_LIMIT;
-use crate::routes::IDEMPOTENT_CREATES;
 use crate::state::AppState;
 
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -58,7 +60,8 @@ impl std::fmt::Debug for Idempotency {
     }
 }
 
-/// The middleware, for `App::wrap(from_fn(idempotency))`: the state's [`Idempotency`] at work.
+/// The middleware, for `Route::wrap(from_fn(idempotency))` (the route table applies it to
+/// the routes flagged `idempotent`): the state's [`Idempotency`] at work.
 pub async fn idempotency(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -147,10 +150,6 @@ impl Idempotency {
     /// The user and raw key, when this request is one the middleware acts on.
     fn applies_to(&self, req: &ServiceRequest) -> Option<(Uuid, Vec<u8>)> {
         if req.method() != Method::POST {
-            return None;
-        }
-        let pattern = req.match_pattern()?;
-        if !IDEMPOTENT_CREATES.contains(&pattern.as_str()) {
             return None;
         }
         let mut values = req.headers().get_all(&IDEMPOTENCY_KEY);

@@ -4,8 +4,7 @@ use actix_web::{HttpResponse, web};
 use keel_application::identity::admin::{
     AuditQuery, UpdateUserInput, UserListQuery, audit_log, get_user, list_users, update_user, users_metrics,
 };
-use keel_application::identity::views::{AuditEntryView, UserMetricsView, UserView};
-use keel_application::pagination::Page;
+use keel_application::identity::views::UserView;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -13,7 +12,8 @@ use uuid::Uuid;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::JsonObject;
 use crate::extractors::{AuthUser, ClientContext};
-use crate::pagination::PageParams;
+use crate::openapi::response;
+use crate::pagination::{AuditEntryPage, PageParams, UserMetricsPage, UserPage};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -30,11 +30,13 @@ pub struct UserListParams {
 
 /// Users, oldest first, with filters.
 #[utoipa::path(
-    get, path = "/api/v1/admin/users", tag = "admin", security(("bearerAuth" = [])),
+    get, path = "/api/v1/admin/users", operation_id = "listUsers", tag = "admin", security(("bearerAuth" = [])),
     params(PageParams, UserListParams),
     responses(
-        (status = 200, body = Page<UserView>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)
+        (status = 200, description = "One page of users", body = UserPage),
+        (status = 400, description = response::INVALID_LIST, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = response::NOT_ADMIN, body = ErrorBody)
     )
 )]
 pub async fn list_users_route(
@@ -61,11 +63,14 @@ pub struct MetricsParams {
 
 /// Every user's activity figures, computed by one aggregate query.
 #[utoipa::path(
-    get, path = "/api/v1/admin/users/metrics", tag = "admin", security(("bearerAuth" = [])),
+    get, path = "/api/v1/admin/users/metrics", operation_id = "listUserMetrics", tag = "admin",
+    security(("bearerAuth" = [])),
     params(PageParams, MetricsParams),
     responses(
-        (status = 200, body = Page<UserMetricsView>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)
+        (status = 200, description = "One page of users with their activity figures", body = UserMetricsPage),
+        (status = 400, description = response::INVALID_LIST, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = response::NOT_ADMIN, body = ErrorBody)
     )
 )]
 pub async fn users_metrics_route(
@@ -81,11 +86,14 @@ pub async fn users_metrics_route(
 
 /// One user.
 #[utoipa::path(
-    get, path = "/api/v1/admin/users/{id}", tag = "admin", security(("bearerAuth" = [])),
+    get, path = "/api/v1/admin/users/{id}", operation_id = "getUser", tag = "admin", security(("bearerAuth" = [])),
     params(("id" = Uuid, Path)),
     responses(
-        (status = 200, body = UserView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)
+        (status = 200, description = "The user", body = UserView),
+        (status = 400, description = response::INVALID_ID, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = response::NOT_ADMIN, body = ErrorBody),
+        (status = 404, description = response::NO_USER, body = ErrorBody)
     )
 )]
 pub async fn get_user_route(
@@ -108,13 +116,17 @@ pub struct UpdateUserBody {
 /// Changes a user's role or status. Disabling revokes every session at once; removing the
 /// last active admin is a 409.
 #[utoipa::path(
-    patch, path = "/api/v1/admin/users/{id}", tag = "admin", security(("bearerAuth" = [])),
+    patch, path = "/api/v1/admin/users/{id}", operation_id = "updateUser", tag = "admin", security(("bearerAuth" = [])),
     params(("id" = Uuid, Path)), request_body = UpdateUserBody,
     responses(
-        (status = 200, body = UserView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 200, description = "The changed user", body = UserView),
+        (status = 400, description = response::INVALID, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = response::NOT_ADMIN, body = ErrorBody),
+        (status = 404, description = response::NO_USER, body = ErrorBody),
         (status = 409, description = "The last active admin cannot be demoted or disabled", body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)
+        (status = 413, description = response::TOO_LARGE, body = ErrorBody),
+        (status = 415, description = response::NOT_JSON, body = ErrorBody)
     )
 )]
 pub async fn update_user_route(
@@ -149,11 +161,13 @@ pub struct AuditParams {
 
 /// The audit log, newest first.
 #[utoipa::path(
-    get, path = "/api/v1/admin/audit-log", tag = "admin", security(("bearerAuth" = [])),
+    get, path = "/api/v1/admin/audit-log", operation_id = "listAuditLog", tag = "admin", security(("bearerAuth" = [])),
     params(PageParams, AuditParams),
     responses(
-        (status = 200, body = Page<AuditEntryView>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)
+        (status = 200, description = "One page of the audit log, newest first", body = AuditEntryPage),
+        (status = 400, description = response::INVALID_LIST, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = response::NOT_ADMIN, body = ErrorBody)
     )
 )]
 pub async fn audit_log_route(

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::JsonObject;
 use crate::extractors::{AuthUser, ClientContext};
+use crate::openapi::response;
 use crate::state::AppState;
 
 /// `Debug` that names the type and none of its fields: these bodies carry secrets.
@@ -48,13 +49,14 @@ pub struct RegisterBody {
 
 /// Creates an account (role `user`; a `role` field is refused) and signs it in.
 #[utoipa::path(
-    post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterBody,
+    post, path = "/api/v1/auth/register", operation_id = "register", tag = "auth", request_body = RegisterBody,
     responses(
         (status = 201, description = "Account created and signed in", body = AuthView,
             headers(("Location" = String, description = "The new account's profile"))),
         (status = 400, description = "A field is invalid, or an unknown field was sent", body = ErrorBody),
-        (status = 409, description = "The e-mail is taken", body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 409, description = "`CONFLICT`: the e-mail is taken", body = ErrorBody),
+        (status = 413, description = response::TOO_LARGE, body = ErrorBody),
+        (status = 415, description = response::NOT_JSON, body = ErrorBody),
         (status = 503, description = "Hashing capacity or the database is unavailable", body = ErrorBody)
     )
 )]
@@ -94,16 +96,17 @@ pub struct LoginBody {
 
 /// Signs in. An unknown e-mail and a wrong password answer the same 401.
 #[utoipa::path(
-    post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginBody,
+    post, path = "/api/v1/auth/login", operation_id = "login", tag = "auth", request_body = LoginBody,
     responses(
         (status = 200, description = "Signed in", body = AuthView),
-        (status = 400, body = ErrorBody),
-        (status = 401, description = "`INVALID_CREDENTIALS`", body = ErrorBody),
+        (status = 400, description = response::INVALID, body = ErrorBody),
+        (status = 401, description = "`INVALID_CREDENTIALS`: unknown e-mail or wrong password (the same answer)", body = ErrorBody),
         (status = 403, description = "`ACCOUNT_DISABLED`", body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 413, description = response::TOO_LARGE, body = ErrorBody),
+        (status = 415, description = response::NOT_JSON, body = ErrorBody),
         (status = 429, description = "Too many attempts for this IP and e-mail, or this client's general limit", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, body = ErrorBody)
+        (status = 503, description = response::UNAVAILABLE, body = ErrorBody)
     )
 )]
 pub async fn login_route(
@@ -131,12 +134,13 @@ pub struct RefreshBody {
 /// Rotates a refresh token: the presented one is used up. Presenting a used one revokes the
 /// whole session (`TOKEN_REUSED`).
 #[utoipa::path(
-    post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshBody,
+    post, path = "/api/v1/auth/refresh", operation_id = "refreshTokens", tag = "auth", request_body = RefreshBody,
     responses(
         (status = 200, description = "A new token pair", body = TokensView),
-        (status = 400, body = ErrorBody),
+        (status = 400, description = response::INVALID, body = ErrorBody),
         (status = 401, description = "`UNAUTHORIZED`, `TOKEN_EXPIRED` or `TOKEN_REUSED`", body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)
+        (status = 413, description = response::TOO_LARGE, body = ErrorBody),
+        (status = 415, description = response::NOT_JSON, body = ErrorBody)
     )
 )]
 pub async fn refresh_route(
@@ -150,8 +154,11 @@ pub async fn refresh_route(
 
 /// Revokes the current session; its tokens are refused from now on.
 #[utoipa::path(
-    post, path = "/api/v1/auth/logout", tag = "auth", security(("bearerAuth" = [])),
-    responses((status = 204, description = "Signed out"), (status = 401, body = ErrorBody))
+    post, path = "/api/v1/auth/logout", operation_id = "logout", tag = "auth", security(("bearerAuth" = [])),
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody)
+    )
 )]
 pub async fn logout_route(
     state: web::Data<AppState>,
@@ -164,8 +171,11 @@ pub async fn logout_route(
 
 /// Revokes every session of the caller.
 #[utoipa::path(
-    post, path = "/api/v1/auth/logout-all", tag = "auth", security(("bearerAuth" = [])),
-    responses((status = 204, description = "Every session signed out"), (status = 401, body = ErrorBody))
+    post, path = "/api/v1/auth/logout-all", operation_id = "logoutAll", tag = "auth", security(("bearerAuth" = [])),
+    responses(
+        (status = 204, description = "Every session signed out"),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody)
+    )
 )]
 pub async fn logout_all_route(
     state: web::Data<AppState>,
@@ -178,8 +188,12 @@ pub async fn logout_all_route(
 
 /// The caller's account.
 #[utoipa::path(
-    get, path = "/api/v1/auth/profile", tag = "auth", security(("bearerAuth" = [])),
-    responses((status = 200, body = UserView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody))
+    get, path = "/api/v1/auth/profile", operation_id = "getProfile", tag = "auth", security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The caller's account", body = UserView),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = response::ACCOUNT_DISABLED, body = ErrorBody)
+    )
 )]
 pub async fn profile_route(state: web::Data<AppState>, user: AuthUser) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(profile(&state.identity, &user.0).await?))
@@ -195,11 +209,15 @@ pub struct UpdateProfileBody {
 
 /// Renames the caller.
 #[utoipa::path(
-    patch, path = "/api/v1/auth/profile", tag = "auth", security(("bearerAuth" = [])),
+    patch, path = "/api/v1/auth/profile", operation_id = "updateProfile", tag = "auth", security(("bearerAuth" = [])),
     request_body = UpdateProfileBody,
     responses(
-        (status = 200, body = UserView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)
+        (status = 200, description = "The renamed account", body = UserView),
+        (status = 400, description = response::INVALID, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = response::ACCOUNT_DISABLED, body = ErrorBody),
+        (status = 413, description = response::TOO_LARGE, body = ErrorBody),
+        (status = 415, description = response::NOT_JSON, body = ErrorBody)
     )
 )]
 pub async fn update_profile_route(
@@ -221,14 +239,16 @@ pub struct ChangePasswordBody {
 
 /// Changes the password and revokes every other session.
 #[utoipa::path(
-    post, path = "/api/v1/auth/password", tag = "auth", security(("bearerAuth" = [])),
+    post, path = "/api/v1/auth/password", operation_id = "changePassword", tag = "auth", security(("bearerAuth" = [])),
     request_body = ChangePasswordBody,
     responses(
         (status = 204, description = "Changed; other sessions revoked"),
         (status = 400, description = "The new password breaks the policy", body = ErrorBody),
         (status = 401, description = "Not signed in, or `INVALID_CREDENTIALS` for a wrong current password", body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 503, body = ErrorBody)
+        (status = 403, description = response::ACCOUNT_DISABLED, body = ErrorBody),
+        (status = 413, description = response::TOO_LARGE, body = ErrorBody),
+        (status = 415, description = response::NOT_JSON, body = ErrorBody),
+        (status = 503, description = response::UNAVAILABLE, body = ErrorBody)
     )
 )]
 pub async fn change_password_route(
@@ -261,8 +281,12 @@ pub struct SessionList {
 
 /// The caller's active sessions, most recently used first.
 #[utoipa::path(
-    get, path = "/api/v1/auth/sessions", tag = "auth", security(("bearerAuth" = [])),
-    responses((status = 200, body = SessionList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody))
+    get, path = "/api/v1/auth/sessions", operation_id = "listSessions", tag = "auth", security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The caller's active sessions", body = SessionList),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = response::ACCOUNT_DISABLED, body = ErrorBody)
+    )
 )]
 pub async fn sessions_route(state: web::Data<AppState>, user: AuthUser) -> Result<HttpResponse, ApiError> {
     let data = list_sessions(&state.identity, &user.0).await?;
@@ -271,11 +295,13 @@ pub async fn sessions_route(state: web::Data<AppState>, user: AuthUser) -> Resul
 
 /// Revokes one of the caller's sessions.
 #[utoipa::path(
-    delete, path = "/api/v1/auth/sessions/{id}", tag = "auth", security(("bearerAuth" = [])),
+    delete, path = "/api/v1/auth/sessions/{id}", operation_id = "revokeSession", tag = "auth", security(("bearerAuth" = [])),
     params(("id" = Uuid, Path, description = "Session id")),
     responses(
-        (status = 204, description = "Revoked"), (status = 400, description = "Not a UUID", body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 204, description = "Revoked"),
+        (status = 400, description = response::INVALID_ID, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = response::ACCOUNT_DISABLED, body = ErrorBody),
         (status = 404, description = "No such active session of the caller", body = ErrorBody)
     )
 )]

@@ -48,6 +48,7 @@ const MAX_CLIENT_FRAME: usize = 4 * 1024;
 #[utoipa::path(
     get,
     path = "/api/v1/events",
+    operation_id = "streamEvents",
     tag = "events",
     params(
         ("access_token" = Option<String>, Query,

@@ -1,9 +1,12 @@
 //! The route table: every endpoint of the service, registered in one place.
 //!
+//! Each entry names a handler; its `#[utoipa::path]` annotation gives the method and the
+//! path, and the entry declares what else the route does ([`RouteFlags`]). The router, the
+//! OpenAPI document and the route middleware all read this one table.
+//!
 //! Routes are registered with `web::resource(path).route(...)` rather than actix's
 //! `#[get]` macros, so a known path with a wrong method answers 405 with `Allow` (the
-//! macros answer 404). The same table feeds the test that every registered route is in the
-//! OpenAPI document and every documented route is registered.
+//! macros answer 404).
 
 pub mod admin;
 pub mod auth;
@@ -13,112 +16,264 @@ pub mod projects;
 pub mod tasks;
 pub mod webhooks;
 
+use std::sync::LazyLock;
+
 use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::from_fn;
 use actix_web::{HttpResponse, Route, web};
+use utoipa::openapi::path::{HttpMethod, Operation};
+use utoipa::openapi::{RefOr, Schema};
 
 use crate::error::ApiError;
+use crate::middleware::idempotency;
 
-/// One method on one path. `path` uses the same `{param}` syntax as actix and OpenAPI.
-#[derive(Debug, Clone)]
-pub struct Endpoint {
-    pub method: Method,
-    pub path: &'static str,
-    route: fn() -> Route,
+/// What a route does besides its handler, declared on its table entry and applied where
+/// the route is registered, so that nothing looks the route up per request.
+///
+/// A new flag is a field here, a builder method on [`Endpoint`], and one line in
+/// [`RouteFlags::apply`] (a route middleware, typically) and/or in the document
+/// (`crate::openapi`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RouteFlags {
+    /// A `POST` that creates: it honours `Idempotency-Key` (see
+    /// `crate::middleware::idempotency` and `docs/api-conventions.md`).
+    pub idempotent: bool,
 }
 
-macro_rules! endpoint {
-    ($method:ident $path:literal => $handler:path) => {
-        Endpoint {
-            method: Method::$method,
-            path: $path,
-            route: || web::route().to($handler),
+impl RouteFlags {
+    /// The route with its flags' middleware: what runs between routing and the handler.
+    fn apply(self, route: Route) -> Route {
+        if self.idempotent {
+            route.wrap(from_fn(idempotency))
+        } else {
+            route
+        }
+    }
+}
+
+/// The schemas an operation references, as utoipa collects them.
+pub type Schemas = Vec<(String, RefOr<Schema>)>;
+
+/// One operation: a handler and its `#[utoipa::path]` annotation, which alone gives the
+/// method, the path (`{param}` syntax, the same for actix and OpenAPI), the operation and
+/// the schemas it references. Build it with [`route!`]; add flags with the builder methods.
+#[derive(Clone)]
+pub struct Endpoint {
+    method: Method,
+    path: String,
+    flags: RouteFlags,
+    handler: fn() -> Route,
+    /// The annotation's methods: exactly one (a test checks).
+    methods: fn() -> Vec<HttpMethod>,
+    operation: fn() -> Operation,
+    schemas: fn(&mut Schemas),
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("flags", &self.flags)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// The entry of the handler whose annotation generated `P` (`__path_<handler>`).
+    /// `handler` registers the handler itself (see [`route!`]).
+    pub fn of<P>(handler: fn() -> Route) -> Self
+    where
+        P: utoipa::Path + utoipa::__dev::SchemaReferences + utoipa::__dev::Tags<'static>,
+    {
+        Self {
+            method: P::methods().first().map_or(Method::GET, actix_method),
+            path: P::path(),
+            flags: RouteFlags::default(),
+            handler,
+            methods: P::methods,
+            operation: operation_with_tags::<P>,
+            schemas: <P as utoipa::__dev::SchemaReferences>::schemas,
+        }
+    }
+
+    /// Honours `Idempotency-Key`: a replayed create returns the first response.
+    #[must_use]
+    pub fn idempotent(mut self) -> Self {
+        self.flags.idempotent = true;
+        self
+    }
+
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub fn flags(&self) -> RouteFlags {
+        self.flags
+    }
+
+    /// Every method the annotation declares (the route serves the first; a test checks
+    /// there is exactly one).
+    pub fn declared_methods(&self) -> Vec<HttpMethod> {
+        (self.methods)()
+    }
+
+    /// The OpenAPI method, for the document.
+    pub fn http_method(&self) -> HttpMethod {
+        openapi_method(&self.method)
+    }
+
+    /// The documented operation, tags included, as the annotation declares it.
+    pub fn operation(&self) -> Operation {
+        (self.operation)()
+    }
+
+    /// Adds the schemas the operation references to `schemas`.
+    pub fn schemas(&self, schemas: &mut Schemas) {
+        (self.schemas)(schemas);
+    }
+
+    /// The actix route: the handler, its method guard and its flags' middleware.
+    fn route(&self) -> Route {
+        self.flags.apply((self.handler)().method(self.method.clone()))
+    }
+}
+
+fn operation_with_tags<P: utoipa::Path + utoipa::__dev::Tags<'static>>() -> Operation {
+    let mut operation = P::operation();
+    let tags = P::tags();
+    if !tags.is_empty() {
+        operation
+            .tags
+            .get_or_insert_with(Vec::new)
+            .extend(tags.into_iter().map(str::to_owned));
+    }
+    operation
+}
+
+fn actix_method(method: &HttpMethod) -> Method {
+    match method {
+        HttpMethod::Get => Method::GET,
+        HttpMethod::Post => Method::POST,
+        HttpMethod::Put => Method::PUT,
+        HttpMethod::Delete => Method::DELETE,
+        HttpMethod::Options => Method::OPTIONS,
+        HttpMethod::Head => Method::HEAD,
+        HttpMethod::Patch => Method::PATCH,
+        HttpMethod::Trace => Method::TRACE,
+    }
+}
+
+fn openapi_method(method: &Method) -> HttpMethod {
+    match *method {
+        Method::POST => HttpMethod::Post,
+        Method::PUT => HttpMethod::Put,
+        Method::DELETE => HttpMethod::Delete,
+        Method::OPTIONS => HttpMethod::Options,
+        Method::HEAD => HttpMethod::Head,
+        Method::PATCH => HttpMethod::Patch,
+        Method::TRACE => HttpMethod::Trace,
+        _ => HttpMethod::Get,
+    }
+}
+
+/// The [`Endpoint`] of a handler annotated with `#[utoipa::path]`:
+/// `route!(projects::create_project_route)`.
+macro_rules! route {
+    ($module:ident :: $handler:ident) => {
+        pastey::paste! {
+            Endpoint::of::<$module::[<__path_ $handler>]>(|| web::route().to($module::$handler))
         }
     };
 }
 
-/// The `POST` routes that create a resource: they honour `Idempotency-Key` (SPEC §3).
-/// `POST /auth/register` is left out on purpose: replaying it would mean storing the issued
-/// tokens (see `docs/api-conventions.md`).
-pub const IDEMPOTENT_CREATES: &[&str] = &[
-    "/api/v1/projects",
-    "/api/v1/projects/{id}/members",
-    "/api/v1/projects/{id}/labels",
-    "/api/v1/projects/{id}/tasks",
-    "/api/v1/tasks/{id}/comments",
-];
-
-/// Every endpoint. A new route is added here and documented with `#[utoipa::path]` in
-/// `crate::openapi`; `routes_and_document_agree` fails when either is forgotten.
-pub fn endpoints() -> Vec<Endpoint> {
+/// Every endpoint of the service, once. The router ([`configure`]), the OpenAPI document's
+/// paths and schemas (`crate::openapi::document`) and every per-route behaviour
+/// ([`RouteFlags`]) come from this table; a handler is added here and nowhere else.
+///
+/// Order matters where two paths could match the same request: the first resource wins.
+fn table() -> Vec<Endpoint> {
     vec![
-        endpoint!(GET "/health" => ops::health),
-        endpoint!(GET "/ready" => ops::ready),
-        endpoint!(GET "/metrics" => ops::metrics),
-        endpoint!(GET "/api/v1/openapi.json" => ops::openapi_json),
-        endpoint!(POST "/api/v1/auth/register" => auth::register_route),
-        endpoint!(POST "/api/v1/auth/login" => auth::login_route),
-        endpoint!(POST "/api/v1/auth/refresh" => auth::refresh_route),
-        endpoint!(POST "/api/v1/auth/logout" => auth::logout_route),
-        endpoint!(POST "/api/v1/auth/logout-all" => auth::logout_all_route),
-        endpoint!(GET "/api/v1/auth/profile" => auth::profile_route),
-        endpoint!(PATCH "/api/v1/auth/profile" => auth::update_profile_route),
-        endpoint!(POST "/api/v1/auth/password" => auth::change_password_route),
-        endpoint!(GET "/api/v1/auth/sessions" => auth::sessions_route),
-        endpoint!(DELETE "/api/v1/auth/sessions/{id}" => auth::revoke_session_route),
-        endpoint!(GET "/api/v1/admin/users" => admin::list_users_route),
+        route!(ops::health),
+        route!(ops::ready),
+        route!(ops::metrics),
+        route!(ops::openapi_json),
+        route!(auth::register_route),
+        route!(auth::login_route),
+        route!(auth::refresh_route),
+        route!(auth::logout_route),
+        route!(auth::logout_all_route),
+        route!(auth::profile_route),
+        route!(auth::update_profile_route),
+        route!(auth::change_password_route),
+        route!(auth::sessions_route),
+        route!(auth::revoke_session_route),
+        route!(admin::list_users_route),
         // Before `/users/{id}`: the first matching resource wins.
-        endpoint!(GET "/api/v1/admin/users/metrics" => admin::users_metrics_route),
-        endpoint!(GET "/api/v1/admin/users/{id}" => admin::get_user_route),
-        endpoint!(PATCH "/api/v1/admin/users/{id}" => admin::update_user_route),
-        endpoint!(GET "/api/v1/admin/audit-log" => admin::audit_log_route),
-        endpoint!(GET "/api/v1/projects" => projects::list_projects_route),
-        endpoint!(POST "/api/v1/projects" => projects::create_project_route),
-        endpoint!(GET "/api/v1/projects/{id}" => projects::get_project_route),
-        endpoint!(PATCH "/api/v1/projects/{id}" => projects::update_project_route),
-        endpoint!(DELETE "/api/v1/projects/{id}" => projects::delete_project_route),
-        endpoint!(GET "/api/v1/projects/{id}/members" => projects::list_members_route),
-        endpoint!(POST "/api/v1/projects/{id}/members" => projects::add_member_route),
-        endpoint!(PATCH "/api/v1/projects/{id}/members/{userId}" => projects::update_member_route),
-        endpoint!(DELETE "/api/v1/projects/{id}/members/{userId}" => projects::remove_member_route),
-        endpoint!(GET "/api/v1/projects/{id}/labels" => projects::list_labels_route),
-        endpoint!(POST "/api/v1/projects/{id}/labels" => projects::create_label_route),
-        endpoint!(DELETE "/api/v1/projects/{id}/labels/{labelId}" => projects::delete_label_route),
-        endpoint!(GET "/api/v1/projects/{id}/activity" => projects::activity_route),
-        endpoint!(GET "/api/v1/projects/{id}/tasks" => tasks::list_project_tasks_route),
-        endpoint!(POST "/api/v1/projects/{id}/tasks" => tasks::create_task_route),
-        endpoint!(GET "/api/v1/tasks" => tasks::list_tasks_route),
-        // One resource for both: `{idOrIdentifier}` and `{id}` are the same segment.
-        endpoint!(GET "/api/v1/tasks/{id}" => tasks::get_task_route),
-        endpoint!(PATCH "/api/v1/tasks/{id}" => tasks::update_task_route),
-        endpoint!(DELETE "/api/v1/tasks/{id}" => tasks::delete_task_route),
-        endpoint!(GET "/api/v1/tasks/{id}/comments" => tasks::list_comments_route),
-        endpoint!(POST "/api/v1/tasks/{id}/comments" => tasks::create_comment_route),
-        endpoint!(PATCH "/api/v1/comments/{id}" => tasks::update_comment_route),
-        endpoint!(DELETE "/api/v1/comments/{id}" => tasks::delete_comment_route),
-        endpoint!(GET "/api/v1/projects/{id}/webhooks" => webhooks::list_webhooks_route),
-        endpoint!(POST "/api/v1/projects/{id}/webhooks" => webhooks::create_webhook_route),
-        endpoint!(GET "/api/v1/projects/{id}/webhooks/{webhookId}" => webhooks::get_webhook_route),
-        endpoint!(PATCH "/api/v1/projects/{id}/webhooks/{webhookId}" => webhooks::update_webhook_route),
-        endpoint!(DELETE "/api/v1/projects/{id}/webhooks/{webhookId}" => webhooks::delete_webhook_route),
-        endpoint!(GET "/api/v1/projects/{id}/webhooks/{webhookId}/deliveries" => webhooks::list_deliveries_route),
-        endpoint!(POST "/api/v1/projects/{id}/webhooks/{webhookId}/deliveries/{deliveryId}/redeliver" => webhooks::redeliver_route),
-        endpoint!(GET "/api/v1/events" => events::events_route),
+        route!(admin::users_metrics_route),
+        route!(admin::get_user_route),
+        route!(admin::update_user_route),
+        route!(admin::audit_log_route),
+        route!(projects::list_projects_route),
+        route!(projects::create_project_route).idempotent(),
+        route!(projects::get_project_route),
+        route!(projects::update_project_route),
+        route!(projects::delete_project_route),
+        route!(projects::list_members_route),
+        route!(projects::add_member_route).idempotent(),
+        route!(projects::update_member_route),
+        route!(projects::remove_member_route),
+        route!(projects::list_labels_route),
+        route!(projects::create_label_route).idempotent(),
+        route!(projects::delete_label_route),
+        route!(projects::activity_route),
+        route!(tasks::list_project_tasks_route),
+        route!(tasks::create_task_route).idempotent(),
+        route!(tasks::list_tasks_route),
+        // `{id}` is a task id or its identifier (`KEEL-12`): one segment, one resource.
+        route!(tasks::get_task_route),
+        route!(tasks::update_task_route),
+        route!(tasks::delete_task_route),
+        route!(tasks::list_comments_route),
+        route!(tasks::create_comment_route).idempotent(),
+        route!(tasks::update_comment_route),
+        route!(tasks::delete_comment_route),
+        route!(webhooks::list_webhooks_route),
+        // Not idempotent: replaying it would mean storing the signing secret, shown once.
+        route!(webhooks::create_webhook_route),
+        route!(webhooks::get_webhook_route),
+        route!(webhooks::update_webhook_route),
+        route!(webhooks::delete_webhook_route),
+        route!(webhooks::list_deliveries_route),
+        route!(webhooks::redeliver_route),
+        route!(events::events_route),
     ]
 }
 
-/// Registers the table: one resource per path, its methods as guarded routes, and a 405
-/// with `Allow` for any other method.
+/// The route table, built once.
+pub fn endpoints() -> &'static [Endpoint] {
+    static TABLE: LazyLock<Vec<Endpoint>> = LazyLock::new(table);
+    &TABLE
+}
+
+/// Registers the table: one resource per path, its methods as guarded routes (with their
+/// flags' middleware), and a 405 with `Allow` for any other method.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let endpoints = endpoints();
-    let mut paths: Vec<&'static str> = Vec::new();
-    for e in &endpoints {
-        if !paths.contains(&e.path) {
-            paths.push(e.path);
+    let mut paths: Vec<&str> = Vec::new();
+    for e in endpoints {
+        if !paths.contains(&e.path()) {
+            paths.push(e.path());
         }
     }
     for path in paths {
-        let on_path: Vec<&Endpoint> = endpoints.iter().filter(|e| e.path == path).collect();
+        let on_path: Vec<&Endpoint> = endpoints.iter().filter(|e| e.path() == path).collect();
         let allow = on_path
             .iter()
             .map(|e| e.method.as_str())
@@ -126,7 +281,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .join(", ");
         let mut resource = web::resource(path);
         for e in on_path {
-            resource = resource.route((e.route)().method(e.method.clone()));
+            resource = resource.route(e.route());
         }
         resource = resource.default_service(web::to(move || {
             let allow = allow.clone();
@@ -147,4 +302,61 @@ fn method_not_allowed(allow: &str) -> HttpResponse {
 /// Any path no route matches: 404 in the contract's shape.
 pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::RouteNotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `POST` creates that do not honour `Idempotency-Key`, and why.
+    const NOT_IDEMPOTENT: [(&str, &str); 2] = [
+        (
+            "/api/v1/auth/register",
+            "replaying it would mean storing the issued tokens",
+        ),
+        (
+            "/api/v1/projects/{id}/webhooks",
+            "replaying it would mean storing the signing secret",
+        ),
+    ];
+
+    #[test]
+    fn every_annotation_declares_one_method() {
+        for e in endpoints() {
+            assert_eq!(e.declared_methods().len(), 1, "{} {}", e.method(), e.path());
+        }
+    }
+
+    #[test]
+    fn every_post_that_creates_is_idempotent_unless_exempted_and_only_those() {
+        let mut exempted = Vec::new();
+        for e in endpoints() {
+            let operation = e.operation();
+            let creates = *e.method() == Method::POST
+                && operation
+                    .responses
+                    .responses
+                    .get("201")
+                    .is_some_and(|r| matches!(r, RefOr::T(r) if r.headers.contains_key("Location")));
+            let label = format!("{} {}", e.method(), e.path());
+            let exemption = NOT_IDEMPOTENT.iter().find(|(path, _)| *path == e.path());
+            if let (Some((_, why)), &Method::POST) = (exemption, e.method()) {
+                assert!(creates, "{label} is exempted ({why}) but creates nothing");
+                assert!(!e.flags().idempotent, "{label} is exempted ({why}) but flagged");
+                exempted.push(e.path());
+            } else {
+                assert_eq!(
+                    e.flags().idempotent,
+                    creates,
+                    "{label}: a POST answering 201 with Location must be flagged `.idempotent()` \
+                     (or exempted here with a reason), and only such a POST"
+                );
+            }
+        }
+        assert_eq!(
+            exempted.len(),
+            NOT_IDEMPOTENT.len(),
+            "an exemption names no route"
+        );
+    }
 }

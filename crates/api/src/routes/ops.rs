@@ -25,6 +25,7 @@ pub struct HealthBody {
 #[utoipa::path(
     get,
     path = "/health",
+    operation_id = "getHealth",
     tag = "operations",
     responses((status = 200, description = "The process is alive", body = HealthBody))
 )]
@@ -73,6 +74,7 @@ pub struct ReadinessBody {
 #[utoipa::path(
     get,
     path = "/ready",
+    operation_id = "getReadiness",
     tag = "operations",
     responses(
         (status = 200, description = "Ready: `ok`, or `degraded` when Redis does not answer", body = ReadinessBody),
@@ -104,6 +106,7 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
 #[utoipa::path(
     get,
     path = "/metrics",
+    operation_id = "getMetrics",
     tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String))
 )]
@@ -121,6 +124,7 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
 #[utoipa::path(
     get,
     path = "/api/v1/openapi.json",
+    operation_id = "getOpenApiDocument",
     tag = "operations",
     responses((status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json", body = Object))
 )]

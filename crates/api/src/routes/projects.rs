@@ -3,7 +3,6 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use keel_application::pagination::{CursorPage, Page};
 use keel_application::tracking::activity::list_activity;
 use keel_application::tracking::inputs::{
     AddMemberBody, CreateLabelBody, CreateProjectBody, ProjectListQuery, UpdateMemberBody, UpdateProjectBody,
@@ -13,7 +12,7 @@ use keel_application::tracking::members::{add_member, list_members, remove_membe
 use keel_application::tracking::projects::{
     create_project, delete_project, get_project, list_projects, update_project,
 };
-use keel_application::tracking::views::{ActivityView, LabelView, MemberView, ProjectView};
+use keel_application::tracking::views::{LabelView, MemberView, ProjectView};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
@@ -22,7 +21,8 @@ use crate::conditional::{ETag, expected_versions, respond_with_etag};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::JsonObject;
 use crate::extractors::{AuthUser, ClientContext};
-use crate::pagination::{CursorParams, PageParams};
+use crate::openapi::response;
+use crate::pagination::{ActivityPage, CursorParams, LabelPage, MemberPage, PageParams, ProjectPage};
 use crate::state::AppState;
 
 /// A project's tag covers the caller's role too: `myRole` is part of the body.
@@ -62,9 +62,13 @@ pub struct ProjectListParams {
 
 /// The caller's projects (instance admins: every project).
 #[utoipa::path(
-    get, path = "/api/v1/projects", tag = "projects", security(("bearerAuth" = [])),
+    get, path = "/api/v1/projects", operation_id = "listProjects", tag = "projects", security(("bearerAuth" = [])),
     params(PageParams, ProjectListParams),
-    responses((status = 200, body = Page<ProjectView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody))
+    responses(
+        (status = 200, description = "One page of the caller's projects", body = ProjectPage),
+        (status = 400, description = response::INVALID_LIST, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody)
+    )
 )]
 pub async fn list_projects_route(
     state: web::Data<AppState>,
@@ -80,13 +84,16 @@ pub async fn list_projects_route(
 
 /// Creates a project; the caller becomes its owner.
 #[utoipa::path(
-    post, path = "/api/v1/projects", tag = "projects", security(("bearerAuth" = [])),
+    post, path = "/api/v1/projects", operation_id = "createProject", tag = "projects", security(("bearerAuth" = [])),
     request_body = CreateProjectBody,
     responses(
-        (status = 201, body = ProjectView, headers(("Location" = String), ("ETag" = String))),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 201, description = "The new project, owned by the caller", body = ProjectView,
+            headers(("Location" = String), ("ETag" = String))),
+        (status = 400, description = response::INVALID, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
         (status = 409, description = "The key is taken", body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)
+        (status = 413, description = response::TOO_LARGE, body = ErrorBody),
+        (status = 415, description = response::NOT_JSON, body = ErrorBody)
     )
 )]
 pub async fn create_project_route(
@@ -105,12 +112,15 @@ pub async fn create_project_route(
 
 /// One project. Non-members get 404.
 #[utoipa::path(
-    get, path = "/api/v1/projects/{id}", tag = "projects", security(("bearerAuth" = [])),
+    get, path = "/api/v1/projects/{id}", operation_id = "getProject", tag = "projects", security(("bearerAuth" = [])),
     params(("id" = Uuid, Path), ("If-None-Match" = Option<String>, Header)),
     responses(
-        (status = 200, body = ProjectView, headers(("ETag" = String))),
-        (status = 304, description = "Not modified since the tag in If-None-Match"),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)
+        (status = 200, description = "The project, with the caller's role in it", body = ProjectView,
+            headers(("ETag" = String))),
+        (status = 304, description = response::NOT_MODIFIED),
+        (status = 400, description = response::INVALID_ID, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 404, description = response::NO_PROJECT, body = ErrorBody)
     )
 )]
 pub async fn get_project_route(
@@ -125,15 +135,19 @@ pub async fn get_project_route(
 
 /// Changes name, description or status (project admins). Honours `If-Match`.
 #[utoipa::path(
-    patch, path = "/api/v1/projects/{id}", tag = "projects", security(("bearerAuth" = [])),
+    patch, path = "/api/v1/projects/{id}", operation_id = "updateProject", tag = "projects", security(("bearerAuth" = [])),
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
     request_body = UpdateProjectBody,
     responses(
-        (status = 200, body = ProjectView, headers(("ETag" = String))),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 412, description = "Changed since the tag in If-Match", body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)
+        (status = 200, description = "The changed project", body = ProjectView, headers(("ETag" = String))),
+        (status = 400, description = response::INVALID, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = response::ROLE_FORBIDS, body = ErrorBody),
+        (status = 404, description = response::NO_PROJECT, body = ErrorBody),
+        (status = 409, description = response::CONCURRENT, body = ErrorBody),
+        (status = 412, description = response::PRECONDITION_FAILED, body = ErrorBody),
+        (status = 413, description = response::TOO_LARGE, body = ErrorBody),
+        (status = 415, description = response::NOT_JSON, body = ErrorBody)
     )
 )]
 pub async fn update_project_route(
@@ -159,11 +173,14 @@ pub async fn update_project_route(
 
 /// Deletes the project and everything in it (its owner or an instance admin).
 #[utoipa::path(
-    delete, path = "/api/v1/projects/{id}", tag = "projects", security(("bearerAuth" = [])),
+    delete, path = "/api/v1/projects/{id}", operation_id = "deleteProject", tag = "projects", security(("bearerAuth" = [])),
     params(("id" = Uuid, Path)),
     responses(
-        (status = 204, description = "Deleted"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)
+        (status = 204, description = "Deleted, with everything in it"),
+        (status = 400, description = response::INVALID_ID, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = "`FORBIDDEN`: only the owner or an instance admin deletes a project", body = ErrorBody),
+        (status = 404, description = response::NO_PROJECT, body = ErrorBody)
     )
 )]
 pub async fn delete_project_route(
@@ -178,11 +195,14 @@ pub async fn delete_project_route(
 
 /// The project's members, oldest first.
 #[utoipa::path(
-    get, path = "/api/v1/projects/{id}/members", tag = "members", security(("bearerAuth" = [])),
+    get, path = "/api/v1/projects/{id}/members", operation_id = "listProjectMembers", tag = "members",
+    security(("bearerAuth" = [])),
     params(("id" = Uuid, Path), PageParams),
     responses(
-        (status = 200, body = Page<MemberView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody)
+        (status = 200, description = "One page of the project's members", body = MemberPage),
+        (status = 400, description = response::INVALID_LIST, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 404, description = response::NO_PROJECT, body = ErrorBody)
     )
 )]
 pub async fn list_members_route(
@@ -197,14 +217,17 @@ pub async fn list_members_route(
 
 /// Adds an existing account as `admin`, `member` or `viewer` (project admins).
 #[utoipa::path(
-    post, path = "/api/v1/projects/{id}/members", tag = "members", security(("bearerAuth" = [])),
+    post, path = "/api/v1/projects/{id}/members", operation_id = "addMember", tag = "members", security(("bearerAuth" = [])),
     params(("id" = Uuid, Path)), request_body = AddMemberBody,
     responses(
-        (status = 201, body = MemberView, headers(("Location" = String))),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 201, description = "The new member", body = MemberView, headers(("Location" = String))),
+        (status = 400, description = response::INVALID, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = response::ROLE_FORBIDS, body = ErrorBody),
         (status = 404, description = "No such project, or no account with this e-mail", body = ErrorBody),
         (status = 409, description = "Already a member", body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)
+        (status = 413, description = response::TOO_LARGE, body = ErrorBody),
+        (status = 415, description = response::NOT_JSON, body = ErrorBody)
     )
 )]
 pub async fn add_member_route(
@@ -222,13 +245,18 @@ pub async fn add_member_route(
 
 /// Changes a member's role; `owner` hands the project over (its owner only).
 #[utoipa::path(
-    patch, path = "/api/v1/projects/{id}/members/{userId}", tag = "members", security(("bearerAuth" = [])),
+    patch, path = "/api/v1/projects/{id}/members/{userId}", operation_id = "updateMember", tag = "members",
+    security(("bearerAuth" = [])),
     params(("id" = Uuid, Path), ("userId" = Uuid, Path)), request_body = UpdateMemberBody,
     responses(
-        (status = 200, body = MemberView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 200, description = "The member with the new role", body = MemberView),
+        (status = 400, description = response::INVALID, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = response::ROLE_FORBIDS, body = ErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such project (or the caller is not a member of it), or no such member", body = ErrorBody),
         (status = 409, description = "The owner's role changes only by handing ownership over", body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)
+        (status = 413, description = response::TOO_LARGE, body = ErrorBody),
+        (status = 415, description = response::NOT_JSON, body = ErrorBody)
     )
 )]
 pub async fn update_member_route(
@@ -254,11 +282,16 @@ pub async fn update_member_route(
 /// Removes a member (project admins), or leaves the project (yourself). Their tasks in the
 /// project are unassigned; the owner cannot be removed.
 #[utoipa::path(
-    delete, path = "/api/v1/projects/{id}/members/{userId}", tag = "members", security(("bearerAuth" = [])),
+    delete, path = "/api/v1/projects/{id}/members/{userId}", operation_id = "removeMember", tag = "members",
+    security(("bearerAuth" = [])),
     params(("id" = Uuid, Path), ("userId" = Uuid, Path)),
     responses(
-        (status = 204, description = "Removed"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)
+        (status = 204, description = "Removed"),
+        (status = 400, description = response::INVALID_ID, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = response::ROLE_FORBIDS, body = ErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such project (or the caller is not a member of it), or no such member", body = ErrorBody),
+        (status = 409, description = "`CONFLICT`: the owner cannot be removed; hand ownership over first", body = ErrorBody)
     )
 )]
 pub async fn remove_member_route(
@@ -274,11 +307,14 @@ pub async fn remove_member_route(
 
 /// The project's labels, by name.
 #[utoipa::path(
-    get, path = "/api/v1/projects/{id}/labels", tag = "labels", security(("bearerAuth" = [])),
+    get, path = "/api/v1/projects/{id}/labels", operation_id = "listProjectLabels", tag = "labels",
+    security(("bearerAuth" = [])),
     params(("id" = Uuid, Path), PageParams),
     responses(
-        (status = 200, body = Page<LabelView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody)
+        (status = 200, description = "One page of the project's labels", body = LabelPage),
+        (status = 400, description = response::INVALID_LIST, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 404, description = response::NO_PROJECT, body = ErrorBody)
     )
 )]
 pub async fn list_labels_route(
@@ -293,13 +329,17 @@ pub async fn list_labels_route(
 
 /// Creates a label (project admins).
 #[utoipa::path(
-    post, path = "/api/v1/projects/{id}/labels", tag = "labels", security(("bearerAuth" = [])),
+    post, path = "/api/v1/projects/{id}/labels", operation_id = "createLabel", tag = "labels", security(("bearerAuth" = [])),
     params(("id" = Uuid, Path)), request_body = CreateLabelBody,
     responses(
-        (status = 201, body = LabelView, headers(("Location" = String))),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, description = "The name is taken", body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)
+        (status = 201, description = "The new label", body = LabelView, headers(("Location" = String))),
+        (status = 400, description = response::INVALID, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = response::ROLE_FORBIDS, body = ErrorBody),
+        (status = 404, description = response::NO_PROJECT, body = ErrorBody),
+        (status = 409, description = "The name is taken", body = ErrorBody),
+        (status = 413, description = response::TOO_LARGE, body = ErrorBody),
+        (status = 415, description = response::NOT_JSON, body = ErrorBody)
     )
 )]
 pub async fn create_label_route(
@@ -320,11 +360,15 @@ pub async fn create_label_route(
 
 /// Deletes a label and takes it off every task (project admins).
 #[utoipa::path(
-    delete, path = "/api/v1/projects/{id}/labels/{labelId}", tag = "labels", security(("bearerAuth" = [])),
+    delete, path = "/api/v1/projects/{id}/labels/{labelId}", operation_id = "deleteLabel", tag = "labels",
+    security(("bearerAuth" = [])),
     params(("id" = Uuid, Path), ("labelId" = Uuid, Path)),
     responses(
-        (status = 204, description = "Deleted"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)
+        (status = 204, description = "Deleted and taken off every task"),
+        (status = 400, description = response::INVALID_ID, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = response::ROLE_FORBIDS, body = ErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such project (or the caller is not a member of it), or no such label in it", body = ErrorBody)
     )
 )]
 pub async fn delete_label_route(
@@ -340,11 +384,14 @@ pub async fn delete_label_route(
 
 /// The project's activity feed: its audit entries, newest first.
 #[utoipa::path(
-    get, path = "/api/v1/projects/{id}/activity", tag = "projects", security(("bearerAuth" = [])),
+    get, path = "/api/v1/projects/{id}/activity", operation_id = "listProjectActivity", tag = "projects",
+    security(("bearerAuth" = [])),
     params(("id" = Uuid, Path), CursorParams),
     responses(
-        (status = 200, body = CursorPage<ActivityView>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)
+        (status = 200, description = "One page of the project's activity, newest first", body = ActivityPage),
+        (status = 400, description = response::INVALID_LIST, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 404, description = response::NO_PROJECT, body = ErrorBody)
     )
 )]
 pub async fn activity_route(

@@ -2,7 +2,6 @@
 //! `/api/v1/comments/*`.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use keel_application::pagination::CursorPage;
 use keel_application::tracking::comments::{create_comment, delete_comment, list_comments, update_comment};
 use keel_application::tracking::inputs::{CommentBodyInput, CreateTaskBody, TaskListQuery, UpdateTaskBody};
 use keel_application::tracking::tasks::{
@@ -18,7 +17,8 @@ use crate::conditional::{ETag, expected_versions, respond_with_etag};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::JsonObject;
 use crate::extractors::{AuthUser, ClientContext};
-use crate::pagination::CursorParams;
+use crate::openapi::response;
+use crate::pagination::{CommentPage, CursorParams, TaskPage};
 use crate::state::AppState;
 
 /// How a task is addressed in a path.
@@ -77,11 +77,14 @@ impl From<TaskListParams> for TaskListQuery {
 
 /// The project's tasks, filtered and sorted, cursor-paginated.
 #[utoipa::path(
-    get, path = "/api/v1/projects/{id}/tasks", tag = "tasks", security(("bearerAuth" = [])),
+    get, path = "/api/v1/projects/{id}/tasks", operation_id = "listProjectTasks", tag = "tasks",
+    security(("bearerAuth" = [])),
     params(("id" = Uuid, Path), TaskListParams, CursorParams),
     responses(
-        (status = 200, body = CursorPage<TaskView>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)
+        (status = 200, description = "One page of the project's tasks", body = TaskPage),
+        (status = 400, description = response::INVALID_LIST, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 404, description = response::NO_PROJECT, body = ErrorBody)
     )
 )]
 pub async fn list_project_tasks_route(
@@ -105,12 +108,17 @@ pub async fn list_project_tasks_route(
 
 /// Creates a task with the project's next number (members and up).
 #[utoipa::path(
-    post, path = "/api/v1/projects/{id}/tasks", tag = "tasks", security(("bearerAuth" = [])),
+    post, path = "/api/v1/projects/{id}/tasks", operation_id = "createTask", tag = "tasks", security(("bearerAuth" = [])),
     params(("id" = Uuid, Path)), request_body = CreateTaskBody,
     responses(
-        (status = 201, body = TaskView, headers(("Location" = String), ("ETag" = String))),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)
+        (status = 201, description = "The new task, numbered in its project (`KEY-12`)", body = TaskView,
+            headers(("Location" = String), ("ETag" = String))),
+        (status = 400, description = "`VALIDATION_ERROR`: a field is invalid, the assignee is not a member or a label does not exist", body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = response::ROLE_FORBIDS, body = ErrorBody),
+        (status = 404, description = response::NO_PROJECT, body = ErrorBody),
+        (status = 413, description = response::TOO_LARGE, body = ErrorBody),
+        (status = 415, description = response::NOT_JSON, body = ErrorBody)
     )
 )]
 pub async fn create_task_route(
@@ -137,9 +145,13 @@ pub async fn create_task_route(
 
 /// Tasks across every project the caller belongs to.
 #[utoipa::path(
-    get, path = "/api/v1/tasks", tag = "tasks", security(("bearerAuth" = [])),
+    get, path = "/api/v1/tasks", operation_id = "listTasks", tag = "tasks", security(("bearerAuth" = [])),
     params(TaskListParams, CursorParams),
-    responses((status = 200, body = CursorPage<TaskView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody))
+    responses(
+        (status = 200, description = "One page of tasks across the caller's projects", body = TaskPage),
+        (status = 400, description = response::INVALID_LIST, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody)
+    )
 )]
 pub async fn list_tasks_route(
     state: web::Data<AppState>,
@@ -154,12 +166,13 @@ pub async fn list_tasks_route(
 
 /// A task by id or identifier (`KEEL-12`).
 #[utoipa::path(
-    get, path = "/api/v1/tasks/{id}", tag = "tasks", security(("bearerAuth" = [])),
+    get, path = "/api/v1/tasks/{id}", operation_id = "getTask", tag = "tasks", security(("bearerAuth" = [])),
     params(("id" = String, Path, description = TASK_REF), ("If-None-Match" = Option<String>, Header)),
     responses(
-        (status = 200, body = TaskView, headers(("ETag" = String))),
-        (status = 304, description = "Not modified since the tag in If-None-Match"),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)
+        (status = 200, description = "The task", body = TaskView, headers(("ETag" = String))),
+        (status = 304, description = response::NOT_MODIFIED),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 404, description = response::NO_TASK, body = ErrorBody)
     )
 )]
 pub async fn get_task_route(
@@ -174,15 +187,19 @@ pub async fn get_task_route(
 
 /// Changes a task (members and up); the version increments. Honours `If-Match`.
 #[utoipa::path(
-    patch, path = "/api/v1/tasks/{id}", tag = "tasks", security(("bearerAuth" = [])),
+    patch, path = "/api/v1/tasks/{id}", operation_id = "updateTask", tag = "tasks", security(("bearerAuth" = [])),
     params(("id" = String, Path, description = TASK_REF), ("If-Match" = Option<String>, Header)),
     request_body = UpdateTaskBody,
     responses(
-        (status = 200, body = TaskView, headers(("ETag" = String))),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 412, description = "Changed since the tag in If-Match", body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)
+        (status = 200, description = "The changed task", body = TaskView, headers(("ETag" = String))),
+        (status = 400, description = "`VALIDATION_ERROR`: a field is invalid, the assignee is not a member or a label does not exist", body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = response::ROLE_FORBIDS, body = ErrorBody),
+        (status = 404, description = response::NO_TASK, body = ErrorBody),
+        (status = 409, description = response::CONCURRENT, body = ErrorBody),
+        (status = 412, description = response::PRECONDITION_FAILED, body = ErrorBody),
+        (status = 413, description = response::TOO_LARGE, body = ErrorBody),
+        (status = 415, description = response::NOT_JSON, body = ErrorBody)
     )
 )]
 pub async fn update_task_route(
@@ -207,11 +224,14 @@ pub async fn update_task_route(
 }
 
 #[utoipa::path(
-    delete, path = "/api/v1/tasks/{id}", tag = "tasks", security(("bearerAuth" = [])),
+    delete, path = "/api/v1/tasks/{id}", operation_id = "deleteTask", tag = "tasks", security(("bearerAuth" = [])),
     params(("id" = String, Path, description = TASK_REF)),
     responses(
-        (status = 204, description = "Deleted"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)
+        (status = 204, description = "Deleted, with its comments"),
+        (status = 400, description = response::INVALID, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = response::ROLE_FORBIDS, body = ErrorBody),
+        (status = 404, description = response::NO_TASK, body = ErrorBody)
     )
 )]
 pub async fn delete_task_route(
@@ -226,11 +246,14 @@ pub async fn delete_task_route(
 
 /// The task's comments, oldest first.
 #[utoipa::path(
-    get, path = "/api/v1/tasks/{id}/comments", tag = "comments", security(("bearerAuth" = [])),
+    get, path = "/api/v1/tasks/{id}/comments", operation_id = "listTaskComments", tag = "comments",
+    security(("bearerAuth" = [])),
     params(("id" = String, Path, description = TASK_REF), CursorParams),
     responses(
-        (status = 200, body = CursorPage<CommentView>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)
+        (status = 200, description = "One page of the task's comments, oldest first", body = CommentPage),
+        (status = 400, description = response::INVALID_LIST, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 404, description = response::NO_TASK, body = ErrorBody)
     )
 )]
 pub async fn list_comments_route(
@@ -245,12 +268,18 @@ pub async fn list_comments_route(
 
 /// Comments on a task (members and up).
 #[utoipa::path(
-    post, path = "/api/v1/tasks/{id}/comments", tag = "comments", security(("bearerAuth" = [])),
+    post, path = "/api/v1/tasks/{id}/comments", operation_id = "createComment", tag = "comments",
+    security(("bearerAuth" = [])),
     params(("id" = String, Path, description = TASK_REF)), request_body = CommentBodyInput,
     responses(
-        (status = 201, body = CommentView, headers(("Location" = String), ("ETag" = String))),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)
+        (status = 201, description = "The new comment", body = CommentView,
+            headers(("Location" = String), ("ETag" = String))),
+        (status = 400, description = response::INVALID, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = response::ROLE_FORBIDS, body = ErrorBody),
+        (status = 404, description = response::NO_TASK, body = ErrorBody),
+        (status = 413, description = response::TOO_LARGE, body = ErrorBody),
+        (status = 415, description = response::NOT_JSON, body = ErrorBody)
     )
 )]
 pub async fn create_comment_route(
@@ -277,14 +306,18 @@ pub async fn create_comment_route(
 
 /// Edits a comment (its author). Honours `If-Match`.
 #[utoipa::path(
-    patch, path = "/api/v1/comments/{id}", tag = "comments", security(("bearerAuth" = [])),
+    patch, path = "/api/v1/comments/{id}", operation_id = "updateComment", tag = "comments", security(("bearerAuth" = [])),
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)), request_body = CommentBodyInput,
     responses(
-        (status = 200, body = CommentView, headers(("ETag" = String))),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 412, description = "Changed since the tag in If-Match", body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)
+        (status = 200, description = "The edited comment", body = CommentView, headers(("ETag" = String))),
+        (status = 400, description = response::INVALID, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = "`FORBIDDEN`: only its author edits a comment", body = ErrorBody),
+        (status = 404, description = response::NO_COMMENT, body = ErrorBody),
+        (status = 409, description = response::CONCURRENT, body = ErrorBody),
+        (status = 412, description = response::PRECONDITION_FAILED, body = ErrorBody),
+        (status = 413, description = response::TOO_LARGE, body = ErrorBody),
+        (status = 415, description = response::NOT_JSON, body = ErrorBody)
     )
 )]
 pub async fn update_comment_route(
@@ -310,11 +343,14 @@ pub async fn update_comment_route(
 
 /// Deletes a comment (its author or a project admin).
 #[utoipa::path(
-    delete, path = "/api/v1/comments/{id}", tag = "comments", security(("bearerAuth" = [])),
+    delete, path = "/api/v1/comments/{id}", operation_id = "deleteComment", tag = "comments", security(("bearerAuth" = [])),
     params(("id" = Uuid, Path)),
     responses(
-        (status = 204, description = "Deleted"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)
+        (status = 204, description = "Deleted"),
+        (status = 400, description = response::INVALID_ID, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = "`FORBIDDEN`: only its author or a project admin deletes a comment", body = ErrorBody),
+        (status = 404, description = response::NO_COMMENT, body = ErrorBody)
     )
 )]
 pub async fn delete_comment_route(

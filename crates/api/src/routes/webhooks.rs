@@ -5,7 +5,6 @@
 //! signing secret, which is shown once (see `docs/api-conventions.md`).
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use keel_application::pagination::{CursorPage, Page};
 use keel_application::tracking::webhooks::{
     CreateWebhookBody, CreatedWebhookView, DeliveryView, UpdateWebhookBody, WebhookView, create_webhook,
     delete_webhook, get_webhook, list_deliveries, list_webhooks, redeliver, update_webhook,
@@ -17,7 +16,8 @@ use crate::conditional::{ETag, respond_with_etag};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::JsonObject;
 use crate::extractors::{AuthUser, ClientContext};
-use crate::pagination::{CursorParams, PageParams};
+use crate::openapi::response;
+use crate::pagination::{CursorParams, DeliveryPage, PageParams, WebhookPage};
 use crate::state::AppState;
 
 /// A webhook's tag covers everything shown, breaker state included.
@@ -27,11 +27,15 @@ fn webhook_etag(view: &WebhookView) -> ETag {
 
 /// The project's webhooks, oldest first (project admins).
 #[utoipa::path(
-    get, path = "/api/v1/projects/{id}/webhooks", tag = "webhooks", security(("bearerAuth" = [])),
+    get, path = "/api/v1/projects/{id}/webhooks", operation_id = "listProjectWebhooks", tag = "webhooks",
+    security(("bearerAuth" = [])),
     params(("id" = Uuid, Path), PageParams),
     responses(
-        (status = 200, body = Page<WebhookView>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)
+        (status = 200, description = "One page of the project's webhooks", body = WebhookPage),
+        (status = 400, description = response::INVALID_LIST, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = response::ROLE_FORBIDS, body = ErrorBody),
+        (status = 404, description = response::NO_PROJECT, body = ErrorBody)
     )
 )]
 pub async fn list_webhooks_route(
@@ -46,15 +50,20 @@ pub async fn list_webhooks_route(
 
 /// Creates a webhook (project admins). The response holds its signing secret, this once.
 #[utoipa::path(
-    post, path = "/api/v1/projects/{id}/webhooks", tag = "webhooks", security(("bearerAuth" = [])),
+    post, path = "/api/v1/projects/{id}/webhooks", operation_id = "createWebhook", tag = "webhooks",
+    security(("bearerAuth" = [])),
     params(("id" = Uuid, Path)), request_body = CreateWebhookBody,
     responses(
-        (status = 201, body = CreatedWebhookView, headers(("Location" = String))),
+        (status = 201, description = "The new webhook with its signing secret, shown this once", body = CreatedWebhookView,
+            headers(("Location" = String))),
         (status = 400, description = "Bad fields; `url` also when it resolves to loopback, private, link-local or \
             metadata addresses (unless the operator allows private ones)", body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = response::ROLE_FORBIDS, body = ErrorBody),
+        (status = 404, description = response::NO_PROJECT, body = ErrorBody),
         (status = 409, description = "The project has the most webhooks it may have", body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)
+        (status = 413, description = response::TOO_LARGE, body = ErrorBody),
+        (status = 415, description = response::NOT_JSON, body = ErrorBody)
     )
 )]
 pub async fn create_webhook_route(
@@ -74,12 +83,17 @@ pub async fn create_webhook_route(
 }
 
 #[utoipa::path(
-    get, path = "/api/v1/projects/{id}/webhooks/{webhookId}", tag = "webhooks", security(("bearerAuth" = [])),
+    get, path = "/api/v1/projects/{id}/webhooks/{webhookId}", operation_id = "getWebhook", tag = "webhooks",
+    security(("bearerAuth" = [])),
     params(("id" = Uuid, Path), ("webhookId" = Uuid, Path)),
     responses(
-        (status = 200, body = WebhookView, headers(("ETag" = String))), (status = 304, description = "Not modified"),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)
+        (status = 200, description = "The webhook (never its secret) and its breaker state", body = WebhookView,
+            headers(("ETag" = String))),
+        (status = 304, description = response::NOT_MODIFIED),
+        (status = 400, description = response::INVALID_ID, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = response::ROLE_FORBIDS, body = ErrorBody),
+        (status = 404, description = response::NO_WEBHOOK, body = ErrorBody)
     )
 )]
 pub async fn get_webhook_route(
@@ -96,12 +110,17 @@ pub async fn get_webhook_route(
 /// Changes the URL, the events or `enabled` (project admins). Enabling a webhook disabled
 /// after a day of failures closes its breaker.
 #[utoipa::path(
-    patch, path = "/api/v1/projects/{id}/webhooks/{webhookId}", tag = "webhooks", security(("bearerAuth" = [])),
+    patch, path = "/api/v1/projects/{id}/webhooks/{webhookId}", operation_id = "updateWebhook", tag = "webhooks",
+    security(("bearerAuth" = [])),
     params(("id" = Uuid, Path), ("webhookId" = Uuid, Path)), request_body = UpdateWebhookBody,
     responses(
-        (status = 200, body = WebhookView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 415, body = ErrorBody)
+        (status = 200, description = "The changed webhook", body = WebhookView),
+        (status = 400, description = response::INVALID, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = response::ROLE_FORBIDS, body = ErrorBody),
+        (status = 404, description = response::NO_WEBHOOK, body = ErrorBody),
+        (status = 413, description = response::TOO_LARGE, body = ErrorBody),
+        (status = 415, description = response::NOT_JSON, body = ErrorBody)
     )
 )]
 pub async fn update_webhook_route(
@@ -126,11 +145,15 @@ pub async fn update_webhook_route(
 
 /// Deletes a webhook and its delivery log (project admins).
 #[utoipa::path(
-    delete, path = "/api/v1/projects/{id}/webhooks/{webhookId}", tag = "webhooks", security(("bearerAuth" = [])),
+    delete, path = "/api/v1/projects/{id}/webhooks/{webhookId}", operation_id = "deleteWebhook", tag = "webhooks",
+    security(("bearerAuth" = [])),
     params(("id" = Uuid, Path), ("webhookId" = Uuid, Path)),
     responses(
-        (status = 204, description = "Deleted"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)
+        (status = 204, description = "Deleted, with its delivery log"),
+        (status = 400, description = response::INVALID_ID, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = response::ROLE_FORBIDS, body = ErrorBody),
+        (status = 404, description = response::NO_WEBHOOK, body = ErrorBody)
     )
 )]
 pub async fn delete_webhook_route(
@@ -146,12 +169,15 @@ pub async fn delete_webhook_route(
 
 /// The delivery log, newest first: each delivery with its attempts, status codes and errors.
 #[utoipa::path(
-    get, path = "/api/v1/projects/{id}/webhooks/{webhookId}/deliveries", tag = "webhooks",
-    security(("bearerAuth" = [])),
+    get, path = "/api/v1/projects/{id}/webhooks/{webhookId}/deliveries", operation_id = "listWebhookDeliveries",
+    tag = "webhooks", security(("bearerAuth" = [])),
     params(("id" = Uuid, Path), ("webhookId" = Uuid, Path), CursorParams),
     responses(
-        (status = 200, body = CursorPage<DeliveryView>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)
+        (status = 200, description = "One page of the webhook's deliveries, newest first", body = DeliveryPage),
+        (status = 400, description = response::INVALID_LIST, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = response::ROLE_FORBIDS, body = ErrorBody),
+        (status = 404, description = response::NO_WEBHOOK, body = ErrorBody)
     )
 )]
 pub async fn list_deliveries_route(
@@ -168,12 +194,15 @@ pub async fn list_deliveries_route(
 /// Sends a delivery again: same delivery id and body, a fresh attempt budget (project
 /// admins). 409 while it is still pending.
 #[utoipa::path(
-    post, path = "/api/v1/projects/{id}/webhooks/{webhookId}/deliveries/{deliveryId}/redeliver", tag = "webhooks",
-    security(("bearerAuth" = [])),
+    post, path = "/api/v1/projects/{id}/webhooks/{webhookId}/deliveries/{deliveryId}/redeliver",
+    operation_id = "redeliverWebhookDelivery", tag = "webhooks", security(("bearerAuth" = [])),
     params(("id" = Uuid, Path), ("webhookId" = Uuid, Path), ("deliveryId" = Uuid, Path)),
     responses(
-        (status = 202, description = "Queued", body = DeliveryView), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 202, description = "Queued", body = DeliveryView),
+        (status = 400, description = response::INVALID_ID, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = response::ROLE_FORBIDS, body = ErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such project (or the caller is not a member of it), webhook or delivery", body = ErrorBody),
         (status = 409, description = "Still pending", body = ErrorBody)
     )
 )]

@@ -105,21 +105,30 @@ async fn create(calls: web::Data<AtomicUsize>, body: Bytes) -> Result<HttpRespon
         .json(json!({"id": id, "name": input["name"]})))
 }
 
+/// The route wrapped in the middleware, as the route table does for a route flagged
+/// `idempotent` (with the harness's own store instead of the application state's).
+fn idempotent(route: actix_web::Route, guard: &Idempotency) -> actix_web::Route {
+    let guard = guard.clone();
+    route.wrap(from_fn(move |req: ServiceRequest, next: Next<_>| {
+        let guard = guard.clone();
+        async move { guard.handle(req, next).await }
+    }))
+}
+
 macro_rules! app {
     ($h:expr) => {{
         let guard = $h.guard.clone();
         test::init_service(
             App::new()
                 .app_data($h.calls.clone())
-                .wrap(from_fn(move |req: ServiceRequest, next: Next<_>| {
-                    let guard = guard.clone();
-                    async move { guard.handle(req, next).await }
-                }))
                 .wrap(from_fn(stand_in_caller))
                 .wrap(from_fn(request_context))
-                .service(web::resource(PROJECTS).route(web::post().to(create)))
-                .service(web::resource("/api/v1/projects/{id}/tasks").route(web::post().to(create)))
-                // Not in IDEMPOTENT_CREATES: never touched.
+                .service(web::resource(PROJECTS).route(idempotent(web::post().to(create), &guard)))
+                .service(
+                    web::resource("/api/v1/projects/{id}/tasks")
+                        .route(idempotent(web::post().to(create), &guard)),
+                )
+                // Not flagged idempotent: never touched.
                 .service(web::resource("/api/v1/auth/register").route(web::post().to(create))),
         )
         .await
