@@ -96,6 +96,8 @@ pub struct RedisRateLimiter {
     backoff: Duration,
     leases: LeaseSettings,
     fallback: InProcessRateLimiter,
+    /// Requests counted by the fallback.
+    fallback_hits: AtomicU64,
     /// The origin of `retry_at_ms`.
     epoch: Instant,
     /// Whether the sweeper task runs (started by the first request to Redis).
@@ -153,6 +155,7 @@ impl RedisRateLimiter {
             backoff: DEFAULT_BACKOFF,
             leases,
             fallback: InProcessRateLimiter::new(),
+            fallback_hits: AtomicU64::new(0),
             epoch: Instant::now(),
             sweeping: AtomicBool::new(false),
         }
@@ -182,6 +185,11 @@ impl RedisRateLimiter {
     /// Script calls made so far, by requests and by the sweeper.
     pub fn round_trips(&self) -> u64 {
         self.shared.calls.load(Ordering::Relaxed)
+    }
+
+    /// Requests counted in-process so far, because Redis failed or was being left alone.
+    pub fn fallback_hits(&self) -> u64 {
+        self.fallback_hits.load(Ordering::Relaxed)
     }
 
     /// The Redis name of `key` without the window index: `{prefix}:rl:{<32 hex digits>}`,
@@ -423,6 +431,7 @@ impl RateLimiter for RedisRateLimiter {
                 (None, None) => {}
             }
         }
+        self.fallback_hits.fetch_add(1, Ordering::Relaxed);
         self.fallback.hit(key, quota).await
     }
 }
