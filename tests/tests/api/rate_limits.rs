@@ -301,6 +301,58 @@ async fn a_limit_is_shared_across_two_instances() {
 }
 
 #[tokio::test]
+async fn concurrent_requests_on_two_instances_never_get_more_than_the_limit_through_leases() {
+    let test = "concurrent_requests_on_two_instances_never_get_more_than_the_limit_through_leases";
+    let Some(redis) = TestRedis::start_private(test).await else {
+        return;
+    };
+    // Large enough for instances to lease more than one request at a time (adr/0014); a day,
+    // so no window boundary falls inside the test (but at midnight UTC).
+    let (a, b) = two_instances(&redis, "40/24h").await;
+    let ann = a.account("ann@example.com").await;
+    let burst = (0..120).map(|i| {
+        let app = if i % 2 == 0 { &a } else { &b };
+        app.get_as("/api/v1/auth/profile", &ann.token)
+    });
+    let responses = futures::future::join_all(burst).await;
+    let mut admitted = 0;
+    for response in &responses {
+        match response.status() {
+            StatusCode::OK => {
+                admitted += 1;
+                assert!(remaining(response) < 40);
+            }
+            StatusCode::TOO_MANY_REQUESTS => assert!(header(response, "retry-after").is_some()),
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        admitted <= 40,
+        "{admitted} admitted by two instances against a limit of 40"
+    );
+
+    // Once unspent leases are given back (a quarter of a second, then a sweep), what is left
+    // of the limit is admitted on either instance: 40 in all, exactly. Each round waits out
+    // the refusals the instances repeat locally (250 ms).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while admitted < 40 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for app in [&a, &b] {
+            loop {
+                let response = app.get_as("/api/v1/auth/profile", &ann.token).await;
+                if response.status() == StatusCode::TOO_MANY_REQUESTS {
+                    break;
+                }
+                assert_eq!(response.status(), StatusCode::OK);
+                admitted += 1;
+                assert!(admitted <= 40, "more than the limit on two instances");
+            }
+        }
+    }
+    assert_eq!(admitted, 40, "the budget leased during the burst came back");
+}
+
+#[tokio::test]
 async fn with_redis_down_limits_fall_back_in_process_and_are_shared_again_after_it_returns() {
     let test = "with_redis_down_limits_fall_back_in_process_and_are_shared_again_after_it_returns";
     let Some(mut redis) = TestRedis::start_private(test).await else {

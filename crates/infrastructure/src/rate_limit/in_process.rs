@@ -1,6 +1,8 @@
 //! The in-process rate limiter: a sliding-window counter per key (see [`super::window`]),
 //! used without Redis and as the Redis limiter's fallback. Each key's fixed windows start at
-//! its first request. Keys idle for two windows are swept.
+//! its first request. Keys idle for two of their windows are swept once the map holds
+//! [`SWEEP_AT`] keys, and then only when it has doubled since the last sweep, so a flood of
+//! distinct keys costs no scan per request.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,13 +16,22 @@ use super::window::{WindowState, decide};
 #[derive(Debug, Clone, Copy)]
 struct Window {
     started: Instant,
+    /// The key's window length (its quota's): what "idle for two windows" means for it.
+    len: Duration,
     current: u32,
     previous: u32,
 }
 
 #[derive(Debug, Default)]
+struct Windows {
+    by_key: HashMap<String, Window>,
+    /// The size at which the next sweep runs (0: [`SWEEP_AT`]).
+    sweep_at: usize,
+}
+
+#[derive(Debug, Default)]
 pub struct InProcessRateLimiter {
-    windows: Mutex<HashMap<String, Window>>,
+    windows: Mutex<Windows>,
 }
 
 /// Sweep idle keys once the map holds this many.
@@ -31,18 +42,36 @@ impl InProcessRateLimiter {
         Self::default()
     }
 
+    /// Keys counted (tests).
+    pub fn len(&self) -> usize {
+        self.lock().by_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Windows> {
+        // A poisoned lock only means another thread panicked mid-update of a counter.
+        self.windows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     pub(crate) fn hit_at(&self, key: &str, quota: Quota, now: Instant) -> RateDecision {
         let len = quota.window.max(Duration::from_millis(1));
-        // A poisoned lock only means another thread panicked mid-update of a counter.
-        let mut windows = self
-            .windows
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if windows.len() >= SWEEP_AT {
-            windows.retain(|_, w| now.saturating_duration_since(w.started) < len * 2);
+        let mut guard = self.lock();
+        let Windows {
+            by_key: windows,
+            sweep_at,
+        } = &mut *guard;
+        if windows.len() >= (*sweep_at).max(SWEEP_AT) {
+            windows.retain(|_, w| now.saturating_duration_since(w.started) < w.len * 2);
+            *sweep_at = windows.len().saturating_mul(2);
         }
         let fresh = Window {
             started: now,
+            len,
             current: 0,
             previous: 0,
         };
@@ -62,7 +91,10 @@ impl InProcessRateLimiter {
             );
         };
         let elapsed = now.saturating_duration_since(w.started);
-        if elapsed >= len * 2 {
+        if w.len != len {
+            // Another quota on the same key (a configuration change): start over.
+            *w = fresh;
+        } else if elapsed >= len * 2 {
             *w = fresh;
         } else if elapsed >= len {
             w.previous = w.current;
@@ -125,6 +157,31 @@ mod tests {
         }
         assert!(l.hit_at("b", Q, t0).allowed);
         assert!(!l.hit_at("a", Q, t0).allowed);
+    }
+
+    #[test]
+    fn a_flood_of_keys_is_swept_by_each_key_s_own_window_without_a_scan_per_request() {
+        let l = InProcessRateLimiter::new();
+        let t0 = Instant::now();
+        let login = Quota {
+            requests: 1,
+            window: Duration::from_secs(900),
+        };
+        assert!(l.hit_at("login:ann", login, t0).allowed);
+        // 60 000 one-minute keys over 6 minutes: the map is swept as it grows, by each key's
+        // own window, and not on every request.
+        let mut largest = 0;
+        for i in 0..60_000_u64 {
+            l.hit_at(&format!("ip:{i}"), Q, t0 + Duration::from_millis(i * 6));
+            largest = largest.max(l.len());
+        }
+        assert!(largest <= 40_001, "{largest}");
+        assert!(l.len() < 60_000, "idle one-minute keys were swept");
+        // The 15-minute key was not forgotten with the one-minute ones.
+        assert!(
+            !l.hit_at("login:ann", login, t0 + Duration::from_secs(360))
+                .allowed
+        );
     }
 
     #[test]

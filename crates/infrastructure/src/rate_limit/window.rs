@@ -40,6 +40,22 @@ pub fn window_ms(quota: Quota) -> u64 {
 /// - `reset_secs`: until every request counted so far has slid out of the window (the end of
 ///   the next fixed window when the current one holds requests, else the end of this one).
 pub fn decide(quota: Quota, state: WindowState) -> RateDecision {
+    decide_precisely(quota, state).decision
+}
+
+/// [`decide`], with its two waits also in milliseconds (the decision rounds them up to
+/// seconds). The lease limiter repeats a refusal locally until `retry_after_ms` at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Precise {
+    pub decision: RateDecision,
+    /// Until one more request would be admitted (0 when this one is).
+    pub retry_after_ms: u64,
+    /// Until every request counted so far has slid out of the window.
+    pub reset_ms: u64,
+}
+
+/// See [`decide`] and [`Precise`].
+pub fn decide_precisely(quota: Quota, state: WindowState) -> Precise {
     let w = u128::from(window_ms(quota));
     let e = u128::from(state.elapsed_ms).min(w);
     let limit = u128::from(quota.requests);
@@ -60,12 +76,16 @@ pub fn decide(quota: Quota, state: WindowState) -> RateDecision {
 
     if allowed {
         let used = with_this.div_ceil(w);
-        return RateDecision {
-            allowed: true,
-            limit: quota.requests,
-            remaining: u32::try_from(limit.saturating_sub(used)).unwrap_or(0),
-            retry_after_secs: 0,
-            reset_secs: ceil_secs(reset_ms),
+        return Precise {
+            decision: RateDecision {
+                allowed: true,
+                limit: quota.requests,
+                remaining: u32::try_from(limit.saturating_sub(used)).unwrap_or(0),
+                retry_after_secs: 0,
+                reset_secs: ceil_secs(reset_ms),
+            },
+            retry_after_ms: 0,
+            reset_ms: to_u64(reset_ms),
         };
     }
 
@@ -83,15 +103,36 @@ pub fn decide(quota: Quota, state: WindowState) -> RateDecision {
         // one and must decay to `current × (w - e') ≤ (limit - 1) × w`.
         let allowed_share = (limit - 1) * w / current.max(1);
         (w - e) + (w - allowed_share)
-    };
-    let retry_after_secs = ceil_secs(wait_ms).max(1);
-    RateDecision {
-        allowed: false,
-        limit: quota.requests,
-        remaining: 0,
-        retry_after_secs,
-        reset_secs: ceil_secs(reset_ms).max(retry_after_secs),
     }
+    .max(1);
+    let retry_after_secs = ceil_secs(wait_ms).max(1);
+    Precise {
+        decision: RateDecision {
+            allowed: false,
+            limit: quota.requests,
+            remaining: 0,
+            retry_after_secs,
+            reset_secs: ceil_secs(reset_ms).max(retry_after_secs),
+        },
+        retry_after_ms: to_u64(wait_ms),
+        reset_ms: to_u64(reset_ms.max(wait_ms)),
+    }
+}
+
+/// How many more requests the key admits right now: the largest `g` with
+/// `previous × (w - e) + (current + g) × w ≤ limit × w`. At least 1 exactly when [`decide`]
+/// admits a request; a lease takes at most this much.
+pub fn room(quota: Quota, state: WindowState) -> u64 {
+    let w = u128::from(window_ms(quota));
+    let e = u128::from(state.elapsed_ms).min(w);
+    let budget = u128::from(quota.requests) * w;
+    let decaying = u128::from(state.previous) * (w - e);
+    let fits = budget.saturating_sub(decaying) / w;
+    to_u64(fits.saturating_sub(u128::from(state.current)))
+}
+
+fn to_u64(ms: u128) -> u64 {
+    u64::try_from(ms).unwrap_or(u64::MAX)
 }
 
 fn ceil_secs(ms: u128) -> u64 {
@@ -250,6 +291,35 @@ mod tests {
                 }
             };
             assert!(decide(MINUTE, state).allowed, "{refused:?}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn room_is_what_decide_would_admit_one_by_one() {
+        // Counting admitted requests one at a time until refused gives `room` exactly.
+        for state in states(1_931) {
+            let mut admitted = 0;
+            let mut counted = state;
+            while decide(MINUTE, counted).allowed {
+                admitted += 1;
+                counted.current += 1;
+            }
+            assert_eq!(room(MINUTE, state), admitted, "{state:?}");
+        }
+    }
+
+    #[test]
+    fn the_precise_waits_round_up_to_the_decision() {
+        for state in states(853) {
+            let precise = decide_precisely(MINUTE, state);
+            let d = precise.decision;
+            assert_eq!(d, decide(MINUTE, state));
+            assert_eq!(
+                d.retry_after_secs,
+                precise.retry_after_ms.div_ceil(1000).max(u64::from(!d.allowed))
+            );
+            assert_eq!(precise.reset_ms.div_ceil(1000), d.reset_secs, "{state:?}");
+            assert_eq!(d.allowed, precise.retry_after_ms == 0);
         }
     }
 
