@@ -273,7 +273,7 @@ impl Book {
         entry.hits_since_ask = entry.hits_since_ask.saturating_add(1);
         entry.expire(now);
 
-        if let Some(lease) = entry.lease.as_mut() {
+        if let Some(lease) = entry.lease.as_mut().filter(|lease| lease.unspent > 0) {
             let decision = spend(lease, quota, now);
             let unspent = lease.unspent;
             if unspent == 0 {
@@ -486,7 +486,7 @@ fn spend(lease: &mut Lease, quota: Quota, now: Instant) -> RateDecision {
         current: lease.seen.saturating_sub(lease.unspent),
         elapsed_ms: lease.elapsed_ms.saturating_add(since).min(w.saturating_sub(1)),
     };
-    lease.unspent -= 1;
+    lease.unspent = lease.unspent.saturating_sub(1);
     let mut decision = decide(quota, state);
     // Reserved in Redis: admitted whatever the local estimate says (it agrees; see the tests).
     decision.allowed = true;
