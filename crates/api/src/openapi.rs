@@ -104,9 +104,10 @@ struct PolicyPatterns;
 impl Modify for PolicyPatterns {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use keel_domain::identity::values::{NAME_PATTERN, PASSWORD_PATTERN};
+        use keel_domain::text::LINE_PATTERN;
         use keel_domain::tracking::values::{
-            COMMENT_BODY_PATTERN, LABEL_NAME_PATTERN, PROJECT_KEY_PATTERN, PROJECT_NAME_PATTERN,
-            TASK_TITLE_PATTERN,
+            COMMENT_BODY_PATTERN, DESCRIPTION_PATTERN, LABEL_NAME_PATTERN, PROJECT_KEY_PATTERN,
+            PROJECT_NAME_PATTERN, TASK_TITLE_PATTERN,
         };
         use utoipa::openapi::{RefOr, Schema};
         let Some(components) = openapi.components.as_mut() else {
@@ -124,12 +125,32 @@ impl Modify for PolicyPatterns {
             ("CreateTaskBody", "title", TASK_TITLE_PATTERN),
             ("UpdateTaskBody", "title", TASK_TITLE_PATTERN),
             ("CommentBodyInput", "body", COMMENT_BODY_PATTERN),
+            ("CreateProjectBody", "description", DESCRIPTION_PATTERN),
+            ("UpdateProjectBody", "description", DESCRIPTION_PATTERN),
+            ("CreateTaskBody", "description", DESCRIPTION_PATTERN),
+            ("UpdateTaskBody", "description", DESCRIPTION_PATTERN),
         ] {
             let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema) else {
                 continue;
             };
             if let Some(RefOr::T(Schema::Object(field))) = object.properties.get_mut(property) {
                 field.pattern = Some(pattern.to_owned());
+            }
+        }
+        // Search terms (`q`) and the audit log's `action`: the text policy's line rule.
+        for item in openapi.paths.paths.values_mut() {
+            let Some(parameters) = item.get.as_mut().and_then(|op| op.parameters.as_mut()) else {
+                continue;
+            };
+            for parameter in parameters.iter_mut() {
+                let RefOr::T(parameter) = parameter else {
+                    continue;
+                };
+                let searched = matches!(parameter.name.as_str(), "q" | "action")
+                    && matches!(parameter.parameter_in, utoipa::openapi::path::ParameterIn::Query);
+                if let (true, Some(RefOr::T(Schema::Object(field)))) = (searched, parameter.schema.as_mut()) {
+                    field.pattern = Some(LINE_PATTERN.to_owned());
+                }
             }
         }
     }
@@ -398,6 +419,34 @@ mod tests {
             schemas["ChangePasswordBody"]["properties"]["newPassword"]["pattern"],
             PASSWORD_PATTERN
         );
+        // Every free-text input the text policy checks says so in the document.
+        for schema in [
+            "CreateProjectBody",
+            "UpdateProjectBody",
+            "CreateTaskBody",
+            "UpdateTaskBody",
+        ] {
+            assert_eq!(
+                schemas[schema]["properties"]["description"]["pattern"],
+                keel_domain::tracking::values::DESCRIPTION_PATTERN,
+                "{schema}"
+            );
+        }
+        for (path, name) in [
+            ("/api/v1/projects", "q"),
+            ("/api/v1/tasks", "q"),
+            ("/api/v1/projects/{id}/tasks", "q"),
+            ("/api/v1/admin/users", "q"),
+            ("/api/v1/admin/audit-log", "action"),
+        ] {
+            let parameters = json["paths"][path]["get"]["parameters"].as_array().unwrap();
+            let parameter = parameters.iter().find(|p| p["name"] == name).unwrap();
+            assert_eq!(
+                parameter["schema"]["pattern"],
+                keel_domain::text::LINE_PATTERN,
+                "{path} {name}"
+            );
+        }
     }
 
     #[test]

@@ -228,6 +228,9 @@ pub struct ChangePasswordBody {
         (status = 400, description = "The new password breaks the policy", body = ErrorBody),
         (status = 401, description = "Not signed in, or `INVALID_CREDENTIALS` for a wrong current password", body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 429, description = "`RATE_LIMITED`: the general limit, or password attempts beyond the login limit \
+            (`KEEL_RATE_LIMIT_LOGIN`), counted per user and per client address, right or wrong", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, body = ErrorBody)
     )
 )]
@@ -250,7 +253,12 @@ pub async fn change_password_route(
         },
         &ctx.0,
     )
-    .await?;
+    .await
+    .inspect_err(|e| {
+        if matches!(e, AppError::RateLimited { .. }) {
+            state.metrics.rate_limit_rejection("password");
+        }
+    })?;
     Ok(HttpResponse::NoContent().finish())
 }
 

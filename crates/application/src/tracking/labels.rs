@@ -62,6 +62,7 @@ pub async fn create_label(
     let change = ports.change(
         meta,
         principal,
+        Some(Permission::Administer),
         EventType::LabelCreated,
         project_id,
         label.id,
@@ -96,6 +97,7 @@ pub async fn delete_label(
     let change = ports.change(
         meta,
         principal,
+        Some(Permission::Administer),
         EventType::LabelDeleted,
         project_id,
         label_id,

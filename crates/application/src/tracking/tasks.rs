@@ -175,6 +175,7 @@ pub async fn create_task(
     let change = ports.change(
         meta,
         principal,
+        Some(Permission::WriteTasks),
         EventType::TaskCreated,
         project_id,
         task.id,
@@ -301,6 +302,7 @@ pub async fn update_task(
             let change = ports.change(
                 meta,
                 principal,
+                Some(Permission::WriteTasks),
                 EventType::TaskUpdated,
                 task.project_id,
                 task.id,
@@ -336,6 +338,7 @@ pub async fn delete_task(
     let change = ports.change(
         meta,
         principal,
+        Some(Permission::WriteTasks),
         EventType::TaskDeleted,
         task.project_id,
         id,
