@@ -89,6 +89,8 @@ pub struct Account {
 /// A running server and a client for it.
 pub struct TestApp {
     pub address: String,
+    /// The address of the metrics listener, when `KEEL_METRICS_BIND` gives it one of its own.
+    pub metrics_address: Option<String>,
     pub client: reqwest::Client,
     /// Shared by the instances of a [`spawn_cluster`].
     pub db: Arc<TestDatabase>,
@@ -210,9 +212,12 @@ async fn start(vars: &HashMap<String, String>, db: Arc<TestDatabase>) -> TestApp
     let settings = Settings::from_lookup(|k| vars.get(k).cloned()).expect("valid test settings");
     let app = Application::build(settings).await.expect("build the application");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let metrics_address = app.metrics_port().map(|port| format!("http://127.0.0.1:{port}"));
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
-    TestApp::new(address, db, Some(handle))
+    let mut test_app = TestApp::new(address, db, Some(handle));
+    test_app.metrics_address = metrics_address;
+    test_app
 }
 
 impl TestApp {
@@ -224,6 +229,7 @@ impl TestApp {
     fn new(address: String, db: Arc<TestDatabase>, handle: Option<ServerHandle>) -> Self {
         TestApp {
             address,
+            metrics_address: None,
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
@@ -453,7 +459,16 @@ impl TestApp {
             "table=\"outbox_leases\"",
             "table=\"webhook_deliveries\"",
         ];
-        let text = self.get("/metrics").await.text().await.expect("a metrics body");
+        let metrics = self.metrics_address.as_deref().unwrap_or(&self.address);
+        let text = self
+            .client
+            .get(format!("{metrics}/metrics"))
+            .send()
+            .await
+            .expect("request failed")
+            .text()
+            .await
+            .expect("a metrics body");
         text.lines()
             .filter(|line| line.starts_with("db_query_duration_seconds_count"))
             .filter(|line| !BACKGROUND.iter().any(|table| line.contains(table)))

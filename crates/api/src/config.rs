@@ -177,6 +177,7 @@ pub struct Settings {
     /// How long a new connection may take to send its first request head before it gets
     /// 408 (`KEEL_CLIENT_REQUEST_TIMEOUT_SECS`): bounds connections that never speak.
     pub client_request_timeout: Duration,
+    pub metrics: MetricsSettings,
 }
 
 /// How the event stream treats its clients (built from [`EventSettings`] at start-up).
@@ -194,6 +195,21 @@ impl Default for StreamSettings {
         }
     }
 }
+
+/// Who may read `/metrics` (traffic per route, authentication failures, the outbox
+/// backlog): by default anyone who reaches the API's address.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsSettings {
+    /// `KEEL_METRICS_TOKEN`: when set, `/metrics` answers only requests that carry
+    /// `Authorization: Bearer <token>` (401 otherwise).
+    pub token: Option<SecretString>,
+    /// `KEEL_METRICS_BIND`: when set, `/metrics` is served on this address only (a port
+    /// scrapers reach and clients do not), and the API's address answers it 404.
+    pub bind: Option<SocketAddr>,
+}
+
+/// The shortest metrics token: a bearer token must not be guessable.
+pub const METRICS_TOKEN_MIN_LEN: usize = 16;
 
 impl Settings {
     /// Reads the process environment.
@@ -599,8 +615,33 @@ impl Settings {
                 1,
                 300,
             )?,
+            metrics: metrics_settings(&get)?,
         })
     }
+}
+
+fn metrics_settings(get: &impl Fn(&str) -> Option<String>) -> Result<MetricsSettings, ConfigError> {
+    let token = match get("KEEL_METRICS_TOKEN") {
+        None => None,
+        // Never echoed: it is a secret.
+        Some(t) if t.len() < METRICS_TOKEN_MIN_LEN || !t.bytes().all(|b| b.is_ascii_graphic()) => {
+            return Err(ConfigError::new(
+                "KEEL_METRICS_TOKEN",
+                format!("expected at least {METRICS_TOKEN_MIN_LEN} visible ASCII characters"),
+            ));
+        }
+        Some(t) => Some(SecretString::from(t)),
+    };
+    let bind = match get("KEEL_METRICS_BIND") {
+        None => None,
+        Some(v) => Some(v.parse().map_err(|_| {
+            ConfigError::new(
+                "KEEL_METRICS_BIND",
+                format!("expected host:port such as 127.0.0.1:9090, got {v:?}"),
+            )
+        })?),
+    };
+    Ok(MetricsSettings { token, bind })
 }
 
 /// One fewer hashing slot than CPUs, at least 1: measured on 2 CPUs, a login flood then
@@ -868,6 +909,9 @@ mod tests {
             ("KEEL_LOG_FORMAT", "xml"),
             ("KEEL_DB_MAX_CONNECTIONS", "0"),
             ("KEEL_WORKERS", "0"),
+            ("KEEL_METRICS_TOKEN", "short"),
+            ("KEEL_METRICS_TOKEN", "has a space in it, sixteen+"),
+            ("KEEL_METRICS_BIND", "metrics"),
         ] {
             let e = settings(&[(var, value)]).unwrap_err();
             assert_eq!(e.variable, var, "{var}={value} gave {e}");
@@ -912,6 +956,29 @@ mod tests {
         assert!(s.redis_url.is_some());
         assert_eq!(s.bind.port(), 9000);
         assert_eq!(s.log_format, LogFormat::Pretty, "an empty value counts as unset");
+    }
+
+    #[test]
+    fn metrics_are_open_by_default_and_take_a_token_and_an_address() {
+        let s = settings(&[]).unwrap();
+        assert!(s.metrics.token.is_none() && s.metrics.bind.is_none());
+        let token = "m3trics-t0ken-0123456789";
+        let s = settings(&[
+            ("KEEL_METRICS_TOKEN", token),
+            ("KEEL_METRICS_BIND", "0.0.0.0:9090"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.metrics.token.as_ref().map(ExposeSecret::expose_secret),
+            Some(token)
+        );
+        assert_eq!(s.metrics.bind.map(|a| a.port()), Some(9090));
+        assert!(
+            !format!("{s:?}").contains(token),
+            "the token leaked through Debug"
+        );
+        let e = settings(&[("KEEL_METRICS_TOKEN", "too-short")]).unwrap_err();
+        assert!(!e.to_string().contains("too-short"), "echoed: {e}");
     }
 
     #[test]

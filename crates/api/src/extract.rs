@@ -34,6 +34,15 @@ impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for JsonOb
     type Future = futures::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(req: &actix_web::HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        // actix's own check also takes `text/json` and `*+json`, whatever the configured
+        // predicate says: the media type is checked here first.
+        let media_type_ok = actix_web::HttpMessage::mime_type(req)
+            .ok()
+            .flatten()
+            .is_some_and(|mime| is_json(&mime));
+        if !media_type_ok {
+            return Box::pin(std::future::ready(Err(ApiError::UnsupportedMediaType.into())));
+        }
         let value = web::Json::<serde_json::Value>::from_request(req, payload);
         Box::pin(async move {
             let value = value.await?.into_inner();
@@ -56,8 +65,21 @@ pub fn json_config() -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(BODY_LIMIT)
         .content_type_required(true)
-        .content_type(|mime| mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON))
+        .content_type(|mime| is_json(&mime))
         .error_handler(|err, _req| json_error(err).into())
+}
+
+/// `application/json`, with at most a `charset` parameter that says UTF-8 (the only
+/// encoding of JSON). Not `text/json`, not `application/*+json` and not
+/// `application/json-seq`: the contract names one media type, and a body another type
+/// describes may be read differently by something between the client and Keel.
+fn is_json(mime: &mime::Mime) -> bool {
+    mime.type_() == mime::APPLICATION
+        && mime.subtype() == mime::JSON
+        && mime.suffix().is_none()
+        && mime
+            .params()
+            .all(|(name, value)| name == mime::CHARSET && value == mime::UTF_8)
 }
 
 pub fn payload_config() -> web::PayloadConfig {
@@ -273,10 +295,32 @@ mod http_tests {
     }
 
     #[actix_web::test]
-    async fn json_with_a_charset_or_a_json_suffix_is_accepted() {
-        for ct in ["application/json; charset=utf-8", "application/merge-patch+json"] {
+    async fn application_json_is_accepted_with_a_utf_8_charset_and_in_any_case() {
+        for ct in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "application/json;charset=UTF-8",
+            "Application/JSON",
+        ] {
             let (status, _) = call(Some(ct), br#"{"email":"a@b.c","name":"Al"}"#.to_vec()).await;
             assert_eq!(status, 201, "{ct}");
+        }
+    }
+
+    #[actix_web::test]
+    async fn other_json_media_types_are_a_415() {
+        for ct in [
+            "text/json",
+            "application/merge-patch+json",
+            "application/vnd.api+json",
+            "application/json-seq",
+            "application/json; charset=latin1",
+            "application/json; profile=x",
+            "application/jsonx",
+        ] {
+            let (status, body) = call(Some(ct), br#"{"email":"a@b.c","name":"Al"}"#.to_vec()).await;
+            assert_eq!(status, 415, "{ct}");
+            assert_eq!(body["code"], "UNSUPPORTED_MEDIA_TYPE");
         }
     }
 }

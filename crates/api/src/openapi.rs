@@ -83,11 +83,11 @@ struct PolicyPatterns;
 
 /// Which property of which schema follows which domain rule. A name the document does not
 /// have fails `every_policy_pattern_names_a_documented_property`.
-const POLICY_PATTERNS: [(&str, &str, &str); 11] = {
+const POLICY_PATTERNS: [(&str, &str, &str); 15] = {
     use keel_domain::identity::values::{NAME_PATTERN, PASSWORD_PATTERN};
     use keel_domain::tracking::values::{
-        COMMENT_BODY_PATTERN, LABEL_NAME_PATTERN, PROJECT_KEY_PATTERN, PROJECT_NAME_PATTERN,
-        TASK_TITLE_PATTERN,
+        COMMENT_BODY_PATTERN, DESCRIPTION_PATTERN, LABEL_NAME_PATTERN, PROJECT_KEY_PATTERN,
+        PROJECT_NAME_PATTERN, TASK_TITLE_PATTERN,
     };
     [
         ("RegisterBody", "password", PASSWORD_PATTERN),
@@ -101,6 +101,10 @@ const POLICY_PATTERNS: [(&str, &str, &str); 11] = {
         ("CreateTaskBody", "title", TASK_TITLE_PATTERN),
         ("UpdateTaskBody", "title", TASK_TITLE_PATTERN),
         ("CommentBodyInput", "body", COMMENT_BODY_PATTERN),
+        ("CreateProjectBody", "description", DESCRIPTION_PATTERN),
+        ("UpdateProjectBody", "description", DESCRIPTION_PATTERN),
+        ("CreateTaskBody", "description", DESCRIPTION_PATTERN),
+        ("UpdateTaskBody", "description", DESCRIPTION_PATTERN),
     ]
 };
 
@@ -116,6 +120,22 @@ impl Modify for PolicyPatterns {
             };
             if let Some(RefOr::T(Schema::Object(field))) = object.properties.get_mut(property) {
                 field.pattern = Some(pattern.to_owned());
+            }
+        }
+        // Search terms (`q`) and the audit log's `action`: the text policy's line rule.
+        for item in openapi.paths.paths.values_mut() {
+            let Some(parameters) = item.get.as_mut().and_then(|op| op.parameters.as_mut()) else {
+                continue;
+            };
+            for parameter in parameters.iter_mut() {
+                let RefOr::T(parameter) = parameter else {
+                    continue;
+                };
+                let searched = matches!(parameter.name.as_str(), "q" | "action")
+                    && matches!(parameter.parameter_in, utoipa::openapi::path::ParameterIn::Query);
+                if let (true, Some(RefOr::T(Schema::Object(field)))) = (searched, parameter.schema.as_mut()) {
+                    field.pattern = Some(keel_domain::text::LINE_PATTERN.to_owned());
+                }
             }
         }
     }
@@ -643,5 +663,38 @@ mod tests {
             }
         }
         assert!(flagged >= 5);
+    }
+    #[test]
+    fn the_text_policy_is_published_on_every_free_text_input() {
+        let json: serde_json::Value = serde_json::from_str(&document_json().unwrap()).unwrap();
+        let schemas = &json["components"]["schemas"];
+        // Every free-text input the text policy checks says so in the document.
+        for schema in [
+            "CreateProjectBody",
+            "UpdateProjectBody",
+            "CreateTaskBody",
+            "UpdateTaskBody",
+        ] {
+            assert_eq!(
+                schemas[schema]["properties"]["description"]["pattern"],
+                keel_domain::tracking::values::DESCRIPTION_PATTERN,
+                "{schema}"
+            );
+        }
+        for (path, name) in [
+            ("/api/v1/projects", "q"),
+            ("/api/v1/tasks", "q"),
+            ("/api/v1/projects/{id}/tasks", "q"),
+            ("/api/v1/admin/users", "q"),
+            ("/api/v1/admin/audit-log", "action"),
+        ] {
+            let parameters = json["paths"][path]["get"]["parameters"].as_array().unwrap();
+            let parameter = parameters.iter().find(|p| p["name"] == name).unwrap();
+            assert_eq!(
+                parameter["schema"]["pattern"],
+                keel_domain::text::LINE_PATTERN,
+                "{path} {name}"
+            );
+        }
     }
 }

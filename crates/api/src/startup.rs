@@ -55,6 +55,7 @@ use crate::middleware::{
     IN_FLIGHT_WAIT, Idempotency, InFlight, RateLimitPolicy, X_REQUEST_ID_HEADER, caller,
     close_while_draining, rate_limit, request_context, security_headers,
 };
+use crate::routes::ops::MetricsAccess;
 use crate::state::AppState;
 use crate::stream_slots::StreamSlots;
 use crate::{openapi, routes};
@@ -123,6 +124,8 @@ pub fn db_settings(settings: &Settings) -> DbSettings {
 pub struct Application {
     port: u16,
     server: Server,
+    /// The listener of `/metrics` alone, when `KEEL_METRICS_BIND` gives it one, and its port.
+    metrics_server: Option<(Server, u16)>,
     db: Database,
     /// The main runtime's own pool (the dispatcher, the sender, the purge).
     background_db: Database,
@@ -312,6 +315,23 @@ impl Application {
             openapi_json: openapi::document_json()?,
         });
 
+        let metrics_token = settings
+            .metrics
+            .token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned());
+        let metrics_here = web::Data::new(MetricsAccess::new(
+            settings.metrics.bind.is_none(),
+            metrics_token.as_deref(),
+        ));
+        let metrics_server = match settings.metrics.bind {
+            Some(address) => Some(metrics_server(
+                address,
+                state.clone(),
+                MetricsAccess::new(true, metrics_token.as_deref()),
+            )?),
+            None => None,
+        };
         let cors_origins = settings.cors_origins.clone();
         let rate_limits_on = settings.rate_limits.enabled;
         if !rate_limits_on {
@@ -321,6 +341,7 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(metrics_here.clone())
                 .app_data(json_config())
                 .app_data(payload_config())
                 .app_data(query_config())
@@ -368,6 +389,7 @@ impl Application {
         Ok(Self {
             port: local.port(),
             server: server.run(),
+            metrics_server,
             db,
             background_db,
             idempotency_purge,
@@ -384,6 +406,11 @@ impl Application {
         self.port
     }
 
+    /// The port of the metrics listener, when `KEEL_METRICS_BIND` gives it one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_server.as_ref().map(|(_, port)| *port)
+    }
+
     /// A handle to stop the server gracefully (tests; signals are handled by actix).
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
@@ -392,7 +419,18 @@ impl Application {
     /// Serves until SIGTERM/SIGINT (or `handle().stop(true)`): stops accepting, lets
     /// in-flight requests finish within the shutdown timeout, then closes the pool.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        // The metrics listener serves as long as the API does (scrapes during a drain too).
+        let metrics = self.metrics_server.map(|(server, _)| {
+            let handle = server.handle();
+            (tokio::spawn(server), handle)
+        });
         let served = self.server.await;
+        if let Some((task, handle)) = metrics {
+            handle.stop(true).await;
+            if let Ok(Err(e)) = task.await {
+                tracing::warn!(error = %e, "the metrics listener failed");
+            }
+        }
         self.closing.send_replace(true);
         self.idempotency_purge.stop();
         // What the last requests committed is published before the pool closes.
@@ -570,6 +608,36 @@ pub fn secret_box(settings: &crate::config::WebhookSettings) -> Result<SecretBox
         }
     };
     Ok(SecretBox::new(current, previous))
+}
+
+/// A server of `/metrics` alone on `address` (`KEEL_METRICS_BIND`): one worker, no signal
+/// handling of its own (it stops after the API's server), errors in the contract's shape.
+fn metrics_server(
+    address: std::net::SocketAddr,
+    state: web::Data<AppState>,
+    access: MetricsAccess,
+) -> Result<(Server, u16), StartupError> {
+    let access = web::Data::new(access);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(access.clone())
+            .wrap(from_fn(request_context))
+            .wrap(from_fn(security_headers))
+            .service(web::resource("/metrics").route(web::get().to(routes::ops::metrics)))
+            .default_service(web::to(routes::not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .bind(address)?;
+    let port = server
+        .addrs()
+        .first()
+        .map(std::net::SocketAddr::port)
+        .ok_or_else(|| std::io::Error::other("the metrics listener bound no address"))?;
+    tracing::info!(address = %address, port, "metrics on their own listener");
+    Ok((server.run(), port))
 }
 
 async fn docs_redirect() -> HttpResponse {

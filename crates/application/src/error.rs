@@ -64,6 +64,8 @@ impl From<StoreError> for AppError {
             // Adapters name the violated rule for the logs; clients get a generic message
             // unless the use case maps the conflict to a precise one itself.
             StoreError::Conflict(_) => Self::Conflict("the resource already exists".into()),
+            // Authorized before the write, no longer when it committed: as if refused first.
+            StoreError::AuthorityLost => Self::Forbidden,
             StoreError::Unavailable(cause) => Self::Unavailable(cause),
             StoreError::Unexpected(cause) => Self::Internal(cause),
         }

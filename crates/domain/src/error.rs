@@ -44,6 +44,11 @@ pub enum StoreError {
     /// A uniqueness rule was violated; the string names the rule (for the logs).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The actor no longer holds the authority the write was authorized with (see
+    /// [`AuditEntry::authority`](crate::audit::AuditEntry::authority)), checked in the write's
+    /// transaction: nothing was written.
+    #[error("the actor no longer holds the authority the write needs")]
+    AuthorityLost,
     /// The store cannot be reached right now (connection refused, pool timed out). The
     /// caller should answer 503 quickly rather than wait.
     #[error("store unavailable")]

@@ -208,6 +208,8 @@ mod tests {
             request_id: None,
             ip: None,
             details: None,
+            restricted: None,
+            authority: None,
         };
         let change = Change::new(
             audit,

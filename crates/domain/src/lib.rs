@@ -5,6 +5,10 @@
 //! when it gains a dependency on another workspace crate or on a web, database or cache
 //! library (see `adr/0001-four-crate-dependency-rule.md`).
 
+// First: the text policy's character classes (macros) are used by the value modules below.
+#[macro_use]
+pub mod text;
+
 pub mod audit;
 pub mod clock;
 pub mod error;

@@ -118,15 +118,23 @@ pub trait UrlPolicy: Send + Sync {
 }
 
 /// Storage of webhooks and their deliveries. Every write records its audit entry in the
-/// same transaction.
+/// same transaction, and is refused with `AuthorityLost` (nothing written) when the entry's
+/// actor no longer holds its `authority` there.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait WebhookRepository: Send + Sync {
+    /// Creates the webhook unless its project has `limit` webhooks already, counted in the
+    /// insert's transaction with the project locked, so concurrent creates (on any
+    /// instance) never go past the limit.
+    /// # Errors
+    /// `Conflict` when the project has `limit` webhooks; `NotFound` when the project does
+    /// not exist.
     async fn create(
         &self,
         webhook: &Webhook,
         sealed_secret: &str,
         audit: &AuditEntry,
+        limit: u64,
     ) -> Result<(), StoreError>;
     async fn find(&self, project_id: Uuid, id: Uuid) -> Result<Option<Webhook>, StoreError>;
     /// Oldest first, with the total.

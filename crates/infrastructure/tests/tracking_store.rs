@@ -14,16 +14,16 @@ use chrono::{DateTime, NaiveDate, SubsecRound, TimeZone, Utc};
 use futures::StreamExt;
 use keel_application::events::{BusMessage, EventBus};
 use keel_domain::StoreError;
-use keel_domain::audit::{AuditEntry, AuditLog};
+use keel_domain::audit::{AuditEntry, AuditLog, Authority};
 use keel_domain::events::{Change, Envelope, EventType};
 use keel_domain::tracking::ports::{
     ActivityFeed, CommentRepository, LabelRepository, MemberRepository, NewTask, ProjectRepository,
     TaskRepository,
 };
 use keel_domain::tracking::{
-    AssigneeFilter, Color, Comment, CommentBody, Label, LabelName, Priority, Project, ProjectFilter,
-    ProjectKey, ProjectName, ProjectRole, ProjectSort, ProjectStatus, Scope, Task, TaskFilter, TaskQuery,
-    TaskSort, TaskSortKey, TaskStatus, TaskTitle,
+    AssigneeFilter, Color, Comment, CommentBody, Label, LabelName, Permission, Priority, Project,
+    ProjectFilter, ProjectKey, ProjectName, ProjectRole, ProjectSort, ProjectStatus, Scope, Task, TaskFilter,
+    TaskQuery, TaskSort, TaskSortKey, TaskStatus, TaskTitle,
 };
 use keel_infrastructure::audit::SeaOrmAuditLog;
 use keel_infrastructure::entities::{
@@ -138,6 +138,8 @@ fn audit(action: &str, project_id: Option<Uuid>) -> Change {
         request_id: None,
         ip: None,
         details: Some(serde_json::json!({"test": true})),
+        restricted: None,
+        authority: None,
     };
     let event_type = EventType::parse(action).unwrap_or(EventType::ProjectUpdated);
     Change::new(
@@ -1240,6 +1242,259 @@ async fn members_list_find_add_and_set_role() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Checks that guard a write, in the write's transaction
+// ---------------------------------------------------------------------------------------------
+
+/// `change` made by `actor`, who needed `authority` for it.
+fn by(actor: Uuid, authority: Authority, mut change: Change) -> Change {
+    change.audit.actor_id = Some(actor);
+    change.audit.authority = Some(authority);
+    change.event.event.actor_id = Some(actor);
+    change
+}
+
+/// Sets a membership's role behind the stores' back: a write that committed first.
+async fn set_role_directly(s: &Store, project_id: Uuid, user_id: Uuid, role: ProjectRole) {
+    project_members::Entity::update_many()
+        .col_expr(
+            project_members::Column::Role,
+            sea_orm::sea_query::Expr::value(role.as_str()),
+        )
+        .filter(project_members::Column::ProjectId.eq(project_id))
+        .filter(project_members::Column::UserId.eq(user_id))
+        .exec(s.db.connection())
+        .await
+        .unwrap();
+}
+
+async fn role(s: &Store, project_id: Uuid, user_id: Uuid) -> Option<ProjectRole> {
+    s.projects.role_of(project_id, user_id).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_write_whose_actor_lost_the_role_it_needs_is_refused_in_its_transaction() {
+    use Permission::{Administer, Own, WriteTasks};
+    for s in stores().await {
+        let owner = user(&s, "Owner").await;
+        let admin = user(&s, "Admin").await;
+        let member = user(&s, "Member").await;
+        let p = project(&s, "AUTH", owner).await;
+        for (who, r) in [(admin, ProjectRole::Admin), (member, ProjectRole::Member)] {
+            s.members
+                .add(p.id, who, r, at(1), &audit("member.added", Some(p.id)))
+                .await
+                .unwrap();
+        }
+        // Authorized as an admin, demoted before the write runs.
+        set_role_directly(&s, p.id, admin, ProjectRole::Member).await;
+        let lost = |action: &str| by(admin, Authority::Member(Administer), audit(action, Some(p.id)));
+
+        let change = lost("member.updated");
+        let e = s
+            .members
+            .set_role(p.id, member, ProjectRole::Viewer, &change)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::AuthorityLost), "{}: {e:?}", s.name);
+        assert_eq!(
+            role(&s, p.id, member).await,
+            Some(ProjectRole::Member),
+            "{}",
+            s.name
+        );
+        assert_eq!(audit_entry_stored(&s, change.audit.id).await, 0, "{}", s.name);
+
+        let change = lost("member.removed");
+        let e = s.members.remove(p.id, member, at(2), &change).await.unwrap_err();
+        assert!(matches!(e, StoreError::AuthorityLost), "{}: {e:?}", s.name);
+        assert_eq!(
+            role(&s, p.id, member).await,
+            Some(ProjectRole::Member),
+            "{}",
+            s.name
+        );
+
+        let bug = Label {
+            id: Uuid::now_v7(),
+            project_id: p.id,
+            name: LabelName::parse("bug").unwrap(),
+            color: Color::parse("#a1b2c3").unwrap(),
+            created_at: at(2),
+        };
+        let e = s.labels.create(&bug, &lost("label.created")).await.unwrap_err();
+        assert!(matches!(e, StoreError::AuthorityLost), "{}: {e:?}", s.name);
+        assert_eq!(s.labels.list(p.id, 0, 10).await.unwrap().1, 0, "{}", s.name);
+
+        // Still enough for what a member may do.
+        let held = by(
+            admin,
+            Authority::Member(WriteTasks),
+            audit("task.created", Some(p.id)),
+        );
+        let first = s
+            .tasks
+            .create(
+                &NewTask {
+                    task: task_value(&p, admin, "Allowed"),
+                    label_ids: vec![],
+                },
+                &held,
+                numbered,
+            )
+            .await
+            .unwrap();
+        // A member made a viewer: no task, and no number used.
+        set_role_directly(&s, p.id, member, ProjectRole::Viewer).await;
+        let e = s
+            .tasks
+            .create(
+                &NewTask {
+                    task: task_value(&p, member, "Refused"),
+                    label_ids: vec![],
+                },
+                &by(
+                    member,
+                    Authority::Member(WriteTasks),
+                    audit("task.created", Some(p.id)),
+                ),
+                numbered,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::AuthorityLost), "{}: {e:?}", s.name);
+        let next = create_task(&s, task_value(&p, owner, "Next"), &[]).await;
+        assert_eq!(next.number, first.number + 1, "{}: no gap", s.name);
+
+        // The owner hands the project over; a hand-over or a delete they were authorized
+        // for before it is refused after it.
+        s.members
+            .transfer_ownership(
+                p.id,
+                admin,
+                at(3),
+                &by(owner, Authority::Member(Own), audit("member.updated", Some(p.id))),
+            )
+            .await
+            .unwrap();
+        let stale = by(owner, Authority::Member(Own), audit("member.updated", Some(p.id)));
+        let e = s
+            .members
+            .transfer_ownership(p.id, member, at(4), &stale)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::AuthorityLost), "{}: {e:?}", s.name);
+        assert_eq!(
+            role(&s, p.id, admin).await,
+            Some(ProjectRole::Owner),
+            "{}",
+            s.name
+        );
+        assert_eq!(s.projects.find(p.id).await.unwrap().unwrap().owner_id, admin);
+        let stale = by(
+            owner,
+            Authority::Member(Own),
+            audit("project.deleted", Some(p.id)),
+        );
+        let e = s.projects.delete(p.id, &stale).await.unwrap_err();
+        assert!(matches!(e, StoreError::AuthorityLost), "{}: {e:?}", s.name);
+        assert!(s.projects.find(p.id).await.unwrap().is_some(), "{}", s.name);
+        assert_eq!(audit_entry_stored(&s, stale.audit.id).await, 0, "{}", s.name);
+
+        // An instance admin's authority is their account's role.
+        let not_admin = by(
+            member,
+            Authority::InstanceAdmin,
+            audit("project.deleted", Some(p.id)),
+        );
+        let e = s.projects.delete(p.id, &not_admin).await.unwrap_err();
+        assert!(matches!(e, StoreError::AuthorityLost), "{}: {e:?}", s.name);
+        users::Entity::update_many()
+            .col_expr(users::Column::Role, sea_orm::sea_query::Expr::value("admin"))
+            .filter(users::Column::Id.eq(member))
+            .exec(s.db.connection())
+            .await
+            .unwrap();
+        let root = by(
+            member,
+            Authority::InstanceAdmin,
+            audit("project.deleted", Some(p.id)),
+        );
+        s.projects.delete(p.id, &root).await.unwrap();
+        assert!(s.projects.find(p.id).await.unwrap().is_none(), "{}", s.name);
+        assert_eq!(audit_entry_stored(&s, root.audit.id).await, 1, "{}", s.name);
+    }
+}
+
+#[tokio::test]
+async fn a_role_change_or_removal_never_touches_the_owner_it_read_as_a_member() {
+    for s in stores().await {
+        let owner = user(&s, "Owner").await;
+        let heir = user(&s, "Heir").await;
+        let p = project(&s, "HEIR", owner).await;
+        s.members
+            .add(
+                p.id,
+                heir,
+                ProjectRole::Member,
+                at(1),
+                &audit("member.added", Some(p.id)),
+            )
+            .await
+            .unwrap();
+        // The heir became the owner after an admin read them as a member.
+        s.members
+            .transfer_ownership(p.id, heir, at(2), &audit("member.updated", Some(p.id)))
+            .await
+            .unwrap();
+        let e = s
+            .members
+            .set_role(
+                p.id,
+                heir,
+                ProjectRole::Viewer,
+                &audit("member.updated", Some(p.id)),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Conflict(_)), "{}: {e:?}", s.name);
+        let e = s
+            .members
+            .remove(p.id, heir, at(3), &audit("member.removed", Some(p.id)))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Conflict(_)), "{}: {e:?}", s.name);
+        assert_eq!(role(&s, p.id, heir).await, Some(ProjectRole::Owner), "{}", s.name);
+        let stranger = Uuid::now_v7();
+        let e = s
+            .members
+            .set_role(
+                p.id,
+                stranger,
+                ProjectRole::Viewer,
+                &audit("member.updated", Some(p.id)),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::NotFound), "{}: {e:?}", s.name);
+    }
+}
+
+#[tokio::test]
+async fn restricted_details_are_stored_apart_and_read_back() {
+    for s in stores().await {
+        let owner = user(&s, "Owner").await;
+        let p = project(&s, "RSTR", owner).await;
+        let mut change = audit("label.created", Some(p.id));
+        change.audit.restricted = Some(serde_json::json!({"url": "https://x.example/t0ken"}));
+        s.audit.record(&change.audit).await.unwrap();
+        let page = ActivityFeed::list(&s.audit, p.id, None, 10).await.unwrap();
+        let read = page.iter().find(|e| e.id == change.audit.id).unwrap();
+        assert_eq!(read.restricted, change.audit.restricted, "{}", s.name);
+        assert_eq!(read.details, change.audit.details, "{}", s.name);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Projects, labels, comments, the activity feed
 // ---------------------------------------------------------------------------------------------
 
@@ -1544,6 +1799,8 @@ async fn activity_feed_pages_newest_first() {
                 request_id: m.request_id,
                 ip: m.ip,
                 details: m.details,
+                restricted: m.restricted_details,
+                authority: None,
             })
             .collect();
         assert_eq!(expected.len(), 10);

@@ -248,6 +248,9 @@ pub struct ChangePasswordBody {
         (status = 403, description = response::ACCOUNT_DISABLED, body = ErrorBody),
         (status = 413, description = response::TOO_LARGE, body = ErrorBody),
         (status = 415, description = response::NOT_JSON, body = ErrorBody),
+        (status = 429, description = "`RATE_LIMITED`: the general limit, or password attempts beyond the login limit \
+            (`KEEL_RATE_LIMIT_LOGIN`), counted per user and per client address, right or wrong", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = response::UNAVAILABLE, body = ErrorBody)
     )
 )]
@@ -270,7 +273,12 @@ pub async fn change_password_route(
         },
         &ctx.0,
     )
-    .await?;
+    .await
+    .inspect_err(|e| {
+        if matches!(e, AppError::RateLimited { .. }) {
+            state.metrics.rate_limit_rejection("password");
+        }
+    })?;
     Ok(HttpResponse::NoContent().finish())
 }
 

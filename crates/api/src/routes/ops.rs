@@ -2,14 +2,16 @@
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::ContentType;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use keel_application::AppError;
 use keel_application::readiness::Readiness;
 use keel_domain::health::ComponentStatus;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use crate::caller::bearer;
+use crate::error::{ApiError, ErrorBody};
 use crate::middleware::ContractBody;
 use crate::state::AppState;
 
@@ -102,15 +104,63 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     response
 }
 
-/// Prometheus metrics in the text exposition format.
+/// Who may read `/metrics` on one listener (`KEEL_METRICS_TOKEN`, `KEEL_METRICS_BIND`).
+#[derive(Debug, Clone)]
+pub struct MetricsAccess {
+    /// `false` on the API's listener when the metrics have a listener of their own.
+    pub served: bool,
+    /// SHA-256 of the bearer token a scrape must carry, when one is configured: compared
+    /// digest to digest, so the comparison's time says nothing about the token.
+    pub token_digest: Option<[u8; 32]>,
+}
+
+impl MetricsAccess {
+    pub fn new(served: bool, token: Option<&str>) -> Self {
+        Self {
+            served,
+            token_digest: token.map(digest),
+        }
+    }
+
+    fn admits(&self, req: &HttpRequest) -> bool {
+        match &self.token_digest {
+            None => true,
+            Some(expected) => bearer(req).is_some_and(|given| digest(given) == *expected),
+        }
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Prometheus metrics in the text exposition format. With `KEEL_METRICS_TOKEN` set, only
+/// for `Authorization: Bearer <token>`; with `KEEL_METRICS_BIND` set, only on that address.
 #[utoipa::path(
     get,
     path = "/metrics",
     operation_id = "getMetrics",
     tag = "operations",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String))
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 401, description = "`KEEL_METRICS_TOKEN` is set and the request does not carry it as a bearer token", body = ErrorBody),
+        (status = 404, description = "`KEEL_METRICS_BIND` is set: the metrics are served on that address only", body = ErrorBody)
+    )
 )]
-pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn metrics(
+    state: web::Data<AppState>,
+    access: Option<web::Data<MetricsAccess>>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    // Without an access rule (a test app that registers none), as by default: open.
+    if let Some(access) = access {
+        if !access.served {
+            return Err(ApiError::RouteNotFound);
+        }
+        if !access.admits(&req) {
+            return Err(AppError::Unauthorized.into());
+        }
+    }
     state
         .metrics
         .set_db_connections_active(state.db.active_connections());

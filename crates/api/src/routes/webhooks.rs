@@ -16,6 +16,7 @@ use crate::conditional::{ETag, respond_with_etag};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::JsonObject;
 use crate::extractors::{AuthUser, ClientContext};
+use crate::middleware::CarriesSecret;
 use crate::openapi::response;
 use crate::pagination::{CursorParams, DeliveryPage, PageParams, WebhookPage};
 use crate::state::AppState;
@@ -75,11 +76,14 @@ pub async fn create_webhook_route(
 ) -> Result<HttpResponse, ApiError> {
     let project = id.into_inner();
     let view = create_webhook(&state.tracking, &user.0, project, body.into_inner(), &ctx.0).await?;
-    Ok(created(
+    let mut response = created(
         format!("/api/v1/projects/{project}/webhooks/{}", view.webhook.id),
         None,
         &view,
-    ))
+    );
+    // It holds the signing secret: no cache may store it.
+    response.extensions_mut().insert(CarriesSecret);
+    Ok(response)
 }
 
 #[utoipa::path(

@@ -4,6 +4,7 @@
 use keel_domain::audit::AuditFilter;
 use keel_domain::identity::ports::{MetricsSort, MetricsSortKey, UserFilter};
 use keel_domain::identity::{Principal, Role, UserStatus};
+use keel_domain::text::{self, SearchTerm, TextRule};
 use uuid::Uuid;
 
 use super::views::{AuditEntryView, UserMetricsView, UserView};
@@ -43,13 +44,11 @@ pub async fn list_users(
         .map(|s| UserStatus::parse(s, "status"))
         .transpose();
     // The length rule applies to the value as sent, as the OpenAPI document states it.
-    let q = match query.q {
-        Some(q) if q.chars().count() > 100 => Err(keel_domain::FieldError::new(
-            "q",
-            "must be at most 100 characters",
-        )),
-        q => Ok(q.map(|q| q.trim().to_owned()).filter(|q| !q.is_empty())),
-    };
+    let q = query
+        .q
+        .map(|q| SearchTerm::parse(&q, "q", 100))
+        .transpose()
+        .map(|term| term.flatten().map(SearchTerm::into_inner));
     let (role, status, q) = collect(role, status, q)?;
     let filter = UserFilter { q, role, status };
     let (users, total) = ports
@@ -169,12 +168,14 @@ pub async fn audit_log(
 ) -> Result<Page<AuditEntryView>, AppError> {
     require_admin(principal)?;
     let actor_id = query.actor_id.as_deref().map(parse_hyphenated_uuid).transpose();
+    // An exact action name, so not trimmed; checked by the text policy like a search term.
     let action = match query.action.filter(|a| !a.is_empty()) {
         Some(a) if a.chars().count() > 100 => Err(keel_domain::FieldError::new(
             "action",
             "must be at most 100 characters",
         )),
-        other => Ok(other),
+        Some(a) => text::check(&a, "action", TextRule::Line).map(|()| Some(a)),
+        None => Ok(None),
     };
     let (actor_id, action, ()) = collect(actor_id, action, Ok(()))?;
     let filter = AuditFilter {

@@ -41,7 +41,8 @@ pub struct IdentityPorts {
     /// Sessions and users as authentication reads them; invalidated by every revocation
     /// and user change below.
     pub cache: Arc<dyn Cache>,
-    /// Login attempts per IP and e-mail.
+    /// Login attempts per IP and e-mail; also every other guess of a password
+    /// ([`IdentityPorts::limit_password_guess`]).
     pub login_quota: Quota,
 }
 
@@ -75,6 +76,8 @@ impl IdentityPorts {
             request_id: meta.request_id.clone(),
             ip: meta.ip.clone(),
             details,
+            restricted: None,
+            authority: None,
         };
         Ok(self.audit.record(&entry).await?)
     }
@@ -146,6 +149,50 @@ impl IdentityPorts {
             other => other.into(),
         })?;
         Ok(user)
+    }
+
+    /// Counts a guess of `user_id`'s password by a signed-in caller (a password change) and
+    /// refuses it (429) beyond the login quota. Two budgets, each the login quota: one per
+    /// user, whatever the address (a stolen token used from many places), and one per client
+    /// address, whatever the account (stolen tokens of many accounts used from one place).
+    /// Both are counted on every attempt, right or wrong, before the password is checked.
+    /// Every route that checks a password or another guessable secret calls this first
+    /// (`docs/security.md`, "Guessing").
+    pub(crate) async fn limit_password_guess(
+        &self,
+        user_id: Uuid,
+        meta: &RequestMeta,
+    ) -> Result<(), AppError> {
+        let by_user = self
+            .limiter
+            .hit(&format!("password:user:{user_id}"), self.login_quota)
+            .await;
+        let by_address = self
+            .limiter
+            .hit(
+                &format!("password:ip:{}", meta.ip.as_deref().unwrap_or("-")),
+                self.login_quota,
+            )
+            .await;
+        if by_user.allowed && by_address.allowed {
+            return Ok(());
+        }
+        self.audit(
+            meta,
+            Some(user_id),
+            "auth.password.limited",
+            ("user", Some(user_id.to_string())),
+            None,
+        )
+        .await?;
+        Err(AppError::RateLimited {
+            retry_after_secs: [by_user, by_address]
+                .iter()
+                .filter(|d| !d.allowed)
+                .map(|d| d.retry_after_secs)
+                .max()
+                .unwrap_or(1),
+        })
     }
 
     /// Opens a session for `user` and issues its first token pair.

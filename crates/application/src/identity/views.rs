@@ -102,7 +102,9 @@ pub struct AuditEntryView {
 }
 
 impl From<AuditEntry> for AuditEntryView {
+    /// Instance admins read everything, the restricted details included.
     fn from(e: AuditEntry) -> Self {
+        let details = e.all_details();
         Self {
             id: e.id,
             occurred_at: e.occurred_at,
@@ -113,7 +115,7 @@ impl From<AuditEntry> for AuditEntryView {
             project_id: e.project_id,
             request_id: e.request_id,
             ip: e.ip,
-            details: e.details,
+            details,
         }
     }
 }

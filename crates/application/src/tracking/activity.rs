@@ -19,14 +19,16 @@ pub async fn list_activity(
     project_id: Uuid,
     cursor: CursorRequest<ActivityCursor>,
 ) -> Result<CursorPage<ActivityView>, AppError> {
-    ports
+    let role = ports
         .authorize(principal, project_id, Permission::Read, "project")
         .await?;
     let entries = ports
         .activity
         .list(project_id, cursor.after().copied(), cursor.fetch_limit())
         .await?;
-    let views: Vec<ActivityView> = entries.into_iter().map(ActivityView::from).collect();
+    // Restricted details are for those who may administer the project (its webhooks).
+    let admin = role.allows(Permission::Administer);
+    let views: Vec<ActivityView> = entries.into_iter().map(|e| ActivityView::new(e, admin)).collect();
     CursorPage::from_rows(views, &cursor, |v| (v.occurred_at, v.id))
 }
 
@@ -50,6 +52,42 @@ mod tests {
             request_id: Some("r".into()),
             ip: Some("203.0.113.9".into()),
             details: None,
+            restricted: None,
+            authority: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn restricted_details_are_shown_to_those_who_may_administer_only() {
+        let mut activity = MockActivityFeed::new();
+        activity.expect_list().returning(|_, _, _| {
+            let mut e = entry(1);
+            e.action = "webhook.created".into();
+            e.details = Some(serde_json::json!({}));
+            e.restricted = Some(serde_json::json!({"url": "https://hooks.example/t0ken"}));
+            Ok(vec![e])
+        });
+        let ports = Fixture {
+            activity,
+            ..Fixture::default()
+        }
+        .ports();
+        for (who, sees) in [
+            (owner(), true),
+            (admin(), true),
+            (member(), false),
+            (viewer(), false),
+        ] {
+            let page = list_activity(
+                &ports,
+                &who,
+                PROJECT_ID,
+                CursorRequest::parse(None, None).unwrap(),
+            )
+            .await
+            .unwrap();
+            let json = serde_json::to_string(&page.data).unwrap();
+            assert_eq!(json.contains("t0ken"), sees, "{json}");
         }
     }
 

@@ -71,6 +71,7 @@ pub async fn create_comment(
     let change = ports.change(
         meta,
         principal,
+        Some(Permission::WriteTasks),
         EventType::CommentCreated,
         task.project_id,
         comment.id,
@@ -126,6 +127,7 @@ pub async fn update_comment(
             let change = ports.change(
                 meta,
                 principal,
+                Some(Permission::WriteTasks),
                 EventType::CommentUpdated,
                 comment.project_id,
                 id,
@@ -154,14 +156,19 @@ pub async fn delete_comment(
     let role = ports
         .authorize(principal, comment.project_id, Permission::Read, "comment")
         .await?;
-    let allowed = role.allows(Permission::Administer)
-        || (comment.author_id == principal.user_id && role.allows(Permission::WriteTasks));
-    if !allowed {
+    // Its author needs to be a member who may write; anyone else, an admin.
+    let needs = if comment.author_id == principal.user_id {
+        Permission::WriteTasks
+    } else {
+        Permission::Administer
+    };
+    if !role.allows(needs) {
         return Err(AppError::Forbidden);
     }
     let change = ports.change(
         meta,
         principal,
+        Some(needs),
         EventType::CommentDeleted,
         comment.project_id,
         id,

@@ -61,6 +61,7 @@ pub async fn create_label(
     let change = ports.change(
         meta,
         principal,
+        Some(Permission::Administer),
         EventType::LabelCreated,
         project_id,
         label.id,
@@ -95,6 +96,7 @@ pub async fn delete_label(
     let change = ports.change(
         meta,
         principal,
+        Some(Permission::Administer),
         EventType::LabelDeleted,
         project_id,
         label_id,

@@ -49,6 +49,14 @@ fn assignable_role(raw: &str) -> Result<ProjectRole, FieldError> {
     }
 }
 
+fn owner_unchanged() -> AppError {
+    AppError::Conflict("the owner's role changes only by handing ownership to another member".into())
+}
+
+fn owner_stays() -> AppError {
+    AppError::Conflict("the owner cannot be removed; hand ownership to another member first".into())
+}
+
 /// Adds an existing account to the project (project admins).
 pub async fn add_member(
     ports: &TrackingPorts,
@@ -61,7 +69,8 @@ pub async fn add_member(
         .authorize(principal, project_id, Permission::Administer, "project")
         .await?;
     let mut errors = Vec::new();
-    let email = check(&mut errors, Email::parse(&body.email));
+    // A look-up of an existing account, which may predate the ASCII-only rule.
+    let email = check(&mut errors, Email::parse_existing(&body.email));
     let role = check(&mut errors, assignable_role(&body.role));
     validated(errors)?;
     let (Some(email), Some(role)) = (email, role) else {
@@ -84,6 +93,7 @@ pub async fn add_member(
     let change = ports.change(
         meta,
         principal,
+        Some(Permission::Administer),
         EventType::MemberAdded,
         project_id,
         user.id,
@@ -153,6 +163,7 @@ pub async fn update_member(
         let change = ports.change(
             meta,
             principal,
+            Some(Permission::Own),
             EventType::MemberUpdated,
             project_id,
             user_id,
@@ -168,13 +179,12 @@ pub async fn update_member(
         ports.forget_project(project_id).await?;
     } else {
         if member.role == ProjectRole::Owner {
-            return Err(AppError::Conflict(
-                "the owner's role changes only by handing ownership to another member".into(),
-            ));
+            return Err(owner_unchanged());
         }
         let change = ports.change(
             meta,
             principal,
+            Some(Permission::Administer),
             EventType::MemberUpdated,
             project_id,
             user_id,
@@ -184,11 +194,15 @@ pub async fn update_member(
                 ..member.clone()
             })),
         );
+        // The store refuses too if they became the owner since they were read.
         ports
             .members
             .set_role(project_id, user_id, role, &change)
             .await
-            .map_err(not_found_as("member"))?;
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => owner_unchanged(),
+                other => not_found_as("member")(other),
+            })?;
         ports.forget_member(project_id, user_id).await;
     }
     let member = ports
@@ -222,9 +236,7 @@ pub async fn remove_member(
         .await?
         .ok_or(AppError::NotFound("member"))?;
     if member.role == ProjectRole::Owner {
-        return Err(AppError::Conflict(
-            "the owner cannot be removed; hand ownership to another member first".into(),
-        ));
+        return Err(owner_stays());
     }
     let details = json!({ "userId": user_id, "role": member.role.as_str() });
     // The member is gone when the event is delivered: they receive it by name.
@@ -232,6 +244,7 @@ pub async fn remove_member(
         .change(
             meta,
             principal,
+            Some(permission),
             EventType::MemberRemoved,
             project_id,
             user_id,
@@ -243,7 +256,10 @@ pub async fn remove_member(
         .members
         .remove(project_id, user_id, ports.clock.now(), &change)
         .await
-        .map_err(not_found_as("member"))?;
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => owner_stays(),
+            other => not_found_as("member")(other),
+        })?;
     ports.forget_member(project_id, user_id).await;
     ports.forget_tasks(project_id, &unassigned).await;
     Ok(())
@@ -251,6 +267,7 @@ pub async fn remove_member(
 
 #[cfg(test)]
 mod tests {
+    use keel_domain::audit::Authority;
     use keel_domain::identity::ports::MockUserRepository;
     use keel_domain::identity::{PasswordHash, Role, User, UserName, UserStatus};
     use keel_domain::tracking::Member;
@@ -368,7 +385,11 @@ mod tests {
         members
             .expect_transfer_ownership()
             .withf(|p, to, _, a| {
-                *p == PROJECT_ID && *to == Uuid::from_u128(77) && a.audit.action == "member.updated"
+                // The store re-checks, in its transaction, that the caller still owns it.
+                *p == PROJECT_ID
+                    && *to == Uuid::from_u128(77)
+                    && a.audit.action == "member.updated"
+                    && a.audit.authority == Some(Authority::Member(Permission::Own))
             })
             .times(1)
             .returning(|_, _, _, _| Ok(()));
@@ -462,6 +483,8 @@ mod tests {
                 *p == PROJECT_ID
                     && *u == viewer().user_id
                     && a.audit.action == "member.removed"
+                    // Leaving needs only to be a member still.
+                    && a.audit.authority == Some(Authority::Member(Permission::Read))
                     && a.event.also_to == vec![viewer().user_id]
                     && a.event.event.data["userId"] == json!(viewer().user_id)
             })

@@ -23,7 +23,7 @@ pub(crate) mod fixtures;
 use std::future::Future;
 use std::sync::Arc;
 
-use keel_domain::audit::AuditEntry;
+use keel_domain::audit::{AuditEntry, Authority};
 use keel_domain::clock::Clock;
 use keel_domain::events::{Change, EventType};
 use keel_domain::identity::Principal;
@@ -192,13 +192,17 @@ impl TrackingPorts {
         self.forget(&keys).await;
     }
 
-    /// A change in a project: its audit entry (`details` says what changed) and its domain
-    /// event (`data` is the resource after the change, as the API shows it).
+    /// A change in a project: its audit entry (`details` says what changed, for every
+    /// member to read) and its domain event (`data` is the resource after the change, as the
+    /// API shows it). `needs` is the permission the change was authorized with: the store
+    /// writes the change only if the actor still holds it when its transaction commits
+    /// (`None`: nothing beyond being signed in, as for creating a project).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn change(
         &self,
         meta: &RequestMeta,
         principal: &Principal,
+        needs: Option<Permission>,
         event_type: EventType,
         project_id: Uuid,
         resource_id: Uuid,
@@ -216,8 +220,20 @@ impl TrackingPorts {
             request_id: meta.request_id.clone(),
             ip: meta.ip.clone(),
             details: Some(details),
+            restricted: None,
+            authority: needs.map(|permission| authority(principal, permission)),
         };
         Change::new(audit, event_type, project_id, data)
+    }
+}
+
+/// The authority `principal` exercises with `permission`: an instance admin's account, or a
+/// membership role.
+pub(crate) fn authority(principal: &Principal, permission: Permission) -> Authority {
+    if principal.is_admin() {
+        Authority::InstanceAdmin
+    } else {
+        Authority::Member(permission)
     }
 }
 

@@ -2,6 +2,7 @@
 
 use keel_domain::events::EventType;
 use keel_domain::identity::Principal;
+use keel_domain::text::SearchTerm;
 use keel_domain::tracking::values::{PROJECT_DESCRIPTION_MAX, parse_description};
 use std::sync::Arc;
 
@@ -55,6 +56,7 @@ pub async fn create_project(
     let change = ports.change(
         meta,
         principal,
+        None,
         EventType::ProjectCreated,
         project.id,
         project.id,
@@ -143,13 +145,12 @@ struct ProjectPage {
     total: u64,
 }
 
-/// A search term: at most `max` characters as sent, trimmed, empty meaning none.
+/// A search term `q`: at most `max` characters as sent, checked by the text policy,
+/// trimmed, empty meaning none.
 pub(crate) fn search_text(q: Option<String>, max: usize) -> Result<Option<String>, FieldError> {
     match q {
-        Some(q) if q.chars().count() > max => {
-            Err(FieldError::new("q", format!("must be at most {max} characters")))
-        }
-        q => Ok(q.map(|q| q.trim().to_owned()).filter(|q| !q.is_empty())),
+        Some(q) => Ok(SearchTerm::parse(&q, "q", max)?.map(SearchTerm::into_inner)),
+        None => Ok(None),
     }
 }
 
@@ -226,6 +227,7 @@ pub async fn update_project(
             let change = ports.change(
                 meta,
                 principal,
+                Some(Permission::Administer),
                 EventType::ProjectUpdated,
                 id,
                 id,
@@ -261,7 +263,16 @@ pub async fn delete_project(
     // the moment receive the event by name.
     let members = ports.members.user_ids(id).await?;
     let change = ports
-        .change(meta, principal, EventType::ProjectDeleted, id, id, details, data)
+        .change(
+            meta,
+            principal,
+            Some(Permission::Own),
+            EventType::ProjectDeleted,
+            id,
+            id,
+            details,
+            data,
+        )
         .also_to(members.clone());
     ports
         .projects

@@ -207,6 +207,7 @@ pub async fn create_task(
     let change = ports.change(
         meta,
         principal,
+        Some(Permission::WriteTasks),
         EventType::TaskCreated,
         project_id,
         task.id,
@@ -328,6 +329,7 @@ pub async fn update_task(
             let change = ports.change(
                 meta,
                 principal,
+                Some(Permission::WriteTasks),
                 EventType::TaskUpdated,
                 task.project_id,
                 task.id,
@@ -360,6 +362,7 @@ pub async fn delete_task(
     let change = ports.change(
         meta,
         principal,
+        Some(Permission::WriteTasks),
         EventType::TaskDeleted,
         task.project_id,
         id,

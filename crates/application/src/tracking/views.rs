@@ -190,6 +190,8 @@ impl From<&Comment> for CommentView {
 }
 
 /// One entry of a project's activity feed: an audit entry without the request's origin.
+/// `details` holds what changed; for the project's admins it also holds the restricted
+/// details (a webhook's URL and events), which other members never see.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -205,8 +207,10 @@ pub struct ActivityView {
     pub details: Option<serde_json::Value>,
 }
 
-impl From<AuditEntry> for ActivityView {
-    fn from(e: AuditEntry) -> Self {
+impl ActivityView {
+    /// The entry as a member reads it: with its restricted details only for an `admin`.
+    pub fn new(e: AuditEntry, admin: bool) -> Self {
+        let details = if admin { e.all_details() } else { e.details };
         Self {
             id: e.id,
             occurred_at: e.occurred_at,
@@ -214,7 +218,7 @@ impl From<AuditEntry> for ActivityView {
             action: e.action,
             resource_type: e.resource_type,
             resource_id: e.resource_id,
-            details: e.details,
+            details,
         }
     }
 }

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use keel_domain::audit::AuditEntry;
 use keel_domain::events::EventType;
 use keel_domain::identity::Principal;
+use keel_domain::text::{self, TextRule};
 use keel_domain::tracking::Permission;
 use keel_domain::webhooks::{Delivery, DeliveryAttempt, Webhook};
 use keel_domain::{FieldError, StoreError};
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{TrackingPorts, check, not_found_as, validated};
+use super::{TrackingPorts, authority, check, not_found_as, validated};
 use crate::AppError;
 use crate::context::RequestMeta;
 use crate::pagination::{CursorPage, CursorRequest, Page, PageRequest};
@@ -205,6 +206,7 @@ fn parse_events(raw: &[String]) -> Result<Vec<EventType>, FieldError> {
 }
 
 async fn check_url(ports: &TrackingPorts, url: &str) -> Result<String, FieldError> {
+    text::check(url, "url", TextRule::Line)?;
     ports
         .webhook_urls
         .check(url)
@@ -212,6 +214,9 @@ async fn check_url(ports: &TrackingPorts, url: &str) -> Result<String, FieldErro
         .map_err(|message| FieldError::new("url", message))
 }
 
+/// The audit entry of a change to a webhook. Webhooks are for project admins only, so what
+/// describes one (its URL, which often carries a token, and its events) is `restricted`:
+/// other members see that it changed, not how.
 fn entry(
     ports: &TrackingPorts,
     meta: &RequestMeta,
@@ -219,6 +224,7 @@ fn entry(
     action: &str,
     webhook: &Webhook,
     details: serde_json::Value,
+    restricted: Option<serde_json::Value>,
 ) -> AuditEntry {
     AuditEntry {
         id: Uuid::now_v7(),
@@ -231,6 +237,8 @@ fn entry(
         request_id: meta.request_id.clone(),
         ip: meta.ip.clone(),
         details: Some(details),
+        restricted,
+        authority: Some(authority(principal, Permission::Administer)),
     }
 }
 
@@ -259,12 +267,6 @@ pub async fn create_webhook(
     let (Some(url), Some(events)) = (url, events) else {
         return Err(AppError::internal("validated input missing"));
     };
-    let (_, total) = ports.webhooks.list(project_id, 0, 1).await?;
-    if total >= MAX_WEBHOOKS_PER_PROJECT {
-        return Err(AppError::Conflict(format!(
-            "a project has at most {MAX_WEBHOOKS_PER_PROJECT} webhooks"
-        )));
-    }
     let now = ports.clock.now();
     let webhook = Webhook {
         id: Uuid::now_v7(),
@@ -287,9 +289,21 @@ pub async fn create_webhook(
         principal,
         "webhook.created",
         &webhook,
-        json!({ "url": webhook.url, "events": webhook.events }),
+        json!({}),
+        Some(json!({ "url": webhook.url, "events": webhook.events })),
     );
-    ports.webhooks.create(&webhook, &secret.sealed, &audit).await?;
+    // The cap is counted in the insert's transaction: concurrent creates cannot pass it.
+    ports
+        .webhooks
+        .create(&webhook, &secret.sealed, &audit, MAX_WEBHOOKS_PER_PROJECT)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => AppError::Conflict(format!(
+                "a project has at most {MAX_WEBHOOKS_PER_PROJECT} webhooks"
+            )),
+            StoreError::NotFound => AppError::NotFound("project"),
+            other => other.into(),
+        })?;
     Ok(CreatedWebhookView {
         webhook: WebhookView::new(&webhook, now),
         secret: secret.plain,
@@ -385,6 +399,7 @@ pub async fn update_webhook(
         "webhook.updated",
         &webhook,
         json!({ "changed": changed }),
+        None,
     );
     ports
         .webhooks
@@ -411,7 +426,8 @@ pub async fn delete_webhook(
         principal,
         "webhook.deleted",
         &webhook,
-        json!({ "url": webhook.url }),
+        json!({}),
+        Some(json!({ "url": webhook.url })),
     );
     ports
         .webhooks
@@ -459,6 +475,7 @@ pub async fn redeliver(
         "webhook.redelivered",
         &webhook,
         json!({ "deliveryId": delivery_id }),
+        None,
     );
     let queued = ports
         .webhooks
@@ -483,6 +500,7 @@ pub async fn redeliver(
 
 #[cfg(test)]
 mod tests {
+    use keel_domain::audit::Authority;
     use keel_domain::webhooks::{IssuedSecret, MockUrlPolicy, MockWebhookRepository, MockWebhookSecrets};
 
     use super::super::fixtures::*;
@@ -541,21 +559,22 @@ mod tests {
     #[tokio::test]
     async fn admins_create_webhooks_and_see_the_secret_once_sealed_in_storage() {
         let mut repo = MockWebhookRepository::new();
-        repo.expect_list().returning(|_, _, _| Ok((vec![], 0)));
         repo.expect_create()
-            .withf(|w, sealed, a| {
+            .withf(|w, sealed, a, limit| {
                 w.url == "https://hooks.example.com/x"
                     && w.events == vec![EventType::TaskCreated]
                     && w.enabled
                     && sealed == "v1.k.sealed"
+                    && *limit == MAX_WEBHOOKS_PER_PROJECT
                     && a.action == "webhook.created"
-                    && !a
-                        .details
-                        .as_ref()
-                        .is_some_and(|d| d.to_string().contains("whsec"))
+                    && !a.all_details().is_some_and(|d| d.to_string().contains("whsec"))
+                    // The URL is for admins only; members see that a webhook was created.
+                    && a.restricted.as_ref().is_some_and(|r| r["url"] == "https://hooks.example.com/x")
+                    && !a.details.as_ref().is_some_and(|d| d.to_string().contains("hooks.example.com"))
+                    && a.authority == Some(Authority::Member(Permission::Administer))
             })
             .times(1)
-            .returning(|_, _, _| Ok(()));
+            .returning(|_, _, _, _| Ok(()));
         let ports = fixture(repo);
         let created = create_webhook(
             &ports,
@@ -613,9 +632,35 @@ mod tests {
     #[tokio::test]
     async fn a_project_has_a_bounded_number_of_webhooks() {
         let mut repo = MockWebhookRepository::new();
-        repo.expect_list()
-            .returning(|_, _, _| Ok((vec![], MAX_WEBHOOKS_PER_PROJECT)));
+        repo.expect_create()
+            .returning(|_, _, _, _| Err(StoreError::Conflict("webhooks per project".into())));
         let ports = fixture(repo);
+        let refused = create_webhook(
+            &ports,
+            &owner(),
+            PROJECT_ID,
+            body("https://a.example/", &["*"]),
+            &meta(),
+        )
+        .await;
+        assert!(
+            matches!(&refused, Err(AppError::Conflict(m)) if m.contains("at most 20")),
+            "{refused:?}"
+        );
+        let e = create_webhook(
+            &ports,
+            &owner(),
+            PROJECT_ID,
+            body("https://a.example/\u{0}", &["*"]),
+            &meta(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            fields(e),
+            vec!["url"],
+            "control characters are refused before any look-up"
+        );
         assert!(matches!(
             create_webhook(
                 &ports,

@@ -5,11 +5,31 @@ use std::fmt;
 use crate::FieldError;
 
 /// An e-mail address: trimmed, lower-cased, `local@domain` with a dotted domain, ≤ 254 bytes.
+///
+/// A new address ([`Email::parse`]) is ASCII only: no two addresses can then look alike
+/// across scripts (a Cyrillic `а` for a Latin `a`), and an internationalised domain is
+/// written in its ASCII (punycode, `xn--…`) form, which shows what it is.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Email(String);
 
 impl Email {
+    /// A new address (registration, an account created by an admin): ASCII only.
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        let email = Self::parse_existing(raw)?;
+        if email.0.is_ascii() {
+            Ok(email)
+        } else {
+            Err(FieldError::new(
+                "email",
+                "must be written in ASCII (an internationalised domain in its xn-- form)",
+            ))
+        }
+    }
+
+    /// An address that may belong to an existing account (a sign-in, a look-up, a stored
+    /// row): the rule addresses were created under before they had to be ASCII, so an
+    /// account registered then can still be found.
+    pub fn parse_existing(raw: &str) -> Result<Self, FieldError> {
         let email = raw.trim().to_lowercase();
         let invalid = || FieldError::new("email", "must be a valid e-mail address");
         if email.is_empty() || email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -52,17 +72,29 @@ impl fmt::Debug for Email {
 pub const PASSWORD_PATTERN: &str = r"^(?=[\s\S]*[a-z])(?=[\s\S]*[A-Z])(?=[\s\S]*[0-9])[\s\S]{8,128}$";
 
 /// The name rule as a regex: optional white space, 2–50 characters that start and end with
-/// a visible one, none a control character, optional white space. `W` is Rust's
-/// `char::is_whitespace` set, so the document and `str::trim` agree exactly.
+/// a visible one, none a control or an invisible character (the text policy's
+/// [`TextRule::Name`](crate::text::TextRule::Name)), optional white space. The white space is
+/// Rust's `char::is_whitespace` set, so the document and `str::trim` agree exactly.
 pub const NAME_PATTERN: &str = concat!(
-    r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*",
-    r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]",
-    r"[^\x00-\x1f\x7f-\x9f]{0,48}",
-    r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]",
-    r"[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    "^[",
+    ws_class!(),
+    "]*[^",
+    control_class!(),
+    ws_class!(),
+    ignorable_class!(),
+    "][^",
+    control_class!(),
+    ignorable_class!(),
+    "]{0,48}[^",
+    control_class!(),
+    ws_class!(),
+    ignorable_class!(),
+    "][",
+    ws_class!(),
+    "]*$"
 );
 
-/// A display name: trimmed, 2–50 characters, no control characters.
+/// A display name: trimmed, 2–50 characters, checked by the text policy's name rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserName(String);
 
@@ -73,10 +105,15 @@ impl UserName {
         if !(2..=50).contains(&count) {
             return Err(FieldError::new("name", "must be 2–50 characters"));
         }
-        if name.chars().any(char::is_control) {
-            return Err(FieldError::new("name", "must not contain control characters"));
-        }
+        crate::text::check(name, "name", crate::text::TextRule::Name)?;
         Ok(Self(name.to_owned()))
+    }
+
+    /// A name read back from the store, where only parsed names are written: not checked
+    /// again, so a rule tightened since it was written does not make its account
+    /// unreadable. Never for input.
+    pub fn from_stored(name: String) -> Self {
+        Self(name)
     }
 
     pub fn as_str(&self) -> &str {
@@ -222,6 +259,24 @@ mod tests {
         assert!(UserName::parse(&"é".repeat(50)).is_ok(), "characters, not bytes");
         assert!(UserName::parse(&"x".repeat(51)).is_err());
         assert!(UserName::parse("Al\u{7}").is_err());
+        assert!(UserName::parse("A\u{200B}l").is_err(), "invisible");
+        assert!(UserName::parse("Al\u{202E}x").is_err(), "bidirectional");
+        assert!(UserName::parse("Zoë Ж").is_ok());
+    }
+
+    #[test]
+    fn new_addresses_are_ascii_but_existing_ones_are_still_found() {
+        for look_alike in [
+            "\u{430}dmin@example.com",
+            "admin@ex\u{430}mple.com",
+            "\u{ff41}@example.com",
+        ] {
+            let e = Email::parse(look_alike).unwrap_err();
+            assert_eq!(e.field, "email");
+            assert!(Email::parse_existing(look_alike).is_ok(), "{look_alike}");
+        }
+        assert!(Email::parse("ann@xn--bcher-kva.example").is_ok());
+        assert!(Email::parse_existing("not an address").is_err());
     }
 
     #[test]
@@ -274,8 +329,32 @@ mod tests {
         fn tricky() -> impl Strategy<Value = String> {
             let ordinary = prop::sample::select(vec!['a', 'z', 'A', 'Z', '0', '9', 'é', 'Ж', 'ß', '漢', '-']);
             let special = prop::sample::select(vec![
-                ' ', '\t', '\n', '\r', '\u{b}', '\u{c}', '\u{1}', '\u{1c}', '\u{7f}', '\u{85}', '\u{9f}',
-                '\u{a0}', '\u{2003}', '\u{2028}', '\u{3000}', '\u{200b}', '\u{feff}',
+                ' ',
+                '\t',
+                '\n',
+                '\r',
+                '\u{b}',
+                '\u{c}',
+                '\u{1}',
+                '\u{1c}',
+                '\u{7f}',
+                '\u{85}',
+                '\u{9f}',
+                '\u{a0}',
+                '\u{2003}',
+                '\u{2028}',
+                '\u{3000}',
+                '\u{200b}',
+                '\u{feff}',
+                '\u{ad}',
+                '\u{202e}',
+                '\u{2066}',
+                '\u{200d}',
+                '\u{fe0f}',
+                '\u{3164}',
+                '\u{e0041}',
+                '\u{1d173}',
+                '\u{180e}',
             ]);
             let one = prop_oneof![6 => ordinary, 1 => special];
             prop::collection::vec(one, 0..60).prop_map(|v| v.into_iter().collect())

@@ -5,6 +5,11 @@
 //! never miss or invent a change.
 //! Writes guarded by a version (`expected_version`) change nothing and answer `false` when
 //! the stored version differs: the caller decides between 412 and a retry.
+//!
+//! Every check that guards a write holds in the write's own transaction: the actor's
+//! authority (the audit entry's `authority`: a write whose actor lost the role it was
+//! authorized with is refused with `AuthorityLost`, nothing written), and rules about the
+//! rows written (an owner is never demoted or removed but by a hand-over).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -77,7 +82,8 @@ pub trait MemberRepository: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Changes a member's role (never to or from `owner`; see `transfer_ownership`).
     /// # Errors
-    /// `NotFound` when the user is not a member.
+    /// `NotFound` when the user is not a member; `Conflict` when they own the project (as
+    /// they may have come to since the caller read their role).
     async fn set_role(
         &self,
         project_id: Uuid,
@@ -98,7 +104,7 @@ pub trait MemberRepository: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Removes a member and unassigns their tasks in the project; returns those tasks' ids.
     /// # Errors
-    /// `NotFound` when the user is not a member.
+    /// `NotFound` when the user is not a member; `Conflict` when they own the project.
     async fn remove(
         &self,
         project_id: Uuid,

@@ -7,46 +7,92 @@ use std::fmt;
 use chrono::NaiveDate;
 
 use crate::FieldError;
-
-/// White space as Rust's `char::is_whitespace` (what `str::trim` removes), as a class body.
-macro_rules! ws {
-    () => {
-        r"\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-    };
-}
+use crate::text::{self, TextRule};
 
 /// Project key: 2–10 upper-case ASCII letters and digits, starting with a letter.
 pub const PROJECT_KEY_PATTERN: &str = "^[A-Z][A-Z0-9]{1,9}$";
 
-/// Project name: after trimming, 3–100 letters (any script), digits, spaces, `-`, `_`, `.`.
-pub const PROJECT_NAME_PATTERN: &str = concat!("^[", ws!(), r"]*[\w.-][\w .-]{1,98}[\w.-][", ws!(), "]*$");
+/// Project name: after trimming, 3–100 letters (any script), digits, spaces, `-`, `_`, `.`,
+/// none of them invisible (the text policy's name rule: a Hangul filler is a "letter").
+pub const PROJECT_NAME_PATTERN: &str = concat!(
+    "^[",
+    ws_class!(),
+    "]*(?![",
+    ignorable_class!(),
+    r"])[\w.-](?:(?![",
+    ignorable_class!(),
+    r"])[\w .-]){1,98}(?![",
+    ignorable_class!(),
+    r"])[\w.-][",
+    ws_class!(),
+    "]*$"
+);
 
-/// Label name: after trimming, 1–30 characters, no control characters.
+/// Label name: after trimming, 1–30 characters, no control or invisible character (the
+/// text policy's name rule).
 pub const LABEL_NAME_PATTERN: &str = concat!(
     "^[",
-    ws!(),
-    "]*(?:[^\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
-    "|[^\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
-    "[^\\x00-\\x1f\\x7f-\\x9f]{0,28}",
-    "[^\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000])[",
-    ws!(),
+    ws_class!(),
+    "]*(?:[^",
+    control_class!(),
+    ws_class!(),
+    ignorable_class!(),
+    "]|[^",
+    control_class!(),
+    ws_class!(),
+    ignorable_class!(),
+    "][^",
+    control_class!(),
+    ignorable_class!(),
+    "]{0,28}[^",
+    control_class!(),
+    ws_class!(),
+    ignorable_class!(),
+    "])[",
+    ws_class!(),
     "]*$"
 );
 
-/// Task title: after trimming, 1–200 characters, no control characters.
+/// Task title: after trimming, 1–200 characters, no control character and no bidirectional
+/// formatting character (the text policy's line rule).
 pub const TASK_TITLE_PATTERN: &str = concat!(
     "^[",
-    ws!(),
-    "]*(?:[^\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
-    "|[^\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
-    "[^\\x00-\\x1f\\x7f-\\x9f]{0,198}",
-    "[^\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000])[",
-    ws!(),
+    ws_class!(),
+    "]*(?:[^",
+    control_class!(),
+    ws_class!(),
+    bidi_class!(),
+    "]|[^",
+    control_class!(),
+    ws_class!(),
+    bidi_class!(),
+    "][^",
+    control_class!(),
+    bidi_class!(),
+    "]{0,198}[^",
+    control_class!(),
+    ws_class!(),
+    bidi_class!(),
+    "])[",
+    ws_class!(),
     "]*$"
 );
 
-/// A comment body holds at least one character that is not white space.
-pub const COMMENT_BODY_PATTERN: &str = concat!("[^", ws!(), "]");
+/// A comment body holds at least one character that is not white space, and only what the
+/// text policy's prose rule accepts (line breaks and tabs, no other control character, no
+/// bidirectional formatting character).
+pub const COMMENT_BODY_PATTERN: &str = concat!(
+    "^(?=[\\s\\S]*[^",
+    ws_class!(),
+    "])[^",
+    prose_control_class!(),
+    bidi_class!(),
+    "]*$"
+);
+
+/// A description (project or task): the text policy's prose rule; the length is the
+/// schema's `maxLength`.
+pub const DESCRIPTION_PATTERN: &str = crate::text::PROSE_PATTERN;
 
 pub const COLOR_PATTERN: &str = "^#[0-9A-Fa-f]{6}$";
 
@@ -64,13 +110,17 @@ fn chars_between(raw: &str, field: &str, min: usize, max: usize) -> Result<(), F
     }
 }
 
-/// A trimmed line of text without control characters, `min`–`max` characters long.
-fn trimmed_line(raw: &str, field: &str, min: usize, max: usize) -> Result<String, FieldError> {
+/// A trimmed one-line text, `min`–`max` characters long, checked by the text policy's `rule`.
+fn trimmed_line(
+    raw: &str,
+    field: &str,
+    min: usize,
+    max: usize,
+    rule: TextRule,
+) -> Result<String, FieldError> {
     let text = raw.trim();
     chars_between(text, field, min, max)?;
-    if text.chars().any(char::is_control) {
-        return Err(FieldError::new(field, "must not contain control characters"));
-    }
+    text::check(text, field, rule)?;
     Ok(text.to_owned())
 }
 
@@ -90,6 +140,13 @@ macro_rules! text_value {
 
             pub fn into_inner(self) -> String {
                 self.0
+            }
+
+            /// A value read back from the store, where only parsed values are written: not
+            /// checked again, so a rule tightened since it was written does not make its row
+            /// unreadable. Never for input.
+            pub fn from_stored(raw: String) -> Self {
+                Self(raw)
             }
         }
 
@@ -135,6 +192,7 @@ impl ProjectName {
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
         let name = raw.trim();
         chars_between(name, "name", 3, 100)?;
+        text::check(name, "name", TextRule::Name)?;
         if !name
             .chars()
             .all(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.'))
@@ -150,23 +208,25 @@ impl ProjectName {
 
 impl LabelName {
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
-        trimmed_line(raw, "name", 1, 30).map(Self)
+        trimmed_line(raw, "name", 1, 30, TextRule::Name).map(Self)
     }
 }
 
 impl TaskTitle {
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
-        trimmed_line(raw, "title", 1, 200).map(Self)
+        trimmed_line(raw, "title", 1, 200, TextRule::Line).map(Self)
     }
 }
 
 impl CommentBody {
-    /// 1–5000 characters, kept as written (line breaks matter), not only white space.
+    /// 1–5000 characters, kept as written (line breaks matter), not only white space,
+    /// checked by the text policy's prose rule.
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
         chars_between(raw, "body", 1, 5000)?;
         if raw.trim().is_empty() {
             return Err(FieldError::new("body", "must not be only white space"));
         }
+        text::check(raw, "body", TextRule::Prose)?;
         Ok(Self(raw.to_owned()))
     }
 }
@@ -183,11 +243,15 @@ impl Color {
 }
 
 /// An optional long text (project or task description): at most `max` characters, kept as
-/// written; an empty string clears it.
+/// written, checked by the text policy's prose rule; an empty string clears it.
 pub fn parse_description(raw: Option<&str>, max: usize) -> Result<Option<String>, FieldError> {
     match raw {
         None | Some("") => Ok(None),
-        Some(text) => chars_between(text, "description", 0, max).map(|()| Some(text.to_owned())),
+        Some(text) => {
+            chars_between(text, "description", 0, max)?;
+            text::check(text, "description", TextRule::Prose)?;
+            Ok(Some(text.to_owned()))
+        }
     }
 }
 
@@ -368,8 +432,18 @@ mod tests {
         for ok in ["Крылья 2.0", "设计系统", "a_b-c.d", "abc"] {
             assert!(ProjectName::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["ab", " ab ", "a/b c", "hello!", "tab\there", &"x".repeat(101)] {
+        for bad in [
+            "ab",
+            " ab ",
+            "a/b c",
+            "hello!",
+            "tab\there",
+            &"x".repeat(101),
+            "\u{3164}\u{3164}\u{3164}",
+            "Web\u{3164}app",
+        ] {
             assert!(ProjectName::parse(bad).is_err(), "{bad}");
+            assert!(!matches(PROJECT_NAME_PATTERN, bad), "{bad}");
         }
     }
 
@@ -387,6 +461,11 @@ mod tests {
         );
         assert!(CommentBody::parse(" \n ").is_err());
         assert!(CommentBody::parse(&"x".repeat(5001)).is_err());
+        assert!(CommentBody::parse("a\0b").is_err());
+        assert!(CommentBody::parse("see \u{2067}here\u{2069}").is_err());
+        assert!(TaskTitle::parse("x\u{202E}y").is_err());
+        assert!(TaskTitle::parse("ship 👩\u{200D}💻").is_ok());
+        assert!(LabelName::parse("bug\u{200B}").is_err());
     }
 
     #[test]
@@ -401,6 +480,11 @@ mod tests {
             10
         );
         assert!(parse_description(Some("x".repeat(11).as_str()), 10).is_err());
+        assert!(parse_description(Some("a\0"), 10).is_err());
+        assert_eq!(
+            parse_description(Some("a\n\tb"), 10).unwrap().as_deref(),
+            Some("a\n\tb")
+        );
         assert_eq!(
             parse_due_date("2026-02-28").unwrap(),
             NaiveDate::from_ymd_opt(2026, 2, 28).unwrap()
@@ -453,18 +537,41 @@ mod tests {
 
     proptest! {
         #[test]
-        fn project_name_pattern_agrees_with_the_parser(s in r"[ \ta-zA-Zé0-9._!/-]{0,12}") {
+        fn project_name_pattern_agrees_with_the_parser(s in r"[ \ta-zA-Zé0-9._!/\u{3164}\u{200b}\u{17b4}-]{0,12}") {
             prop_assert_eq!(ProjectName::parse(&s).is_ok(), matches(PROJECT_NAME_PATTERN, &s), "{:?}", s);
         }
 
         #[test]
-        fn title_pattern_agrees_with_the_parser(s in r"[ \t\u{0}\u{7f}a-zé]{0,8}") {
+        fn title_pattern_agrees_with_the_parser(
+            s in r"[ \t\n\u{0}\u{7f}\u{85}\u{202a}\u{202e}\u{2066}\u{2069}\u{200d}\u{fe0f}\u{3000}a-zé👩]{0,8}"
+        ) {
             prop_assert_eq!(TaskTitle::parse(&s).is_ok(), matches(TASK_TITLE_PATTERN, &s), "{:?}", s);
         }
 
         #[test]
-        fn label_pattern_agrees_with_the_parser(s in r"[ \t\u{1}a-z]{0,33}") {
+        fn label_pattern_agrees_with_the_parser(
+            s in r"[ \t\u{1}\u{ad}\u{200b}\u{200e}\u{202e}\u{fe0f}\u{feff}\u{e0041}a-z]{0,33}"
+        ) {
             prop_assert_eq!(LabelName::parse(&s).is_ok(), matches(LABEL_NAME_PATTERN, &s), "{:?}", s);
+        }
+
+        #[test]
+        fn comment_pattern_agrees_with_the_parser(
+            s in r"[ \t\n\r\u{0}\u{b}\u{7f}\u{85}\u{202e}\u{2067}\u{200d}\u{3000}a-zé]{0,8}"
+        ) {
+            prop_assert_eq!(CommentBody::parse(&s).is_ok(), matches(COMMENT_BODY_PATTERN, &s), "{:?}", s);
+        }
+
+        #[test]
+        fn description_pattern_agrees_with_the_parser(
+            s in r"[ \t\n\r\u{0}\u{b}\u{7f}\u{85}\u{202e}\u{2067}\u{200d}a-zé]{1,8}"
+        ) {
+            prop_assert_eq!(
+                parse_description(Some(&s), 100).is_ok(),
+                matches(DESCRIPTION_PATTERN, &s),
+                "{:?}",
+                s
+            );
         }
 
         #[test]

@@ -420,6 +420,7 @@ fn own(reason: Arc<NoValue>) -> NoValue {
             NoValue::Absent => NoValue::Absent,
             NoValue::Failed(StoreError::NotFound) => NoValue::Failed(StoreError::NotFound),
             NoValue::Failed(StoreError::Conflict(c)) => NoValue::Failed(StoreError::Conflict(c.clone())),
+            NoValue::Failed(StoreError::AuthorityLost) => NoValue::Failed(StoreError::AuthorityLost),
             NoValue::Failed(StoreError::Unavailable(e)) => {
                 NoValue::Failed(StoreError::Unavailable(e.to_string().into()))
             }

@@ -14,6 +14,8 @@ pub struct Model {
     pub request_id: Option<String>,
     pub ip: Option<String>,
     pub details: Option<Json>,
+    /// What only the project's admins may read (see `AuditEntry::restricted`).
+    pub restricted_details: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -30,8 +30,9 @@ fn to_domain(m: users::Model) -> Result<User, StoreError> {
         |what: &str| StoreError::Unexpected(format!("users row {} has an invalid {what}", m.id).into());
     Ok(User {
         id: m.id,
-        email: Email::parse(&m.email).map_err(|_| corrupt("email"))?,
-        name: UserName::parse(&m.name).map_err(|_| corrupt("name"))?,
+        // Stored under the rules of their time: read back without today's stricter ones.
+        email: Email::parse_existing(&m.email).map_err(|_| corrupt("email"))?,
+        name: UserName::from_stored(m.name.clone()),
         role: Role::parse(&m.role, "role").map_err(|_| corrupt("role"))?,
         status: UserStatus::parse(&m.status, "status").map_err(|_| corrupt("status"))?,
         password_hash: PasswordHash::new(m.password_hash.clone()),

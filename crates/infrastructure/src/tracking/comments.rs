@@ -13,7 +13,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{commit_change, corrupt, delete_recorded, finish_guarded};
+use super::{commit_change, delete_recorded, finish_guarded};
 use crate::db::{Database, store_error};
 use crate::entities::comments::{self, Column, Entity};
 use crate::entities::tasks;
@@ -40,7 +40,7 @@ struct CommentRow {
 fn to_domain(row: CommentRow) -> Result<Comment, StoreError> {
     let m = row.comment;
     Ok(Comment {
-        body: CommentBody::parse(&m.body).map_err(|_| corrupt("comments", m.id, "body"))?,
+        body: CommentBody::from_stored(m.body.clone()),
         id: m.id,
         task_id: m.task_id,
         project_id: row.project_id,

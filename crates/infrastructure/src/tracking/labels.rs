@@ -30,7 +30,7 @@ fn to_domain(m: labels::Model) -> Result<Label, StoreError> {
     Ok(Label {
         id: m.id,
         project_id: m.project_id,
-        name: LabelName::parse(&m.name).map_err(|_| bad("name"))?,
+        name: LabelName::from_stored(m.name.clone()),
         color: Color::parse(&m.color).map_err(|_| bad("color"))?,
         created_at: m.created_at,
     })

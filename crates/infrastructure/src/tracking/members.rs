@@ -8,13 +8,13 @@ use keel_domain::tracking::ports::MemberRepository;
 use keel_domain::tracking::{Member, ProjectRole};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, EntityTrait, FromQueryResult, JoinType, QueryFilter, QueryOrder, QuerySelect, RelationTrait,
-    Set,
+    ColumnTrait, DatabaseTransaction, EntityTrait, FromQueryResult, JoinType, QueryFilter, QueryOrder,
+    QuerySelect, RelationTrait, Set,
 };
 use uuid::Uuid;
 
 use super::projects::parse_role;
-use super::{commit_change, fetch_page_as, roll_back};
+use super::{commit_change, commit_held_change, fetch_page_as, hold_authority, roll_back};
 use crate::db::{Database, store_error};
 use crate::entities::project_members::{self, Column, Entity};
 use crate::entities::{projects, tasks, users};
@@ -57,6 +57,29 @@ fn with_users() -> sea_orm::Select<Entity> {
         .join(JoinType::InnerJoin, project_members::Relation::User.def())
         .column_as(users::Column::Name, "user_name")
         .column_as(users::Column::Email, "user_email")
+}
+
+/// Why a write to a membership that skips the owner touched no row: `Conflict` when the
+/// user owns the project, `NotFound` when they are not a member. Rolls the transaction back.
+async fn untouched(
+    txn: DatabaseTransaction,
+    project_id: Uuid,
+    user_id: Uuid,
+) -> Result<StoreError, StoreError> {
+    let role: Option<String> = Entity::find()
+        .select_only()
+        .column(Column::Role)
+        .filter(Column::ProjectId.eq(project_id))
+        .filter(Column::UserId.eq(user_id))
+        .into_tuple()
+        .one(&txn)
+        .await
+        .map_err(store_error)?;
+    roll_back(txn).await?;
+    Ok(match role {
+        Some(_) => StoreError::Conflict("the project's owner".into()),
+        None => StoreError::NotFound,
+    })
 }
 
 #[async_trait]
@@ -129,18 +152,20 @@ impl MemberRepository for SeaOrmMemberRepository {
         change: &Change,
     ) -> Result<(), StoreError> {
         let txn = self.db.begin_write().await?;
+        hold_authority(&txn, &change.audit).await?;
+        // Never the owner's row, even if they became the owner since the caller read it.
         let result = Entity::update_many()
             .col_expr(Column::Role, Expr::value(role.as_str()))
             .filter(Column::ProjectId.eq(project_id))
             .filter(Column::UserId.eq(user_id))
+            .filter(Column::Role.ne(ProjectRole::Owner.as_str()))
             .exec(&txn)
             .await
             .map_err(store_error)?;
         if result.rows_affected == 0 {
-            roll_back(txn).await?;
-            return Err(StoreError::NotFound);
+            return Err(untouched(txn, project_id, user_id).await?);
         }
-        commit_change(&self.db, txn, change).await
+        commit_held_change(&self.db, txn, change).await
     }
 
     async fn transfer_ownership(
@@ -151,8 +176,11 @@ impl MemberRepository for SeaOrmMemberRepository {
         change: &Change,
     ) -> Result<(), StoreError> {
         let txn = self.db.begin_write().await?;
-        // The project row first: on PostgreSQL that locks it, so concurrent transfers of one
-        // project run one after the other; on SQLite it takes the write lock.
+        // The caller's authority (`Own`) first: a transfer that waits here for another one
+        // that demoted its caller reads the role it left, and is refused.
+        hold_authority(&txn, &change.audit).await?;
+        // Then the project row: on PostgreSQL that locks it, so concurrent transfers of one
+        // project run one after the other; on SQLite the write lock is held already.
         let project = projects::Entity::update_many()
             .col_expr(
                 projects::Column::Version,
@@ -193,7 +221,7 @@ impl MemberRepository for SeaOrmMemberRepository {
             .exec(&txn)
             .await
             .map_err(store_error)?;
-        commit_change(&self.db, txn, change).await
+        commit_held_change(&self.db, txn, change).await
     }
 
     async fn remove(
@@ -204,15 +232,17 @@ impl MemberRepository for SeaOrmMemberRepository {
         change: &Change,
     ) -> Result<Vec<Uuid>, StoreError> {
         let txn = self.db.begin_write().await?;
+        hold_authority(&txn, &change.audit).await?;
+        // Never the owner, even if they became the owner since the caller read their role.
         let removed = Entity::delete_many()
             .filter(Column::ProjectId.eq(project_id))
             .filter(Column::UserId.eq(user_id))
+            .filter(Column::Role.ne(ProjectRole::Owner.as_str()))
             .exec(&txn)
             .await
             .map_err(store_error)?;
         if removed.rows_affected == 0 {
-            roll_back(txn).await?;
-            return Err(StoreError::NotFound);
+            return Err(untouched(txn, project_id, user_id).await?);
         }
         // Exactly the tasks named here are unassigned, so the caller can invalidate them.
         let unassigned: Vec<Uuid> = tasks::Entity::find()
@@ -235,7 +265,7 @@ impl MemberRepository for SeaOrmMemberRepository {
                 .await
                 .map_err(store_error)?;
         }
-        commit_change(&self.db, txn, change).await?;
+        commit_held_change(&self.db, txn, change).await?;
         Ok(unassigned)
     }
 }

@@ -21,15 +21,16 @@ pub use tasks::SeaOrmTaskRepository;
 use keel_domain::StoreError;
 use keel_domain::events::Change;
 use keel_domain::tracking::ProjectAccess;
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, IntoIden, SelectStatement};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, IntoIden, LockType, SelectStatement};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, FromQueryResult, IdenStatic, Iterable,
     PaginatorTrait, PrimaryKeyTrait, QueryResult, QuerySelect,
 };
 use uuid::Uuid;
 
-use crate::audit::insert_entry;
+use crate::audit::{hold_authority, insert_entry, insert_held_entry};
 use crate::db::{Database, store_error};
+use crate::entities::projects as project_rows;
 use crate::entities::{self, project_members};
 use crate::events::outbox::insert_event;
 
@@ -83,14 +84,56 @@ async fn roll_back(txn: DatabaseTransaction) -> Result<(), StoreError> {
     txn.rollback().await.map_err(store_error)
 }
 
+/// Locks the project row `id` until the end of the transaction on `conn` (`SELECT … FOR NO
+/// KEY UPDATE` on PostgreSQL: other writers of the row wait, inserts of its children do
+/// not; SQLite's write transactions hold the whole database from their first statement).
+/// `false` when there is no such project.
+pub(crate) async fn lock_project(conn: &impl ConnectionTrait, id: Uuid) -> Result<bool, StoreError> {
+    let found: Option<Uuid> = project_rows::Entity::find_by_id(id)
+        .select_only()
+        .column(project_rows::Column::Id)
+        .lock(LockType::NoKeyUpdate)
+        .into_tuple()
+        .one(conn)
+        .await
+        .map_err(store_error)?;
+    Ok(found.is_some())
+}
+
 /// Records the change's audit entry and event in its transaction, commits, and wakes the
-/// outbox dispatcher.
+/// outbox dispatcher. The entry's insert checks the actor's authority (see
+/// [`insert_entry`]): a change whose actor lost it is rolled back (`AuthorityLost`).
 async fn commit_change(db: &Database, txn: DatabaseTransaction, change: &Change) -> Result<(), StoreError> {
-    insert_entry(&txn, &change.audit).await?;
-    insert_event(&txn, &change.event).await?;
+    record_change(&txn, change, false).await?;
+    commit_recorded(db, txn).await
+}
+
+/// As [`commit_change`], for a write that holds its authority already ([`hold_authority`]).
+async fn commit_held_change(
+    db: &Database,
+    txn: DatabaseTransaction,
+    change: &Change,
+) -> Result<(), StoreError> {
+    record_change(&txn, change, true).await?;
+    commit_recorded(db, txn).await
+}
+
+async fn commit_recorded(db: &Database, txn: DatabaseTransaction) -> Result<(), StoreError> {
     txn.commit().await.map_err(store_error)?;
     db.outbox_written();
     Ok(())
+}
+
+/// Records the change's audit entry and event in the transaction, checking the actor's
+/// authority unless the transaction `held` it already. Dropping the transaction after an
+/// error rolls it back.
+async fn record_change(txn: &DatabaseTransaction, change: &Change, held: bool) -> Result<(), StoreError> {
+    if held {
+        insert_held_entry(txn, &change.audit).await?;
+    } else {
+        insert_entry(txn, &change.audit).await?;
+    }
+    insert_event(txn, &change.event).await
 }
 
 /// Ends a version-guarded write whose guarded statement touched `rows_affected` rows: none

@@ -16,7 +16,8 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{
-    access_from_row, commit_change, corrupt, delete_recorded, fetch_page_as, finish_guarded, with_access,
+    access_from_row, commit_change, commit_recorded, corrupt, fetch_page_as, finish_guarded, hold_authority,
+    record_change, roll_back, with_access,
 };
 use crate::db::{Database, fold, store_error};
 use crate::entities::project_members;
@@ -39,7 +40,7 @@ pub(super) fn to_domain(m: projects::Model) -> Result<Project, StoreError> {
     Ok(Project {
         id: m.id,
         key: ProjectKey::parse(&m.key).map_err(|_| bad("key"))?,
-        name: ProjectName::parse(&m.name).map_err(|_| bad("name"))?,
+        name: ProjectName::from_stored(m.name.clone()),
         description: m.description,
         status: ProjectStatus::parse(&m.status, "status").map_err(|_| bad("status"))?,
         owner_id: m.owner_id,
@@ -155,10 +156,20 @@ impl ProjectRepository for SeaOrmProjectRepository {
     }
 
     async fn delete(&self, id: Uuid, change: &Change) -> Result<(), StoreError> {
-        // Members, labels, tasks (and with them task labels and comments) go by the foreign
-        // keys' ON DELETE CASCADE; SQLite enforces them (`foreign_keys` is on for every
-        // pooled connection, see `Database::connect`).
-        delete_recorded::<Entity>(&self.db, id, change).await
+        // The caller's authority held first (a hand-over it waited for is seen), and the
+        // change recorded before the deletion takes the memberships with it. Members, labels,
+        // tasks (and with them task labels and comments) go by the foreign keys' ON DELETE
+        // CASCADE; SQLite enforces them (`foreign_keys` is on for every pooled connection,
+        // see `Database::connect`).
+        let txn = self.db.begin_write().await?;
+        hold_authority(&txn, &change.audit).await?;
+        record_change(&txn, change, true).await?;
+        let deleted = Entity::delete_by_id(id).exec(&txn).await.map_err(store_error)?;
+        if deleted.rows_affected == 0 {
+            roll_back(txn).await?;
+            return Err(StoreError::NotFound);
+        }
+        commit_recorded(&self.db, txn).await
     }
 
     async fn list(

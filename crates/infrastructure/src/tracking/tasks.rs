@@ -110,7 +110,7 @@ fn to_domain(row: TaskRow, labels: Vec<LabelName>) -> Result<Task, StoreError> {
         project_key: ProjectKey::parse(&row.project_key)
             .map_err(|_| corrupt("projects", m.project_id, "key"))?,
         number: m.number,
-        title: TaskTitle::parse(&m.title).map_err(|_| bad("title"))?,
+        title: TaskTitle::from_stored(m.title.clone()),
         description: m.description,
         status: TaskStatus::parse(&m.status, "status").map_err(|_| bad("status"))?,
         priority: Priority::new(i64::from(m.priority), "priority").map_err(|_| bad("priority"))?,
@@ -149,8 +149,8 @@ async fn labels_of(
         .all(conn)
         .await
         .map_err(store_error)?;
-    for (task_id, label_id, name) in rows {
-        let name = LabelName::parse(&name).map_err(|_| corrupt("labels", label_id, "name"))?;
+    for (task_id, _label_id, name) in rows {
+        let name = LabelName::from_stored(name);
         by_task.entry(task_id).or_default().push(name);
     }
     for names in by_task.values_mut() {

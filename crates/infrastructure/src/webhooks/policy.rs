@@ -8,7 +8,9 @@ use keel_domain::StoreError;
 use keel_domain::webhooks::{IssuedSecret, UrlPolicy, WebhookSecrets};
 use rand::RngCore;
 
-use super::address::{check_url, resolve_checked};
+use url::Host;
+
+use super::address::{UrlError, check_url, resolve_checked};
 use super::secret_box::SecretBox;
 
 /// URLs must be http(s) and resolve only to addresses a webhook may reach.
@@ -17,13 +19,23 @@ pub struct AddressPolicy {
     pub allow_private: bool,
 }
 
+/// The one answer for a host name that does not resolve and for one that resolves to an
+/// address a webhook may not reach: telling them apart would let anyone who can create a
+/// project (everyone) map the names of the network Keel runs in.
+pub const HOST_REFUSED: &str = "must name a host that resolves to public addresses only";
+
 #[async_trait]
 impl UrlPolicy for AddressPolicy {
     async fn check(&self, raw: &str) -> Result<String, String> {
         let url = check_url(raw).map_err(|e| e.to_string())?;
+        // An IP literal says itself what it is: its class can be named.
+        let by_name = matches!(url.host(), Some(Host::Domain(_)));
         resolve_checked(&url, self.allow_private)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| match e {
+                UrlError::Refused(_) | UrlError::Unresolvable(_) if by_name => HOST_REFUSED.to_owned(),
+                other => other.to_string(),
+            })?;
         Ok(url.to_string())
     }
 }
@@ -73,6 +85,12 @@ mod tests {
         let e = strict.check("http://127.0.0.1:9/hook").await.unwrap_err();
         assert!(e.contains("loopback"), "{e}");
         assert!(strict.check("ftp://example.com/").await.is_err());
+        // A name that resolves to loopback and one that does not resolve: one answer.
+        assert_eq!(strict.check("http://localhost/").await.unwrap_err(), HOST_REFUSED);
+        assert_eq!(
+            strict.check("http://no-such-host.invalid/").await.unwrap_err(),
+            HOST_REFUSED
+        );
         let open = AddressPolicy { allow_private: true };
         assert_eq!(
             open.check("HTTP://127.0.0.1:9/hook").await.unwrap(),

@@ -20,6 +20,7 @@ use crate::audit::insert_entry;
 use crate::db::{Database, fetch_page, store_error};
 use crate::entities::{webhook_attempts, webhook_deliveries, webhooks};
 use crate::events::outbox::subscribed_types;
+use crate::tracking::lock_project;
 
 fn corrupt(table: &str, id: Uuid, what: &str) -> StoreError {
     StoreError::Unexpected(format!("{table} row {id} has an invalid {what}").into())
@@ -131,8 +132,30 @@ impl SeaOrmWebhookRepository {
 
 #[async_trait]
 impl WebhookRepository for SeaOrmWebhookRepository {
-    async fn create(&self, w: &Webhook, sealed_secret: &str, audit: &AuditEntry) -> Result<(), StoreError> {
+    async fn create(
+        &self,
+        w: &Webhook,
+        sealed_secret: &str,
+        audit: &AuditEntry,
+        limit: u64,
+    ) -> Result<(), StoreError> {
         let txn = self.db.begin_write().await?;
+        // The cap is counted with the project locked (`FOR UPDATE` on PostgreSQL; SQLite's
+        // write lock is held from `begin_write`), so concurrent creates count one at a time.
+        let project = lock_project(&txn, w.project_id).await?;
+        if !project {
+            txn.rollback().await.map_err(store_error)?;
+            return Err(StoreError::NotFound);
+        }
+        let existing = webhooks::Entity::find()
+            .filter(webhooks::Column::ProjectId.eq(w.project_id))
+            .count(&txn)
+            .await
+            .map_err(store_error)?;
+        if existing >= limit {
+            txn.rollback().await.map_err(store_error)?;
+            return Err(StoreError::Conflict("webhooks per project".into()));
+        }
         webhooks::Entity::insert(webhooks::ActiveModel {
             id: Set(w.id),
             project_id: Set(w.project_id),
@@ -533,5 +556,7 @@ fn disabled_entry(hook: &webhooks::Model, at: DateTime<Utc>, failing_since: Date
             "reason": "every delivery attempt failed for a day",
             "failingSince": failing_since,
         })),
+        restricted: None,
+        authority: None,
     }
 }

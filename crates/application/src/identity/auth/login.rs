@@ -27,7 +27,7 @@ pub async fn login(
 ) -> Result<AuthView, AppError> {
     // An address that does not parse cannot belong to an account: it is treated exactly
     // like an unknown one, so the answer does not tell which inputs are well-formed.
-    let email = Email::parse(&input.email).ok();
+    let email = Email::parse_existing(&input.email).ok();
     let key_email = email
         .as_ref()
         .map_or_else(|| input.email.trim().to_lowercase(), |e| e.as_str().to_owned());

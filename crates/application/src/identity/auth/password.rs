@@ -1,4 +1,6 @@
 //! `POST /auth/password`: needs the current password; revokes every other session.
+//! Attempts are limited like sign-ins (a stolen access token must not buy unlimited guesses
+//! of the password it cannot change without).
 
 use keel_domain::identity::{Password, Principal};
 
@@ -26,6 +28,7 @@ pub async fn change_password(
 ) -> Result<(), AppError> {
     let new_password =
         Password::parse(&input.new_password, "newPassword").map_err(|e| AppError::Validation(vec![e]))?;
+    ports.limit_password_guess(principal.user_id, meta).await?;
     let mut user = ports
         .users
         .find_by_id(principal.user_id)
@@ -70,8 +73,24 @@ mod tests {
     use keel_domain::identity::{Role, UserStatus};
     use uuid::Uuid;
 
+    use keel_domain::rate_limit::RateDecision;
+
     use super::*;
     use crate::identity::fixtures::{Fixture, meta, principal, user};
+
+    /// The limiter answers `allowed` for keys that start with `by`, and allows the rest.
+    fn limit(f: &mut Fixture, refused: &'static str) {
+        f.limiter.expect_hit().returning(move |key, q| {
+            let allowed = !key.starts_with(refused);
+            RateDecision {
+                allowed,
+                limit: q.requests,
+                remaining: u32::from(allowed),
+                retry_after_secs: if allowed { 0 } else { 42 },
+                reset_secs: 900,
+            }
+        });
+    }
 
     fn input(current: &str, new: &str) -> ChangePasswordInput {
         ChangePasswordInput {
@@ -85,6 +104,7 @@ mod tests {
         let u = user(Role::User, UserStatus::Active);
         let p = principal(u.id, Role::User);
         let mut f = Fixture::new();
+        limit(&mut f, "nothing");
         f.users
             .expect_find_by_id()
             .returning(move |_| Ok(Some(u.clone())));
@@ -127,6 +147,7 @@ mod tests {
         let u = user(Role::User, UserStatus::Active);
         let p = principal(u.id, Role::User);
         let mut f = Fixture::new();
+        limit(&mut f, "nothing");
         f.users
             .expect_find_by_id()
             .returning(move |_| Ok(Some(u.clone())));
@@ -136,6 +157,32 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, AppError::InvalidCredentials));
+    }
+
+    #[tokio::test]
+    async fn guesses_beyond_the_login_quota_per_user_or_per_address_are_refused_unchecked() {
+        for refused in ["password:user:", "password:ip:203.0.113.7"] {
+            let u = user(Role::User, UserStatus::Active);
+            let p = principal(u.id, Role::User);
+            let mut f = Fixture::new();
+            limit(&mut f, refused);
+            // Neither the account nor the hasher is touched.
+            f.users.expect_find_by_id().never();
+            f.hasher.expect_verify().never();
+            f.expect_audit("auth.password.limited");
+            let err = change_password(
+                &f.into_ports(),
+                &p,
+                input("Old-passw0rd", "New-passw0rd"),
+                &meta(),
+            )
+            .await
+            .unwrap_err();
+            assert!(
+                matches!(err, AppError::RateLimited { retry_after_secs: 42 }),
+                "{refused}: {err:?}"
+            );
+        }
     }
 
     #[tokio::test]
