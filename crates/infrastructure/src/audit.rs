@@ -9,6 +9,7 @@ use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
 };
+use uuid::Uuid;
 
 use crate::db::{Database, fetch_page, store_error};
 use crate::entities::audit_log::{self, Column, Entity};
@@ -57,7 +58,15 @@ pub(crate) async fn insert_held_entry(conn: &impl ConnectionTrait, e: &AuditEntr
 /// away waits for this one, or this one waits for it and then reads the role it left —
 /// whichever the order, this write never runs on a role already taken away, and it may
 /// change the actor's own membership afterwards. `AuthorityLost` when it is not held.
-pub(crate) async fn hold_authority(conn: &impl ConnectionTrait, e: &AuditEntry) -> Result<(), StoreError> {
+///
+/// `target` is the membership the write changes: it is locked by the same statement, the
+/// two rows in user-id order, so two writes that change each other's actor (two admins
+/// changing each other's roles at once) queue instead of deadlocking.
+pub(crate) async fn hold_authority(
+    conn: &impl ConnectionTrait,
+    e: &AuditEntry,
+    target: Option<Uuid>,
+) -> Result<(), StoreError> {
     let Some(authority) = e.authority else {
         return Ok(());
     };
@@ -81,17 +90,21 @@ pub(crate) async fn hold_authority(conn: &impl ConnectionTrait, e: &AuditEntry) 
         }
         Authority::Member(_) => {
             let project = e.project_id.ok_or_else(unchecked)?;
-            let role: Option<String> = project_members::Entity::find()
+            let users: Vec<Uuid> = std::iter::once(actor).chain(target).collect();
+            let rows: Vec<(Uuid, String)> = project_members::Entity::find()
                 .select_only()
+                .column(project_members::Column::UserId)
                 .column(project_members::Column::Role)
                 .filter(project_members::Column::ProjectId.eq(project))
-                .filter(project_members::Column::UserId.eq(actor))
+                .filter(project_members::Column::UserId.is_in(users))
+                .order_by_asc(project_members::Column::UserId)
                 .lock(LockType::Update)
                 .into_tuple()
-                .one(conn)
+                .all(conn)
                 .await
                 .map_err(store_error)?;
-            role.is_some_and(|role| authority.roles().iter().any(|r| r.as_str() == role))
+            rows.iter()
+                .any(|(user, role)| *user == actor && authority.roles().iter().any(|r| r.as_str() == role))
         }
     };
     if held {

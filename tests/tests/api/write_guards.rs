@@ -194,3 +194,31 @@ async fn a_delete_authorized_before_a_hand_over_is_refused_once_it_is_done() {
     }
     assert_eq!(both, 0, "a project was deleted by someone who had handed it over");
 }
+
+async fn demote(app: &TestApp, project: &str, by: &Account, whom: &Account) -> StatusCode {
+    let path = format!("/api/v1/projects/{project}/members/{}", whom.id);
+    app.patch_json(&path, &json!({"role": "member"}), &by.token)
+        .await
+        .status()
+}
+
+#[tokio::test]
+async fn two_admins_demoting_each_other_at_once_leave_one_admin() {
+    let (a, b) = pair().await;
+    let owner = a.account("owner@example.com").await;
+    for round in 0..6 {
+        let (project, admins) = project_with_admins(&a, &owner, &format!("DUEL{round}"), 2).await;
+        let (ann, bob) = (&admins[0], &admins[1]);
+        let (first, second) = tokio::join!(demote(&a, &project, ann, bob), demote(&b, &project, bob, ann));
+        let mut outcome = [first.as_u16(), second.as_u16()];
+        outcome.sort_unstable();
+        assert_eq!(
+            outcome,
+            [200, 403],
+            "round {round}: the first demotion wins, the second is refused (no deadlock, no 500)"
+        );
+        let (roles, _) = roles(&a, &owner.token, &project).await;
+        let admins_left = roles.iter().filter(|(_, r)| r == "admin").count();
+        assert_eq!(admins_left, 1, "round {round}: {roles:?}");
+    }
+}

@@ -152,7 +152,7 @@ impl MemberRepository for SeaOrmMemberRepository {
         change: &Change,
     ) -> Result<(), StoreError> {
         let txn = self.db.begin_write().await?;
-        hold_authority(&txn, &change.audit).await?;
+        hold_authority(&txn, &change.audit, Some(user_id)).await?;
         // Never the owner's row, even if they became the owner since the caller read it.
         let result = Entity::update_many()
             .col_expr(Column::Role, Expr::value(role.as_str()))
@@ -178,7 +178,7 @@ impl MemberRepository for SeaOrmMemberRepository {
         let txn = self.db.begin_write().await?;
         // The caller's authority (`Own`) first: a transfer that waits here for another one
         // that demoted its caller reads the role it left, and is refused.
-        hold_authority(&txn, &change.audit).await?;
+        hold_authority(&txn, &change.audit, Some(to)).await?;
         // Then the project row: on PostgreSQL that locks it, so concurrent transfers of one
         // project run one after the other; on SQLite the write lock is held already.
         let project = projects::Entity::update_many()
@@ -232,7 +232,7 @@ impl MemberRepository for SeaOrmMemberRepository {
         change: &Change,
     ) -> Result<Vec<Uuid>, StoreError> {
         let txn = self.db.begin_write().await?;
-        hold_authority(&txn, &change.audit).await?;
+        hold_authority(&txn, &change.audit, Some(user_id)).await?;
         // Never the owner, even if they became the owner since the caller read their role.
         let removed = Entity::delete_many()
             .filter(Column::ProjectId.eq(project_id))

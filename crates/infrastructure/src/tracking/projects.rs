@@ -162,7 +162,7 @@ impl ProjectRepository for SeaOrmProjectRepository {
         // CASCADE; SQLite enforces them (`foreign_keys` is on for every pooled connection,
         // see `Database::connect`).
         let txn = self.db.begin_write().await?;
-        hold_authority(&txn, &change.audit).await?;
+        hold_authority(&txn, &change.audit, None).await?;
         record_change(&txn, change, true).await?;
         let deleted = Entity::delete_by_id(id).exec(&txn).await.map_err(store_error)?;
         if deleted.rows_affected == 0 {
