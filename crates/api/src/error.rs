@@ -13,10 +13,11 @@
 //!   chain is logged with the request id.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use keel_application::AppError;
 use keel_domain::FieldError;
+use keel_domain::rate_limit::RateDecision;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -47,6 +48,17 @@ impl ApiError {
     }
 }
 
+pub const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+pub const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+pub const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
+/// `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` of one limit's decision.
+pub fn insert_rate_headers(headers: &mut HeaderMap, decision: &RateDecision) {
+    headers.insert(RATELIMIT_LIMIT, HeaderValue::from(decision.limit));
+    headers.insert(RATELIMIT_REMAINING, HeaderValue::from(decision.remaining));
+    headers.insert(RATELIMIT_RESET, HeaderValue::from(decision.reset_secs));
+}
+
 /// The single mapping from an error to its status and machine code.
 pub fn error_mapping(e: &ApiError) -> (StatusCode, &'static str) {
     match e {
@@ -61,7 +73,7 @@ pub fn error_mapping(e: &ApiError) -> (StatusCode, &'static str) {
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             AppError::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT"),
             AppError::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "PRECONDITION_FAILED"),
-            AppError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
+            AppError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
         },
@@ -167,17 +179,30 @@ impl ResponseError for ApiError {
     /// The response before the middleware adds the path and request id (tests that call a
     /// handler directly still see the contract's code and message).
     fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status_code());
-        if let ApiError::App(AppError::RateLimited { retry_after_secs }) = self {
-            response.insert_header((header::RETRY_AFTER, HeaderValue::from(*retry_after_secs)));
+        let mut response = HttpResponse::build(self.status_code()).json(ErrorBody::from_error(self, "", ""));
+        if let ApiError::App(AppError::RateLimited(decision)) = self {
+            // The refusing limit's own figures; the general limiter leaves them as they are.
+            let headers = response.headers_mut();
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(decision.retry_after_secs));
+            insert_rate_headers(headers, decision);
         }
-        response.json(ErrorBody::from_error(self, "", ""))
+        response
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn refusal(wait: u64) -> RateDecision {
+        RateDecision {
+            allowed: false,
+            limit: 10,
+            remaining: 0,
+            retry_after_secs: wait,
+            reset_secs: wait,
+        }
+    }
 
     #[test]
     fn every_contract_code_has_its_status() {
@@ -194,11 +219,7 @@ mod tests {
             (AppError::PreconditionFailed.into(), 412, "PRECONDITION_FAILED"),
             (ApiError::PayloadTooLarge { limit: 1 }, 413, "PAYLOAD_TOO_LARGE"),
             (ApiError::UnsupportedMediaType, 415, "UNSUPPORTED_MEDIA_TYPE"),
-            (
-                AppError::RateLimited { retry_after_secs: 7 }.into(),
-                429,
-                "RATE_LIMITED",
-            ),
+            (AppError::RateLimited(refusal(7)).into(), 429, "RATE_LIMITED"),
             (AppError::internal("boom").into(), 500, "INTERNAL"),
             (AppError::Unavailable("down".into()).into(), 503, "UNAVAILABLE"),
         ];
@@ -219,7 +240,7 @@ mod tests {
             ApiError::RouteNotFound,
             AppError::Forbidden.into(),
             AppError::PreconditionFailed.into(),
-            AppError::RateLimited { retry_after_secs: 1 }.into(),
+            AppError::RateLimited(refusal(1)).into(),
             AppError::Unavailable("x".into()).into(),
             AppError::internal("x").into(),
         ];
@@ -252,8 +273,12 @@ mod tests {
 
     #[test]
     fn rate_limited_carries_retry_after() {
-        let e: ApiError = AppError::RateLimited { retry_after_secs: 42 }.into();
+        let e: ApiError = AppError::RateLimited(refusal(42)).into();
         let res = e.error_response();
         assert_eq!(res.headers().get(header::RETRY_AFTER).unwrap(), "42");
+        // The refusing limit's own figures, not another limit's.
+        assert_eq!(res.headers().get(RATELIMIT_LIMIT).unwrap(), "10");
+        assert_eq!(res.headers().get(RATELIMIT_REMAINING).unwrap(), "0");
+        assert_eq!(res.headers().get(RATELIMIT_RESET).unwrap(), "42");
     }
 }

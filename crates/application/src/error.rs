@@ -35,8 +35,11 @@ pub enum AppError {
     Conflict(String),
     #[error("the resource has changed since it was read")]
     PreconditionFailed,
+    /// Refused by a limit: the decision of the limit that refused (its quota, what is left,
+    /// when to come back), which the response's `RateLimit-*` and `Retry-After` headers show —
+    /// never another limit's figures.
     #[error("too many requests")]
-    RateLimited { retry_after_secs: u64 },
+    RateLimited(keel_domain::rate_limit::RateDecision),
     /// A dependency (database, hashing capacity) cannot serve the request right now.
     #[error("service temporarily unavailable")]
     Unavailable(#[source] BoxError),

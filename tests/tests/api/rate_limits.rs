@@ -252,8 +252,9 @@ async fn a_refused_login_counts_as_a_login_rejection() {
     let refused = app.login("ann@example.com", "Wrong-passw0rd").await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(header(&refused, "retry-after").is_some());
-    // The general policy's headers are there too (the login limit is on top of it).
-    assert_eq!(header(&refused, "ratelimit-limit"), Some(1_000_000));
+    // The refusing limit's figures, not the general policy's (which has plenty left).
+    assert_eq!(header(&refused, "ratelimit-limit"), Some(1));
+    assert_eq!(header(&refused, "ratelimit-remaining"), Some(0));
     assert_eq!(rejections(&app, "login").await, 1);
     assert_eq!(rejections(&app, "anonymous").await, 0);
 }
@@ -474,4 +475,25 @@ async fn a_token_whose_session_is_over_buys_no_user_budget() {
         StatusCode::TOO_MANY_REQUESTS,
         "a stale token buys no fresh budget for more registrations"
     );
+}
+
+#[tokio::test]
+async fn a_429_carries_the_figures_of_the_limit_that_refused_it() {
+    let app = spawn_app_with(|vars| {
+        vars.insert("KEEL_RATE_LIMIT_LOGIN".into(), "2/1m".into());
+    })
+    .await;
+    let body = serde_json::json!({"email": "nobody@example.com", "password": "Wrong-passw0rd"});
+    for _ in 0..2 {
+        let refused = app.post_json("/api/v1/auth/login", &body, None).await;
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    }
+    let limited = app.post_json("/api/v1/auth/login", &body, None).await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    // The login limit's quota and what is left of it — not the general quota, which still
+    // has plenty left.
+    assert_eq!(header(&limited, "ratelimit-limit"), Some(2));
+    assert_eq!(header(&limited, "ratelimit-remaining"), Some(0));
+    let retry_after = header(&limited, "retry-after").expect("Retry-After");
+    assert!(header(&limited, "ratelimit-reset").is_some_and(|reset| reset >= retry_after));
 }

@@ -23,20 +23,17 @@ use std::sync::Arc;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
 use keel_application::AppError;
-use keel_domain::rate_limit::{Quota, RateDecision, RateLimiter};
+use keel_domain::rate_limit::{Quota, RateLimiter};
 use keel_infrastructure::Metrics;
 
 use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
-pub const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
-pub const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+pub use crate::error::{RATELIMIT_LIMIT, RATELIMIT_REMAINING, RATELIMIT_RESET, insert_rate_headers};
 
 /// Paths never limited and answered without the headers.
 pub const EXEMPT_PATHS: [&str; 3] = ["/health", "/ready", "/metrics"];
@@ -115,15 +112,17 @@ impl RateLimitPolicy {
             if let Some(metrics) = metrics {
                 metrics.rate_limit_rejection(policy.label());
             }
-            let mut response = HttpResponse::from_error(ApiError::from(AppError::RateLimited {
-                retry_after_secs: decision.retry_after_secs,
-            }));
-            insert_headers(response.headers_mut(), &decision);
+            // The error's response carries this decision's headers and `Retry-After`.
+            let response = HttpResponse::from_error(ApiError::from(AppError::RateLimited(decision)));
             // Not `req.into_response`: it would drop the error that request_context renders.
             return Ok(ServiceResponse::new(req.into_parts().0, response));
         }
         let mut response = next.call(req).await?.map_into_boxed_body();
-        insert_headers(response.headers_mut(), &decision);
+        // A 429 of another limit (login, password, streams) keeps that limit's figures: the
+        // general quota's would say there is room while the request was refused.
+        if !response.headers().contains_key(RATELIMIT_LIMIT) {
+            insert_rate_headers(response.headers_mut(), &decision);
+        }
         Ok(response)
     }
 
@@ -161,12 +160,6 @@ fn client_block(ip: IpAddr) -> IpAddr {
             }
         },
     }
-}
-
-fn insert_headers(headers: &mut HeaderMap, decision: &RateDecision) {
-    headers.insert(RATELIMIT_LIMIT, HeaderValue::from(decision.limit));
-    headers.insert(RATELIMIT_REMAINING, HeaderValue::from(decision.remaining));
-    headers.insert(RATELIMIT_RESET, HeaderValue::from(decision.reset_secs));
 }
 
 #[cfg(test)]

@@ -118,7 +118,7 @@ pub async fn login_route(
     let view = login(&state.identity, LoginInput { email, password }, &ctx.0)
         .await
         .inspect_err(|e| {
-            if matches!(e, AppError::RateLimited { .. }) {
+            if matches!(e, AppError::RateLimited(_)) {
                 state.metrics.rate_limit_rejection("login");
             }
         })?;
@@ -275,7 +275,7 @@ pub async fn change_password_route(
     )
     .await
     .inspect_err(|e| {
-        if matches!(e, AppError::RateLimited { .. }) {
+        if matches!(e, AppError::RateLimited(_)) {
             state.metrics.rate_limit_rejection("password");
         }
     })?;

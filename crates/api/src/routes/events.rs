@@ -35,6 +35,7 @@ use keel_application::events::{BusMessage, receives};
 use keel_application::identity::auth::authenticate::authenticate_verified;
 use keel_domain::identity::Principal;
 use keel_domain::identity::ports::{AccessClaims, VerifiedAccess};
+use keel_domain::rate_limit::RateDecision;
 
 use crate::caller::Caller;
 pub use crate::config::StreamSettings;
@@ -75,9 +76,14 @@ pub async fn events_route(
     // The header or the `access_token` query parameter, verified by the `caller` middleware.
     let principal = Caller::of(&req).require()?;
     let Some(slot) = state.stream_slots.take(principal.user_id) else {
-        return Err(AppError::RateLimited {
-            retry_after_secs: settings_retry(&state),
-        }
+        let wait = settings_retry(&state);
+        return Err(AppError::RateLimited(RateDecision {
+            allowed: false,
+            limit: u32::try_from(state.stream_slots.per_user()).unwrap_or(u32::MAX),
+            remaining: 0,
+            retry_after_secs: wait,
+            reset_secs: wait,
+        })
         .into());
     };
     if *state.shutdown.borrow() {

@@ -185,14 +185,13 @@ impl IdentityPorts {
             None,
         )
         .await?;
-        Err(AppError::RateLimited {
-            retry_after_secs: [by_user, by_address]
-                .iter()
-                .filter(|d| !d.allowed)
-                .map(|d| d.retry_after_secs)
-                .max()
-                .unwrap_or(1),
-        })
+        // The refusing limit that keeps the caller waiting longest speaks for the 429.
+        let refusal = [by_user, by_address]
+            .into_iter()
+            .filter(|d| !d.allowed)
+            .max_by_key(|d| d.retry_after_secs)
+            .unwrap_or(by_user);
+        Err(AppError::RateLimited(refusal))
     }
 
     /// Opens a session for `user` and issues its first token pair.

@@ -9,6 +9,7 @@ use actix_web::HttpMessage;
 use actix_web::dev::Service;
 use actix_web::http::StatusCode;
 use actix_web::http::header;
+use actix_web::http::header::HeaderName;
 use actix_web::middleware::from_fn;
 use actix_web::test::{self, TestRequest};
 use actix_web::{App, HttpResponse};

@@ -43,9 +43,7 @@ pub async fn login(
                 masked(email.as_ref()),
             )
             .await?;
-        return Err(AppError::RateLimited {
-            retry_after_secs: decision.retry_after_secs,
-        });
+        return Err(AppError::RateLimited(decision));
     }
 
     let user = match &email {
@@ -233,7 +231,7 @@ mod tests {
         let err = login(&f.into_ports(), input("Ann@Example.com", "Passw0rdX"), &meta())
             .await
             .unwrap_err();
-        assert!(matches!(err, AppError::RateLimited { retry_after_secs: 42 }));
+        assert!(matches!(err, AppError::RateLimited(d) if d.retry_after_secs == 42 && !d.allowed));
     }
 
     #[test]

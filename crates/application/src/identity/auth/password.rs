@@ -179,7 +179,7 @@ mod tests {
             .await
             .unwrap_err();
             assert!(
-                matches!(err, AppError::RateLimited { retry_after_secs: 42 }),
+                matches!(err, AppError::RateLimited(d) if d.retry_after_secs == 42),
                 "{refused}: {err:?}"
             );
         }
