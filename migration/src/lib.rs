@@ -28,3 +28,30 @@ impl MigratorTrait for Migrator {
         ]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `src/m*.rs` file is a migration the migrator runs: a file left out of
+    /// `migrations()` (or of the `mod` list) would never be applied, and nothing else would
+    /// say so.
+    #[test]
+    fn every_migration_file_is_in_the_migrator() {
+        let listed: Vec<String> = Migrator::migrations()
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|entry| {
+                let path = entry.unwrap().path();
+                let stem = path.file_stem()?.to_str()?.to_owned();
+                (path.extension()? == "rs" && stem.starts_with('m')).then_some(stem)
+            })
+            .collect();
+        files.sort();
+        assert_eq!(listed, files, "the migrator's list (in order) against src/m*.rs");
+    }
+}

@@ -1,13 +1,18 @@
-//! Who may do what in a project (SPEC §5): strangers get 404 for the project and
-//! everything in it, a role without the permission gets 403 — and a refused request
-//! changes nothing.
+//! Who may do what in a project: strangers get 404 for the project and everything in it, a
+//! role without the permission gets 403 — and a refused request changes nothing.
+//!
+//! The routes tried are every route of the route table (`keel_api::routes`) under a
+//! project, a task or a comment, so a new one is covered without being listed here.
 
-use keel_tests::{Account, TestApp, json_body, spawn_app};
+use std::time::Duration;
+
+use keel_tests::{Account, TestApp, WebhookReceiver, json_body, spawn_app_with};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 /// Ann's project `KEEL` with Bob (admin), Cara (member) and Dan (viewer); a label, a task
-/// assigned to Cara carrying the label, a comment by Cara and one by Ann. Eve is a stranger.
+/// assigned to Cara carrying the label, a comment by Cara and one by Ann, a webhook with one
+/// delivery (of the task's creation). Eve is a stranger.
 struct World {
     app: TestApp,
     project: String,
@@ -15,6 +20,9 @@ struct World {
     task: String,
     caras_comment: String,
     anns_comment: String,
+    webhook: String,
+    delivery: String,
+    receiver: WebhookReceiver,
     ann: Account,
     bob: Account,
     cara: Account,
@@ -23,7 +31,10 @@ struct World {
 }
 
 async fn world() -> World {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|vars| {
+        vars.insert("KEEL_WEBHOOK_ALLOW_PRIVATE".into(), "true".into());
+    })
+    .await;
     let ann = app.account("ann@example.com").await;
     let bob = app.account("bob@example.com").await;
     let cara = app.account("cara@example.com").await;
@@ -37,6 +48,17 @@ async fn world() -> World {
         app.add_member(&ann.token, &project, &who.email, role).await;
     }
     let label = app.create_label(&ann.token, &project, "bug", "#FF0000").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let receiver = WebhookReceiver::start(&[200]).await;
+    let webhook = app
+        .created(
+            &format!("/api/v1/projects/{project}/webhooks"),
+            &json!({"url": receiver.url("/hook"), "events": ["task.created"]}),
+            &ann.token,
+        )
+        .await["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -62,6 +84,18 @@ async fn world() -> World {
     };
     let caras_comment = comment(cara.token.clone(), "by cara").await;
     let anns_comment = comment(ann.token.clone(), "by ann").await;
+    // The task's creation reached the webhook: a finished delivery, which no longer changes.
+    let deliveries = format!("/api/v1/projects/{project}/webhooks/{webhook}/deliveries");
+    let mut delivery = None;
+    for _ in 0..100 {
+        let log = app.get_ok(&deliveries, &ann.token).await;
+        if log["data"][0]["status"] == "succeeded" {
+            delivery = log["data"][0]["id"].as_str().map(str::to_owned);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let delivery = delivery.expect("the task's creation was delivered to the webhook");
     // Eve has a project of her own, so she is a real, active user.
     app.create_project(&eve.token, "EVE").await;
     World {
@@ -71,6 +105,9 @@ async fn world() -> World {
         task,
         caras_comment,
         anns_comment,
+        webhook,
+        delivery,
+        receiver,
         ann,
         bob,
         cara,
@@ -102,75 +139,116 @@ impl World {
             "taskTag": task_tag,
             "comments": app.walk(&format!("/api/v1/tasks/{}/comments", self.task), 100, token).await,
             "activity": app.walk(&format!("/api/v1/projects/{}/activity", self.project), 100, token).await,
+            "webhooks": app.get_ok(&format!("/api/v1/projects/{}/webhooks?limit=100", self.project), token).await,
+            "deliveries": app.walk(
+                &format!("/api/v1/projects/{}/webhooks/{}/deliveries", self.project, self.webhook),
+                100,
+                token,
+            ).await,
         })
     }
 
-    /// Every route of the project and of what is in it, with a body that would be valid.
-    fn every_route(&self, me: &Account) -> Vec<(Method, String, Option<Value>)> {
-        let p = format!("/api/v1/projects/{}", self.project);
-        let t = format!("/api/v1/tasks/{}", self.task);
-        let member = |who: &Account| format!("{p}/members/{}", who.id);
-        vec![
-            (Method::GET, p.clone(), None),
-            (Method::PATCH, p.clone(), Some(json!({"name": "Taken over"}))),
-            (Method::DELETE, p.clone(), None),
-            (Method::GET, format!("{p}/members"), None),
-            (
-                Method::POST,
-                format!("{p}/members"),
-                Some(json!({"email": me.email, "role": "admin"})),
-            ),
-            (Method::PATCH, member(&self.cara), Some(json!({"role": "admin"}))),
-            (Method::PATCH, member(&self.ann), Some(json!({"role": "viewer"}))),
-            (Method::PATCH, member(me), Some(json!({"role": "owner"}))),
-            (Method::DELETE, member(&self.cara), None),
-            (Method::DELETE, member(me), None),
-            (Method::GET, format!("{p}/labels"), None),
-            (
-                Method::POST,
-                format!("{p}/labels"),
-                Some(json!({"name": "mine", "color": "#000000"})),
-            ),
-            (Method::DELETE, format!("{p}/labels/{}", self.label), None),
-            (Method::GET, format!("{p}/tasks"), None),
-            (Method::GET, format!("{p}/tasks?assignee=me&label=bug"), None),
-            (
-                Method::POST,
-                format!("{p}/tasks"),
-                Some(json!({"title": "Planted"})),
-            ),
-            (Method::GET, format!("{p}/activity"), None),
-            (Method::GET, t.clone(), None),
-            (Method::GET, "/api/v1/tasks/KEEL-1".to_owned(), None),
-            (Method::GET, "/api/v1/tasks/keel-1".to_owned(), None),
-            (
-                Method::PATCH,
-                t.clone(),
-                Some(json!({"title": "Defaced", "assigneeId": null})),
-            ),
-            (Method::DELETE, t.clone(), None),
-            (Method::GET, format!("{t}/comments"), None),
-            (
-                Method::POST,
-                format!("{t}/comments"),
-                Some(json!({"body": "hello"})),
-            ),
-            (
-                Method::PATCH,
-                format!("/api/v1/comments/{}", self.caras_comment),
-                Some(json!({"body": "edited"})),
-            ),
-            (
-                Method::DELETE,
-                format!("/api/v1/comments/{}", self.caras_comment),
-                None,
-            ),
-            (
-                Method::DELETE,
-                format!("/api/v1/comments/{}", self.anns_comment),
-                None,
-            ),
-        ]
+    /// Every route of the route table under a project, a task or a comment, with each
+    /// path parameter filled with what the world holds (several values where it matters:
+    /// a task by id and by identifier, another member and oneself) and a body that would be
+    /// valid. The third element says whether the operation documents a 403 (a role may be
+    /// refused a read, too).
+    fn every_route(&self, me: &Account) -> Vec<(Method, String, Option<Value>, bool)> {
+        let mut routes = Vec::new();
+        for endpoint in keel_api::routes::endpoints() {
+            let template = endpoint.path();
+            let scoped = [
+                "/api/v1/projects/{id}",
+                "/api/v1/tasks/{id}",
+                "/api/v1/comments/{id}",
+            ]
+            .iter()
+            .any(|prefix| template.starts_with(prefix));
+            if !scoped {
+                continue;
+            }
+            let operation = endpoint.operation();
+            let name = operation.operation_id.clone().unwrap_or_default();
+            let method = Method::from_bytes(endpoint.method().as_str().as_bytes()).unwrap();
+            let bodies = match operation.request_body {
+                Some(_) => self.bodies(&name, me),
+                None => vec![None],
+            };
+            let documents_403 = operation.responses.responses.contains_key("403");
+            for path in self.fill(template, me) {
+                for query in queries(&name) {
+                    for body in &bodies {
+                        routes.push((
+                            method.clone(),
+                            format!("{path}{query}"),
+                            body.clone(),
+                            documents_403,
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(routes.len() >= 30, "{} routes", routes.len());
+        routes
+    }
+
+    /// `template` with every `{param}` filled, once per combination of candidate values.
+    fn fill(&self, template: &str, me: &Account) -> Vec<String> {
+        let mut paths = vec![String::new()];
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            let close = rest[open..].find('}').unwrap() + open;
+            let (before, param) = (&rest[..open], &rest[open + 1..close]);
+            let values = self.values(&format!("{}{before}", paths[0]), param, me);
+            paths = paths
+                .iter()
+                .flat_map(|p| values.iter().map(move |v| format!("{p}{before}{v}")))
+                .collect();
+            rest = &rest[close + 1..];
+        }
+        paths.into_iter().map(|p| format!("{p}{rest}")).collect()
+    }
+
+    /// The values of the path parameter `param`, which follows `prefix`.
+    fn values(&self, prefix: &str, param: &str, me: &Account) -> Vec<String> {
+        match (prefix, param) {
+            ("/api/v1/projects/", "id") => vec![self.project.clone()],
+            ("/api/v1/tasks/", "id") => vec![self.task.clone(), "KEEL-1".into(), "keel-1".into()],
+            ("/api/v1/comments/", "id") => vec![self.caras_comment.clone(), self.anns_comment.clone()],
+            (_, "userId") => vec![self.cara.id.clone(), self.ann.id.clone(), me.id.clone()],
+            (_, "labelId") => vec![self.label.clone()],
+            (_, "webhookId") => vec![self.webhook.clone()],
+            (_, "deliveryId") => vec![self.delivery.clone()],
+            _ => {
+                panic!("no value for the path parameter {{{param}}} after {prefix}: add one to World::values")
+            }
+        }
+    }
+
+    /// Valid bodies of the operation `name`.
+    fn bodies(&self, name: &str, me: &Account) -> Vec<Option<Value>> {
+        let bodies = match name {
+            "updateProject" => vec![json!({"name": "Taken over"})],
+            "addMember" => vec![json!({"email": me.email, "role": "admin"})],
+            "updateMember" => vec![json!({"role": "admin"}), json!({"role": "owner"})],
+            "createLabel" => vec![json!({"name": "mine", "color": "#000000"})],
+            "createTask" => vec![json!({"title": "Planted"})],
+            "updateTask" => vec![json!({"title": "Defaced", "assigneeId": null})],
+            "createComment" => vec![json!({"body": "hello"})],
+            "updateComment" => vec![json!({"body": "edited"})],
+            "createWebhook" => vec![json!({"url": self.receiver.url("/mine"), "events": ["*"]})],
+            "updateWebhook" => vec![json!({"enabled": false, "url": self.receiver.url("/moved")})],
+            _ => panic!("no sample body for {name}: add one to World::bodies"),
+        };
+        bodies.into_iter().map(Some).collect()
+    }
+}
+
+/// Query strings tried on the operation `name` (the plain path always).
+fn queries(name: &str) -> Vec<&'static str> {
+    match name {
+        "listProjectTasks" => vec!["", "?assignee=me&label=bug"],
+        _ => vec![""],
     }
 }
 
@@ -203,7 +281,7 @@ fn missing_twin(path: &str) -> String {
 async fn a_stranger_gets_404_on_every_route_of_a_project_and_changes_nothing() {
     let w = world().await;
     let before = w.snapshot().await;
-    for (method, path, body) in w.every_route(&w.eve) {
+    for (method, path, body, _) in w.every_route(&w.eve) {
         let response = w
             .app
             .send(method.clone(), &path, body.as_ref(), Some(&w.eve.token))
@@ -238,7 +316,7 @@ async fn a_stranger_gets_404_on_every_route_of_a_project_and_changes_nothing() {
 async fn a_viewer_reads_everything_but_every_write_is_403_and_changes_nothing() {
     let w = world().await;
     let before = w.snapshot().await;
-    for (method, path, body) in w.every_route(&w.dan) {
+    for (method, path, body, documents_403) in w.every_route(&w.dan) {
         // Leaving is the one write a viewer may do; it is tested on its own below.
         if method == Method::DELETE && path.ends_with(&format!("/members/{}", w.dan.id)) {
             continue;
@@ -249,7 +327,8 @@ async fn a_viewer_reads_everything_but_every_write_is_403_and_changes_nothing() 
             .await;
         let status = response.status();
         let error = json_body(response).await;
-        if method == Method::GET {
+        // A read is refused only where the operation says a role may be (webhooks: admins).
+        if method == Method::GET && !documents_403 {
             assert_eq!(status, StatusCode::OK, "{method} {path}: {error}");
         } else {
             assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {error}");
@@ -357,7 +436,11 @@ async fn a_member_writes_tasks_and_comments_but_administers_nothing() {
 async fn every_tracking_route_needs_a_token() {
     let w = world().await;
     let before = w.snapshot().await;
-    let mut routes = w.every_route(&w.eve);
+    let mut routes: Vec<_> = w
+        .every_route(&w.eve)
+        .into_iter()
+        .map(|(method, path, body, _)| (method, path, body))
+        .collect();
     routes.push((Method::GET, "/api/v1/projects".to_owned(), None));
     routes.push((
         Method::POST,

@@ -170,13 +170,18 @@ pub async fn metrics(
         .body(text))
 }
 
+/// An OpenAPI 3.1 document: this API's, as `GET /api/v1/openapi.json` serves it.
+#[derive(Debug, ToSchema)]
+#[schema(value_type = Object)]
+pub struct OpenApiDocument(pub serde_json::Value);
+
 /// This document.
 #[utoipa::path(
     get,
     path = "/api/v1/openapi.json",
     operation_id = "getOpenApiDocument",
     tag = "operations",
-    responses((status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json", body = Object))
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json", body = OpenApiDocument))
 )]
 pub async fn openapi_json(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
