@@ -133,6 +133,10 @@ bench_finish() {
         log "last lines of keel's log:"
         tail -n 30 "$WORK/keel.log" >&2
     fi
+    if ((rc != 0)) && [[ -s "$WORK/peer.log" ]]; then
+        log "last lines of the peer's log:"
+        tail -n 20 "$WORK/peer.log" >&2
+    fi
     if [[ "${BENCH_KEEP_WORK:-0}" == 1 ]]; then
         log "kept the work directory (BENCH_KEEP_WORK=1): $WORK"
     else
@@ -352,6 +356,19 @@ bench_build_bare() {
     COMMANDS+=("CARGO_TARGET_DIR=$CARGO_TARGET_DIR $(show "${build_cmd[@]}")")
 }
 
+# Builds the one-statement read, reference (b) (crates/api/examples/one_statement.rs), unless
+# KEEL_BENCH_SKIP_BUILD=1, records the command; sets ONE_BIN.
+bench_build_one_statement() {
+    local build_cmd=(cargo build --release --locked -p keel-api --example one_statement)
+    ONE_BIN="$CARGO_TARGET_DIR/release/examples/one_statement"
+    if [[ "${KEEL_BENCH_SKIP_BUILD:-0}" != 1 ]]; then
+        log "building: CARGO_TARGET_DIR=$CARGO_TARGET_DIR $(show "${build_cmd[@]}")"
+        (cd "$REPO" && "${build_cmd[@]}") >&2
+    fi
+    [[ -x "$ONE_BIN" ]] || die "$ONE_BIN not found (build failed or KEEL_BENCH_SKIP_BUILD=1 without a build)"
+    COMMANDS+=("CARGO_TARGET_DIR=$CARGO_TARGET_DIR $(show "${build_cmd[@]}")")
+}
+
 # bench_wait_url URL PID WHAT: waits (30 s at most) until URL answers 2xx; fails if PID exits.
 bench_wait_url() {
     local i
@@ -485,4 +502,134 @@ hit_rate() {
     awk -v h1="$(delta "$1" cache_hits_total 'cache_layer="l1"')" -v m1="$(delta "$1" cache_misses_total 'cache_layer="l1"')" \
         -v h2="$(delta "$1" cache_hits_total 'cache_layer="l2"')" -v m2="$(delta "$1" cache_misses_total 'cache_layer="l2"')" \
         'BEGIN { n = h1 + m1; if (n == 0) n = h2 + m2; if (n == 0) print "—"; else printf "%.1f %%\n", 100 * (h1 + h2) / n }'
+}
+
+# ---------------------------------------------------------------------------------------------
+# The peer (scripts/bench.sh with BENCH_PEER=1): a Loco 1.2 application, what a user would pick
+# instead of Keel for a Rust API on SeaORM. Nothing of it is in the repository: it is generated
+# and built here, once, into BENCH_PEER_DIR (default ~/.cache/keel-bench-peer), and reused.
+# ---------------------------------------------------------------------------------------------
+
+PEER_LOCO_VERSION=1.2.0
+PEER_SEA_ORM_CLI_VERSION=2.0.4
+# A fixed JWT secret for the peer (base64 of 32 bytes): the tokens never leave the machine.
+PEER_JWT_SECRET="YmVuY2gtcGVlci1qd3Qtc2VjcmV0LTAxMjM0NTY3ODk="
+
+# peer_step WHAT CMD...: one build step, its output appended to $PEER_DIR/build.log, at nice 19
+# (about 25 minutes of CPU in all on 2 cores, less with one build of the application: the
+# machine stays usable); fails with its last
+# lines.
+peer_step() {
+    local what="$1"
+    shift
+    log "the peer: $what"
+    COMMANDS+=("$(show "$@")   # the peer: $what")
+    echo "### $what: $*" >>"$PEER_DIR/build.log"
+    nice -n 19 "$@" </dev/null >>"$PEER_DIR/build.log" 2>&1 || {
+        tail -n 40 "$PEER_DIR/build.log" >&2
+        die "the peer: $what failed (log: $PEER_DIR/build.log)"
+    }
+}
+
+# bench_peer_build ADMIN_URL: builds the peer unless $PEER_DIR/built says it is (delete the
+# folder to rebuild). ADMIN_URL (postgres://user:pass@host:port, no database) is a PostgreSQL
+# the scaffold generator may use: it migrates a scratch database and generates the entity from
+# it. Sets PEER_DIR and PEER_BIN. Steps, each skipped when already done:
+#   1. cargo install loco 1.2.0 and sea-orm-cli 2.0.4 into $PEER_DIR/tools;
+#   2. loco new --name app --db postgres --bg async --assets none into $PEER_DIR/app;
+#   3. cargo loco generate scaffold project 'name:string!' description:text status:string --api;
+#   4. cargo build --release (target directory $PEER_DIR/target).
+bench_peer_build() {
+    local admin_url="$1" tools app target
+    PEER_DIR="${BENCH_PEER_DIR:-$HOME/.cache/keel-bench-peer}"
+    tools="$PEER_DIR/tools"
+    app="$PEER_DIR/app"
+    target="$PEER_DIR/target"
+    PEER_BIN="$target/release/app-cli"
+    if [[ -x "$PEER_BIN" && "$(cat "$PEER_DIR/built" 2>/dev/null)" == "loco $PEER_LOCO_VERSION" ]]; then
+        log "the peer: reusing $PEER_BIN (built earlier; remove $PEER_DIR to rebuild)"
+        COMMANDS+=("# the peer: Loco $PEER_LOCO_VERSION, built earlier into $PEER_DIR (reused)")
+        return 0
+    fi
+    mkdir -p "$PEER_DIR"
+    log "the peer: building Loco $PEER_LOCO_VERSION into $PEER_DIR (once; about 25 minutes of CPU at nice 19; log: $PEER_DIR/build.log)"
+    if [[ ! -x "$tools/bin/loco" ]]; then
+        peer_step "cargo install loco" env CARGO_TARGET_DIR="$PEER_DIR/tools-target" \
+            cargo install loco --version "$PEER_LOCO_VERSION" --locked --root "$tools"
+    fi
+    if [[ ! -x "$tools/bin/sea-orm-cli" ]]; then
+        peer_step "cargo install sea-orm-cli" env CARGO_TARGET_DIR="$PEER_DIR/tools-target" \
+            cargo install sea-orm-cli --version "$PEER_SEA_ORM_CLI_VERSION" --locked --root "$tools"
+    fi
+    if [[ ! -f "$PEER_DIR/scaffolded" ]]; then
+        # A half-generated application is started again from scratch.
+        rm -rf "$app"
+        peer_step "loco new" "$tools/bin/loco" new --path "$PEER_DIR" --name app --db postgres \
+            --bg async --assets none --allow-in-git-repo
+        "$PSQL_BIN" -X -q -v ON_ERROR_STOP=1 -d "$admin_url/postgres" \
+            -c "DROP DATABASE IF EXISTS peer_scaffold" -c "CREATE DATABASE peer_scaffold" >/dev/null ||
+            die "the peer: cannot create the scaffold's database"
+        # The app's aliases (`cargo loco`, and `cargo loco-tool`, which the generator runs for
+        # `db migrate` and `db entities`) are `run --`: overridden to run the release build, so
+        # that the dependencies are built once, in the profile step 4 builds.
+        peer_step "cargo loco generate scaffold" env -C "$app" PATH="$tools/bin:$PATH" \
+            DATABASE_URL="$admin_url/peer_scaffold" CARGO_TARGET_DIR="$target" \
+            CARGO_ALIAS_LOCO="run --release --" CARGO_ALIAS_LOCO_TOOL="run --release --" \
+            cargo loco generate scaffold project 'name:string!' description:text status:string --api
+        touch "$PEER_DIR/scaffolded"
+    fi
+    peer_step "cargo build --release" env -C "$app" CARGO_TARGET_DIR="$target" cargo build --release
+    [[ -x "$PEER_BIN" ]] || die "the peer: $PEER_BIN not found after its build"
+    echo "loco $PEER_LOCO_VERSION" >"$PEER_DIR/built"
+}
+
+# bench_peer_start ADMIN_URL PORT: the peer as in production (LOCO_ENV=production: JSON logs at
+# info, migrations on start) on a fresh database `peer` of ADMIN_URL, keel's pool size
+# (KEEL_DB_MAX_CONNECTIONS, default 10), listening on 127.0.0.1:PORT; sets PEER_PID (a server:
+# stopped on exit), PEER_DB, PEER_POOL. Its welcome mail fails harmlessly (no SMTP server; it
+# is sent in the background).
+bench_peer_start() {
+    local admin_url="$1" port="$2"
+    PEER_DB=peer
+    PEER_POOL="${KEEL_DB_MAX_CONNECTIONS:-10}"
+    "$PSQL_BIN" -X -q -v ON_ERROR_STOP=1 -d "$admin_url/postgres" \
+        -c "DROP DATABASE IF EXISTS $PEER_DB" -c "CREATE DATABASE $PEER_DB" >/dev/null ||
+        die "the peer: cannot create its database"
+    PEER_VARS=(LOCO_ENV=production DATABASE_URL="$admin_url/$PEER_DB" DB_MAX_CONNECTIONS="$PEER_POOL"
+        PORT="$port" BINDING=127.0.0.1 HOST="http://127.0.0.1:$port" JWT_SECRET="$PEER_JWT_SECRET"
+        MAILER_HOST=127.0.0.1 MAILER_PORT=1 MAILER_USER=bench MAILER_PASSWORD=bench)
+    log "the peer: starting on 127.0.0.1:$port"
+    (cd "$PEER_DIR/app" && exec env "${PEER_VARS[@]}" "$PEER_BIN" start) >"$WORK/peer.log" 2>&1 &
+    PEER_PID=$!
+    SERVER_PIDS+=("$PEER_PID")
+    COMMANDS+=("(cd $PEER_DIR/app && $(show env "${PEER_VARS[@]}" "$PEER_BIN") start) &")
+    bench_wait_url "http://127.0.0.1:$port/_ping" "$PEER_PID" "the peer"
+}
+
+# bench_peer_seed BASE N: registers and logs in a user on the peer, creates N projects through
+# its scaffold API; sets PEER_TOKEN and PEER_PROJECT_ID (the first project's id).
+bench_peer_seed() {
+    local base="$1" n="$2" i status
+    local user='{"email":"bench-peer@example.com","password":"Bench-passw0rd","name":"Bench peer"}'
+    status="$(curl -sS -o "$WORK/peer.out" -w '%{http_code}' -H 'content-type: application/json' \
+        --data "$user" "$base/api/auth/register")"
+    [[ "$status" == 200 ]] || die "the peer: register answered $status: $(head -c 300 "$WORK/peer.out")"
+    status="$(curl -sS -o "$WORK/peer.out" -w '%{http_code}' -H 'content-type: application/json' \
+        --data "$user" "$base/api/auth/login")"
+    [[ "$status" == 200 ]] || die "the peer: login answered $status: $(head -c 300 "$WORK/peer.out")"
+    PEER_TOKEN="$(sed -n 's/.*"token":"\([^"]*\)".*/\1/p' "$WORK/peer.out")"
+    [[ -n "$PEER_TOKEN" ]] || die "the peer: no token in its login answer"
+    PEER_PROJECT_ID=""
+    for ((i = 1; i <= n; i++)); do
+        status="$(curl -sS -o "$WORK/peer.out" -w '%{http_code}' -H 'content-type: application/json' \
+            -H "authorization: Bearer $PEER_TOKEN" \
+            --data "{\"name\":\"Peer project $i\",\"description\":\"A project of the peer comparison\",\"status\":\"active\"}" \
+            "$base/api/projects")"
+        [[ "$status" == 200 ]] || die "the peer: POST /api/projects answered $status: $(head -c 300 "$WORK/peer.out")"
+        if [[ -z "$PEER_PROJECT_ID" ]]; then
+            PEER_PROJECT_ID="$(sed -n 's/.*"id":\([0-9]*\).*/\1/p' "$WORK/peer.out")"
+        fi
+    done
+    [[ -n "$PEER_PROJECT_ID" ]] || die "the peer: no id in its POST /api/projects answer"
+    COMMANDS+=("curl -X POST $base/api/auth/register; curl -X POST $base/api/auth/login; curl -X POST $base/api/projects × $n   # the peer's user and projects")
 }
