@@ -58,7 +58,7 @@ validate-deploy: ## check deploy/: nginx -t, YAML and Kubernetes schemas, compos
 backup-test: ## back up a running keel's PostgreSQL, restore it into a new database, check the restored data through the API (~1 min)
 	bash scripts/test-backup.sh
 
-bench: ## SPEC §9 in one run and ONE table: seeds 1 000 000 tasks, every budget as a ratio to its reference, incl. the 10 000-connection mix (docs/performance.md; BENCH_QUICK=1 for a short run, BENCH_PEER=1 for the Loco peer)
+bench: ## the performance budgets in one run and ONE table: seeds 1 000 000 tasks, every budget as a ratio to its reference, incl. the 10 000-connection mix (docs/performance.md; BENCH_QUICK=1 for a short run, BENCH_PEER=1 for the Loco peer)
 	scripts/bench.sh
 
 bench-auth: ## benchmark login, profile and /health on PostgreSQL (release build, wrk; ~3 min)

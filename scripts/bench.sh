@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# SPEC §9 in one run (issue #7 item 4, issue #17 item 6): one release build, one private
+# The performance budgets of docs/performance.md ("The budgets") in one run (issue #7 item 4, issue #17 item 6): one release build, one private
 # PostgreSQL + Redis, keel configured like production (PostgreSQL + Redis, the Redis rate
 # limiter on with its limits raised out of the way, KEEL_ENV=production: RUST_LOG=info and JSON
-# logs, one access line per request, default argon2id cost), the two references SPEC §9 states
-# its budgets against, data seeded with `keel dev seed` (one project of 1 000 000 tasks, many
+# logs, one access line per request, default argon2id cost), the two references the budgets
+# are stated against, data seeded with `keel dev seed` (one project of 1 000 000 tasks, many
 # small projects and users), then every scenario driven by wrk from separate processes, and ONE
 # markdown table: requests/s, p50/p95/p99, errors, database statements per request, cache hit
 # rate, peak RSS, the row's reference and the ratio to it, the budget and whether it was met.
@@ -46,7 +46,7 @@
 #   BENCH_DURATION            seconds per closed-loop row            20       [3]
 #   BENCH_WARMUP              seconds of warm-up before a row        2        [1]
 #   BENCH_CONNS               connections of the single-read rows, their references and the
-#                             peer's rows (SPEC §9: 64)              64
+#                             peer's rows (the budgets: 64)          64
 #   BENCH_PAGE_LIMIT          tasks in the cached page row           25
 #   BENCH_LIST_CONNS          connections of the task-page rows      16
 #   BENCH_LIST_SOLO=0|1       also each task page on 1 connection    1
@@ -185,7 +185,7 @@ fi
 
 bench_keel_vars KEEL_WORKERS KEEL_DB_MAX_CONNECTIONS KEEL_ARGON2_MEMORY_KIB KEEL_ARGON2_ITERATIONS \
     KEEL_ARGON2_PARALLELISM KEEL_ARGON2_MAX_CONCURRENT KEEL_KEEP_ALIVE_SECS KEEL_CLIENT_REQUEST_TIMEOUT_SECS
-# The servers run as in production (SPEC §9): KEEL_ENV=production — JSON logs at RUST_LOG=info,
+# The servers run as in production (as the budgets require): KEEL_ENV=production — JSON logs at RUST_LOG=info,
 # one access line per request — which also requires a webhook encryption key (a fixed one: no
 # webhook is registered). The seed keeps KEEL_ENV_VARS (`keel dev seed` is refused in
 # production; its own logs at warn).
@@ -521,7 +521,7 @@ done
 
 # Filtered task pages over the big project: bench-tasks.sh's shapes (a) and (c), first page and
 # the cursor after DEEP_PAGES pages. On the uncached keel: keel caches a project's pages per
-# query, so on the main keel every request after the first would be an L1 hit, and SPEC §9's
+# query, so on the main keel every request after the first would be an L1 hit, and the budgets'
 # page budget is about a page that is not in the cache (one statement beyond the principal).
 declare -A LIST_QUERY=(
     [list-a-first]="$Q_A"
@@ -841,7 +841,7 @@ OTHERS_DURING="$(awk -v d=$(((RUN_BUSY1 - RUN_BUSY0) - (RUN_OWN1 - RUN_OWN0))) \
     -v t="$TICKS" -v n="$(nproc)" 'BEGIN { v = 100 * d / (s * t * n); if (v < 0) v = 0; printf "%.0f\n", v }')"
 
 # ---------------------------------------------------------------------------------------------
-# Verdicts against SPEC §9, and the table
+# Verdicts against the budgets (docs/performance.md), and the table
 # ---------------------------------------------------------------------------------------------
 
 # ge A B / lt A B: numeric comparisons for the verdicts.
@@ -1024,7 +1024,7 @@ mix_routes() {
 
 phase report
 ARGON2_DESC="m=${KEEL_ARGON2_MEMORY_KIB:-65536} KiB, t=${KEEL_ARGON2_ITERATIONS:-3}, p=${KEEL_ARGON2_PARALLELISM:-4}, max concurrent ${KEEL_ARGON2_MAX_CONCURRENT:-$(($(nproc) > 1 ? $(nproc) - 1 : 1)) (default: CPUs - 1, at least 1)}"
-echo "### keel benchmark: SPEC §9 in one run ($(date -u '+%Y-%m-%d %H:%M UTC'), $BUILT_FROM)"
+echo "### keel benchmark: the performance budgets in one run ($(date -u '+%Y-%m-%d %H:%M UTC'), $BUILT_FROM)"
 echo
 if [[ "$QUICK" == 1 ]]; then
     echo "**BENCH_QUICK=1: a short debugging run (small data, ${DURATION} s rows). Not figures to quote.**"
@@ -1045,18 +1045,18 @@ echo '```'
 for c in "${COMMANDS[@]}"; do echo "$c"; done
 echo '```'
 echo
-echo "| row | scenario | requests/s | p50 | p95 | p99 | errors | statements / request | cache hit rate | peak RSS | reference | ratio | SPEC §9 budget | met? |"
+echo "| row | scenario | requests/s | p50 | p95 | p99 | errors | statements / request | cache hit rate | peak RSS | reference | ratio | budget | met? |"
 echo "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---|---:|---|---|"
 for r in "${ROWS[@]}"; do echo "$r"; done
 echo
 echo "- **Ratio**: the row's requests/s over its reference's, both measured in this run with the same connections and wrk threads; (a) for the cached reads and the warm page (the same JSON document), (b) for the uncached reads (a SELECT of the same table; the same random task ids for GET /tasks/{id}); for the peer's rows keel's requests/s over the peer's (see below)."
 echo "- **Statements / request**: keel's db_query_duration_seconds_count samples (/metrics) after the row minus before it — the outbox and webhook tables left out, as the statement-budget tests do — over the requests keel answered in the row by its own count (http_requests_total, /metrics left out). (b) runs one statement per request by construction."
-echo "- **Cached rows** (L1 hits): $(for d in project task profile page; do printf '%s %s of (a), ' "${DOC_ROUTE[$d]}" "${RATIO[cached-$d]}"; done | sed 's/, $//') — SPEC: ≥ 0.40 for single resources with p99 < 5 ms at 64 connections (here $CONNS), ≥ 0.25 for the first page of 25 tasks with labels, warm (here $PAGE_LIMIT)."
-echo "- **Uncached rows** come from a second keel started for them with KEEL_CACHE_LAYERS=none (same database, Redis and limiter): every answer reads the principal (session + user) and the resource from PostgreSQL — $(for n in uncached-project uncached-task uncached-profile; do printf '%s %s statements (%s of (b)), ' "${LABEL[$n]%%,*}" "${STMTS[$n]}" "${RATIO[$n]}"; done | sed 's/, $//'). The task-page rows (bench-tasks.sh's filter shapes (a) and (c), first page and deep cursor) run on that keel too: keel caches a project's pages per query, so on the main keel they would measure L1 hits, while SPEC §9's page budget (p99 < 20 ms at 1 connection, < 50 ms at 16) is about a page read from the database."
+echo "- **Cached rows** (L1 hits): $(for d in project task profile page; do printf '%s %s of (a), ' "${DOC_ROUTE[$d]}" "${RATIO[cached-$d]}"; done | sed 's/, $//') — budget: ≥ 0.40 for single resources with p99 < 5 ms at 64 connections (here $CONNS), ≥ 0.25 for the first page of 25 tasks with labels, warm (here $PAGE_LIMIT)."
+echo "- **Uncached rows** come from a second keel started for them with KEEL_CACHE_LAYERS=none (same database, Redis and limiter): every answer reads the principal (session + user) and the resource from PostgreSQL — $(for n in uncached-project uncached-task uncached-profile; do printf '%s %s statements (%s of (b)), ' "${LABEL[$n]%%,*}" "${STMTS[$n]}" "${RATIO[$n]}"; done | sed 's/, $//'). The task-page rows (bench-tasks.sh's filter shapes (a) and (c), first page and deep cursor) run on that keel too: keel caches a project's pages per query, so on the main keel they would measure L1 hits, while the page budget (p99 < 20 ms at 1 connection, < 50 ms at 16) is about a page read from the database."
 if [[ "$PEER" == 1 ]]; then
-    echo "- **Peer** (BENCH_PEER=1): a Loco $PEER_LOCO_VERSION application built by this script into $PEER_DIR (\`loco new --db postgres --bg async --assets none\`, \`cargo loco generate scaffold project 'name:string!' description:text status:string --api\`, \`cargo build --release\`; nothing of it in the repository), run with LOCO_ENV=production (its JSON logs at info to a file) on the same PostgreSQL (database $PEER_DB), pool $PEER_POOL connections, port $PEER_PORT; $PEER_PROJECTS projects created through its API, a user registered and logged in. Each peer row's reference is keel's same operation in this run — current user ↔ cached GET /auth/profile, project by id ↔ cached GET /projects/{id}, list ↔ GET /projects of a user owning $PEER_PROJECTS projects — and its ratio is keel / peer with keel as deployed (its cache on); in brackets keel with its cache off (the uncached rows) over the peer, which caches nothing. SPEC §9 aims at ≥ 2×."
+    echo "- **Peer** (BENCH_PEER=1): a Loco $PEER_LOCO_VERSION application built by this script into $PEER_DIR (\`loco new --db postgres --bg async --assets none\`, \`cargo loco generate scaffold project 'name:string!' description:text status:string --api\`, \`cargo build --release\`; nothing of it in the repository), run with LOCO_ENV=production (its JSON logs at info to a file) on the same PostgreSQL (database $PEER_DB), pool $PEER_POOL connections, port $PEER_PORT; $PEER_PROJECTS projects created through its API, a user registered and logged in. Each peer row's reference is keel's same operation in this run — current user ↔ cached GET /auth/profile, project by id ↔ cached GET /projects/{id}, list ↔ GET /projects of a user owning $PEER_PROJECTS projects — and its ratio is keel / peer with keel as deployed (its cache on); in brackets keel with its cache off (the uncached rows) over the peer, which caches nothing. The budget aims at ≥ 2×."
 fi
-echo "- **Login flood: the paced reader's p99 rose ${FLOOD_RATIO}×** ($(ms "$READER_P99_ALONE") alone → $(ms "$READER_P99_FLOOD") during the flood; SPEC: ≤ 2×). Flood: $(field flood ok) × 200, $(field flood s503) × 503 seen by wrk. keel's peak RSS during the flood $(mib "${HWM[flood]}") (VmHWM reset to the current RSS, $(mib "$RSS_BEFORE_FLOOD"), just before; sampled max $(mib "${RSSMAX[flood]}"); $(mib "$RSS_AFTER_FLOOD") 6 s after)."
+echo "- **Login flood: the paced reader's p99 rose ${FLOOD_RATIO}×** ($(ms "$READER_P99_ALONE") alone → $(ms "$READER_P99_FLOOD") during the flood; budget: ≤ 2×). Flood: $(field flood ok) × 200, $(field flood s503) × 503 seen by wrk. keel's peak RSS during the flood $(mib "${HWM[flood]}") (VmHWM reset to the current RSS, $(mib "$RSS_BEFORE_FLOOD"), just before; sampled max $(mib "${RSSMAX[flood]}"); $(mib "$RSS_AFTER_FLOOD") 6 s after)."
 echo "- **Mixed workload**: $(rps mix) requests/s over $MIX_DURATION s ($(field mix requests) answers); open connections on keel's port, sampled every 2 s from wrk's third second to two seconds before its end: min $MIX_OPEN_MIN, mean $MIX_OPEN_MEAN, max $MIX_OPEN_MAX ($MIX_OPEN_N samples); kernel accept-queue counters (system-wide) before: ${LISTEN_BEFORE:-?}, after: ${LISTEN_AFTER:-?}."
 echo "  keel's RSS: $(mib "$RSS_BEFORE_MIX") and $THREADS_BEFORE_MIX threads before the mix, peak $(mib "${HWM[mix]}"), $(mib "$RSS_AFTER_MIX") and $THREADS_AFTER_MIX threads 5 s after it. keel answered $MIX_KEEL_ANSWERS requests during the mix by its own count (http_requests_total; actix's own 408s are not counted there)."
 if ((MIX_OVERFLOWS > 0)); then
