@@ -118,11 +118,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Log lines go through a background writer: a request formats its line and hands it
-    // over, and never waits on stderr; the writer batches what queued up into one write.
-    // Nothing is dropped (it blocks when 128 Ki lines are waiting); `_flush` writes out what
-    // is left when `main` returns.
-    let (sink, _flush) = telemetry::background_writer(std::io::stderr());
+    // Log lines go through a background writer: a request appends its formatted line to a
+    // shared buffer and never waits on stderr; a thread writes each batch in one write.
+    // Nothing is dropped (writers wait when 8 MiB are waiting); `_flush` writes out what is
+    // left when `main` returns.
+    let (sink, _flush) = match telemetry::background_writer(std::io::stderr()) {
+        Ok(writer) => writer,
+        Err(e) => {
+            eprintln!("keel: cannot start the log writer: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if let Err(e) = telemetry::init(telemetry::subscriber(settings.log_format, sink)) {
         eprintln!("keel: cannot install the log subscriber: {e}");
         return ExitCode::FAILURE;

@@ -14,5 +14,7 @@ pub use caller::caller;
 pub use draining::{IN_FLIGHT_WAIT, InFlight, close_while_draining};
 pub use idempotency::{IDEMPOTENCY_KEY, IDEMPOTENCY_REPLAYED, Idempotency, idempotency};
 pub use rate_limit::{RateLimitPolicy, rate_limit};
-pub use request_context::{ContractBody, RequestId, X_REQUEST_ID as X_REQUEST_ID_HEADER, request_context};
+pub use request_context::{
+    ContractBody, RequestId, RoutePattern, X_REQUEST_ID as X_REQUEST_ID_HEADER, request_context,
+};
 pub use security_headers::{CarriesSecret, security_headers};

@@ -1,6 +1,7 @@
 //! One span, one log line, one metric sample and one request id per request; and the
 //! place where every error response is rendered into the contract's shape.
 
+use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::future::{Ready, ready};
 use std::time::Instant;
@@ -64,17 +65,11 @@ pub async fn request_context(
 
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let method = req.method().clone();
-    // The route pattern, never the raw path: bounded label cardinality, no ids in logs.
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
     let path = req.path().to_owned();
-    let span = tracing::info_span!(
-        "http_request",
-        request_id = %request_id,
-        method = %method,
-        route = %route,
-        status = tracing::field::Empty,
-        latency_ms = tracing::field::Empty,
-    );
+    // Only the request id lives on the span: every line logged while the request runs
+    // carries it. The rest goes on the one line logged at the end (recording fields on a
+    // span re-formats all of them).
+    let span = tracing::info_span!("http_request", request_id = %request_id);
 
     let response = match next.call(req).instrument(span.clone()).await {
         Ok(response) => response.map_into_boxed_body(),
@@ -84,11 +79,11 @@ pub async fn request_context(
             // uniquely while routing, so it cannot be kept aside), so it is counted and
             // passed on for actix to answer.
             let status = error.as_response_error().status_code().as_u16();
-            tracing::warn!(parent: &span, error = %error, status, "request failed in a middleware");
+            tracing::warn!(parent: &span, error = %error, status, method = %method, "request failed in a middleware");
             if let Some(state) = state {
                 state
                     .metrics
-                    .observe_http(method.as_str(), &route, status, started.elapsed());
+                    .observe_http(method.as_str(), UNMATCHED, status, started.elapsed());
             }
             return Err(error);
         }
@@ -109,12 +104,12 @@ pub async fn request_context(
 
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    span.record("status", status);
-    span.record("latency_ms", elapsed.as_secs_f64() * 1000.0);
+    let route = route_of(response.request());
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
     if status >= 500 {
-        tracing::warn!(parent: &span, "request failed");
+        tracing::warn!(parent: &span, method = %method, route = %route, status, latency_ms, "request failed");
     } else {
-        tracing::info!(parent: &span, "request completed");
+        tracing::info!(parent: &span, method = %method, route = %route, status, latency_ms, "request completed");
     }
     if let Some(state) = state {
         state
@@ -123,6 +118,25 @@ pub async fn request_context(
     }
     Ok(response)
 }
+
+/// The route label of requests no route matched.
+const UNMATCHED: &str = "unmatched";
+
+/// The pattern of the route that served `req` (`/api/v1/tasks/{id}`), never the raw path:
+/// bounded label cardinality, no ids in logs. Routes of the table carry it as resource data
+/// ([`RoutePattern`]); the few others (the document's viewer) are looked up in the router.
+fn route_of(req: &HttpRequest) -> Cow<'static, str> {
+    if let Some(pattern) = req.app_data::<RoutePattern>() {
+        return Cow::Borrowed(pattern.0);
+    }
+    req.match_pattern().map_or(Cow::Borrowed(UNMATCHED), Cow::Owned)
+}
+
+/// The path pattern of a route of the table, attached to its resource where it is
+/// registered (`crate::routes::configure`), so that naming a request's route costs no
+/// second walk through the router.
+#[derive(Debug, Clone, Copy)]
+pub struct RoutePattern(pub &'static str);
 
 /// `auth_failures_total{reason}`: the machine code of a refused authentication.
 fn auth_failure_reason(response: &ServiceResponse<BoxBody>) -> Option<&'static str> {

@@ -26,6 +26,7 @@ use utoipa::openapi::path::{HttpMethod, Operation};
 use utoipa::openapi::{RefOr, Schema};
 
 use crate::error::ApiError;
+use crate::middleware::RoutePattern;
 use crate::middleware::idempotency;
 
 /// What a route does besides its handler, declared on its table entry and applied where
@@ -266,7 +267,7 @@ pub fn endpoints() -> &'static [Endpoint] {
 /// flags' middleware), and a 405 with `Allow` for any other method.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let endpoints = endpoints();
-    let mut paths: Vec<&str> = Vec::new();
+    let mut paths: Vec<&'static str> = Vec::new();
     for e in endpoints {
         if !paths.contains(&e.path()) {
             paths.push(e.path());
@@ -279,7 +280,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .map(|e| e.method.as_str())
             .collect::<Vec<_>>()
             .join(", ");
-        let mut resource = web::resource(path);
+        let mut resource = web::resource(path).app_data(RoutePattern(path));
         for e in on_path {
             resource = resource.route(e.route());
         }

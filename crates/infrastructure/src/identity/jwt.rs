@@ -17,6 +17,9 @@ pub const ISSUER: &str = "keel";
 pub const AUDIENCE: &str = "keel-api";
 /// Clock skew tolerated between instances, in seconds.
 const LEEWAY_SECS: u64 = 5;
+/// How many verified access tokens are remembered, and for how long at most.
+const VERIFIED_CAPACITY: u64 = 16_384;
+const VERIFIED_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
@@ -34,6 +37,11 @@ struct Claims {
 }
 
 pub struct JwtTokenService {
+    /// Access tokens verified recently, by their exact text: a request presenting the same
+    /// token again skips the signature and the claims' parsing (a tenth of a cached read's
+    /// CPU). Only a byte-identical token hits, so nothing is accepted that was not verified
+    /// in full; expiry is still checked on every use.
+    verified: moka::sync::Cache<Box<str>, VerifiedAccess>,
     encoding: EncodingKey,
     /// The current secret first, then the previous ones.
     decoding: Vec<DecodingKey>,
@@ -61,6 +69,10 @@ impl JwtTokenService {
         validation.validate_nbf = true;
         validation.leeway = LEEWAY_SECS;
         Self {
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_CAPACITY)
+                .time_to_live(VERIFIED_FOR)
+                .build(),
             encoding: EncodingKey::from_secret(secret),
             decoding: vec![DecodingKey::from_secret(secret)],
             validation,
@@ -98,6 +110,25 @@ impl JwtTokenService {
             }
         }
         Err(TokenError::Invalid)
+    }
+
+    /// Checks an access token's signature and claims.
+    fn verify_access_in_full(&self, token: &str) -> Result<VerifiedAccess, TokenError> {
+        let c = self.verify(token, "access")?;
+        let role = c
+            .role
+            .as_deref()
+            .and_then(|r| Role::parse(r, "role").ok())
+            .ok_or(TokenError::Invalid)?;
+        let expires_at = DateTime::from_timestamp(c.exp, 0).ok_or(TokenError::Invalid)?;
+        Ok(VerifiedAccess {
+            claims: AccessClaims {
+                user_id: c.sub,
+                session_id: c.sid,
+                role,
+            },
+            expires_at,
+        })
     }
 
     fn verify(&self, token: &str, typ: &str) -> Result<Claims, TokenError> {
@@ -144,21 +175,18 @@ impl TokenService for JwtTokenService {
     }
 
     fn verify_access(&self, token: &str) -> Result<VerifiedAccess, TokenError> {
-        let c = self.verify(token, "access")?;
-        let role = c
-            .role
-            .as_deref()
-            .and_then(|r| Role::parse(r, "role").ok())
-            .ok_or(TokenError::Invalid)?;
-        let expires_at = DateTime::from_timestamp(c.exp, 0).ok_or(TokenError::Invalid)?;
-        Ok(VerifiedAccess {
-            claims: AccessClaims {
-                user_id: c.sub,
-                session_id: c.sid,
-                role,
-            },
-            expires_at,
-        })
+        if let Some(verified) = self.verified.get(token) {
+            let leeway = Duration::seconds(i64::try_from(LEEWAY_SECS).unwrap_or(0));
+            return if Utc::now() > verified.expires_at + leeway {
+                self.verified.invalidate(token);
+                Err(TokenError::Expired)
+            } else {
+                Ok(verified)
+            };
+        }
+        let verified = self.verify_access_in_full(token)?;
+        self.verified.insert(token.into(), verified);
+        Ok(verified)
     }
 
     fn verify_refresh(&self, token: &str) -> Result<RefreshClaims, TokenError> {
@@ -377,5 +405,32 @@ mod tests {
         let rotated = service().with_previous_secrets([OLD]);
         assert_eq!(rotated.verify_access(&stale), Err(TokenError::Expired));
         assert_eq!(service().verify_access(&stale), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires_and_only_the_exact_text_is_remembered() {
+        let service = service();
+        let (token, _) = service.issue_access(&access(), Utc::now());
+        let first = service.verify_access(&token).unwrap();
+        assert_eq!(
+            service.verify_access(&token).unwrap(),
+            first,
+            "the second use hits the memo"
+        );
+
+        // One character changed in the signature: a different text, verified in full.
+        let mut forged = token.clone();
+        let last = forged.pop().unwrap();
+        forged.push(if last == 'A' { 'B' } else { 'A' });
+        assert_eq!(service.verify_access(&forged), Err(TokenError::Invalid));
+
+        // A remembered token past its expiry (and the leeway) is refused and forgotten.
+        let stale = VerifiedAccess {
+            expires_at: Utc::now() - Duration::seconds(6),
+            ..first
+        };
+        service.verified.insert(token.as_str().into(), stale);
+        assert_eq!(service.verify_access(&token), Err(TokenError::Expired));
+        assert!(service.verified.get(token.as_str()).is_none());
     }
 }
