@@ -265,6 +265,11 @@ pub fn endpoints() -> &'static [Endpoint] {
 
 /// Registers the table: one resource per path, its methods as guarded routes (with their
 /// flags' middleware), and a 405 with `Allow` for any other method.
+///
+/// Paths under `/api/v1/<collection>` are grouped in one scope per collection: the router
+/// compares a static prefix to pick the scope and then tries only that collection's
+/// patterns, instead of matching the request against every pattern of the table in turn.
+/// A path no resource of its scope matches falls through to the app's default (404).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let endpoints = endpoints();
     let mut paths: Vec<&'static str> = Vec::new();
@@ -273,23 +278,66 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             paths.push(e.path());
         }
     }
+    let mut scopes: Vec<(&'static str, Vec<actix_web::Resource>)> = Vec::new();
     for path in paths {
-        let on_path: Vec<&Endpoint> = endpoints.iter().filter(|e| e.path() == path).collect();
-        let allow = on_path
-            .iter()
-            .map(|e| e.method.as_str())
-            .collect::<Vec<_>>()
-            .join(", ");
-        let mut resource = web::resource(path).app_data(RoutePattern(path));
-        for e in on_path {
-            resource = resource.route(e.route());
+        let methods = resource_of(endpoints, path);
+        match scope_of(path) {
+            Some((prefix, rest)) => {
+                let resource = resource_at(rest, path, methods);
+                match scopes.iter_mut().find(|(p, _)| *p == prefix) {
+                    Some((_, resources)) => resources.push(resource),
+                    None => scopes.push((prefix, vec![resource])),
+                }
+            }
+            None => {
+                cfg.service(resource_at(path, path, methods));
+            }
         }
-        resource = resource.default_service(web::to(move || {
-            let allow = allow.clone();
-            async move { method_not_allowed(&allow) }
-        }));
-        cfg.service(resource);
     }
+    for (prefix, resources) in scopes {
+        let scope = resources
+            .into_iter()
+            .fold(web::scope(prefix), |scope, resource| scope.service(resource));
+        cfg.service(scope);
+    }
+}
+
+/// The scope of a path under the API's base (`/api/v1/tasks/{id}` → `/api/v1/tasks` and
+/// `/{id}`); `None` for paths outside it.
+fn scope_of(path: &'static str) -> Option<(&'static str, &'static str)> {
+    let base = "/api/v1/";
+    let rest = path.strip_prefix(base)?;
+    let end = base.len() + rest.find('/').unwrap_or(rest.len());
+    let (prefix, rest) = path.split_at(end);
+    // A collection named by a parameter cannot be a static prefix.
+    (!prefix.contains('{')).then_some((prefix, rest))
+}
+
+/// The methods served at `path`, and the `Allow` list of its 405.
+fn resource_of(endpoints: &'static [Endpoint], path: &'static str) -> (Vec<&'static Endpoint>, String) {
+    let on_path: Vec<&Endpoint> = endpoints.iter().filter(|e| e.path() == path).collect();
+    let allow = on_path
+        .iter()
+        .map(|e| e.method.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    (on_path, allow)
+}
+
+/// The resource at `at` (relative to its scope) serving `path`'s methods.
+fn resource_at(
+    at: &'static str,
+    path: &'static str,
+    (on_path, allow): (Vec<&'static Endpoint>, String),
+) -> actix_web::Resource {
+    let mut resource = web::resource(at).app_data(RoutePattern(path));
+    for e in on_path {
+        resource = resource.route(e.route());
+    }
+    resource.default_service(web::to(move || {
+        let allow = allow.clone();
+        async move { method_not_allowed(&allow) }
+    }))
 }
 
 fn method_not_allowed(allow: &str) -> HttpResponse {
@@ -320,6 +368,13 @@ mod tests {
             "replaying it would mean storing the signing secret",
         ),
     ];
+
+    #[test]
+    fn paths_under_the_base_are_grouped_by_their_collection() {
+        assert_eq!(scope_of("/api/v1/tasks/{id}"), Some(("/api/v1/tasks", "/{id}")));
+        assert_eq!(scope_of("/api/v1/projects"), Some(("/api/v1/projects", "")));
+        assert_eq!(scope_of("/health"), None);
+    }
 
     #[test]
     fn every_annotation_declares_one_method() {
