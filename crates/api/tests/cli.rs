@@ -314,6 +314,36 @@ fn logs_never_hold_passwords_tokens_or_full_emails() {
         ] {
             assert!(!log.contains(secret), "{format} log holds {secret}:\n{log}");
         }
+        if format == "json" {
+            // One access line per request: method, route pattern, status and latency on the
+            // line, the request id on its span.
+            let lines: Vec<serde_json::Value> = log
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|l| l["fields"]["message"] == "request completed")
+                .collect();
+            let of = |route: &str| -> Vec<&serde_json::Value> {
+                lines.iter().filter(|l| l["fields"]["route"] == route).collect()
+            };
+            let profile = of("/api/v1/auth/profile");
+            assert_eq!(profile.len(), 1, "one line for the one profile read:\n{log}");
+            assert_eq!(profile[0]["fields"]["method"], "GET");
+            assert_eq!(profile[0]["fields"]["status"], 200);
+            assert!(
+                profile[0]["fields"]["latency_ms"]
+                    .as_f64()
+                    .is_some_and(|ms| ms >= 0.0)
+            );
+            assert!(
+                profile[0]["span"]["request_id"]
+                    .as_str()
+                    .is_some_and(|id| !id.is_empty())
+            );
+            let logins = of("/api/v1/auth/login");
+            assert_eq!(logins.len(), 1, "{log}");
+            assert_eq!(logins[0]["fields"]["status"], 401);
+            assert_eq!(of("/api/v1/auth/refresh").len(), 1, "{log}");
+        }
     }
 }
 
