@@ -1,6 +1,7 @@
 //! Tasks: create (numbered per project), read by id or `KEY-12`, change, delete, and the
 //! filtered, sorted, cursor-paginated lists of one project or of all the caller's projects.
 
+use futures::TryFutureExt;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
@@ -204,22 +205,22 @@ pub async fn create_task(
         completed_at: (status == TaskStatus::Done).then_some(now),
         version: 1,
     };
-    let change = ports.change(
-        meta,
-        principal,
-        Some(Permission::WriteTasks),
-        EventType::TaskCreated,
-        project_id,
-        task.id,
-        json!({ "title": task.title.as_str() }),
-        serde_json::Value::Null,
-    );
+    // The store completes the event's data (the task's number).
+    let change = ports
+        .change(meta, principal, EventType::TaskCreated, project_id)
+        .resource(task.id)
+        .needs(Permission::WriteTasks)
+        .details(json!({ "title": task.title.as_str() }))
+        .build();
     let stored = ports
-        .tasks
-        .create(&NewTask { task, label_ids }, &change, task_data)
-        .await
-        .map_err(not_found_as("project"))?;
-    ports.forget_tasks(project_id, &[]).await;
+        .commit(
+            &change,
+            ports
+                .tasks
+                .create(&NewTask { task, label_ids }, &change, task_data)
+                .map_err(not_found_as("project")),
+        )
+        .await?;
     Ok(TaskView::from(&stored))
 }
 
@@ -326,25 +327,23 @@ pub async fn update_task(
             let expected = task.version;
             task.version += 1;
             task.updated_at = now;
-            let change = ports.change(
-                meta,
-                principal,
-                Some(Permission::WriteTasks),
-                EventType::TaskUpdated,
-                task.project_id,
-                task.id,
-                json!({ "changed": changed, "version": task.version }),
-                task_data(&task),
-            );
+            let change = ports
+                .change(meta, principal, EventType::TaskUpdated, task.project_id)
+                .resource(task.id)
+                .needs(Permission::WriteTasks)
+                .details(json!({ "changed": changed, "version": task.version }))
+                .data(task_data(&task))
+                .build();
             let ids = new_labels.and(label_ids);
             let saved = ports
-                .tasks
-                .update(&task, ids.as_deref(), expected, &change)
-                .await
-                .map_err(not_found_as("task"))?;
-            if saved {
-                ports.forget_tasks(task.project_id, &[task.id]).await;
-            }
+                .commit(
+                    &change,
+                    ports
+                        .tasks
+                        .update(&task, ids.as_deref(), expected, &change)
+                        .map_err(not_found_as("task")),
+                )
+                .await?;
             Ok(saved.then(|| TaskView::from(&task)))
         }
     })
@@ -359,23 +358,19 @@ pub async fn delete_task(
 ) -> Result<(), AppError> {
     let (task, _) = reach_task(ports, principal, id_or_identifier, Permission::WriteTasks).await?;
     let id = task.id;
-    let change = ports.change(
-        meta,
-        principal,
-        Some(Permission::WriteTasks),
-        EventType::TaskDeleted,
-        task.project_id,
-        id,
-        json!({ "identifier": task.identifier(), "title": task.title.as_str() }),
-        json!({ "id": id, "identifier": task.identifier() }),
-    );
+    let change = ports
+        .change(meta, principal, EventType::TaskDeleted, task.project_id)
+        .resource(id)
+        .needs(Permission::WriteTasks)
+        .details(json!({ "identifier": task.identifier(), "title": task.title.as_str() }))
+        .data(json!({ "id": id, "identifier": task.identifier() }))
+        .build();
     ports
-        .tasks
-        .delete(id, &change)
+        .commit(
+            &change,
+            ports.tasks.delete(id, &change).map_err(not_found_as("task")),
+        )
         .await
-        .map_err(not_found_as("task"))?;
-    ports.forget_tasks(task.project_id, &[id]).await;
-    Ok(())
 }
 
 /// The tasks of one project.

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use keel_domain::audit::AuditEntry;
+use keel_domain::audit::{AuditEntry, Authority};
 use keel_domain::events::EventType;
 use keel_domain::identity::Principal;
 use keel_domain::text::{self, TextRule};
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{TrackingPorts, authority, check, not_found_as, validated};
+use super::{TrackingPorts, check, not_found_as, validated};
 use crate::AppError;
 use crate::context::RequestMeta;
 use crate::pagination::{CursorPage, CursorRequest, Page, PageRequest};
@@ -238,7 +238,7 @@ fn entry(
         ip: meta.ip.clone(),
         details: Some(details),
         restricted,
-        authority: Some(authority(principal, Permission::Administer)),
+        authority: Some(Authority::of(principal, Permission::Administer)),
     }
 }
 
