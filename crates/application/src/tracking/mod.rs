@@ -16,7 +16,6 @@ pub mod members;
 pub mod projects;
 pub mod tasks;
 pub mod views;
-pub mod webhooks;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
