@@ -14,3 +14,30 @@ mod outbox;
 mod projects;
 mod tasks;
 mod writes;
+
+/// Every `.rs` file beside this one is a module of this binary: a scenario file that is not
+/// declared here would never compile or run, and nothing else would say so.
+#[test]
+fn every_scenario_file_is_declared_as_a_module() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tracking_store");
+    let main = std::fs::read_to_string(dir.join("main.rs")).unwrap();
+    let declared: std::collections::BTreeSet<&str> = main
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("mod ")?.strip_suffix(';'))
+        .collect();
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        if path.extension().is_some_and(|e| e == "rs") && stem != "main" {
+            files += 1;
+            assert!(
+                declared.contains(stem),
+                "tests/tracking_store/{stem}.rs is not declared (`mod {stem};`) in main.rs"
+            );
+        }
+    }
+    assert!(files >= 9, "{files} files");
+}
