@@ -5,6 +5,7 @@
 // Tests: a failed set-up is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod activity;
 mod comments;
 mod common;
 mod labels;
@@ -39,5 +40,27 @@ fn every_scenario_file_is_declared_as_a_module() {
             );
         }
     }
-    assert!(files >= 9, "{files} files");
+    assert!(files >= 10, "{files} files");
+}
+
+/// Every tracking store (`src/tracking/<resource>.rs`) has its scenarios here, in
+/// `<resource>.rs`: a new store without them fails.
+#[test]
+fn every_tracking_store_has_its_scenarios() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut stores = 0;
+    for entry in std::fs::read_dir(root.join("src/tracking")).unwrap() {
+        let path = entry.unwrap().path();
+        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        if path.extension().is_some_and(|e| e == "rs") && stem != "mod" {
+            stores += 1;
+            assert!(
+                root.join(format!("tests/tracking_store/{stem}.rs")).is_file(),
+                "src/tracking/{stem}.rs has no scenarios: add tests/tracking_store/{stem}.rs"
+            );
+        }
+    }
+    assert!(stores >= 6, "{stores} stores");
 }
