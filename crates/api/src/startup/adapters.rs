@@ -2,12 +2,32 @@
 //! shared Redis work (rate limiter, cache), the event bus, the outbox dispatcher and the
 //! webhook sender.
 
+use std::sync::Arc;
+
+use keel_application::cache::{Cache, NoCache};
+use keel_application::events::EventBus;
+use keel_domain::health::CacheProbe;
+use keel_domain::rate_limit::RateLimiter;
+use keel_infrastructure::cache::redis::{RedisTier, RedisTierProbe};
+use keel_infrastructure::cache::{L1Settings, TieredCache};
+use keel_infrastructure::events::{Dispatcher, DispatcherSettings, InProcessBus, Outbox, RedisBus};
+use keel_infrastructure::health::InProcessCacheProbe;
+use keel_infrastructure::rate_limit::{InProcessRateLimiter, RedisRateLimiter};
+use keel_infrastructure::redis::{Pool, SharedConnection, create_pool};
+use keel_infrastructure::webhooks::breaker::BreakerPolicy;
+use keel_infrastructure::webhooks::sender::{Sender, SenderSettings};
+use keel_infrastructure::webhooks::store::DeliveryQueue;
+use keel_infrastructure::webhooks::{ClientSettings, SecretBox, WebhookClient};
+use keel_infrastructure::{Database, Metrics, migrate};
+use secrecy::ExposeSecret;
+use tokio::task::JoinHandle;
+
+use crate::config::Settings;
+
 use super::*;
 
 /// The task that keeps a Redis channel subscribed (none without Redis).
 type Subscriber = Option<JoinHandle<()>>;
-use keel_infrastructure::redis::Pool;
-use tokio::task::JoinHandle;
 
 /// The requests' pool (migrated first, when `KEEL_AUTO_MIGRATE` says so) and the main
 /// runtime's own (see [`Database::background`]).

@@ -1,11 +1,33 @@
 //! The HTTP listeners: the API's (its middleware stack, routes, docs and graceful
 //! shutdown) and the optional one of `/metrics` alone.
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use actix_cors::Cors;
+use actix_web::dev::Server;
+use actix_web::http::header::{self, HeaderName};
+use actix_web::middleware::{Condition, from_fn};
+use actix_web::{App, HttpResponse, HttpServer, web};
+use secrecy::ExposeSecret;
+use tokio::sync::watch;
+use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
+
+use crate::config::Settings;
+use crate::extract::{json_config, path_config, payload_config, query_config};
+use crate::listener::{self, ListenerControl};
+use crate::middleware::{
+    IN_FLIGHT_WAIT, InFlight, X_REQUEST_ID_HEADER, caller, close_while_draining, rate_limit, request_context,
+    security_headers,
+};
+use crate::routes;
+use crate::routes::ops::MetricsAccess;
+use crate::state::AppState;
+
 use super::*;
 
 /// The listener of `/metrics` alone, with its port.
 type MetricsListener = Option<(Server, u16)>;
-use std::net::SocketAddr;
 
 /// The API's server on `settings.bind`: its middleware stack around the route table, the
 /// docs, and the graceful shutdown; answers it with the address it bound.

@@ -4,61 +4,25 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_cors::Cors;
 use actix_web::dev::Server;
 pub use actix_web::dev::ServerHandle;
-use actix_web::http::header::{self, HeaderName};
-use actix_web::middleware::{Condition, from_fn};
-use actix_web::{App, HttpResponse, HttpServer, web};
-use keel_application::cache::{Cache, NoCache};
-use keel_application::events::EventBus;
-use keel_application::identity::IdentityPorts;
+use actix_web::web;
 use keel_application::readiness::CheckReadiness;
-use keel_application::tracking::TrackingPorts;
 use keel_domain::StoreError;
-use keel_domain::health::CacheProbe;
 use keel_domain::identity::ports::HashError;
-use keel_domain::rate_limit::{Quota, RateLimiter};
-use keel_infrastructure::audit::SeaOrmAuditLog;
-use keel_infrastructure::cache::redis::{RedisTier, RedisTierProbe};
-use keel_infrastructure::cache::{L1Settings, TieredCache};
-use keel_infrastructure::clock::SystemClock;
-use keel_infrastructure::events::{Dispatcher, DispatcherSettings, InProcessBus, Outbox, RedisBus};
-use keel_infrastructure::health::{InProcessCacheProbe, SqlDatabaseProbe};
+use keel_infrastructure::health::SqlDatabaseProbe;
 use keel_infrastructure::idempotency::{PurgeTask, SeaOrmIdempotencyStore};
-use keel_infrastructure::identity::jwt::JwtTokenService;
-use keel_infrastructure::identity::metrics::SqlUserMetricsQuery;
-use keel_infrastructure::identity::password::{Argon2Hasher, HashSettings};
-use keel_infrastructure::identity::sessions::SeaOrmSessionRepository;
-use keel_infrastructure::identity::users::SeaOrmUserRepository;
-use keel_infrastructure::rate_limit::{InProcessRateLimiter, RedisRateLimiter};
-use keel_infrastructure::redis::{RedisError, SharedConnection, create_pool};
-use keel_infrastructure::tracking::{
-    SeaOrmCommentRepository, SeaOrmLabelRepository, SeaOrmMemberRepository, SeaOrmProjectRepository,
-    SeaOrmTaskRepository,
-};
-use keel_infrastructure::webhooks::breaker::BreakerPolicy;
-use keel_infrastructure::webhooks::policy::{AddressPolicy, SealedSecrets};
-use keel_infrastructure::webhooks::sender::{Sender, SenderSettings};
-use keel_infrastructure::webhooks::store::{DeliveryQueue, SeaOrmWebhookRepository};
-use keel_infrastructure::webhooks::{ClientSettings, SecretBox, WebhookClient, parse_key};
-use keel_infrastructure::{Database, DbSettings, Metrics, migrate};
+use keel_infrastructure::redis::{RedisError, create_pool};
+use keel_infrastructure::{Database, DbSettings, Metrics};
 use secrecy::ExposeSecret;
 use tokio::sync::watch;
-use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::config::StreamSettings;
 use crate::config::{JwtSecret, Settings};
-use crate::extract::{json_config, path_config, payload_config, query_config};
-use crate::listener::{self, ListenerControl};
-use crate::middleware::{
-    IN_FLIGHT_WAIT, Idempotency, InFlight, RateLimitPolicy, X_REQUEST_ID_HEADER, caller,
-    close_while_draining, rate_limit, request_context, security_headers,
-};
-use crate::routes::ops::MetricsAccess;
+use crate::middleware::{Idempotency, InFlight, RateLimitPolicy};
+use crate::openapi;
 use crate::state::AppState;
 use crate::stream_slots::StreamSlots;
-use crate::{openapi, routes};
 
 mod adapters;
 mod http;
@@ -85,7 +49,7 @@ const SENDER_POLL: Duration = Duration::from_millis(500);
 /// caps it at `net.core.somaxconn`.
 const LISTEN_BACKLOG: i32 = 4096;
 /// How long the listener is given, after it stops taking new connections at shutdown, to
-/// accept those the kernel completed before (see [`listener`]).
+/// accept those the kernel completed before (see [`crate::listener`]).
 const ACCEPT_SETTLE: Duration = Duration::from_millis(200);
 
 /// How long shutdown waits for the outbox dispatcher's last pass.

@@ -1,5 +1,31 @@
 //! The use cases' ports on the production adapters.
 
+use std::sync::Arc;
+
+use keel_application::cache::Cache;
+use keel_application::identity::IdentityPorts;
+use keel_application::tracking::TrackingPorts;
+use keel_domain::rate_limit::Quota;
+use keel_infrastructure::Database;
+use keel_infrastructure::audit::SeaOrmAuditLog;
+use keel_infrastructure::clock::SystemClock;
+use keel_infrastructure::identity::jwt::JwtTokenService;
+use keel_infrastructure::identity::metrics::SqlUserMetricsQuery;
+use keel_infrastructure::identity::password::{Argon2Hasher, HashSettings};
+use keel_infrastructure::identity::sessions::SeaOrmSessionRepository;
+use keel_infrastructure::identity::users::SeaOrmUserRepository;
+use keel_infrastructure::rate_limit::InProcessRateLimiter;
+use keel_infrastructure::tracking::{
+    SeaOrmCommentRepository, SeaOrmLabelRepository, SeaOrmMemberRepository, SeaOrmProjectRepository,
+    SeaOrmTaskRepository,
+};
+use keel_infrastructure::webhooks::policy::{AddressPolicy, SealedSecrets};
+use keel_infrastructure::webhooks::store::SeaOrmWebhookRepository;
+use keel_infrastructure::webhooks::{SecretBox, parse_key};
+use secrecy::ExposeSecret;
+
+use crate::config::{JwtSecret, Settings};
+
 use super::*;
 
 /// The identity use cases' ports on the production adapters, reading through `cache`, with
