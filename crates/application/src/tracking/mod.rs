@@ -6,6 +6,12 @@
 //! the project gets 404 for the project and everything in it (existence is not leaked), a
 //! member whose role lacks the permission gets 403, and instance admins act as owners.
 //! Handlers in the api crate do no authorization of their own.
+//!
+//! # Changes
+//! Every write describes its change with [`TrackingPorts::change`] (a builder of the
+//! domain `Change`: audit entry and event) and hands the store write to
+//! [`TrackingPorts::commit`], which invalidates what the change made stale; the rule per
+//! event type is in `invalidation`.
 
 pub mod activity;
 pub mod comments;
@@ -50,8 +56,8 @@ pub struct TrackingPorts {
     pub activity: Arc<dyn ActivityFeed>,
     pub users: Arc<dyn UserRepository>,
     pub clock: Arc<dyn Clock>,
-    /// Projects, roles, tasks and project lists as the reads see them; every write below
-    /// invalidates what it changed.
+    /// Projects, roles, tasks and project lists as the reads see them; every write,
+    /// committed through [`TrackingPorts::commit`], invalidates what its change made stale.
     pub cache: Arc<dyn Cache>,
     pub webhooks: Arc<dyn WebhookRepository>,
     /// Checks webhook URLs (scheme, resolved addresses) when they are set.
