@@ -153,7 +153,9 @@ def report(ok, line, detail=""):
 
 # Variables keel reads (its configuration parser) plus RUST_LOG: a misspelt name is ignored
 # by keel, so it is caught here.
-known = set(re.findall(r'get\("([A-Z0-9_]+)"\)', open("crates/api/src/config.rs").read()))
+known = set()
+for path in sorted(glob.glob("crates/api/src/config/*.rs")):
+    known |= set(re.findall(r'get\("([A-Z0-9_]+)"\)', open(path).read()))
 known |= {"RUST_LOG"}
 
 section = sys.argv[1]

@@ -6,7 +6,7 @@ use keel_application::pagination::{CursorInfo, CursorPage, CursorRequest, Page, 
 use keel_application::tracking::views::{
     ActivityView, CommentView, LabelView, MemberView, ProjectView, TaskView,
 };
-use keel_application::tracking::webhooks::{DeliveryView, WebhookView};
+use keel_application::webhooks::{DeliveryView, WebhookView};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use utoipa::{IntoParams, ToSchema};

@@ -12,5 +12,6 @@ pub mod identity;
 pub mod pagination;
 pub mod readiness;
 pub mod tracking;
+pub mod webhooks;
 
 pub use error::AppError;

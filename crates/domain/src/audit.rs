@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::StoreError;
+use crate::identity::Principal;
 use crate::tracking::{Permission, ProjectRole};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +70,16 @@ pub enum Authority {
 }
 
 impl Authority {
+    /// The authority `principal` exercises with `permission`: an instance admin's account,
+    /// or a membership role.
+    pub fn of(principal: &Principal, permission: Permission) -> Self {
+        if principal.is_admin() {
+            Self::InstanceAdmin
+        } else {
+            Self::Member(permission)
+        }
+    }
+
     /// The project roles that hold a [`Authority::Member`] authority (none for an instance
     /// admin's: that one is about the account, not a membership).
     pub fn roles(self) -> Vec<ProjectRole> {

@@ -11,7 +11,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
-use crate::audit::AuditEntry;
+use crate::audit::{AuditEntry, Authority};
+use crate::identity::Principal;
+use crate::tracking::Permission;
 
 /// Declares [`EventType`] from one list of `Variant => "name"`: the enum, [`EventType::ALL`]
 /// and [`EventType::as_str`] are all generated from it, so a new variant cannot be missing
@@ -142,6 +144,58 @@ impl Change {
         }
     }
 
+    /// Starts a change of `event_type` in `project_id`, made by `actor` at `at`; the
+    /// [`ChangeBuilder`] names the rest: `Change::by(actor, EventType::TaskUpdated,
+    /// project_id, now).resource(task.id).needs(Permission::WriteTasks).details(..)
+    /// .data(..).build()`.
+    pub fn by(
+        actor: &Principal,
+        event_type: EventType,
+        project_id: Uuid,
+        at: DateTime<Utc>,
+    ) -> ChangeBuilder {
+        ChangeBuilder {
+            audit: AuditEntry {
+                id: Uuid::now_v7(),
+                occurred_at: at,
+                actor_id: Some(actor.user_id),
+                action: event_type.as_str().to_owned(),
+                resource_type: event_type.resource().to_owned(),
+                resource_id: None,
+                project_id: Some(project_id),
+                request_id: None,
+                ip: None,
+                details: None,
+                restricted: None,
+                authority: None,
+            },
+            actor: *actor,
+            event_type,
+            project_id,
+            data: serde_json::Value::Null,
+            also_to: Vec::new(),
+        }
+    }
+
+    /// The type of the change's event.
+    pub fn event_type(&self) -> EventType {
+        self.event.event.event_type
+    }
+
+    /// The project the change is in.
+    pub fn project_id(&self) -> Uuid {
+        self.event.event.project_id
+    }
+
+    /// The id of the resource the change is about (the task of `task.updated`, the user of
+    /// `member.removed`), when it is a UUID.
+    pub fn resource_id(&self) -> Option<Uuid> {
+        self.audit
+            .resource_id
+            .as_deref()
+            .and_then(|id| Uuid::parse_str(id).ok())
+    }
+
     /// Also delivers the event to `users`, member or not.
     #[must_use]
     pub fn also_to(mut self, users: Vec<Uuid>) -> Self {
@@ -155,6 +209,64 @@ impl Change {
         let mut change = self.clone();
         change.event.event.data = data;
         change
+    }
+}
+
+/// A [`Change`] being described; see [`Change::by`].
+#[derive(Debug, Clone)]
+#[must_use = "a change is recorded only once built and written"]
+pub struct ChangeBuilder {
+    audit: AuditEntry,
+    actor: Principal,
+    event_type: EventType,
+    project_id: Uuid,
+    data: serde_json::Value,
+    also_to: Vec<Uuid>,
+}
+
+impl ChangeBuilder {
+    /// The resource the change is about.
+    pub fn resource(mut self, id: Uuid) -> Self {
+        self.audit.resource_id = Some(id.to_string());
+        self
+    }
+
+    /// The permission the change was authorized with: the store writes the change only if
+    /// the actor still holds it when its transaction commits. Without it, nothing beyond
+    /// being signed in is needed (as for creating a project).
+    pub fn needs(mut self, permission: Permission) -> Self {
+        self.audit.authority = Some(Authority::of(&self.actor, permission));
+        self
+    }
+
+    /// The request the change came with (for the audit log).
+    pub fn request(mut self, request_id: Option<String>, ip: Option<String>) -> Self {
+        self.audit.request_id = request_id;
+        self.audit.ip = ip;
+        self
+    }
+
+    /// What changed, for every member to read in the activity feed.
+    pub fn details(mut self, details: serde_json::Value) -> Self {
+        self.audit.details = Some(details);
+        self
+    }
+
+    /// The resource after the change as the API shows it (for deletions, its id): the
+    /// event's `data`. Left out, it is `null` (a store completing what only it knows).
+    pub fn data(mut self, data: serde_json::Value) -> Self {
+        self.data = data;
+        self
+    }
+
+    /// Also delivers the event to `users`, member or not (see [`Envelope::also_to`]).
+    pub fn also_to(mut self, users: Vec<Uuid>) -> Self {
+        self.also_to = users;
+        self
+    }
+
+    pub fn build(self) -> Change {
+        Change::new(self.audit, self.event_type, self.project_id, self.data).also_to(self.also_to)
     }
 }
 
@@ -183,6 +295,58 @@ mod tests {
             assert!(!resource.is_empty() && !action.is_empty(), "{name}");
             assert!(name.chars().all(|c| c.is_ascii_lowercase() || c == '.'), "{name}");
         }
+    }
+
+    #[test]
+    fn the_builder_fills_the_audit_entry_and_the_event_alike() {
+        use crate::identity::Role;
+        let at = Utc::now();
+        let mut actor = Principal {
+            user_id: Uuid::from_u128(2),
+            session_id: Uuid::from_u128(4),
+            role: Role::User,
+            expires_at: at,
+        };
+        let (project, task) = (Uuid::from_u128(3), Uuid::from_u128(5));
+        let change = Change::by(&actor, EventType::TaskUpdated, project, at)
+            .resource(task)
+            .needs(Permission::WriteTasks)
+            .request(Some("req".into()), Some("10.0.0.1".into()))
+            .details(serde_json::json!({"changed": ["title"]}))
+            .data(serde_json::json!({"id": task}))
+            .also_to(vec![Uuid::from_u128(9)])
+            .build();
+        let audit = &change.audit;
+        assert_eq!(audit.id, change.event.event.id);
+        assert_eq!((audit.occurred_at, change.event.event.occurred_at), (at, at));
+        assert_eq!(audit.actor_id, Some(actor.user_id));
+        assert_eq!(change.event.event.actor_id, Some(actor.user_id));
+        assert_eq!(
+            (audit.action.as_str(), audit.resource_type.as_str()),
+            ("task.updated", "task")
+        );
+        assert_eq!(audit.project_id, Some(project));
+        assert_eq!(change.project_id(), project);
+        assert_eq!(change.resource_id(), Some(task));
+        assert_eq!(change.event_type(), EventType::TaskUpdated);
+        assert_eq!(audit.authority, Some(Authority::Member(Permission::WriteTasks)));
+        assert_eq!(audit.request_id.as_deref(), Some("req"));
+        assert_eq!(audit.ip.as_deref(), Some("10.0.0.1"));
+        assert_eq!(audit.details, Some(serde_json::json!({"changed": ["title"]})));
+        assert_eq!(change.event.event.data, serde_json::json!({"id": task}));
+        assert_eq!(change.event.also_to, vec![Uuid::from_u128(9)]);
+
+        actor.role = Role::Admin;
+        let by_admin = Change::by(&actor, EventType::ProjectCreated, project, at).build();
+        assert_eq!(
+            by_admin.audit.authority, None,
+            "nothing needed, nothing re-checked"
+        );
+        assert_eq!(by_admin.event.event.data, serde_json::Value::Null);
+        let by_admin = Change::by(&actor, EventType::ProjectDeleted, project, at)
+            .needs(Permission::Own)
+            .build();
+        assert_eq!(by_admin.audit.authority, Some(Authority::InstanceAdmin));
     }
 
     #[test]

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
+/// The pool [`create_pool`] makes.
+pub use deadpool_redis::Pool;
+use deadpool_redis::{Config, PoolConfig, Runtime, Timeouts};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {

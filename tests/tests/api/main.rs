@@ -51,3 +51,33 @@ fn every_test_file_is_declared_as_a_module() {
     }
     assert!(files >= 10, "{files} files");
 }
+
+/// Every tag of the API document (a resource, or a group of routes) has its black-box tests
+/// in `tests/api/<tag>.rs`: a new resource without them fails.
+#[test]
+fn every_tag_of_the_document_has_a_test_file() {
+    /// Tags whose tests carry another name.
+    const FILE_OF: [(&str, &str); 1] = [("operations", "ops")];
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api");
+    let document: serde_json::Value =
+        serde_json::from_str(&keel_api::openapi::document_json().unwrap()).unwrap();
+    let mut tags = std::collections::BTreeSet::new();
+    for item in document["paths"].as_object().unwrap().values() {
+        for operation in item.as_object().unwrap().values() {
+            for tag in operation["tags"].as_array().into_iter().flatten() {
+                tags.insert(tag.as_str().unwrap().to_owned());
+            }
+        }
+    }
+    assert!(tags.len() >= 8, "{tags:?}");
+    for tag in tags {
+        let file = FILE_OF
+            .iter()
+            .find(|(t, _)| *t == tag)
+            .map_or(tag.as_str(), |(_, f)| *f);
+        assert!(
+            dir.join(format!("{file}.rs")).is_file(),
+            "the tag {tag} has no black-box tests: add tests/api/{file}.rs"
+        );
+    }
+}

@@ -5,7 +5,7 @@
 //! signing secret, which is shown once (see `docs/api-conventions.md`).
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use keel_application::tracking::webhooks::{
+use keel_application::webhooks::{
     CreateWebhookBody, CreatedWebhookView, DeliveryView, UpdateWebhookBody, WebhookView, create_webhook,
     delete_webhook, get_webhook, list_deliveries, list_webhooks, redeliver, update_webhook,
 };

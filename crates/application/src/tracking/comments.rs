@@ -2,6 +2,7 @@
 //! (the author or a project admin).
 
 use chrono::{DateTime, Utc};
+use futures::TryFutureExt;
 use keel_domain::events::EventType;
 use keel_domain::identity::Principal;
 use keel_domain::tracking::{Comment, CommentBody, Permission};
@@ -68,21 +69,22 @@ pub async fn create_comment(
         updated_at: now,
         version: 1,
     };
-    let change = ports.change(
-        meta,
-        principal,
-        Some(Permission::WriteTasks),
-        EventType::CommentCreated,
-        task.project_id,
-        comment.id,
-        json!({ "taskId": task_id, "identifier": task.identifier() }),
-        event_data(&CommentView::from(&comment)),
-    );
+    let change = ports
+        .change(meta, principal, EventType::CommentCreated, task.project_id)
+        .resource(comment.id)
+        .needs(Permission::WriteTasks)
+        .details(json!({ "taskId": task_id, "identifier": task.identifier() }))
+        .data(event_data(&CommentView::from(&comment)))
+        .build();
     ports
-        .comments
-        .create(&comment, &change)
-        .await
-        .map_err(not_found_as("task"))?;
+        .commit(
+            &change,
+            ports
+                .comments
+                .create(&comment, &change)
+                .map_err(not_found_as("task")),
+        )
+        .await?;
     Ok(CommentView::from(&comment))
 }
 
@@ -124,21 +126,22 @@ pub async fn update_comment(
             comment.body = body;
             comment.version += 1;
             comment.updated_at = ports.clock.now();
-            let change = ports.change(
-                meta,
-                principal,
-                Some(Permission::WriteTasks),
-                EventType::CommentUpdated,
-                comment.project_id,
-                id,
-                json!({ "taskId": comment.task_id }),
-                event_data(&CommentView::from(&comment)),
-            );
+            let change = ports
+                .change(meta, principal, EventType::CommentUpdated, comment.project_id)
+                .resource(id)
+                .needs(Permission::WriteTasks)
+                .details(json!({ "taskId": comment.task_id }))
+                .data(event_data(&CommentView::from(&comment)))
+                .build();
             let saved = ports
-                .comments
-                .update(&comment, expected, &change)
-                .await
-                .map_err(not_found_as("comment"))?;
+                .commit(
+                    &change,
+                    ports
+                        .comments
+                        .update(&comment, expected, &change)
+                        .map_err(not_found_as("comment")),
+                )
+                .await?;
             Ok(saved.then(|| CommentView::from(&comment)))
         }
     })
@@ -165,21 +168,22 @@ pub async fn delete_comment(
     if !role.allows(needs) {
         return Err(AppError::Forbidden);
     }
-    let change = ports.change(
-        meta,
-        principal,
-        Some(needs),
-        EventType::CommentDeleted,
-        comment.project_id,
-        id,
-        json!({ "taskId": comment.task_id }),
-        json!({ "id": id, "taskId": comment.task_id }),
-    );
+    let change = ports
+        .change(meta, principal, EventType::CommentDeleted, comment.project_id)
+        .resource(id)
+        .needs(needs)
+        .details(json!({ "taskId": comment.task_id }))
+        .data(json!({ "id": id, "taskId": comment.task_id }))
+        .build();
     ports
-        .comments
-        .delete(id, &change)
+        .commit(
+            &change,
+            ports
+                .comments
+                .delete(id, &change)
+                .map_err(not_found_as("comment")),
+        )
         .await
-        .map_err(not_found_as("comment"))
 }
 
 #[cfg(test)]

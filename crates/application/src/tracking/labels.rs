@@ -1,5 +1,6 @@
 //! Labels of a project: list (members), create and delete (project admins).
 
+use futures::TryFutureExt;
 use keel_domain::StoreError;
 use keel_domain::events::EventType;
 use keel_domain::identity::Principal;
@@ -58,22 +59,24 @@ pub async fn create_label(
         color,
         created_at: ports.clock.now(),
     };
-    let change = ports.change(
-        meta,
-        principal,
-        Some(Permission::Administer),
-        EventType::LabelCreated,
-        project_id,
-        label.id,
-        json!({ "name": label.name.as_str(), "color": label.color.as_str() }),
-        event_data(&LabelView::from(&label)),
-    );
-    ports.labels.create(&label, &change).await.map_err(|e| match e {
-        StoreError::Conflict(_) => {
-            AppError::Conflict("the project has a label with this name already".into())
-        }
-        other => other.into(),
-    })?;
+    let change = ports
+        .change(meta, principal, EventType::LabelCreated, project_id)
+        .resource(label.id)
+        .needs(Permission::Administer)
+        .details(json!({ "name": label.name.as_str(), "color": label.color.as_str() }))
+        .data(event_data(&LabelView::from(&label)))
+        .build();
+    ports
+        .commit(
+            &change,
+            ports.labels.create(&label, &change).map_err(|e| match e {
+                StoreError::Conflict(_) => {
+                    AppError::Conflict("the project has a label with this name already".into())
+                }
+                other => other.into(),
+            }),
+        )
+        .await?;
     Ok(LabelView::from(&label))
 }
 
@@ -93,22 +96,23 @@ pub async fn delete_label(
         .find(project_id, label_id)
         .await?
         .ok_or(AppError::NotFound("label"))?;
-    let change = ports.change(
-        meta,
-        principal,
-        Some(Permission::Administer),
-        EventType::LabelDeleted,
-        project_id,
-        label_id,
-        json!({ "name": label.name.as_str() }),
-        json!({ "id": label_id, "name": label.name.as_str() }),
-    );
-    let relabeled = ports
-        .labels
-        .delete(project_id, label_id, &change)
-        .await
-        .map_err(not_found_as("label"))?;
-    ports.forget_tasks(project_id, &relabeled).await;
+    let change = ports
+        .change(meta, principal, EventType::LabelDeleted, project_id)
+        .resource(label_id)
+        .needs(Permission::Administer)
+        .details(json!({ "name": label.name.as_str() }))
+        .data(json!({ "id": label_id, "name": label.name.as_str() }))
+        .build();
+    // It is taken off tasks: the store answers which.
+    ports
+        .commit(
+            &change,
+            ports
+                .labels
+                .delete(project_id, label_id, &change)
+                .map_err(not_found_as("label")),
+        )
+        .await?;
     Ok(())
 }
 

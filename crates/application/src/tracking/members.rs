@@ -5,6 +5,7 @@
 //! another member with `role: owner`, and the previous owner becomes an admin. The owner
 //! cannot be removed. Any member may leave a project (remove themselves), but its owner.
 
+use futures::TryFutureExt;
 use keel_domain::events::EventType;
 use keel_domain::identity::{Email, Principal};
 use keel_domain::tracking::{Member, Permission, ProjectRole};
@@ -90,27 +91,27 @@ pub async fn add_member(
         email: user.email.as_str().to_owned(),
         joined_at: now,
     };
-    let change = ports.change(
-        meta,
-        principal,
-        Some(Permission::Administer),
-        EventType::MemberAdded,
-        project_id,
-        user.id,
-        json!({ "userId": user.id, "role": role.as_str() }),
-        event_data(&MemberView::from(&joined)),
-    );
+    let change = ports
+        .change(meta, principal, EventType::MemberAdded, project_id)
+        .resource(user.id)
+        .needs(Permission::Administer)
+        .details(json!({ "userId": user.id, "role": role.as_str() }))
+        .data(event_data(&MemberView::from(&joined)))
+        .build();
     ports
-        .members
-        .add(project_id, user.id, role, now, &change)
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict(_) => {
-                AppError::Conflict("this user is a member of the project already".into())
-            }
-            other => other.into(),
-        })?;
-    ports.forget_member(project_id, user.id).await;
+        .commit(
+            &change,
+            ports
+                .members
+                .add(project_id, user.id, role, now, &change)
+                .map_err(|e| match e {
+                    StoreError::Conflict(_) => {
+                        AppError::Conflict("this user is a member of the project already".into())
+                    }
+                    other => other.into(),
+                }),
+        )
+        .await?;
     let member = ports
         .members
         .find(project_id, user.id)
@@ -160,50 +161,52 @@ pub async fn update_member(
             // The previous owner is an admin now; the one event says so.
             object.insert("previousOwnerId".into(), json!(previous_owner));
         }
-        let change = ports.change(
-            meta,
-            principal,
-            Some(Permission::Own),
-            EventType::MemberUpdated,
-            project_id,
-            user_id,
-            json!({ "userId": user_id, "role": "owner", "ownershipTransferred": true }),
-            data,
-        );
+        // `ownershipTransferred` also tells the cache that the project's owner changed.
+        let change = ports
+            .change(meta, principal, EventType::MemberUpdated, project_id)
+            .resource(user_id)
+            .needs(Permission::Own)
+            .details(json!({ "userId": user_id, "role": "owner", "ownershipTransferred": true }))
+            .data(data)
+            .build();
         ports
-            .members
-            .transfer_ownership(project_id, user_id, now, &change)
-            .await
-            .map_err(not_found_as("member"))?;
-        // Two roles and the project's owner changed.
-        ports.forget_project(project_id).await?;
+            .commit(
+                &change,
+                ports
+                    .members
+                    .transfer_ownership(project_id, user_id, now, &change)
+                    .map_err(not_found_as("member")),
+            )
+            .await?;
     } else {
         if member.role == ProjectRole::Owner {
             return Err(owner_unchanged());
         }
-        let change = ports.change(
-            meta,
-            principal,
-            Some(Permission::Administer),
-            EventType::MemberUpdated,
-            project_id,
-            user_id,
-            json!({ "userId": user_id, "role": role.as_str(), "previousRole": member.role.as_str() }),
-            event_data(&MemberView::from(&Member {
+        let change = ports
+            .change(meta, principal, EventType::MemberUpdated, project_id)
+            .resource(user_id)
+            .needs(Permission::Administer)
+            .details(
+                json!({ "userId": user_id, "role": role.as_str(), "previousRole": member.role.as_str() }),
+            )
+            .data(event_data(&MemberView::from(&Member {
                 role,
                 ..member.clone()
-            })),
-        );
+            })))
+            .build();
         // The store refuses too if they became the owner since they were read.
         ports
-            .members
-            .set_role(project_id, user_id, role, &change)
-            .await
-            .map_err(|e| match e {
-                StoreError::Conflict(_) => owner_unchanged(),
-                other => not_found_as("member")(other),
-            })?;
-        ports.forget_member(project_id, user_id).await;
+            .commit(
+                &change,
+                ports
+                    .members
+                    .set_role(project_id, user_id, role, &change)
+                    .map_err(|e| match e {
+                        StoreError::Conflict(_) => owner_unchanged(),
+                        other => not_found_as("member")(other),
+                    }),
+            )
+            .await?;
     }
     let member = ports
         .members
@@ -241,27 +244,26 @@ pub async fn remove_member(
     let details = json!({ "userId": user_id, "role": member.role.as_str() });
     // The member is gone when the event is delivered: they receive it by name.
     let change = ports
-        .change(
-            meta,
-            principal,
-            Some(permission),
-            EventType::MemberRemoved,
-            project_id,
-            user_id,
-            details.clone(),
-            details,
+        .change(meta, principal, EventType::MemberRemoved, project_id)
+        .resource(user_id)
+        .needs(permission)
+        .details(details.clone())
+        .data(details)
+        .also_to(vec![user_id])
+        .build();
+    // Their tasks are unassigned: the store answers which.
+    ports
+        .commit(
+            &change,
+            ports
+                .members
+                .remove(project_id, user_id, ports.clock.now(), &change)
+                .map_err(|e| match e {
+                    StoreError::Conflict(_) => owner_stays(),
+                    other => not_found_as("member")(other),
+                }),
         )
-        .also_to(vec![user_id]);
-    let unassigned = ports
-        .members
-        .remove(project_id, user_id, ports.clock.now(), &change)
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict(_) => owner_stays(),
-            other => not_found_as("member")(other),
-        })?;
-    ports.forget_member(project_id, user_id).await;
-    ports.forget_tasks(project_id, &unassigned).await;
+        .await?;
     Ok(())
 }
 

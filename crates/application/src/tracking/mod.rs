@@ -6,16 +6,22 @@
 //! the project gets 404 for the project and everything in it (existence is not leaked), a
 //! member whose role lacks the permission gets 403, and instance admins act as owners.
 //! Handlers in the api crate do no authorization of their own.
+//!
+//! # Changes
+//! Every write describes its change with [`TrackingPorts::change`] (a builder of the
+//! domain `Change`: audit entry and event) and hands the store write to
+//! [`TrackingPorts::commit`], which invalidates what the change made stale; the rule per
+//! event type is in `invalidation`.
 
 pub mod activity;
 pub mod comments;
 pub mod inputs;
+mod invalidation;
 pub mod labels;
 pub mod members;
 pub mod projects;
 pub mod tasks;
 pub mod views;
-pub mod webhooks;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -23,9 +29,8 @@ pub(crate) mod fixtures;
 use std::future::Future;
 use std::sync::Arc;
 
-use keel_domain::audit::{AuditEntry, Authority};
 use keel_domain::clock::Clock;
-use keel_domain::events::{Change, EventType};
+use keel_domain::events::{Change, ChangeBuilder, EventType};
 use keel_domain::identity::Principal;
 use keel_domain::identity::ports::UserRepository;
 use keel_domain::tracking::ports::{
@@ -51,8 +56,8 @@ pub struct TrackingPorts {
     pub activity: Arc<dyn ActivityFeed>,
     pub users: Arc<dyn UserRepository>,
     pub clock: Arc<dyn Clock>,
-    /// Projects, roles, tasks and project lists as the reads see them; every write below
-    /// invalidates what it changed.
+    /// Projects, roles, tasks and project lists as the reads see them; every write,
+    /// committed through [`TrackingPorts::commit`], invalidates what its change made stale.
     pub cache: Arc<dyn Cache>,
     pub webhooks: Arc<dyn WebhookRepository>,
     /// Checks webhook URLs (scheme, resolved addresses) when they are set.
@@ -153,87 +158,21 @@ impl TrackingPorts {
         Ok(self.access(project_id, user_id).await?.and_then(|a| a.role))
     }
 
-    /// Drops `keys` on every instance (after the write that changed them is committed).
-    pub(crate) async fn forget(&self, keys: &[CacheKey]) {
-        self.cache.invalidate(keys).await;
-    }
-
-    /// After a change that every member sees (the project itself, its member list): the
-    /// project with every member's access, and each member's project lists.
-    pub(crate) async fn forget_project(&self, project_id: Uuid) -> Result<(), AppError> {
-        let members = match self.members.user_ids(project_id).await {
-            Ok(members) => members,
-            Err(e) => {
-                // The change is committed: drop at least the project before reporting.
-                self.forget(&[CacheKey::project(project_id)]).await;
-                return Err(e.into());
-            }
-        };
-        let mut keys = Vec::with_capacity(1 + members.len());
-        keys.push(CacheKey::project(project_id));
-        keys.extend(members.into_iter().map(CacheKey::projects_of));
-        self.forget(&keys).await;
-        Ok(())
-    }
-
-    /// After a change of one membership: the project's cached access (every member's, as
-    /// one name) and the user's project lists.
-    pub(crate) async fn forget_member(&self, project_id: Uuid, user_id: Uuid) {
-        self.forget(&[CacheKey::project(project_id), CacheKey::projects_of(user_id)])
-            .await;
-    }
-
-    /// After a change of tasks of one project: those tasks and every cached page of the
-    /// project's task list.
-    pub(crate) async fn forget_tasks(&self, project_id: Uuid, task_ids: &[Uuid]) {
-        let mut keys = Vec::with_capacity(1 + task_ids.len());
-        keys.push(CacheKey::project_tasks(project_id));
-        keys.extend(task_ids.iter().copied().map(CacheKey::task));
-        self.forget(&keys).await;
-    }
-
-    /// A change in a project: its audit entry (`details` says what changed, for every
-    /// member to read) and its domain event (`data` is the resource after the change, as the
-    /// API shows it). `needs` is the permission the change was authorized with: the store
-    /// writes the change only if the actor still holds it when its transaction commits
-    /// (`None`: nothing beyond being signed in, as for creating a project).
-    #[allow(clippy::too_many_arguments)]
+    /// Starts a change in a project made by `principal` in the request `meta`, for the
+    /// builder to complete: its audit entry (`details` says what changed, for every member
+    /// to read) and its domain event (`data` is the resource after the change, as the API
+    /// shows it). `needs` names the permission the change was authorized with (the store
+    /// re-checks it in the change's transaction). Written with [`Self::commit`], which drops
+    /// what the change made stale.
     pub(crate) fn change(
         &self,
         meta: &RequestMeta,
         principal: &Principal,
-        needs: Option<Permission>,
         event_type: EventType,
         project_id: Uuid,
-        resource_id: Uuid,
-        details: serde_json::Value,
-        data: serde_json::Value,
-    ) -> Change {
-        let audit = AuditEntry {
-            id: Uuid::now_v7(),
-            occurred_at: self.clock.now(),
-            actor_id: Some(principal.user_id),
-            action: event_type.as_str().to_owned(),
-            resource_type: event_type.resource().to_owned(),
-            resource_id: Some(resource_id.to_string()),
-            project_id: Some(project_id),
-            request_id: meta.request_id.clone(),
-            ip: meta.ip.clone(),
-            details: Some(details),
-            restricted: None,
-            authority: needs.map(|permission| authority(principal, permission)),
-        };
-        Change::new(audit, event_type, project_id, data)
-    }
-}
-
-/// The authority `principal` exercises with `permission`: an instance admin's account, or a
-/// membership role.
-pub(crate) fn authority(principal: &Principal, permission: Permission) -> Authority {
-    if principal.is_admin() {
-        Authority::InstanceAdmin
-    } else {
-        Authority::Member(permission)
+    ) -> ChangeBuilder {
+        Change::by(principal, event_type, project_id, self.clock.now())
+            .request(meta.request_id.clone(), meta.ip.clone())
     }
 }
 

@@ -1,5 +1,6 @@
 //! Projects: create, list, read, change, delete.
 
+use futures::TryFutureExt;
 use keel_domain::events::EventType;
 use keel_domain::identity::Principal;
 use keel_domain::text::SearchTerm;
@@ -53,25 +54,23 @@ pub async fn create_project(
         created_at: now,
         updated_at: now,
     };
-    let change = ports.change(
-        meta,
-        principal,
-        None,
-        EventType::ProjectCreated,
-        project.id,
-        project.id,
-        json!({ "key": project.key.as_str(), "name": project.name.as_str() }),
-        project_data(&project),
-    );
+    let change = ports
+        .change(meta, principal, EventType::ProjectCreated, project.id)
+        .resource(project.id)
+        .details(json!({ "key": project.key.as_str(), "name": project.name.as_str() }))
+        .data(project_data(&project))
+        .build();
     ports
-        .projects
-        .create(&project, &change)
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict(_) => AppError::Conflict("a project with this key already exists".into()),
-            other => other.into(),
-        })?;
-    ports.forget(&[CacheKey::projects_of(principal.user_id)]).await;
+        .commit(
+            &change,
+            ports.projects.create(&project, &change).map_err(|e| match e {
+                StoreError::Conflict(_) => {
+                    AppError::Conflict("a project with this key already exists".into())
+                }
+                other => other.into(),
+            }),
+        )
+        .await?;
     Ok(ProjectView::new(&project, ProjectRole::Owner))
 }
 
@@ -224,24 +223,22 @@ pub async fn update_project(
             let expected = project.version;
             project.version += 1;
             project.updated_at = ports.clock.now();
-            let change = ports.change(
-                meta,
-                principal,
-                Some(Permission::Administer),
-                EventType::ProjectUpdated,
-                id,
-                id,
-                json!({ "changed": changed }),
-                project_data(&project),
-            );
+            let change = ports
+                .change(meta, principal, EventType::ProjectUpdated, id)
+                .resource(id)
+                .needs(Permission::Administer)
+                .details(json!({ "changed": changed }))
+                .data(project_data(&project))
+                .build();
             let saved = ports
-                .projects
-                .update(&project, expected, &change)
-                .await
-                .map_err(not_found_as("project"))?;
-            if saved {
-                ports.forget_project(id).await?;
-            }
+                .commit(
+                    &change,
+                    ports
+                        .projects
+                        .update(&project, expected, &change)
+                        .map_err(not_found_as("project")),
+                )
+                .await?;
             Ok(saved.then(|| ProjectView::new(&project, role)))
         }
     })
@@ -263,28 +260,22 @@ pub async fn delete_project(
     // the moment receive the event by name.
     let members = ports.members.user_ids(id).await?;
     let change = ports
-        .change(
-            meta,
-            principal,
-            Some(Permission::Own),
-            EventType::ProjectDeleted,
-            id,
-            id,
-            details,
-            data,
-        )
-        .also_to(members.clone());
+        .change(meta, principal, EventType::ProjectDeleted, id)
+        .resource(id)
+        .needs(Permission::Own)
+        .details(details)
+        .data(data)
+        .also_to(members)
+        .build();
     ports
-        .projects
-        .delete(id, &change)
+        .commit(
+            &change,
+            ports
+                .projects
+                .delete(id, &change)
+                .map_err(not_found_as("project")),
+        )
         .await
-        .map_err(not_found_as("project"))?;
-    // Every member's access goes too: a cached task of the project must find no member to
-    // show it to.
-    let mut keys = vec![CacheKey::project(id), CacheKey::project_tasks(id)];
-    keys.extend(members.into_iter().map(CacheKey::projects_of));
-    ports.forget(&keys).await;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -4,11 +4,16 @@
 //! A URL is checked when it is set: http(s) only, and every address it resolves to must be
 //! public unless the operator allows private ones (the sender checks again at delivery
 //! time: DNS can change).
+//!
+//! Webhooks sit beside `tracking` in every layer (`keel_domain::webhooks`, this module,
+//! `keel_infrastructure::webhooks`, the api's `routes::webhooks`). Their use cases take
+//! [`TrackingPorts`]: a webhook belongs to a project and is authorized through its
+//! membership like everything in it.
 
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use keel_domain::audit::AuditEntry;
+use keel_domain::audit::{AuditEntry, Authority};
 use keel_domain::events::EventType;
 use keel_domain::identity::Principal;
 use keel_domain::text::{self, TextRule};
@@ -19,10 +24,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{TrackingPorts, authority, check, not_found_as, validated};
 use crate::AppError;
 use crate::context::RequestMeta;
 use crate::pagination::{CursorPage, CursorRequest, Page, PageRequest};
+use crate::tracking::{TrackingPorts, check, not_found_as, validated};
 
 /// A project has at most this many webhooks.
 pub const MAX_WEBHOOKS_PER_PROJECT: u64 = 20;
@@ -238,7 +243,7 @@ fn entry(
         ip: meta.ip.clone(),
         details: Some(details),
         restricted,
-        authority: Some(authority(principal, Permission::Administer)),
+        authority: Some(Authority::of(principal, Permission::Administer)),
     }
 }
 
@@ -503,8 +508,8 @@ mod tests {
     use keel_domain::audit::Authority;
     use keel_domain::webhooks::{IssuedSecret, MockUrlPolicy, MockWebhookRepository, MockWebhookSecrets};
 
-    use super::super::fixtures::*;
     use super::*;
+    use crate::tracking::fixtures::*;
 
     fn body(url: &str, events: &[&str]) -> CreateWebhookBody {
         CreateWebhookBody {

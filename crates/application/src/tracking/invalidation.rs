@@ -1,0 +1,263 @@
+//! What a change makes stale in the cache, derived from the change itself in one place.
+//!
+//! Every tracking write goes through [`TrackingPorts::commit`]: it runs the store write of a
+//! [`Change`] and, once it succeeded, drops the keys [`stale`] names for it. [`stale`]
+//! matches every [`EventType`] exhaustively, so a new event type does not compile until it
+//! says what it invalidates (nothing is an answer, written down).
+
+use std::future::Future;
+
+use keel_domain::events::{Change, EventType};
+use keel_domain::tracking::Task;
+use uuid::Uuid;
+
+use super::TrackingPorts;
+use crate::AppError;
+use crate::cache::CacheKey;
+
+/// What a store write answered, as far as the cache is concerned.
+pub(crate) trait Written {
+    /// Whether the write was applied: a version-guarded write that lost its race was not,
+    /// and changed nothing.
+    fn applied(&self) -> bool {
+        true
+    }
+
+    /// Tasks the write changed besides its own resource (a removed member's unassigned
+    /// tasks, a deleted label's relabeled tasks).
+    fn tasks(&self) -> &[Uuid] {
+        &[]
+    }
+}
+
+impl Written for () {}
+
+/// A created task, as the store completed it.
+impl Written for Task {}
+
+/// A version-guarded write: `false` when it lost a race.
+impl Written for bool {
+    fn applied(&self) -> bool {
+        *self
+    }
+}
+
+/// The ids of the tasks the write changed as a side effect.
+impl Written for Vec<Uuid> {
+    fn tasks(&self) -> &[Uuid] {
+        self
+    }
+}
+
+/// The cache keys a committed change made stale.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Stale {
+    pub keys: Vec<CacheKey>,
+    /// Also every current member's project lists of this project (a change every member
+    /// sees in their lists): the members are read after the commit.
+    pub member_lists_of: Option<Uuid>,
+}
+
+/// The rule: what `change`, written with the answer `written`, made stale.
+pub(crate) fn stale(change: &Change, written: &impl Written) -> Stale {
+    if !written.applied() {
+        return Stale::default();
+    }
+    let project = change.project_id();
+    let resource = change.resource_id();
+    let tasks = |keys: &mut Vec<CacheKey>, ids: &[Uuid]| {
+        keys.push(CacheKey::project_tasks(project));
+        keys.extend(ids.iter().copied().map(CacheKey::task));
+    };
+    let mut keys = Vec::new();
+    let mut member_lists_of = None;
+    match change.event_type() {
+        // The creator's project lists (the only member yet).
+        EventType::ProjectCreated => keys.extend(change.audit.actor_id.map(CacheKey::projects_of)),
+        // The project with every member's access, and each member's project lists.
+        EventType::ProjectUpdated => {
+            keys.push(CacheKey::project(project));
+            member_lists_of = Some(project);
+        }
+        // The members of the moment receive its event by name; every member's access goes,
+        // so that a cached task of the project finds no member to show it to.
+        EventType::ProjectDeleted => {
+            keys.push(CacheKey::project(project));
+            keys.push(CacheKey::project_tasks(project));
+            keys.extend(change.event.also_to.iter().copied().map(CacheKey::projects_of));
+        }
+        // Handing ownership over changes two roles and the project's owner, which every
+        // member's lists show.
+        EventType::MemberUpdated if transfers_ownership(change) => {
+            keys.push(CacheKey::project(project));
+            member_lists_of = Some(project);
+        }
+        // One membership: the project's cached access (every member's, as one name) and the
+        // user's project lists; a removed member's tasks are unassigned.
+        EventType::MemberAdded | EventType::MemberUpdated | EventType::MemberRemoved => {
+            keys.push(CacheKey::project(project));
+            keys.extend(resource.map(CacheKey::projects_of));
+            if change.event_type() == EventType::MemberRemoved {
+                tasks(&mut keys, written.tasks());
+            }
+        }
+        // Every cached page of the project's task list; a new task is in no cache yet.
+        EventType::TaskCreated => tasks(&mut keys, &[]),
+        EventType::TaskUpdated | EventType::TaskDeleted => {
+            tasks(&mut keys, &resource.into_iter().collect::<Vec<_>>());
+        }
+        // A deleted label is taken off tasks.
+        EventType::LabelDeleted => tasks(&mut keys, written.tasks()),
+        // Comments and labels are not cached, and a new label is on no task.
+        EventType::LabelCreated
+        | EventType::CommentCreated
+        | EventType::CommentUpdated
+        | EventType::CommentDeleted => {}
+    }
+    Stale {
+        keys,
+        member_lists_of,
+    }
+}
+
+/// Whether a `member.updated` change hands the project over (its audit details say so).
+fn transfers_ownership(change: &Change) -> bool {
+    change
+        .audit
+        .details
+        .as_ref()
+        .and_then(|d| d.get("ownershipTransferred"))
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false)
+}
+
+impl TrackingPorts {
+    /// Runs `write`, the store write of `change`, and once it succeeded drops on every
+    /// instance what the change made stale ([`stale`]), before the caller answers.
+    ///
+    /// An error after the write is the look-up of the members whose lists went stale: the
+    /// change is committed, and the other keys are dropped before it is reported.
+    pub(crate) async fn commit<T: Written>(
+        &self,
+        change: &Change,
+        write: impl Future<Output = Result<T, AppError>>,
+    ) -> Result<T, AppError> {
+        let written = write.await?;
+        let Stale {
+            mut keys,
+            member_lists_of,
+        } = stale(change, &written);
+        if let Some(project) = member_lists_of {
+            match self.members.user_ids(project).await {
+                Ok(members) => keys.extend(members.into_iter().map(CacheKey::projects_of)),
+                Err(e) => {
+                    self.cache.invalidate(&keys).await;
+                    return Err(e.into());
+                }
+            }
+        }
+        if !keys.is_empty() {
+            self.cache.invalidate(&keys).await;
+        }
+        Ok(written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use keel_domain::identity::{Principal, Role};
+    use serde_json::json;
+
+    use super::*;
+
+    const PROJECT: Uuid = Uuid::from_u128(0x9);
+    const RESOURCE: Uuid = Uuid::from_u128(0x7);
+    const ACTOR: Uuid = Uuid::from_u128(0x1);
+    const OTHER: Uuid = Uuid::from_u128(0x5);
+
+    fn change(event_type: EventType, details: serde_json::Value) -> Change {
+        let actor = Principal {
+            user_id: ACTOR,
+            session_id: Uuid::nil(),
+            role: Role::User,
+            expires_at: Utc::now(),
+        };
+        Change::by(&actor, event_type, PROJECT, Utc::now())
+            .resource(RESOURCE)
+            .details(details)
+            .also_to(vec![OTHER])
+            .build()
+    }
+
+    fn names(stale: &Stale) -> Vec<String> {
+        stale.keys.iter().map(|k| k.name().to_owned()).collect()
+    }
+
+    /// Every event type's rule, written out: a new type fails to compile in [`stale`] and
+    /// then fails here until its keys are listed.
+    #[test]
+    fn every_event_type_names_what_it_makes_stale() {
+        let (p, r, a, o) = (PROJECT, RESOURCE, ACTOR, OTHER);
+        let side = vec![Uuid::from_u128(0x33)];
+        for event_type in EventType::ALL {
+            let c = change(event_type, json!({}));
+            let (keys, lists) = match event_type {
+                EventType::ProjectCreated => (vec![format!("projects-of:{a}")], None),
+                EventType::ProjectUpdated => (vec![format!("project:{p}")], Some(p)),
+                EventType::ProjectDeleted => (
+                    vec![
+                        format!("project:{p}"),
+                        format!("tasks-of:{p}"),
+                        format!("projects-of:{o}"),
+                    ],
+                    None,
+                ),
+                EventType::MemberAdded | EventType::MemberUpdated => {
+                    (vec![format!("project:{p}"), format!("projects-of:{r}")], None)
+                }
+                EventType::MemberRemoved => (
+                    vec![
+                        format!("project:{p}"),
+                        format!("projects-of:{r}"),
+                        format!("tasks-of:{p}"),
+                        format!("task:{}", side[0]),
+                    ],
+                    None,
+                ),
+                EventType::TaskCreated => (vec![format!("tasks-of:{p}")], None),
+                EventType::TaskUpdated | EventType::TaskDeleted => {
+                    (vec![format!("tasks-of:{p}"), format!("task:{r}")], None)
+                }
+                EventType::LabelDeleted => (vec![format!("tasks-of:{p}"), format!("task:{}", side[0])], None),
+                EventType::LabelCreated
+                | EventType::CommentCreated
+                | EventType::CommentUpdated
+                | EventType::CommentDeleted => (vec![], None),
+            };
+            let got = stale(&c, &side);
+            assert_eq!(names(&got), keys, "{event_type}");
+            assert_eq!(got.member_lists_of, lists, "{event_type}");
+        }
+    }
+
+    #[test]
+    fn a_write_that_lost_its_race_makes_nothing_stale() {
+        for event_type in EventType::ALL {
+            assert_eq!(stale(&change(event_type, json!({})), &false), Stale::default());
+        }
+        assert!(
+            !stale(&change(EventType::TaskUpdated, json!({})), &true)
+                .keys
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn handing_ownership_over_makes_every_members_lists_stale() {
+        let c = change(EventType::MemberUpdated, json!({"ownershipTransferred": true}));
+        let got = stale(&c, &());
+        assert_eq!(names(&got), vec![format!("project:{PROJECT}")]);
+        assert_eq!(got.member_lists_of, Some(PROJECT));
+    }
+}

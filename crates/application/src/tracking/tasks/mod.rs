@@ -1,0 +1,156 @@
+//! Tasks: create (numbered per project), read by id or `KEY-12`, change, delete, and the
+//! filtered, sorted, cursor-paginated lists of one project or of all the caller's projects.
+//!
+//! `write` holds the changes (create, update, delete), `list` the lists and their filters;
+//! this module the reads and checks they share.
+
+mod list;
+mod write;
+
+#[cfg(test)]
+mod tests;
+
+pub use list::{TaskCursor, list_project_tasks, list_tasks};
+pub use write::{create_task, delete_task, update_task};
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use keel_domain::FieldError;
+use keel_domain::identity::Principal;
+use keel_domain::tracking::{LabelName, Permission, ProjectAccess, ProjectRole, Task, parse_identifier};
+use uuid::Uuid;
+
+use super::inputs::MAX_TASK_LABELS;
+use super::views::{TaskView, event_data};
+use super::{TrackingPorts, validated};
+use crate::AppError;
+use crate::cache::{CacheKey, cached};
+
+/// Label names of a request: parsed, de-duplicated, at most [`MAX_TASK_LABELS`].
+fn label_names(raw: &[String], field: &str) -> Result<Vec<LabelName>, FieldError> {
+    if raw.len() > MAX_TASK_LABELS {
+        return Err(FieldError::new(
+            field,
+            format!("must list at most {MAX_TASK_LABELS} labels"),
+        ));
+    }
+    let mut names = BTreeSet::new();
+    for name in raw {
+        let name = LabelName::parse(name).map_err(|e| FieldError::new(field, e.message))?;
+        names.insert(name.into_inner());
+    }
+    names
+        .into_iter()
+        .map(|n| LabelName::parse(&n))
+        .collect::<Result<Vec<_>, _>>()
+}
+
+/// The stored task, for a read-modify-write (never the cache).
+async fn load(ports: &TrackingPorts, id: Uuid) -> Result<Task, AppError> {
+    ports.tasks.find(id).await?.ok_or(AppError::NotFound("task"))
+}
+
+/// A task addressed by id or by identifier (`KEEL-12`, any case) that the caller may reach
+/// with `permission`, and the caller's role in its project; 404 for anything else.
+///
+/// By id the task is read through the cache (`task:<id>`); a miss reads the task with the
+/// caller's access to its project in one statement, and that access is used at once (and
+/// kept for the next request). By identifier it is that same one statement, uncached.
+pub(crate) async fn reach_task(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    id_or_identifier: &str,
+    permission: Permission,
+) -> Result<(Task, ProjectRole), AppError> {
+    let user_id = principal.user_id;
+    let mark = ports.cache.watermark();
+    let (task, fresh) = if let Ok(id) = Uuid::parse_str(id_or_identifier) {
+        let fresh: Mutex<Option<ProjectAccess>> = Mutex::new(None);
+        let task = cached(ports.cache.as_ref(), &CacheKey::task(id), async {
+            let found = ports.tasks.find_with_access(id, user_id).await?;
+            Ok(found.map(|(task, access)| {
+                if let Ok(mut slot) = fresh.lock() {
+                    *slot = Some(access);
+                }
+                task
+            }))
+        })
+        .await?
+        .map(Arc::unwrap_or_clone);
+        (task, fresh.into_inner().ok().flatten())
+    } else if let Some((key, number)) = parse_identifier(id_or_identifier) {
+        match ports
+            .tasks
+            .find_by_number_with_access(&key, number, user_id)
+            .await?
+        {
+            Some((task, access)) => (Some(task), Some(access)),
+            None => (None, None),
+        }
+    } else {
+        (None, None)
+    };
+    let task = task.ok_or(AppError::NotFound("task"))?;
+    let fresh = fresh.map(Arc::new);
+    if let Some(access) = &fresh {
+        ports.keep_access(mark, user_id, access).await;
+    }
+    let (_, role) = ports
+        .authorize_access(principal, task.project_id, permission, "task", fresh)
+        .await?;
+    Ok((task, role))
+}
+
+/// The checks against stored data: the assignee is a member, the labels exist. Returns the
+/// label ids.
+async fn check_references(
+    ports: &TrackingPorts,
+    project_id: Uuid,
+    assignee: Option<Uuid>,
+    labels: Option<&[LabelName]>,
+) -> Result<Option<Vec<Uuid>>, AppError> {
+    let mut errors = Vec::new();
+    if let Some(user) = assignee
+        && ports.projects.role_of(project_id, user).await?.is_none()
+    {
+        errors.push(FieldError::new("assigneeId", "must be a member of the project"));
+    }
+    let mut ids = None;
+    if let Some(names) = labels {
+        let found = if names.is_empty() {
+            Vec::new()
+        } else {
+            ports.labels.find_by_names(project_id, names).await?
+        };
+        let unknown: Vec<&str> = names
+            .iter()
+            .filter(|n| !found.iter().any(|l| l.name == **n))
+            .map(LabelName::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            errors.push(FieldError::new(
+                "labels",
+                format!("unknown in this project: {}", unknown.join(", ")),
+            ));
+        }
+        ids = Some(found.iter().map(|l| l.id).collect());
+    }
+    validated(errors)?;
+    Ok(ids)
+}
+
+/// A task as events show it (its view).
+fn task_data(task: &Task) -> serde_json::Value {
+    event_data(&TaskView::from(task))
+}
+
+/// A task by id or by identifier (`KEEL-12`, any case).
+pub async fn get_task(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    id_or_identifier: &str,
+) -> Result<TaskView, AppError> {
+    let (task, _) = reach_task(ports, principal, id_or_identifier, Permission::Read).await?;
+    Ok(TaskView::from(&task))
+}

@@ -1,0 +1,590 @@
+//! Tasks: keyset pagination, filters and scopes, numbering, updates.
+
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+
+use chrono::NaiveDate;
+use keel_domain::StoreError;
+use keel_domain::audit::AuditLog;
+use keel_domain::tracking::ports::{MemberRepository, NewTask, TaskRepository};
+use keel_domain::tracking::{
+    AssigneeFilter, LabelName, Priority, ProjectRole, Scope, Task, TaskFilter, TaskQuery, TaskSort,
+    TaskSortKey, TaskStatus, TaskTitle,
+};
+use keel_infrastructure::entities::task_labels;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use uuid::Uuid;
+
+use crate::common::*;
+
+// (a) Keyset pagination
+
+/// The documented order of a task list, written independently of the adapter: the sort value
+/// ascending (urgent … low, then no priority; dates, then no due date), the id breaking ties;
+/// descending is the exact reverse.
+fn documented_order(sort: TaskSort, a: &Task, b: &Task) -> Ordering {
+    fn rank(p: Priority) -> u8 {
+        match p.value() {
+            0 => 5,
+            v => v,
+        }
+    }
+    let by_value = match sort.key {
+        TaskSortKey::CreatedAt => a.created_at.cmp(&b.created_at),
+        TaskSortKey::UpdatedAt => a.updated_at.cmp(&b.updated_at),
+        TaskSortKey::Priority => rank(a.priority).cmp(&rank(b.priority)),
+        TaskSortKey::DueDate => match (a.due_date, b.due_date) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        },
+    };
+    let ascending = by_value.then_with(|| a.id.as_bytes().cmp(b.id.as_bytes()));
+    if sort.descending {
+        ascending.reverse()
+    } else {
+        ascending
+    }
+}
+
+/// Walks the whole list in pages of `limit`, each after the last task of the one before.
+async fn walk(s: &Store, scope: Scope, filter: &TaskFilter, sort: TaskSort, limit: u64) -> Vec<Task> {
+    let mut walked: Vec<Task> = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s
+            .tasks
+            .list(&TaskQuery {
+                scope,
+                filter: filter.clone(),
+                sort,
+                after,
+                limit,
+            })
+            .await
+            .unwrap();
+        assert!(
+            page.len() as u64 <= limit,
+            "{}: a page holds at most the limit",
+            s.name
+        );
+        let full = page.len() as u64 == limit;
+        if let Some(last) = page.last() {
+            after = Some(sort.position_of(last));
+        }
+        walked.extend(page);
+        assert!(walked.len() <= 1000, "{}: the walk ends", s.name);
+        if !full {
+            return walked;
+        }
+    }
+}
+
+#[tokio::test]
+async fn task_keyset_pages_walk_every_sort_exactly() {
+    for s in stores().await {
+        let owner = user(&s, "Owner").await;
+        let p = project(&s, "KEY", owner).await;
+        let bug = label(&s, &p, "bug").await;
+        let mut rng = StdRng::seed_from_u64(0x6b65656c);
+        let mut created = Vec::new();
+        for i in 0..40 {
+            let mut t = task_value(&p, owner, &format!("Task {i}"));
+            t.priority = Priority::new(rng.random_range(0..=4i64), "priority").unwrap();
+            t.status = TaskStatus::ALL[rng.random_range(0..TaskStatus::ALL.len())];
+            t.due_date = if rng.random_bool(0.3) {
+                None
+            } else {
+                NaiveDate::from_ymd_opt(2026, 12, rng.random_range(1..=6))
+            };
+            // Groups of four share a creation time; update times collide often.
+            t.created_at = at(i / 4);
+            t.updated_at = at(100 + rng.random_range(0..8i64))
+                + chrono::Duration::microseconds(rng.random_range(0..3i64));
+            let labels = if i % 5 == 0 { vec![bug.id] } else { vec![] };
+            created.push(create_task(&s, t, &labels).await);
+        }
+        assert!(created.iter().any(|t| t.due_date.is_none()));
+        assert!(created.iter().any(|t| t.due_date.is_some()));
+
+        let some_statuses = TaskFilter {
+            statuses: vec![TaskStatus::Todo, TaskStatus::Backlog, TaskStatus::Done],
+            ..TaskFilter::default()
+        };
+        for key in [
+            TaskSortKey::CreatedAt,
+            TaskSortKey::UpdatedAt,
+            TaskSortKey::Priority,
+            TaskSortKey::DueDate,
+        ] {
+            for descending in [false, true] {
+                let sort = TaskSort { key, descending };
+                for filter in [TaskFilter::default(), some_statuses.clone()] {
+                    let mut expected: Vec<Task> = created
+                        .iter()
+                        .filter(|t| filter.statuses.is_empty() || filter.statuses.contains(&t.status))
+                        .cloned()
+                        .collect();
+                    expected.sort_by(|a, b| documented_order(sort, a, b));
+                    for limit in [3, 7] {
+                        let walked = walk(&s, Scope::Project(p.id), &filter, sort, limit).await;
+                        assert_eq!(
+                            walked.iter().map(|t| t.id).collect::<Vec<_>>(),
+                            expected.iter().map(|t| t.id).collect::<Vec<_>>(),
+                            "{}: {sort:?}, limit {limit}, statuses {:?}",
+                            s.name,
+                            filter.statuses
+                        );
+                        // Every field round-trips, labels and project key included.
+                        assert_eq!(walked, expected, "{}: {sort:?}", s.name);
+                    }
+                }
+            }
+        }
+        // The cross-project scopes page the same way.
+        let all = walk(&s, Scope::All, &TaskFilter::default(), TaskSort::default(), 3).await;
+        assert_eq!(all.len(), 40, "{}", s.name);
+    }
+}
+
+#[tokio::test]
+async fn a_cursor_of_another_sort_is_refused() {
+    for s in stores().await {
+        let owner = user(&s, "Owner").await;
+        let p = project(&s, "CUR", owner).await;
+        let t = create_task(&s, task_value(&p, owner, "One"), &[]).await;
+        let created = TaskSort::parse("createdAt").unwrap();
+        let mut q = query(
+            Scope::Project(p.id),
+            TaskFilter::default(),
+            TaskSort::parse("priority").unwrap(),
+            10,
+        );
+        q.after = Some(created.position_of(&t));
+        assert!(matches!(s.tasks.list(&q).await, Err(StoreError::Unexpected(_))));
+    }
+}
+
+// (b) Filters and scopes
+
+#[tokio::test]
+async fn task_filters_each_narrow_the_list() {
+    for s in stores().await {
+        let owner = user(&s, "Owner").await;
+        let alice = user(&s, "Alice").await;
+        let bob = user(&s, "Bob").await;
+        let p = project(&s, "FLT", owner).await;
+        let bug = label(&s, &p, "bug").await;
+        let ui = label(&s, &p, "ui").await;
+        let docs = label(&s, &p, "docs").await;
+        let _unused = label(&s, &p, "unused").await;
+
+        let mut t1 = task_value(&p, owner, "Fix 100% CPU");
+        t1.priority = Priority::new(1, "priority").unwrap();
+        t1.assignee_id = Some(alice);
+        t1.updated_at = at(1);
+        let mut t2 = task_value(&p, owner, "fix_login");
+        t2.status = TaskStatus::InProgress;
+        t2.priority = Priority::new(2, "priority").unwrap();
+        t2.updated_at = at(2);
+        let mut t3 = task_value(&p, owner, "Write docs");
+        t3.status = TaskStatus::Done;
+        t3.assignee_id = Some(bob);
+        t3.completed_at = Some(at(3));
+        t3.updated_at = at(3);
+        let mut t4 = task_value(&p, owner, "FIX crash");
+        t4.status = TaskStatus::Backlog;
+        t4.priority = Priority::new(1, "priority").unwrap();
+        t4.updated_at = at(50);
+        create_task(&s, t1, &[bug.id]).await;
+        create_task(&s, t2, &[ui.id]).await;
+        let t3 = create_task(&s, t3, &[ui.id, docs.id, ui.id]).await;
+        let t4 = create_task(&s, t4, &[]).await;
+        assert_eq!(
+            t3.labels.iter().map(LabelName::as_str).collect::<Vec<_>>(),
+            ["docs", "ui"],
+            "{}: labels sorted, each once",
+            s.name
+        );
+
+        let scope = Scope::Project(p.id);
+        let f = TaskFilter::default;
+        let cases: Vec<(TaskFilter, BTreeSet<String>)> = vec![
+            (
+                f(),
+                set(&["Fix 100% CPU", "fix_login", "Write docs", "FIX crash"]),
+            ),
+            (
+                TaskFilter {
+                    statuses: vec![TaskStatus::Todo, TaskStatus::Done],
+                    ..f()
+                },
+                set(&["Fix 100% CPU", "Write docs"]),
+            ),
+            (
+                TaskFilter {
+                    priorities: vec![Priority::new(1, "priority").unwrap()],
+                    ..f()
+                },
+                set(&["Fix 100% CPU", "FIX crash"]),
+            ),
+            (
+                TaskFilter {
+                    priorities: vec![Priority::NONE, Priority::new(2, "priority").unwrap()],
+                    ..f()
+                },
+                set(&["fix_login", "Write docs"]),
+            ),
+            (
+                TaskFilter {
+                    assignee: Some(AssigneeFilter::Unassigned),
+                    ..f()
+                },
+                set(&["fix_login", "FIX crash"]),
+            ),
+            (
+                TaskFilter {
+                    assignee: Some(AssigneeFilter::User(alice)),
+                    ..f()
+                },
+                set(&["Fix 100% CPU"]),
+            ),
+            (
+                TaskFilter {
+                    labels: vec![
+                        LabelName::parse("bug").unwrap(),
+                        LabelName::parse("docs").unwrap(),
+                    ],
+                    ..f()
+                },
+                set(&["Fix 100% CPU", "Write docs"]),
+            ),
+            (
+                TaskFilter {
+                    labels: vec![LabelName::parse("ui").unwrap()],
+                    ..f()
+                },
+                set(&["fix_login", "Write docs"]),
+            ),
+            (
+                TaskFilter {
+                    labels: vec![LabelName::parse("unused").unwrap()],
+                    ..f()
+                },
+                set(&[]),
+            ),
+            (
+                TaskFilter {
+                    q: Some("fix".into()),
+                    ..f()
+                },
+                set(&["Fix 100% CPU", "fix_login", "FIX crash"]),
+            ),
+            (
+                TaskFilter {
+                    q: Some("FiX C".into()),
+                    ..f()
+                },
+                set(&["FIX crash"]),
+            ),
+            (
+                TaskFilter {
+                    q: Some("100%".into()),
+                    ..f()
+                },
+                set(&["Fix 100% CPU"]),
+            ),
+            (
+                TaskFilter {
+                    q: Some("%".into()),
+                    ..f()
+                },
+                set(&["Fix 100% CPU"]),
+            ),
+            (
+                TaskFilter {
+                    q: Some("_".into()),
+                    ..f()
+                },
+                set(&["fix_login"]),
+            ),
+            (
+                TaskFilter {
+                    updated_since: Some(t4.updated_at),
+                    ..f()
+                },
+                set(&["FIX crash"]),
+            ),
+            (
+                TaskFilter {
+                    updated_since: Some(at(2)),
+                    ..f()
+                },
+                set(&["fix_login", "Write docs", "FIX crash"]),
+            ),
+            (
+                TaskFilter {
+                    statuses: vec![TaskStatus::InProgress, TaskStatus::Done],
+                    labels: vec![LabelName::parse("ui").unwrap()],
+                    assignee: Some(AssigneeFilter::User(bob)),
+                    q: Some("DOCS".into()),
+                    ..f()
+                },
+                set(&["Write docs"]),
+            ),
+        ];
+        for (filter, expected) in cases {
+            let listed = all_tasks(&s, scope, filter.clone()).await;
+            assert_eq!(titles(&listed), expected, "{}: {filter:?}", s.name);
+        }
+    }
+}
+
+#[tokio::test]
+async fn task_scopes_cover_member_projects_or_all() {
+    for s in stores().await {
+        let ann = user(&s, "Ann").await;
+        let bob = user(&s, "Bob").await;
+        let mine = project(&s, "MINE", ann).await;
+        let shared = project(&s, "SHARED", bob).await;
+        let theirs = project(&s, "THEIRS", bob).await;
+        s.members
+            .add(
+                shared.id,
+                ann,
+                ProjectRole::Viewer,
+                at(1),
+                &audit("member.added", Some(shared.id)),
+            )
+            .await
+            .unwrap();
+        create_task(&s, task_value(&mine, ann, "in mine"), &[]).await;
+        create_task(&s, task_value(&shared, bob, "in shared"), &[]).await;
+        create_task(&s, task_value(&theirs, bob, "in theirs"), &[]).await;
+
+        let of_ann = all_tasks(&s, Scope::MemberOf(ann), TaskFilter::default()).await;
+        assert_eq!(titles(&of_ann), set(&["in mine", "in shared"]), "{}", s.name);
+        let keys: BTreeSet<_> = of_ann.iter().map(|t| t.identifier()).collect();
+        assert_eq!(
+            keys,
+            ["MINE-1", "SHARED-1"].map(String::from).into(),
+            "{}",
+            s.name
+        );
+        let all = all_tasks(&s, Scope::All, TaskFilter::default()).await;
+        assert_eq!(all.len(), 3, "{}", s.name);
+        let one = all_tasks(&s, Scope::Project(theirs.id), TaskFilter::default()).await;
+        assert_eq!(titles(&one), set(&["in theirs"]), "{}", s.name);
+    }
+}
+
+// (c) Numbering
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_number_tasks_one_to_twenty() {
+    for s in stores().await {
+        let owner = user(&s, "Owner").await;
+        let p = project(&s, "RACE", owner).await;
+        let mut handles = Vec::new();
+        for i in 0..20 {
+            let repo = s.tasks.clone();
+            let task = task_value(&p, owner, &format!("Racer {i}"));
+            let entry = audit("task.created", Some(p.id));
+            handles.push(tokio::spawn(async move {
+                repo.create(
+                    &NewTask {
+                        task,
+                        label_ids: vec![],
+                    },
+                    &entry,
+                    numbered,
+                )
+                .await
+            }));
+        }
+        let mut numbers = Vec::new();
+        for handle in handles {
+            let task = handle.await.unwrap().unwrap();
+            numbers.push(task.number);
+        }
+        numbers.sort_unstable();
+        assert_eq!(numbers, (1..=20).collect::<Vec<i64>>(), "{}", s.name);
+        // The stored rows agree with what the creates answered.
+        let mut stored: Vec<i64> = all_tasks(&s, Scope::Project(p.id), TaskFilter::default())
+            .await
+            .iter()
+            .map(|t| t.number)
+            .collect();
+        stored.sort_unstable();
+        assert_eq!(stored, numbers, "{}", s.name);
+        // One entry for the project, one per task.
+        assert_eq!(audit_entries(&s, p.id).await, 21, "{}", s.name);
+    }
+}
+
+#[tokio::test]
+async fn a_failed_create_leaves_no_gap_and_no_trace() {
+    for s in stores().await {
+        let owner = user(&s, "Owner").await;
+        let p = project(&s, "GAP", owner).await;
+        let first = create_task(&s, task_value(&p, owner, "First"), &[]).await;
+        assert_eq!(first.number, 1);
+        assert_eq!(first.identifier(), "GAP-1");
+
+        // The same id again: the insert fails after the number was taken.
+        let mut clash = task_value(&p, owner, "Clash");
+        clash.id = first.id;
+        let entry = audit("task.created", Some(p.id));
+        let err = s
+            .tasks
+            .create(
+                &NewTask {
+                    task: clash,
+                    label_ids: vec![],
+                },
+                &entry,
+                numbered,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{}: {err:?}", s.name);
+        assert_eq!(audit_entry_stored(&s, entry.audit.id).await, 0, "{}", s.name);
+
+        // The audit entry fails (its id is taken): the task and its number go too.
+        let reused = audit("task.created", Some(p.id));
+        s.audit.record(&reused.audit).await.unwrap();
+        let doomed = task_value(&p, owner, "Doomed");
+        let doomed_id = doomed.id;
+        let err = s
+            .tasks
+            .create(
+                &NewTask {
+                    task: doomed,
+                    label_ids: vec![],
+                },
+                &reused,
+                numbered,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{}: {err:?}", s.name);
+        assert_eq!(s.tasks.find(doomed_id).await.unwrap(), None, "{}", s.name);
+
+        let second = create_task(&s, task_value(&p, owner, "Second"), &[]).await;
+        assert_eq!(second.number, 2, "{}: no gap", s.name);
+
+        // No such project.
+        let mut orphan = task_value(&p, owner, "Orphan");
+        orphan.project_id = Uuid::now_v7();
+        let err = s
+            .tasks
+            .create(
+                &NewTask {
+                    task: orphan,
+                    label_ids: vec![],
+                },
+                &audit("task.created", None),
+                numbered,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::NotFound), "{}: {err:?}", s.name);
+    }
+}
+
+#[tokio::test]
+async fn task_update_saves_every_field_and_replaces_labels() {
+    for s in stores().await {
+        let owner = user(&s, "Owner").await;
+        let alice = user(&s, "Alice").await;
+        let p = project(&s, "UPD", owner).await;
+        let bug = label(&s, &p, "bug").await;
+        let ui = label(&s, &p, "ui").await;
+        let docs = label(&s, &p, "docs").await;
+        let task = create_task(&s, task_value(&p, owner, "Before"), &[bug.id, ui.id]).await;
+
+        let mut after = task.clone();
+        after.title = TaskTitle::parse("After").unwrap();
+        after.description = Some("Now described".into());
+        after.set_status(TaskStatus::Done, at(7));
+        after.priority = Priority::new(2, "priority").unwrap();
+        after.assignee_id = Some(alice);
+        after.due_date = NaiveDate::from_ymd_opt(2027, 1, 31);
+        after.updated_at = at(7);
+        after.version = 2;
+        assert!(
+            s.tasks
+                .update(
+                    &after,
+                    Some(&[docs.id, ui.id]),
+                    1,
+                    &audit("task.updated", Some(p.id))
+                )
+                .await
+                .unwrap()
+        );
+        after.labels = vec![LabelName::parse("docs").unwrap(), LabelName::parse("ui").unwrap()];
+        assert_eq!(s.tasks.find(task.id).await.unwrap().unwrap(), after, "{}", s.name);
+        assert_eq!(
+            s.tasks.find_by_number(&p.key, 1).await.unwrap().unwrap(),
+            after,
+            "{}",
+            s.name
+        );
+        assert_eq!(s.tasks.find_by_number(&p.key, 2).await.unwrap(), None);
+
+        // Without label ids the labels stay.
+        after.version = 3;
+        after.title = TaskTitle::parse("Again").unwrap();
+        assert!(
+            s.tasks
+                .update(&after, None, 2, &audit("task.updated", Some(p.id)))
+                .await
+                .unwrap()
+        );
+        assert_eq!(s.tasks.find(task.id).await.unwrap().unwrap(), after, "{}", s.name);
+
+        // The priority rank follows the priority: sorting by priority sees the change.
+        let urgent = {
+            let mut t = task_value(&p, owner, "Urgent");
+            t.priority = Priority::new(1, "priority").unwrap();
+            create_task(&s, t, &[]).await
+        };
+        let by_priority = s
+            .tasks
+            .list(&query(
+                Scope::Project(p.id),
+                TaskFilter::default(),
+                TaskSort::parse("priority").unwrap(),
+                10,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            by_priority.iter().map(|t| t.id).collect::<Vec<_>>(),
+            [urgent.id, task.id],
+            "{}",
+            s.name
+        );
+
+        // Deleting.
+        s.tasks
+            .delete(task.id, &audit("task.deleted", Some(p.id)))
+            .await
+            .unwrap();
+        assert_eq!(s.tasks.find(task.id).await.unwrap(), None);
+        assert!(matches!(
+            s.tasks.delete(task.id, &audit("task.deleted", Some(p.id))).await,
+            Err(StoreError::NotFound)
+        ));
+        let orphans = task_labels::Entity::find()
+            .filter(task_labels::Column::TaskId.eq(task.id))
+            .count(s.db.connection())
+            .await
+            .unwrap();
+        assert_eq!(orphans, 0, "{}", s.name);
+    }
+}
