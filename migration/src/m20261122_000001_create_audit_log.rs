@@ -1,4 +1,4 @@
-//! The audit log: one row per auth event and per change (SPEC §4, §5 activity feed).
+//! The audit log: one row per auth event and per change (docs/api/identity.md, docs/api/tracking.md activity feed).
 //! Rows are append-only; they never hold passwords or tokens.
 
 use sea_orm_migration::prelude::*;

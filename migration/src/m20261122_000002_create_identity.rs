@@ -1,4 +1,4 @@
-//! Users, sessions and refresh tokens (SPEC §4).
+//! Users, sessions and refresh tokens (docs/api/identity.md).
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;

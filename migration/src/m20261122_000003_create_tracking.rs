@@ -1,4 +1,4 @@
-//! The tracking schema of SPEC §5: projects, members, labels, tasks, task labels, comments.
+//! The tracking schema of docs/api/tracking.md: projects, members, labels, tasks, task labels, comments.
 //! The indexes here serve ownership, membership and per-user aggregates; the list routes add
 //! their own keyset indexes with their migrations.
 

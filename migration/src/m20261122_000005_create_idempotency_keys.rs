@@ -1,4 +1,4 @@
-//! Remembered `Idempotency-Key`s (SPEC §3, adr/0006): one row per user and key. The primary
+//! Remembered `Idempotency-Key`s (docs/api/conventions.md, adr/0006): one row per user and key. The primary
 //! key makes a claim race-free: of concurrent inserts of one key exactly one succeeds.
 
 use sea_orm_migration::prelude::*;

@@ -1,4 +1,4 @@
-//! Events and webhooks (SPEC §6, adr/0010):
+//! Events and webhooks (docs/api/events-and-webhooks.md, adr/0010):
 //! - `outbox_events`: the transactional outbox. A change writes its event here in its own
 //!   transaction; the dispatcher publishes rows in `seq` order and deletes them.
 //! - `outbox_leases`: which instance dispatches (one at a time, a lease with an expiry).

@@ -1,5 +1,5 @@
 //! A bare actix-web JSON handler: the reference `make bench` and `make bench-cache` measure
-//! Keel's cached reads against in the same run (SPEC §9 states the budget as a share of it).
+//! Keel's cached reads against in the same run (docs/performance.md states the budget as a share of it).
 //! No middleware, the same worker count as keel (one per CPU).
 //!
 //!   cargo run --release -p keel-api --example bare   # listens on BARE_BIND (127.0.0.1:18099)

@@ -1,4 +1,4 @@
-//! Conditional requests (SPEC §3): `ETag` on single resources, `If-None-Match` → 304, and
+//! Conditional requests (docs/api/conventions.md): `ETag` on single resources, `If-None-Match` → 304, and
 //! `If-Match` on writes → 412 when the resource changed since the client read it.
 
 use actix_web::http::StatusCode;

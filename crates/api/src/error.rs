@@ -1,5 +1,5 @@
 //! The HTTP side of the error model: every failure becomes the contract's error shape
-//! (SPEC §3) here, in one place.
+//! (docs/api/conventions.md) here, in one place.
 //!
 //! # Policy
 //! - Handlers return `Result<_, ApiError>`; `ApiError` wraps the application's

@@ -58,7 +58,7 @@ impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for JsonOb
     }
 }
 
-/// Bodies over 1 MiB are refused with 413 (SPEC §3).
+/// Bodies over 1 MiB are refused with 413 (docs/api/conventions.md).
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
 pub fn json_config() -> web::JsonConfig {

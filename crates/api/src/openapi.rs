@@ -697,4 +697,33 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn every_documented_response_header_is_exposed_to_browsers() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let mut declared = std::collections::BTreeSet::new();
+        for item in doc["paths"].as_object().unwrap().values() {
+            for operation in item.as_object().unwrap().values() {
+                for response in operation["responses"]
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|r| r.values())
+                {
+                    for name in response["headers"].as_object().into_iter().flat_map(|h| h.keys()) {
+                        declared.insert(name.to_ascii_lowercase());
+                    }
+                }
+            }
+        }
+        assert!(declared.contains("idempotency-replayed"), "{declared:?}");
+        let exposed = crate::startup::EXPOSED_HEADERS;
+        let missing: Vec<_> = declared
+            .iter()
+            .filter(|h| !exposed.contains(&h.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "documented but not exposed by CORS: {missing:?}"
+        );
+    }
 }

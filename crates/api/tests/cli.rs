@@ -238,7 +238,7 @@ fn token_of(body: &str, field: &str) -> String {
     json[field].as_str().unwrap().to_owned()
 }
 
-/// SPEC §8: no passwords, tokens or full e-mails in logs, at the default level and with
+/// docs/operations.md: no passwords, tokens or full e-mails in logs, at the default level and with
 /// Keel's own crates at debug (both formats).
 #[test]
 fn logs_never_hold_passwords_tokens_or_full_emails() {

@@ -1,7 +1,7 @@
 //! The application's error type: every failure a use case can report, by category.
 //!
 //! # Policy
-//! - Each variant is one category of the API contract (SPEC §3); the api crate maps it to a
+//! - Each variant is one category of the API contract (docs/api/conventions.md); the api crate maps it to a
 //!   status code and a machine code in one place (`keel_api::error`).
 //! - `Display` is the message a client may read. It never contains internals: no SQL, no
 //!   driver message, no secret. Causes travel in `#[source]` fields for the logs only.

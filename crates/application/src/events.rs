@@ -1,4 +1,4 @@
-//! The real-time event stream (SPEC §6): the bus that carries published events to every
+//! The real-time event stream (docs/api/events-and-webhooks.md): the bus that carries published events to every
 //! instance, and who may see which event.
 //!
 //! The outbox dispatcher (infrastructure) publishes each committed event once to the

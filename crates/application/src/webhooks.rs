@@ -1,4 +1,4 @@
-//! Webhooks of a project (SPEC §6), for its admins: create (the signing secret is shown
+//! Webhooks of a project (docs/api/events-and-webhooks.md), for its admins: create (the signing secret is shown
 //! once), list, read, change, delete, the delivery log, and redelivery.
 //!
 //! A URL is checked when it is set: http(s) only, and every address it resolves to must be

@@ -1,4 +1,4 @@
-//! Domain events (SPEC §6): every change in a project emits one, written in the change's own
+//! Domain events (docs/api/events-and-webhooks.md): every change in a project emits one, written in the change's own
 //! transaction (the transactional outbox) and later published to WebSocket clients and
 //! webhooks, at least once and in order per project.
 //!

@@ -1,4 +1,4 @@
-//! Idempotent creates (SPEC §3): a client that sends `Idempotency-Key` with a `POST` that
+//! Idempotent creates (docs/api/conventions.md): a client that sends `Idempotency-Key` with a `POST` that
 //! creates something gets the first response again when it retries with the same key and
 //! body within 24 hours, and a conflict when it reuses the key for another body.
 //!

@@ -1,4 +1,4 @@
-//! Webhooks (SPEC §6): a project's subscriptions to its events, and the log of their
+//! Webhooks (docs/api/events-and-webhooks.md): a project's subscriptions to its events, and the log of their
 //! deliveries. Delivery itself (signing, retries, the circuit breaker) is the
 //! infrastructure's; these are the records and the ports the use cases need.
 

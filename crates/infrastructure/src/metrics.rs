@@ -1,4 +1,4 @@
-//! The Prometheus registry and the metrics of SPEC §8 that this layer records.
+//! The Prometheus registry and the metrics of docs/operations.md that this layer records.
 //!
 //! Metrics are per `Metrics` instance (no global registry), so tests and several servers in
 //! one process do not share counters.
@@ -9,7 +9,7 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
-/// Latency buckets from 1 ms to 5 s (SPEC §8).
+/// Latency buckets from 1 ms to 5 s (docs/operations.md).
 /// Failure to build or render the registry.
 pub type MetricsError = prometheus::Error;
 

@@ -1,4 +1,4 @@
-//! `/api/v1/admin/*` (SPEC §4).
+//! `/api/v1/admin/*` (docs/api/identity.md).
 
 use keel_tests::{TestApp, spawn_app};
 use reqwest::{Method, StatusCode};

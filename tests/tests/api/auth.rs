@@ -1,4 +1,4 @@
-//! `/api/v1/auth/*` as a client sees it (SPEC §4).
+//! `/api/v1/auth/*` as a client sees it (docs/api/identity.md).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

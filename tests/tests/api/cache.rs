@@ -1,4 +1,4 @@
-//! The cache seen from outside (SPEC §7, ADR 0009): two instances sharing one database and
+//! The cache seen from outside (docs/api/caching-and-limits.md, ADR 0009): two instances sharing one database and
 //! one private Redis never serve a stale read after a write, a revocation on one is refused
 //! by the other at once, and Redis going away fails no request.
 

@@ -1,4 +1,4 @@
-//! Comments (SPEC §5): `/api/v1/tasks/{id}/comments`, `/api/v1/comments/{id}`.
+//! Comments (docs/api/tracking.md): `/api/v1/tasks/{id}/comments`, `/api/v1/comments/{id}`.
 
 use keel_tests::{Account, TestApp, error_fields, json_body, spawn_app};
 use reqwest::StatusCode;

@@ -1,4 +1,4 @@
-//! The API conventions of SPEC §3 that hold for every route.
+//! The API conventions of docs/api/conventions.md that hold for every route.
 
 use keel_tests::{spawn_app, spawn_app_with};
 use reqwest::StatusCode;

@@ -1,4 +1,4 @@
-//! The real-time event stream (SPEC §6): `GET /api/v1/events` over a WebSocket, fed by the
+//! The real-time event stream (docs/api/events-and-webhooks.md): `GET /api/v1/events` over a WebSocket, fed by the
 //! transactional outbox, across instances through Redis.
 
 use std::time::Duration;

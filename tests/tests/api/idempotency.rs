@@ -1,4 +1,4 @@
-//! `Idempotency-Key` on the creating `POST`s, over HTTP (SPEC §3, adr/0006).
+//! `Idempotency-Key` on the creating `POST`s, over HTTP (docs/api/conventions.md, adr/0006).
 
 use keel_tests::{TestApp, error_fields, json_body, spawn_app};
 use reqwest::StatusCode;

@@ -1,4 +1,4 @@
-//! `/api/v1/projects/{id}/labels` (SPEC §5).
+//! `/api/v1/projects/{id}/labels` (docs/api/tracking.md).
 
 use keel_tests::{error_fields, json_body, spawn_app};
 use reqwest::StatusCode;

@@ -1,4 +1,4 @@
-//! `/api/v1/projects/{id}/members` (SPEC §5): roles, ownership, leaving.
+//! `/api/v1/projects/{id}/members` (docs/api/tracking.md): roles, ownership, leaving.
 
 use keel_tests::{Account, TestApp, error_fields, json_body, spawn_app};
 use reqwest::StatusCode;

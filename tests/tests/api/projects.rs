@@ -1,4 +1,4 @@
-//! `/api/v1/projects` and `/api/v1/projects/{id}` (SPEC §5).
+//! `/api/v1/projects` and `/api/v1/projects/{id}` (docs/api/tracking.md).
 
 use keel_tests::{TestApp, error_fields, json_body, spawn_app};
 use reqwest::StatusCode;

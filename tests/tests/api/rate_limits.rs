@@ -1,4 +1,4 @@
-//! SPEC §7 rate limits over HTTP: the headers, the anonymous and per-user quotas, which
+//! The rate limits of docs/api/caching-and-limits.md over HTTP: the headers, the anonymous and per-user quotas, which
 //! address counts, and limits shared by two instances through Redis (adr/0008).
 
 use std::time::Duration;

@@ -104,7 +104,7 @@ async fn hot_reads_are_served_from_the_cache_once_warm() {
     for (route, path) in reads(&w) {
         let warm = w.app.fewest_statements(&path, &w.ann.token).await;
         // Reads by identifier and across projects are not cached (free of cache keys by
-        // design: docs/api-conventions.md); every other hot read costs nothing once warm.
+        // design: docs/api/caching-and-limits.md); every other hot read costs nothing once warm.
         let expected = if route.contains("identifier") || route == "GET /api/v1/tasks" {
             1
         } else {

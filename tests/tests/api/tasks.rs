@@ -1,4 +1,4 @@
-//! Tasks (SPEC §5): `/api/v1/projects/{id}/tasks`, `/api/v1/tasks`, `/api/v1/tasks/{id}` —
+//! Tasks (docs/api/tracking.md): `/api/v1/projects/{id}/tasks`, `/api/v1/tasks`, `/api/v1/tasks/{id}` —
 //! numbering, defaults, references, versions, filters, sorts, cursors and query counts.
 
 use std::cmp::Ordering;
@@ -105,7 +105,7 @@ fn uuid_of(task: &Value) -> uuid::Uuid {
     task["id"].as_str().unwrap().parse().unwrap()
 }
 
-/// The order SPEC §5 promises for `sort`, computed from the tasks themselves: ties broken
+/// The order docs/api/tracking.md promises for `sort`, computed from the tasks themselves: ties broken
 /// by id, priority urgent (1) … low (4) then none (0), undated last when ascending; `-`
 /// reverses all of it.
 fn expected_order(tasks: &[Value], sort: &str) -> Vec<String> {

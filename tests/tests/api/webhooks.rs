@@ -1,4 +1,4 @@
-//! Webhooks (SPEC §6): CRUD for project admins, URLs checked against SSRF, signed
+//! Webhooks (docs/api/events-and-webhooks.md): CRUD for project admins, URLs checked against SSRF, signed
 //! deliveries retried with backoff, the circuit breaker, the delivery log and redelivery.
 
 use std::collections::BTreeSet;

@@ -1,5 +1,5 @@
 //! The deployment tests (`make cluster-test`): two `keel` processes behind nginx on loopback,
-//! on PostgreSQL and Redis, driven only over HTTP — the scale-out behaviour of SPEC §10
+//! on PostgreSQL and Redis, driven only over HTTP — the scale-out behaviour of docs/operations.md
 //! (`scale_out`) and what happens when a dependency fails under load (`faults`).
 //!
 //! Every test here is `#[ignore]`d in the ordinary suite: it needs the release binary

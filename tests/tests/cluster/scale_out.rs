@@ -1,4 +1,4 @@
-//! Two instances behind nginx behave as one service (SPEC §10): what one instance writes,
+//! Two instances behind nginx behave as one service (docs/operations.md): what one instance writes,
 //! revokes or counts, the other sees at once; events reach streams on either; and an
 //! instance that is stopped under load loses no request.
 

@@ -1,4 +1,4 @@
-//! Typed configuration, read from the environment once at start-up (SPEC §2).
+//! Typed configuration, read from the environment once at start-up (docs/operations.md).
 //!
 //! Every variable is parsed and validated here; a bad value stops start-up with one line
 //! that names the variable. Secret values are wrapped so they never print, and are never
@@ -101,7 +101,7 @@ pub struct CacheSettings {
     /// Prefix of every Redis key and channel, so deployments (or test servers) can share a
     /// Redis without seeing each other's data: `[A-Za-z0-9_-]{1,32}`.
     pub redis_prefix: String,
-    /// L1 time to live; at most 5 minutes (SPEC §7).
+    /// L1 time to live; at most 5 minutes (docs/api/caching-and-limits.md).
     pub l1_ttl: Duration,
     pub l1_max_entries: u64,
     pub l1_max_bytes: u64,

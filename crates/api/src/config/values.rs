@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use super::{ConfigError, RateLimit};
 
 /// One fewer hashing slot than CPUs, at least 1: measured on 2 CPUs, a login flood then
-/// raises other routes' p99 1.4× instead of 2.8× (docs/performance.md, SPEC §9 allows 2×).
+/// raises other routes' p99 1.4× instead of 2.8× (docs/performance.md, the budget in docs/performance.md allows 2×).
 pub(super) fn default_hash_slots() -> u32 {
     let cpus = std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1));
     cpus.saturating_sub(1).max(1)

@@ -1,4 +1,4 @@
-//! `Idempotency-Key` on the `POST` routes that create (SPEC §3, adr/0006).
+//! `Idempotency-Key` on the `POST` routes that create (docs/api/conventions.md, adr/0006).
 //!
 //! It wraps the routes flagged `idempotent` in the route table (`crate::routes`), between
 //! routing and the handler, so it runs only for them and never looks a route up. It acts on

@@ -1,4 +1,4 @@
-//! The general rate limits (SPEC §7, adr/0008): one limiter call per request.
+//! The general rate limits (docs/api/caching-and-limits.md, adr/0008): one limiter call per request.
 //!
 //! - A request whose caller is a live principal (`crate::caller`: a token whose session is
 //!   active, decided once by the `caller` middleware) counts for its user against the `user`

@@ -1,4 +1,4 @@
-//! `/api/v1/admin/*` (SPEC §4): instance administration, 403 for non-admins.
+//! `/api/v1/admin/*` (docs/api/identity.md): instance administration, 403 for non-admins.
 
 use actix_web::{HttpResponse, web};
 use keel_application::identity::admin::{

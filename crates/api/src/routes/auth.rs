@@ -1,4 +1,4 @@
-//! `/api/v1/auth/*` (SPEC §4).
+//! `/api/v1/auth/*` (docs/api/identity.md).
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};

@@ -1,4 +1,4 @@
-//! `GET /api/v1/events`: the real-time event stream over a WebSocket (SPEC §6).
+//! `GET /api/v1/events`: the real-time event stream over a WebSocket (docs/api/events-and-webhooks.md).
 //!
 //! - **Authentication** before the upgrade: `Authorization: Bearer …`, or the `access_token`
 //!   query parameter for browsers (which cannot set headers on a WebSocket). The query is

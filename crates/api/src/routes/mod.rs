@@ -39,7 +39,7 @@ use crate::middleware::idempotency;
 #[non_exhaustive]
 pub struct RouteFlags {
     /// A `POST` that creates: it honours `Idempotency-Key` (see
-    /// `crate::middleware::idempotency` and `docs/api-conventions.md`).
+    /// `crate::middleware::idempotency` and `docs/api/conventions.md`).
     pub idempotent: bool,
 }
 

@@ -1,4 +1,4 @@
-//! `/api/v1/projects/*` (SPEC §5): projects, their members, labels and activity feed.
+//! `/api/v1/projects/*` (docs/api/tracking.md): projects, their members, labels and activity feed.
 //! Handlers translate HTTP to use cases and back; authorization lives in the use cases.
 
 use actix_web::http::header;

@@ -1,4 +1,4 @@
-//! Tasks and comments (SPEC §5): `/api/v1/projects/{id}/tasks`, `/api/v1/tasks/*`,
+//! Tasks and comments (docs/api/tracking.md): `/api/v1/projects/{id}/tasks`, `/api/v1/tasks/*`,
 //! `/api/v1/comments/*`.
 
 use actix_web::{HttpRequest, HttpResponse, web};

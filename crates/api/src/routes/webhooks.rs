@@ -1,8 +1,8 @@
-//! `/api/v1/projects/{id}/webhooks/*` (SPEC §6): a project's webhooks and their delivery
+//! `/api/v1/projects/{id}/webhooks/*` (docs/api/events-and-webhooks.md): a project's webhooks and their delivery
 //! logs, for its admins. Members below admin get 403, strangers 404.
 //!
 //! `POST` here does not honour `Idempotency-Key`: replaying it would mean storing the
-//! signing secret, which is shown once (see `docs/api-conventions.md`).
+//! signing secret, which is shown once (see `docs/api/conventions.md`).
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use keel_application::webhooks::{

@@ -28,6 +28,7 @@ mod adapters;
 mod http;
 mod ports;
 
+pub use http::EXPOSED_HEADERS;
 use ports::quota;
 pub use ports::{identity_ports, secret_box, tracking_ports};
 

@@ -1,4 +1,4 @@
-//! Identity and access use cases (SPEC §4). One file per use case; they share
+//! Identity and access use cases (docs/api/identity.md). One file per use case; they share
 //! [`IdentityPorts`], injected at start-up.
 
 pub mod admin;

@@ -1,4 +1,4 @@
-//! Tracking use cases (SPEC §5): projects, members, labels, tasks, comments and the
+//! Tracking use cases (docs/api/tracking.md): projects, members, labels, tasks, comments and the
 //! activity feed. One file per resource; they share [`TrackingPorts`], injected at start-up.
 //!
 //! # Authorization

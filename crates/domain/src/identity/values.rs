@@ -54,7 +54,7 @@ impl Email {
         &self.0
     }
 
-    /// For logs: `j***@example.com` — never the full address (SPEC §8).
+    /// For logs: `j***@example.com` — never the full address (docs/operations.md).
     pub fn masked(&self) -> String {
         let (local, domain) = self.0.rsplit_once('@').unwrap_or(("", ""));
         let first = local.chars().next().unwrap_or('*');

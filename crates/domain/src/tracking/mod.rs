@@ -1,4 +1,4 @@
-//! Project and task tracking (SPEC §5): projects, members, labels, tasks, comments, and the
+//! Project and task tracking (docs/api/tracking.md): projects, members, labels, tasks, comments, and the
 //! ports their use cases need.
 //!
 //! Every write port takes the [`Change`](crate::events::Change) it makes — the audit entry and

@@ -1,4 +1,4 @@
-//! Tracking value objects (SPEC §5). Once you hold one, it is valid (parse, don't validate).
+//! Tracking value objects (docs/api/tracking.md). Once you hold one, it is valid (parse, don't validate).
 //! Every `*_PATTERN` is the rule as a regex for the OpenAPI document; a property test keeps
 //! each pattern and its parser in agreement.
 

@@ -1,4 +1,4 @@
-//! Domain events after their commit (SPEC §6, adr/0010): the outbox table, the dispatcher
+//! Domain events after their commit (docs/api/events-and-webhooks.md, adr/0010): the outbox table, the dispatcher
 //! that publishes it, and the bus that carries published events to every instance.
 
 pub mod bus;

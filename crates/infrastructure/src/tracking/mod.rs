@@ -1,4 +1,4 @@
-//! Tracking adapters on SeaORM (SPEC §5): projects, members, labels, tasks, comments, and the
+//! Tracking adapters on SeaORM (docs/api/tracking.md): projects, members, labels, tasks, comments, and the
 //! project activity feed.
 //!
 //! Every write runs in one transaction with the audit entry that describes it and its domain

@@ -35,7 +35,7 @@ pub const MAX_RESPONSE_BODY: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientSettings {
     /// Total time for one delivery: connecting, sending, and reading the response. Default
-    /// 10 s (SPEC §6).
+    /// 10 s (docs/api/events-and-webhooks.md).
     pub timeout: Duration,
     /// Allow loopback, private and link-local receivers (`KEEL_WEBHOOK_ALLOW_PRIVATE`).
     /// Default `false`.

@@ -1,4 +1,4 @@
-//! The building blocks of webhook delivery (SPEC §6), each pure or self-contained so that
+//! The building blocks of webhook delivery (docs/api/events-and-webhooks.md), each pure or self-contained so that
 //! the delivery worker and the webhook API only compose them:
 //!
 //! - [`signing`]: the `X-Keel-Signature` header, `t=<unix>,v1=<hex HMAC-SHA256>`, and its

@@ -1,4 +1,4 @@
-//! AES-256-GCM encryption of webhook signing secrets at rest (SPEC §6).
+//! AES-256-GCM encryption of webhook signing secrets at rest (docs/api/events-and-webhooks.md).
 //!
 //! The signing secret must be readable by the server (it signs every delivery), so it is
 //! encrypted rather than hashed. A sealed value is

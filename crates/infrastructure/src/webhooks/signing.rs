@@ -1,4 +1,4 @@
-//! The `X-Keel-Signature` header (SPEC §6):
+//! The `X-Keel-Signature` header (docs/api/events-and-webhooks.md):
 //! `t=<unix seconds>,v1=<lowercase hex HMAC-SHA256(secret, "<t>.<body>")>`.
 //!
 //! The timestamp is inside the signed message, so a captured delivery cannot be replayed

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::common::*;
 
-// The outbox and its dispatcher (SPEC §6)
+// The outbox and its dispatcher (docs/api/events-and-webhooks.md)
 
 fn dispatcher(s: &Store, bus: Arc<InProcessBus>) -> Dispatcher {
     Dispatcher::new(
