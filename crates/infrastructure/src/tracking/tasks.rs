@@ -553,13 +553,9 @@ impl TaskRepository for SeaOrmTaskRepository {
     }
 
     async fn list(&self, query: &TaskQuery) -> Result<Vec<Task>, StoreError> {
-        let select = list_select(query, self.db.backend())?;
-        let rows = self
-            .db
-            .connection()
-            .query_all(&select)
-            .await
-            .map_err(store_error)?;
+        let backend = self.db.backend();
+        let select = list_select(query, backend)?;
+        let rows = self.db.query_all_planned(backend.build(&select)).await?;
         rows.iter()
             .filter_map(|row| task_from_row(row).transpose())
             .collect()
@@ -571,13 +567,10 @@ impl TaskRepository for SeaOrmTaskRepository {
         user_id: Uuid,
         query: &TaskQuery,
     ) -> Result<Option<(ProjectAccess, Vec<Task>)>, StoreError> {
-        let select = page_with_access_select(project_id, user_id, query, self.db.backend())?;
-        let rows = self
-            .db
-            .connection()
-            .query_all(&select)
-            .await
-            .map_err(store_error)?;
+        let backend = self.db.backend();
+        let select = page_with_access_select(project_id, user_id, query, backend)?;
+        // A page: planned with its values every time (a filter may match one task or most).
+        let rows = self.db.query_all_planned(backend.build(&select)).await?;
         let Some(first) = rows.first() else {
             return Ok(None);
         };

@@ -588,3 +588,61 @@ async fn task_update_saves_every_field_and_replaces_labels() {
         assert_eq!(orphans, 0, "{}", s.name);
     }
 }
+
+/// A page is planned with its values on every execution: on PostgreSQL it never becomes a
+/// named prepared statement, so PostgreSQL can never swap in the generic plan that cannot
+/// see the page's limit nor how many tasks its filter matches (docs/performance.md: 233 ms
+/// instead of 3 ms over a project of 1 000 000 tasks).
+#[tokio::test]
+async fn task_pages_are_never_kept_as_prepared_statements_on_postgresql() {
+    use sea_orm::ConnectionTrait;
+    for s in stores().await {
+        if s.name != "postgres" {
+            continue;
+        }
+        let owner = user(&s, "Planner").await;
+        let p = project(&s, "PLN", owner).await;
+        create_task(&s, task_value(&p, owner, "One"), &[]).await;
+        for _ in 0..8 {
+            let q = query(
+                Scope::Project(p.id),
+                TaskFilter::default(),
+                TaskSort::default(),
+                10,
+            );
+            assert!(s.tasks.page_with_access(p.id, owner, &q).await.unwrap().is_some());
+            assert_eq!(s.tasks.list(&q).await.unwrap().len(), 1);
+        }
+        // Sequential use of a fresh pool: every statement above ran on this one connection,
+        // whose prepared statements the view lists (this query's own among them).
+        let row =
+            s.db.connection()
+                .query_one_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Postgres,
+                    "SELECT count(*) FILTER (WHERE statement LIKE '%FROM \"tasks\"%' \
+                 AND statement NOT LIKE '%pg_prepared_statements%') AS pages, \
+                 count(*) FILTER (WHERE statement LIKE '%pg_prepared_statements%') AS own \
+                 FROM pg_prepared_statements",
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+        let own: i64 = row.try_get("", "own").unwrap();
+        let pages: i64 = row.try_get("", "pages").unwrap();
+        assert_eq!(own, 1, "the check runs in the session that ran the pages");
+        if pages != 0 {
+            let kept = s
+                .db
+                .connection()
+                .query_all_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Postgres,
+                    "SELECT statement FROM pg_prepared_statements WHERE statement LIKE '%FROM \"tasks\"%' \
+                     AND statement NOT LIKE '%pg_prepared_statements%'",
+                ))
+                .await
+                .unwrap();
+            let kept: Vec<String> = kept.iter().map(|r| r.try_get("", "statement").unwrap()).collect();
+            panic!("a page was kept as a prepared statement: {kept:?}");
+        }
+    }
+}
