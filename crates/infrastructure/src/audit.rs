@@ -264,7 +264,7 @@ impl AuditLog for SeaOrmAuditLog {
             .filter(condition)
             .order_by_desc(Column::OccurredAt)
             .order_by_desc(Column::Id);
-        let (rows, total) = fetch_page(self.db.connection(), select, offset, limit).await?;
+        let (rows, total) = fetch_page(&self.db, select, offset, limit).await?;
         Ok((rows.into_iter().map(to_domain).collect(), total))
     }
 }

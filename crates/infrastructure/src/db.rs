@@ -231,10 +231,10 @@ fn ensure_sqlite_dir(url: &str) -> Result<(), StoreError> {
     }
 }
 
-/// One offset page of `select` (already filtered and ordered, with a unique tiebreaker) and
-/// the number of rows the filter matches.
+/// One offset page of `select` (filtered and ordered with a unique tiebreaker) and the
+/// number of rows the filter matches.
 pub async fn fetch_page<E>(
-    conn: &DatabaseConnection,
+    db: &Database,
     select: sea_orm::Select<E>,
     offset: u64,
     limit: u64,
@@ -243,13 +243,31 @@ where
     E: sea_orm::EntityTrait,
     E::Model: Send + Sync,
 {
-    use sea_orm::{PaginatorTrait, QuerySelect};
-    let total = select.clone().count(conn).await.map_err(store_error)?;
-    let rows = select
-        .offset(offset)
-        .limit(limit)
-        .all(conn)
-        .await
+    fetch_page_as::<E, E::Model>(db, select, offset, limit).await
+}
+
+/// [`fetch_page`], each row read as `M`. The page is a [`Database::query_all_planned`] read:
+/// its filters may match a handful of rows or most of the table.
+pub async fn fetch_page_as<E, M>(
+    db: &Database,
+    select: sea_orm::Select<E>,
+    offset: u64,
+    limit: u64,
+) -> Result<(Vec<M>, u64), StoreError>
+where
+    E: sea_orm::EntityTrait,
+    E::Model: Sync,
+    M: sea_orm::FromQueryResult + Send + Sync,
+{
+    use sea_orm::{PaginatorTrait, QuerySelect, QueryTrait};
+    let total = select.clone().count(db.connection()).await.map_err(store_error)?;
+    let statement = select.offset(offset).limit(limit).build(db.backend());
+    let rows = db
+        .query_all_planned(statement)
+        .await?
+        .iter()
+        .map(|row| M::from_query_result(row, ""))
+        .collect::<Result<Vec<M>, DbErr>>()
         .map_err(store_error)?;
     Ok((rows, total))
 }

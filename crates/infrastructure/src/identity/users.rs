@@ -158,7 +158,7 @@ impl UserRepository for SeaOrmUserRepository {
             .filter(condition)
             .order_by_asc(Column::CreatedAt)
             .order_by_asc(Column::Id);
-        let (rows, total) = fetch_page(self.db.connection(), select, offset, limit).await?;
+        let (rows, total) = fetch_page(&self.db, select, offset, limit).await?;
         Ok((rows.into_iter().map(to_domain).collect::<Result<_, _>>()?, total))
     }
 }

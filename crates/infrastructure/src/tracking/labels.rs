@@ -9,7 +9,8 @@ use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use uuid::Uuid;
 
-use super::{commit_change, corrupt, fetch_page_as, roll_back};
+use super::{commit_change, corrupt, roll_back};
+use crate::db::fetch_page_as;
 use crate::db::{Database, store_error};
 use crate::entities::labels::{self, Column, Entity};
 use crate::entities::{task_labels, tasks};
@@ -43,8 +44,7 @@ impl LabelRepository for SeaOrmLabelRepository {
             .filter(Column::ProjectId.eq(project_id))
             .order_by_asc(Column::Name)
             .order_by_asc(Column::Id);
-        let (rows, total) =
-            fetch_page_as::<_, labels::Model>(self.db.connection(), select, offset, limit).await?;
+        let (rows, total) = fetch_page_as::<_, labels::Model>(&self.db, select, offset, limit).await?;
         Ok((rows.into_iter().map(to_domain).collect::<Result<_, _>>()?, total))
     }
 

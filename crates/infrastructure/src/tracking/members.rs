@@ -14,7 +14,8 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::projects::parse_role;
-use super::{commit_change, commit_held_change, fetch_page_as, hold_authority, roll_back};
+use super::{commit_change, commit_held_change, hold_authority, roll_back};
+use crate::db::fetch_page_as;
 use crate::db::{Database, store_error};
 use crate::entities::project_members::{self, Column, Entity};
 use crate::entities::{projects, tasks, users};
@@ -94,8 +95,7 @@ impl MemberRepository for SeaOrmMemberRepository {
             .filter(Column::ProjectId.eq(project_id))
             .order_by_asc(Column::CreatedAt)
             .order_by_asc(Column::UserId);
-        let (rows, total) =
-            fetch_page_as::<_, MemberRow>(self.db.connection(), select, offset, limit).await?;
+        let (rows, total) = fetch_page_as::<_, MemberRow>(&self.db, select, offset, limit).await?;
         Ok((rows.into_iter().map(to_domain).collect::<Result<_, _>>()?, total))
     }
 

@@ -24,7 +24,7 @@ use keel_domain::tracking::ProjectAccess;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, IntoIden, LockType, SelectStatement};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, FromQueryResult, IdenStatic, Iterable,
-    PaginatorTrait, PrimaryKeyTrait, QueryResult, QuerySelect,
+    PrimaryKeyTrait, QueryResult, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -167,28 +167,4 @@ where
         return Err(StoreError::NotFound);
     }
     commit_change(db, txn, change).await
-}
-
-/// One offset page of `select` (filtered and ordered with a unique tiebreaker), read as `M`,
-/// and the number of rows the filter matches.
-async fn fetch_page_as<E, M>(
-    conn: &impl ConnectionTrait,
-    select: sea_orm::Select<E>,
-    offset: u64,
-    limit: u64,
-) -> Result<(Vec<M>, u64), StoreError>
-where
-    E: EntityTrait,
-    E::Model: Sync,
-    M: FromQueryResult + Send + Sync,
-{
-    let total = select.clone().count(conn).await.map_err(store_error)?;
-    let rows = select
-        .offset(offset)
-        .limit(limit)
-        .into_model::<M>()
-        .all(conn)
-        .await
-        .map_err(store_error)?;
-    Ok((rows, total))
 }

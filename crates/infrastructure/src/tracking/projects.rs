@@ -16,10 +16,10 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{
-    access_from_row, commit_change, commit_recorded, corrupt, fetch_page_as, finish_guarded, hold_authority,
-    record_change, roll_back, with_access,
+    access_from_row, commit_change, commit_recorded, corrupt, finish_guarded, hold_authority, record_change,
+    roll_back, with_access,
 };
-use crate::db::{Database, fold, store_error};
+use crate::db::{Database, fetch_page_as, fold, store_error};
 use crate::entities::project_members;
 use crate::entities::projects::{self, Column, Entity};
 use crate::identity::users::contains_pattern;
@@ -201,7 +201,6 @@ impl ProjectRepository for SeaOrmProjectRepository {
             .filter(condition)
             .order_by(column, order.clone())
             .order_by(Column::Id, order);
-        let conn = self.db.connection();
         match scope {
             Scope::MemberOf(user_id) => {
                 let select = select
@@ -211,7 +210,7 @@ impl ProjectRepository for SeaOrmProjectRepository {
                     )
                     .filter(project_members::Column::UserId.eq(user_id))
                     .column_as(project_members::Column::Role, "member_role");
-                let (rows, total) = fetch_page_as::<_, ProjectRow>(conn, select, offset, limit).await?;
+                let (rows, total) = fetch_page_as::<_, ProjectRow>(&self.db, select, offset, limit).await?;
                 let projects = rows
                     .into_iter()
                     .map(|row| {
@@ -227,7 +226,8 @@ impl ProjectRepository for SeaOrmProjectRepository {
             // `Scope::All` names no user, so there is no membership to look up: the caller is
             // an instance admin, who acts as the owner of every project.
             Scope::All => {
-                let (rows, total) = fetch_page_as::<_, projects::Model>(conn, select, offset, limit).await?;
+                let (rows, total) =
+                    fetch_page_as::<_, projects::Model>(&self.db, select, offset, limit).await?;
                 let projects = rows
                     .into_iter()
                     .map(|m| {

@@ -197,7 +197,7 @@ impl WebhookRepository for SeaOrmWebhookRepository {
             .filter(webhooks::Column::ProjectId.eq(project_id))
             .order_by_asc(webhooks::Column::CreatedAt)
             .order_by_asc(webhooks::Column::Id);
-        let (rows, total) = fetch_page(self.db.connection(), select, offset, limit).await?;
+        let (rows, total) = fetch_page(&self.db, select, offset, limit).await?;
         Ok((rows.into_iter().map(to_webhook).collect(), total))
     }
 
