@@ -51,21 +51,17 @@ die() {
     log "error: $*"
     exit 1
 }
+# shellcheck source=scripts/server-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/server-lib.sh"
 
 # bench_stop_pid PID [WHAT]: stops a server this script started, if it runs: SIGTERM, up to
 # 10 s for the graceful shutdown, then SIGKILL. Never fails (its exit status is not the
 # caller's).
 bench_stop_pid() {
-    local pid="$1" what="${2:-pid}" i
+    local pid="$1" what="${2:-pid}"
     if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
         log "stopping $what (pid $pid)"
-        kill -TERM "$pid" 2>/dev/null
-        for ((i = 0; i < 100; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
+        stop_pid "$pid"
     fi
     return 0
 }
@@ -88,15 +84,7 @@ bench_start_services() {
 }
 
 # Waits (30 s at most) until the keel started as KEEL_PID answers /health.
-bench_wait_healthy() {
-    local i
-    for ((i = 0; ; i++)); do
-        if curl -fsS -o /dev/null "$BASE/health" 2>/dev/null; then return 0; fi
-        kill -0 "$KEEL_PID" 2>/dev/null || die "keel exited during start-up"
-        ((i < 300)) || die "keel not healthy after 30 s"
-        sleep 0.1
-    done
-}
+bench_wait_healthy() { wait_healthy "$KEEL_PID" "$BASE/health" 30; }
 
 # Waits (KEEL_BENCH_IDLE_WAIT_SECS, default 120) until other processes use at most 10 % of the
 # CPUs over 5 s; sets OTHERS_BEFORE to the last share measured.

@@ -36,6 +36,8 @@ die() {
     log "error: $*"
     exit 1
 }
+# shellcheck source=scripts/server-lib.sh
+source "$REPO/scripts/server-lib.sh"
 
 [[ -x "$BIN" ]] || die "$BIN is not an executable; build it first (cargo build --release --locked -p keel-api --bin keel)"
 for tool in curl python3 node npm; do
@@ -47,17 +49,7 @@ SERVER_LOG="$TMP/server.log"
 SERVER_PID=""
 
 stop_server() {
-    [[ -n "$SERVER_PID" ]] || return 0
-    if kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        local i
-        for ((i = 0; i < 100; i++)); do
-            kill -0 "$SERVER_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-    fi
-    wait "$SERVER_PID" 2>/dev/null || true
+    stop_pid "$SERVER_PID"
     SERVER_PID=""
 }
 
@@ -132,13 +124,7 @@ log "starting $BIN on 127.0.0.1:$PORT (SQLite in $TMP)"
         "$BIN" serve </dev/null >>"$SERVER_LOG" 2>&1
 ) &
 SERVER_PID=$!
-waited=0
-until [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$BASE/health" 2>/dev/null || true)" == 200 ]]; do
-    kill -0 "$SERVER_PID" 2>/dev/null || die "the server exited during start-up"
-    ((waited < WAIT_SECS * 4)) || die "GET /health did not answer 200 within ${WAIT_SECS}s"
-    sleep 0.25
-    waited=$((waited + 1))
-done
+wait_healthy "$SERVER_PID" "$BASE/health" "$WAIT_SECS"
 
 # -- 1. the document -------------------------------------------------------------------------
 DOC="$TMP/openapi.json"

@@ -36,6 +36,8 @@ die() {
     log "error: $*"
     exit 1
 }
+# shellcheck source=scripts/server-lib.sh
+source "$REPO/scripts/server-lib.sh"
 
 [[ -x "$BIN" ]] || die "$BIN is not an executable; build it first (cargo build --release --locked -p keel-api --bin keel)"
 command -v curl >/dev/null 2>&1 || die "curl is required"
@@ -53,17 +55,7 @@ server_log_tail() {
 }
 
 stop_server() {
-    [[ -n "$SERVER_PID" ]] || return 0
-    if kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        local i
-        for ((i = 0; i < 100; i++)); do
-            kill -0 "$SERVER_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-    fi
-    wait "$SERVER_PID" 2>/dev/null || true
+    stop_pid "$SERVER_PID"
     SERVER_PID=""
 }
 
@@ -84,8 +76,6 @@ on_exit() {
 trap on_exit EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-http_status() { curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1" 2>/dev/null || true; }
 
 if [[ "$(http_status "$BASE/health")" != 000 ]]; then
     die "something already answers on 127.0.0.1:$PORT; stop it or set KEEL_ST_PORT"
@@ -160,13 +150,7 @@ log "starting $BIN on 127.0.0.1:$PORT (SQLite in $TMP)"
 SERVER_PID=$!
 cd "$REPO"
 
-waited=0
-until [[ "$(http_status "$BASE/health")" == 200 ]]; do
-    kill -0 "$SERVER_PID" 2>/dev/null || die "the server exited during start-up"
-    ((waited < WAIT_SECS * 4)) || die "GET /health did not answer 200 within ${WAIT_SECS}s"
-    sleep 0.25
-    waited=$((waited + 1))
-done
+wait_healthy "$SERVER_PID" "$BASE/health" "$WAIT_SECS"
 log "server is up (GET /health = 200)"
 
 # -- run -------------------------------------------------------------------------------------
