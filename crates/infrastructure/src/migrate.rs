@@ -15,19 +15,21 @@ pub struct MigrationState {
 
 /// Applies every pending migration.
 pub async fn up(db: &Database) -> Result<(), StoreError> {
-    Migrator::up(db.connection(), None).await.map_err(store_error)
+    Migrator::up(db.connection().pool(), None)
+        .await
+        .map_err(store_error)
 }
 
 /// Rolls back the last `steps` applied migrations.
 pub async fn down(db: &Database, steps: u32) -> Result<(), StoreError> {
-    Migrator::down(db.connection(), Some(steps))
+    Migrator::down(db.connection().pool(), Some(steps))
         .await
         .map_err(store_error)
 }
 
 /// Every known migration in order, with its state.
 pub async fn status(db: &Database) -> Result<Vec<MigrationState>, StoreError> {
-    let migrations = Migrator::get_migration_with_status(db.connection())
+    let migrations = Migrator::get_migration_with_status(db.connection().pool())
         .await
         .map_err(store_error)?;
     Ok(migrations

@@ -220,7 +220,7 @@ pub async fn seed(
     if options.members > MAX_MEMBERS {
         return Err(invalid(format!("--members must be 0–{MAX_MEMBERS}")));
     }
-    let conn = db.connection();
+    let conn = db.connection().pool();
     let now = Utc::now().trunc_subsecs(6);
 
     let (project_id, project_created, owner) = project(conn, &key, &owner_email, options, now).await?;
@@ -625,7 +625,7 @@ async fn insert_batch(
     let n_i64 = i64::try_from(n).map_err(|_| invalid("batch too large"))?;
     let tasks_per_statement = rows_per_statement::<tasks::Entity>(db.backend());
     let labels_per_statement = rows_per_statement::<task_labels::Entity>(db.backend());
-    let txn = db.connection().begin().await?;
+    let txn = db.connection().pool().begin().await?;
     let reserved = txn
         .query_one(&reserve(plan.project_id, n_i64))
         .await?

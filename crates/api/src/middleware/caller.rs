@@ -5,14 +5,21 @@
 //! miss) — and the outcome goes into the request's extensions with the client address. It
 //! sits inside CORS (preflights are answered before it) and the request context (its
 //! warnings carry the request id), and outside the rate limiter, which counts by its outcome.
+//!
+//! A safe request (GET, HEAD) runs, from here on, with its statements on one database
+//! connection (`keel_infrastructure::db::Connection`): the principal's statement and the
+//! resource's share it, paying one release round trip instead of one per statement. A write
+//! takes its transaction's connection instead.
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, web};
 use keel_application::AppError;
 use keel_application::identity::IdentityPorts;
 use keel_application::identity::auth::authenticate::authenticate;
+use keel_infrastructure::db::one_connection_per_request;
 
 use crate::caller::{Authentication, Caller, Refusal, client_ip, credential};
 use crate::state::AppState;
@@ -21,6 +28,17 @@ use crate::state::AppState;
 const API_PREFIX: &str = "/api/";
 
 pub async fn caller(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if req.method() == Method::GET || req.method() == Method::HEAD {
+        one_connection_per_request(decide(req, next)).await
+    } else {
+        decide(req, next).await
+    }
+}
+
+async fn decide(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {

@@ -8,11 +8,15 @@ use std::time::Duration;
 use keel_domain::StoreError;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ConnectOptions, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, QueryResult, RuntimeErr,
-    SqlErr, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+    ConnectOptions, DatabaseTransaction, DbBackend, DbErr, QueryResult, RuntimeErr, SqlErr,
+    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 
 use crate::metrics::Metrics;
+
+mod connection;
+
+pub use connection::{Connection, one_connection_per_request};
 
 /// Pool settings, from configuration.
 /// A pooled connection idle for longer than this is pinged before it is lent.
@@ -33,10 +37,7 @@ pub struct DbSettings {
 /// The application's handle on its database. Cheap to clone (the pool is shared).
 #[derive(Debug, Clone)]
 pub struct Database {
-    conn: DatabaseConnection,
-    /// Where [`Database::query_all_planned`] counts its statements (the others are counted
-    /// by the connection's metric callback).
-    metrics: Option<Arc<Metrics>>,
+    conn: Connection,
     /// Rung after a change's transaction commits with its event, so this instance's outbox
     /// dispatcher publishes at once instead of at its next poll.
     outbox_written: Arc<tokio::sync::Notify>,
@@ -78,8 +79,7 @@ impl Database {
             });
         }
         Ok(Self {
-            conn,
-            metrics,
+            conn: Connection::new(conn, metrics),
             outbox_written: Arc::new(tokio::sync::Notify::new()),
         })
     }
@@ -129,8 +129,13 @@ impl Database {
     /// reads, then writes, never fails with "database is locked" because another writer —
     /// a request, the outbox dispatcher — committed in between (a deferred transaction
     /// cannot upgrade its snapshot). PostgreSQL ignores the mode.
+    ///
+    /// A request that holds a connection for its reads gives it back first (see
+    /// [`Connection`]): it never waits for a second one while holding one.
     pub async fn begin_write(&self) -> Result<DatabaseTransaction, StoreError> {
+        self.conn.give_back().await;
         self.conn
+            .pool()
             .begin_with_options(TransactionOptions {
                 sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
                 ..TransactionOptions::default()
@@ -151,45 +156,28 @@ impl Database {
     /// generic); elsewhere as any other read. Counted in `db_query_duration_seconds` like
     /// every statement.
     pub async fn query_all_planned(&self, stmt: Statement) -> Result<Vec<QueryResult>, StoreError> {
-        if self.backend() != DbBackend::Postgres {
-            return sea_orm::ConnectionTrait::query_all_raw(&self.conn, stmt)
-                .await
-                .map_err(store_error);
-        }
-        let started = std::time::Instant::now();
-        let values = stmt.values.clone().unwrap_or(sea_orm::Values(Vec::new()));
-        let rows = sea_orm::sqlx::query_with(
-            sea_orm::sqlx::AssertSqlSafe(stmt.sql.as_str()),
-            sea_query_sqlx::SqlxValues(values),
-        )
-        .persistent(false)
-        .fetch_all(self.conn.get_postgres_connection_pool())
-        .await;
-        if let Some(metrics) = &self.metrics {
-            let (operation, table) = classify_statement(&stmt.sql);
-            metrics.observe_db_query(operation, table, started.elapsed());
-        }
-        let rows = rows.map_err(|e| store_error(DbErr::Query(RuntimeErr::SqlxError(Arc::new(e)))))?;
-        Ok(rows.into_iter().map(QueryResult::from).collect())
+        self.conn.query_all_unnamed(stmt).await.map_err(store_error)
     }
 
-    pub fn connection(&self) -> &DatabaseConnection {
+    /// What the stores run their statements on outside a transaction: inside a request
+    /// scope ([`one_connection_per_request`]) on PostgreSQL, one connection per request.
+    pub fn connection(&self) -> &Connection {
         &self.conn
     }
 
     pub fn backend(&self) -> DbBackend {
-        self.conn.get_database_backend()
+        self.conn.pool().get_database_backend()
     }
 
     /// Connections currently lent out of the pool (pool size minus idle ones).
     pub fn active_connections(&self) -> i64 {
         let (size, idle) = match self.backend() {
             DbBackend::Postgres => {
-                let pool = self.conn.get_postgres_connection_pool();
+                let pool = self.conn.pool().get_postgres_connection_pool();
                 (pool.size(), pool.num_idle())
             }
             DbBackend::Sqlite => {
-                let pool = self.conn.get_sqlite_connection_pool();
+                let pool = self.conn.pool().get_sqlite_connection_pool();
                 (pool.size(), pool.num_idle())
             }
             _ => (0, 0),
@@ -199,7 +187,7 @@ impl Database {
 
     /// Closes the pool, waiting for lent connections to come back.
     pub async fn close(&self) -> Result<(), StoreError> {
-        self.conn.close_by_ref().await.map_err(store_error)
+        self.conn.pool().close_by_ref().await.map_err(store_error)
     }
 }
 
