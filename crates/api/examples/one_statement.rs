@@ -123,7 +123,7 @@ async fn main() -> anyhow::Result<()> {
     let db = Database::connect(&keel_api::startup::db_settings(&settings), None)
         .await
         .map_err(|error| anyhow::anyhow!("database: {error}"))?;
-    let db = web::Data::new(db.connection().clone());
+    let db = web::Data::new(db.connection().pool().clone());
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(db.clone())
