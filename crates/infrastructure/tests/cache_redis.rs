@@ -34,7 +34,7 @@ fn redis_url() -> Option<String> {
 }
 
 struct Instance {
-    cache: TieredCache,
+    cache: Arc<TieredCache>,
     tier: Arc<RedisTier>,
     subscriber: tokio::task::JoinHandle<()>,
 }
@@ -60,7 +60,7 @@ async fn instance(url: &str, prefix: &str) -> Instance {
     tier.first_attempt(Duration::from_secs(2)).await;
     assert!(tier.is_connected(), "the subscriber connects to {url}");
     Instance {
-        cache: TieredCache::tiered(L1, generations, tier.clone(), None),
+        cache: Arc::new(TieredCache::tiered(L1, generations, tier.clone(), None)),
         tier,
         subscriber,
     }
@@ -122,6 +122,65 @@ async fn an_invalidation_reaches_the_other_instance_before_its_next_read() {
     }
 }
 
+/// An invalidation returns only once every subscribed instance has applied it, so a client
+/// that got the writer's answer is served fresh by every instance on its very next request.
+/// Instance b runs on a thread of its own, which the test stalls (as a busy machine would)
+/// while a invalidates: without the acknowledgements, a returned at once and b's L1 still
+/// answered the old value.
+#[test]
+fn an_invalidation_returns_only_after_every_instance_applied_it() {
+    use std::sync::mpsc;
+    let Some(url) = redis_url() else { return };
+    let prefix = prefix();
+    let (stall_b, stalls) = mpsc::channel::<Duration>();
+    let (send_b, receive_b) = mpsc::channel::<Arc<TieredCache>>();
+    let b_thread = std::thread::spawn({
+        let (url, prefix) = (url.clone(), prefix.clone());
+        move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let b = instance(&url, &prefix).await;
+                send_b.send(Arc::clone(&b.cache)).unwrap();
+                // b's tasks (its subscriber) run here, except while the test stalls the thread.
+                loop {
+                    match stalls.try_recv() {
+                        Ok(stall) => std::thread::sleep(stall),
+                        Err(mpsc::TryRecvError::Empty) => tokio::time::sleep(Duration::from_millis(1)).await,
+                        Err(mpsc::TryRecvError::Disconnected) => break,
+                    }
+                }
+            });
+        }
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let a = instance(&url, &prefix).await;
+        let b = receive_b.recv().unwrap();
+        let loads = AtomicUsize::new(0);
+        for round in 0..5 {
+            let key = CacheKey::user(Uuid::now_v7());
+            assert_eq!(read(&b, &key, "before", &loads).await, "before");
+            // b is busy for 60 ms (well inside the writer's 250 ms wait).
+            stall_b.send(Duration::from_millis(60)).unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            a.cache.invalidate(std::slice::from_ref(&key)).await;
+            assert_eq!(
+                read(&b, &key, "after", &loads).await,
+                "after",
+                "round {round}: b served an invalidated value after the writer's invalidation returned"
+            );
+        }
+    });
+    drop(stall_b);
+    b_thread.join().unwrap();
+}
+
 #[tokio::test]
 async fn a_fill_for_an_invalidated_generation_is_dropped() {
     let Some(url) = redis_url() else { return };
@@ -136,7 +195,7 @@ async fn a_fill_for_an_invalidated_generation_is_dropped() {
     let slow = {
         let (a, key) = (Arc::clone(&a), key.clone());
         tokio::spawn(async move {
-            cached(&a.cache, &key, async move {
+            cached(&*a.cache, &key, async move {
                 started_tx.send(()).ok();
                 release_rx.await.ok();
                 Ok(Some("old".to_owned()))
