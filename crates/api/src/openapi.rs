@@ -19,12 +19,12 @@ pub mod response {
     pub const INVALID_LIST: &str = "`VALIDATION_ERROR`: a filter, the sort, `page`, `limit` or `cursor` is invalid; `details` names each";
     pub const UNAUTHORIZED: &str =
         "`UNAUTHORIZED` (no access token, or a malformed or revoked one) or `TOKEN_EXPIRED`";
-    pub const ACCOUNT_DISABLED: &str = "`ACCOUNT_DISABLED`: the caller's account is disabled";
-    pub const NOT_ADMIN: &str = "`FORBIDDEN`: the caller is not an instance admin (or `ACCOUNT_DISABLED`)";
-    pub const NOT_ADMIN_OR_SCOPE: &str = "`FORBIDDEN`: the caller is not an instance admin, or \
-        `INSUFFICIENT_SCOPE`: a personal access token without the `admin` scope (or `ACCOUNT_DISABLED`)";
-    pub const ROLE_FORBIDS: &str =
-        "`FORBIDDEN`: the caller's role in the project does not allow this (or `ACCOUNT_DISABLED`)";
+    pub const ACCOUNT_DISABLED: &str = "`ACCOUNT_DISABLED`: the caller's account is disabled, or `INSUFFICIENT_SCOPE`: \
+        a personal access token whose scopes do not cover this route";
+    pub const NOT_ADMIN: &str = "`FORBIDDEN`: the caller is not an instance admin (or `ACCOUNT_DISABLED`), or \
+        `INSUFFICIENT_SCOPE`: a personal access token without the `admin` scope";
+    pub const ROLE_FORBIDS: &str = "`FORBIDDEN`: the caller's role in the project does not allow this (or \
+        `ACCOUNT_DISABLED`), or `INSUFFICIENT_SCOPE`: a personal access token whose scopes do not cover this route";
     pub const NO_PROJECT: &str = "`NOT_FOUND`: no such project, or the caller is not a member of it";
     pub const NO_TASK: &str = "`NOT_FOUND`: no such task in a project the caller is a member of";
     pub const NO_COMMENT: &str = "`NOT_FOUND`: no such comment in a project the caller is a member of";

@@ -150,7 +150,7 @@ pub async fn delete_token_route(
         (status = 200, description = "The user's tokens", body = TokenList),
         (status = 400, description = response::INVALID_ID, body = ErrorBody),
         (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
-        (status = 403, description = response::NOT_ADMIN_OR_SCOPE, body = ErrorBody),
+        (status = 403, description = response::NOT_ADMIN, body = ErrorBody),
         (status = 404, description = response::NO_USER, body = ErrorBody)
     )
 )]
@@ -172,7 +172,7 @@ pub async fn list_user_tokens_route(
         (status = 204, description = "Deleted"),
         (status = 400, description = response::INVALID_ID, body = ErrorBody),
         (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
-        (status = 403, description = response::NOT_ADMIN_OR_SCOPE, body = ErrorBody),
+        (status = 403, description = response::NOT_ADMIN, body = ErrorBody),
         (status = 404, description = "`NOT_FOUND`: no such token of that user", body = ErrorBody)
     )
 )]
