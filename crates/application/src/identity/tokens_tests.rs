@@ -300,3 +300,34 @@ fn a_use_is_written_once_a_minute_whatever_the_traffic() {
     );
     assert!(uses.needs_write(t, Some(minute), minute + Duration::minutes(1)));
 }
+
+#[tokio::test]
+async fn a_token_cannot_sign_out_change_the_password_or_manage_sessions() {
+    use crate::identity::auth::logout::{logout, logout_all};
+    use crate::identity::auth::password::{ChangePasswordInput, change_password};
+    use crate::identity::auth::sessions::{list_sessions, revoke_session};
+
+    // No expectation is set: any store, hasher, limiter or audit call fails the test.
+    let ports = Fixture::new().into_ports();
+    let p = token_principal(Uuid::now_v7());
+    let refused = |r: Result<(), AppError>| matches!(r, Err(AppError::InsufficientScope));
+    assert!(refused(logout(&ports, &p, &meta()).await));
+    assert!(refused(logout_all(&ports, &p, &meta()).await));
+    assert!(refused(
+        change_password(
+            &ports,
+            &p,
+            ChangePasswordInput {
+                current_password: "Correct-h0rse".into(),
+                new_password: "Another-h0rse".into(),
+            },
+            &meta(),
+        )
+        .await
+    ));
+    assert!(matches!(
+        list_sessions(&ports, &p).await,
+        Err(AppError::InsufficientScope)
+    ));
+    assert!(refused(revoke_session(&ports, &p, Uuid::now_v7(), &meta()).await));
+}
