@@ -15,7 +15,7 @@
 
 use std::net::IpAddr;
 
-use actix_web::http::header;
+use actix_web::http::{Method, header};
 use actix_web::{HttpMessage, HttpRequest};
 use ipnet::IpNet;
 use keel_application::AppError;
@@ -64,18 +64,53 @@ impl From<Refusal> for AppError {
 }
 
 /// What the request's credential proved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Authentication {
     /// No credential was presented.
     Anonymous,
     /// A live principal.
     Principal(Principal),
+    /// A live principal whose personal access token does not cover this request's route
+    /// (its scopes): the request counts against the user's limit, and is refused with 403
+    /// `INSUFFICIENT_SCOPE` by whatever needs the principal.
+    OutOfScope(Principal),
     /// A credential was presented and proves nobody.
     Refused(Refusal),
 }
 
+impl Authentication {
+    /// `self`, or [`Authentication::OutOfScope`] when it is a principal whose token's scopes
+    /// do not cover a request with `method` to `path`: `/api/v1/admin/*` needs `admin`
+    /// whatever the method, any other route `read` (or `write`) for a safe method and
+    /// `write` for the others. A signed-in session is never out of scope.
+    pub fn scoped(self, method: &Method, path: &str) -> Self {
+        match self {
+            Self::Principal(principal) => match &principal.grant {
+                Some(grant) if !grant.scopes.cover(is_safe(method), is_admin_route(path)) => {
+                    Self::OutOfScope(principal)
+                }
+                _ => Self::Principal(principal),
+            },
+            other => other,
+        }
+    }
+}
+
+/// `GET`, `HEAD` and `OPTIONS`: the methods that change nothing.
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The routes only instance admins may use, which a token reaches only with `admin`.
+fn is_admin_route(path: &str) -> bool {
+    path.strip_prefix(ADMIN_PREFIX)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+const ADMIN_PREFIX: &str = "/api/v1/admin";
+
 /// The request's caller: what its credential proved, and its client address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub authentication: Authentication,
     /// The client's address ([`client_ip`]); `None` without a peer address.
@@ -86,27 +121,38 @@ impl Caller {
     /// The caller the middleware decided for `req`; a request that did not go through it
     /// (a unit test's bare app) is anonymous with its peer's address.
     pub fn of(req: &HttpRequest) -> Self {
-        req.extensions().get::<Self>().copied().unwrap_or_else(|| Self {
+        req.extensions().get::<Self>().cloned().unwrap_or_else(|| Self {
             authentication: Authentication::Anonymous,
             ip: req.peer_addr().map(|a| a.ip()),
         })
     }
 
-    /// The live principal, if the credential proved one.
-    pub fn principal(&self) -> Option<Principal> {
-        match self.authentication {
+    /// The live principal, if the credential proved one that covers this request.
+    pub fn principal(&self) -> Option<&Principal> {
+        match &self.authentication {
             Authentication::Principal(p) => Some(p),
             _ => None,
         }
     }
 
+    /// The user whose limits the request counts against: the principal's, whether or not
+    /// its token covers the route.
+    pub fn user_id(&self) -> Option<uuid::Uuid> {
+        match &self.authentication {
+            Authentication::Principal(p) | Authentication::OutOfScope(p) => Some(p.user_id),
+            _ => None,
+        }
+    }
+
     /// The principal, or the error a route that needs one answers: 401 without a
-    /// credential, the refusal's own error with one that proves nobody.
+    /// credential, the refusal's own error with one that proves nobody, 403
+    /// `INSUFFICIENT_SCOPE` with a token that does not cover the route.
     pub fn require(&self) -> Result<Principal, AppError> {
-        match self.authentication {
-            Authentication::Principal(p) => Ok(p),
+        match &self.authentication {
+            Authentication::Principal(p) => Ok(p.clone()),
+            Authentication::OutOfScope(_) => Err(AppError::InsufficientScope),
             Authentication::Anonymous => Err(AppError::Unauthorized),
-            Authentication::Refused(refusal) => Err(refusal.into()),
+            Authentication::Refused(refusal) => Err((*refusal).into()),
         }
     }
 }
@@ -256,6 +302,65 @@ mod tests {
             Some("\u{FFFD}"),
             "decoded lossily; such a token fails verification"
         );
+    }
+
+    #[test]
+    fn a_token_is_out_of_scope_where_its_scopes_do_not_reach() {
+        use std::sync::Arc;
+
+        use keel_domain::identity::Role;
+        use keel_domain::identity::tokens::{Grant, Scopes};
+
+        let principal = |scopes: Option<&[&str]>| Principal {
+            user_id: uuid::Uuid::nil(),
+            session_id: uuid::Uuid::nil(),
+            role: Role::Admin,
+            expires_at: chrono::Utc::now(),
+            grant: scopes.map(|s| {
+                Arc::new(Grant {
+                    token_id: uuid::Uuid::nil(),
+                    scopes: Scopes::parse(s).unwrap(),
+                    project_ids: None,
+                })
+            }),
+        };
+        let in_scope = |scopes: Option<&[&str]>, method: Method, path: &str| {
+            matches!(
+                Authentication::Principal(principal(scopes)).scoped(&method, path),
+                Authentication::Principal(_)
+            )
+        };
+        let read = Some(&["read"][..]);
+        let write = Some(&["write"][..]);
+        let admin = Some(&["admin"][..]);
+        assert!(in_scope(read, Method::GET, "/api/v1/projects"));
+        assert!(in_scope(read, Method::GET, "/api/v1/events"));
+        assert!(!in_scope(read, Method::POST, "/api/v1/projects"));
+        assert!(!in_scope(read, Method::GET, "/api/v1/admin/users"));
+        assert!(in_scope(write, Method::DELETE, "/api/v1/tasks/x"));
+        assert!(!in_scope(write, Method::GET, "/api/v1/admin"));
+        assert!(in_scope(admin, Method::PATCH, "/api/v1/admin/users/x"));
+        assert!(!in_scope(admin, Method::GET, "/api/v1/projects"));
+        assert!(
+            in_scope(read, Method::GET, "/api/v1/administrators"),
+            "a prefix of a word is not the admin tree"
+        );
+        assert!(
+            in_scope(None, Method::POST, "/api/v1/admin/users"),
+            "a session has no scopes to leave"
+        );
+        let caller = Caller {
+            authentication: Authentication::Principal(principal(read))
+                .scoped(&Method::POST, "/api/v1/projects"),
+            ip: None,
+        };
+        assert!(matches!(caller.require(), Err(AppError::InsufficientScope)));
+        assert_eq!(
+            caller.user_id(),
+            Some(uuid::Uuid::nil()),
+            "counted against its user"
+        );
+        assert!(caller.principal().is_none(), "nothing acts for it");
     }
 
     #[test]

@@ -18,7 +18,7 @@ const MAX_USER_AGENT: usize = 512;
 
 /// The caller, authenticated by `Authorization: Bearer <access token>` against a live
 /// session (revocation is immediate): what the `caller` middleware decided for the request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct AuthUser(pub Principal);
 
 impl FromRequest for AuthUser {
@@ -49,10 +49,12 @@ impl FromRequest for ClientContext {
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|ua| ua.chars().take(MAX_USER_AGENT).collect());
+        let caller = Caller::of(req);
         ready(Ok(ClientContext(RequestMeta {
             request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
-            ip: Caller::of(req).ip.map(|ip| ip.to_string()),
+            ip: caller.ip.map(|ip| ip.to_string()),
             user_agent,
+            token_id: caller.principal().and_then(|p| p.token_id()),
         })))
     }
 }

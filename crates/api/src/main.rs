@@ -221,6 +221,7 @@ async fn create_admin_account(settings: &Settings, email: &str, name: &str) -> a
         request_id: Some("cli:admin-create".to_owned()),
         ip: None,
         user_agent: Some("keel admin create".to_owned()),
+        token_id: None,
     };
     let outcome = create_admin(&ports, email, name, &password, &meta).await;
     db.close().await.ok();

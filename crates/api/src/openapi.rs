@@ -19,10 +19,12 @@ pub mod response {
     pub const INVALID_LIST: &str = "`VALIDATION_ERROR`: a filter, the sort, `page`, `limit` or `cursor` is invalid; `details` names each";
     pub const UNAUTHORIZED: &str =
         "`UNAUTHORIZED` (no access token, or a malformed or revoked one) or `TOKEN_EXPIRED`";
-    pub const ACCOUNT_DISABLED: &str = "`ACCOUNT_DISABLED`: the caller's account is disabled";
-    pub const NOT_ADMIN: &str = "`FORBIDDEN`: the caller is not an instance admin (or `ACCOUNT_DISABLED`)";
-    pub const ROLE_FORBIDS: &str =
-        "`FORBIDDEN`: the caller's role in the project does not allow this (or `ACCOUNT_DISABLED`)";
+    pub const ACCOUNT_DISABLED: &str = "`ACCOUNT_DISABLED`: the caller's account is disabled, or `INSUFFICIENT_SCOPE`: \
+        a personal access token whose scopes do not cover this route";
+    pub const NOT_ADMIN: &str = "`FORBIDDEN`: the caller is not an instance admin (or `ACCOUNT_DISABLED`), or \
+        `INSUFFICIENT_SCOPE`: a personal access token without the `admin` scope";
+    pub const ROLE_FORBIDS: &str = "`FORBIDDEN`: the caller's role in the project does not allow this (or \
+        `ACCOUNT_DISABLED`), or `INSUFFICIENT_SCOPE`: a personal access token whose scopes do not cover this route";
     pub const NO_PROJECT: &str = "`NOT_FOUND`: no such project, or the caller is not a member of it";
     pub const NO_TASK: &str = "`NOT_FOUND`: no such task in a project the caller is a member of";
     pub const NO_COMMENT: &str = "`NOT_FOUND`: no such comment in a project the caller is a member of";
@@ -52,6 +54,7 @@ pub mod response {
         (name = "operations", description = "Liveness, readiness, metrics and this document"),
         (name = "auth", description = "Accounts, sign-in, tokens and sessions"),
         (name = "admin", description = "Instance administration (admins only)"),
+        (name = "tokens", description = "Personal access tokens (`keel_pat_…`) for scripts and CI jobs"),
         (name = "projects", description = "Projects and their activity feed; non-members get 404"),
         (name = "members", description = "Who belongs to a project, with which role"),
         (name = "labels", description = "A project's labels"),
@@ -72,6 +75,14 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         let mut scheme = Http::new(HttpAuthScheme::Bearer);
         scheme.bearer_format = Some("JWT".to_owned());
+        scheme.description = Some(
+            "An access token (JWT) from login, register or refresh, or a personal access token \
+             (`keel_pat_…`) from `POST /api/v1/auth/tokens`. A personal access token works on the \
+             routes its scopes cover (`read`: safe methods, `write`: every method, `admin`: \
+             `/api/v1/admin/*`), never on the token, session, password and logout routes; \
+             elsewhere it gets 403 `INSUFFICIENT_SCOPE`."
+                .to_owned(),
+        );
         components.add_security_scheme("bearerAuth", SecurityScheme::Http(scheme));
     }
 }
@@ -83,7 +94,8 @@ struct PolicyPatterns;
 
 /// Which property of which schema follows which domain rule. A name the document does not
 /// have fails `every_policy_pattern_names_a_documented_property`.
-const POLICY_PATTERNS: [(&str, &str, &str); 15] = {
+const POLICY_PATTERNS: [(&str, &str, &str); 16] = {
+    use keel_domain::identity::tokens::TOKEN_NAME_PATTERN;
     use keel_domain::identity::values::{NAME_PATTERN, PASSWORD_PATTERN};
     use keel_domain::tracking::values::{
         COMMENT_BODY_PATTERN, DESCRIPTION_PATTERN, LABEL_NAME_PATTERN, PROJECT_KEY_PATTERN,
@@ -92,6 +104,7 @@ const POLICY_PATTERNS: [(&str, &str, &str); 15] = {
     [
         ("RegisterBody", "password", PASSWORD_PATTERN),
         ("RegisterBody", "name", NAME_PATTERN),
+        ("CreateTokenBody", "name", TOKEN_NAME_PATTERN),
         ("UpdateProfileBody", "name", NAME_PATTERN),
         ("ChangePasswordBody", "newPassword", PASSWORD_PATTERN),
         ("CreateProjectBody", "key", PROJECT_KEY_PATTERN),

@@ -287,6 +287,20 @@ fn logs_never_hold_passwords_tokens_or_full_emails() {
         // The event stream's token in the query string (a plain GET: 400 after authenticating).
         let events = format!("/api/v1/events?access_token={access}");
         assert_eq!(http_json(port, "GET", &events, "", None).0, 400);
+        // A personal access token: created, used in the header and in the query string.
+        let (status, body) = http_json(
+            port,
+            "POST",
+            "/api/v1/auth/tokens",
+            r#"{"name":"ci","scopes":["read"]}"#,
+            Some(&access),
+        );
+        assert_eq!(status, 201, "{body}");
+        let pat = token_of(&body, "token");
+        let pat_secret = pat.rsplit_once('_').unwrap().1.to_owned();
+        assert_eq!(http_json(port, "GET", "/api/v1/projects", "", Some(&pat)).0, 200);
+        let events = format!("/api/v1/events?access_token={pat}");
+        assert_eq!(http_json(port, "GET", &events, "", None).0, 400);
         let new_password = r#"{"currentPassword":"Secret-passw0rd","newPassword":"Other-passw0rd"}"#;
         assert_eq!(
             http_json(port, "POST", "/api/v1/auth/password", new_password, Some(&access)).0,
@@ -310,6 +324,8 @@ fn logs_never_hold_passwords_tokens_or_full_emails() {
             "Other-passw0rd",
             access.as_str(),
             refresh.as_str(),
+            pat.as_str(),
+            pat_secret.as_str(),
             email,
         ] {
             assert!(!log.contains(secret), "{format} log holds {secret}:\n{log}");

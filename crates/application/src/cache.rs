@@ -57,6 +57,14 @@ impl CacheKey {
         Self::user(user_id).with_variant(format!("s:{session_id}"))
     }
 
+    /// What authentication needs of one of a user's personal access tokens (the hash of its
+    /// secret, scopes, projects, expiry) and of the user: a variant of the user's name, so
+    /// that deleting the token and any change of the user drop it with one invalidation of
+    /// [`CacheKey::user`], as for a session.
+    pub fn token_of(user_id: Uuid, token_id: Uuid) -> Self {
+        Self::user(user_id).with_variant(format!("t:{token_id}"))
+    }
+
     /// Everything cached about a user (every variant: sessions, profile). Invalidated by
     /// every change of the user and every revocation of one of their sessions.
     pub fn user(id: Uuid) -> Self {

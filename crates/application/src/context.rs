@@ -6,4 +6,6 @@ pub struct RequestMeta {
     pub request_id: Option<String>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The personal access token the request came with, if any: its audit entries name it.
+    pub token_id: Option<uuid::Uuid>,
 }

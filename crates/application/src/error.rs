@@ -27,6 +27,10 @@ pub enum AppError {
     Forbidden,
     #[error("account disabled")]
     AccountDisabled,
+    /// The personal access token the request came with does not cover this route (its
+    /// scopes, or a route that needs a signed-in session).
+    #[error("the access token's scopes do not cover this route")]
+    InsufficientScope,
     /// The resource does not exist, or the caller may not know that it exists.
     #[error("{0} not found")]
     NotFound(&'static str),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use keel_domain::events::Envelope;
-use uuid::Uuid;
+use keel_domain::identity::Principal;
 
 use crate::AppError;
 use crate::tracking::TrackingPorts;
@@ -45,7 +45,8 @@ pub trait EventBus: Send + Sync {
     fn subscribe(&self) -> BoxStream<'static, BusMessage>;
 }
 
-/// Whether `user` receives `envelope`: named in it, or a member of its project now.
+/// Whether `principal` receives `envelope`: named in it, or a member of its project now —
+/// and, with a personal access token limited to some projects, the project is one of them.
 ///
 /// Membership is read through the cache, which every membership change invalidates on every
 /// instance, so a removed member stops receiving at once. Instance admins receive the events
@@ -53,7 +54,15 @@ pub trait EventBus: Send + Sync {
 ///
 /// # Errors
 /// When the membership cannot be read (the store is down).
-pub async fn receives(ports: &TrackingPorts, user: Uuid, envelope: &Envelope) -> Result<bool, AppError> {
+pub async fn receives(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    envelope: &Envelope,
+) -> Result<bool, AppError> {
+    let user = principal.user_id;
+    if !principal.reaches(envelope.event.project_id) {
+        return Ok(false);
+    }
     if envelope.also_to.contains(&user) {
         return Ok(true);
     }
@@ -64,6 +73,8 @@ pub async fn receives(ports: &TrackingPorts, user: Uuid, envelope: &Envelope) ->
 mod tests {
     use chrono::Utc;
     use keel_domain::events::{DomainEvent, EventType};
+
+    use uuid::Uuid;
 
     use super::*;
     use crate::tracking::fixtures::*;
@@ -86,12 +97,25 @@ mod tests {
     async fn members_and_named_users_receive_strangers_do_not() {
         let ports = Fixture::default().ports();
         let e = envelope(vec![]);
-        assert!(receives(&ports, member().user_id, &e).await.unwrap());
-        assert!(receives(&ports, viewer().user_id, &e).await.unwrap());
-        assert!(!receives(&ports, stranger().user_id, &e).await.unwrap());
+        assert!(receives(&ports, &member(), &e).await.unwrap());
+        assert!(receives(&ports, &viewer(), &e).await.unwrap());
+        assert!(!receives(&ports, &stranger(), &e).await.unwrap());
         let named = envelope(vec![stranger().user_id]);
-        assert!(receives(&ports, stranger().user_id, &named).await.unwrap());
+        assert!(receives(&ports, &stranger(), &named).await.unwrap());
         // Instance admins are not members: they see nothing of a project they are not in.
-        assert!(!receives(&ports, admin().user_id, &e).await.unwrap());
+        assert!(!receives(&ports, &admin(), &e).await.unwrap());
+        // A member's token limited to another project receives nothing of this one.
+        let mut limited = member();
+        limited.grant = Some(std::sync::Arc::new(keel_domain::identity::tokens::Grant {
+            token_id: Uuid::nil(),
+            scopes: keel_domain::identity::tokens::Scopes::parse(&["read"]).unwrap(),
+            project_ids: Some(vec![Uuid::from_u128(0xB0B)]),
+        }));
+        assert!(!receives(&ports, &limited, &e).await.unwrap());
+        assert!(
+            !receives(&ports, &limited, &envelope(vec![limited.user_id]))
+                .await
+                .unwrap()
+        );
     }
 }

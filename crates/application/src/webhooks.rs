@@ -244,6 +244,7 @@ fn entry(
         details: Some(details),
         restricted,
         authority: Some(Authority::of(principal, Permission::Administer)),
+        token_id: principal.token_id(),
     }
 }
 

@@ -37,6 +37,8 @@ pub struct AuditEntry {
     /// `None` when nothing but being signed in was needed (creating a project, an
     /// account's own changes) or when there is no actor.
     pub authority: Option<Authority>,
+    /// The personal access token the actor used, when it used one.
+    pub token_id: Option<Uuid>,
 }
 
 impl AuditEntry {
@@ -135,6 +137,7 @@ mod tests {
             details: Some(json!({"events": ["*"]})),
             restricted: Some(json!({"url": "https://x.example/t0ken"})),
             authority: None,
+            token_id: None,
         };
         assert_eq!(
             e.all_details(),

@@ -168,8 +168,9 @@ impl Change {
                 details: None,
                 restricted: None,
                 authority: None,
+                token_id: actor.token_id(),
             },
-            actor: *actor,
+            actor: actor.clone(),
             event_type,
             project_id,
             data: serde_json::Value::Null,
@@ -306,6 +307,7 @@ mod tests {
             session_id: Uuid::from_u128(4),
             role: Role::User,
             expires_at: at,
+            grant: None,
         };
         let (project, task) = (Uuid::from_u128(3), Uuid::from_u128(5));
         let change = Change::by(&actor, EventType::TaskUpdated, project, at)
@@ -335,6 +337,19 @@ mod tests {
         assert_eq!(audit.details, Some(serde_json::json!({"changed": ["title"]})));
         assert_eq!(change.event.event.data, serde_json::json!({"id": task}));
         assert_eq!(change.event.also_to, vec![Uuid::from_u128(9)]);
+        assert_eq!(audit.token_id, None, "a signed-in session names no token");
+        let mut with_token = actor.clone();
+        with_token.grant = Some(std::sync::Arc::new(crate::identity::tokens::Grant {
+            token_id: Uuid::from_u128(8),
+            scopes: crate::identity::tokens::Scopes::parse(&["write"]).unwrap(),
+            project_ids: None,
+        }));
+        let by_token = Change::by(&with_token, EventType::TaskUpdated, project, at).build();
+        assert_eq!(
+            by_token.audit.token_id,
+            Some(Uuid::from_u128(8)),
+            "the token is named"
+        );
 
         actor.role = Role::Admin;
         let by_admin = Change::by(&actor, EventType::ProjectCreated, project, at).build();
@@ -374,6 +389,7 @@ mod tests {
             details: None,
             restricted: None,
             authority: None,
+            token_id: None,
         };
         let change = Change::new(
             audit,

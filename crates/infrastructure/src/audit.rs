@@ -148,6 +148,7 @@ async fn insert(conn: &impl ConnectionTrait, e: &AuditEntry, check: bool) -> Res
         Expr::val(e.ip.clone()),
         Expr::val(e.details.clone()),
         Expr::val(e.restricted.clone()),
+        Expr::val(e.token_id),
     ];
     let select = Query::select().exprs(values).and_where(held).to_owned();
     let insert = Query::insert()
@@ -164,6 +165,7 @@ async fn insert(conn: &impl ConnectionTrait, e: &AuditEntry, check: bool) -> Res
             Column::Ip,
             Column::Details,
             Column::RestrictedDetails,
+            Column::TokenId,
         ])
         .select_from(select)
         .map_err(|e| StoreError::Unexpected(Box::new(e)))?
@@ -217,6 +219,7 @@ fn active(e: &AuditEntry) -> audit_log::ActiveModel {
         ip: Set(e.ip.clone()),
         details: Set(e.details.clone()),
         restricted_details: Set(e.restricted.clone()),
+        token_id: Set(e.token_id),
     }
 }
 
@@ -235,6 +238,7 @@ pub(crate) fn to_domain(m: audit_log::Model) -> AuditEntry {
         restricted: m.restricted_details,
         // Checked when the entry was written; nothing to check again.
         authority: None,
+        token_id: m.token_id,
     }
 }
 

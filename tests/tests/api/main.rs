@@ -21,6 +21,7 @@ mod rate_limits;
 mod statements;
 mod tasks;
 mod text_policy;
+mod tokens;
 mod tracking_access;
 mod webhooks;
 mod write_guards;

@@ -99,6 +99,35 @@ async fn uncached_hot_reads_stay_within_two_statements_including_authentication(
 }
 
 #[tokio::test]
+async fn uncached_hot_reads_with_a_personal_access_token_stay_within_two_statements() {
+    let w = world(
+        spawn_app_with(|vars| {
+            vars.insert("KEEL_CACHE_LAYERS".into(), "none".into());
+        })
+        .await,
+    )
+    .await;
+    let created = w
+        .app
+        .created(
+            "/api/v1/auth/tokens",
+            &json!({"name": "ci", "scopes": ["read"], "projectIds": [w.project]}),
+            &w.ann.token,
+        )
+        .await;
+    let token = created["token"].as_str().unwrap();
+    let mut over = Vec::new();
+    for (route, path) in reads(&w) {
+        let statements = w.app.fewest_statements(&path, token).await;
+        assert!(statements > 0, "{route}: the statement counter moves");
+        if statements > BUDGET {
+            over.push(format!("{route}: {statements} statements"));
+        }
+    }
+    assert!(over.is_empty(), "over the budget of {BUDGET}: {over:?}");
+}
+
+#[tokio::test]
 async fn hot_reads_are_served_from_the_cache_once_warm() {
     let w = world(spawn_app().await).await;
     for (route, path) in reads(&w) {

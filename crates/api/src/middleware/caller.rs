@@ -2,7 +2,8 @@
 //!
 //! Under `/api/` a presented credential is verified here and only here — the token's
 //! signature and expiry, then its session and user through the cache (one statement on a
-//! miss) — and the outcome goes into the request's extensions with the client address. It
+//! miss); a personal access token's row, secret and user the same way, and its scopes
+//! against the request's method and path — and the outcome goes into the request's extensions with the client address. It
 //! sits inside CORS (preflights are answered before it) and the request context (its
 //! warnings carry the request id), and outside the rate limiter, which counts by its outcome.
 //!
@@ -45,7 +46,9 @@ async fn decide(
     if let Some(state) = req.app_data::<web::Data<AppState>>().cloned() {
         let ip = client_ip(req.request(), &state.trusted_proxies);
         let authentication = match credential(req.request()) {
-            Some(token) if req.path().starts_with(API_PREFIX) => resolve(&state.identity, &token).await,
+            Some(token) if req.path().starts_with(API_PREFIX) => resolve(&state.identity, &token)
+                .await
+                .scoped(req.method(), req.path()),
             _ => Authentication::Anonymous,
         };
         req.extensions_mut().insert(Caller { authentication, ip });

@@ -2,8 +2,10 @@
 //!
 //! - A request whose caller is a live principal (`crate::caller`: a token whose session is
 //!   active, decided once by the `caller` middleware) counts for its user against the `user`
-//!   quota, whatever address it comes from. A token that is forged, expired or whose session
-//!   was revoked buys nothing: such a request is anonymous here.
+//!   quota, whatever address it comes from; so does a personal access token's request on a
+//!   route its scopes do not cover (refused later, counted all the same). A token that is
+//!   forged, expired or whose session was revoked buys nothing: such a request is anonymous
+//!   here.
 //! - Every other request counts for its client address (`X-Forwarded-For` only from a
 //!   trusted proxy) against the `anonymous` quota; IPv6 addresses count per /64, the block
 //!   one subscriber usually holds.
@@ -129,8 +131,9 @@ impl RateLimitPolicy {
     /// The policy and the limiter key of a caller: `user:<id>` for a live principal, else
     /// `ip:<address>` (`ip:<prefix>/64` for IPv6, `ip:-` with no peer address).
     pub fn classify(&self, caller: &Caller) -> (Policy, String) {
-        if let Some(principal) = caller.principal() {
-            return (Policy::User, format!("user:{}", principal.user_id));
+        // A token's request counts against its user whether or not its scopes cover it.
+        if let Some(user_id) = caller.user_id() {
+            return (Policy::User, format!("user:{user_id}"));
         }
         let mut key = String::with_capacity(48);
         key.push_str("ip:");

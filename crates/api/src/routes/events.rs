@@ -32,9 +32,8 @@ use futures::StreamExt;
 use keel_application::AppError;
 use keel_application::cache::{CacheKey, Invalidated};
 use keel_application::events::{BusMessage, receives};
-use keel_application::identity::auth::authenticate::authenticate_verified;
+use keel_application::identity::auth::authenticate::authenticate_again;
 use keel_domain::identity::Principal;
-use keel_domain::identity::ports::{AccessClaims, VerifiedAccess};
 use keel_domain::rate_limit::RateDecision;
 
 use crate::caller::Caller;
@@ -132,10 +131,10 @@ struct Watched {
 }
 
 /// The close frame of a stream whose session has ended (logout, revocation, a disabled
-/// account, an expired token); `None` while it is live — or when it cannot be checked now
-/// (the store is down: the next invalidation or ping checks again).
-async fn session_ended(state: &AppState, verified: VerifiedAccess) -> Option<Option<CloseReason>> {
-    match authenticate_verified(&state.identity, verified).await {
+/// account, an expired or deleted token); `None` while it is live — or when it cannot be
+/// checked now (the store is down: the next invalidation or ping checks again).
+async fn session_ended(state: &AppState, principal: &Principal) -> Option<Option<CloseReason>> {
+    match authenticate_again(&state.identity, principal).await {
         Ok(_) => None,
         Err(AppError::Unauthorized | AppError::AccountDisabled | AppError::TokenExpired) => {
             Some(close(CloseCode::Policy, "the session has ended"))
@@ -166,14 +165,6 @@ async fn serve(state: std::sync::Arc<AppState>, principal: Principal, watched: W
     } = watched;
     let user = principal.user_id;
     let user_key = CacheKey::user(user);
-    let verified = VerifiedAccess {
-        claims: AccessClaims {
-            user_id: principal.user_id,
-            session_id: principal.session_id,
-            role: principal.role,
-        },
-        expires_at: principal.expires_at,
-    };
     // The token's own end: the stream never outlives the credential that opened it.
     let lifetime = (principal.expires_at - chrono::Utc::now())
         .to_std()
@@ -190,7 +181,7 @@ async fn serve(state: std::sync::Arc<AppState>, principal: Principal, watched: W
         tokio::select! {
             message = events.next() => match message {
                 Some(BusMessage::Event(envelope)) => {
-                    match receives(&state.tracking, user, &envelope).await {
+                    match receives(&state.tracking, &principal, &envelope).await {
                         Ok(true) => {}
                         Ok(false) => continue,
                         Err(e) => {
@@ -236,7 +227,7 @@ async fn serve(state: std::sync::Arc<AppState>, principal: Principal, watched: W
             },
             invalidated = invalidations.next() => match invalidated {
                 Some(invalidated) if invalidated.covers(&user_key) => {
-                    if let Some(reason) = session_ended(&state, verified).await {
+                    if let Some(reason) = session_ended(&state, &principal).await {
                         break reason;
                     }
                 }
@@ -249,7 +240,7 @@ async fn serve(state: std::sync::Arc<AppState>, principal: Principal, watched: W
                 if last_pong.elapsed() > settings.ping_interval * 2 {
                     break close(CloseCode::Away, "no pong");
                 }
-                if let Some(reason) = session_ended(&state, verified).await {
+                if let Some(reason) = session_ended(&state, &principal).await {
                     break reason;
                 }
                 if session.ping(b"").await.is_err() {

@@ -14,6 +14,7 @@ pub mod events;
 pub mod ops;
 pub mod projects;
 pub mod tasks;
+pub mod tokens;
 pub mod webhooks;
 
 use std::sync::LazyLock;
@@ -215,6 +216,12 @@ fn table() -> Vec<Endpoint> {
         route!(auth::change_password_route),
         route!(auth::sessions_route),
         route!(auth::revoke_session_route),
+        // Not idempotent: replaying it would mean storing the token, shown once.
+        route!(tokens::create_token_route),
+        route!(tokens::list_tokens_route),
+        route!(tokens::delete_token_route),
+        route!(tokens::list_user_tokens_route),
+        route!(tokens::delete_user_token_route),
         route!(admin::list_users_route),
         // Before `/users/{id}`: the first matching resource wins.
         route!(admin::users_metrics_route),
@@ -358,10 +365,14 @@ mod tests {
     use super::*;
 
     /// `POST` creates that do not honour `Idempotency-Key`, and why.
-    const NOT_IDEMPOTENT: [(&str, &str); 2] = [
+    const NOT_IDEMPOTENT: [(&str, &str); 3] = [
         (
             "/api/v1/auth/register",
             "replaying it would mean storing the issued tokens",
+        ),
+        (
+            "/api/v1/auth/tokens",
+            "replaying it would mean storing the personal access token",
         ),
         (
             "/api/v1/projects/{id}/webhooks",

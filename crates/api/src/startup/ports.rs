@@ -12,6 +12,7 @@ use keel_infrastructure::clock::SystemClock;
 use keel_infrastructure::identity::jwt::JwtTokenService;
 use keel_infrastructure::identity::metrics::SqlUserMetricsQuery;
 use keel_infrastructure::identity::password::{Argon2Hasher, HashSettings};
+use keel_infrastructure::identity::personal_tokens::{SeaOrmPersonalTokenRepository, Sha256TokenSecrets};
 use keel_infrastructure::identity::sessions::SeaOrmSessionRepository;
 use keel_infrastructure::identity::users::SeaOrmUserRepository;
 use keel_infrastructure::rate_limit::InProcessRateLimiter;
@@ -63,6 +64,9 @@ pub fn identity_ports(
         clock: Arc::new(SystemClock),
         limiter: Arc::new(InProcessRateLimiter::new()),
         user_metrics: Arc::new(SqlUserMetricsQuery::new(db.clone())),
+        personal_tokens: Arc::new(SeaOrmPersonalTokenRepository::new(db.clone())),
+        token_secrets: Arc::new(Sha256TokenSecrets),
+        token_uses: Arc::default(),
         cache,
         login_quota: quota(settings.rate_limits.login),
     })

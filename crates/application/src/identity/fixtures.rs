@@ -8,7 +8,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use keel_domain::audit::MockAuditLog;
 use keel_domain::clock::Clock;
 use keel_domain::identity::ports::{
-    MockPasswordHasher, MockSessionRepository, MockTokenService, MockUserMetricsQuery, MockUserRepository,
+    MockPasswordHasher, MockPersonalTokenRepository, MockSessionRepository, MockTokenSecrets,
+    MockTokenService, MockUserMetricsQuery, MockUserRepository,
 };
 use keel_domain::identity::{Email, PasswordHash, Role, Session, User, UserName, UserStatus};
 use keel_domain::rate_limit::{MockRateLimiter, Quota};
@@ -34,6 +35,7 @@ pub fn meta() -> RequestMeta {
         request_id: Some("req-1".into()),
         ip: Some("203.0.113.7".into()),
         user_agent: Some("test-agent".into()),
+        token_id: None,
     }
 }
 
@@ -71,6 +73,8 @@ pub struct Fixture {
     pub audit: MockAuditLog,
     pub limiter: MockRateLimiter,
     pub user_metrics: MockUserMetricsQuery,
+    pub personal_tokens: MockPersonalTokenRepository,
+    pub token_secrets: MockTokenSecrets,
     /// Loads through; tests read what was invalidated.
     pub cache: Arc<RecordingCache>,
 }
@@ -85,6 +89,8 @@ impl Fixture {
             audit: MockAuditLog::new(),
             limiter: MockRateLimiter::new(),
             user_metrics: MockUserMetricsQuery::new(),
+            personal_tokens: MockPersonalTokenRepository::new(),
+            token_secrets: MockTokenSecrets::new(),
             cache: Arc::new(RecordingCache::default()),
         }
     }
@@ -135,6 +141,9 @@ impl Fixture {
             clock: Arc::new(FixedClock(now())),
             limiter: Arc::new(self.limiter),
             user_metrics: Arc::new(self.user_metrics),
+            personal_tokens: Arc::new(self.personal_tokens),
+            token_secrets: Arc::new(self.token_secrets),
+            token_uses: Arc::default(),
             cache: self.cache,
             login_quota: Quota {
                 requests: 10,
@@ -151,5 +160,6 @@ pub fn principal(user_id: Uuid, role: Role) -> keel_domain::identity::Principal 
         session_id: Uuid::now_v7(),
         role,
         expires_at: now() + chrono::Duration::minutes(15),
+        grant: None,
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod tokens;
 pub mod views;
 
 #[cfg(test)]
@@ -15,8 +16,8 @@ use keel_domain::StoreError;
 use keel_domain::audit::{AuditEntry, AuditLog};
 use keel_domain::clock::Clock;
 use keel_domain::identity::ports::{
-    AccessClaims, HashError, PasswordHasher, RefreshClaims, SessionRepository, TokenError, TokenService,
-    UserMetricsQuery, UserRepository,
+    AccessClaims, HashError, PasswordHasher, PersonalTokenRepository, RefreshClaims, SessionRepository,
+    TokenError, TokenSecrets, TokenService, UserMetricsQuery, UserRepository,
 };
 use keel_domain::identity::{Email, Password, RefreshToken, Role, Session, User, UserName, UserStatus};
 use keel_domain::rate_limit::{Quota, RateLimiter};
@@ -38,6 +39,11 @@ pub struct IdentityPorts {
     pub clock: Arc<dyn Clock>,
     pub limiter: Arc<dyn RateLimiter>,
     pub user_metrics: Arc<dyn UserMetricsQuery>,
+    /// Personal access tokens: the store, and how their secrets are made and checked.
+    pub personal_tokens: Arc<dyn PersonalTokenRepository>,
+    pub token_secrets: Arc<dyn TokenSecrets>,
+    /// The last minute each token's use was recorded by this instance.
+    pub token_uses: Arc<tokens::TokenUses>,
     /// Sessions and users as authentication reads them; invalidated by every revocation
     /// and user change below.
     pub cache: Arc<dyn Cache>,
@@ -78,6 +84,7 @@ impl IdentityPorts {
             details,
             restricted: None,
             authority: None,
+            token_id: meta.token_id,
         };
         Ok(self.audit.record(&entry).await?)
     }

@@ -99,6 +99,8 @@ pub struct AuditEntryView {
     pub ip: Option<String>,
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub details: Option<serde_json::Value>,
+    /// The personal access token the actor used; `null` for a signed-in session.
+    pub token_id: Option<Uuid>,
 }
 
 impl From<AuditEntry> for AuditEntryView {
@@ -116,6 +118,7 @@ impl From<AuditEntry> for AuditEntryView {
             request_id: e.request_id,
             ip: e.ip,
             details,
+            token_id: e.token_id,
         }
     }
 }

@@ -54,6 +54,7 @@ mod tests {
             details: None,
             restricted: None,
             authority: None,
+            token_id: None,
         }
     }
 

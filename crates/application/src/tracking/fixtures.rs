@@ -38,6 +38,7 @@ pub fn meta() -> RequestMeta {
         request_id: Some("req-1".into()),
         ip: Some("203.0.113.7".into()),
         user_agent: None,
+        token_id: None,
     }
 }
 
@@ -47,6 +48,7 @@ fn principal(n: u128, role: Role) -> Principal {
         session_id: Uuid::from_u128(1000 + n),
         role,
         expires_at: now() + chrono::Duration::minutes(15),
+        grant: None,
     }
 }
 

@@ -182,6 +182,7 @@ mod tests {
             session_id: Uuid::nil(),
             role: Role::User,
             expires_at: Utc::now(),
+            grant: None,
         };
         Change::by(&actor, event_type, PROJECT, Utc::now())
             .resource(RESOURCE)

@@ -415,6 +415,7 @@ mod tests {
             session_id: Uuid::nil(),
             role: Role::User,
             expires_at: super::super::fixtures::now() + chrono::Duration::minutes(15),
+            grant: None,
         };
         assert!(matches!(
             update_member(

@@ -100,6 +100,10 @@ impl TrackingPorts {
         missing: &'static str,
         prefetched: Option<Arc<ProjectAccess>>,
     ) -> Result<(Arc<ProjectAccess>, ProjectRole), AppError> {
+        // A token limited to other projects does not reach this one: as for a stranger.
+        if !principal.reaches(project_id) {
+            return Err(AppError::NotFound(missing));
+        }
         let access = match prefetched {
             Some(access) if access.project.id == project_id => Some(access),
             _ => self.access(project_id, principal.user_id).await?,

@@ -31,6 +31,10 @@ pub async fn create_project(
     body: CreateProjectBody,
     meta: &RequestMeta,
 ) -> Result<ProjectView, AppError> {
+    if principal.project_limit().is_some() {
+        // The new project would be outside the token's limit, out of its own reach.
+        return Err(AppError::InsufficientScope);
+    }
     let mut errors = Vec::new();
     let key = check(&mut errors, ProjectKey::parse(&body.key));
     let name = check(&mut errors, ProjectName::parse(&body.name));
@@ -105,7 +109,8 @@ pub async fn list_projects(
         // A member's lists change only with their projects and memberships, which
         // invalidate `projects_of`; an admin's list changes with every project: not cached.
         // Nor are searches: free text would let one caller fill the cache with variants.
-        Scope::MemberOf(user) if q.is_none() => {
+        // Nor the lists of a token limited to some projects (few callers, one variant each).
+        Scope::MemberOf(user) if q.is_none() && principal.project_limit().is_none() => {
             let variant = format!(
                 "{}|{sort:?}|{offset}|{limit}",
                 status.map_or("", ProjectStatus::as_str),
@@ -113,11 +118,21 @@ pub async fn list_projects(
             cached(
                 ports.cache.as_ref(),
                 &CacheKey::projects_of(user).with_variant(variant),
-                list(ProjectFilter { status, q }),
+                list(ProjectFilter {
+                    status,
+                    q,
+                    projects: None,
+                }),
             )
             .await?
         }
-        _ => list(ProjectFilter { status, q }).await?.map(Arc::new),
+        _ => list(ProjectFilter {
+            status,
+            q,
+            projects: principal.project_limit().map(<[Uuid]>::to_vec),
+        })
+        .await?
+        .map(Arc::new),
     }
     .ok_or_else(|| AppError::internal("project list missing"))?;
     let (rows, total) = (&page_of.rows, page_of.total);
@@ -411,6 +426,76 @@ mod tests {
             )],
             "a member's plain list is cached; an admin's list and searches are not"
         );
+    }
+
+    /// A member's principal with a personal access token limited to `projects`.
+    fn limited(projects: Vec<Uuid>) -> Principal {
+        let mut p = member();
+        p.grant = Some(Arc::new(keel_domain::identity::tokens::Grant {
+            token_id: Uuid::now_v7(),
+            scopes: keel_domain::identity::tokens::Scopes::parse(&["write"]).unwrap(),
+            project_ids: Some(projects),
+        }));
+        p
+    }
+
+    #[tokio::test]
+    async fn a_limited_token_lists_only_its_projects_uncached_and_creates_none() {
+        let allowed = Uuid::from_u128(0xB0B);
+        let mut projects = MockProjectRepository::new();
+        projects
+            .expect_list()
+            .withf(move |_, f, _, _, _| f.projects == Some(vec![allowed]))
+            .times(1)
+            .returning(|_, _, _, _, _| Ok((vec![], 0)));
+        projects.expect_create().never();
+        let fixture = Fixture {
+            projects,
+            ..Fixture::default()
+        };
+        let cache = fixture.cache.clone();
+        let ports = fixture.ports();
+        let p = limited(vec![allowed]);
+        list_projects(
+            &ports,
+            &p,
+            ProjectListQuery::default(),
+            PageRequest::parse(None, None).unwrap(),
+        )
+        .await
+        .unwrap();
+        assert!(
+            cache.reads().is_empty(),
+            "a limited list is not cached beside the full one"
+        );
+        let e = create_project(&ports, &p, body("KEEL", "Keel"), &meta())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, AppError::InsufficientScope), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn a_limited_token_does_not_reach_other_projects() {
+        let mut projects = MockProjectRepository::new();
+        let existing = project();
+        projects.expect_find_access().returning(move |_, _| {
+            Ok(Some(keel_domain::tracking::ProjectAccess {
+                project: existing.clone(),
+                role: Some(ProjectRole::Owner),
+            }))
+        });
+        let ports = Fixture {
+            projects,
+            ..Fixture::default()
+        }
+        .ports();
+        let e = get_project(&ports, &limited(vec![Uuid::from_u128(0xB0B)]), PROJECT_ID)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, AppError::NotFound("project")), "{e:?}");
+        get_project(&ports, &limited(vec![PROJECT_ID]), PROJECT_ID)
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

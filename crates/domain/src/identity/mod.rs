@@ -2,6 +2,7 @@
 //! cases need (stores, password hashing, tokens).
 
 pub mod ports;
+pub mod tokens;
 pub mod values;
 
 use chrono::{DateTime, Utc};
@@ -81,19 +82,38 @@ pub enum Rotation {
 }
 
 /// The authenticated caller of a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub user_id: Uuid,
+    /// The session the access token names, or the personal access token's id.
     pub session_id: Uuid,
     pub role: Role,
     /// When the credential that proved this principal expires: nothing it opened (an event
     /// stream) outlives it.
     pub expires_at: DateTime<Utc>,
+    /// What a personal access token limits the caller to; `None` for a signed-in session.
+    pub grant: Option<std::sync::Arc<tokens::Grant>>,
 }
 
 impl Principal {
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
+    }
+
+    /// The personal access token this principal came with, if it did not sign in.
+    pub fn token_id(&self) -> Option<Uuid> {
+        self.grant.as_ref().map(|g| g.token_id)
+    }
+
+    /// Whether the credential reaches `project_id` at all: a token limited to some projects
+    /// does not reach the others (they answer 404, as to a stranger).
+    pub fn reaches(&self, project_id: Uuid) -> bool {
+        self.grant.as_ref().is_none_or(|g| g.allows_project(project_id))
+    }
+
+    /// The projects the credential is limited to; `None`: every project of the user.
+    pub fn project_limit(&self) -> Option<&[Uuid]> {
+        self.grant.as_ref().and_then(|g| g.project_ids.as_deref())
     }
 }
 

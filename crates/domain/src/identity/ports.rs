@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::tokens::{PersonalToken, TokenAuth};
 use super::{
     Email, Password, PasswordHash, RefreshToken, Role, Rotation, Session, SessionAuth, User, UserStatus,
 };
@@ -135,6 +136,38 @@ pub trait TokenService: Send + Sync {
     fn verify_refresh(&self, token: &str) -> Result<RefreshClaims, TokenError>;
     /// How long refresh tokens (and so sessions) live.
     fn refresh_ttl(&self) -> chrono::Duration;
+}
+
+/// The personal access token store.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait PersonalTokenRepository: Send + Sync {
+    /// # Errors
+    /// `Unavailable`/`Unexpected` on store failure.
+    async fn create(&self, token: &PersonalToken) -> Result<(), StoreError>;
+    /// A user's tokens, newest first (expired ones included).
+    async fn list(&self, user_id: Uuid) -> Result<Vec<PersonalToken>, StoreError>;
+    /// The token with its user's role and status, in one statement by primary key (every
+    /// request with a token that misses the cache reads this); `None` when there is none.
+    async fn find_auth(&self, id: Uuid) -> Result<Option<TokenAuth>, StoreError>;
+    /// Deletes the token `id` of `user_id`; `false` when the user has no such token.
+    async fn delete(&self, user_id: Uuid, id: Uuid) -> Result<bool, StoreError>;
+    /// Records a use of the token at `minute` (a whole minute) unless a later one is
+    /// recorded already, in the background: the caller (a request being authenticated)
+    /// never waits for it, and a failure is logged, not returned (the next minute's use
+    /// records again).
+    fn record_use(&self, id: Uuid, minute: DateTime<Utc>);
+}
+
+/// The secrets of personal access tokens: generated, hashed and compared.
+#[cfg_attr(feature = "mock", mockall::automock)]
+pub trait TokenSecrets: Send + Sync {
+    /// A new secret: at least 32 random bytes, URL-safe text.
+    fn generate(&self) -> String;
+    /// The hash kept instead of `secret` (lower-case hex SHA-256).
+    fn hash(&self, secret: &str) -> String;
+    /// Whether `secret` hashes to `hash`, in time independent of where they differ.
+    fn matches(&self, secret: &str, hash: &str) -> bool;
 }
 
 /// The column `GET /admin/users/metrics` sorts by.

@@ -152,6 +152,8 @@ pub struct TaskFilter {
     /// Case-insensitive substring of the title.
     pub q: Option<String>,
     pub updated_since: Option<DateTime<Utc>>,
+    /// Only tasks of these projects (a personal access token's limit); `None`: no limit.
+    pub projects: Option<Vec<Uuid>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -259,6 +261,8 @@ pub struct ProjectFilter {
     pub status: Option<ProjectStatus>,
     /// Case-insensitive substring of the name or the key.
     pub q: Option<String>,
+    /// Only these projects (a personal access token's limit); `None`: no limit.
+    pub projects: Option<Vec<Uuid>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,6 +16,8 @@ pub struct Model {
     pub details: Option<Json>,
     /// What only the project's admins may read (see `AuditEntry::restricted`).
     pub restricted_details: Option<Json>,
+    /// The personal access token the actor used, if any.
+    pub token_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

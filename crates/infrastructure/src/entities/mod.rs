@@ -7,6 +7,7 @@ pub mod idempotency_keys;
 pub mod labels;
 pub mod outbox_events;
 pub mod outbox_leases;
+pub mod personal_tokens;
 pub mod project_members;
 pub mod projects;
 pub mod refresh_tokens;

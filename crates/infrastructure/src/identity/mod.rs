@@ -1,7 +1,9 @@
-//! Identity adapters: user and session stores, argon2id hashing, JWTs.
+//! Identity adapters: user, session and personal access token stores, argon2id hashing,
+//! JWTs, token secrets.
 
 pub mod jwt;
 pub mod metrics;
 pub mod password;
+pub mod personal_tokens;
 pub mod sessions;
 pub mod users;

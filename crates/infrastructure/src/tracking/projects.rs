@@ -184,6 +184,9 @@ impl ProjectRepository for SeaOrmProjectRepository {
         if let Some(status) = filter.status {
             condition = condition.add(Column::Status.eq(status.as_str()));
         }
+        if let Some(ids) = &filter.projects {
+            condition = condition.add(Expr::col((Entity, Column::Id)).is_in(ids.iter().copied()));
+        }
         if let Some(q) = &filter.q {
             condition = condition.add(
                 Condition::any()

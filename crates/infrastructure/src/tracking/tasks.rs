@@ -283,6 +283,9 @@ fn filter_condition(query: &TaskQuery) -> Condition {
         }
         Scope::All => {}
     }
+    if let Some(ids) = &filter.projects {
+        condition = condition.add(Column::ProjectId.is_in(ids.iter().copied()));
+    }
     if !filter.statuses.is_empty() {
         condition = condition.add(Column::Status.is_in(filter.statuses.iter().map(|s| s.as_str())));
     }

@@ -558,5 +558,6 @@ fn disabled_entry(hook: &webhooks::Model, at: DateTime<Utc>, failing_since: Date
         })),
         restricted: None,
         authority: None,
+        token_id: None,
     }
 }

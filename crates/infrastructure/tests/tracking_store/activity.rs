@@ -42,6 +42,7 @@ async fn activity_feed_pages_newest_first() {
                 details: m.details,
                 restricted: m.restricted_details,
                 authority: None,
+                token_id: m.token_id,
             })
             .collect();
         assert_eq!(expected.len(), 10);

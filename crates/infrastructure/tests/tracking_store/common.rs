@@ -116,6 +116,7 @@ pub(crate) fn audit(action: &str, project_id: Option<Uuid>) -> Change {
         details: Some(serde_json::json!({"test": true})),
         restricted: None,
         authority: None,
+        token_id: None,
     };
     let event_type = EventType::parse(action).unwrap_or(EventType::ProjectUpdated);
     Change::new(

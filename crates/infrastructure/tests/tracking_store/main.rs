@@ -12,6 +12,7 @@ mod labels;
 mod members;
 mod migration;
 mod outbox;
+mod personal_tokens;
 mod projects;
 mod tasks;
 mod writes;

@@ -83,7 +83,8 @@ async fn projects_list_by_scope_filter_and_sort() {
                 Scope::MemberOf(ann),
                 ProjectFilter {
                     status: Some(ProjectStatus::Archived),
-                    q: None
+                    q: None,
+                    projects: None,
                 },
                 "name",
                 0,
@@ -98,7 +99,8 @@ async fn projects_list_by_scope_filter_and_sort() {
                 Scope::MemberOf(ann),
                 ProjectFilter {
                     status: None,
-                    q: Some("TOOL".into())
+                    q: Some("TOOL".into()),
+                    projects: None,
                 },
                 "name",
                 0,
@@ -113,7 +115,8 @@ async fn projects_list_by_scope_filter_and_sort() {
                 Scope::MemberOf(ann),
                 ProjectFilter {
                     status: None,
-                    q: Some("gam".into())
+                    q: Some("gam".into()),
+                    projects: None,
                 },
                 "name",
                 0,
@@ -140,6 +143,31 @@ async fn projects_list_by_scope_filter_and_sort() {
         assert_eq!(
             list(Scope::All, none(), "createdAt", 2, 10).await.0,
             vec![key("GAMMA", ProjectRole::Owner), key("DELTA", ProjectRole::Owner)]
+        );
+
+        // A token's project limit: only the listed projects, and only those of the scope.
+        let only = |ids: Vec<Uuid>| ProjectFilter {
+            projects: Some(ids),
+            ..ProjectFilter::default()
+        };
+        assert_eq!(
+            list(
+                Scope::MemberOf(ann),
+                only(vec![gamma.id, delta.id]),
+                "name",
+                0,
+                10
+            )
+            .await,
+            (vec![key("GAMMA", ProjectRole::Viewer)], 1),
+            "{}",
+            s.name
+        );
+        assert_eq!(
+            list(Scope::All, only(vec![alpha.id, delta.id]), "name", 0, 10)
+                .await
+                .1,
+            2
         );
 
         // updatedAt follows updates.

@@ -378,6 +378,13 @@ async fn task_scopes_cover_member_projects_or_all() {
         assert_eq!(all.len(), 3, "{}", s.name);
         let one = all_tasks(&s, Scope::Project(theirs.id), TaskFilter::default()).await;
         assert_eq!(titles(&one), set(&["in theirs"]), "{}", s.name);
+        // A token's project limit narrows the scope, never widens it.
+        let limited = TaskFilter {
+            projects: Some(vec![shared.id, theirs.id]),
+            ..TaskFilter::default()
+        };
+        let of_token = all_tasks(&s, Scope::MemberOf(ann), limited).await;
+        assert_eq!(titles(&of_token), set(&["in shared"]), "{}", s.name);
     }
 }
 

@@ -149,6 +149,7 @@ async fn stand_in_caller(
                 session_id: Uuid::nil(),
                 role: Role::User,
                 expires_at: Utc::now() + TimeDelta::minutes(15),
+                grant: None,
             }),
             None => Authentication::Refused(Refusal::Unauthorized),
         },

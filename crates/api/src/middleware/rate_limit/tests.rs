@@ -39,6 +39,7 @@ fn principal(user_id: Uuid) -> Principal {
         session_id: Uuid::nil(),
         role: Role::User,
         expires_at: chrono::Utc::now() + chrono::Duration::minutes(15),
+        grant: None,
     }
 }
 

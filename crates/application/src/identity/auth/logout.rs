@@ -11,6 +11,7 @@ pub async fn logout(
     principal: &Principal,
     meta: &RequestMeta,
 ) -> Result<(), AppError> {
+    crate::identity::tokens::require_session(principal)?;
     ports
         .revoke_session(principal.user_id, principal.session_id, ports.clock.now())
         .await?;
@@ -30,6 +31,7 @@ pub async fn logout_all(
     principal: &Principal,
     meta: &RequestMeta,
 ) -> Result<(), AppError> {
+    crate::identity::tokens::require_session(principal)?;
     let revoked = ports
         .revoke_sessions_of(principal.user_id, None, ports.clock.now())
         .await?;

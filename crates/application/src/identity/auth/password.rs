@@ -26,6 +26,7 @@ pub async fn change_password(
     input: ChangePasswordInput,
     meta: &RequestMeta,
 ) -> Result<(), AppError> {
+    crate::identity::tokens::require_session(principal)?;
     let new_password =
         Password::parse(&input.new_password, "newPassword").map_err(|e| AppError::Validation(vec![e]))?;
     ports.limit_password_guess(principal.user_id, meta).await?;

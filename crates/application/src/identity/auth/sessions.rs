@@ -12,6 +12,7 @@ pub async fn list_sessions(
     ports: &IdentityPorts,
     principal: &Principal,
 ) -> Result<Vec<SessionView>, AppError> {
+    crate::identity::tokens::require_session(principal)?;
     let sessions = ports
         .sessions
         .list_active(principal.user_id, ports.clock.now())
@@ -30,6 +31,7 @@ pub async fn revoke_session(
     session_id: Uuid,
     meta: &RequestMeta,
 ) -> Result<(), AppError> {
+    crate::identity::tokens::require_session(principal)?;
     let now = ports.clock.now();
     let owned = ports
         .sessions
@@ -71,6 +73,7 @@ mod tests {
             session_id: current,
             role: Role::User,
             expires_at: crate::identity::fixtures::now() + chrono::Duration::minutes(15),
+            grant: None,
         };
         let views = list_sessions(&f.into_ports(), &p).await.unwrap();
         assert_eq!(views.iter().filter(|v| v.current).count(), 1);
@@ -89,6 +92,7 @@ mod tests {
             session_id: Uuid::now_v7(),
             role: Role::User,
             expires_at: crate::identity::fixtures::now() + chrono::Duration::minutes(15),
+            grant: None,
         };
         let err = revoke_session(&f.into_ports(), &p, Uuid::now_v7(), &meta())
             .await

@@ -198,6 +198,7 @@ fn parse_filter(
         labels,
         q,
         updated_since,
+        projects: principal.project_limit().map(<[Uuid]>::to_vec),
     });
     Ok((filter, sort))
 }
