@@ -13,6 +13,7 @@ mod members;
 mod migration;
 mod outbox;
 mod projects;
+mod task_lifecycle;
 mod tasks;
 mod writes;
 
