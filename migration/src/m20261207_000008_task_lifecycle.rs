@@ -3,10 +3,10 @@
 //!
 //! Every task list leaves trashed tasks out, and archived ones unless asked for. The sort
 //! indexes of the lists (`ix_tasks_project_*`, `ix_tasks_created`) are replaced by the same
-//! with `archived_at` and `deleted_at` appended after the id (`ix_tasks_life_*`) (the choice and the alternatives:
-//! docs/performance.md, "Archived and trashed tasks"): the lists still read them in their
-//! order, and the two tests are made on the index entry, so a skipped archived or trashed
-//! task costs no table read on PostgreSQL. The trash page and the background purge read
+//! with `archived_at` and `deleted_at` appended after the id (`ix_tasks_life_*`; the choice,
+//! the alternatives and the plans: docs/performance.md, "Archived and trashed tasks"): the
+//! lists still read them in their order, and the two tests are made on the index entry, so
+//! a skipped archived or trashed task costs no table read on PostgreSQL. The trash page and the background purge read
 //! `ix_tasks_trash`, a partial index holding trashed tasks only.
 
 use sea_orm_migration::prelude::*;
