@@ -105,7 +105,9 @@ impl MigrationTrait for Migration {
             create_index(manager, old, &cols).await?;
             drop_index(manager, new).await?;
         }
-        // DROP COLUMN needs SQLite 3.35 or later (the bundled SQLite is newer).
+        // Trashed tasks become live ones and archived ones unarchived: a rollback deletes no
+        // task (docs/operations.md). DROP COLUMN needs SQLite 3.35 or later (the bundled
+        // SQLite is newer).
         for column in [Tasks::DeletedAt, Tasks::ArchivedAt] {
             manager
                 .alter_table(Table::alter().table(Tasks::Table).drop_column(column).to_owned())
