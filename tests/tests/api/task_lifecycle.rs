@@ -460,12 +460,18 @@ async fn the_purge_removes_only_trash_past_its_retention() {
             .await["identifier"],
         "KEEL-3"
     );
-    // Nothing more is past retention now.
-    assert_eq!(purge_with(&b.app, chrono::Utc::now()).await, 0);
-
     let purged = b.activity().await[0].clone();
     assert_eq!(purged["action"], "task.purged");
     assert_eq!(purged["resourceId"], id(&old));
     assert_eq!(purged["actorId"], Value::Null, "the purge has no actor");
+
+    // The recent one is kept until it is past retention: 29 days on, nothing is; 31 days
+    // on, it is.
+    let now = chrono::Utc::now();
+    assert_eq!(purge_with(&b.app, now + chrono::Duration::days(29)).await, 0);
+    assert_eq!(b.trash().await.len(), 1);
+    assert_eq!(purge_with(&b.app, now + chrono::Duration::days(31)).await, 1);
+    assert!(b.trash().await.is_empty());
+    assert_eq!(b.project_list("").await, ["KEEL-3"], "the live task stays");
     assert_eq!(b.task("Next").await["identifier"], "KEEL-4");
 }
