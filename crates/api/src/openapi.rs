@@ -510,7 +510,7 @@ mod tests {
     }
 
     /// The verbs an operation id may start with: a generated client's method names.
-    const VERBS: [&str; 15] = [
+    const VERBS: [&str; 18] = [
         "get",
         "list",
         "create",
@@ -526,6 +526,9 @@ mod tests {
         "change",
         "redeliver",
         "stream",
+        "archive",
+        "unarchive",
+        "restore",
     ];
 
     #[test]

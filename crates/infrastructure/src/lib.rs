@@ -16,6 +16,7 @@ pub mod rate_limit;
 pub mod redis;
 pub mod seed;
 pub mod tracking;
+pub mod trash_purge;
 pub mod webhooks;
 
 pub use db::{Database, DbSettings};

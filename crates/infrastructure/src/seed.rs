@@ -593,6 +593,8 @@ fn generate(plan: &Plan<'_>, rng: &mut StdRng, index: u64, number: i64) -> (task
         updated_at: Set(updated_at),
         completed_at: Set((status == TaskStatus::Done).then_some(updated_at)),
         version: Set(1),
+        archived_at: Set(None),
+        deleted_at: Set(None),
     };
     (task, task_label_ids)
 }

@@ -294,6 +294,8 @@ mod metrics {
             updated_at: Set(now),
             completed_at: Set(None),
             version: Set(1),
+            archived_at: Set(None),
+            deleted_at: Set(None),
         };
         let commented = task(1, ann, Some(bob), "todo");
         let commented_id = commented.id.clone().unwrap();

@@ -223,9 +223,11 @@ async fn a_client_of_one_instance_sees_a_task_created_on_the_other_within_a_seco
 }
 
 /// Makes the dispatcher lease look held by a hung instance until `until` (or frees it).
+/// (The table holds other background jobs' leases too: the trash purge's.)
 async fn hold_lease(db: &DatabaseConnection, until: Option<chrono::DateTime<Utc>>) -> u64 {
     use keel_infrastructure::entities::outbox_leases;
-    use sea_orm::{EntityTrait, sea_query::Expr};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+    let dispatcher = outbox_leases::Column::Name.eq("dispatcher");
     match until {
         Some(until) => {
             outbox_leases::Entity::update_many()
@@ -234,6 +236,7 @@ async fn hold_lease(db: &DatabaseConnection, until: Option<chrono::DateTime<Utc>
                     Expr::value(uuid::Uuid::from_u128(1)),
                 )
                 .col_expr(outbox_leases::Column::ExpiresAt, Expr::value(until))
+                .filter(dispatcher)
                 .exec(db)
                 .await
                 .unwrap()
@@ -241,6 +244,7 @@ async fn hold_lease(db: &DatabaseConnection, until: Option<chrono::DateTime<Utc>
         }
         None => {
             outbox_leases::Entity::delete_many()
+                .filter(dispatcher)
                 .exec(db)
                 .await
                 .unwrap()

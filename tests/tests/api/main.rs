@@ -19,6 +19,7 @@ mod ops;
 mod projects;
 mod rate_limits;
 mod statements;
+mod task_lifecycle;
 mod tasks;
 mod text_policy;
 mod tokens;

@@ -13,7 +13,7 @@ use secrecy::SecretString;
 mod sections;
 mod values;
 
-use values::{boolean, secs};
+use values::{boolean, parse_in, secs};
 
 #[cfg(test)]
 mod tests;
@@ -184,6 +184,9 @@ pub struct Settings {
     /// 408 (`KEEL_CLIENT_REQUEST_TIMEOUT_SECS`): bounds connections that never speak.
     pub client_request_timeout: Duration,
     pub metrics: MetricsSettings,
+    /// How long a task stays in its project's trash before the background purge deletes it
+    /// for good (`KEEL_TRASH_RETENTION_DAYS`, 1–3650 days, default 30).
+    pub trash_retention_days: u32,
 }
 
 /// How the event stream treats its clients (built from [`EventSettings`] at start-up).
@@ -290,6 +293,13 @@ impl Settings {
                 300,
             )?,
             metrics: sections::metrics(get)?,
+            trash_retention_days: parse_in(
+                "KEEL_TRASH_RETENTION_DAYS",
+                get("KEEL_TRASH_RETENTION_DAYS"),
+                30,
+                1,
+                3650,
+            )?,
         })
     }
 }

@@ -49,6 +49,13 @@ fn defaults_are_the_embedded_development_setup() {
     );
     assert!(s.auto_migrate);
     assert_eq!(s.log_format, LogFormat::Pretty);
+    assert_eq!(s.trash_retention_days, 30);
+    assert_eq!(
+        settings(&[("KEEL_TRASH_RETENTION_DAYS", "7")])
+            .unwrap()
+            .trash_retention_days,
+        7
+    );
 }
 
 #[test]
@@ -148,6 +155,8 @@ fn every_bad_value_names_its_variable() {
         ("KEEL_WEBHOOK_ALLOW_PRIVATE", "maybe"),
         ("KEEL_WEBHOOK_RETRY_BASE_SECS", "0"),
         ("KEEL_WEBHOOK_MAX_ATTEMPTS", "x"),
+        ("KEEL_TRASH_RETENTION_DAYS", "0"),
+        ("KEEL_TRASH_RETENTION_DAYS", "30d"),
         ("KEEL_AUTO_MIGRATE", "nope"),
         ("KEEL_LOG_FORMAT", "xml"),
         ("KEEL_DB_MAX_CONNECTIONS", "0"),

@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod auth;
 pub mod events;
+pub mod lifecycle;
 pub mod ops;
 pub mod projects;
 pub mod tasks;
@@ -248,6 +249,10 @@ fn table() -> Vec<Endpoint> {
         route!(tasks::get_task_route),
         route!(tasks::update_task_route),
         route!(tasks::delete_task_route),
+        route!(lifecycle::archive_task_route),
+        route!(lifecycle::unarchive_task_route),
+        route!(lifecycle::restore_task_route),
+        route!(lifecycle::list_project_trash_route),
         route!(tasks::list_comments_route),
         route!(tasks::create_comment_route).idempotent(),
         route!(tasks::update_comment_route),

@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use keel_application::tracking::comments::{create_comment, delete_comment, list_comments, update_comment};
 use keel_application::tracking::inputs::{CommentBodyInput, CreateTaskBody, TaskListQuery, UpdateTaskBody};
 use keel_application::tracking::tasks::{
-    create_task, delete_task, get_task, list_project_tasks, list_tasks, update_task,
+    create_task, delete_task, get_task, list_project_tasks, list_tasks, purge_task, update_task,
 };
 use keel_application::tracking::views::{CommentView, TaskView};
 use serde::Deserialize;
@@ -59,6 +59,10 @@ pub struct TaskListParams {
     /// last); `-` in front reverses; default `-createdAt`.
     #[param(inline, value_type = Option<String>, pattern = "^-?(createdAt|updatedAt|priority|dueDate)$")]
     pub sort: Option<String>,
+    /// `include` shows archived tasks too, `only` archived tasks alone; absent, archived
+    /// tasks are left out. (Tasks in the trash are in no list but the trash.)
+    #[param(inline, value_type = Option<String>, pattern = "^(include|only)$")]
+    pub archived: Option<String>,
 }
 
 impl From<TaskListParams> for TaskListQuery {
@@ -71,6 +75,7 @@ impl From<TaskListParams> for TaskListQuery {
             q: p.q,
             updated_since: p.updated_since,
             sort: p.sort,
+            archived: p.archived,
         }
     }
 }
@@ -223,15 +228,26 @@ pub async fn update_task_route(
     Ok(ok_with_etag(&task_etag(&view), &view))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteTaskParams {
+    /// `true`: delete for good, with its comments (project admins; a task in the trash is
+    /// addressed by its id). Absent or `false`: move to the project's trash (members and up).
+    pub permanent: Option<bool>,
+}
+
+/// Moves a task to its project's trash (members and up), or with `permanent=true` deletes
+/// it for good (project admins), whether it is in the trash or not.
 #[utoipa::path(
     delete, path = "/api/v1/tasks/{id}", operation_id = "deleteTask", tag = "tasks", security(("bearerAuth" = [])),
-    params(("id" = String, Path, description = TASK_REF)),
+    params(("id" = String, Path, description = TASK_REF), DeleteTaskParams),
     responses(
-        (status = 204, description = "Deleted, with its comments"),
+        (status = 204, description = "Moved to the trash (`task.deleted`), or deleted for good with its comments (`task.purged`)"),
         (status = 400, description = response::INVALID, body = ErrorBody),
         (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
         (status = 403, description = response::ROLE_FORBIDS, body = ErrorBody),
-        (status = 404, description = response::NO_TASK, body = ErrorBody)
+        (status = 404, description = response::NO_TASK, body = ErrorBody),
+        (status = 409, description = response::CONCURRENT, body = ErrorBody)
     )
 )]
 pub async fn delete_task_route(
@@ -239,8 +255,13 @@ pub async fn delete_task_route(
     user: AuthUser,
     ctx: ClientContext,
     id: web::Path<String>,
+    params: web::Query<DeleteTaskParams>,
 ) -> Result<HttpResponse, ApiError> {
-    delete_task(&state.tracking, &user.0, &id.into_inner(), &ctx.0).await?;
+    if params.permanent == Some(true) {
+        purge_task(&state.tracking, &user.0, &id.into_inner(), &ctx.0).await?;
+    } else {
+        delete_task(&state.tracking, &user.0, &id.into_inner(), &ctx.0).await?;
+    }
     Ok(HttpResponse::NoContent().finish())
 }
 

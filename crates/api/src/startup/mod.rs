@@ -13,6 +13,7 @@ use keel_domain::identity::ports::HashError;
 use keel_infrastructure::health::SqlDatabaseProbe;
 use keel_infrastructure::idempotency::{PurgeTask, SeaOrmIdempotencyStore};
 use keel_infrastructure::redis::{RedisError, create_pool};
+use keel_infrastructure::trash_purge::TrashPurgeTask;
 use keel_infrastructure::{Database, DbSettings, Metrics};
 use secrecy::ExposeSecret;
 use tokio::sync::watch;
@@ -57,6 +58,8 @@ const ACCEPT_SETTLE: Duration = Duration::from_millis(200);
 const DISPATCHER_DRAIN: Duration = Duration::from_secs(10);
 /// How often expired idempotency keys are deleted (claims ignore them anyway).
 const IDEMPOTENCY_PURGE_EVERY: Duration = Duration::from_secs(3600);
+/// How often the holder of the trash purge's lease deletes expired trash.
+const TRASH_PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -103,6 +106,8 @@ pub struct Application {
     background_db: Database,
     /// Deletes expired idempotency keys until the server stops.
     idempotency_purge: PurgeTask,
+    /// Deletes expired trash (on the instance holding its lease) until the server stops.
+    trash_purge: TrashPurgeTask,
     /// Keeps the cache's invalidation channel subscribed (with Redis).
     cache_subscriber: Option<tokio::task::JoinHandle<()>>,
     /// Keeps the event channel subscribed (with Redis).
@@ -164,6 +169,14 @@ impl Application {
             Arc::clone(&identity.clock),
             IDEMPOTENCY_PURGE_EVERY,
         );
+        let tracking = tracking_ports(&db, &identity, &settings.webhooks, secret_box.clone());
+        let trash_purge = TrashPurgeTask::spawn(
+            background_db.clone(),
+            tracking_ports(&background_db, &identity, &settings.webhooks, secret_box.clone()),
+            Arc::clone(&identity.clock),
+            chrono::Duration::days(i64::from(settings.trash_retention_days)),
+            TRASH_PURGE_EVERY,
+        );
         let (closing, closing_rx) = watch::channel(false);
         let in_flight = InFlight::default();
         let database_probe = Arc::new(SqlDatabaseProbe::new(
@@ -181,7 +194,7 @@ impl Application {
                 quota(settings.rate_limits.anonymous),
                 quota(settings.rate_limits.user),
             ),
-            tracking: tracking_ports(&db, &identity, &settings.webhooks, secret_box.clone()),
+            tracking,
             identity,
             events,
             stream: StreamSettings {
@@ -212,6 +225,7 @@ impl Application {
             db,
             background_db,
             idempotency_purge,
+            trash_purge,
             cache_subscriber,
             event_subscriber,
             dispatcher: dispatcher.spawn(dispatcher_stop),
@@ -252,6 +266,7 @@ impl Application {
         }
         self.closing.send_replace(true);
         self.idempotency_purge.stop();
+        self.trash_purge.stop();
         // What the last requests committed is published before the pool closes.
         self.stop_dispatcher.send_replace(true);
         if tokio::time::timeout(DISPATCHER_DRAIN, self.dispatcher)

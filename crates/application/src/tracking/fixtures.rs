@@ -101,6 +101,8 @@ pub fn task() -> Task {
         created_at: now(),
         updated_at: now(),
         completed_at: None,
+        archived_at: None,
+        deleted_at: None,
         version: 1,
     }
 }

@@ -153,6 +153,8 @@ pub struct TaskListQuery {
     pub q: Option<String>,
     pub updated_since: Option<String>,
     pub sort: Option<String>,
+    /// `include` or `only`; absent leaves archived tasks out.
+    pub archived: Option<String>,
 }
 
 /// Raw filters of `GET /projects`.

@@ -103,7 +103,14 @@ pub(crate) fn stale(change: &Change, written: &impl Written) -> Stale {
         }
         // Every cached page of the project's task list; a new task is in no cache yet.
         EventType::TaskCreated => tasks(&mut keys, &[]),
-        EventType::TaskUpdated | EventType::TaskDeleted => {
+        // The task itself and every page it was on (or, restored, is on again): archiving
+        // moves it between the lists' `archived` variants, the trash out of every list.
+        EventType::TaskUpdated
+        | EventType::TaskDeleted
+        | EventType::TaskArchived
+        | EventType::TaskUnarchived
+        | EventType::TaskRestored
+        | EventType::TaskPurged => {
             tasks(&mut keys, &resource.into_iter().collect::<Vec<_>>());
         }
         // A deleted label is taken off tasks.
@@ -227,9 +234,12 @@ mod tests {
                     None,
                 ),
                 EventType::TaskCreated => (vec![format!("tasks-of:{p}")], None),
-                EventType::TaskUpdated | EventType::TaskDeleted => {
-                    (vec![format!("tasks-of:{p}"), format!("task:{r}")], None)
-                }
+                EventType::TaskUpdated
+                | EventType::TaskDeleted
+                | EventType::TaskArchived
+                | EventType::TaskUnarchived
+                | EventType::TaskRestored
+                | EventType::TaskPurged => (vec![format!("tasks-of:{p}"), format!("task:{r}")], None),
                 EventType::LabelDeleted => (vec![format!("tasks-of:{p}"), format!("task:{}", side[0])], None),
                 EventType::LabelCreated
                 | EventType::CommentCreated

@@ -136,6 +136,11 @@ pub struct TaskView {
     pub updated_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
     pub version: i64,
+    /// When the task was archived; null when it is not.
+    pub archived_at: Option<DateTime<Utc>>,
+    /// When the task was moved to the trash: set only in the trash's list (every other
+    /// route answers 404 for a task in the trash).
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 impl From<&Task> for TaskView {
@@ -157,6 +162,8 @@ impl From<&Task> for TaskView {
             updated_at: t.updated_at,
             completed_at: t.completed_at,
             version: t.version,
+            archived_at: t.archived_at,
+            deleted_at: t.deleted_at,
         }
     }
 }

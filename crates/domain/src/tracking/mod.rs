@@ -81,6 +81,11 @@ pub struct Task {
     pub completed_at: Option<DateTime<Utc>>,
     /// 1 at creation, incremented by every change; the basis of the task's `ETag`.
     pub version: i64,
+    /// Set while the task is archived: lists leave it out unless asked for it.
+    pub archived_at: Option<DateTime<Utc>>,
+    /// Set while the task is in its project's trash: every read but the trash's leaves it
+    /// out.
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 impl Task {
@@ -154,6 +159,31 @@ pub struct TaskFilter {
     pub updated_since: Option<DateTime<Utc>>,
     /// Only tasks of these projects (a personal access token's limit); `None`: no limit.
     pub projects: Option<Vec<Uuid>>,
+    /// Whether archived tasks are left out (the default), shown too, or shown alone.
+    pub archived: ArchivedFilter,
+}
+
+/// The `archived` filter of a task list. Tasks in the trash are in no list but the trash's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ArchivedFilter {
+    /// Live tasks that are not archived.
+    #[default]
+    Exclude,
+    /// Archived tasks too (`archived=include`).
+    Include,
+    /// Archived tasks only (`archived=only`).
+    Only,
+}
+
+impl ArchivedFilter {
+    /// `include` or `only` (exactly as written); anything else is a 400 naming `field`.
+    pub fn parse(raw: &str, field: &str) -> Result<Self, crate::FieldError> {
+        match raw {
+            "include" => Ok(Self::Include),
+            "only" => Ok(Self::Only),
+            _ => Err(crate::FieldError::new(field, "must be include or only")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -340,6 +370,8 @@ mod tests {
             updated_at: at("2026-11-22T10:00:00Z"),
             completed_at: None,
             version: 1,
+            archived_at: None,
+            deleted_at: None,
         }
     }
 

@@ -175,8 +175,9 @@ pub trait TaskRepository: Send + Sync {
         number: i64,
         user_id: Uuid,
     ) -> Result<Option<(Task, ProjectAccess)>, StoreError>;
-    /// Saves every field of `task` (its `version` already `expected_version + 1`) and, when
-    /// given, replaces its labels.
+    /// Saves every field of `task` (its `version` already `expected_version + 1`), its
+    /// `archived_at` and `deleted_at` included (archiving, moving to the trash and restoring
+    /// are updates), and, when given, replaces its labels.
     async fn update<'a>(
         &self,
         task: &Task,
@@ -184,9 +185,33 @@ pub trait TaskRepository: Send + Sync {
         expected_version: i64,
         change: &Change,
     ) -> Result<bool, StoreError>;
-    /// # Errors
-    /// `NotFound` when it does not exist.
-    async fn delete(&self, id: Uuid, change: &Change) -> Result<(), StoreError>;
+    /// A task in its project's trash, with its labels; `None` when there is no such task
+    /// or it is not in the trash. (Every other read leaves trashed tasks out.)
+    async fn find_trashed(&self, id: Uuid) -> Result<Option<Task>, StoreError>;
+    /// [`TaskRepository::find_trashed`] by identifier (`KEY-12`).
+    async fn find_trashed_by_number(&self, key: &ProjectKey, number: i64)
+    -> Result<Option<Task>, StoreError>;
+    /// Deletes the task for good, with its labels and comments; its number is never handed
+    /// out again. With `trashed_before`, only if it is in the trash since before then (the
+    /// background purge: a task restored meanwhile stays). `false` when nothing was deleted
+    /// (and nothing was recorded).
+    async fn purge(
+        &self,
+        id: Uuid,
+        trashed_before: Option<DateTime<Utc>>,
+        change: &Change,
+    ) -> Result<bool, StoreError>;
+    /// Newest first: up to `limit` tasks of the project's trash after `(deleted_at, id)`,
+    /// with their labels — one statement.
+    async fn trash_page(
+        &self,
+        project_id: Uuid,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: u64,
+    ) -> Result<Vec<Task>, StoreError>;
+    /// Oldest first: up to `limit` tasks (of every project) in the trash since before
+    /// `before`.
+    async fn expired_trash(&self, before: DateTime<Utc>, limit: u64) -> Result<Vec<Task>, StoreError>;
     /// Up to `query.limit` tasks after `query.after` in the query's order, with their labels:
     /// one statement.
     async fn list(&self, query: &TaskQuery) -> Result<Vec<Task>, StoreError>;

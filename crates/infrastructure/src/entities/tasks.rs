@@ -22,6 +22,10 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     pub completed_at: Option<DateTimeUtc>,
     pub version: i64,
+    /// When the task was archived; NULL when it is not.
+    pub archived_at: Option<DateTimeUtc>,
+    /// When the task was moved to its project's trash; NULL for a task not in the trash.
+    pub deleted_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

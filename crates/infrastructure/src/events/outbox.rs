@@ -25,6 +25,51 @@ use crate::entities::{outbox_events, outbox_leases, webhook_deliveries, webhooks
 /// The dispatcher's lease row.
 const LEASE: &str = "dispatcher";
 
+/// Takes or renews the lease row `name` (one per background job that must run on one
+/// instance at a time: the dispatcher's, the trash purge's) for `holder` until `now + ttl`;
+/// `false` while another holder has an unexpired one. Instances' clocks must agree to well
+/// within `ttl`.
+pub(crate) async fn claim_lease(
+    db: &Database,
+    name: &str,
+    holder: Uuid,
+    now: DateTime<Utc>,
+    ttl: Duration,
+) -> Result<bool, StoreError> {
+    let until = now + ttl;
+    let conn = db.connection();
+    let renewed = outbox_leases::Entity::update_many()
+        .col_expr(outbox_leases::Column::Holder, Expr::value(holder))
+        .col_expr(outbox_leases::Column::ExpiresAt, Expr::value(until))
+        .filter(outbox_leases::Column::Name.eq(name))
+        .filter(
+            Condition::any()
+                .add(outbox_leases::Column::Holder.eq(holder))
+                .add(outbox_leases::Column::ExpiresAt.lt(now)),
+        )
+        .exec(conn)
+        .await
+        .map_err(store_error)?;
+    if renewed.rows_affected == 1 {
+        return Ok(true);
+    }
+    // The very first claim: the row does not exist yet. Of racing inserts one wins.
+    let inserted = outbox_leases::Entity::insert(outbox_leases::ActiveModel {
+        name: Set(name.to_owned()),
+        holder: Set(holder),
+        expires_at: Set(until),
+    })
+    .on_conflict(
+        OnConflict::column(outbox_leases::Column::Name)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(conn)
+    .await
+    .map_err(store_error)?;
+    Ok(inserted == 1)
+}
+
 /// Writes `envelope` to the outbox on `conn`: the transaction of the change it describes.
 pub(crate) async fn insert_event(conn: &impl ConnectionTrait, envelope: &Envelope) -> Result<(), StoreError> {
     let json = serde_json::to_value(envelope).map_err(|e| StoreError::Unexpected(Box::new(e)))?;
@@ -74,38 +119,7 @@ impl Outbox {
         now: DateTime<Utc>,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let until = now + ttl;
-        let conn = self.db.connection();
-        let renewed = outbox_leases::Entity::update_many()
-            .col_expr(outbox_leases::Column::Holder, Expr::value(holder))
-            .col_expr(outbox_leases::Column::ExpiresAt, Expr::value(until))
-            .filter(outbox_leases::Column::Name.eq(LEASE))
-            .filter(
-                Condition::any()
-                    .add(outbox_leases::Column::Holder.eq(holder))
-                    .add(outbox_leases::Column::ExpiresAt.lt(now)),
-            )
-            .exec(conn)
-            .await
-            .map_err(store_error)?;
-        if renewed.rows_affected == 1 {
-            return Ok(true);
-        }
-        // The very first claim: the row does not exist yet. Of racing inserts one wins.
-        let inserted = outbox_leases::Entity::insert(outbox_leases::ActiveModel {
-            name: Set(LEASE.to_owned()),
-            holder: Set(holder),
-            expires_at: Set(until),
-        })
-        .on_conflict(
-            OnConflict::column(outbox_leases::Column::Name)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(conn)
-        .await
-        .map_err(store_error)?;
-        Ok(inserted == 1)
+        claim_lease(&self.db, LEASE, holder, now, ttl).await
     }
 
     /// Gives the lease up (at shutdown), so another instance takes over at once.

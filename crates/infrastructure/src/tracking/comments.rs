@@ -51,11 +51,13 @@ fn to_domain(row: CommentRow) -> Result<Comment, StoreError> {
     })
 }
 
-/// Comments joined with their tasks' projects.
+/// Comments joined with their tasks' projects; the comments of a task in the trash are
+/// found by no read, as the task is not.
 fn with_projects() -> sea_orm::Select<Entity> {
     Entity::find()
         .join(JoinType::InnerJoin, comments::Relation::Task.def())
         .column_as(tasks::Column::ProjectId, "project_id")
+        .filter(tasks::Column::DeletedAt.is_null())
 }
 
 #[async_trait]

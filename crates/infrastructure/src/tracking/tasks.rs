@@ -3,12 +3,13 @@
 use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use keel_domain::StoreError;
 use keel_domain::events::Change;
 use keel_domain::tracking::ports::{EventData, NewTask, TaskRepository};
 use keel_domain::tracking::{
-    AssigneeFilter, LabelName, Priority, ProjectAccess, ProjectKey, Scope, SortValue, Task, TaskPosition,
-    TaskQuery, TaskSort, TaskSortKey, TaskStatus, TaskTitle,
+    ArchivedFilter, AssigneeFilter, LabelName, Priority, ProjectAccess, ProjectKey, Scope, SortValue, Task,
+    TaskPosition, TaskQuery, TaskSort, TaskSortKey, TaskStatus, TaskTitle,
 };
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, NullOrdering, Query, SelectStatement, Value};
 use sea_orm::{
@@ -18,7 +19,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{
-    access_from_row, commit_change, corrupt, delete_recorded, roll_back, select_prefixed, with_access,
+    access_from_row, commit_change, corrupt, finish_guarded, roll_back, select_prefixed, with_access,
 };
 use crate::db::{Database, fold, store_error};
 use crate::entities::tasks::{self, Column, Entity};
@@ -57,8 +58,16 @@ fn labels_json(backend: DbBackend) -> Expr {
 }
 
 /// Every task read starts here: the task's columns (`t_…`), its project's key
-/// (`t_project_key`) and its labels (`t_labels`), one row per task.
+/// (`t_project_key`) and its labels (`t_labels`), one row per task — of tasks not in the
+/// trash: only the trash's own reads ([`select_any_task`]) see those.
 fn select_tasks(backend: DbBackend) -> SelectStatement {
+    let mut query = select_any_task(backend);
+    query.and_where(Expr::col((Entity, Column::DeletedAt)).is_null());
+    query
+}
+
+/// [`select_tasks`], tasks in the trash included.
+fn select_any_task(backend: DbBackend) -> SelectStatement {
     let mut query = Query::select();
     select_prefixed::<Entity>(&mut query, Entity, "t_");
     query
@@ -122,6 +131,8 @@ fn to_domain(row: TaskRow, labels: Vec<LabelName>) -> Result<Task, StoreError> {
         updated_at: m.updated_at,
         completed_at: m.completed_at,
         version: m.version,
+        archived_at: m.archived_at,
+        deleted_at: m.deleted_at,
     })
 }
 
@@ -323,6 +334,11 @@ fn filter_condition(query: &TaskQuery) -> Condition {
     if let Some(since) = filter.updated_since {
         condition = condition.add(Column::UpdatedAt.gte(since));
     }
+    match filter.archived {
+        ArchivedFilter::Exclude => condition = condition.add(Column::ArchivedAt.is_null()),
+        ArchivedFilter::Only => condition = condition.add(Column::ArchivedAt.is_not_null()),
+        ArchivedFilter::Include => {}
+    }
     condition
 }
 
@@ -450,6 +466,8 @@ impl TaskRepository for SeaOrmTaskRepository {
             updated_at: Set(task.updated_at),
             completed_at: Set(task.completed_at),
             version: Set(task.version),
+            archived_at: Set(task.archived_at),
+            deleted_at: Set(task.deleted_at),
         })
         .exec_without_returning(&txn)
         .await
@@ -528,6 +546,8 @@ impl TaskRepository for SeaOrmTaskRepository {
             .col_expr(Column::DueDate, Expr::value(task.due_date))
             .col_expr(Column::UpdatedAt, Expr::value(task.updated_at))
             .col_expr(Column::CompletedAt, Expr::value(task.completed_at))
+            .col_expr(Column::ArchivedAt, Expr::value(task.archived_at))
+            .col_expr(Column::DeletedAt, Expr::value(task.deleted_at))
             .col_expr(Column::Version, Expr::value(expected_version + 1))
             .filter(Column::Id.eq(task.id))
             .filter(Column::Version.eq(expected_version))
@@ -550,9 +570,82 @@ impl TaskRepository for SeaOrmTaskRepository {
         Ok(true)
     }
 
-    async fn delete(&self, id: Uuid, change: &Change) -> Result<(), StoreError> {
-        // Its labels and comments go by the foreign keys' ON DELETE CASCADE.
-        delete_recorded::<Entity>(&self.db, id, change).await
+    async fn find_trashed(&self, id: Uuid) -> Result<Option<Task>, StoreError> {
+        let mut select = select_any_task(self.db.backend());
+        select
+            .and_where(Expr::col((Entity, Column::Id)).eq(id))
+            .and_where(Expr::col((Entity, Column::DeletedAt)).is_not_null());
+        self.one_task(&select)
+            .await
+            .map(|found| found.map(|(task, _)| task))
+    }
+
+    async fn find_trashed_by_number(
+        &self,
+        key: &ProjectKey,
+        number: i64,
+    ) -> Result<Option<Task>, StoreError> {
+        let mut select = select_any_task(self.db.backend());
+        by_number(&mut select, key, number);
+        select.and_where(Expr::col((Entity, Column::DeletedAt)).is_not_null());
+        self.one_task(&select)
+            .await
+            .map(|found| found.map(|(task, _)| task))
+    }
+
+    async fn purge(
+        &self,
+        id: Uuid,
+        trashed_before: Option<DateTime<Utc>>,
+        change: &Change,
+    ) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write().await?;
+        let mut delete = Entity::delete_many().filter(Column::Id.eq(id));
+        if let Some(before) = trashed_before {
+            delete = delete.filter(Column::DeletedAt.lt(before));
+        }
+        // Its labels and comments go by the foreign keys' ON DELETE CASCADE; the project's
+        // `last_task_number` stays, so the number is never handed out again.
+        let result = delete.exec(&txn).await.map_err(store_error)?;
+        finish_guarded(&self.db, txn, result.rows_affected, change).await
+    }
+
+    async fn trash_page(
+        &self,
+        project_id: Uuid,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: u64,
+    ) -> Result<Vec<Task>, StoreError> {
+        let backend = self.db.backend();
+        let mut select = select_any_task(backend);
+        select
+            .and_where(Expr::col((Entity, Column::ProjectId)).eq(project_id))
+            .and_where(Expr::col((Entity, Column::DeletedAt)).is_not_null());
+        if let Some((at, id)) = after {
+            select.cond_where(beyond(Column::DeletedAt, at.into(), id, true));
+        }
+        select
+            .order_by((Entity, Column::DeletedAt), Order::Desc)
+            .order_by((Entity, Column::Id), Order::Desc)
+            .limit(limit);
+        let rows = self.db.query_all_planned(backend.build(&select)).await?;
+        rows.iter()
+            .filter_map(|row| task_from_row(row).transpose())
+            .collect()
+    }
+
+    async fn expired_trash(&self, before: DateTime<Utc>, limit: u64) -> Result<Vec<Task>, StoreError> {
+        let backend = self.db.backend();
+        let mut select = select_any_task(backend);
+        select
+            .and_where(Expr::col((Entity, Column::DeletedAt)).lt(before))
+            .order_by((Entity, Column::DeletedAt), Order::Asc)
+            .order_by((Entity, Column::Id), Order::Asc)
+            .limit(limit);
+        let rows = self.db.query_all_planned(backend.build(&select)).await?;
+        rows.iter()
+            .filter_map(|row| task_from_row(row).transpose())
+            .collect()
     }
 
     async fn list(&self, query: &TaskQuery) -> Result<Vec<Task>, StoreError> {

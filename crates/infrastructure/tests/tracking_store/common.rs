@@ -190,6 +190,8 @@ pub(crate) fn task_value(p: &Project, creator: Uuid, title: &str) -> Task {
         created_at: at(0),
         updated_at: at(0),
         completed_at: None,
+        archived_at: None,
+        deleted_at: None,
         version: 1,
     }
 }

@@ -14,6 +14,7 @@ mod migration;
 mod outbox;
 mod personal_tokens;
 mod projects;
+mod task_lifecycle;
 mod tasks;
 mod writes;
 

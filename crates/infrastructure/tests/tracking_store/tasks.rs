@@ -577,16 +577,20 @@ async fn task_update_saves_every_field_and_replaces_labels() {
             s.name
         );
 
-        // Deleting.
-        s.tasks
-            .delete(task.id, &audit("task.deleted", Some(p.id)))
-            .await
-            .unwrap();
+        // Deleting for good (a live task: the trash is in `task_lifecycle.rs`).
+        assert!(
+            s.tasks
+                .purge(task.id, None, &audit("task.purged", Some(p.id)))
+                .await
+                .unwrap()
+        );
         assert_eq!(s.tasks.find(task.id).await.unwrap(), None);
-        assert!(matches!(
-            s.tasks.delete(task.id, &audit("task.deleted", Some(p.id))).await,
-            Err(StoreError::NotFound)
-        ));
+        assert!(
+            !s.tasks
+                .purge(task.id, None, &audit("task.purged", Some(p.id)))
+                .await
+                .unwrap()
+        );
         let orphans = task_labels::Entity::find()
             .filter(task_labels::Column::TaskId.eq(task.id))
             .count(s.db.connection())

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use keel_domain::FieldError;
 use keel_domain::identity::Principal;
 use keel_domain::tracking::{
-    AssigneeFilter, LabelName, Permission, Priority, ProjectAccess, Scope, Task, TaskFilter, TaskPosition,
-    TaskQuery, TaskSort, TaskStatus,
+    ArchivedFilter, AssigneeFilter, LabelName, Permission, Priority, ProjectAccess, Scope, Task, TaskFilter,
+    TaskPosition, TaskQuery, TaskSort, TaskStatus,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -190,6 +190,10 @@ fn parse_filter(
     )
     .flatten();
     let sort = optional(&mut errors, query.sort.as_deref(), TaskSort::parse).unwrap_or_default();
+    let archived = optional(&mut errors, query.archived.as_deref(), |a| {
+        ArchivedFilter::parse(a, "archived")
+    })
+    .unwrap_or_default();
     validated(errors)?;
     let filter = label_filter(query.label.as_deref()).map(|labels| TaskFilter {
         statuses: statuses.unwrap_or_default(),
@@ -199,6 +203,7 @@ fn parse_filter(
         q,
         updated_since,
         projects: principal.project_limit().map(<[Uuid]>::to_vec),
+        archived,
     });
     Ok((filter, sort))
 }

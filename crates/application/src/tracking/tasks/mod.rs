@@ -1,17 +1,24 @@
 //! Tasks: create (numbered per project), read by id or `KEY-12`, change, delete, and the
 //! filtered, sorted, cursor-paginated lists of one project or of all the caller's projects.
 //!
-//! `write` holds the changes (create, update, delete), `list` the lists and their filters;
-//! this module the reads and checks they share.
+//! `write` holds the changes (create, update), `lifecycle` archive, trash, restore and
+//! purge, `list` the lists and their filters; this module the reads and checks they share.
 
+mod lifecycle;
 mod list;
 mod write;
 
 #[cfg(test)]
+mod lifecycle_tests;
+#[cfg(test)]
 mod tests;
 
+pub use lifecycle::{
+    TrashCursor, archive_task, delete_task, list_project_trash, purge_expired_trash, purge_task,
+    restore_task, unarchive_task,
+};
 pub use list::{TaskCursor, list_project_tasks, list_tasks};
-pub use write::{create_task, delete_task, update_task};
+pub use write::{create_task, update_task};
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};

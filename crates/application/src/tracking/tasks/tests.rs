@@ -4,7 +4,8 @@ use keel_domain::events::EventType;
 use keel_domain::tracking::ports::NewTask;
 use keel_domain::tracking::ports::{MockLabelRepository, MockTaskRepository};
 use keel_domain::tracking::{
-    AssigneeFilter, Color, Label, Priority, Scope, SortValue, TaskPosition, TaskSort, TaskSortKey, TaskStatus,
+    ArchivedFilter, AssigneeFilter, Color, Label, Priority, Scope, SortValue, TaskPosition, TaskSort,
+    TaskSortKey, TaskStatus,
 };
 use serde_json::json;
 
@@ -283,6 +284,7 @@ async fn lists_parse_every_filter_and_scope_by_membership() {
                 && q.filter.labels.len() == 2
                 && q.filter.q.as_deref() == Some("fix")
                 && q.filter.updated_since.is_some()
+                && q.filter.archived == ArchivedFilter::Include
                 && q.sort
                     == TaskSort {
                         key: TaskSortKey::Priority,
@@ -305,6 +307,7 @@ async fn lists_parse_every_filter_and_scope_by_membership() {
         q: Some(" fix ".into()),
         updated_since: Some("2026-11-01T00:00:00Z".into()),
         sort: Some("priority".into()),
+        archived: Some("include".into()),
     };
     let page = list_tasks(
         &ports,
@@ -329,6 +332,7 @@ async fn lists_report_every_bad_filter() {
         q: Some("x".repeat(201)),
         updated_since: Some("yesterday".into()),
         sort: Some("title".into()),
+        archived: Some("Include".into()),
     };
     let e = list_tasks(
         &ports,
@@ -340,7 +344,15 @@ async fn lists_report_every_bad_filter() {
     .unwrap_err();
     assert_eq!(
         fields(e),
-        vec!["status", "priority", "assignee", "q", "updatedSince", "sort"]
+        vec![
+            "status",
+            "priority",
+            "assignee",
+            "q",
+            "updatedSince",
+            "sort",
+            "archived"
+        ]
     );
 }
 
@@ -491,7 +503,7 @@ async fn every_task_write_makes_the_project_pages_stale() {
     let mut tasks = MockTaskRepository::new();
     tasks.expect_find().returning(|_| Ok(Some(task())));
     reads_task(&mut tasks, task());
-    tasks.expect_delete().returning(|_, _| Ok(()));
+    tasks.expect_update().returning(|_, _, _, _| Ok(true));
     let fixture = Fixture {
         tasks,
         ..Fixture::default()
@@ -506,19 +518,25 @@ async fn every_task_write_makes_the_project_pages_stale() {
 }
 
 #[tokio::test]
-async fn delete_needs_write_access_and_audits() {
+async fn delete_moves_to_the_trash_needs_write_access_and_audits() {
     let mut tasks = MockTaskRepository::new();
     tasks.expect_find().returning(|_| Ok(Some(task())));
     reads_task(&mut tasks, task());
+    // To the trash: an update of the task that sets `deleted_at`, evented as before.
     tasks
-        .expect_delete()
-        .withf(|id, a| {
-            *id == task().id
+        .expect_update()
+        .withf(|t, labels, expected, a| {
+            t.id == task().id
+                && t.deleted_at == Some(now())
+                && labels.is_none()
+                && *expected == 1
+                && t.version == 2
                 && a.audit.action == "task.deleted"
                 && a.audit.details.as_ref().unwrap()["identifier"] == "KEEL-1"
+                && a.event.event.data == json!({"id": task().id, "identifier": "KEEL-1"})
         })
         .times(1)
-        .returning(|_, _| Ok(()));
+        .returning(|_, _, _, _| Ok(true));
     let ports = Fixture {
         tasks,
         ..Fixture::default()

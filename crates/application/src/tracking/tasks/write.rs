@@ -1,4 +1,5 @@
-//! Creating, changing and deleting tasks.
+//! Creating and changing tasks (their lifecycle — archive, trash, restore, purge — is in
+//! `lifecycle`).
 
 use futures::TryFutureExt;
 
@@ -72,6 +73,8 @@ pub async fn create_task(
         updated_at: now,
         completed_at: (status == TaskStatus::Done).then_some(now),
         version: 1,
+        archived_at: None,
+        deleted_at: None,
     };
     // The store completes the event's data (the task's number).
     let change = ports
@@ -201,27 +204,4 @@ pub async fn update_task(
         }
     })
     .await
-}
-
-pub async fn delete_task(
-    ports: &TrackingPorts,
-    principal: &Principal,
-    id_or_identifier: &str,
-    meta: &RequestMeta,
-) -> Result<(), AppError> {
-    let (task, _) = reach_task(ports, principal, id_or_identifier, Permission::WriteTasks).await?;
-    let id = task.id;
-    let change = ports
-        .change(meta, principal, EventType::TaskDeleted, task.project_id)
-        .resource(id)
-        .needs(Permission::WriteTasks)
-        .details(json!({ "identifier": task.identifier(), "title": task.title.as_str() }))
-        .data(json!({ "id": id, "identifier": task.identifier() }))
-        .build();
-    ports
-        .commit(
-            &change,
-            ports.tasks.delete(id, &change).map_err(not_found_as("task")),
-        )
-        .await
 }

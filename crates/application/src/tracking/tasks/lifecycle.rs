@@ -1,0 +1,360 @@
+//! A task's lifecycle: archive and unarchive, move to the trash (`DELETE`), restore, purge
+//! for good (`?permanent=true`, and the background purge of expired trash), and the
+//! project's trash list.
+//!
+//! Archiving, trashing and restoring are each a change of one task, written as an update
+//! guarded by the version read (retried on a lost race, like `PATCH`). When tasks get
+//! children, "children follow their parent" belongs in [`transition`]: the store would
+//! change the children in the same transaction and return their ids (`Written::tasks`), so
+//! that their cache entries go stale with the parent's.
+
+use chrono::{DateTime, Duration, Utc};
+use futures::TryFutureExt;
+use keel_domain::audit::AuditEntry;
+use keel_domain::events::{Change, EventType};
+use keel_domain::identity::Principal;
+use keel_domain::tracking::{Permission, Task, parse_identifier};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::super::views::TaskView;
+use super::super::{Expect, TrackingPorts, not_found_as, versioned_update};
+use super::{load, reach_task, task_data};
+use crate::AppError;
+use crate::context::RequestMeta;
+use crate::pagination::{CursorPage, CursorRequest};
+
+/// The keyset position of a trash page: newest deletion first.
+pub type TrashCursor = (DateTime<Utc>, Uuid);
+
+/// How many expired tasks the background purge reads at a time.
+pub(super) const PURGE_BATCH: u64 = 100;
+
+/// Where a task is read again after a lost race.
+#[derive(Debug, Clone, Copy)]
+enum Place {
+    /// Among the live tasks (a task moved to the trash meanwhile is 404).
+    Live,
+    /// In the trash (a task restored or purged meanwhile is 404).
+    Trash,
+}
+
+/// A task in the trash addressed by id or by identifier (`KEEL-12`, any case), unchecked.
+async fn find_in_trash(ports: &TrackingPorts, id_or_identifier: &str) -> Result<Option<Task>, AppError> {
+    Ok(if let Ok(id) = Uuid::parse_str(id_or_identifier) {
+        ports.tasks.find_trashed(id).await?
+    } else if let Some((key, number)) = parse_identifier(id_or_identifier) {
+        ports.tasks.find_trashed_by_number(&key, number).await?
+    } else {
+        None
+    })
+}
+
+async fn reload(ports: &TrackingPorts, id: Uuid, place: Place) -> Result<Task, AppError> {
+    match place {
+        Place::Live => load(ports, id).await,
+        Place::Trash => ports
+            .tasks
+            .find_trashed(id)
+            .await?
+            .ok_or(AppError::NotFound("task")),
+    }
+}
+
+/// The event data of a task that left every list: its id and identifier.
+fn gone_data(task: &Task) -> serde_json::Value {
+    json!({ "id": task.id, "identifier": task.identifier() })
+}
+
+/// Applies `apply` to `found` (read from `place`) and writes it as one change of type
+/// `event_type`; `apply` answers `false` when there is nothing to change (archiving an
+/// archived task), and then nothing is written. Answers the task as it is now.
+async fn transition(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    found: Task,
+    place: Place,
+    event_type: EventType,
+    apply: fn(&mut Task, DateTime<Utc>) -> bool,
+    meta: &RequestMeta,
+) -> Result<Task, AppError> {
+    let id = found.id;
+    let mut preloaded = Some(found);
+    versioned_update(&Expect::Any, || {
+        let preloaded = preloaded.take();
+        async move {
+            let mut task = match preloaded {
+                Some(task) => task,
+                None => reload(ports, id, place).await?,
+            };
+            let now = ports.clock.now();
+            if !apply(&mut task, now) {
+                return Ok(Some(task));
+            }
+            let expected = task.version;
+            task.version += 1;
+            task.updated_at = now;
+            // `task.deleted` keeps the data it always had; the others show the task.
+            let data = if event_type == EventType::TaskDeleted {
+                gone_data(&task)
+            } else {
+                task_data(&task)
+            };
+            let change = ports
+                .change(meta, principal, event_type, task.project_id)
+                .resource(task.id)
+                .needs(Permission::WriteTasks)
+                .details(json!({
+                    "identifier": task.identifier(),
+                    "title": task.title.as_str(),
+                    "version": task.version,
+                }))
+                .data(data)
+                .build();
+            let saved = ports
+                .commit(
+                    &change,
+                    ports
+                        .tasks
+                        .update(&task, None, expected, &change)
+                        .map_err(not_found_as("task")),
+                )
+                .await?;
+            Ok(saved.then_some(task))
+        }
+    })
+    .await
+}
+
+/// Archives a task (members and up): lists leave it out unless asked for archived tasks.
+/// Archiving an archived task changes nothing.
+pub async fn archive_task(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    id_or_identifier: &str,
+    meta: &RequestMeta,
+) -> Result<TaskView, AppError> {
+    let (task, _) = reach_task(ports, principal, id_or_identifier, Permission::WriteTasks).await?;
+    let task = transition(
+        ports,
+        principal,
+        task,
+        Place::Live,
+        EventType::TaskArchived,
+        |task, now| {
+            let change = task.archived_at.is_none();
+            if change {
+                task.archived_at = Some(now);
+            }
+            change
+        },
+        meta,
+    )
+    .await?;
+    Ok(TaskView::from(&task))
+}
+
+/// Takes a task out of the archive (members and up); a task not archived stays as it is.
+pub async fn unarchive_task(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    id_or_identifier: &str,
+    meta: &RequestMeta,
+) -> Result<TaskView, AppError> {
+    let (task, _) = reach_task(ports, principal, id_or_identifier, Permission::WriteTasks).await?;
+    let task = transition(
+        ports,
+        principal,
+        task,
+        Place::Live,
+        EventType::TaskUnarchived,
+        |task, _| task.archived_at.take().is_some(),
+        meta,
+    )
+    .await?;
+    Ok(TaskView::from(&task))
+}
+
+/// Moves a task to its project's trash (members and up): from then on it answers 404 to
+/// every route but the trash's, and is in no list. Its event is `task.deleted`.
+pub async fn delete_task(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    id_or_identifier: &str,
+    meta: &RequestMeta,
+) -> Result<(), AppError> {
+    let (task, _) = reach_task(ports, principal, id_or_identifier, Permission::WriteTasks).await?;
+    transition(
+        ports,
+        principal,
+        task,
+        Place::Live,
+        EventType::TaskDeleted,
+        |task, now| {
+            task.deleted_at = Some(now);
+            true
+        },
+        meta,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Takes a task out of the trash (members and up), with its number and identifier; 404
+/// when the task is not in the trash.
+pub async fn restore_task(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    id_or_identifier: &str,
+    meta: &RequestMeta,
+) -> Result<TaskView, AppError> {
+    let Some(task) = find_in_trash(ports, id_or_identifier).await? else {
+        // Not in the trash. A live task says so (404) only to those who could restore it:
+        // others get what any other write on it gives them (404 for a stranger, 403).
+        reach_task(ports, principal, id_or_identifier, Permission::WriteTasks).await?;
+        return Err(AppError::NotFound("task"));
+    };
+    ports
+        .authorize(principal, task.project_id, Permission::WriteTasks, "task")
+        .await?;
+    let task = transition(
+        ports,
+        principal,
+        task,
+        Place::Trash,
+        EventType::TaskRestored,
+        |task, _| task.deleted_at.take().is_some(),
+        meta,
+    )
+    .await?;
+    Ok(TaskView::from(&task))
+}
+
+/// Deletes a task for good (project admins), whether it is in the trash or not, with its
+/// labels and comments; its number is never handed out again.
+pub async fn purge_task(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    id_or_identifier: &str,
+    meta: &RequestMeta,
+) -> Result<(), AppError> {
+    let (task, from_trash) = match find_in_trash(ports, id_or_identifier).await? {
+        Some(task) => {
+            ports
+                .authorize(principal, task.project_id, Permission::Administer, "task")
+                .await?;
+            (task, true)
+        }
+        None => (
+            reach_task(ports, principal, id_or_identifier, Permission::Administer)
+                .await?
+                .0,
+            false,
+        ),
+    };
+    let change = ports
+        .change(meta, principal, EventType::TaskPurged, task.project_id)
+        .resource(task.id)
+        .needs(Permission::Administer)
+        .details(json!({
+            "identifier": task.identifier(),
+            "title": task.title.as_str(),
+            "fromTrash": from_trash,
+        }))
+        .data(gone_data(&task))
+        .build();
+    let purged = ports
+        .commit(
+            &change,
+            ports.tasks.purge(task.id, None, &change).map_err(AppError::from),
+        )
+        .await?;
+    if purged {
+        Ok(())
+    } else {
+        // Purged by another request meanwhile.
+        Err(AppError::NotFound("task"))
+    }
+}
+
+/// The project's trash (members and up can see it), the most recently deleted first.
+pub async fn list_project_trash(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    project_id: Uuid,
+    cursor: CursorRequest<TrashCursor>,
+) -> Result<CursorPage<TaskView>, AppError> {
+    ports
+        .authorize(principal, project_id, Permission::Read, "project")
+        .await?;
+    let tasks = ports
+        .tasks
+        .trash_page(project_id, cursor.after().copied(), cursor.fetch_limit())
+        .await?;
+    let views: Vec<TaskView> = tasks.iter().map(TaskView::from).collect();
+    CursorPage::from_rows(views, &cursor, |t| (t.deleted_at.unwrap_or(t.updated_at), t.id))
+}
+
+/// The change of the background purge of one expired task: no actor, no request.
+fn expiry_change(task: &Task, now: DateTime<Utc>) -> Change {
+    let audit = AuditEntry {
+        id: Uuid::now_v7(),
+        occurred_at: now,
+        actor_id: None,
+        action: EventType::TaskPurged.as_str().to_owned(),
+        resource_type: EventType::TaskPurged.resource().to_owned(),
+        resource_id: Some(task.id.to_string()),
+        project_id: Some(task.project_id),
+        request_id: None,
+        ip: None,
+        details: Some(json!({
+            "identifier": task.identifier(),
+            "title": task.title.as_str(),
+            "fromTrash": true,
+            "expired": true,
+        })),
+        restricted: None,
+        authority: None,
+    };
+    Change::new(audit, EventType::TaskPurged, task.project_id, gone_data(task))
+}
+
+/// Deletes for good every task that has been in a trash for longer than `retention` at
+/// `now`, each as its own `task.purged` change (audited without an actor). A task restored
+/// meanwhile stays. Answers how many were purged.
+///
+/// The caller makes sure one instance runs it at a time; two running at once would only
+/// repeat each other's reads (a task is purged, and recorded, once).
+pub async fn purge_expired_trash(
+    ports: &TrackingPorts,
+    now: DateTime<Utc>,
+    retention: Duration,
+) -> Result<u64, AppError> {
+    let before = now - retention;
+    let mut purged = 0;
+    loop {
+        let expired = ports.tasks.expired_trash(before, PURGE_BATCH).await?;
+        let full = expired.len() as u64 == PURGE_BATCH;
+        let mut this_batch = 0;
+        for task in &expired {
+            let change = expiry_change(task, now);
+            let done = ports
+                .commit(
+                    &change,
+                    ports
+                        .tasks
+                        .purge(task.id, Some(before), &change)
+                        .map_err(AppError::from),
+                )
+                .await?;
+            if done {
+                this_batch += 1;
+            }
+        }
+        purged += this_batch;
+        // A full batch of which nothing could be purged would be read again: stop.
+        if !full || this_batch == 0 {
+            return Ok(purged);
+        }
+    }
+}
