@@ -54,6 +54,9 @@ event_types! {
     CommentDeleted => "comment.deleted",
     LabelCreated => "label.created",
     LabelDeleted => "label.deleted",
+    LinkCreated => "link.created",
+    LinkUpdated => "link.updated",
+    LinkDeleted => "link.deleted",
 }
 
 impl EventType {

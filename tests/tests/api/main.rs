@@ -13,6 +13,7 @@ mod events;
 mod hardening;
 mod idempotency;
 mod labels;
+mod links;
 mod members;
 mod migrations;
 mod ops;

@@ -20,6 +20,7 @@ struct World {
     task: String,
     caras_comment: String,
     anns_comment: String,
+    link: String,
     webhook: String,
     delivery: String,
     receiver: WebhookReceiver,
@@ -84,6 +85,16 @@ async fn world() -> World {
     };
     let caras_comment = comment(cara.token.clone(), "by cara").await;
     let anns_comment = comment(ann.token.clone(), "by ann").await;
+    let link = app
+        .created(
+            &format!("/api/v1/tasks/{task}/links"),
+            &json!({"url": "https://example.com/spec", "title": "Spec"}),
+            &ann.token,
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // The task's creation reached the webhook: a finished delivery, which no longer changes.
     let deliveries = format!("/api/v1/projects/{project}/webhooks/{webhook}/deliveries");
     let mut delivery = None;
@@ -105,6 +116,7 @@ async fn world() -> World {
         task,
         caras_comment,
         anns_comment,
+        link,
         webhook,
         delivery,
         receiver,
@@ -138,6 +150,7 @@ impl World {
             "task": json_body(task).await,
             "taskTag": task_tag,
             "comments": app.walk(&format!("/api/v1/tasks/{}/comments", self.task), 100, token).await,
+            "links": app.walk(&format!("/api/v1/tasks/{}/links", self.task), 100, token).await,
             "activity": app.walk(&format!("/api/v1/projects/{}/activity", self.project), 100, token).await,
             "webhooks": app.get_ok(&format!("/api/v1/projects/{}/webhooks?limit=100", self.project), token).await,
             "deliveries": app.walk(
@@ -217,6 +230,7 @@ impl World {
             ("/api/v1/comments/", "id") => vec![self.caras_comment.clone(), self.anns_comment.clone()],
             (_, "userId") => vec![self.cara.id.clone(), self.ann.id.clone(), me.id.clone()],
             (_, "labelId") => vec![self.label.clone()],
+            (_, "linkId") => vec![self.link.clone()],
             (_, "webhookId") => vec![self.webhook.clone()],
             (_, "deliveryId") => vec![self.delivery.clone()],
             _ => {
@@ -236,6 +250,10 @@ impl World {
             "updateTask" => vec![json!({"title": "Defaced", "assigneeId": null})],
             "createComment" => vec![json!({"body": "hello"})],
             "updateComment" => vec![json!({"body": "edited"})],
+            "createTaskLink" => vec![
+                json!({"url": "https://example.com/planted"}),
+                json!({"url": "https://example.com/spec", "title": "Retitled"}),
+            ],
             "createWebhook" => vec![json!({"url": self.receiver.url("/mine"), "events": ["*"]})],
             "updateWebhook" => vec![json!({"enabled": false, "url": self.receiver.url("/moved")})],
             _ => panic!("no sample body for {name}: add one to World::bodies"),

@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod auth;
 pub mod events;
+pub mod links;
 pub mod ops;
 pub mod projects;
 pub mod tasks;
@@ -245,6 +246,9 @@ fn table() -> Vec<Endpoint> {
         route!(tasks::create_comment_route).idempotent(),
         route!(tasks::update_comment_route),
         route!(tasks::delete_comment_route),
+        route!(links::list_links_route),
+        route!(links::create_link_route).idempotent(),
+        route!(links::delete_link_route),
         route!(webhooks::list_webhooks_route),
         // Not idempotent: replaying it would mean storing the signing secret, shown once.
         route!(webhooks::create_webhook_route),

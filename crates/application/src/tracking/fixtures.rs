@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use keel_domain::identity::ports::MockUserRepository;
 use keel_domain::identity::{Principal, Role};
 use keel_domain::tracking::ports::{
-    MockActivityFeed, MockCommentRepository, MockLabelRepository, MockMemberRepository,
+    MockActivityFeed, MockCommentRepository, MockLabelRepository, MockLinkRepository, MockMemberRepository,
     MockProjectRepository, MockTaskRepository,
 };
 use keel_domain::tracking::{
@@ -177,6 +177,7 @@ pub struct Fixture {
     pub labels: MockLabelRepository,
     pub tasks: MockTaskRepository,
     pub comments: MockCommentRepository,
+    pub links: MockLinkRepository,
     pub activity: MockActivityFeed,
     pub users: MockUserRepository,
     /// Loads through; tests read what was invalidated.
@@ -191,6 +192,7 @@ impl Default for Fixture {
             labels: MockLabelRepository::new(),
             tasks: MockTaskRepository::new(),
             comments: MockCommentRepository::new(),
+            links: MockLinkRepository::new(),
             activity: MockActivityFeed::new(),
             users: MockUserRepository::new(),
             cache: Arc::new(RecordingCache::default()),
@@ -206,6 +208,7 @@ impl Fixture {
             labels: Arc::new(self.labels),
             tasks: Arc::new(self.tasks),
             comments: Arc::new(self.comments),
+            links: Arc::new(self.links),
             activity: Arc::new(self.activity),
             users: Arc::new(self.users),
             clock: Arc::new(FixedClock(now())),

@@ -108,11 +108,15 @@ pub(crate) fn stale(change: &Change, written: &impl Written) -> Stale {
         }
         // A deleted label is taken off tasks.
         EventType::LabelDeleted => tasks(&mut keys, written.tasks()),
-        // Comments and labels are not cached, and a new label is on no task.
+        // Comments, labels and links are not cached, a new label is on no task, and a task's
+        // links are no part of its view (nor of its version).
         EventType::LabelCreated
         | EventType::CommentCreated
         | EventType::CommentUpdated
-        | EventType::CommentDeleted => {}
+        | EventType::CommentDeleted
+        | EventType::LinkCreated
+        | EventType::LinkUpdated
+        | EventType::LinkDeleted => {}
     }
     Stale {
         keys,
@@ -233,7 +237,10 @@ mod tests {
                 EventType::LabelCreated
                 | EventType::CommentCreated
                 | EventType::CommentUpdated
-                | EventType::CommentDeleted => (vec![], None),
+                | EventType::CommentDeleted
+                | EventType::LinkCreated
+                | EventType::LinkUpdated
+                | EventType::LinkDeleted => (vec![], None),
             };
             let got = stale(&c, &side);
             assert_eq!(names(&got), keys, "{event_type}");

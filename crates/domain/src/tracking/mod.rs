@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use values::{
-    Color, CommentBody, LabelName, Permission, Priority, ProjectKey, ProjectName, ProjectRole, ProjectStatus,
-    TaskStatus, TaskTitle,
+    Color, CommentBody, LabelName, LinkTitle, LinkUrl, Permission, Priority, ProjectKey, ProjectName,
+    ProjectRole, ProjectStatus, TaskStatus, TaskTitle,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +122,19 @@ pub struct Comment {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i64,
+}
+
+/// A link on a task: one per URL on a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub id: Uuid,
+    pub task_id: Uuid,
+    pub project_id: Uuid,
+    pub url: LinkUrl,
+    pub title: Option<LinkTitle>,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
 }
 
 /// Whose tasks or projects a list covers.

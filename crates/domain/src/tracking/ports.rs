@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    Comment, Label, LabelName, Member, Project, ProjectAccess, ProjectFilter, ProjectKey, ProjectRole,
+    Comment, Label, LabelName, Link, Member, Project, ProjectAccess, ProjectFilter, ProjectKey, ProjectRole,
     ProjectSort, ProjectWithRole, Scope, Task, TaskQuery,
 };
 use crate::StoreError;
@@ -223,6 +223,32 @@ pub trait CommentRepository: Send + Sync {
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: u64,
     ) -> Result<Vec<Comment>, StoreError>;
+}
+
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait LinkRepository: Send + Sync {
+    /// Oldest first: up to `limit` links of the task after `(created_at, id)`.
+    async fn list(
+        &self,
+        task_id: Uuid,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: u64,
+    ) -> Result<Vec<Link>, StoreError>;
+    /// The task's link with this URL (normalised, as stored).
+    async fn find_by_url(&self, task_id: Uuid, url: &str) -> Result<Option<Link>, StoreError>;
+    async fn find(&self, task_id: Uuid, link_id: Uuid) -> Result<Option<Link>, StoreError>;
+    /// # Errors
+    /// `Conflict` when the task has a link with this URL (a concurrent create won);
+    /// `NotFound` when the task does not exist.
+    async fn create(&self, link: &Link, change: &Change) -> Result<(), StoreError>;
+    /// Saves title and `updated_at`.
+    /// # Errors
+    /// `NotFound` when the link does not exist.
+    async fn update(&self, link: &Link, change: &Change) -> Result<(), StoreError>;
+    /// # Errors
+    /// `NotFound` when the task has no such link.
+    async fn delete(&self, task_id: Uuid, link_id: Uuid, change: &Change) -> Result<(), StoreError>;
 }
 
 #[cfg_attr(feature = "mock", mockall::automock)]

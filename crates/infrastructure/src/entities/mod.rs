@@ -12,6 +12,7 @@ pub mod projects;
 pub mod refresh_tokens;
 pub mod sessions;
 pub mod task_labels;
+pub mod task_links;
 pub mod tasks;
 pub mod users;
 pub mod webhook_attempts;

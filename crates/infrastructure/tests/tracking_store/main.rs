@@ -9,6 +9,7 @@ mod activity;
 mod comments;
 mod common;
 mod labels;
+mod links;
 mod members;
 mod migration;
 mod outbox;
