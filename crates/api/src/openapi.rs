@@ -84,7 +84,7 @@ struct PolicyPatterns;
 
 /// Which property of which schema follows which domain rule. A name the document does not
 /// have fails `every_policy_pattern_names_a_documented_property`.
-const POLICY_PATTERNS: [(&str, &str, &str); 16] = {
+const POLICY_PATTERNS: [(&str, &str, &str); 17] = {
     use keel_domain::identity::values::{NAME_PATTERN, PASSWORD_PATTERN};
     use keel_domain::tracking::values::{
         COMMENT_BODY_PATTERN, DESCRIPTION_PATTERN, LABEL_NAME_PATTERN, LINK_TITLE_PATTERN,
@@ -99,6 +99,7 @@ const POLICY_PATTERNS: [(&str, &str, &str); 16] = {
         ("CreateProjectBody", "name", PROJECT_NAME_PATTERN),
         ("UpdateProjectBody", "name", PROJECT_NAME_PATTERN),
         ("CreateLabelBody", "name", LABEL_NAME_PATTERN),
+        ("UpdateLabelBody", "name", LABEL_NAME_PATTERN),
         ("CreateTaskBody", "title", TASK_TITLE_PATTERN),
         ("UpdateTaskBody", "title", TASK_TITLE_PATTERN),
         ("CommentBodyInput", "body", COMMENT_BODY_PATTERN),

@@ -44,7 +44,7 @@ const UNPATTERNED: [(&str, &str, &str); 10] = [
     (
         "CreateTaskBody",
         "labels",
-        "names looked up among the project's labels",
+        "label ids or names looked up among the project's labels",
     ),
 ];
 

@@ -53,6 +53,7 @@ event_types! {
     CommentUpdated => "comment.updated",
     CommentDeleted => "comment.deleted",
     LabelCreated => "label.created",
+    LabelUpdated => "label.updated",
     LabelDeleted => "label.deleted",
     LinkCreated => "link.created",
     LinkUpdated => "link.updated",

@@ -246,6 +246,7 @@ impl World {
             "addMember" => vec![json!({"email": me.email, "role": "admin"})],
             "updateMember" => vec![json!({"role": "admin"}), json!({"role": "owner"})],
             "createLabel" => vec![json!({"name": "mine", "color": "#000000"})],
+            "updateLabel" => vec![json!({"name": "renamed", "color": "#000000"})],
             "createTask" => vec![json!({"title": "Planted"})],
             "updateTask" => vec![json!({"title": "Defaced", "assigneeId": null})],
             "createComment" => vec![json!({"body": "hello"})],
@@ -394,6 +395,11 @@ async fn a_member_writes_tasks_and_comments_but_administers_nothing() {
             Method::POST,
             format!("{p}/labels"),
             Some(json!({"name": "mine", "color": "#000000"})),
+        ),
+        (
+            Method::PATCH,
+            format!("{p}/labels/{}", w.label),
+            Some(json!({"name": "mine"})),
         ),
         (Method::DELETE, format!("{p}/labels/{}", w.label), None),
         (

@@ -233,6 +233,7 @@ fn table() -> Vec<Endpoint> {
         route!(projects::remove_member_route),
         route!(projects::list_labels_route),
         route!(projects::create_label_route).idempotent(),
+        route!(projects::update_label_route),
         route!(projects::delete_label_route),
         route!(projects::activity_route),
         route!(tasks::list_project_tasks_route),

@@ -94,6 +94,7 @@ pub fn task() -> Task {
         priority: Priority::NONE,
         assignee_id: None,
         labels: vec![],
+        label_ids: vec![],
         due_date: None,
         created_by: member().user_id,
         created_at: now(),

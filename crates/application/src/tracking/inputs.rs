@@ -75,6 +75,20 @@ pub struct CreateLabelBody {
     pub color: String,
 }
 
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpdateLabelBody {
+    /// 1–30 characters after trimming; unique in the project.
+    #[cfg_attr(feature = "openapi", schema(example = "defect"))]
+    pub name: Option<String>,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = "#D73A4A", pattern = "^#[0-9A-Fa-f]{6}$")
+    )]
+    pub color: Option<String>,
+}
+
 /// At most this many labels on one task.
 pub const MAX_TASK_LABELS: usize = 20;
 
@@ -97,7 +111,7 @@ pub struct CreateTaskBody {
     pub priority: Option<i64>,
     /// A member of the project.
     pub assignee_id: Option<uuid::Uuid>,
-    /// Names of labels of the project.
+    /// Labels of the project, each by id or by name (an entry that is a UUID is an id).
     #[cfg_attr(feature = "openapi", schema(max_items = 20))]
     pub labels: Option<Vec<String>>,
     /// `YYYY-MM-DD`.
@@ -125,7 +139,7 @@ pub struct UpdateTaskBody {
     #[serde(default, deserialize_with = "nullable")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<uuid::Uuid>))]
     pub assignee_id: Option<Option<uuid::Uuid>>,
-    /// Replaces the task's labels.
+    /// Replaces the task's labels; each by id or by name (an entry that is a UUID is an id).
     #[cfg_attr(feature = "openapi", schema(max_items = 20))]
     pub labels: Option<Vec<String>>,
     /// `null` clears it.

@@ -128,7 +128,10 @@ pub struct TaskView {
     /// 0 none, 1 urgent, 2 high, 3 medium, 4 low.
     pub priority: u8,
     pub assignee_id: Option<Uuid>,
+    /// Label names, sorted.
     pub labels: Vec<String>,
+    /// The ids of `labels`, in the same order.
+    pub label_ids: Vec<Uuid>,
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Date))]
     pub due_date: Option<NaiveDate>,
     pub created_by: Uuid,
@@ -151,6 +154,7 @@ impl From<&Task> for TaskView {
             priority: t.priority.value(),
             assignee_id: t.assignee_id,
             labels: t.labels.iter().map(|l| l.as_str().to_owned()).collect(),
+            label_ids: t.label_ids.clone(),
             due_date: t.due_date,
             created_by: t.created_by,
             created_at: t.created_at,

@@ -74,6 +74,8 @@ pub struct Task {
     pub assignee_id: Option<Uuid>,
     /// Label names, sorted.
     pub labels: Vec<LabelName>,
+    /// The ids of [`Task::labels`], in the same order.
+    pub label_ids: Vec<Uuid>,
     pub due_date: Option<NaiveDate>,
     pub created_by: Uuid,
     pub created_at: DateTime<Utc>,
@@ -160,8 +162,10 @@ pub struct TaskFilter {
     pub statuses: Vec<TaskStatus>,
     pub priorities: Vec<Priority>,
     pub assignee: Option<AssigneeFilter>,
-    /// Tasks carrying any of these labels.
+    /// Tasks carrying any of these labels (by name) or of [`TaskFilter::label_ids`].
     pub labels: Vec<LabelName>,
+    /// Tasks carrying any of these labels (by id) or of [`TaskFilter::labels`].
+    pub label_ids: Vec<Uuid>,
     /// Case-insensitive substring of the title.
     pub q: Option<String>,
     pub updated_since: Option<DateTime<Utc>>,
@@ -343,6 +347,7 @@ mod tests {
             priority: Priority::NONE,
             assignee_id: None,
             labels: vec![],
+            label_ids: vec![],
             due_date: None,
             created_by: Uuid::nil(),
             created_at: at("2026-11-22T10:00:00Z"),

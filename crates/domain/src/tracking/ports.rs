@@ -125,6 +125,15 @@ pub trait LabelRepository: Send + Sync {
     async fn find(&self, project_id: Uuid, label_id: Uuid) -> Result<Option<Label>, StoreError>;
     /// The project's labels with these names (one query); unknown names are absent.
     async fn find_by_names(&self, project_id: Uuid, names: &[LabelName]) -> Result<Vec<Label>, StoreError>;
+    /// The project's labels with these ids (one query); unknown ids are absent.
+    async fn find_by_ids(&self, project_id: Uuid, ids: &[Uuid]) -> Result<Vec<Label>, StoreError>;
+    /// Saves the label's name and color. A rename (`renamed`) changes every task carrying
+    /// the label (its view shows the name): each gets a new version and `updated_at`, and
+    /// their ids are returned.
+    /// # Errors
+    /// `NotFound` when the project has no such label; `Conflict` when it has another label
+    /// of the new name.
+    async fn update(&self, label: &Label, renamed: bool, change: &Change) -> Result<Vec<Uuid>, StoreError>;
     /// Deletes the label and takes it off every task; returns the ids of those tasks.
     /// # Errors
     /// `NotFound` when it does not exist.
