@@ -11,6 +11,7 @@ mod m20261122_000005_create_idempotency_keys;
 mod m20261123_000006_create_events;
 mod m20261207_000007_audit_restricted_details;
 mod m20261207_000008_create_task_links;
+mod m20261207_000009_create_task_relations;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000006_create_events::Migration),
             Box::new(m20261207_000007_audit_restricted_details::Migration),
             Box::new(m20261207_000008_create_task_links::Migration),
+            Box::new(m20261207_000009_create_task_relations::Migration),
         ]
     }
 }

@@ -58,6 +58,7 @@ pub mod response {
         (name = "tasks", description = "Tasks, numbered per project (`KEY-12`)"),
         (name = "comments", description = "Comments on tasks"),
         (name = "links", description = "Links on tasks, one per URL"),
+        (name = "relations", description = "Relations between tasks (blocks, relates to, duplicates), shown from both sides"),
         (name = "webhooks", description = "Signed HTTP callbacks of a project's events, and their delivery logs"),
         (name = "events", description = "The real-time event stream (WebSocket)")
     )

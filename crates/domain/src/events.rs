@@ -58,6 +58,8 @@ event_types! {
     LinkCreated => "link.created",
     LinkUpdated => "link.updated",
     LinkDeleted => "link.deleted",
+    RelationCreated => "relation.created",
+    RelationDeleted => "relation.deleted",
 }
 
 impl EventType {

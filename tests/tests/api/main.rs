@@ -19,6 +19,7 @@ mod migrations;
 mod ops;
 mod projects;
 mod rate_limits;
+mod relations;
 mod statements;
 mod tasks;
 mod text_policy;

@@ -151,6 +151,7 @@ impl World {
             "taskTag": task_tag,
             "comments": app.walk(&format!("/api/v1/tasks/{}/comments", self.task), 100, token).await,
             "links": app.walk(&format!("/api/v1/tasks/{}/links", self.task), 100, token).await,
+            "relations": app.walk(&format!("/api/v1/tasks/{}/relations", self.task), 100, token).await,
             "activity": app.walk(&format!("/api/v1/projects/{}/activity", self.project), 100, token).await,
             "webhooks": app.get_ok(&format!("/api/v1/projects/{}/webhooks?limit=100", self.project), token).await,
             "deliveries": app.walk(
@@ -231,6 +232,8 @@ impl World {
             (_, "userId") => vec![self.cara.id.clone(), self.ann.id.clone(), me.id.clone()],
             (_, "labelId") => vec![self.label.clone()],
             (_, "linkId") => vec![self.link.clone()],
+            // No relation exists: every role is refused before the relation is looked up.
+            (_, "relationId") => vec![uuid::Uuid::nil().to_string()],
             (_, "webhookId") => vec![self.webhook.clone()],
             (_, "deliveryId") => vec![self.delivery.clone()],
             _ => {
@@ -251,6 +254,7 @@ impl World {
             "updateTask" => vec![json!({"title": "Defaced", "assigneeId": null})],
             "createComment" => vec![json!({"body": "hello"})],
             "updateComment" => vec![json!({"body": "edited"})],
+            "createTaskRelation" => vec![json!({"type": "blocks", "taskId": "EVE-1"})],
             "createTaskLink" => vec![
                 json!({"url": "https://example.com/planted"}),
                 json!({"url": "https://example.com/spec", "title": "Retitled"}),

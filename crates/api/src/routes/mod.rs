@@ -14,6 +14,7 @@ pub mod events;
 pub mod links;
 pub mod ops;
 pub mod projects;
+pub mod relations;
 pub mod tasks;
 pub mod webhooks;
 
@@ -250,6 +251,9 @@ fn table() -> Vec<Endpoint> {
         route!(links::list_links_route),
         route!(links::create_link_route).idempotent(),
         route!(links::delete_link_route),
+        route!(relations::list_relations_route),
+        route!(relations::create_relation_route).idempotent(),
+        route!(relations::delete_relation_route),
         route!(webhooks::list_webhooks_route),
         // Not idempotent: replaying it would mean storing the signing secret, shown once.
         route!(webhooks::create_webhook_route),

@@ -8,7 +8,7 @@ use keel_domain::identity::ports::MockUserRepository;
 use keel_domain::identity::{Principal, Role};
 use keel_domain::tracking::ports::{
     MockActivityFeed, MockCommentRepository, MockLabelRepository, MockLinkRepository, MockMemberRepository,
-    MockProjectRepository, MockTaskRepository,
+    MockProjectRepository, MockRelationRepository, MockTaskRepository,
 };
 use keel_domain::tracking::{
     Priority, Project, ProjectAccess, ProjectKey, ProjectName, ProjectRole, ProjectStatus, Task, TaskStatus,
@@ -179,6 +179,7 @@ pub struct Fixture {
     pub tasks: MockTaskRepository,
     pub comments: MockCommentRepository,
     pub links: MockLinkRepository,
+    pub relations: MockRelationRepository,
     pub activity: MockActivityFeed,
     pub users: MockUserRepository,
     /// Loads through; tests read what was invalidated.
@@ -194,6 +195,7 @@ impl Default for Fixture {
             tasks: MockTaskRepository::new(),
             comments: MockCommentRepository::new(),
             links: MockLinkRepository::new(),
+            relations: MockRelationRepository::new(),
             activity: MockActivityFeed::new(),
             users: MockUserRepository::new(),
             cache: Arc::new(RecordingCache::default()),
@@ -210,6 +212,7 @@ impl Fixture {
             tasks: Arc::new(self.tasks),
             comments: Arc::new(self.comments),
             links: Arc::new(self.links),
+            relations: Arc::new(self.relations),
             activity: Arc::new(self.activity),
             users: Arc::new(self.users),
             clock: Arc::new(FixedClock(now())),

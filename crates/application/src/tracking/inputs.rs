@@ -178,6 +178,26 @@ pub struct CreateLinkBody {
     pub title: Option<String>,
 }
 
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateRelationBody {
+    /// How the task of the path relates to `taskId`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            example = "blocks",
+            pattern = "^(blocks|blocked_by|relates_to|duplicate_of|duplicated_by)$"
+        )
+    )]
+    #[serde(rename = "type")]
+    pub relation_type: String,
+    /// The other task: its id or its identifier (`KEEL-12`, any case); any project the caller
+    /// can see.
+    #[cfg_attr(feature = "openapi", schema(example = "KEEL-12", max_length = 100))]
+    pub task_id: String,
+}
+
 /// Raw filters of a task list (`GET /projects/{id}/tasks`, `GET /tasks`).
 #[derive(Debug, Clone, Default)]
 pub struct TaskListQuery {

@@ -119,7 +119,10 @@ pub(crate) fn stale(change: &Change, written: &impl Written) -> Stale {
         | EventType::CommentDeleted
         | EventType::LinkCreated
         | EventType::LinkUpdated
-        | EventType::LinkDeleted => {}
+        | EventType::LinkDeleted
+        // Relations show in no cached view: tasks do not carry them (yet).
+        | EventType::RelationCreated
+        | EventType::RelationDeleted => {}
     }
     Stale {
         keys,
@@ -245,7 +248,9 @@ mod tests {
                 | EventType::CommentDeleted
                 | EventType::LinkCreated
                 | EventType::LinkUpdated
-                | EventType::LinkDeleted => (vec![], None),
+                | EventType::LinkDeleted
+                | EventType::RelationCreated
+                | EventType::RelationDeleted => (vec![], None),
             };
             let got = stale(&c, &side);
             assert_eq!(names(&got), keys, "{event_type}");

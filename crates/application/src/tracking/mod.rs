@@ -21,6 +21,7 @@ pub mod labels;
 pub mod links;
 pub mod members;
 pub mod projects;
+pub mod relations;
 pub mod tasks;
 pub mod views;
 
@@ -36,7 +37,7 @@ use keel_domain::identity::Principal;
 use keel_domain::identity::ports::UserRepository;
 use keel_domain::tracking::ports::{
     ActivityFeed, CommentRepository, LabelRepository, LinkRepository, MemberRepository, ProjectRepository,
-    TaskRepository,
+    RelationRepository, TaskRepository,
 };
 use keel_domain::tracking::{Permission, ProjectAccess, ProjectRole};
 use keel_domain::webhooks::{UrlPolicy, WebhookRepository, WebhookSecrets};
@@ -56,6 +57,7 @@ pub struct TrackingPorts {
     pub tasks: Arc<dyn TaskRepository>,
     pub comments: Arc<dyn CommentRepository>,
     pub links: Arc<dyn LinkRepository>,
+    pub relations: Arc<dyn RelationRepository>,
     pub activity: Arc<dyn ActivityFeed>,
     pub users: Arc<dyn UserRepository>,
     pub clock: Arc<dyn Clock>,

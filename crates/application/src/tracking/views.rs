@@ -222,6 +222,43 @@ impl From<&Link> for LinkView {
     }
 }
 
+/// A relation as one of its tasks sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RelationView {
+    pub id: Uuid,
+    /// How this task relates to the other: `blocks`, `blocked_by`, `relates_to`,
+    /// `duplicate_of` or `duplicated_by`.
+    #[serde(rename = "type")]
+    #[cfg_attr(feature = "openapi", schema(example = "blocked_by"))]
+    pub relation_type: &'static str,
+    /// The other task.
+    pub task_id: Uuid,
+    #[cfg_attr(feature = "openapi", schema(example = "KEEL-12"))]
+    pub identifier: String,
+    pub project_id: Uuid,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+}
+
+impl RelationView {
+    /// `related` as the task `from` (one of its two tasks) sees it.
+    pub fn new(related: &keel_domain::tracking::RelatedTask, from: Uuid) -> Self {
+        let r = &related.relation;
+        let (relation_type, other) = r.seen_from(from);
+        Self {
+            id: r.id,
+            relation_type: relation_type.as_str(),
+            task_id: other,
+            identifier: related.other_identifier.clone(),
+            project_id: related.other_project_id,
+            created_by: r.created_by,
+            created_at: r.created_at,
+        }
+    }
+}
+
 /// One entry of a project's activity feed: an audit entry without the request's origin.
 /// `details` holds what changed; for the project's admins it also holds the restricted
 /// details (a webhook's URL and events), which other members never see.

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::{
     Comment, Label, LabelName, Link, Member, Project, ProjectAccess, ProjectFilter, ProjectKey, ProjectRole,
-    ProjectSort, ProjectWithRole, Scope, Task, TaskQuery,
+    ProjectSort, ProjectWithRole, RelatedTask, Relation, Scope, Task, TaskQuery,
 };
 use crate::StoreError;
 use crate::audit::AuditEntry;
@@ -258,6 +258,33 @@ pub trait LinkRepository: Send + Sync {
     /// # Errors
     /// `NotFound` when the task has no such link.
     async fn delete(&self, task_id: Uuid, link_id: Uuid, change: &Change) -> Result<(), StoreError>;
+}
+
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait RelationRepository: Send + Sync {
+    /// Oldest first: up to `limit` relations of the task after `(created_at, id)` whose other
+    /// task `viewer` may see (a member of its project; `None`: an instance admin, who sees
+    /// every project).
+    async fn list(
+        &self,
+        task_id: Uuid,
+        viewer: Option<Uuid>,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: u64,
+    ) -> Result<Vec<RelatedTask>, StoreError>;
+    /// The relation `id` when `task_id` is one of its two tasks.
+    async fn find(&self, task_id: Uuid, id: Uuid) -> Result<Option<Relation>, StoreError>;
+    /// Stores the relation. `blocks` relations are written one at a time (the check below
+    /// and the insert cannot interleave with another's), so concurrent creates never close
+    /// a cycle.
+    /// # Errors
+    /// `Conflict("duplicate")` when the same relation exists; `Conflict("cycle")` when a
+    /// `blocks` relation would close a cycle of `blocks`; `NotFound` when a task is gone.
+    async fn create(&self, relation: &Relation, change: &Change) -> Result<(), StoreError>;
+    /// # Errors
+    /// `NotFound` when there is no such relation.
+    async fn delete(&self, id: Uuid, change: &Change) -> Result<(), StoreError>;
 }
 
 #[cfg_attr(feature = "mock", mockall::automock)]

@@ -72,7 +72,7 @@ impl SeaOrmLinkRepository {
 /// Locks the task `id` against deletion until the end of the transaction (`FOR KEY SHARE`
 /// on PostgreSQL, what the foreign key's own check takes; SQLite's write transactions hold
 /// the whole database). `false` when there is no such task.
-async fn task_exists(conn: &impl ConnectionTrait, id: Uuid) -> Result<bool, StoreError> {
+pub(super) async fn task_exists(conn: &impl ConnectionTrait, id: Uuid) -> Result<bool, StoreError> {
     let found: Option<Uuid> = tasks::Entity::find_by_id(id)
         .select_only()
         .column(tasks::Column::Id)

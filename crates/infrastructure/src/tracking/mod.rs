@@ -11,6 +11,7 @@ pub mod labels;
 pub mod links;
 pub mod members;
 pub mod projects;
+pub mod relations;
 pub mod tasks;
 
 pub use comments::SeaOrmCommentRepository;
@@ -18,6 +19,7 @@ pub use labels::SeaOrmLabelRepository;
 pub use links::SeaOrmLinkRepository;
 pub use members::SeaOrmMemberRepository;
 pub use projects::SeaOrmProjectRepository;
+pub use relations::SeaOrmRelationRepository;
 pub use tasks::SeaOrmTaskRepository;
 
 use keel_domain::StoreError;

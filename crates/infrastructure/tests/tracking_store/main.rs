@@ -14,6 +14,7 @@ mod members;
 mod migration;
 mod outbox;
 mod projects;
+mod relations;
 mod tasks;
 mod writes;
 
