@@ -12,6 +12,8 @@ mod m20261123_000006_create_events;
 mod m20261207_000007_audit_restricted_details;
 mod m20261207_000008_create_personal_tokens;
 mod m20261207_000009_task_lifecycle;
+mod m20261207_000010_create_task_links;
+mod m20261207_000011_create_task_relations;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -29,6 +31,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000007_audit_restricted_details::Migration),
             Box::new(m20261207_000008_create_personal_tokens::Migration),
             Box::new(m20261207_000009_task_lifecycle::Migration),
+            Box::new(m20261207_000010_create_task_links::Migration),
+            Box::new(m20261207_000011_create_task_relations::Migration),
         ]
     }
 }

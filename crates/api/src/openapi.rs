@@ -60,6 +60,8 @@ pub mod response {
         (name = "labels", description = "A project's labels"),
         (name = "tasks", description = "Tasks, numbered per project (`KEY-12`)"),
         (name = "comments", description = "Comments on tasks"),
+        (name = "links", description = "Links on tasks, one per URL"),
+        (name = "relations", description = "Relations between tasks (blocks, relates to, duplicates), shown from both sides"),
         (name = "webhooks", description = "Signed HTTP callbacks of a project's events, and their delivery logs"),
         (name = "events", description = "The real-time event stream (WebSocket)")
     )
@@ -94,12 +96,12 @@ struct PolicyPatterns;
 
 /// Which property of which schema follows which domain rule. A name the document does not
 /// have fails `every_policy_pattern_names_a_documented_property`.
-const POLICY_PATTERNS: [(&str, &str, &str); 16] = {
+const POLICY_PATTERNS: [(&str, &str, &str); 18] = {
     use keel_domain::identity::tokens::TOKEN_NAME_PATTERN;
     use keel_domain::identity::values::{NAME_PATTERN, PASSWORD_PATTERN};
     use keel_domain::tracking::values::{
-        COMMENT_BODY_PATTERN, DESCRIPTION_PATTERN, LABEL_NAME_PATTERN, PROJECT_KEY_PATTERN,
-        PROJECT_NAME_PATTERN, TASK_TITLE_PATTERN,
+        COMMENT_BODY_PATTERN, DESCRIPTION_PATTERN, LABEL_NAME_PATTERN, LINK_TITLE_PATTERN,
+        PROJECT_KEY_PATTERN, PROJECT_NAME_PATTERN, TASK_TITLE_PATTERN,
     };
     [
         ("RegisterBody", "password", PASSWORD_PATTERN),
@@ -111,9 +113,11 @@ const POLICY_PATTERNS: [(&str, &str, &str); 16] = {
         ("CreateProjectBody", "name", PROJECT_NAME_PATTERN),
         ("UpdateProjectBody", "name", PROJECT_NAME_PATTERN),
         ("CreateLabelBody", "name", LABEL_NAME_PATTERN),
+        ("UpdateLabelBody", "name", LABEL_NAME_PATTERN),
         ("CreateTaskBody", "title", TASK_TITLE_PATTERN),
         ("UpdateTaskBody", "title", TASK_TITLE_PATTERN),
         ("CommentBodyInput", "body", COMMENT_BODY_PATTERN),
+        ("CreateLinkBody", "title", LINK_TITLE_PATTERN),
         ("CreateProjectBody", "description", DESCRIPTION_PATTERN),
         ("UpdateProjectBody", "description", DESCRIPTION_PATTERN),
         ("CreateTaskBody", "description", DESCRIPTION_PATTERN),

@@ -4,7 +4,7 @@
 use keel_application::identity::views::{AuditEntryView, UserMetricsView, UserView};
 use keel_application::pagination::{CursorInfo, CursorPage, CursorRequest, Page, PageInfo, PageRequest};
 use keel_application::tracking::views::{
-    ActivityView, CommentView, LabelView, MemberView, ProjectView, TaskView,
+    ActivityView, CommentView, LabelView, LinkView, MemberView, ProjectView, RelationView, TaskView,
 };
 use keel_application::webhooks::{DeliveryView, WebhookView};
 use serde::Deserialize;
@@ -96,6 +96,14 @@ list_page!(
 list_page!(
     /// One page of a task's comments.
     CommentPage = CursorPage<CommentView>
+);
+list_page!(
+    /// One page of a task's links.
+    LinkPage = CursorPage<LinkView>
+);
+list_page!(
+    /// One page of a task's relations.
+    RelationPage = CursorPage<RelationView>
 );
 list_page!(
     /// One page of a project's activity feed.

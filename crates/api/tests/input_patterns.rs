@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 /// `(schema, property)` that take text with no pattern, and why.
-const UNPATTERNED: [(&str, &str, &str); 10] = [
+const UNPATTERNED: [(&str, &str, &str); 11] = [
     ("LoginBody", "email", "a look-up of an existing account"),
     (
         "LoginBody",
@@ -30,6 +30,11 @@ const UNPATTERNED: [(&str, &str, &str); 10] = [
         "a look-up of an existing account, which may predate the ASCII-only rule",
     ),
     ("CreateWebhookBody", "url", "checked by the webhook URL policy"),
+    (
+        "CreateRelationBody",
+        "taskId",
+        "a task's id or identifier, looked up among the tasks the caller can see",
+    ),
     ("UpdateWebhookBody", "url", "checked by the webhook URL policy"),
     (
         "CreateWebhookBody",
@@ -44,7 +49,7 @@ const UNPATTERNED: [(&str, &str, &str); 10] = [
     (
         "CreateTaskBody",
         "labels",
-        "names looked up among the project's labels",
+        "label ids or names looked up among the project's labels",
     ),
 ];
 

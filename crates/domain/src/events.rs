@@ -57,7 +57,13 @@ event_types! {
     CommentUpdated => "comment.updated",
     CommentDeleted => "comment.deleted",
     LabelCreated => "label.created",
+    LabelUpdated => "label.updated",
     LabelDeleted => "label.deleted",
+    LinkCreated => "link.created",
+    LinkUpdated => "link.updated",
+    LinkDeleted => "link.deleted",
+    RelationCreated => "relation.created",
+    RelationDeleted => "relation.deleted",
 }
 
 impl EventType {

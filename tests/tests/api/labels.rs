@@ -285,3 +285,300 @@ async fn deleting_a_label_marks_the_tasks_that_carried_it_as_updated() {
         "updatedSince misses the task: {changed}"
     );
 }
+
+/// Ann owns `KEEL` with Cara (member); labels `bug` and `ui`; a task carrying `bug`.
+struct Labelled {
+    app: keel_tests::TestApp,
+    project: String,
+    bug: String,
+    ui: String,
+    task: String,
+    ann: keel_tests::Account,
+    cara: keel_tests::Account,
+}
+
+async fn labelled() -> Labelled {
+    let app = spawn_app().await;
+    let ann = app.account("ann@example.com").await;
+    let cara = app.account("cara@example.com").await;
+    let project = app.create_project(&ann.token, "KEEL").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.add_member(&ann.token, &project, &cara.email, "member").await;
+    let bug = app.create_label(&ann.token, &project, "bug", "#FF0000").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ui = app.create_label(&ann.token, &project, "ui", "#00FF00").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let task = app
+        .create_task(
+            &ann.token,
+            &project,
+            json!({"title": "Carrier", "labels": ["bug"]}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    Labelled {
+        app,
+        project,
+        bug,
+        ui,
+        task,
+        ann,
+        cara,
+    }
+}
+
+impl Labelled {
+    fn label_path(&self, id: &str) -> String {
+        format!("/api/v1/projects/{}/labels/{id}", self.project)
+    }
+
+    async fn patch(&self, token: &str, id: &str, body: Value) -> reqwest::Response {
+        self.app.patch_json(&self.label_path(id), &body, token).await
+    }
+
+    async fn task(&self) -> (Value, String) {
+        let response = self
+            .app
+            .get_as(&format!("/api/v1/tasks/{}", self.task), &self.ann.token)
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let tag = response.headers()["etag"].to_str().unwrap().to_owned();
+        (json_body(response).await, tag)
+    }
+}
+
+#[tokio::test]
+async fn renaming_a_label_shows_on_every_task_view_at_once_with_a_new_version() {
+    let l = labelled().await;
+    // Read (and cache) the task, its page and the cross-project list first.
+    let (before, tag) = l.task().await;
+    assert_eq!(before["labels"], json!(["bug"]));
+    assert_eq!(before["labelIds"], json!([l.bug]));
+    let page_path = format!("/api/v1/projects/{}/tasks", l.project);
+    assert_eq!(
+        l.app.get_ok(&page_path, &l.ann.token).await["data"][0]["labels"],
+        json!(["bug"])
+    );
+    assert_eq!(
+        l.app.get_ok("/api/v1/tasks", &l.ann.token).await["data"][0]["labelIds"],
+        json!([l.bug])
+    );
+
+    let response = l
+        .patch(&l.ann.token, &l.bug, json!({"name": " zz-defect "}))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let renamed = json_body(response).await;
+    assert_eq!(renamed["name"], "zz-defect");
+    assert_eq!(renamed["color"], "#FF0000");
+    assert_eq!(renamed["id"], l.bug.as_str());
+
+    let (after, new_tag) = l.task().await;
+    assert_eq!(after["labels"], json!(["zz-defect"]));
+    assert_eq!(after["labelIds"], json!([l.bug]));
+    assert_eq!(after["version"], before["version"].as_i64().unwrap() + 1);
+    assert_ne!(new_tag, tag, "a new ETag");
+    assert_eq!(
+        l.app.get_ok(&page_path, &l.ann.token).await["data"][0]["labels"],
+        json!(["zz-defect"])
+    );
+    assert_eq!(
+        l.app.get_ok("/api/v1/tasks", &l.ann.token).await["data"][0]["labels"],
+        json!(["zz-defect"])
+    );
+    // The old name filters nothing any more, the new one and the id do.
+    for (filter, count) in [("bug", 0), ("zz-defect", 1), (l.bug.as_str(), 1)] {
+        let page = l
+            .app
+            .get_ok(&format!("{page_path}?label={filter}"), &l.ann.token)
+            .await;
+        assert_eq!(page["data"].as_array().unwrap().len(), count, "{filter}");
+    }
+
+    // A new colour only changes no task; the same values change nothing at all.
+    let recoloured = json_body(l.patch(&l.ann.token, &l.bug, json!({"color": "#123abc"})).await).await;
+    assert_eq!(recoloured["color"], "#123ABC");
+    let unchanged = l
+        .patch(
+            &l.ann.token,
+            &l.bug,
+            json!({"name": "zz-defect", "color": "#123ABC"}),
+        )
+        .await;
+    assert_eq!(unchanged.status(), StatusCode::OK);
+    assert_eq!(l.task().await.0["version"], after["version"]);
+    let labels = l
+        .app
+        .get_ok(&format!("/api/v1/projects/{}/labels", l.project), &l.cara.token)
+        .await;
+    assert_eq!(label_names(&labels), ["ui", "zz-defect"]);
+    let actions: Vec<Value> = l
+        .app
+        .walk(
+            &format!("/api/v1/projects/{}/activity", l.project),
+            100,
+            &l.ann.token,
+        )
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "label.updated")
+        .collect();
+    assert_eq!(
+        actions.len(),
+        2,
+        "a rename and a recolour; the no-op records nothing"
+    );
+    assert_eq!(actions[1]["details"]["previousName"], "bug");
+}
+
+#[tokio::test]
+async fn label_patches_are_refused_on_a_taken_name_bad_input_a_weak_role_and_strangers() {
+    let l = labelled().await;
+    let eve = l.app.account("eve@example.com").await;
+    let before = l
+        .app
+        .get_ok(&format!("/api/v1/projects/{}/labels", l.project), &l.ann.token)
+        .await;
+    let taken = l.patch(&l.ann.token, &l.bug, json!({"name": "ui"})).await;
+    assert_eq!(taken.status(), StatusCode::CONFLICT);
+    assert_eq!(json_body(taken).await["code"], "CONFLICT");
+    for (body, fields) in [
+        (json!({"name": ""}), vec!["name"]),
+        (json!({"name": "x".repeat(31)}), vec!["name"]),
+        (json!({"color": "red"}), vec!["color"]),
+        (
+            json!({"name": "a\u{200B}b", "color": "#12345"}),
+            vec!["name", "color"],
+        ),
+    ] {
+        let response = l.patch(&l.ann.token, &l.bug, body.clone()).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(error_fields(&json_body(response).await), fields, "{body}");
+    }
+    assert_eq!(
+        l.patch(&l.ann.token, &l.bug, json!({"colour": "#000000"}))
+            .await
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        l.patch(&l.cara.token, &l.bug, json!({"name": "mine"}))
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        l.patch(&eve.token, &l.bug, json!({"name": "mine"}))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let unknown = l
+        .patch(
+            &l.ann.token,
+            &uuid::Uuid::now_v7().to_string(),
+            json!({"name": "mine"}),
+        )
+        .await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let after = l
+        .app
+        .get_ok(&format!("/api/v1/projects/{}/labels", l.project), &l.ann.token)
+        .await;
+    assert_eq!(after, before, "nothing changed");
+    assert_eq!(l.task().await.0["version"], 1);
+}
+
+#[tokio::test]
+async fn task_bodies_and_the_label_filter_take_label_ids_or_names() {
+    let l = labelled().await;
+    let created = l
+        .app
+        .create_task(
+            &l.cara.token,
+            &l.project,
+            json!({"title": "By id", "labels": [l.ui, "bug", l.ui.to_uppercase()]}),
+        )
+        .await;
+    assert_eq!(created["labels"], json!(["bug", "ui"]));
+    assert_eq!(created["labelIds"], json!([l.bug, l.ui]));
+    let path = format!("/api/v1/tasks/{}", created["id"].as_str().unwrap());
+    let patched = l
+        .app
+        .patch_json(&path, &json!({"labels": [l.ui]}), &l.cara.token)
+        .await;
+    assert_eq!(patched.status(), StatusCode::OK);
+    let patched = json_body(patched).await;
+    assert_eq!(
+        (patched["labels"].clone(), patched["labelIds"].clone()),
+        (json!(["ui"]), json!([l.ui]))
+    );
+
+    // An id that is no label of this project is refused like an unknown name.
+    let elsewhere = l.app.create_project(&l.ann.token, "ELSE").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let foreign = l
+        .app
+        .create_label(&l.ann.token, &elsewhere, "bug", "#000000")
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for labels in [json!([foreign]), json!([uuid::Uuid::now_v7().to_string()])] {
+        let response = l
+            .app
+            .post_json(
+                &format!("/api/v1/projects/{}/tasks", l.project),
+                &json!({"title": "Nope", "labels": labels}),
+                Some(&l.cara.token),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{labels}");
+        assert_eq!(error_fields(&json_body(response).await), ["labels"]);
+        let response = l
+            .app
+            .patch_json(&path, &json!({"labels": labels}), &l.cara.token)
+            .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{labels}");
+    }
+    assert_eq!(l.app.get_ok(&path, &l.ann.token).await["version"], 2);
+
+    let titles = |page: Value| {
+        let mut t: Vec<String> = page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["title"].as_str().unwrap().to_owned())
+            .collect();
+        t.sort();
+        t
+    };
+    let list = format!("/api/v1/projects/{}/tasks", l.project);
+    for (filter, want) in [
+        (l.ui.clone(), vec!["By id"]),
+        (l.bug.clone(), vec!["Carrier"]),
+        (format!("{},ui", l.bug), vec!["By id", "Carrier"]),
+        (foreign.clone(), vec![]),
+    ] {
+        let page = l
+            .app
+            .get_ok(&format!("{list}?label={filter}"), &l.ann.token)
+            .await;
+        assert_eq!(titles(page), want, "{filter}");
+        let page = l
+            .app
+            .get_ok(&format!("/api/v1/tasks?label={filter}"), &l.ann.token)
+            .await;
+        assert_eq!(titles(page), want, "/tasks {filter}");
+    }
+}

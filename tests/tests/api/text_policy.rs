@@ -134,6 +134,18 @@ async fn a_nul_in_any_free_text_input_is_a_400_on_its_field_not_a_500() {
         ),
         (
             Method::POST,
+            format!("/api/v1/tasks/{task}/links"),
+            json!({"url": "https://example.com/", "title": nul}),
+            "title",
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/tasks/{task}/links"),
+            json!({"url": format!("https://example.com/{nul}")}),
+            "url",
+        ),
+        (
+            Method::POST,
             format!("/api/v1/projects/{p}/labels"),
             json!({"name": nul, "color": "#FFFFFF"}),
             "name",

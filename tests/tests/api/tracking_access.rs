@@ -20,6 +20,7 @@ struct World {
     task: String,
     caras_comment: String,
     anns_comment: String,
+    link: String,
     webhook: String,
     delivery: String,
     receiver: WebhookReceiver,
@@ -84,6 +85,16 @@ async fn world() -> World {
     };
     let caras_comment = comment(cara.token.clone(), "by cara").await;
     let anns_comment = comment(ann.token.clone(), "by ann").await;
+    let link = app
+        .created(
+            &format!("/api/v1/tasks/{task}/links"),
+            &json!({"url": "https://example.com/spec", "title": "Spec"}),
+            &ann.token,
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // The task's creation reached the webhook: a finished delivery, which no longer changes.
     let deliveries = format!("/api/v1/projects/{project}/webhooks/{webhook}/deliveries");
     let mut delivery = None;
@@ -105,6 +116,7 @@ async fn world() -> World {
         task,
         caras_comment,
         anns_comment,
+        link,
         webhook,
         delivery,
         receiver,
@@ -138,6 +150,8 @@ impl World {
             "task": json_body(task).await,
             "taskTag": task_tag,
             "comments": app.walk(&format!("/api/v1/tasks/{}/comments", self.task), 100, token).await,
+            "links": app.walk(&format!("/api/v1/tasks/{}/links", self.task), 100, token).await,
+            "relations": app.walk(&format!("/api/v1/tasks/{}/relations", self.task), 100, token).await,
             "activity": app.walk(&format!("/api/v1/projects/{}/activity", self.project), 100, token).await,
             "webhooks": app.get_ok(&format!("/api/v1/projects/{}/webhooks?limit=100", self.project), token).await,
             "deliveries": app.walk(
@@ -217,6 +231,9 @@ impl World {
             ("/api/v1/comments/", "id") => vec![self.caras_comment.clone(), self.anns_comment.clone()],
             (_, "userId") => vec![self.cara.id.clone(), self.ann.id.clone(), me.id.clone()],
             (_, "labelId") => vec![self.label.clone()],
+            (_, "linkId") => vec![self.link.clone()],
+            // No relation exists: every role is refused before the relation is looked up.
+            (_, "relationId") => vec![uuid::Uuid::nil().to_string()],
             (_, "webhookId") => vec![self.webhook.clone()],
             (_, "deliveryId") => vec![self.delivery.clone()],
             _ => {
@@ -232,10 +249,16 @@ impl World {
             "addMember" => vec![json!({"email": me.email, "role": "admin"})],
             "updateMember" => vec![json!({"role": "admin"}), json!({"role": "owner"})],
             "createLabel" => vec![json!({"name": "mine", "color": "#000000"})],
+            "updateLabel" => vec![json!({"name": "renamed", "color": "#000000"})],
             "createTask" => vec![json!({"title": "Planted"})],
             "updateTask" => vec![json!({"title": "Defaced", "assigneeId": null})],
             "createComment" => vec![json!({"body": "hello"})],
             "updateComment" => vec![json!({"body": "edited"})],
+            "createTaskRelation" => vec![json!({"type": "blocks", "taskId": "EVE-1"})],
+            "createTaskLink" => vec![
+                json!({"url": "https://example.com/planted"}),
+                json!({"url": "https://example.com/spec", "title": "Retitled"}),
+            ],
             "createWebhook" => vec![json!({"url": self.receiver.url("/mine"), "events": ["*"]})],
             "updateWebhook" => vec![json!({"enabled": false, "url": self.receiver.url("/moved")})],
             _ => panic!("no sample body for {name}: add one to World::bodies"),
@@ -376,6 +399,11 @@ async fn a_member_writes_tasks_and_comments_but_administers_nothing() {
             Method::POST,
             format!("{p}/labels"),
             Some(json!({"name": "mine", "color": "#000000"})),
+        ),
+        (
+            Method::PATCH,
+            format!("{p}/labels/{}", w.label),
+            Some(json!({"name": "mine"})),
         ),
         (Method::DELETE, format!("{p}/labels/{}", w.label), None),
         (

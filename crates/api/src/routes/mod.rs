@@ -12,8 +12,10 @@ pub mod admin;
 pub mod auth;
 pub mod events;
 pub mod lifecycle;
+pub mod links;
 pub mod ops;
 pub mod projects;
+pub mod relations;
 pub mod tasks;
 pub mod tokens;
 pub mod webhooks;
@@ -240,6 +242,7 @@ fn table() -> Vec<Endpoint> {
         route!(projects::remove_member_route),
         route!(projects::list_labels_route),
         route!(projects::create_label_route).idempotent(),
+        route!(projects::update_label_route),
         route!(projects::delete_label_route),
         route!(projects::activity_route),
         route!(tasks::list_project_tasks_route),
@@ -257,6 +260,12 @@ fn table() -> Vec<Endpoint> {
         route!(tasks::create_comment_route).idempotent(),
         route!(tasks::update_comment_route),
         route!(tasks::delete_comment_route),
+        route!(links::list_links_route),
+        route!(links::create_link_route).idempotent(),
+        route!(links::delete_link_route),
+        route!(relations::list_relations_route),
+        route!(relations::create_relation_route).idempotent(),
+        route!(relations::delete_relation_route),
         route!(webhooks::list_webhooks_route),
         // Not idempotent: replaying it would mean storing the signing secret, shown once.
         route!(webhooks::create_webhook_route),

@@ -5,9 +5,10 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use keel_application::tracking::activity::list_activity;
 use keel_application::tracking::inputs::{
-    AddMemberBody, CreateLabelBody, CreateProjectBody, ProjectListQuery, UpdateMemberBody, UpdateProjectBody,
+    AddMemberBody, CreateLabelBody, CreateProjectBody, ProjectListQuery, UpdateLabelBody, UpdateMemberBody,
+    UpdateProjectBody,
 };
-use keel_application::tracking::labels::{create_label, delete_label, list_labels};
+use keel_application::tracking::labels::{create_label, delete_label, list_labels, update_label};
 use keel_application::tracking::members::{add_member, list_members, remove_member, update_member};
 use keel_application::tracking::projects::{
     create_project, delete_project, get_project, list_projects, update_project,
@@ -356,6 +357,43 @@ pub async fn create_label_route(
         None,
         &view,
     ))
+}
+
+/// Renames or recolours a label (project admins); a rename shows on every task carrying it,
+/// each with a new version.
+#[utoipa::path(
+    patch, path = "/api/v1/projects/{id}/labels/{labelId}", operation_id = "updateLabel", tag = "labels",
+    security(("bearerAuth" = [])),
+    params(("id" = Uuid, Path), ("labelId" = Uuid, Path)), request_body = UpdateLabelBody,
+    responses(
+        (status = 200, description = "The label as it is now", body = LabelView),
+        (status = 400, description = response::INVALID, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = response::ROLE_FORBIDS, body = ErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such project (or the caller is not a member of it), or no such label in it", body = ErrorBody),
+        (status = 409, description = "`CONFLICT`: the project has another label of this name", body = ErrorBody),
+        (status = 413, description = response::TOO_LARGE, body = ErrorBody),
+        (status = 415, description = response::NOT_JSON, body = ErrorBody)
+    )
+)]
+pub async fn update_label_route(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    ctx: ClientContext,
+    path: web::Path<(Uuid, Uuid)>,
+    body: JsonObject<UpdateLabelBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (project, label) = path.into_inner();
+    let view = update_label(
+        &state.tracking,
+        &user.0,
+        project,
+        label,
+        body.into_inner(),
+        &ctx.0,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(view))
 }
 
 /// Deletes a label and takes it off every task (project admins).

@@ -47,7 +47,8 @@ pub struct TaskListParams {
     #[param(inline, value_type = Option<String>,
         pattern = "^(me|none|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$")]
     pub assignee: Option<String>,
-    /// Comma list of label names: tasks with any of them.
+    /// Comma list of label names or ids (an item that is a UUID is an id): tasks with any of
+    /// them.
     pub label: Option<String>,
     /// Substring of the title, case-insensitive.
     #[param(max_length = 200)]

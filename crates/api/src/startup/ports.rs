@@ -17,8 +17,8 @@ use keel_infrastructure::identity::sessions::SeaOrmSessionRepository;
 use keel_infrastructure::identity::users::SeaOrmUserRepository;
 use keel_infrastructure::rate_limit::InProcessRateLimiter;
 use keel_infrastructure::tracking::{
-    SeaOrmCommentRepository, SeaOrmLabelRepository, SeaOrmMemberRepository, SeaOrmProjectRepository,
-    SeaOrmTaskRepository,
+    SeaOrmCommentRepository, SeaOrmLabelRepository, SeaOrmLinkRepository, SeaOrmMemberRepository,
+    SeaOrmProjectRepository, SeaOrmRelationRepository, SeaOrmTaskRepository,
 };
 use keel_infrastructure::webhooks::policy::{AddressPolicy, SealedSecrets};
 use keel_infrastructure::webhooks::store::SeaOrmWebhookRepository;
@@ -92,6 +92,8 @@ pub fn tracking_ports(
         labels: Arc::new(SeaOrmLabelRepository::new(db.clone())),
         tasks: Arc::new(SeaOrmTaskRepository::new(db.clone())),
         comments: Arc::new(SeaOrmCommentRepository::new(db.clone())),
+        links: Arc::new(SeaOrmLinkRepository::new(db.clone())),
+        relations: Arc::new(SeaOrmRelationRepository::new(db.clone())),
         activity: Arc::new(SeaOrmAuditLog::new(db.clone())),
         users: Arc::clone(&identity.users),
         clock: Arc::clone(&identity.clock),

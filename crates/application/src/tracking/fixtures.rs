@@ -7,8 +7,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use keel_domain::identity::ports::MockUserRepository;
 use keel_domain::identity::{Principal, Role};
 use keel_domain::tracking::ports::{
-    MockActivityFeed, MockCommentRepository, MockLabelRepository, MockMemberRepository,
-    MockProjectRepository, MockTaskRepository,
+    MockActivityFeed, MockCommentRepository, MockLabelRepository, MockLinkRepository, MockMemberRepository,
+    MockProjectRepository, MockRelationRepository, MockTaskRepository,
 };
 use keel_domain::tracking::{
     Priority, Project, ProjectAccess, ProjectKey, ProjectName, ProjectRole, ProjectStatus, Task, TaskStatus,
@@ -96,6 +96,7 @@ pub fn task() -> Task {
         priority: Priority::NONE,
         assignee_id: None,
         labels: vec![],
+        label_ids: vec![],
         due_date: None,
         created_by: member().user_id,
         created_at: now(),
@@ -181,6 +182,8 @@ pub struct Fixture {
     pub labels: MockLabelRepository,
     pub tasks: MockTaskRepository,
     pub comments: MockCommentRepository,
+    pub links: MockLinkRepository,
+    pub relations: MockRelationRepository,
     pub activity: MockActivityFeed,
     pub users: MockUserRepository,
     /// Loads through; tests read what was invalidated.
@@ -195,6 +198,8 @@ impl Default for Fixture {
             labels: MockLabelRepository::new(),
             tasks: MockTaskRepository::new(),
             comments: MockCommentRepository::new(),
+            links: MockLinkRepository::new(),
+            relations: MockRelationRepository::new(),
             activity: MockActivityFeed::new(),
             users: MockUserRepository::new(),
             cache: Arc::new(RecordingCache::default()),
@@ -210,6 +215,8 @@ impl Fixture {
             labels: Arc::new(self.labels),
             tasks: Arc::new(self.tasks),
             comments: Arc::new(self.comments),
+            links: Arc::new(self.links),
+            relations: Arc::new(self.relations),
             activity: Arc::new(self.activity),
             users: Arc::new(self.users),
             clock: Arc::new(FixedClock(now())),

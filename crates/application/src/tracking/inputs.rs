@@ -75,6 +75,20 @@ pub struct CreateLabelBody {
     pub color: String,
 }
 
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpdateLabelBody {
+    /// 1–30 characters after trimming; unique in the project.
+    #[cfg_attr(feature = "openapi", schema(example = "defect"))]
+    pub name: Option<String>,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = "#D73A4A", pattern = "^#[0-9A-Fa-f]{6}$")
+    )]
+    pub color: Option<String>,
+}
+
 /// At most this many labels on one task.
 pub const MAX_TASK_LABELS: usize = 20;
 
@@ -97,7 +111,7 @@ pub struct CreateTaskBody {
     pub priority: Option<i64>,
     /// A member of the project.
     pub assignee_id: Option<uuid::Uuid>,
-    /// Names of labels of the project.
+    /// Labels of the project, each by id or by name (an entry that is a UUID is an id).
     #[cfg_attr(feature = "openapi", schema(max_items = 20))]
     pub labels: Option<Vec<String>>,
     /// `YYYY-MM-DD`.
@@ -125,7 +139,7 @@ pub struct UpdateTaskBody {
     #[serde(default, deserialize_with = "nullable")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<uuid::Uuid>))]
     pub assignee_id: Option<Option<uuid::Uuid>>,
-    /// Replaces the task's labels.
+    /// Replaces the task's labels; each by id or by name (an entry that is a UUID is an id).
     #[cfg_attr(feature = "openapi", schema(max_items = 20))]
     pub labels: Option<Vec<String>>,
     /// `null` clears it.
@@ -141,6 +155,47 @@ pub struct CommentBodyInput {
     /// 1–5000 characters, not only white space.
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 5000))]
     pub body: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateLinkBody {
+    /// An absolute `http` or `https` URL with a host and no user name or password, at most
+    /// 2048 characters as given and once normalised (`HTTPS://Example.com` is stored as
+    /// `https://example.com/`). A URL the task has already sets that link's title.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            example = "https://example.com/design",
+            max_length = 2048,
+            pattern = "^[Hh][Tt][Tt][Pp][Ss]?://"
+        )
+    )]
+    pub url: String,
+    /// 1–200 characters after trimming; absent or `null`: the link has no title.
+    #[cfg_attr(feature = "openapi", schema(example = "Design notes"))]
+    pub title: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateRelationBody {
+    /// How the task of the path relates to `taskId`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            example = "blocks",
+            pattern = "^(blocks|blocked_by|relates_to|duplicate_of|duplicated_by)$"
+        )
+    )]
+    #[serde(rename = "type")]
+    pub relation_type: String,
+    /// The other task: its id or its identifier (`KEEL-12`, any case); any project the caller
+    /// can see.
+    #[cfg_attr(feature = "openapi", schema(example = "KEEL-12", max_length = 100))]
+    pub task_id: String,
 }
 
 /// Raw filters of a task list (`GET /projects/{id}/tasks`, `GET /tasks`).

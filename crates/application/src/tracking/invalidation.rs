@@ -113,13 +113,23 @@ pub(crate) fn stale(change: &Change, written: &impl Written) -> Stale {
         | EventType::TaskPurged => {
             tasks(&mut keys, &resource.into_iter().collect::<Vec<_>>());
         }
-        // A deleted label is taken off tasks.
+        // A deleted label is taken off tasks; a renamed one shows its new name on them (a new
+        // colour shows on no task, and changes none).
         EventType::LabelDeleted => tasks(&mut keys, written.tasks()),
-        // Comments and labels are not cached, and a new label is on no task.
+        EventType::LabelUpdated if !written.tasks().is_empty() => tasks(&mut keys, written.tasks()),
+        // Comments, labels and links are not cached, a new label is on no task, and a task's
+        // links are no part of its view (nor of its version).
         EventType::LabelCreated
+        | EventType::LabelUpdated
         | EventType::CommentCreated
         | EventType::CommentUpdated
-        | EventType::CommentDeleted => {}
+        | EventType::CommentDeleted
+        | EventType::LinkCreated
+        | EventType::LinkUpdated
+        | EventType::LinkDeleted
+        // Relations show in no cached view: tasks do not carry them (yet).
+        | EventType::RelationCreated
+        | EventType::RelationDeleted => {}
     }
     Stale {
         keys,
@@ -240,11 +250,18 @@ mod tests {
                 | EventType::TaskUnarchived
                 | EventType::TaskRestored
                 | EventType::TaskPurged => (vec![format!("tasks-of:{p}"), format!("task:{r}")], None),
-                EventType::LabelDeleted => (vec![format!("tasks-of:{p}"), format!("task:{}", side[0])], None),
+                EventType::LabelDeleted | EventType::LabelUpdated => {
+                    (vec![format!("tasks-of:{p}"), format!("task:{}", side[0])], None)
+                }
                 EventType::LabelCreated
                 | EventType::CommentCreated
                 | EventType::CommentUpdated
-                | EventType::CommentDeleted => (vec![], None),
+                | EventType::CommentDeleted
+                | EventType::LinkCreated
+                | EventType::LinkUpdated
+                | EventType::LinkDeleted
+                | EventType::RelationCreated
+                | EventType::RelationDeleted => (vec![], None),
             };
             let got = stale(&c, &side);
             assert_eq!(names(&got), keys, "{event_type}");
@@ -262,6 +279,12 @@ mod tests {
                 .keys
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn recolouring_a_label_changes_no_task_and_makes_nothing_stale() {
+        let c = change(EventType::LabelUpdated, json!({"changed": ["color"]}));
+        assert_eq!(stale(&c, &Vec::<Uuid>::new()), Stale::default());
     }
 
     #[test]

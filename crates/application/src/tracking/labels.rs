@@ -1,4 +1,5 @@
-//! Labels of a project: list (members), create and delete (project admins).
+//! Labels of a project: list (members), create, rename or recolour, and delete (project
+//! admins).
 
 use futures::TryFutureExt;
 use keel_domain::StoreError;
@@ -8,9 +9,9 @@ use keel_domain::tracking::{Color, Label, LabelName, Permission};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::inputs::CreateLabelBody;
+use super::inputs::{CreateLabelBody, UpdateLabelBody};
 use super::views::{LabelView, event_data};
-use super::{TrackingPorts, check, not_found_as, validated};
+use super::{TrackingPorts, check, not_found_as, optional, validated};
 use crate::AppError;
 use crate::context::RequestMeta;
 use crate::pagination::{Page, PageRequest};
@@ -75,6 +76,76 @@ pub async fn create_label(
                 }
                 other => other.into(),
             }),
+        )
+        .await?;
+    Ok(LabelView::from(&label))
+}
+
+/// Renames or recolours a label (project admins). A rename shows on every task carrying the
+/// label: each gets a new version. Sending what the label is already changes nothing.
+pub async fn update_label(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    project_id: Uuid,
+    label_id: Uuid,
+    body: UpdateLabelBody,
+    meta: &RequestMeta,
+) -> Result<LabelView, AppError> {
+    ports
+        .authorize(principal, project_id, Permission::Administer, "project")
+        .await?;
+    let mut errors = Vec::new();
+    let name = optional(&mut errors, body.name.as_deref(), LabelName::parse);
+    let color = optional(&mut errors, body.color.as_deref(), Color::parse);
+    validated(errors)?;
+    let mut label = ports
+        .labels
+        .find(project_id, label_id)
+        .await?
+        .ok_or(AppError::NotFound("label"))?;
+    let mut changed = Vec::new();
+    let before = label.name.clone();
+    if let Some(name) = name.filter(|n| *n != label.name) {
+        label.name = name;
+        changed.push("name");
+    }
+    if let Some(color) = color.filter(|c| *c != label.color) {
+        label.color = color;
+        changed.push("color");
+    }
+    if changed.is_empty() {
+        return Ok(LabelView::from(&label));
+    }
+    let renamed = label.name != before;
+    let mut details = json!({
+        "changed": changed,
+        "name": label.name.as_str(),
+        "color": label.color.as_str(),
+    });
+    if renamed {
+        details["previousName"] = json!(before.as_str());
+    }
+    let change = ports
+        .change(meta, principal, EventType::LabelUpdated, project_id)
+        .resource(label_id)
+        .needs(Permission::Administer)
+        .details(details)
+        .data(event_data(&LabelView::from(&label)))
+        .build();
+    // A rename changes the tasks carrying the label: the store answers which.
+    ports
+        .commit(
+            &change,
+            ports
+                .labels
+                .update(&label, renamed, &change)
+                .map_err(|e| match e {
+                    StoreError::Conflict(_) => {
+                        AppError::Conflict("the project has a label with this name already".into())
+                    }
+                    StoreError::NotFound => AppError::NotFound("label"),
+                    other => other.into(),
+                }),
         )
         .await?;
     Ok(LabelView::from(&label))
@@ -193,5 +264,173 @@ mod tests {
             list_labels(&ports, &stranger(), PROJECT_ID, page).await,
             Err(AppError::NotFound("project"))
         ));
+    }
+
+    fn stored_label() -> Label {
+        Label {
+            id: Uuid::from_u128(0x1AB),
+            project_id: PROJECT_ID,
+            name: LabelName::parse("bug").unwrap(),
+            color: Color::parse("#D73A4A").unwrap(),
+            created_at: now(),
+        }
+    }
+
+    fn patch(name: Option<&str>, color: Option<&str>) -> UpdateLabelBody {
+        UpdateLabelBody {
+            name: name.map(Into::into),
+            color: color.map(Into::into),
+        }
+    }
+
+    #[tokio::test]
+    async fn admins_rename_labels_and_the_tasks_carrying_them_go_stale() {
+        let carrying = Uuid::from_u128(0x7A5C);
+        let mut labels = MockLabelRepository::new();
+        labels.expect_find().returning(|_, _| Ok(Some(stored_label())));
+        labels
+            .expect_update()
+            .withf(|l, renamed, c| {
+                l.name.as_str() == "defect"
+                    && l.color.as_str() == "#D73A4A"
+                    && *renamed
+                    && c.audit.action == "label.updated"
+                    && c.audit.details.as_ref().unwrap()["previousName"] == "bug"
+            })
+            .times(1)
+            .returning(move |_, _, _| Ok(vec![carrying]));
+        let fixture = Fixture {
+            labels,
+            ..Fixture::default()
+        };
+        let cache = std::sync::Arc::clone(&fixture.cache);
+        let ports = fixture.ports();
+        let id = stored_label().id;
+        let view = update_label(
+            &ports,
+            &owner(),
+            PROJECT_ID,
+            id,
+            patch(Some(" defect "), None),
+            &meta(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(view.name, "defect");
+        let stale = cache.invalidated();
+        assert!(stale.contains(&format!("task:{carrying}")), "{stale:?}");
+        assert!(stale.contains(&format!("tasks-of:{PROJECT_ID}")), "{stale:?}");
+        // The same name and colour again: nothing is written (`update` is expected once).
+        let same = update_label(
+            &ports,
+            &owner(),
+            PROJECT_ID,
+            id,
+            patch(Some("bug"), Some("#d73a4a")),
+            &meta(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(same.name, "bug");
+    }
+
+    #[tokio::test]
+    async fn a_new_colour_only_changes_no_task_and_makes_nothing_stale() {
+        let mut labels = MockLabelRepository::new();
+        labels.expect_find().returning(|_, _| Ok(Some(stored_label())));
+        labels
+            .expect_update()
+            .withf(|l, renamed, _| l.color.as_str() == "#000000" && !*renamed)
+            .times(1)
+            .returning(|_, _, _| Ok(vec![]));
+        let fixture = Fixture {
+            labels,
+            ..Fixture::default()
+        };
+        let cache = std::sync::Arc::clone(&fixture.cache);
+        let ports = fixture.ports();
+        update_label(
+            &ports,
+            &owner(),
+            PROJECT_ID,
+            stored_label().id,
+            patch(None, Some("#000000")),
+            &meta(),
+        )
+        .await
+        .unwrap();
+        assert!(cache.invalidated().is_empty(), "{:?}", cache.invalidated());
+    }
+
+    #[tokio::test]
+    async fn renames_are_refused_to_members_strangers_bad_input_and_taken_names() {
+        let mut labels = MockLabelRepository::new();
+        labels
+            .expect_find()
+            .returning(|_, l| Ok((l == stored_label().id).then(stored_label)));
+        labels
+            .expect_update()
+            .returning(|_, _, _| Err(StoreError::Conflict("ux_labels_project_name".into())));
+        let ports = Fixture {
+            labels,
+            ..Fixture::default()
+        }
+        .ports();
+        let id = stored_label().id;
+        assert!(matches!(
+            update_label(&ports, &owner(), PROJECT_ID, id, patch(Some("ui"), None), &meta()).await,
+            Err(AppError::Conflict(_))
+        ));
+        assert!(matches!(
+            update_label(
+                &ports,
+                &member(),
+                PROJECT_ID,
+                id,
+                patch(Some("ui"), None),
+                &meta()
+            )
+            .await,
+            Err(AppError::Forbidden)
+        ));
+        assert!(matches!(
+            update_label(
+                &ports,
+                &stranger(),
+                PROJECT_ID,
+                id,
+                patch(Some("ui"), None),
+                &meta()
+            )
+            .await,
+            Err(AppError::NotFound("project"))
+        ));
+        assert!(matches!(
+            update_label(
+                &ports,
+                &owner(),
+                PROJECT_ID,
+                Uuid::nil(),
+                patch(Some("ui"), None),
+                &meta()
+            )
+            .await,
+            Err(AppError::NotFound("label"))
+        ));
+        assert_eq!(
+            fields(
+                update_label(
+                    &ports,
+                    &owner(),
+                    PROJECT_ID,
+                    id,
+                    patch(Some(""), Some("red")),
+                    &meta()
+                )
+                .await
+                .unwrap_err()
+            ),
+            vec!["name", "color"]
+        );
     }
 }

@@ -18,8 +18,10 @@ pub mod comments;
 pub mod inputs;
 mod invalidation;
 pub mod labels;
+pub mod links;
 pub mod members;
 pub mod projects;
+pub mod relations;
 pub mod tasks;
 pub mod views;
 
@@ -34,7 +36,8 @@ use keel_domain::events::{Change, ChangeBuilder, EventType};
 use keel_domain::identity::Principal;
 use keel_domain::identity::ports::UserRepository;
 use keel_domain::tracking::ports::{
-    ActivityFeed, CommentRepository, LabelRepository, MemberRepository, ProjectRepository, TaskRepository,
+    ActivityFeed, CommentRepository, LabelRepository, LinkRepository, MemberRepository, ProjectRepository,
+    RelationRepository, TaskRepository,
 };
 use keel_domain::tracking::{Permission, ProjectAccess, ProjectRole};
 use keel_domain::webhooks::{UrlPolicy, WebhookRepository, WebhookSecrets};
@@ -53,6 +56,8 @@ pub struct TrackingPorts {
     pub labels: Arc<dyn LabelRepository>,
     pub tasks: Arc<dyn TaskRepository>,
     pub comments: Arc<dyn CommentRepository>,
+    pub links: Arc<dyn LinkRepository>,
+    pub relations: Arc<dyn RelationRepository>,
     pub activity: Arc<dyn ActivityFeed>,
     pub users: Arc<dyn UserRepository>,
     pub clock: Arc<dyn Clock>,

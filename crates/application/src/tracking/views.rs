@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use keel_domain::audit::AuditEntry;
-use keel_domain::tracking::{Comment, Label, Member, Project, ProjectRole, Task};
+use keel_domain::tracking::{Comment, Label, Link, Member, Project, ProjectRole, Task};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -128,7 +128,10 @@ pub struct TaskView {
     /// 0 none, 1 urgent, 2 high, 3 medium, 4 low.
     pub priority: u8,
     pub assignee_id: Option<Uuid>,
+    /// Label names, sorted.
     pub labels: Vec<String>,
+    /// The ids of `labels`, in the same order.
+    pub label_ids: Vec<Uuid>,
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Date))]
     pub due_date: Option<NaiveDate>,
     pub created_by: Uuid,
@@ -156,6 +159,7 @@ impl From<&Task> for TaskView {
             priority: t.priority.value(),
             assignee_id: t.assignee_id,
             labels: t.labels.iter().map(|l| l.as_str().to_owned()).collect(),
+            label_ids: t.label_ids.clone(),
             due_date: t.due_date,
             created_by: t.created_by,
             created_at: t.created_at,
@@ -192,6 +196,72 @@ impl From<&Comment> for CommentView {
             created_at: c.created_at,
             updated_at: c.updated_at,
             version: c.version,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LinkView {
+    pub id: Uuid,
+    pub task_id: Uuid,
+    /// Normalised: `HTTPS://Example.com` reads `https://example.com/`.
+    #[cfg_attr(feature = "openapi", schema(example = "https://example.com/design"))]
+    pub url: String,
+    pub title: Option<String>,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&Link> for LinkView {
+    fn from(l: &Link) -> Self {
+        Self {
+            id: l.id,
+            task_id: l.task_id,
+            url: l.url.as_str().to_owned(),
+            title: l.title.as_ref().map(|t| t.as_str().to_owned()),
+            created_by: l.created_by,
+            created_at: l.created_at,
+            updated_at: l.updated_at,
+        }
+    }
+}
+
+/// A relation as one of its tasks sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RelationView {
+    pub id: Uuid,
+    /// How this task relates to the other: `blocks`, `blocked_by`, `relates_to`,
+    /// `duplicate_of` or `duplicated_by`.
+    #[serde(rename = "type")]
+    #[cfg_attr(feature = "openapi", schema(example = "blocked_by"))]
+    pub relation_type: &'static str,
+    /// The other task.
+    pub task_id: Uuid,
+    #[cfg_attr(feature = "openapi", schema(example = "KEEL-12"))]
+    pub identifier: String,
+    pub project_id: Uuid,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+}
+
+impl RelationView {
+    /// `related` as the task `from` (one of its two tasks) sees it.
+    pub fn new(related: &keel_domain::tracking::RelatedTask, from: Uuid) -> Self {
+        let r = &related.relation;
+        let (relation_type, other) = r.seen_from(from);
+        Self {
+            id: r.id,
+            relation_type: relation_type.as_str(),
+            task_id: other,
+            identifier: related.other_identifier.clone(),
+            project_id: related.other_project_id,
+            created_by: r.created_by,
+            created_at: r.created_at,
         }
     }
 }

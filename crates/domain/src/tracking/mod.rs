@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use values::{
-    Color, CommentBody, LabelName, Permission, Priority, ProjectKey, ProjectName, ProjectRole, ProjectStatus,
-    TaskStatus, TaskTitle,
+    Color, CommentBody, LabelName, LinkTitle, LinkUrl, Permission, Priority, ProjectKey, ProjectName,
+    ProjectRole, ProjectStatus, TaskStatus, TaskTitle,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +74,8 @@ pub struct Task {
     pub assignee_id: Option<Uuid>,
     /// Label names, sorted.
     pub labels: Vec<LabelName>,
+    /// The ids of [`Task::labels`], in the same order.
+    pub label_ids: Vec<Uuid>,
     pub due_date: Option<NaiveDate>,
     pub created_by: Uuid,
     pub created_at: DateTime<Utc>,
@@ -129,6 +131,134 @@ pub struct Comment {
     pub version: i64,
 }
 
+/// A link on a task: one per URL on a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub id: Uuid,
+    pub task_id: Uuid,
+    pub project_id: Uuid,
+    pub url: LinkUrl,
+    pub title: Option<LinkTitle>,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// How one task relates to another, as seen from the first (`blocks`: the first blocks the
+/// second).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RelationType {
+    Blocks,
+    BlockedBy,
+    RelatesTo,
+    DuplicateOf,
+    DuplicatedBy,
+}
+
+impl RelationType {
+    pub const ALLOWED: &'static str = "blocks, blocked_by, relates_to, duplicate_of, duplicated_by";
+
+    pub fn parse(raw: &str) -> Result<Self, crate::FieldError> {
+        Ok(match raw {
+            "blocks" => Self::Blocks,
+            "blocked_by" => Self::BlockedBy,
+            "relates_to" => Self::RelatesTo,
+            "duplicate_of" => Self::DuplicateOf,
+            "duplicated_by" => Self::DuplicatedBy,
+            _ => {
+                return Err(crate::FieldError::new(
+                    "type",
+                    format!("must be one of {}", Self::ALLOWED),
+                ));
+            }
+        })
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Blocks => "blocks",
+            Self::BlockedBy => "blocked_by",
+            Self::RelatesTo => "relates_to",
+            Self::DuplicateOf => "duplicate_of",
+            Self::DuplicatedBy => "duplicated_by",
+        }
+    }
+
+    /// The same relation seen from the other task.
+    pub const fn inverse(self) -> Self {
+        match self {
+            Self::Blocks => Self::BlockedBy,
+            Self::BlockedBy => Self::Blocks,
+            Self::RelatesTo => Self::RelatesTo,
+            Self::DuplicateOf => Self::DuplicatedBy,
+            Self::DuplicatedBy => Self::DuplicateOf,
+        }
+    }
+
+    /// Whether this type is stored as it reads (`blocks`, `relates_to`, `duplicate_of`);
+    /// the others are stored as their inverse, from the other task.
+    pub const fn is_canonical(self) -> bool {
+        matches!(self, Self::Blocks | Self::RelatesTo | Self::DuplicateOf)
+    }
+}
+
+/// A relation between two tasks, stored once: `source` relates to `target` by `kind`, one of
+/// the canonical types ([`RelationType::is_canonical`]). A `relates_to` relation has the
+/// smaller task id as its source, so that either direction is the same row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relation {
+    pub id: Uuid,
+    pub source_task_id: Uuid,
+    pub target_task_id: Uuid,
+    pub kind: RelationType,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Relation {
+    /// The one row of "`task` relates to `other` by `kind`" (`task != other`).
+    pub fn between(
+        id: Uuid,
+        task: Uuid,
+        kind: RelationType,
+        other: Uuid,
+        by: Uuid,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let (source, target, kind) = match kind {
+            RelationType::RelatesTo => (task.min(other), task.max(other), kind),
+            k if k.is_canonical() => (task, other, k),
+            k => (other, task, k.inverse()),
+        };
+        Self {
+            id,
+            source_task_id: source,
+            target_task_id: target,
+            kind,
+            created_by: by,
+            created_at: at,
+        }
+    }
+
+    /// How `task` (one of the two) relates to the other task, and that task's id.
+    pub fn seen_from(&self, task: Uuid) -> (RelationType, Uuid) {
+        if task == self.source_task_id {
+            (self.kind, self.target_task_id)
+        } else {
+            (self.kind.inverse(), self.source_task_id)
+        }
+    }
+}
+
+/// A relation as a task's list shows it: with the other task's identifier and project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelatedTask {
+    pub relation: Relation,
+    pub other_project_id: Uuid,
+    /// `KEY-12` of the other task.
+    pub other_identifier: String,
+}
+
 /// Whose tasks or projects a list covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -152,8 +282,10 @@ pub struct TaskFilter {
     pub statuses: Vec<TaskStatus>,
     pub priorities: Vec<Priority>,
     pub assignee: Option<AssigneeFilter>,
-    /// Tasks carrying any of these labels.
+    /// Tasks carrying any of these labels (by name) or of [`TaskFilter::label_ids`].
     pub labels: Vec<LabelName>,
+    /// Tasks carrying any of these labels (by id) or of [`TaskFilter::labels`].
+    pub label_ids: Vec<Uuid>,
     /// Case-insensitive substring of the title.
     pub q: Option<String>,
     pub updated_since: Option<DateTime<Utc>>,
@@ -364,6 +496,7 @@ mod tests {
             priority: Priority::NONE,
             assignee_id: None,
             labels: vec![],
+            label_ids: vec![],
             due_date: None,
             created_by: Uuid::nil(),
             created_at: at("2026-11-22T10:00:00Z"),
@@ -390,6 +523,32 @@ mod tests {
         );
         t.set_status(TaskStatus::Todo, at("2026-11-22T14:00:00Z"));
         assert_eq!(t.completed_at, None);
+    }
+
+    #[test]
+    fn relations_are_stored_once_and_read_back_from_either_side() {
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let at = at("2026-11-22T10:00:00Z");
+        for (kind, from, to, stored) in [
+            (RelationType::Blocks, a, b, RelationType::Blocks),
+            (RelationType::BlockedBy, b, a, RelationType::Blocks),
+            (RelationType::DuplicateOf, a, b, RelationType::DuplicateOf),
+            (RelationType::DuplicatedBy, b, a, RelationType::DuplicateOf),
+            (RelationType::RelatesTo, a, b, RelationType::RelatesTo),
+            (RelationType::RelatesTo, b, a, RelationType::RelatesTo),
+        ] {
+            let r = Relation::between(Uuid::nil(), from, kind, to, Uuid::nil(), at);
+            assert_eq!(
+                (r.kind, r.source_task_id, r.target_task_id),
+                (stored, a, b),
+                "{kind:?}"
+            );
+            assert_eq!(r.seen_from(from), (kind, to), "{kind:?}");
+            assert_eq!(r.seen_from(to), (kind.inverse(), from), "{kind:?}");
+            assert_eq!(RelationType::parse(kind.as_str()).unwrap(), kind);
+        }
+        assert!(RelationType::parse("Blocks").is_err());
+        assert!(RelationType::parse("parent_of").is_err());
     }
 
     #[test]

@@ -16,8 +16,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    Comment, Label, LabelName, Member, Project, ProjectAccess, ProjectFilter, ProjectKey, ProjectRole,
-    ProjectSort, ProjectWithRole, Scope, Task, TaskQuery,
+    Comment, Label, LabelName, Link, Member, Project, ProjectAccess, ProjectFilter, ProjectKey, ProjectRole,
+    ProjectSort, ProjectWithRole, RelatedTask, Relation, Scope, Task, TaskQuery,
 };
 use crate::StoreError;
 use crate::audit::AuditEntry;
@@ -125,6 +125,15 @@ pub trait LabelRepository: Send + Sync {
     async fn find(&self, project_id: Uuid, label_id: Uuid) -> Result<Option<Label>, StoreError>;
     /// The project's labels with these names (one query); unknown names are absent.
     async fn find_by_names(&self, project_id: Uuid, names: &[LabelName]) -> Result<Vec<Label>, StoreError>;
+    /// The project's labels with these ids (one query); unknown ids are absent.
+    async fn find_by_ids(&self, project_id: Uuid, ids: &[Uuid]) -> Result<Vec<Label>, StoreError>;
+    /// Saves the label's name and color. A rename (`renamed`) changes every task carrying
+    /// the label (its view shows the name): each gets a new version and `updated_at`, and
+    /// their ids are returned.
+    /// # Errors
+    /// `NotFound` when the project has no such label; `Conflict` when it has another label
+    /// of the new name.
+    async fn update(&self, label: &Label, renamed: bool, change: &Change) -> Result<Vec<Uuid>, StoreError>;
     /// Deletes the label and takes it off every task; returns the ids of those tasks.
     /// # Errors
     /// `NotFound` when it does not exist.
@@ -248,6 +257,59 @@ pub trait CommentRepository: Send + Sync {
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: u64,
     ) -> Result<Vec<Comment>, StoreError>;
+}
+
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait LinkRepository: Send + Sync {
+    /// Oldest first: up to `limit` links of the task after `(created_at, id)`.
+    async fn list(
+        &self,
+        task_id: Uuid,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: u64,
+    ) -> Result<Vec<Link>, StoreError>;
+    /// The task's link with this URL (normalised, as stored).
+    async fn find_by_url(&self, task_id: Uuid, url: &str) -> Result<Option<Link>, StoreError>;
+    async fn find(&self, task_id: Uuid, link_id: Uuid) -> Result<Option<Link>, StoreError>;
+    /// # Errors
+    /// `Conflict` when the task has a link with this URL (a concurrent create won);
+    /// `NotFound` when the task does not exist.
+    async fn create(&self, link: &Link, change: &Change) -> Result<(), StoreError>;
+    /// Saves title and `updated_at`.
+    /// # Errors
+    /// `NotFound` when the link does not exist.
+    async fn update(&self, link: &Link, change: &Change) -> Result<(), StoreError>;
+    /// # Errors
+    /// `NotFound` when the task has no such link.
+    async fn delete(&self, task_id: Uuid, link_id: Uuid, change: &Change) -> Result<(), StoreError>;
+}
+
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait RelationRepository: Send + Sync {
+    /// Oldest first: up to `limit` relations of the task after `(created_at, id)` whose other
+    /// task `viewer` may see (a member of its project; `None`: an instance admin, who sees
+    /// every project).
+    async fn list(
+        &self,
+        task_id: Uuid,
+        viewer: Option<Uuid>,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: u64,
+    ) -> Result<Vec<RelatedTask>, StoreError>;
+    /// The relation `id` when `task_id` is one of its two tasks.
+    async fn find(&self, task_id: Uuid, id: Uuid) -> Result<Option<Relation>, StoreError>;
+    /// Stores the relation. `blocks` relations are written one at a time (the check below
+    /// and the insert cannot interleave with another's), so concurrent creates never close
+    /// a cycle.
+    /// # Errors
+    /// `Conflict("duplicate")` when the same relation exists; `Conflict("cycle")` when a
+    /// `blocks` relation would close a cycle of `blocks`; `NotFound` when a task is gone.
+    async fn create(&self, relation: &Relation, change: &Change) -> Result<(), StoreError>;
+    /// # Errors
+    /// `NotFound` when there is no such relation.
+    async fn delete(&self, id: Uuid, change: &Change) -> Result<(), StoreError>;
 }
 
 #[cfg_attr(feature = "mock", mockall::automock)]

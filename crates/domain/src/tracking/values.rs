@@ -96,6 +96,13 @@ pub const DESCRIPTION_PATTERN: &str = crate::text::PROSE_PATTERN;
 
 pub const COLOR_PATTERN: &str = "^#[0-9A-Fa-f]{6}$";
 
+/// A link's title: the rule of a task title (1–200 characters after trimming, the text
+/// policy's line rule).
+pub const LINK_TITLE_PATTERN: &str = TASK_TITLE_PATTERN;
+
+/// The longest link URL, in bytes, as given and once normalised (normalised URLs are ASCII).
+pub const MAX_LINK_URL_LEN: usize = 2048;
+
 fn chars_between(raw: &str, field: &str, min: usize, max: usize) -> Result<(), FieldError> {
     let count = raw.chars().count();
     if (min..=max).contains(&count) {
@@ -167,6 +174,15 @@ text_value!(LabelName);
 text_value!(TaskTitle);
 text_value!(CommentBody);
 text_value!(
+    /// The title of a task's link.
+    LinkTitle
+);
+text_value!(
+    /// An absolute `http` or `https` URL with a host and no user name or password, in its
+    /// normalised form (ASCII, at most [`MAX_LINK_URL_LEN`] bytes).
+    LinkUrl
+);
+text_value!(
     /// `#RRGGBB`, stored upper-case.
     Color
 );
@@ -215,6 +231,41 @@ impl LabelName {
 impl TaskTitle {
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
         trimmed_line(raw, "title", 1, 200, TextRule::Line).map(Self)
+    }
+}
+
+impl LinkTitle {
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        trimmed_line(raw, "title", 1, 200, TextRule::Line).map(Self)
+    }
+}
+
+impl LinkUrl {
+    /// Parses and normalises a link's URL (`HTTPS://Example.com` becomes
+    /// `https://example.com/`): two spellings of one URL are one link.
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        let too_long = || FieldError::new("url", format!("must be at most {MAX_LINK_URL_LEN} characters"));
+        if raw.len() > MAX_LINK_URL_LEN {
+            return Err(too_long());
+        }
+        // Before parsing: the URL parser silently drops tabs and line breaks.
+        text::check(raw, "url", TextRule::Line)?;
+        let url = url::Url::parse(raw.trim())
+            .map_err(|e| FieldError::new("url", format!("must be an absolute URL ({e})")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(FieldError::new("url", "must be an http or https URL"));
+        }
+        if url.host().is_none() {
+            return Err(FieldError::new("url", "must have a host"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(FieldError::new("url", "must not contain a user name or password"));
+        }
+        let normalised = String::from(url);
+        if normalised.len() > MAX_LINK_URL_LEN {
+            return Err(too_long());
+        }
+        Ok(Self(normalised))
     }
 }
 
@@ -412,6 +463,39 @@ mod tests {
             .entry(pattern)
             .or_insert_with(|| Regex::new(pattern).unwrap());
         re.is_match(s).unwrap()
+    }
+
+    #[test]
+    fn link_urls_are_http_or_https_normalised_and_bounded() {
+        assert_eq!(
+            LinkUrl::parse("HTTPS://Example.COM").unwrap().as_str(),
+            "https://example.com/"
+        );
+        assert_eq!(
+            LinkUrl::parse("http://example.com/a?b=c#d").unwrap().as_str(),
+            "http://example.com/a?b=c#d"
+        );
+        let longest = format!("https://example.com/{}", "a".repeat(MAX_LINK_URL_LEN - 20));
+        assert_eq!(LinkUrl::parse(&longest).unwrap().as_str(), longest);
+        // Within 2048 characters as given, over 2048 bytes once non-ASCII is encoded.
+        let grows = format!("https://example.com/{}", "é".repeat(1000));
+        for bad in [
+            "ftp://example.com/",
+            "javascript:alert(1)",
+            "data:text/html,hi",
+            "mailto:a@example.com",
+            "example.com",
+            "/path",
+            "https://user@example.com/",
+            "https://user:pw@example.com/",
+            "https://exa\tmple.com/",
+            "https://example.com/\u{202E}",
+            "https://",
+            &format!("{longest}a"),
+            &grows,
+        ] {
+            assert_eq!(LinkUrl::parse(bad).unwrap_err().field, "url", "{bad:?}");
+        }
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub mod projects;
 pub mod refresh_tokens;
 pub mod sessions;
 pub mod task_labels;
+pub mod task_links;
+pub mod task_relations;
 pub mod tasks;
 pub mod users;
 pub mod webhook_attempts;

@@ -91,6 +91,68 @@ impl LabelRepository for SeaOrmLabelRepository {
             .collect()
     }
 
+    async fn find_by_ids(&self, project_id: Uuid, ids: &[Uuid]) -> Result<Vec<Label>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Entity::find()
+            .filter(Column::ProjectId.eq(project_id))
+            .filter(Column::Id.is_in(ids.iter().copied()))
+            .order_by_asc(Column::Name)
+            .order_by_asc(Column::Id)
+            .all(self.db.connection())
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(to_domain)
+            .collect()
+    }
+
+    async fn update(&self, label: &Label, renamed: bool, change: &Change) -> Result<Vec<Uuid>, StoreError> {
+        let txn = self.db.begin_write().await?;
+        // `ux_labels_project_name` turns a rename to a taken name into `Conflict`.
+        let updated = Entity::update_many()
+            .col_expr(Column::Name, Expr::value(label.name.as_str()))
+            .col_expr(Column::Color, Expr::value(label.color.as_str()))
+            .filter(Column::Id.eq(label.id))
+            .filter(Column::ProjectId.eq(label.project_id))
+            .exec(&txn)
+            .await
+            .map_err(store_error)?;
+        if updated.rows_affected == 0 {
+            roll_back(txn).await?;
+            return Err(StoreError::NotFound);
+        }
+        let mut relabeled = Vec::new();
+        if renamed {
+            relabeled = task_labels::Entity::find()
+                .select_only()
+                .column(task_labels::Column::TaskId)
+                .filter(task_labels::Column::LabelId.eq(label.id))
+                .into_tuple()
+                .all(&txn)
+                .await
+                .map_err(store_error)?;
+            let carrying = Query::select()
+                .column(task_labels::Column::TaskId)
+                .from(task_labels::Entity)
+                .and_where(Expr::col(task_labels::Column::LabelId).eq(label.id))
+                .to_owned();
+            // The tasks show the new name: a new version (hence a new `ETag`) and
+            // `updated_at`, so `updatedSince` lists them.
+            tasks::Entity::update_many()
+                .col_expr(tasks::Column::Version, Expr::col(tasks::Column::Version).add(1))
+                .col_expr(tasks::Column::UpdatedAt, Expr::value(change.audit.occurred_at))
+                .filter(tasks::Column::ProjectId.eq(label.project_id))
+                .filter(tasks::Column::Id.in_subquery(carrying))
+                .exec(&txn)
+                .await
+                .map_err(store_error)?;
+        }
+        commit_change(&self.db, txn, change).await?;
+        Ok(relabeled)
+    }
+
     async fn delete(
         &self,
         project_id: Uuid,

@@ -8,14 +8,18 @@
 pub mod activity;
 pub mod comments;
 pub mod labels;
+pub mod links;
 pub mod members;
 pub mod projects;
+pub mod relations;
 pub mod tasks;
 
 pub use comments::SeaOrmCommentRepository;
 pub use labels::SeaOrmLabelRepository;
+pub use links::SeaOrmLinkRepository;
 pub use members::SeaOrmMemberRepository;
 pub use projects::SeaOrmProjectRepository;
+pub use relations::SeaOrmRelationRepository;
 pub use tasks::SeaOrmTaskRepository;
 
 use keel_domain::StoreError;

@@ -44,12 +44,13 @@ struct TaskRow {
     project_key: String,
 }
 
-/// `(SELECT <the names as a JSON array> FROM task_labels … WHERE task_id = tasks.id)`: a
-/// task's labels inside the statement that reads the task (NULL or `[]` when it has none).
+/// `(SELECT <[name, id] pairs as a JSON array> FROM task_labels … WHERE task_id =
+/// tasks.id)`: a task's labels inside the statement that reads the task (NULL or `[]` when
+/// it has none). SQLite stores ids as 16-byte blobs, which JSON cannot hold: their hex.
 fn labels_json(backend: DbBackend) -> Expr {
     let array = match backend {
-        DbBackend::Postgres => "json_agg(l.\"name\")::text",
-        _ => "json_group_array(l.\"name\")",
+        DbBackend::Postgres => "json_agg(json_build_array(l.\"name\", l.\"id\"))::text",
+        _ => "json_group_array(json_array(l.\"name\", hex(l.\"id\")))",
     };
     Expr::cust(format!(
         "(SELECT {array} FROM \"task_labels\" tl JOIN \"labels\" l ON l.\"id\" = tl.\"label_id\" \
@@ -98,19 +99,34 @@ fn task_from_row(row: &QueryResult) -> Result<Option<Task>, StoreError> {
     to_domain(TaskRow { task, project_key }, labels).map(Some)
 }
 
-/// The label names of [`labels_json`], sorted.
-fn parse_labels(json: Option<&str>, task_id: Uuid) -> Result<Vec<LabelName>, StoreError> {
-    let Some(json) = json else { return Ok(Vec::new()) };
-    let names: Vec<String> = serde_json::from_str(json).map_err(|_| corrupt("tasks", task_id, "labels"))?;
-    let mut names = names
+/// A task's labels: names sorted, and their ids in the same order.
+type Labels = (Vec<LabelName>, Vec<Uuid>);
+
+/// The labels of [`labels_json`].
+fn parse_labels(json: Option<&str>, task_id: Uuid) -> Result<Labels, StoreError> {
+    let Some(json) = json else {
+        return Ok(Labels::default());
+    };
+    let pairs: Vec<(String, String)> =
+        serde_json::from_str(json).map_err(|_| corrupt("tasks", task_id, "labels"))?;
+    let pairs = pairs
         .iter()
-        .map(|n| LabelName::parse(n).map_err(|_| corrupt("tasks", task_id, "label name")))
-        .collect::<Result<Vec<_>, _>>()?;
-    sort_names(&mut names);
-    Ok(names)
+        .map(|(name, id)| {
+            let name = LabelName::parse(name).map_err(|_| corrupt("tasks", task_id, "label name"))?;
+            let id = Uuid::parse_str(id).map_err(|_| corrupt("tasks", task_id, "label id"))?;
+            Ok((name, id))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(sorted_labels(pairs))
 }
 
-fn to_domain(row: TaskRow, labels: Vec<LabelName>) -> Result<Task, StoreError> {
+/// `(name, id)` pairs as a task holds them.
+fn sorted_labels(mut pairs: Vec<(LabelName, Uuid)>) -> Labels {
+    pairs.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    pairs.into_iter().unzip()
+}
+
+fn to_domain(row: TaskRow, (labels, label_ids): Labels) -> Result<Task, StoreError> {
     let m = row.task;
     let bad = |what| corrupt("tasks", m.id, what);
     Ok(Task {
@@ -125,6 +141,7 @@ fn to_domain(row: TaskRow, labels: Vec<LabelName>) -> Result<Task, StoreError> {
         priority: Priority::new(i64::from(m.priority), "priority").map_err(|_| bad("priority"))?,
         assignee_id: m.assignee_id,
         labels,
+        label_ids,
         due_date: m.due_date,
         created_by: m.created_by,
         created_at: m.created_at,
@@ -136,18 +153,14 @@ fn to_domain(row: TaskRow, labels: Vec<LabelName>) -> Result<Task, StoreError> {
     })
 }
 
-fn sort_names(names: &mut [LabelName]) {
-    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-}
-
-/// The label names of each of `task_ids`, sorted, in one query.
+/// The labels of each of `task_ids`, in one query.
 async fn labels_of(
     conn: &impl ConnectionTrait,
     task_ids: &[Uuid],
-) -> Result<HashMap<Uuid, Vec<LabelName>>, StoreError> {
-    let mut by_task: HashMap<Uuid, Vec<LabelName>> = HashMap::new();
+) -> Result<HashMap<Uuid, Labels>, StoreError> {
+    let mut by_task: HashMap<Uuid, Vec<(LabelName, Uuid)>> = HashMap::new();
     if task_ids.is_empty() {
-        return Ok(by_task);
+        return Ok(HashMap::new());
     }
     let rows: Vec<(Uuid, Uuid, String)> = task_labels::Entity::find()
         .select_only()
@@ -160,14 +173,14 @@ async fn labels_of(
         .all(conn)
         .await
         .map_err(store_error)?;
-    for (task_id, _label_id, name) in rows {
+    for (task_id, label_id, name) in rows {
         let name = LabelName::from_stored(name);
-        by_task.entry(task_id).or_default().push(name);
+        by_task.entry(task_id).or_default().push((name, label_id));
     }
-    for names in by_task.values_mut() {
-        sort_names(names);
-    }
-    Ok(by_task)
+    Ok(by_task
+        .into_iter()
+        .map(|(task, pairs)| (task, sorted_labels(pairs)))
+        .collect())
 }
 
 /// Each label once, in a stable order.
@@ -309,7 +322,20 @@ fn filter_condition(query: &TaskQuery) -> Condition {
         Some(AssigneeFilter::Unassigned) => condition = condition.add(Column::AssigneeId.is_null()),
         None => {}
     }
-    if !filter.labels.is_empty() {
+    if !filter.labels.is_empty() || !filter.label_ids.is_empty() {
+        let mut any = Condition::any();
+        if !filter.labels.is_empty() {
+            any = any.add(
+                Expr::col((labels::Entity, labels::Column::Name))
+                    .is_in(filter.labels.iter().map(|l| l.as_str().to_owned())),
+            );
+        }
+        if !filter.label_ids.is_empty() {
+            any = any.add(
+                Expr::col((task_labels::Entity, task_labels::Column::LabelId))
+                    .is_in(filter.label_ids.iter().copied()),
+            );
+        }
         let carrying = Query::select()
             .expr(Expr::val(1))
             .from(task_labels::Entity)
@@ -318,12 +344,13 @@ fn filter_condition(query: &TaskQuery) -> Condition {
                 Expr::col((labels::Entity, labels::Column::Id))
                     .equals((task_labels::Entity, task_labels::Column::LabelId)),
             )
-            .and_where(
-                Expr::col((task_labels::Entity, task_labels::Column::TaskId)).equals((Entity, Column::Id)),
-            )
-            .and_where(
-                Expr::col((labels::Entity, labels::Column::Name))
-                    .is_in(filter.labels.iter().map(|l| l.as_str().to_owned())),
+            .cond_where(
+                Condition::all()
+                    .add(
+                        Expr::col((task_labels::Entity, task_labels::Column::TaskId))
+                            .equals((Entity, Column::Id)),
+                    )
+                    .add(any),
             )
             .to_owned();
         condition = condition.add(Expr::exists(carrying));
@@ -474,7 +501,7 @@ impl TaskRepository for SeaOrmTaskRepository {
         .map_err(store_error)?;
         let label_ids = distinct(&new.label_ids);
         insert_labels(&txn, task.id, &label_ids).await?;
-        let labels = labels_of(&txn, &[task.id])
+        let (labels, label_ids) = labels_of(&txn, &[task.id])
             .await?
             .remove(&task.id)
             .unwrap_or_default();
@@ -482,6 +509,7 @@ impl TaskRepository for SeaOrmTaskRepository {
             project_key,
             number,
             labels,
+            label_ids,
             ..task.clone()
         };
         commit_change(&self.db, txn, &change.with_data(data(&stored))).await?;

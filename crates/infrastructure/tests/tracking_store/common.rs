@@ -185,6 +185,7 @@ pub(crate) fn task_value(p: &Project, creator: Uuid, title: &str) -> Task {
         priority: Priority::NONE,
         assignee_id: None,
         labels: vec![],
+        label_ids: vec![],
         due_date: None,
         created_by: creator,
         created_at: at(0),

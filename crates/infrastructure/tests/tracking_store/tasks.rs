@@ -534,6 +534,7 @@ async fn task_update_saves_every_field_and_replaces_labels() {
                 .unwrap()
         );
         after.labels = vec![LabelName::parse("docs").unwrap(), LabelName::parse("ui").unwrap()];
+        after.label_ids = vec![docs.id, ui.id];
         assert_eq!(s.tasks.find(task.id).await.unwrap().unwrap(), after, "{}", s.name);
         assert_eq!(
             s.tasks.find_by_number(&p.key, 1).await.unwrap().unwrap(),

@@ -315,6 +315,7 @@ fn expiry_change(task: &Task, now: DateTime<Utc>) -> Change {
         })),
         restricted: None,
         authority: None,
+        token_id: None,
     };
     Change::new(audit, EventType::TaskPurged, task.project_id, gone_data(task))
 }

@@ -129,6 +129,16 @@ pub(super) fn label_filter(raw: Option<&str>) -> Option<Vec<LabelName>> {
     }
 }
 
+/// The label ids of the label filter: its items that are UUIDs (no label name is one).
+fn label_id_filter(raw: Option<&str>) -> Vec<Uuid> {
+    let Some(raw) = raw else { return Vec::new() };
+    let ids: std::collections::BTreeSet<Uuid> = raw
+        .split(',')
+        .filter_map(|item| Uuid::parse_str(item.trim()).ok())
+        .collect();
+    ids.into_iter().collect()
+}
+
 /// The filter and sort of a list request; `None` for the filter when it can match nothing.
 fn parse_filter(
     principal: &Principal,
@@ -195,11 +205,18 @@ fn parse_filter(
     })
     .unwrap_or_default();
     validated(errors)?;
-    let filter = label_filter(query.label.as_deref()).map(|labels| TaskFilter {
+    // Label ids beside names: a name no label could have matches nothing, an id may.
+    let label_ids = label_id_filter(query.label.as_deref());
+    let labels = match label_filter(query.label.as_deref()) {
+        None if !label_ids.is_empty() => Some(Vec::new()),
+        names => names,
+    };
+    let filter = labels.map(|labels| TaskFilter {
         statuses: statuses.unwrap_or_default(),
         priorities: priorities.unwrap_or_default(),
         assignee,
         labels,
+        label_ids,
         q,
         updated_since,
         projects: principal.project_limit().map(<[Uuid]>::to_vec),

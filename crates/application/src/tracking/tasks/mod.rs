@@ -25,7 +25,9 @@ use std::sync::{Arc, Mutex};
 
 use keel_domain::FieldError;
 use keel_domain::identity::Principal;
-use keel_domain::tracking::{LabelName, Permission, ProjectAccess, ProjectRole, Task, parse_identifier};
+use keel_domain::tracking::{
+    Label, LabelName, Permission, ProjectAccess, ProjectRole, Task, parse_identifier,
+};
 use uuid::Uuid;
 
 use super::inputs::MAX_TASK_LABELS;
@@ -34,8 +36,17 @@ use super::{TrackingPorts, validated};
 use crate::AppError;
 use crate::cache::{CacheKey, cached};
 
-/// Label names of a request: parsed, de-duplicated, at most [`MAX_TASK_LABELS`].
-fn label_names(raw: &[String], field: &str) -> Result<Vec<LabelName>, FieldError> {
+/// The labels a request names: by name or by id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct LabelRefs {
+    names: Vec<LabelName>,
+    ids: Vec<Uuid>,
+}
+
+/// Labels of a request, each given by id or by name: an entry that is a UUID is a label's
+/// id, anything else a label's name (a name is at most 30 characters, so no name is a
+/// UUID). Parsed, de-duplicated, at most [`MAX_TASK_LABELS`] entries.
+fn label_refs(raw: &[String], field: &str) -> Result<LabelRefs, FieldError> {
     if raw.len() > MAX_TASK_LABELS {
         return Err(FieldError::new(
             field,
@@ -43,14 +54,29 @@ fn label_names(raw: &[String], field: &str) -> Result<Vec<LabelName>, FieldError
         ));
     }
     let mut names = BTreeSet::new();
-    for name in raw {
-        let name = LabelName::parse(name).map_err(|e| FieldError::new(field, e.message))?;
+    let mut ids = BTreeSet::new();
+    for entry in raw {
+        if let Ok(id) = Uuid::parse_str(entry.trim()) {
+            ids.insert(id);
+            continue;
+        }
+        let name = LabelName::parse(entry).map_err(|e| FieldError::new(field, e.message))?;
         names.insert(name.into_inner());
     }
-    names
-        .into_iter()
-        .map(|n| LabelName::parse(&n))
-        .collect::<Result<Vec<_>, _>>()
+    Ok(LabelRefs {
+        names: names
+            .into_iter()
+            .map(|n| LabelName::parse(&n))
+            .collect::<Result<Vec<_>, _>>()?,
+        ids: ids.into_iter().collect(),
+    })
+}
+
+/// A task's labels as it stores them: names sorted, and their ids in the same order.
+fn labelled(mut labels: Vec<Label>) -> (Vec<LabelName>, Vec<Uuid>) {
+    labels.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
+    labels.dedup_by_key(|l| l.id);
+    labels.into_iter().map(|l| (l.name, l.id)).unzip()
 }
 
 /// The stored task, for a read-modify-write (never the cache).
@@ -109,42 +135,53 @@ pub(crate) async fn reach_task(
     Ok((task, role))
 }
 
-/// The checks against stored data: the assignee is a member, the labels exist. Returns the
-/// label ids.
+/// The checks against stored data: the assignee is a member, the labels exist (by name or
+/// by id). Returns the labels.
 async fn check_references(
     ports: &TrackingPorts,
     project_id: Uuid,
     assignee: Option<Uuid>,
-    labels: Option<&[LabelName]>,
-) -> Result<Option<Vec<Uuid>>, AppError> {
+    labels: Option<&LabelRefs>,
+) -> Result<Option<Vec<Label>>, AppError> {
     let mut errors = Vec::new();
     if let Some(user) = assignee
         && ports.projects.role_of(project_id, user).await?.is_none()
     {
         errors.push(FieldError::new("assigneeId", "must be a member of the project"));
     }
-    let mut ids = None;
-    if let Some(names) = labels {
-        let found = if names.is_empty() {
+    let mut resolved = None;
+    if let Some(LabelRefs { names, ids }) = labels {
+        let mut found = if names.is_empty() {
             Vec::new()
         } else {
             ports.labels.find_by_names(project_id, names).await?
         };
-        let unknown: Vec<&str> = names
+        let by_id = if ids.is_empty() {
+            Vec::new()
+        } else {
+            ports.labels.find_by_ids(project_id, ids).await?
+        };
+        let mut unknown: Vec<String> = names
             .iter()
             .filter(|n| !found.iter().any(|l| l.name == **n))
-            .map(LabelName::as_str)
+            .map(|n| n.as_str().to_owned())
             .collect();
+        unknown.extend(
+            ids.iter()
+                .filter(|id| !by_id.iter().any(|l| l.id == **id))
+                .map(Uuid::to_string),
+        );
         if !unknown.is_empty() {
             errors.push(FieldError::new(
                 "labels",
                 format!("unknown in this project: {}", unknown.join(", ")),
             ));
         }
-        ids = Some(found.iter().map(|l| l.id).collect());
+        found.extend(by_id);
+        resolved = Some(found);
     }
     validated(errors)?;
-    Ok(ids)
+    Ok(resolved)
 }
 
 /// A task as events show it (its view).

@@ -620,3 +620,153 @@ async fn a_lost_race_without_if_match_re_reads_and_re_applies() {
         "the other write's change is kept"
     );
 }
+
+#[tokio::test]
+async fn task_bodies_take_labels_by_id_or_by_name_and_report_unknown_ids() {
+    let bug = label("bug");
+    let ui = label("ui");
+    let (bug_id, ui_id) = (bug.id, ui.id);
+    let mut labels = MockLabelRepository::new();
+    let by_name = ui.clone();
+    labels.expect_find_by_names().returning(move |_, wanted| {
+        Ok(wanted
+            .iter()
+            .filter(|w| **w == by_name.name)
+            .map(|_| by_name.clone())
+            .collect())
+    });
+    let by_id = bug.clone();
+    labels.expect_find_by_ids().returning(move |_, wanted| {
+        Ok(wanted
+            .iter()
+            .filter(|w| **w == by_id.id)
+            .map(|_| by_id.clone())
+            .collect())
+    });
+    let mut tasks = MockTaskRepository::new();
+    tasks
+        .expect_create()
+        .withf(move |n, _, _| {
+            n.label_ids == vec![bug_id, ui_id]
+                && n.task.label_ids == vec![bug_id, ui_id]
+                && n.task.labels.iter().map(LabelName::as_str).collect::<Vec<_>>() == ["bug", "ui"]
+        })
+        .times(1)
+        .returning(|n, _, _| Ok(stored(n.clone(), 1)));
+    let ports = Fixture {
+        labels,
+        tasks,
+        ..Fixture::default()
+    }
+    .ports();
+    let body = |labels: Vec<String>| CreateTaskBody {
+        title: "Labelled".into(),
+        labels: Some(labels),
+        ..CreateTaskBody::default()
+    };
+    // The same label by id and by name counts once; ids in any UUID spelling.
+    let view = create_task(
+        &ports,
+        &member(),
+        PROJECT_ID,
+        body(vec![
+            bug_id.to_string(),
+            "ui".into(),
+            format!(" {} ", bug_id.simple()),
+            "ui".into(),
+        ]),
+        &meta(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(view.labels, ["bug", "ui"]);
+    assert_eq!(view.label_ids, [bug_id, ui_id]);
+    let unknown = Uuid::from_u128(0xDEAD);
+    let e = create_task(
+        &ports,
+        &member(),
+        PROJECT_ID,
+        body(vec![unknown.to_string(), "nope".into()]),
+        &meta(),
+    )
+    .await
+    .unwrap_err();
+    match e {
+        AppError::Validation(details) => {
+            assert_eq!(details[0].field, "labels");
+            assert_eq!(
+                details[0].message,
+                format!("unknown in this project: nope, {unknown}")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_label_filter_takes_ids_beside_names() {
+    let id = Uuid::from_u128(0xBEEF);
+    let mut tasks = MockTaskRepository::new();
+    tasks
+        .expect_list()
+        .withf(move |q| {
+            q.filter.label_ids == vec![id]
+                && q.filter.labels.iter().map(LabelName::as_str).collect::<Vec<_>>() == ["bug"]
+        })
+        .times(1)
+        .returning(|_| Ok(vec![]));
+    // Only an id, beside a name no label could have: the id still filters.
+    tasks
+        .expect_list()
+        .withf(move |q| q.filter.label_ids == vec![id] && q.filter.labels.is_empty())
+        .times(1)
+        .returning(|_| Ok(vec![]));
+    let ports = Fixture {
+        tasks,
+        ..Fixture::default()
+    }
+    .ports();
+    for label in [format!("bug,{id}"), format!("{},{id}", "x".repeat(31))] {
+        let query = TaskListQuery {
+            label: Some(label),
+            ..TaskListQuery::default()
+        };
+        list_tasks(
+            &ports,
+            &member(),
+            query,
+            CursorRequest::parse(None, None).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn replacing_labels_with_the_same_ones_by_id_changes_nothing() {
+    let bug = label("bug");
+    let mut current = task();
+    current.labels = vec![bug.name.clone()];
+    current.label_ids = vec![bug.id];
+    let mut tasks = MockTaskRepository::new();
+    reads_task(&mut tasks, current);
+    tasks.expect_update().never();
+    let mut labels = MockLabelRepository::new();
+    let known = bug.clone();
+    labels
+        .expect_find_by_ids()
+        .returning(move |_, _| Ok(vec![known.clone()]));
+    let ports = Fixture {
+        tasks,
+        labels,
+        ..Fixture::default()
+    }
+    .ports();
+    let body = UpdateTaskBody {
+        labels: Some(vec![bug.id.to_string()]),
+        ..UpdateTaskBody::default()
+    };
+    let view = update_as(&ports, &member(), body, Expect::Any).await.unwrap();
+    assert_eq!(view.version, 1);
+    assert_eq!(view.label_ids, [bug.id]);
+}

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::super::inputs::{CreateTaskBody, UpdateTaskBody};
 use super::super::views::TaskView;
 use super::super::{Expect, TrackingPorts, check, not_found_as, optional, validated, versioned_update};
-use super::{check_references, label_names, load, reach_task, task_data};
+use super::{check_references, label_refs, labelled, load, reach_task, task_data};
 use crate::AppError;
 use crate::context::RequestMeta;
 
@@ -45,15 +45,17 @@ pub async fn create_task(
     let due_date = optional(&mut errors, body.due_date.as_deref(), parse_due_date);
     let labels = check(
         &mut errors,
-        label_names(body.labels.as_deref().unwrap_or_default(), "labels"),
+        label_refs(body.labels.as_deref().unwrap_or_default(), "labels"),
     );
     validated(errors)?;
     let (Some(title), Some(labels)) = (title, labels) else {
         return Err(AppError::internal("validated input missing"));
     };
-    let label_ids = check_references(ports, project_id, body.assignee_id, Some(&labels))
-        .await?
-        .unwrap_or_default();
+    let (labels, label_ids) = labelled(
+        check_references(ports, project_id, body.assignee_id, Some(&labels))
+            .await?
+            .unwrap_or_default(),
+    );
     let now = ports.clock.now();
     let task = Task {
         id: Uuid::now_v7(),
@@ -67,6 +69,7 @@ pub async fn create_task(
         priority,
         assignee_id: body.assignee_id,
         labels,
+        label_ids: label_ids.clone(),
         due_date,
         created_by: principal.user_id,
         created_at: now,
@@ -124,19 +127,16 @@ pub async fn update_task(
             .transpose(),
     )
     .flatten();
-    let labels = optional(&mut errors, body.labels.as_deref(), |l| label_names(l, "labels"));
+    let labels = optional(&mut errors, body.labels.as_deref(), |l| label_refs(l, "labels"));
     validated(errors)?;
     let new_assignee = body.assignee_id.flatten();
-    let label_ids = check_references(ports, project_id, new_assignee, labels.as_deref()).await?;
+    let labels = check_references(ports, project_id, new_assignee, labels.as_ref())
+        .await?
+        .map(labelled);
 
     let expect = &expect;
     versioned_update(expect, || {
-        let (title, description, labels, label_ids) = (
-            title.clone(),
-            description.clone(),
-            labels.clone(),
-            label_ids.clone(),
-        );
+        let (title, description, labels) = (title.clone(), description.clone(), labels.clone());
         let preloaded = preloaded.take();
         async move {
             let mut task = match preloaded {
@@ -172,9 +172,11 @@ pub async fn update_task(
                 task.due_date = due_date;
                 changed.push("dueDate");
             }
-            let new_labels = labels.filter(|l| *l != task.labels);
-            if let Some(labels) = &new_labels {
-                task.labels.clone_from(labels);
+            // Compared by id: a label renamed since the task was read is the same label.
+            let new_labels = labels.filter(|(_, ids)| !same_set(ids, &task.label_ids));
+            if let Some((names, ids)) = &new_labels {
+                task.labels.clone_from(names);
+                task.label_ids.clone_from(ids);
                 changed.push("labels");
             }
             if changed.is_empty() {
@@ -190,7 +192,7 @@ pub async fn update_task(
                 .details(json!({ "changed": changed, "version": task.version }))
                 .data(task_data(&task))
                 .build();
-            let ids = new_labels.and(label_ids);
+            let ids = new_labels.map(|(_, ids)| ids);
             let saved = ports
                 .commit(
                     &change,
@@ -204,4 +206,10 @@ pub async fn update_task(
         }
     })
     .await
+}
+
+/// Whether two lists of ids hold the same ids.
+fn same_set(a: &[Uuid], b: &[Uuid]) -> bool {
+    let set = |ids: &[Uuid]| ids.iter().copied().collect::<std::collections::BTreeSet<_>>();
+    set(a) == set(b)
 }
