@@ -3,15 +3,8 @@
 //! Each hash holds `memory_kib` of memory for its duration; at most `max_concurrent` run at
 //! once, so a login flood costs at most `max_concurrent × memory_kib`. Excess requests wait
 //! up to `queue_timeout` for a slot, then fail with `HashError::Busy` (503).
-//!
-//! Hashes run on threads of their own (`keel-hash-<n>`, one per slot) at a lower scheduling
-//! priority (nice +10 on Linux): a flood of logins uses the CPU the request workers leave,
-//! instead of taking turns with them — a read that arrives during a flood preempts the hash
-//! (docs/performance.md, the flood rows).
 
-use std::panic::AssertUnwindSafe;
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use argon2::password_hash::phc::PasswordHash as Phc;
@@ -33,17 +26,10 @@ pub struct HashSettings {
     pub queue_timeout: Duration,
 }
 
-/// The priority of the hashing threads, on the crate's 0–99 scale: nice +10 on Linux.
-const HASH_PRIORITY: u8 = 22;
-
-type Job = Box<dyn FnOnce() + Send>;
-
 #[derive(Debug, Clone)]
 pub struct Argon2Hasher {
     params: Params,
     slots: Arc<Semaphore>,
-    /// Where hashes are sent to the hashing threads; they stop when the last clone is dropped.
-    jobs: Arc<mpsc::Sender<Job>>,
     queue_timeout: Duration,
     /// A hash of a random password with the configured cost: unknown users are verified
     /// against it so that they cost as much as known ones.
@@ -63,17 +49,15 @@ impl Argon2Hasher {
         let mut random = [0_u8; 32];
         rand::rng().fill_bytes(&mut random);
         let dummy = hash_blocking(&params, &random)?;
-        let slots = settings.max_concurrent.max(1);
         Ok(Self {
             params,
-            jobs: Arc::new(hashing_threads(slots)?),
-            slots: Arc::new(Semaphore::new(slots)),
+            slots: Arc::new(Semaphore::new(settings.max_concurrent.max(1))),
             queue_timeout: settings.queue_timeout,
             dummy: Arc::new(dummy),
         })
     }
 
-    /// Runs `work` on a hashing thread once a slot is free, carrying the caller's span.
+    /// Runs `work` on the blocking pool once a slot is free, carrying the caller's span.
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
@@ -83,58 +67,13 @@ impl Argon2Hasher {
             .map_err(|_| HashError::Busy)?
             .map_err(|_| HashError::Busy)?;
         let span = tracing::Span::current();
-        let (done, result) = tokio::sync::oneshot::channel();
-        self.jobs
-            .send(Box::new(move || {
-                let _permit = permit;
-                // A receiver gone (the request was dropped) needs no answer.
-                let _ = done.send(span.in_scope(work));
-            }))
-            .map_err(|_| HashError::Failed("the hashing threads have stopped".into()))?;
-        result
-            .instrument(tracing::debug_span!("argon2"))
-            .await
-            .map_err(|_| HashError::Failed("a hash ended without an answer".into()))
-    }
-}
-
-/// Starts `count` hashing threads at [`HASH_PRIORITY`], taking jobs from the returned sender
-/// until it is dropped.
-fn hashing_threads(count: usize) -> Result<mpsc::Sender<Job>, HashError> {
-    let (jobs, queue) = mpsc::channel::<Job>();
-    let queue = Arc::new(Mutex::new(queue));
-    for n in 0..count {
-        let queue = Arc::clone(&queue);
-        std::thread::Builder::new()
-            .name(format!("keel-hash-{n}"))
-            .spawn(move || {
-                lower_priority();
-                loop {
-                    let next = queue
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .recv();
-                    let Ok(job) = next else { return };
-                    // A panic in one hash fails that hash (its answer is dropped), not the thread.
-                    let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
-                }
-            })
-            .map_err(|e| HashError::Failed(Box::new(e)))?;
-    }
-    Ok(jobs)
-}
-
-/// Lowers the calling thread's scheduling priority; where the platform refuses, hashes run
-/// at normal priority as before.
-fn lower_priority() {
-    use thread_priority::{ThreadPriority, ThreadPriorityValue, set_current_thread_priority};
-    let lowered = ThreadPriorityValue::try_from(HASH_PRIORITY)
-        .map_err(|e| e.to_owned())
-        .and_then(|p| {
-            set_current_thread_priority(ThreadPriority::Crossplatform(p)).map_err(|e| e.to_string())
-        });
-    if let Err(error) = lowered {
-        tracing::debug!(%error, "the hashing thread keeps its priority");
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            span.in_scope(work)
+        })
+        .instrument(tracing::debug_span!("argon2"))
+        .await
+        .map_err(|e| HashError::Failed(Box::new(e)))
     }
 }
 
@@ -191,30 +130,6 @@ mod tests {
             queue_timeout,
         })
         .unwrap()
-    }
-
-    /// A hash runs on a hashing thread at nice +10: a read that arrives during a flood of
-    /// logins preempts it.
-    #[cfg(target_os = "linux")]
-    #[tokio::test]
-    async fn hashes_run_on_their_own_threads_at_a_lower_priority() {
-        let h = cheap(2, Duration::from_secs(5));
-        let (name, nice) = h
-            .run(|| {
-                let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-                // Fields after the command's closing parenthesis: state is the 3rd field, nice the 19th.
-                let after = stat.rsplit_once(')').unwrap().1;
-                let nice: i32 = after.split_whitespace().nth(16).unwrap().parse().unwrap();
-                (std::thread::current().name().map(str::to_owned), nice)
-            })
-            .await
-            .unwrap();
-        assert_eq!(
-            name.as_deref().map(|n| n.starts_with("keel-hash-")),
-            Some(true),
-            "{name:?}"
-        );
-        assert_eq!(nice, 10);
     }
 
     #[tokio::test]
