@@ -548,3 +548,53 @@ async fn the_stream_accepts_a_token_sends_only_its_projects_and_ends_when_it_is_
     let (administer, _) = token_of(&app, &admin, &["admin"]).await;
     assert!(EventStream::connect(&app, &administer).await.is_err());
 }
+
+/// A relation to a task outside a token's projects is not shown to the token, although its
+/// user sees both tasks: the limit applies to every read that names another project's task.
+#[tokio::test]
+async fn a_token_limited_to_a_project_sees_no_relation_to_another_project() {
+    let app = spawn_app().await;
+    let ann = app.account("ann@example.com").await;
+    let a = app.create_project(&ann.token, "AAA").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b = app.create_project(&ann.token, "BBB").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.create_task(&ann.token, &a, json!({"title": "in A"})).await;
+    app.create_task(&ann.token, &a, json!({"title": "also in A"}))
+        .await;
+    app.create_task(&ann.token, &b, json!({"title": "in B"})).await;
+    for other in ["AAA-2", "BBB-1"] {
+        let related = app
+            .post_json(
+                "/api/v1/tasks/AAA-1/relations",
+                &json!({"type": "relates_to", "taskId": other}),
+                Some(&ann.token),
+            )
+            .await;
+        assert_eq!(related.status(), StatusCode::CREATED);
+    }
+    let created = create_token(
+        &app,
+        &ann.token,
+        json!({"name": "ci", "scopes": ["read"], "projectIds": [a]}),
+    )
+    .await;
+    let token = created["token"].as_str().unwrap();
+    let identifiers = |page: &Value| -> Vec<String> {
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["identifier"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let seen = app.get_ok("/api/v1/tasks/AAA-1/relations", token).await;
+    assert_eq!(identifiers(&seen), ["AAA-2"]);
+    // The session still sees both.
+    let seen = app.get_ok("/api/v1/tasks/AAA-1/relations", &ann.token).await;
+    assert_eq!(identifiers(&seen), ["AAA-2", "BBB-1"]);
+}

@@ -43,6 +43,7 @@ pub async fn list_relations(
         .list(
             task.id,
             seen_by(principal),
+            principal.project_limit().map(<[Uuid]>::to_vec),
             cursor.after().copied(),
             cursor.fetch_limit(),
         )

@@ -290,11 +290,13 @@ pub trait LinkRepository: Send + Sync {
 pub trait RelationRepository: Send + Sync {
     /// Oldest first: up to `limit` relations of the task after `(created_at, id)` whose other
     /// task `viewer` may see (a member of its project; `None`: an instance admin, who sees
-    /// every project).
+    /// every project) and, with `projects` (a personal access token's limit), whose other
+    /// task is in one of those projects.
     async fn list(
         &self,
         task_id: Uuid,
         viewer: Option<Uuid>,
+        projects: Option<Vec<Uuid>>,
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: u64,
     ) -> Result<Vec<RelatedTask>, StoreError>;

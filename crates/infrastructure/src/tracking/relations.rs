@@ -87,6 +87,7 @@ impl RelationRepository for SeaOrmRelationRepository {
         &self,
         task_id: Uuid,
         viewer: Option<Uuid>,
+        projects: Option<Vec<Uuid>>,
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: u64,
     ) -> Result<Vec<RelatedTask>, StoreError> {
@@ -129,6 +130,9 @@ impl RelationRepository for SeaOrmRelationRepository {
             )
             // A task in the trash is in no relation list (restoring it shows them again).
             .and_where(Expr::col((o.clone(), tasks::Column::DeletedAt)).is_null());
+        if let Some(projects) = projects {
+            query.and_where(Expr::col((o.clone(), tasks::Column::ProjectId)).is_in(projects));
+        }
         if let Some(user) = viewer {
             query.and_where(Expr::exists(
                 Query::select()

@@ -48,7 +48,7 @@ async fn relations_are_one_row_seen_from_both_sides_and_refuse_duplicates_and_cy
             .await
             .unwrap();
 
-        let from_b = relations.list(b.id, Some(owner), None, 10).await.unwrap();
+        let from_b = relations.list(b.id, Some(owner), None, None, 10).await.unwrap();
         let seen: Vec<(RelationType, Uuid, String)> = from_b
             .iter()
             .map(|r| {
@@ -66,11 +66,12 @@ async fn relations_are_one_row_seen_from_both_sides_and_refuse_duplicates_and_cy
             s.name
         );
         // Paged, and only relations to tasks the viewer can see.
-        let first = relations.list(a.id, None, None, 1).await.unwrap();
+        let first = relations.list(a.id, None, None, None, 1).await.unwrap();
         assert_eq!(first.len(), 1);
         let rest = relations
             .list(
                 a.id,
+                None,
                 None,
                 Some((first[0].relation.created_at, first[0].relation.id)),
                 10,
@@ -82,11 +83,18 @@ async fn relations_are_one_row_seen_from_both_sides_and_refuse_duplicates_and_cy
         assert_eq!(rest[0].other_project_id, q.id);
         assert!(
             relations
-                .list(a.id, Some(outsider), None, 10)
+                .list(a.id, Some(outsider), None, None, 10)
                 .await
                 .unwrap()
                 .is_empty()
         );
+        // A token limited to `p` sees only the relations to tasks of `p`.
+        let limited = relations
+            .list(a.id, Some(owner), Some(vec![p.id]), None, 10)
+            .await
+            .unwrap();
+        assert!(limited.iter().all(|r| r.other_project_id == p.id), "{}", s.name);
+        assert_eq!(limited.len(), 1, "{}", s.name);
 
         // The same relation again, from either side, is a conflict; so is a cycle of blocks.
         let before = audit_entries(&s, p.id).await;
