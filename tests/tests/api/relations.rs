@@ -361,3 +361,159 @@ async fn a_trashed_task_leaves_every_relation_list_until_it_is_restored() {
     assert_eq!(restored.status(), StatusCode::OK);
     assert_eq!(g.seen(&g.ann, "REL-1").await, pairs(&[("blocks", "REL-2")]));
 }
+
+impl Graph {
+    /// `blockedByCount` of a task as Ann reads it by id (through the cache: the first read
+    /// keeps the task there), with its `ETag`.
+    async fn blocked_by_count(&self, task: &str) -> (i64, String) {
+        let id = self.id_of(task).await;
+        let response = self
+            .app
+            .get_as(&format!("/api/v1/tasks/{id}"), &self.ann.token)
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let etag = response.headers()["etag"].to_str().unwrap().to_owned();
+        let count = json_body(response).await["blockedByCount"].as_i64().unwrap();
+        (count, etag)
+    }
+
+    /// The identifiers of a project's task list with `?blocked=…`, as Ann reads it.
+    async fn listed(&self, project: &str, blocked: bool) -> Vec<String> {
+        self.app
+            .get_ok(
+                &format!("/api/v1/projects/{project}/tasks?blocked={blocked}&sort=createdAt"),
+                &self.ann.token,
+            )
+            .await["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["identifier"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    async fn set_status(&self, task: &str, status: &str) {
+        let response = self
+            .app
+            .patch_json(
+                &format!("/api/v1/tasks/{task}"),
+                &json!({ "status": status }),
+                &self.ann.token,
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn a_task_counts_its_open_blockers_from_any_project_and_every_read_follows_them() {
+    let g = graph().await;
+    let rel = g.app.get_ok("/api/v1/tasks/REL-1", &g.ann.token).await["projectId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ones = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    // Read (and cache) the view and both list variants before anything blocks.
+    let (count, unblocked_tag) = g.blocked_by_count("REL-1").await;
+    assert_eq!(count, 0);
+    assert_eq!(g.listed(&rel, true).await, Vec::<String>::new());
+    assert_eq!(g.listed(&rel, false).await, ones(&["REL-1", "REL-2", "REL-3"]));
+
+    // REL-1 is blocked by OTH-1 (another project) and by REL-2.
+    for (from, to) in [("OTH-1", "REL-1"), ("REL-2", "REL-1")] {
+        assert_eq!(
+            g.relate(&g.ann, from, "blocks", to).await.status(),
+            StatusCode::CREATED
+        );
+    }
+    let (count, blocked_tag) = g.blocked_by_count("REL-1").await;
+    assert_eq!(count, 2);
+    assert_ne!(blocked_tag, unblocked_tag, "the ETag follows the count");
+    assert_eq!(g.listed(&rel, true).await, ones(&["REL-1"]));
+    assert_eq!(g.listed(&rel, false).await, ones(&["REL-2", "REL-3"]));
+    // Across the caller's projects, with the same filter.
+    let everywhere: Vec<String> = g
+        .app
+        .walk("/api/v1/tasks?blocked=true", 50, &g.ann.token)
+        .await
+        .iter()
+        .map(|t| t["identifier"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(everywhere, ones(&["REL-1"]));
+    // A client holding the older copy gets the new one, not a 304.
+    let response = g
+        .app
+        .client
+        .get(g.app.url("/api/v1/tasks/REL-1"))
+        .bearer_auth(&g.ann.token)
+        .header("If-None-Match", &unblocked_tag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // The blocker in the other project is finished: one left, in the view and the
+    // (cached) pages of REL-1's project alike.
+    assert_eq!(g.listed(&rel, false).await, ones(&["REL-2", "REL-3"]));
+    g.set_status("OTH-1", "done").await;
+    assert_eq!(g.blocked_by_count("REL-1").await.0, 1);
+    let first = g
+        .app
+        .get_ok(
+            &format!("/api/v1/projects/{rel}/tasks?blocked=true&sort=createdAt"),
+            &g.ann.token,
+        )
+        .await;
+    assert_eq!(first["data"][0]["blockedByCount"], 1);
+    // The other goes to the trash: none left, and the cached pages know it.
+    assert_eq!(
+        g.app
+            .delete_as("/api/v1/tasks/REL-2", &g.ann.token)
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(g.blocked_by_count("REL-1").await.0, 0);
+    assert_eq!(g.listed(&rel, true).await, Vec::<String>::new());
+    // Back from the trash, it blocks again.
+    let restored = g
+        .app
+        .post_json("/api/v1/tasks/REL-2/restore", &json!({}), Some(&g.ann.token))
+        .await;
+    assert_eq!(restored.status(), StatusCode::OK);
+    assert_eq!(g.blocked_by_count("REL-1").await.0, 1);
+    assert_eq!(g.listed(&rel, true).await, ones(&["REL-1"]));
+    // Reopened elsewhere: two again. Then OTH-1 is purged for good while open: one.
+    g.set_status("OTH-1", "in_progress").await;
+    assert_eq!(g.blocked_by_count("REL-1").await.0, 2);
+    assert_eq!(
+        g.app
+            .delete_as("/api/v1/tasks/OTH-1?permanent=true", &g.ann.token)
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(g.blocked_by_count("REL-1").await.0, 1);
+    // The last relation removed, from the blocked task's side.
+    let relation = g.app.get_ok("/api/v1/tasks/REL-1/relations", &g.ann.token).await["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        g.app
+            .delete_as(&format!("/api/v1/tasks/REL-1/relations/{relation}"), &g.ann.token)
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    let (count, tag) = g.blocked_by_count("REL-1").await;
+    assert_eq!((count, tag), (0, unblocked_tag));
+    assert_eq!(g.listed(&rel, true).await, Vec::<String>::new());
+
+    let response = g
+        .app
+        .get_as(&format!("/api/v1/projects/{rel}/tasks?blocked=yes"), &g.ann.token)
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_fields(&json_body(response).await), ["blocked"]);
+}

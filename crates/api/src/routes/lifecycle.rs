@@ -8,19 +8,13 @@ use keel_application::tracking::views::TaskView;
 use uuid::Uuid;
 
 use super::projects::ok_with_etag;
-use crate::conditional::ETag;
 use crate::error::{ApiError, ErrorBody};
 use crate::extractors::{AuthUser, ClientContext};
 use crate::openapi::response;
 use crate::pagination::{CursorParams, TaskPage};
 use crate::state::AppState;
 
-/// How a task is addressed in a path.
-const TASK_REF: &str = "The task's id, or its identifier (`KEEL-12`, any case)";
-
-fn task_etag(view: &TaskView) -> ETag {
-    ETag::from_version(view.id, view.version)
-}
+use super::tasks::{TASK_REF, task_etag};
 
 /// Archives a task (members and up): lists leave it out unless `archived=include|only`.
 /// Archiving an archived task changes nothing.

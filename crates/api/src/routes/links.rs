@@ -14,8 +14,7 @@ use crate::openapi::response;
 use crate::pagination::{CursorParams, LinkPage};
 use crate::state::AppState;
 
-/// How a task is addressed in a path.
-const TASK_REF: &str = "The task's id, or its identifier (`KEEL-12`, any case)";
+use super::tasks::TASK_REF;
 
 /// The task's links, oldest first.
 #[utoipa::path(

@@ -14,8 +14,7 @@ use crate::openapi::response;
 use crate::pagination::{CursorParams, RelationPage};
 use crate::state::AppState;
 
-/// How a task is addressed in a path.
-const TASK_REF: &str = "The task's id, or its identifier (`KEEL-12`, any case)";
+use super::tasks::TASK_REF;
 
 /// The task's relations to tasks the caller can see, oldest first, each as this task sees it.
 #[utoipa::path(

@@ -22,10 +22,12 @@ use crate::pagination::{CommentPage, CursorParams, TaskPage};
 use crate::state::AppState;
 
 /// How a task is addressed in a path.
-const TASK_REF: &str = "The task's id, or its identifier (`KEEL-12`, any case)";
+pub(super) const TASK_REF: &str = "The task's id, or its identifier (`KEEL-12`, any case)";
 
-fn task_etag(view: &TaskView) -> ETag {
-    ETag::from_version(view.id, view.version)
+/// A task's tag changes with its version and with its open blockers, which change without
+/// it (a blocker finished elsewhere).
+pub(super) fn task_etag(view: &TaskView) -> ETag {
+    ETag::from_version(format!("{}:{}", view.id, view.blocked_by_count), view.version)
 }
 
 fn comment_etag(view: &CommentView) -> ETag {
@@ -64,6 +66,10 @@ pub struct TaskListParams {
     /// tasks are left out. (Tasks in the trash are in no list but the trash.)
     #[param(inline, value_type = Option<String>, pattern = "^(include|only)$")]
     pub archived: Option<String>,
+    /// `true`: only tasks with an open blocker (`blockedByCount` above 0); `false`: only
+    /// tasks without one.
+    #[param(inline, value_type = Option<String>, pattern = "^(true|false)$")]
+    pub blocked: Option<String>,
 }
 
 impl From<TaskListParams> for TaskListQuery {
@@ -77,6 +83,7 @@ impl From<TaskListParams> for TaskListQuery {
             updated_since: p.updated_since,
             sort: p.sort,
             archived: p.archived,
+            blocked: p.blocked,
         }
     }
 }

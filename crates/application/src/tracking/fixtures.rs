@@ -103,6 +103,7 @@ pub fn task() -> Task {
         updated_at: now(),
         completed_at: None,
         archived_at: None,
+        blocked_by_count: 0,
         deleted_at: None,
         version: 1,
     }
@@ -190,6 +191,13 @@ pub struct Fixture {
     pub cache: Arc<RecordingCache>,
 }
 
+/// Relations in which no task blocks another (what a task write asks of them).
+pub fn blocking_nothing() -> MockRelationRepository {
+    let mut relations = MockRelationRepository::new();
+    relations.expect_blocked_by().returning(|_| Ok(Vec::new()));
+    relations
+}
+
 impl Default for Fixture {
     fn default() -> Self {
         Self {
@@ -199,7 +207,7 @@ impl Default for Fixture {
             tasks: MockTaskRepository::new(),
             comments: MockCommentRepository::new(),
             links: MockLinkRepository::new(),
-            relations: MockRelationRepository::new(),
+            relations: blocking_nothing(),
             activity: MockActivityFeed::new(),
             users: MockUserRepository::new(),
             cache: Arc::new(RecordingCache::default()),

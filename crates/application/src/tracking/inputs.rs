@@ -210,6 +210,8 @@ pub struct TaskListQuery {
     pub sort: Option<String>,
     /// `include` or `only`; absent leaves archived tasks out.
     pub archived: Option<String>,
+    /// `true` or `false`: tasks with, or without, an open blocker.
+    pub blocked: Option<String>,
 }
 
 /// Raw filters of `GET /projects`.

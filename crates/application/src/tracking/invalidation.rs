@@ -28,6 +28,33 @@ pub(crate) trait Written {
     fn tasks(&self) -> &[Uuid] {
         &[]
     }
+
+    /// Tasks of any project whose views the write changed, as `(project, task)`: the tasks
+    /// a `blocks` relation, or a blocker purged for good, changed the `blockedByCount` of.
+    fn tasks_anywhere(&self) -> &[(Uuid, Uuid)] {
+        &[]
+    }
+}
+
+/// A store write's answer, and the tasks of any project it changed the views of besides.
+#[derive(Debug)]
+pub(crate) struct Also<T> {
+    pub written: T,
+    pub tasks: Vec<(Uuid, Uuid)>,
+}
+
+impl<T: Written> Written for Also<T> {
+    fn applied(&self) -> bool {
+        self.written.applied()
+    }
+
+    fn tasks(&self) -> &[Uuid] {
+        self.written.tasks()
+    }
+
+    fn tasks_anywhere(&self) -> &[(Uuid, Uuid)] {
+        &self.tasks
+    }
 }
 
 impl Written for () {}
@@ -56,6 +83,10 @@ pub(crate) struct Stale {
     /// Also every current member's project lists of this project (a change every member
     /// sees in their lists): the members are read after the commit.
     pub member_lists_of: Option<Uuid>,
+    /// Also the tasks this task blocks, and their projects' lists (their `blockedByCount`
+    /// counts this task while it is open and not in the trash): read after the commit, so
+    /// that a relation made meanwhile is found.
+    pub blocked_by: Option<Uuid>,
 }
 
 /// The rule: what `change`, written with the answer `written`, made stale.
@@ -71,6 +102,7 @@ pub(crate) fn stale(change: &Change, written: &impl Written) -> Stale {
     };
     let mut keys = Vec::new();
     let mut member_lists_of = None;
+    let mut blocked_by = None;
     match change.event_type() {
         // The creator's project lists (the only member yet).
         EventType::ProjectCreated => keys.extend(change.audit.actor_id.map(CacheKey::projects_of)),
@@ -112,6 +144,17 @@ pub(crate) fn stale(change: &Change, written: &impl Written) -> Stale {
         | EventType::TaskRestored
         | EventType::TaskPurged => {
             tasks(&mut keys, &resource.into_iter().collect::<Vec<_>>());
+            // A blocker that closes or reopens, leaves the trash or goes into it, changes
+            // the count of the tasks it blocks. (One purged for good has no relations left
+            // to read: its use case names them, as `written.tasks_anywhere()`.)
+            let toggles_blocking = match change.event_type() {
+                EventType::TaskUpdated => changes_field(change, "status"),
+                EventType::TaskDeleted | EventType::TaskRestored => true,
+                _ => false,
+            };
+            if toggles_blocking {
+                blocked_by = resource;
+            }
         }
         // A deleted label is taken off tasks; a renamed one shows its new name on them (a new
         // colour shows on no task, and changes none).
@@ -127,14 +170,34 @@ pub(crate) fn stale(change: &Change, written: &impl Written) -> Stale {
         | EventType::LinkCreated
         | EventType::LinkUpdated
         | EventType::LinkDeleted
-        // Relations show in no cached view: tasks do not carry them (yet).
+        // A `blocks` relation changes the blocked task's count: its use case names it, as
+        // `written.tasks_anywhere()` (the task may be in another project).
         | EventType::RelationCreated
         | EventType::RelationDeleted => {}
+    }
+    for &(project, task) in written.tasks_anywhere() {
+        for key in [CacheKey::project_tasks(project), CacheKey::task(task)] {
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
     }
     Stale {
         keys,
         member_lists_of,
+        blocked_by,
     }
+}
+
+/// Whether a change's audit details name `field` among the fields it changed.
+fn changes_field(change: &Change, field: &str) -> bool {
+    change
+        .audit
+        .details
+        .as_ref()
+        .and_then(|d| d.get("changed"))
+        .and_then(serde_json::Value::as_array)
+        .is_some_and(|changed| changed.iter().any(|f| f.as_str() == Some(field)))
 }
 
 /// Whether a `member.updated` change hands the project over (its audit details say so).
@@ -163,10 +226,25 @@ impl TrackingPorts {
         let Stale {
             mut keys,
             member_lists_of,
+            blocked_by,
         } = stale(change, &written);
         if let Some(project) = member_lists_of {
             match self.members.user_ids(project).await {
                 Ok(members) => keys.extend(members.into_iter().map(CacheKey::projects_of)),
+                Err(e) => {
+                    self.cache.invalidate(&keys).await;
+                    return Err(e.into());
+                }
+            }
+        }
+        if let Some(task) = blocked_by {
+            match self.relations.blocked_by(task).await {
+                Ok(blocked) => {
+                    for (project, task) in blocked {
+                        keys.push(CacheKey::project_tasks(project));
+                        keys.push(CacheKey::task(task));
+                    }
+                }
                 Err(e) => {
                     self.cache.invalidate(&keys).await;
                     return Err(e.into());

@@ -16,6 +16,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::inputs::CreateRelationBody;
+use super::invalidation::Also;
 use super::tasks::reach_task;
 use super::views::RelationView;
 use super::{TrackingPorts, not_found_as};
@@ -104,16 +105,24 @@ pub async fn create_relation(
         .details(data.clone())
         .data(data)
         .build();
+    let blocked = blocked_task(&relation, [&task, &other]);
     ports
         .commit(
             &change,
-            ports.relations.create(&relation, &change).map_err(|e| match e {
-                StoreError::Conflict(why) if why == "cycle" => {
-                    AppError::Conflict("the relation would close a cycle of blocking tasks".into())
-                }
-                StoreError::Conflict(_) => AppError::Conflict("the tasks are related so already".into()),
-                other => not_found_as("task")(other),
-            }),
+            ports
+                .relations
+                .create(&relation, &change)
+                .map_ok(|()| Also {
+                    written: (),
+                    tasks: blocked,
+                })
+                .map_err(|e| match e {
+                    StoreError::Conflict(why) if why == "cycle" => {
+                        AppError::Conflict("the relation would close a cycle of blocking tasks".into())
+                    }
+                    StoreError::Conflict(_) => AppError::Conflict("the tasks are related so already".into()),
+                    other => not_found_as("task")(other),
+                }),
         )
         .await?;
     Ok(view)
@@ -135,12 +144,13 @@ pub async fn delete_relation(
         .await?
         .ok_or(AppError::NotFound("relation"))?;
     let (_, other) = relation.seen_from(task.id);
-    reach_task(ports, principal, &other.to_string(), Permission::Read)
+    let (other, _) = reach_task(ports, principal, &other.to_string(), Permission::Read)
         .await
         .map_err(|e| match e {
             AppError::NotFound(_) => AppError::NotFound("relation"),
             other => other,
         })?;
+    let blocked = blocked_task(&relation, [&task, &other]);
     let data = relation_data(&relation, &task);
     let change = ports
         .change(meta, principal, EventType::RelationDeleted, task.project_id)
@@ -155,9 +165,27 @@ pub async fn delete_relation(
             ports
                 .relations
                 .delete(relation_id, &change)
+                .map_ok(|()| Also {
+                    written: (),
+                    tasks: blocked,
+                })
                 .map_err(not_found_as("relation")),
         )
         .await
+        .map(|_| ())
+}
+
+/// The task a `blocks` relation between `tasks` blocks, as `(project, task)`: its
+/// `blockedByCount` counts the relation. Other relations change no task's view.
+fn blocked_task(relation: &Relation, tasks: [&Task; 2]) -> Vec<(Uuid, Uuid)> {
+    if relation.kind != RelationType::Blocks {
+        return Vec::new();
+    }
+    tasks
+        .iter()
+        .find(|t| t.id == relation.target_task_id)
+        .map(|t| vec![(t.project_id, t.id)])
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -232,15 +260,27 @@ mod tests {
             })
             .times(1)
             .returning(|_, _| Ok(()));
-        let ports = Fixture {
+        relations.expect_create().returning(|_, _| Ok(()));
+        let fixture = Fixture {
             relations,
             tasks: tasks(),
             ..Fixture::default()
-        }
-        .ports();
+        };
+        let cache = fixture.cache.clone();
+        let ports = fixture.ports();
         let view = create_relation(&ports, &member(), "KEEL-1", body("blocked_by", "keel-2"), &meta())
             .await
             .unwrap();
+        // KEEL-1 counts one more blocker: its view and its project's pages are stale.
+        assert_eq!(
+            cache.invalidated(),
+            [format!("tasks-of:{PROJECT_ID}"), format!("task:{}", task().id)]
+        );
+        // A relation that blocks nothing makes nothing stale.
+        create_relation(&ports, &member(), "KEEL-1", body("relates_to", "KEEL-2"), &meta())
+            .await
+            .unwrap();
+        assert_eq!(cache.invalidated().len(), 2);
         assert_eq!(view.relation_type, "blocked_by");
         assert_eq!(
             (view.task_id, view.identifier.as_str()),

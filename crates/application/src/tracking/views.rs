@@ -144,6 +144,9 @@ pub struct TaskView {
     /// When the task was moved to the trash: set only in the trash's list (every other
     /// route answers 404 for a task in the trash).
     pub deleted_at: Option<DateTime<Utc>>,
+    /// How many tasks block this one and are still open (not `done` or `canceled`), in any
+    /// project — also those the caller cannot see, which its relations list leaves out.
+    pub blocked_by_count: i64,
 }
 
 impl From<&Task> for TaskView {
@@ -168,6 +171,7 @@ impl From<&Task> for TaskView {
             version: t.version,
             archived_at: t.archived_at,
             deleted_at: t.deleted_at,
+            blocked_by_count: t.blocked_by_count,
         }
     }
 }

@@ -88,6 +88,10 @@ pub struct Task {
     /// Set while the task is in its project's trash: every read but the trash's leaves it
     /// out.
     pub deleted_at: Option<DateTime<Utc>>,
+    /// How many tasks block this one and are still open (neither `done` nor `canceled`, nor
+    /// in the trash), in any project. Read with the task, never written: it changes when a
+    /// blocker does, without this task's version.
+    pub blocked_by_count: i64,
 }
 
 impl Task {
@@ -293,6 +297,9 @@ pub struct TaskFilter {
     pub projects: Option<Vec<Uuid>>,
     /// Whether archived tasks are left out (the default), shown too, or shown alone.
     pub archived: ArchivedFilter,
+    /// `Some(true)`: only tasks with an open blocker (`blocked_by_count > 0`); `Some(false)`:
+    /// only tasks without one.
+    pub blocked: Option<bool>,
 }
 
 /// The `archived` filter of a task list. Tasks in the trash are in no list but the trash's.
@@ -504,6 +511,7 @@ mod tests {
             completed_at: None,
             version: 1,
             archived_at: None,
+            blocked_by_count: 0,
             deleted_at: None,
         }
     }

@@ -312,6 +312,8 @@ pub trait RelationRepository: Send + Sync {
     /// # Errors
     /// `NotFound` when there is no such relation.
     async fn delete(&self, id: Uuid, change: &Change) -> Result<(), StoreError>;
+    /// The tasks `task_id` blocks, as `(project, task)`, in any project.
+    async fn blocked_by(&self, task_id: Uuid) -> Result<Vec<(Uuid, Uuid)>, StoreError>;
 }
 
 #[cfg_attr(feature = "mock", mockall::automock)]

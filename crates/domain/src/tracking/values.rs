@@ -385,6 +385,14 @@ string_enum!(
     }
 );
 
+impl TaskStatus {
+    /// Whether a task in this status is finished with (`done` or `canceled`): it blocks no
+    /// other task any more.
+    pub fn is_closed(self) -> bool {
+        matches!(self, Self::Done | Self::Canceled)
+    }
+}
+
 /// What a project role may do. Instance admins act as owners everywhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Permission {

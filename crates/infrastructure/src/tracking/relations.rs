@@ -241,4 +241,31 @@ impl RelationRepository for SeaOrmRelationRepository {
     async fn delete(&self, id: Uuid, change: &Change) -> Result<(), StoreError> {
         delete_recorded::<Entity>(&self.db, id, change).await
     }
+
+    async fn blocked_by(&self, task_id: Uuid) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
+        let query = Query::select()
+            .column((tasks::Entity, tasks::Column::ProjectId))
+            .column((tasks::Entity, tasks::Column::Id))
+            .from(Entity)
+            .inner_join(
+                tasks::Entity,
+                Expr::col((tasks::Entity, tasks::Column::Id)).equals((Entity, Column::TargetTaskId)),
+            )
+            .and_where(Expr::col((Entity, Column::SourceTaskId)).eq(task_id))
+            .and_where(Expr::col((Entity, Column::Kind)).eq(RelationType::Blocks.as_str()))
+            .to_owned();
+        let rows = self
+            .db
+            .connection()
+            .query_all(&query)
+            .await
+            .map_err(store_error)?;
+        rows.iter()
+            .map(|row| {
+                let project: Uuid = row.try_get("", "project_id").map_err(store_error)?;
+                let task: Uuid = row.try_get("", "id").map_err(store_error)?;
+                Ok((project, task))
+            })
+            .collect()
+    }
 }

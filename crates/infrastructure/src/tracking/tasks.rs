@@ -8,8 +8,8 @@ use keel_domain::StoreError;
 use keel_domain::events::Change;
 use keel_domain::tracking::ports::{EventData, NewTask, TaskRepository};
 use keel_domain::tracking::{
-    ArchivedFilter, AssigneeFilter, LabelName, Priority, ProjectAccess, ProjectKey, Scope, SortValue, Task,
-    TaskPosition, TaskQuery, TaskSort, TaskSortKey, TaskStatus, TaskTitle,
+    ArchivedFilter, AssigneeFilter, LabelName, Priority, ProjectAccess, ProjectKey, RelationType, Scope,
+    SortValue, Task, TaskPosition, TaskQuery, TaskSort, TaskSortKey, TaskStatus, TaskTitle,
 };
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, NullOrdering, Query, SelectStatement, Value};
 use sea_orm::{
@@ -58,8 +58,32 @@ fn labels_json(backend: DbBackend) -> Expr {
     ))
 }
 
+/// `FROM task_relations r JOIN tasks b … WHERE …`: the open blockers of the task of the
+/// enclosing row (`tasks`): `blocks` relations whose source is neither closed (done,
+/// canceled) nor in the trash, in any project. Served by the relations' target index.
+fn open_blockers() -> String {
+    let closed: Vec<String> = TaskStatus::ALL
+        .iter()
+        .filter(|s| s.is_closed())
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
+    format!(
+        "FROM \"task_relations\" r JOIN \"tasks\" b ON b.\"id\" = r.\"source_task_id\" \
+         WHERE r.\"target_task_id\" = \"tasks\".\"id\" AND r.\"kind\" = '{}' \
+         AND b.\"deleted_at\" IS NULL AND b.\"status\" NOT IN ({})",
+        RelationType::Blocks.as_str(),
+        closed.join(", ")
+    )
+}
+
+/// `(SELECT COUNT(*) …)` of [`open_blockers`]: a task's `blocked_by_count`.
+fn blocked_by_count() -> Expr {
+    Expr::cust(format!("(SELECT COUNT(*) {})", open_blockers()))
+}
+
 /// Every task read starts here: the task's columns (`t_…`), its project's key
-/// (`t_project_key`) and its labels (`t_labels`), one row per task — of tasks not in the
+/// (`t_project_key`), its labels (`t_labels`) and open blockers (`t_blocked_by_count`), one
+/// row per task — of tasks not in the
 /// trash: only the trash's own reads ([`select_any_task`]) see those.
 fn select_tasks(backend: DbBackend) -> SelectStatement {
     let mut query = select_any_task(backend);
@@ -77,6 +101,7 @@ fn select_any_task(backend: DbBackend) -> SelectStatement {
             Alias::new("t_project_key"),
         )
         .expr_as(labels_json(backend), Alias::new("t_labels"))
+        .expr_as(blocked_by_count(), Alias::new("t_blocked_by_count"))
         .from(Entity)
         .inner_join(
             projects::Entity,
@@ -96,7 +121,10 @@ fn task_from_row(row: &QueryResult) -> Result<Option<Task>, StoreError> {
     let project_key: String = row.try_get("t_", "project_key").map_err(store_error)?;
     let labels: Option<String> = row.try_get("t_", "labels").map_err(store_error)?;
     let labels = parse_labels(labels.as_deref(), task.id)?;
-    to_domain(TaskRow { task, project_key }, labels).map(Some)
+    let blocked_by_count: i64 = row.try_get("t_", "blocked_by_count").map_err(store_error)?;
+    let mut task = to_domain(TaskRow { task, project_key }, labels)?;
+    task.blocked_by_count = blocked_by_count;
+    Ok(Some(task))
 }
 
 /// A task's labels: names sorted, and their ids in the same order.
@@ -150,6 +178,7 @@ fn to_domain(row: TaskRow, (labels, label_ids): Labels) -> Result<Task, StoreErr
         version: m.version,
         archived_at: m.archived_at,
         deleted_at: m.deleted_at,
+        blocked_by_count: 0,
     })
 }
 
@@ -361,6 +390,10 @@ fn filter_condition(query: &TaskQuery) -> Condition {
     if let Some(since) = filter.updated_since {
         condition = condition.add(Column::UpdatedAt.gte(since));
     }
+    if let Some(blocked) = filter.blocked {
+        let exists = Expr::cust(format!("EXISTS (SELECT 1 {})", open_blockers()));
+        condition = condition.add(if blocked { exists } else { exists.not() });
+    }
     match filter.archived {
         ArchivedFilter::Exclude => condition = condition.add(Column::ArchivedAt.is_null()),
         ArchivedFilter::Only => condition = condition.add(Column::ArchivedAt.is_not_null()),
@@ -434,7 +467,7 @@ fn page_with_access_select(
     for column in Column::iter().map(|c| format!("t_{}", c.as_str())) {
         select.expr_as(read(column.clone()), Alias::new(column));
     }
-    for extra in ["t_project_key", "t_labels"] {
+    for extra in ["t_project_key", "t_labels", "t_blocked_by_count"] {
         select.expr_as(read(extra.to_owned()), Alias::new(extra));
     }
     select.from(projects::Entity);

@@ -192,6 +192,7 @@ pub(crate) fn task_value(p: &Project, creator: Uuid, title: &str) -> Task {
         updated_at: at(0),
         completed_at: None,
         archived_at: None,
+        blocked_by_count: 0,
         deleted_at: None,
         version: 1,
     }

@@ -17,6 +17,7 @@ use keel_domain::tracking::{Permission, Task, parse_identifier};
 use serde_json::json;
 use uuid::Uuid;
 
+use super::super::invalidation::Also;
 use super::super::views::TaskView;
 use super::super::{Expect, TrackingPorts, not_found_as, versioned_update};
 use super::{load, reach_task, task_data};
@@ -263,12 +264,27 @@ pub async fn purge_task(
         }))
         .data(gone_data(&task))
         .build();
+    // A live, open task purged for good takes its `blocks` relations along: the tasks it
+    // blocked count one blocker fewer, and there is nothing left to read them from after.
+    let blocked = if from_trash || task.status.is_closed() {
+        Vec::new()
+    } else {
+        ports.relations.blocked_by(task.id).await?
+    };
     let purged = ports
         .commit(
             &change,
-            ports.tasks.purge(task.id, None, &change).map_err(AppError::from),
+            ports
+                .tasks
+                .purge(task.id, None, &change)
+                .map_ok(|written| Also {
+                    written,
+                    tasks: blocked,
+                })
+                .map_err(AppError::from),
         )
-        .await?;
+        .await?
+        .written;
     if purged {
         Ok(())
     } else {

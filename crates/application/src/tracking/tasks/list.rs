@@ -204,6 +204,11 @@ fn parse_filter(
         ArchivedFilter::parse(a, "archived")
     })
     .unwrap_or_default();
+    let blocked = optional(&mut errors, query.blocked.as_deref(), |b| match b {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(FieldError::new("blocked", "must be true or false")),
+    });
     validated(errors)?;
     // Label ids beside names: a name no label could have matches nothing, an id may.
     let label_ids = label_id_filter(query.label.as_deref());
@@ -221,6 +226,7 @@ fn parse_filter(
         updated_since,
         projects: principal.project_limit().map(<[Uuid]>::to_vec),
         archived,
+        blocked,
     });
     Ok((filter, sort))
 }

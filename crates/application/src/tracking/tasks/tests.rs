@@ -2,7 +2,7 @@
 
 use keel_domain::events::EventType;
 use keel_domain::tracking::ports::NewTask;
-use keel_domain::tracking::ports::{MockLabelRepository, MockTaskRepository};
+use keel_domain::tracking::ports::{MockLabelRepository, MockRelationRepository, MockTaskRepository};
 use keel_domain::tracking::{
     ArchivedFilter, AssigneeFilter, Color, Label, Priority, Scope, SortValue, TaskPosition, TaskSort,
     TaskSortKey, TaskStatus,
@@ -285,6 +285,7 @@ async fn lists_parse_every_filter_and_scope_by_membership() {
                 && q.filter.q.as_deref() == Some("fix")
                 && q.filter.updated_since.is_some()
                 && q.filter.archived == ArchivedFilter::Include
+                && q.filter.blocked == Some(false)
                 && q.sort
                     == TaskSort {
                         key: TaskSortKey::Priority,
@@ -308,6 +309,7 @@ async fn lists_parse_every_filter_and_scope_by_membership() {
         updated_since: Some("2026-11-01T00:00:00Z".into()),
         sort: Some("priority".into()),
         archived: Some("include".into()),
+        blocked: Some("false".into()),
     };
     let page = list_tasks(
         &ports,
@@ -333,6 +335,7 @@ async fn lists_report_every_bad_filter() {
         updated_since: Some("yesterday".into()),
         sort: Some("title".into()),
         archived: Some("Include".into()),
+        blocked: Some("yes".into()),
     };
     let e = list_tasks(
         &ports,
@@ -351,7 +354,8 @@ async fn lists_report_every_bad_filter() {
             "q",
             "updatedSince",
             "sort",
-            "archived"
+            "archived",
+            "blocked"
         ]
     );
 }
@@ -504,8 +508,17 @@ async fn every_task_write_makes_the_project_pages_stale() {
     tasks.expect_find().returning(|_| Ok(Some(task())));
     reads_task(&mut tasks, task());
     tasks.expect_update().returning(|_, _, _, _| Ok(true));
+    // The task blocks one in another project: its count drops while this one is in the
+    // trash.
+    let mut relations = MockRelationRepository::new();
+    relations
+        .expect_blocked_by()
+        .withf(|id| *id == task().id)
+        .times(1)
+        .returning(|_| Ok(vec![(ELSEWHERE, BLOCKED)]));
     let fixture = Fixture {
         tasks,
+        relations,
         ..Fixture::default()
     };
     let cache = fixture.cache.clone();
@@ -513,8 +526,61 @@ async fn every_task_write_makes_the_project_pages_stale() {
     delete_task(&ports, &member(), "KEEL-1", &meta()).await.unwrap();
     assert_eq!(
         cache.invalidated(),
-        [format!("tasks-of:{PROJECT_ID}"), format!("task:{}", task().id)]
+        [
+            format!("tasks-of:{PROJECT_ID}"),
+            format!("task:{}", task().id),
+            format!("tasks-of:{ELSEWHERE}"),
+            format!("task:{BLOCKED}"),
+        ]
     );
+}
+
+const ELSEWHERE: Uuid = Uuid::from_u128(0xE15E);
+const BLOCKED: Uuid = Uuid::from_u128(0xB10C);
+
+#[tokio::test]
+async fn a_status_change_makes_the_tasks_it_blocks_stale_and_a_title_change_asks_nothing() {
+    for (body, blocks_read) in [
+        (
+            UpdateTaskBody {
+                status: Some("done".into()),
+                ..Default::default()
+            },
+            1,
+        ),
+        (
+            UpdateTaskBody {
+                title: Some("Renamed".into()),
+                ..Default::default()
+            },
+            0,
+        ),
+    ] {
+        let mut tasks = MockTaskRepository::new();
+        tasks.expect_find().returning(|_| Ok(Some(task())));
+        reads_task(&mut tasks, task());
+        tasks.expect_update().returning(|_, _, _, _| Ok(true));
+        let mut relations = MockRelationRepository::new();
+        relations
+            .expect_blocked_by()
+            .times(blocks_read)
+            .returning(|_| Ok(vec![(ELSEWHERE, BLOCKED)]));
+        let fixture = Fixture {
+            tasks,
+            relations,
+            ..Fixture::default()
+        };
+        let cache = fixture.cache.clone();
+        let ports = fixture.ports();
+        update_as(&ports, &member(), body, Expect::Any).await.unwrap();
+        let stale = cache.invalidated();
+        assert_eq!(
+            stale.contains(&format!("task:{BLOCKED}")),
+            blocks_read == 1,
+            "{stale:?}"
+        );
+        assert_eq!(stale.contains(&format!("tasks-of:{ELSEWHERE}")), blocks_read == 1);
+    }
 }
 
 #[tokio::test]

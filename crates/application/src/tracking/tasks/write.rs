@@ -77,6 +77,7 @@ pub async fn create_task(
         completed_at: (status == TaskStatus::Done).then_some(now),
         version: 1,
         archived_at: None,
+        blocked_by_count: 0,
         deleted_at: None,
     };
     // The store completes the event's data (the task's number).
