@@ -31,6 +31,8 @@ pub mod response {
     pub const NO_WEBHOOK: &str =
         "`NOT_FOUND`: no such project (or the caller is not a member of it), or no such webhook in it";
     pub const NO_USER: &str = "`NOT_FOUND`: no such user";
+    pub const SESSION_ONLY: &str = "`INSUFFICIENT_SCOPE`: called with a personal access token (this route needs a \
+        signed-in session), or `ACCOUNT_DISABLED`";
     pub const CONCURRENT: &str = "`CONFLICT`: the resource is being changed concurrently; try again";
     pub const NOT_MODIFIED: &str = "Not modified since the tag in `If-None-Match`; no body";
     pub const PRECONDITION_FAILED: &str = "`PRECONDITION_FAILED`: changed since the tag in `If-Match`";

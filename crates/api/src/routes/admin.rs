@@ -1,6 +1,7 @@
 //! `/api/v1/admin/*` (docs/api/identity.md): instance administration, 403 for non-admins.
 
 use actix_web::{HttpResponse, web};
+use keel_application::identity::account::erase_user;
 use keel_application::identity::admin::{
     AuditQuery, UpdateUserInput, UserListQuery, audit_log, get_user, list_users, update_user, users_metrics,
 };
@@ -190,4 +191,29 @@ mod tests {
     fn update_body_refuses_unknown_fields() {
         assert!(serde_json::from_str::<UpdateUserBody>(r#"{"role":"admin","email":"x"}"#).is_err());
     }
+}
+
+/// Erases a user's account as `DELETE /auth/account` does (instance admins; never the last
+/// active admin, nor a user who owns projects).
+#[utoipa::path(
+    delete, path = "/api/v1/admin/users/{id}", operation_id = "eraseUser", tag = "admin", security(("bearerAuth" = [])),
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 204, description = "Erased"),
+        (status = 400, description = response::INVALID_ID, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = response::NOT_ADMIN, body = ErrorBody),
+        (status = 404, description = response::NO_USER, body = ErrorBody),
+        (status = 409, description = "`CONFLICT`: the user owns projects (the message names them), or is the last active admin", body = ErrorBody),
+        (status = 503, description = response::UNAVAILABLE, body = ErrorBody)
+    )
+)]
+pub async fn erase_user_route(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    ctx: ClientContext,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    erase_user(&state.identity, &user.0, id.into_inner(), &ctx.0).await?;
+    Ok(HttpResponse::NoContent().finish())
 }

@@ -3,6 +3,7 @@
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use keel_application::AppError;
+use keel_application::identity::account::{AccountExport, erase_account, export_account};
 use keel_application::identity::auth::login::{LoginInput, login};
 use keel_application::identity::auth::logout::{logout, logout_all};
 use keel_application::identity::auth::password::{ChangePasswordInput, change_password};
@@ -279,6 +280,73 @@ pub async fn change_password_route(
             state.metrics.rate_limit_rejection("password");
         }
     })?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Everything Keel holds about the caller: profile, sessions, tokens' metadata,
+/// memberships, the tasks they created or are assigned to, their comments and the audit
+/// entries where they are the actor.
+#[utoipa::path(
+    get, path = "/api/v1/auth/export", operation_id = "exportAccount", tag = "auth", security(("bearerAuth" = [])),
+    responses(
+        (status = 200, description = "The caller's data", body = AccountExport),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = response::SESSION_ONLY, body = ErrorBody),
+        (status = 503, description = response::UNAVAILABLE, body = ErrorBody)
+    )
+)]
+pub async fn export_account_route(
+    state: web::Data<AppState>,
+    user: AuthUser,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(export_account(&state.identity, &user.0).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EraseAccountBody {
+    pub password: String,
+}
+
+impl std::fmt::Debug for EraseAccountBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EraseAccountBody").finish_non_exhaustive()
+    }
+}
+
+/// Erases the caller's account: it stays only as a tombstone (`Deleted user`,
+/// `deleted-<id>@invalid`) that its tasks and comments keep pointing at; sessions and
+/// tokens are revoked, the password hash and every recorded IP address and user agent are
+/// removed.
+#[utoipa::path(
+    delete, path = "/api/v1/auth/account", operation_id = "eraseAccount", tag = "auth", security(("bearerAuth" = [])),
+    request_body = EraseAccountBody,
+    responses(
+        (status = 204, description = "Erased"),
+        (status = 400, description = response::INVALID, body = ErrorBody),
+        (status = 401, description = "Not signed in, or `INVALID_CREDENTIALS` for a wrong password", body = ErrorBody),
+        (status = 403, description = response::SESSION_ONLY, body = ErrorBody),
+        (status = 409, description = "`CONFLICT`: the caller owns projects (the message names them), or is the last active admin", body = ErrorBody),
+        (status = 413, description = response::TOO_LARGE, body = ErrorBody),
+        (status = 415, description = response::NOT_JSON, body = ErrorBody),
+        (status = 429, description = "`RATE_LIMITED`: the general limit, or password attempts beyond the login limit", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = response::UNAVAILABLE, body = ErrorBody)
+    )
+)]
+pub async fn erase_account_route(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    ctx: ClientContext,
+    body: JsonObject<EraseAccountBody>,
+) -> Result<HttpResponse, ApiError> {
+    erase_account(&state.identity, &user.0, &body.password, &ctx.0)
+        .await
+        .inspect_err(|e| {
+            if matches!(e, AppError::RateLimited(_)) {
+                state.metrics.rate_limit_rejection("password");
+            }
+        })?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -219,6 +219,8 @@ fn table() -> Vec<Endpoint> {
         route!(auth::change_password_route),
         route!(auth::sessions_route),
         route!(auth::revoke_session_route),
+        route!(auth::export_account_route),
+        route!(auth::erase_account_route),
         // Not idempotent: replaying it would mean storing the token, shown once.
         route!(tokens::create_token_route),
         route!(tokens::list_tokens_route),
@@ -230,6 +232,7 @@ fn table() -> Vec<Endpoint> {
         route!(admin::users_metrics_route),
         route!(admin::get_user_route),
         route!(admin::update_user_route),
+        route!(admin::erase_user_route),
         route!(admin::audit_log_route),
         route!(projects::list_projects_route),
         route!(projects::create_project_route).idempotent(),

@@ -52,9 +52,6 @@ pub struct TokenList {
     pub data: Vec<PersonalTokenView>,
 }
 
-const SESSION_ONLY: &str = "`INSUFFICIENT_SCOPE`: called with a personal access token (this route needs a \
-signed-in session), or `ACCOUNT_DISABLED`";
-
 /// Creates a personal access token. The token is in this response only: it is stored as a
 /// hash and never shown again.
 #[utoipa::path(
@@ -66,7 +63,7 @@ signed-in session), or `ACCOUNT_DISABLED`";
         (status = 400, description = "`VALIDATION_ERROR`: a field is invalid (a non-admin asking for `admin`, \
             an expiry in the past or more than 366 days ahead); `details` names each", body = ErrorBody),
         (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
-        (status = 403, description = SESSION_ONLY, body = ErrorBody),
+        (status = 403, description = response::SESSION_ONLY, body = ErrorBody),
         (status = 413, description = response::TOO_LARGE, body = ErrorBody),
         (status = 415, description = response::NOT_JSON, body = ErrorBody)
     )
@@ -110,7 +107,7 @@ pub async fn create_token_route(
     responses(
         (status = 200, description = "The caller's tokens", body = TokenList),
         (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
-        (status = 403, description = SESSION_ONLY, body = ErrorBody)
+        (status = 403, description = response::SESSION_ONLY, body = ErrorBody)
     )
 )]
 pub async fn list_tokens_route(state: web::Data<AppState>, user: AuthUser) -> Result<HttpResponse, ApiError> {
@@ -127,7 +124,7 @@ pub async fn list_tokens_route(state: web::Data<AppState>, user: AuthUser) -> Re
         (status = 204, description = "Deleted"),
         (status = 400, description = response::INVALID_ID, body = ErrorBody),
         (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
-        (status = 403, description = SESSION_ONLY, body = ErrorBody),
+        (status = 403, description = response::SESSION_ONLY, body = ErrorBody),
         (status = 404, description = "`NOT_FOUND`: no such token of the caller", body = ErrorBody)
     )
 )]

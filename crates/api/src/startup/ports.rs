@@ -12,6 +12,7 @@ use keel_infrastructure::clock::SystemClock;
 use keel_infrastructure::identity::jwt::JwtTokenService;
 use keel_infrastructure::identity::metrics::SqlUserMetricsQuery;
 use keel_infrastructure::identity::password::{Argon2Hasher, HashSettings};
+use keel_infrastructure::identity::personal_data::SeaOrmPersonalDataStore;
 use keel_infrastructure::identity::personal_tokens::{SeaOrmPersonalTokenRepository, Sha256TokenSecrets};
 use keel_infrastructure::identity::sessions::SeaOrmSessionRepository;
 use keel_infrastructure::identity::users::SeaOrmUserRepository;
@@ -67,6 +68,7 @@ pub fn identity_ports(
         personal_tokens: Arc::new(SeaOrmPersonalTokenRepository::new(db.clone())),
         token_secrets: Arc::new(Sha256TokenSecrets),
         token_uses: Arc::default(),
+        personal_data: Arc::new(SeaOrmPersonalDataStore::new(db.clone())),
         cache,
         login_quota: quota(settings.rate_limits.login),
     })

@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use keel_domain::audit::MockAuditLog;
 use keel_domain::clock::Clock;
+use keel_domain::identity::personal_data::MockPersonalDataStore;
 use keel_domain::identity::ports::{
     MockPasswordHasher, MockPersonalTokenRepository, MockSessionRepository, MockTokenSecrets,
     MockTokenService, MockUserMetricsQuery, MockUserRepository,
@@ -75,6 +76,7 @@ pub struct Fixture {
     pub user_metrics: MockUserMetricsQuery,
     pub personal_tokens: MockPersonalTokenRepository,
     pub token_secrets: MockTokenSecrets,
+    pub personal_data: MockPersonalDataStore,
     /// Loads through; tests read what was invalidated.
     pub cache: Arc<RecordingCache>,
 }
@@ -91,6 +93,7 @@ impl Fixture {
             user_metrics: MockUserMetricsQuery::new(),
             personal_tokens: MockPersonalTokenRepository::new(),
             token_secrets: MockTokenSecrets::new(),
+            personal_data: MockPersonalDataStore::new(),
             cache: Arc::new(RecordingCache::default()),
         }
     }
@@ -144,6 +147,7 @@ impl Fixture {
             personal_tokens: Arc::new(self.personal_tokens),
             token_secrets: Arc::new(self.token_secrets),
             token_uses: Arc::default(),
+            personal_data: Arc::new(self.personal_data),
             cache: self.cache,
             login_quota: Quota {
                 requests: 10,
@@ -162,4 +166,29 @@ pub fn principal(user_id: Uuid, role: Role) -> keel_domain::identity::Principal 
         expires_at: now() + chrono::Duration::minutes(15),
         grant: None,
     }
+}
+
+/// The principal of a personal access token of `user_id` with the `write` scope.
+pub fn token_principal(user_id: Uuid) -> keel_domain::identity::Principal {
+    let mut p = principal(user_id, Role::User);
+    p.grant = Some(Arc::new(keel_domain::identity::tokens::Grant {
+        token_id: Uuid::now_v7(),
+        scopes: keel_domain::identity::tokens::Scopes::parse(&["write"]).unwrap(),
+        project_ids: None,
+    }));
+    p
+}
+
+/// The limiter refuses keys that start with `refused`, and allows the rest.
+pub fn limit(f: &mut Fixture, refused: &'static str) {
+    f.limiter.expect_hit().returning(move |key, q| {
+        let allowed = !key.starts_with(refused);
+        keel_domain::rate_limit::RateDecision {
+            allowed,
+            limit: q.requests,
+            remaining: u32::from(allowed),
+            retry_after_secs: if allowed { 0 } else { 42 },
+            reset_secs: 900,
+        }
+    });
 }

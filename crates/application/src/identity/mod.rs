@@ -1,6 +1,7 @@
 //! Identity and access use cases (docs/api/identity.md). One file per use case; they share
 //! [`IdentityPorts`], injected at start-up.
 
+pub mod account;
 pub mod admin;
 pub mod auth;
 pub mod tokens;
@@ -15,6 +16,7 @@ use chrono::{DateTime, Utc};
 use keel_domain::StoreError;
 use keel_domain::audit::{AuditEntry, AuditLog};
 use keel_domain::clock::Clock;
+use keel_domain::identity::personal_data::PersonalDataStore;
 use keel_domain::identity::ports::{
     AccessClaims, HashError, PasswordHasher, PersonalTokenRepository, RefreshClaims, SessionRepository,
     TokenError, TokenSecrets, TokenService, UserMetricsQuery, UserRepository,
@@ -44,6 +46,8 @@ pub struct IdentityPorts {
     pub token_secrets: Arc<dyn TokenSecrets>,
     /// The last minute each token's use was recorded by this instance.
     pub token_uses: Arc<tokens::TokenUses>,
+    /// Everything held about one user: the export and the erasure.
+    pub personal_data: Arc<dyn PersonalDataStore>,
     /// Sessions and users as authentication reads them; invalidated by every revocation
     /// and user change below.
     pub cache: Arc<dyn Cache>,

@@ -1,10 +1,10 @@
 use std::sync::Arc;
 
-use keel_domain::identity::tokens::{Grant, PresentedToken, Scopes};
+use keel_domain::identity::tokens::PresentedToken;
 use keel_domain::identity::{Role, UserStatus};
 
 use super::*;
-use crate::identity::fixtures::{Fixture, meta, now, principal, user};
+use crate::identity::fixtures::{Fixture, meta, now, principal, token_principal, user};
 
 fn input(scopes: &[&str]) -> CreateTokenInput {
     CreateTokenInput {
@@ -18,16 +18,6 @@ fn input(scopes: &[&str]) -> CreateTokenInput {
 fn expect_secret(f: &mut Fixture) {
     f.token_secrets.expect_generate().returning(|| "s".repeat(43));
     f.token_secrets.expect_hash().returning(|s| format!("hash({s})"));
-}
-
-fn token_principal(user_id: Uuid) -> Principal {
-    let mut p = principal(user_id, Role::User);
-    p.grant = Some(Arc::new(Grant {
-        token_id: Uuid::now_v7(),
-        scopes: Scopes::parse(&["write"]).unwrap(),
-        project_ids: None,
-    }));
-    p
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Identity and access: users, sessions, refresh tokens, and the ports the identity use
 //! cases need (stores, password hashing, tokens).
 
+pub mod personal_data;
 pub mod ports;
 pub mod tokens;
 pub mod values;

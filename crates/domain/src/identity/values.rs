@@ -50,6 +50,25 @@ impl Email {
         Ok(Self(email))
     }
 
+    /// The address of an erased account: `deleted-<id>@invalid` — unique per account, in
+    /// the reserved `.invalid` domain that no mail reaches, and accepted by no sign-in or
+    /// registration ([`Email::parse`] and [`Email::parse_existing`] refuse it).
+    pub fn erased(user_id: uuid::Uuid) -> Self {
+        Self(format!("deleted-{user_id}@invalid"))
+    }
+
+    /// An address as stored: [`Email::parse_existing`], or an erased account's.
+    pub fn from_stored(raw: &str) -> Result<Self, FieldError> {
+        Self::parse_existing(raw).or_else(|e| {
+            raw.strip_prefix("deleted-")
+                .and_then(|rest| rest.strip_suffix("@invalid"))
+                .and_then(|id| uuid::Uuid::parse_str(id).ok())
+                .map(Self::erased)
+                .filter(|erased| erased.0 == raw)
+                .ok_or(e)
+        })
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -232,6 +251,22 @@ mod tests {
         assert_eq!(e.as_str(), "jane.doe@example.com");
         assert_eq!(e.masked(), "j***@example.com");
         assert!(!format!("{e:?}").contains("jane.doe"));
+    }
+
+    #[test]
+    fn an_erased_accounts_address_is_read_back_but_never_accepted_as_input() {
+        let id = uuid::Uuid::from_u128(0x1234);
+        let erased = Email::erased(id);
+        assert_eq!(erased.as_str(), format!("deleted-{id}@invalid"));
+        assert_eq!(Email::from_stored(erased.as_str()), Ok(erased.clone()));
+        assert!(Email::parse(erased.as_str()).is_err());
+        assert!(Email::parse_existing(erased.as_str()).is_err());
+        // Only the exact form: not another id's spelling, not a look-alike.
+        let upper = erased.as_str().to_uppercase();
+        for bad in [upper.as_str(), "deleted-x@invalid", "deleted-@invalid"] {
+            assert!(Email::from_stored(bad).is_err(), "{bad}");
+        }
+        assert!(Email::from_stored("Jane@Example.com").is_ok());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod jwt;
 pub mod metrics;
 pub mod password;
+pub mod personal_data;
 pub mod personal_tokens;
 pub mod sessions;
 pub mod users;

@@ -48,7 +48,7 @@ fn projects_of(id: Uuid, json: Option<serde_json::Value>) -> Result<Option<Vec<U
         .transpose()
 }
 
-fn to_domain(m: personal_tokens::Model) -> Result<PersonalToken, StoreError> {
+pub(crate) fn to_domain(m: personal_tokens::Model) -> Result<PersonalToken, StoreError> {
     Ok(PersonalToken {
         id: m.id,
         user_id: m.user_id,

@@ -23,7 +23,7 @@ impl SeaOrmSessionRepository {
     }
 }
 
-fn to_domain(m: sessions::Model) -> Session {
+pub(crate) fn to_domain(m: sessions::Model) -> Session {
     Session {
         id: m.id,
         user_id: m.user_id,

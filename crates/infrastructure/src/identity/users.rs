@@ -6,7 +6,8 @@ use keel_domain::identity::ports::{UserFilter, UserRepository};
 use keel_domain::identity::{Email, PasswordHash, Role, User, UserName, UserStatus};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, Set,
 };
 use uuid::Uuid;
 
@@ -25,13 +26,14 @@ impl SeaOrmUserRepository {
 }
 
 /// A stored row that no longer parses is a bug or tampering, never a client error.
-fn to_domain(m: users::Model) -> Result<User, StoreError> {
+pub(crate) fn to_domain(m: users::Model) -> Result<User, StoreError> {
     let corrupt =
         |what: &str| StoreError::Unexpected(format!("users row {} has an invalid {what}", m.id).into());
     Ok(User {
         id: m.id,
-        // Stored under the rules of their time: read back without today's stricter ones.
-        email: Email::parse_existing(&m.email).map_err(|_| corrupt("email"))?,
+        // Stored under the rules of their time: read back without today's stricter ones
+        // (and an erased account's tombstone address).
+        email: Email::from_stored(&m.email).map_err(|_| corrupt("email"))?,
         name: UserName::from_stored(m.name.clone()),
         role: Role::parse(&m.role, "role").map_err(|_| corrupt("role"))?,
         status: UserStatus::parse(&m.status, "status").map_err(|_| corrupt("status"))?,
@@ -52,6 +54,33 @@ fn to_active(u: &User) -> users::ActiveModel {
         created_at: Set(u.created_at),
         updated_at: Set(u.updated_at),
     }
+}
+
+/// Whether an active admin other than `user_id` remains, in a write transaction that is
+/// about to take that role or status from `user_id`. Every active admin row is touched
+/// first: on PostgreSQL that locks them, so a concurrent change waits and then sees this
+/// one; on SQLite the first write takes the database's write lock. Only then is the count
+/// trustworthy.
+pub(crate) async fn another_admin_remains(
+    conn: &impl ConnectionTrait,
+    user_id: Uuid,
+) -> Result<bool, StoreError> {
+    let active_admins = Condition::all()
+        .add(Column::Role.eq(Role::Admin.as_str()))
+        .add(Column::Status.eq(UserStatus::Active.as_str()));
+    Entity::update_many()
+        .col_expr(Column::UpdatedAt, Expr::col(Column::UpdatedAt))
+        .filter(active_admins.clone())
+        .exec(conn)
+        .await
+        .map_err(store_error)?;
+    let others = Entity::find()
+        .filter(active_admins)
+        .filter(Column::Id.ne(user_id))
+        .count(conn)
+        .await
+        .map_err(store_error)?;
+    Ok(others > 0)
 }
 
 /// `%q%` for LIKE, with the wildcards of `q` itself escaped.
@@ -103,29 +132,9 @@ impl UserRepository for SeaOrmUserRepository {
     async fn update_keeping_an_admin(&self, user: &User) -> Result<bool, StoreError> {
         let txn = self.db.begin_write().await?;
         let removes_an_admin = user.role != Role::Admin || user.status != UserStatus::Active;
-        if removes_an_admin {
-            // Touch every active admin row first: on PostgreSQL that locks them, so a
-            // concurrent change waits and then sees this one; on SQLite the first write takes
-            // the database's write lock. Only then is the count trustworthy.
-            let active_admins = Condition::all()
-                .add(Column::Role.eq(Role::Admin.as_str()))
-                .add(Column::Status.eq(UserStatus::Active.as_str()));
-            Entity::update_many()
-                .col_expr(Column::UpdatedAt, Expr::col(Column::UpdatedAt))
-                .filter(active_admins.clone())
-                .exec(&txn)
-                .await
-                .map_err(store_error)?;
-            let others = Entity::find()
-                .filter(active_admins)
-                .filter(Column::Id.ne(user.id))
-                .count(&txn)
-                .await
-                .map_err(store_error)?;
-            if others == 0 {
-                txn.rollback().await.map_err(store_error)?;
-                return Ok(false);
-            }
+        if removes_an_admin && !another_admin_remains(&txn, user.id).await? {
+            txn.rollback().await.map_err(store_error)?;
+            return Ok(false);
         }
         let mut active = to_active(user);
         active.created_at = sea_orm::ActiveValue::NotSet;

@@ -74,24 +74,8 @@ mod tests {
     use keel_domain::identity::{Role, UserStatus};
     use uuid::Uuid;
 
-    use keel_domain::rate_limit::RateDecision;
-
     use super::*;
-    use crate::identity::fixtures::{Fixture, meta, principal, user};
-
-    /// The limiter answers `allowed` for keys that start with `by`, and allows the rest.
-    fn limit(f: &mut Fixture, refused: &'static str) {
-        f.limiter.expect_hit().returning(move |key, q| {
-            let allowed = !key.starts_with(refused);
-            RateDecision {
-                allowed,
-                limit: q.requests,
-                remaining: u32::from(allowed),
-                retry_after_secs: if allowed { 0 } else { 42 },
-                reset_secs: 900,
-            }
-        });
-    }
+    use crate::identity::fixtures::{Fixture, limit, meta, principal, user};
 
     fn input(current: &str, new: &str) -> ChangePasswordInput {
         ChangePasswordInput {
