@@ -6,6 +6,7 @@
 
 mod admin;
 mod auth;
+mod bulk;
 mod cache;
 mod comments;
 mod conventions;
