@@ -22,6 +22,7 @@ mod projects;
 mod rate_limits;
 mod relations;
 mod statements;
+mod task_history;
 mod task_lifecycle;
 mod tasks;
 mod text_policy;

@@ -12,6 +12,7 @@ pub mod admin;
 pub mod auth;
 pub mod bulk;
 pub mod events;
+pub mod history;
 pub mod lifecycle;
 pub mod links;
 pub mod ops;
@@ -260,6 +261,7 @@ fn table() -> Vec<Endpoint> {
         route!(lifecycle::unarchive_task_route),
         route!(lifecycle::restore_task_route),
         route!(lifecycle::list_project_trash_route),
+        route!(history::list_task_history_route),
         route!(tasks::list_comments_route),
         route!(tasks::create_comment_route).idempotent(),
         route!(tasks::update_comment_route),

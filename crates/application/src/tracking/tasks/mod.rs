@@ -2,10 +2,11 @@
 //! filtered, sorted, cursor-paginated lists of one project or of all the caller's projects.
 //!
 //! `write` holds the changes (create, update), `lifecycle` archive, trash, restore and
-//! purge, `bulk` one action on many tasks through those use cases, `list` the lists and
-//! their filters; this module the reads and checks they share.
+//! purge, `bulk` one action on many tasks through those use cases, `history` the task's
+//! changes, `list` the lists and their filters; this module the reads and checks they share.
 
 mod bulk;
+mod history;
 mod lifecycle;
 mod list;
 mod write;
@@ -18,6 +19,7 @@ mod lifecycle_tests;
 mod tests;
 
 pub use bulk::{BulkAction, BulkItem, bulk_tasks};
+pub use history::{HistoryCursor, task_history};
 pub use lifecycle::{
     TrashCursor, archive_task, delete_task, list_project_trash, purge_expired_trash, purge_task,
     restore_task, unarchive_task,

@@ -264,6 +264,7 @@ pub(crate) async fn patch_task(
             if !expect.admits(task.version) {
                 return Err(AppError::PreconditionFailed);
             }
+            let before = task_data(&task);
             // Added and taken off against the labels the task has now.
             let labels = match delta {
                 Some(delta) => Some(delta.apply(&task)?),
@@ -313,6 +314,7 @@ pub(crate) async fn patch_task(
                 .resource(task.id)
                 .needs(Permission::WriteTasks)
                 .details(json!({ "changed": changed, "version": task.version }))
+                .before(before)
                 .data(task_data(&task))
                 .build();
             let ids = new_labels.map(|(_, ids)| ids);
