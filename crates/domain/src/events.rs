@@ -294,7 +294,17 @@ impl ChangeBuilder {
         self
     }
 
+    /// # Panics
+    /// In debug builds (the tests), when a `*.updated` change was given no
+    /// [`ChangeBuilder::before`]: its event would go out without `previous` and its entry
+    /// without `changes`.
     pub fn build(self) -> Change {
+        debug_assert!(
+            self.before.is_some() || !self.event_type.as_str().ends_with(".updated"),
+            "{} changes a resource's fields: give its builder `.before(<the resource as the \
+             API showed it before>)`, from which its `changes` and `previous` are derived",
+            self.event_type
+        );
         let mut audit = self.audit;
         let mut previous = None;
         if let Some(before) = &self.before {
@@ -302,6 +312,7 @@ impl ChangeBuilder {
             previous = Some(history::previous(&changes));
             let listed = serde_json::to_value(&changes).unwrap_or_default();
             match &mut audit.details {
+                _ if changes.is_empty() => {}
                 Some(serde_json::Value::Object(details)) => {
                     details.insert("changes".to_owned(), listed);
                 }
@@ -356,6 +367,7 @@ mod tests {
         };
         let (project, task) = (Uuid::from_u128(3), Uuid::from_u128(5));
         let change = Change::by(&actor, EventType::TaskUpdated, project, at)
+            .before(serde_json::json!({"id": task}))
             .resource(task)
             .needs(Permission::WriteTasks)
             .request(Some("req".into()), Some("10.0.0.1".into()))
@@ -389,7 +401,9 @@ mod tests {
             scopes: crate::identity::tokens::Scopes::parse(&["write"]).unwrap(),
             project_ids: None,
         }));
-        let by_token = Change::by(&with_token, EventType::TaskUpdated, project, at).build();
+        let by_token = Change::by(&with_token, EventType::TaskUpdated, project, at)
+            .before(serde_json::json!({}))
+            .build();
         assert_eq!(
             by_token.audit.token_id,
             Some(Uuid::from_u128(8)),
@@ -450,6 +464,20 @@ mod tests {
                 .get("previous")
                 .is_none()
         );
+    }
+
+    #[cfg(debug_assertions)]
+    #[test]
+    #[should_panic(expected = "give its builder `.before(")]
+    fn an_updated_change_built_without_its_before_is_caught_in_tests() {
+        let actor = Principal {
+            user_id: Uuid::from_u128(2),
+            session_id: Uuid::from_u128(4),
+            role: crate::identity::Role::User,
+            expires_at: Utc::now(),
+            grant: None,
+        };
+        let _ = Change::by(&actor, EventType::LabelUpdated, Uuid::from_u128(3), Utc::now()).build();
     }
 
     #[test]

@@ -278,11 +278,11 @@ pub struct FieldChangeView {
     pub field: String,
     /// The value before the change (any JSON value, `null` included).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>, example = 0))]
+    #[cfg_attr(feature = "openapi", schema(example = 0))]
     pub from: Option<serde_json::Value>,
     /// The value after the change.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>, example = 2))]
+    #[cfg_attr(feature = "openapi", schema(example = 2))]
     pub to: Option<serde_json::Value>,
     /// The field changed, but its values are never recorded.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
