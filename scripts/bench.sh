@@ -22,8 +22,8 @@
 # GET /projects/{id}, /tasks/{id}, /auth/profile on a second keel with KEEL_CACHE_LAYERS=none
 # (limiter still on) against (b); the filtered task pages over the big project (two filter
 # shapes, first page and deep cursor, at BENCH_LIST_CONNS connections and at 1) on that uncached
-# keel too, since keel caches pages per query; a task row in no cache tier; writes (PATCH and
-# POST task); with BENCH_PEER=1 the peer's current user, project by id and list beside keel's
+# keel too, since keel caches pages per query; a task row in no cache tier; writes (PATCH,
+# POST task, and POST /tasks/bulk updating 100 tasks, against the PATCH's p99); with BENCH_PEER=1 the peer's current user, project by id and list beside keel's
 # same operations (ratio keel / peer); a paced reader alone and beside a login flood; last, the
 # mixed workload (BENCH_MIX_RATE requests/s over BENCH_MIX_CONNS open connections: last,
 # because the memory keel takes for its connections stays after them and would be counted in
@@ -51,6 +51,7 @@
 #   BENCH_LIST_CONNS          connections of the task-page rows      16
 #   BENCH_LIST_SOLO=0|1       also each task page on 1 connection    1
 #   BENCH_WRITE_CONNS         connections of the write rows          16
+#   BENCH_BULK_CONNS          connections of the bulk row (100 tasks a request) 4
 #   BENCH_UNCACHED_IDS        task ids the uncached task read picks from 10000 [2000]
 #   BENCH_MIX_CONNS           open connections of the mix            10000
 #   BENCH_MIX_RATE            requests/s the mix offers              1000
@@ -98,6 +99,7 @@ PAGE_LIMIT="${BENCH_PAGE_LIMIT:-25}"
 LIST_CONNS="${BENCH_LIST_CONNS:-16}"
 LIST_SOLO="${BENCH_LIST_SOLO:-1}"
 WRITE_CONNS="${BENCH_WRITE_CONNS:-16}"
+BULK_CONNS="${BENCH_BULK_CONNS:-4}"
 UNCACHED_IDS="${BENCH_UNCACHED_IDS:-$(q 10000 2000)}"
 COLD_IDS="${BENCH_COLD_IDS:-$(q 300000 40000)}"
 MIX_CONNS="${BENCH_MIX_CONNS:-10000}"
@@ -395,6 +397,20 @@ request = function()
     n = n + 1
     return wrk.format("POST", path, headers, string.format([[{"title":"Bench task %d-%d"}]], tid, n))
 end'
+    # 100 distinct tasks a request: a window of the 1000 at a random offset, their titles
+    # changed (always a real change).
+    with_token bulk.lua "$1" "$(lua_list tasks "$WORK/big-hot.txt")" '
+local n = 0
+local headers = { ["Authorization"] = wrk.headers["Authorization"], ["Content-Type"] = "application/json" }
+request = function()
+    n = n + 1
+    local start = math.random(#tasks - 99)
+    local ids = {}
+    for i = start, start + 99 do ids[#ids + 1] = "\"" .. tasks[i] .. "\"" end
+    return wrk.format("POST", "/api/v1/tasks/bulk", headers, string.format(
+        [[{"ids":[%s],"action":"update","patch":{"title":"Bulk edit %d-%d"}}]], table.concat(ids, ","), tid, n))
+end
+function init_hook(args) math.randomseed(os.time() + 104729 * tid) end'
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -578,6 +594,8 @@ measure patch "PATCH /tasks/{id} (title), random of 1000 in the big project ($WR
     -t2 -c"$WRITE_CONNS" -d"${DURATION}s" --timeout 10s -s "$WORK/patch.lua" "$BASE"
 measure post "POST /projects/{id}/tasks into the big project ($WRITE_CONNS conns)" "$KEEL_PID" \
     -t2 -c"$WRITE_CONNS" -d"${DURATION}s" --timeout 10s -s "$WORK/post.lua" "$BASE"
+measure bulk "POST /tasks/bulk: update (title) of 100 of the same 1000 tasks ($BULK_CONNS conns)" "$KEEL_PID" \
+    -t2 -c"$BULK_CONNS" -d"${DURATION}s" --timeout 30s -s "$WORK/bulk.lua" "$BASE"
 phase "closed-loop-rows"
 
 # ---------------------------------------------------------------------------------------------
@@ -852,6 +870,7 @@ hit_num() { local h; h="$(hit_rate "$1")"; echo "${h% %}"; }
 
 READER_P99_ALONE="$(field reader p99)"
 READER_P99_FLOOD="$(field reader-flood p99)"
+BULK_RATIO="$(awk -v a="$(field bulk p99)" -v b="$(field patch p99)" 'BEGIN { if (b > 0) printf "%.2f\n", a / b; else print "?" }')"
 FLOOD_RATIO="$(awk -v a="$READER_P99_FLOOD" -v b="$READER_P99_ALONE" 'BEGIN { if (b > 0) printf "%.2f\n", a / b; else print "?" }')"
 MIX_RATE_GOT="$(rate_of mix)"
 MIX_HIT="$(hit_num mix)"
@@ -882,6 +901,7 @@ no_errors() { (($(errors_total "$1") == 0)); }
 p99_below() { lt "$(field "$1" p99)" "$2" && no_errors "$1"; }
 ratio_ok() { [[ "${RATIO_RAW[$1]}" != "?" ]] && ge "${RATIO_RAW[$1]}" "$2" && no_errors "$1"; }
 stmts_at_most() { [[ "${STMTS[$1]}" != "?" ]] && ge "$2" "${STMTS[$1]}"; }
+bulk_ok() { [[ "$BULK_RATIO" != "?" ]] && ge 10 "$BULK_RATIO" && no_errors bulk; }
 flood_ok() { [[ "$FLOOD_RATIO" != "?" ]] && ge 2 "$FLOOD_RATIO" && no_errors reader-flood; }
 cached_ok() { ratio_ok "$1" 0.40 && p99_below "$1" 5000; }
 uncached_ok() { ratio_ok "$1" 0.50 && stmts_at_most "$1" 2; }
@@ -963,6 +983,10 @@ REF[reader-flood]="reader"
 RATIO[reader-flood]="p99 ${FLOOD_RATIO}×"
 BUDGET[reader-flood]="p99 ≤ 2 × alone"
 VERDICT[reader-flood]="$(yes_no flood_ok)"
+REF[bulk]="patch"
+RATIO[bulk]="p99 ${BULK_RATIO}×"
+BUDGET[bulk]="p99 ≤ 10 × a PATCH's"
+VERDICT[bulk]="$(yes_no bulk_ok)"
 
 rss_cell() {
     local name="$1" v="${HWM[$1]:-}"

@@ -98,7 +98,7 @@ struct PolicyPatterns;
 
 /// Which property of which schema follows which domain rule. A name the document does not
 /// have fails `every_policy_pattern_names_a_documented_property`.
-const POLICY_PATTERNS: [(&str, &str, &str); 18] = {
+const POLICY_PATTERNS: [(&str, &str, &str); 20] = {
     use keel_domain::identity::tokens::TOKEN_NAME_PATTERN;
     use keel_domain::identity::values::{NAME_PATTERN, PASSWORD_PATTERN};
     use keel_domain::tracking::values::{
@@ -118,12 +118,14 @@ const POLICY_PATTERNS: [(&str, &str, &str); 18] = {
         ("UpdateLabelBody", "name", LABEL_NAME_PATTERN),
         ("CreateTaskBody", "title", TASK_TITLE_PATTERN),
         ("UpdateTaskBody", "title", TASK_TITLE_PATTERN),
+        ("BulkTaskPatch", "title", TASK_TITLE_PATTERN),
         ("CommentBodyInput", "body", COMMENT_BODY_PATTERN),
         ("CreateLinkBody", "title", LINK_TITLE_PATTERN),
         ("CreateProjectBody", "description", DESCRIPTION_PATTERN),
         ("UpdateProjectBody", "description", DESCRIPTION_PATTERN),
         ("CreateTaskBody", "description", DESCRIPTION_PATTERN),
         ("UpdateTaskBody", "description", DESCRIPTION_PATTERN),
+        ("BulkTaskPatch", "description", DESCRIPTION_PATTERN),
     ]
 };
 
@@ -188,7 +190,7 @@ fn document_idempotency(operation: &mut utoipa::openapi::path::Operation) {
                 .parameter_in(ParameterIn::Header)
                 .required(Required::False)
                 .description(Some(
-                    "Makes the create safe to retry: the same key and body from the same user within 24 h \
+                    "Makes the request safe to retry: the same key and body from the same user within 24 h \
                      returns the first (2xx) response again, with `Idempotency-Replayed: true`; the same key \
                      with another body is a 409. The body is compared byte for byte.",
                 ))

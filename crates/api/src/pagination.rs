@@ -4,7 +4,8 @@
 use keel_application::identity::views::{AuditEntryView, UserMetricsView, UserView};
 use keel_application::pagination::{CursorInfo, CursorPage, CursorRequest, Page, PageInfo, PageRequest};
 use keel_application::tracking::views::{
-    ActivityView, CommentView, LabelView, LinkView, MemberView, ProjectView, RelationView, TaskView,
+    ActivityView, CommentView, HistoryView, LabelView, LinkView, MemberView, ProjectView, RelationView,
+    TaskView,
 };
 use keel_application::webhooks::{DeliveryView, WebhookView};
 use serde::Deserialize;
@@ -104,6 +105,10 @@ list_page!(
 list_page!(
     /// One page of a task's relations.
     RelationPage = CursorPage<RelationView>
+);
+list_page!(
+    /// One page of a task's history, newest first.
+    HistoryPage = CursorPage<HistoryView>
 );
 list_page!(
     /// One page of a project's activity feed.

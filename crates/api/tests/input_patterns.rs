@@ -11,7 +11,22 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 /// `(schema, property)` that take text with no pattern, and why.
-const UNPATTERNED: [(&str, &str, &str); 11] = [
+const UNPATTERNED: [(&str, &str, &str); 14] = [
+    (
+        "BulkTaskPatch",
+        "addLabels",
+        "label ids or names looked up among the project's labels",
+    ),
+    (
+        "BulkTaskPatch",
+        "removeLabels",
+        "label ids or names compared with the project's labels",
+    ),
+    (
+        "BulkTasksBody",
+        "ids",
+        "tasks' ids or identifiers, looked up among the tasks the caller can see",
+    ),
     ("LoginBody", "email", "a look-up of an existing account"),
     (
         "LoginBody",
@@ -54,7 +69,10 @@ const UNPATTERNED: [(&str, &str, &str); 11] = [
 ];
 
 /// Properties with the same reason as one listed, by another schema's name.
-const SAME_AS_LISTED: [(&str, &str, &str); 1] = [("UpdateTaskBody", "labels", "CreateTaskBody")];
+const SAME_AS_LISTED: [(&str, &str, &str); 2] = [
+    ("UpdateTaskBody", "labels", "CreateTaskBody"),
+    ("BulkTaskPatch", "labels", "CreateTaskBody"),
+];
 
 fn described(property: &Value) -> bool {
     ["pattern", "format", "enum"]
@@ -67,6 +85,21 @@ fn is_string(schema: &Value) -> bool {
         Value::String(t) => t == "string",
         Value::Array(types) => types.iter().any(|t| t == "string"),
         _ => false,
+    }
+}
+
+/// The names of the schemas `schema` references (`$ref`), at any depth.
+fn refs_in(schema: &Value) -> Vec<String> {
+    match schema {
+        Value::Object(map) => map
+            .iter()
+            .flat_map(|(key, value)| match (key.as_str(), value.as_str()) {
+                ("$ref", Some(r)) => r.rsplit('/').next().map(str::to_owned).into_iter().collect(),
+                _ => refs_in(value),
+            })
+            .collect(),
+        Value::Array(items) => items.iter().flat_map(refs_in).collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -88,6 +121,15 @@ fn every_text_input_has_a_pattern_or_a_reason() {
                 {
                     bodies.insert(name.to_owned());
                 }
+            }
+        }
+    }
+    // Schemas a body nests (the bulk route's `patch`) take text too.
+    let mut queue: Vec<String> = bodies.iter().cloned().collect();
+    while let Some(body) = queue.pop() {
+        for nested in refs_in(&schemas[body.as_str()]) {
+            if bodies.insert(nested.clone()) {
+                queue.push(nested);
             }
         }
     }

@@ -87,6 +87,7 @@ mod tests {
                 project_id: PROJECT_ID,
                 actor_id: None,
                 data: serde_json::Value::Null,
+                previous: None,
                 occurred_at: Utc::now(),
             },
             also_to,

@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
 use crate::audit::{AuditEntry, Authority};
+use crate::history;
 use crate::identity::Principal;
 use crate::tracking::Permission;
 
@@ -111,6 +112,11 @@ pub struct DomainEvent {
     pub actor_id: Option<Uuid>,
     /// The resource as the API shows it after the change (for deletions, its id).
     pub data: serde_json::Value,
+    /// On changes of a resource's fields (`*.updated`, and archiving, unarchiving and
+    /// restoring a task): the old value of each changed field, `{field: old}`, but for the
+    /// fields whose values are never recorded (`crate::history`). Absent on other events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<serde_json::Value>,
     pub occurred_at: DateTime<Utc>,
 }
 
@@ -143,6 +149,7 @@ impl Change {
             project_id,
             actor_id: audit.actor_id,
             data,
+            previous: None,
             occurred_at: audit.occurred_at,
         };
         Self {
@@ -184,6 +191,7 @@ impl Change {
             event_type,
             project_id,
             data: serde_json::Value::Null,
+            before: None,
             also_to: Vec::new(),
         }
     }
@@ -232,6 +240,7 @@ pub struct ChangeBuilder {
     event_type: EventType,
     project_id: Uuid,
     data: serde_json::Value,
+    before: Option<serde_json::Value>,
     also_to: Vec<Uuid>,
 }
 
@@ -276,8 +285,45 @@ impl ChangeBuilder {
         self
     }
 
+    /// The resource as the API showed it before the change (the same shape as `data`): the
+    /// fields that differ are the change's `changes` — listed in the audit entry's details
+    /// (`changes: [{field, from, to}]`), their old values in the event's `previous`
+    /// ([`crate::history`] says which fields count and whose values are never kept).
+    pub fn before(mut self, before: serde_json::Value) -> Self {
+        self.before = Some(before);
+        self
+    }
+
+    /// # Panics
+    /// In debug builds (the tests), when a `*.updated` change was given no
+    /// [`ChangeBuilder::before`]: its event would go out without `previous` and its entry
+    /// without `changes`.
     pub fn build(self) -> Change {
-        Change::new(self.audit, self.event_type, self.project_id, self.data).also_to(self.also_to)
+        debug_assert!(
+            self.before.is_some() || !self.event_type.as_str().ends_with(".updated"),
+            "{} changes a resource's fields: give its builder `.before(<the resource as the \
+             API showed it before>)`, from which its `changes` and `previous` are derived",
+            self.event_type
+        );
+        let mut audit = self.audit;
+        let mut previous = None;
+        if let Some(before) = &self.before {
+            let changes = history::changes(self.event_type.resource(), before, &self.data);
+            previous = Some(history::previous(&changes));
+            let listed = serde_json::to_value(&changes).unwrap_or_default();
+            match &mut audit.details {
+                _ if changes.is_empty() => {}
+                Some(serde_json::Value::Object(details)) => {
+                    details.insert("changes".to_owned(), listed);
+                }
+                None => audit.details = Some(serde_json::json!({ "changes": listed })),
+                Some(_) => {}
+            }
+        }
+        let mut change =
+            Change::new(audit, self.event_type, self.project_id, self.data).also_to(self.also_to);
+        change.event.event.previous = previous;
+        change
     }
 }
 
@@ -321,6 +367,7 @@ mod tests {
         };
         let (project, task) = (Uuid::from_u128(3), Uuid::from_u128(5));
         let change = Change::by(&actor, EventType::TaskUpdated, project, at)
+            .before(serde_json::json!({"id": task}))
             .resource(task)
             .needs(Permission::WriteTasks)
             .request(Some("req".into()), Some("10.0.0.1".into()))
@@ -354,7 +401,9 @@ mod tests {
             scopes: crate::identity::tokens::Scopes::parse(&["write"]).unwrap(),
             project_ids: None,
         }));
-        let by_token = Change::by(&with_token, EventType::TaskUpdated, project, at).build();
+        let by_token = Change::by(&with_token, EventType::TaskUpdated, project, at)
+            .before(serde_json::json!({}))
+            .build();
         assert_eq!(
             by_token.audit.token_id,
             Some(Uuid::from_u128(8)),
@@ -372,6 +421,63 @@ mod tests {
             .needs(Permission::Own)
             .build();
         assert_eq!(by_admin.audit.authority, Some(Authority::InstanceAdmin));
+    }
+
+    #[test]
+    fn a_change_with_its_before_lists_changes_in_the_audit_and_previous_in_the_event() {
+        use crate::identity::Role;
+        let at = Utc::now();
+        let actor = Principal {
+            user_id: Uuid::from_u128(2),
+            session_id: Uuid::from_u128(4),
+            role: Role::User,
+            expires_at: at,
+            grant: None,
+        };
+        let change = Change::by(&actor, EventType::TaskUpdated, Uuid::from_u128(3), at)
+            .details(serde_json::json!({"changed": ["title", "description"]}))
+            .before(serde_json::json!({"title": "Old", "description": "secret", "version": 1}))
+            .data(serde_json::json!({"title": "New", "description": "clean", "version": 2}))
+            .build();
+        assert_eq!(
+            change.audit.details,
+            Some(serde_json::json!({
+                "changed": ["title", "description"],
+                "changes": [
+                    {"field": "description", "redacted": true},
+                    {"field": "title", "from": "Old", "to": "New"},
+                ],
+            }))
+        );
+        assert_eq!(
+            change.event.event.previous,
+            Some(serde_json::json!({"title": "Old"}))
+        );
+        let json = serde_json::to_value(&change.event.event).unwrap();
+        assert_eq!(json["previous"], serde_json::json!({"title": "Old"}));
+        assert!(!json.to_string().contains("secret"));
+        // Without a before: no `previous` key at all.
+        let plain = Change::by(&actor, EventType::TaskCreated, Uuid::from_u128(3), at).build();
+        assert!(
+            serde_json::to_value(&plain.event.event)
+                .unwrap()
+                .get("previous")
+                .is_none()
+        );
+    }
+
+    #[cfg(debug_assertions)]
+    #[test]
+    #[should_panic(expected = "give its builder `.before(")]
+    fn an_updated_change_built_without_its_before_is_caught_in_tests() {
+        let actor = Principal {
+            user_id: Uuid::from_u128(2),
+            session_id: Uuid::from_u128(4),
+            role: crate::identity::Role::User,
+            expires_at: Utc::now(),
+            grant: None,
+        };
+        let _ = Change::by(&actor, EventType::LabelUpdated, Uuid::from_u128(3), Utc::now()).build();
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod clock;
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod history;
 pub mod idempotency;
 pub mod identity;
 pub mod rate_limit;

@@ -7,6 +7,7 @@
 mod account;
 mod admin;
 mod auth;
+mod bulk;
 mod cache;
 mod comments;
 mod conventions;
@@ -22,6 +23,7 @@ mod projects;
 mod rate_limits;
 mod relations;
 mod statements;
+mod task_history;
 mod task_lifecycle;
 mod tasks;
 mod text_policy;

@@ -7,7 +7,7 @@ pub mod caller;
 mod draining;
 pub mod idempotency;
 pub mod rate_limit;
-mod request_context;
+pub(crate) mod request_context;
 mod security_headers;
 
 pub use caller::caller;

@@ -186,7 +186,7 @@ fn render_error(
 }
 
 /// `outer: cause: root cause`, for the logs.
-fn error_chain(e: &dyn StdError) -> String {
+pub(crate) fn error_chain(e: &dyn StdError) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

@@ -10,7 +10,9 @@
 
 pub mod admin;
 pub mod auth;
+pub mod bulk;
 pub mod events;
+pub mod history;
 pub mod lifecycle;
 pub mod links;
 pub mod ops;
@@ -251,6 +253,9 @@ fn table() -> Vec<Endpoint> {
         route!(tasks::list_project_tasks_route),
         route!(tasks::create_task_route).idempotent(),
         route!(tasks::list_tasks_route),
+        // Before `/tasks/{id}`: the first matching resource wins. Idempotent although it
+        // creates nothing: a retried bulk request must not apply its action twice.
+        route!(bulk::bulk_tasks_route).idempotent(),
         // `{id}` is a task id or its identifier (`KEEL-12`): one segment, one resource.
         route!(tasks::get_task_route),
         route!(tasks::update_task_route),
@@ -259,6 +264,7 @@ fn table() -> Vec<Endpoint> {
         route!(lifecycle::unarchive_task_route),
         route!(lifecycle::restore_task_route),
         route!(lifecycle::list_project_trash_route),
+        route!(history::list_task_history_route),
         route!(tasks::list_comments_route),
         route!(tasks::create_comment_route).idempotent(),
         route!(tasks::update_comment_route),
@@ -397,6 +403,12 @@ mod tests {
         ),
     ];
 
+    /// `POST`s that create nothing but honour `Idempotency-Key` all the same, and why.
+    const IDEMPOTENT_NON_CREATES: [(&str, &str); 1] = [(
+        "/api/v1/tasks/bulk",
+        "a retried bulk request must not apply its action to its tasks twice",
+    )];
+
     #[test]
     fn paths_under_the_base_are_grouped_by_their_collection() {
         assert_eq!(scope_of("/api/v1/tasks/{id}"), Some(("/api/v1/tasks", "/{id}")));
@@ -424,6 +436,15 @@ mod tests {
                     .is_some_and(|r| matches!(r, RefOr::T(r) if r.headers.contains_key("Location")));
             let label = format!("{} {}", e.method(), e.path());
             let exemption = NOT_IDEMPOTENT.iter().find(|(path, _)| *path == e.path());
+            let extra = IDEMPOTENT_NON_CREATES.iter().find(|(path, _)| *path == e.path());
+            if let (Some((_, why)), &Method::POST) = (extra, e.method()) {
+                assert!(
+                    !creates,
+                    "{label} is listed as creating nothing ({why}) but creates"
+                );
+                assert!(e.flags().idempotent, "{label} is listed ({why}) but not flagged");
+                continue;
+            }
             if let (Some((_, why)), &Method::POST) = (exemption, e.method()) {
                 assert!(creates, "{label} is exempted ({why}) but creates nothing");
                 assert!(!e.flags().idempotent, "{label} is exempted ({why}) but flagged");

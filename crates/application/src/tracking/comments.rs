@@ -123,6 +123,7 @@ pub async fn update_comment(
                 return Ok(Some(CommentView::from(&comment)));
             }
             let expected = comment.version;
+            let before = event_data(&CommentView::from(&comment));
             comment.body = body;
             comment.version += 1;
             comment.updated_at = ports.clock.now();
@@ -131,6 +132,7 @@ pub async fn update_comment(
                 .resource(id)
                 .needs(Permission::WriteTasks)
                 .details(json!({ "taskId": comment.task_id }))
+                .before(before)
                 .data(event_data(&CommentView::from(&comment)))
                 .build();
             let saved = ports

@@ -148,6 +148,92 @@ pub struct UpdateTaskBody {
     pub due_date: Option<Option<String>>,
 }
 
+/// At most this many tasks in one bulk request.
+pub const MAX_BULK_TASKS: usize = 100;
+
+/// `POST /tasks/bulk`: one action on up to [`MAX_BULK_TASKS`] tasks, each succeeding or
+/// failing on its own.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BulkTasksBody {
+    /// 1–100 tasks, each by id or by identifier (`KEEL-12`, any case), in the order the
+    /// results come back. A task named twice is acted on twice.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_items = 1, max_items = 100, example = json!(["KEEL-12", "KEEL-13"]))
+    )]
+    pub ids: Vec<String>,
+    /// What to do to each task, as its single route does: `update` (`PATCH /tasks/{id}`),
+    /// `archive`, `unarchive`, `delete` (to the trash) or `restore` (from the trash).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = "update", pattern = "^(update|archive|unarchive|delete|restore)$")
+    )]
+    pub action: String,
+    /// The change, for `update` only (and required with it).
+    pub patch: Option<BulkTaskPatch>,
+}
+
+/// A bulk `update`'s change: the body of `PATCH /tasks/{id}`, plus `addLabels` and
+/// `removeLabels`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BulkTaskPatch {
+    pub title: Option<String>,
+    /// `null` or `""` clears it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, max_length = 10000))]
+    pub description: Option<Option<String>>,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^(backlog|todo|in_progress|in_review|done|canceled)$")
+    )]
+    pub status: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 4))]
+    pub priority: Option<i64>,
+    /// `null` unassigns.
+    #[serde(default, deserialize_with = "nullable")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<uuid::Uuid>))]
+    pub assignee_id: Option<Option<uuid::Uuid>>,
+    /// Replaces each task's labels; each by id or by name, looked up in the task's project.
+    /// Not with `addLabels` or `removeLabels`.
+    #[cfg_attr(feature = "openapi", schema(max_items = 20))]
+    pub labels: Option<Vec<String>>,
+    /// Puts these labels on each task, keeping its others; each by id or by name, looked up
+    /// in the task's project (an unknown one fails that task with a 400).
+    #[cfg_attr(feature = "openapi", schema(max_items = 20))]
+    pub add_labels: Option<Vec<String>>,
+    /// Takes these labels off each task; each by id or by name. One the task's project does
+    /// not have changes nothing.
+    #[cfg_attr(feature = "openapi", schema(max_items = 20))]
+    pub remove_labels: Option<Vec<String>>,
+    /// `null` clears it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Date))]
+    pub due_date: Option<Option<String>>,
+}
+
+impl BulkTaskPatch {
+    /// The single route's body, and the labels to add and take off.
+    pub fn split(self) -> (UpdateTaskBody, Vec<String>, Vec<String>) {
+        (
+            UpdateTaskBody {
+                title: self.title,
+                description: self.description,
+                status: self.status,
+                priority: self.priority,
+                assignee_id: self.assignee_id,
+                labels: self.labels,
+                due_date: self.due_date,
+            },
+            self.add_labels.unwrap_or_default(),
+            self.remove_labels.unwrap_or_default(),
+        )
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -282,6 +282,7 @@ mod tests {
         Change::by(&actor, event_type, PROJECT, Utc::now())
             .resource(RESOURCE)
             .details(details)
+            .before(json!({}))
             .also_to(vec![OTHER])
             .build()
     }

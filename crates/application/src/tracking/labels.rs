@@ -105,6 +105,7 @@ pub async fn update_label(
         .ok_or(AppError::NotFound("label"))?;
     let mut changed = Vec::new();
     let before = label.name.clone();
+    let before_view = event_data(&LabelView::from(&label));
     if let Some(name) = name.filter(|n| *n != label.name) {
         label.name = name;
         changed.push("name");
@@ -130,6 +131,7 @@ pub async fn update_label(
         .resource(label_id)
         .needs(Permission::Administer)
         .details(details)
+        .before(before_view)
         .data(event_data(&LabelView::from(&label)))
         .build();
     // A rename changes the tasks carrying the label: the store answers which.

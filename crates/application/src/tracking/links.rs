@@ -135,6 +135,7 @@ async fn retitle(
     if link.title == title {
         return Ok(LinkWrite::Updated(LinkView::from(&link)));
     }
+    let before = event_data(&LinkView::from(&link));
     link.title = title;
     link.updated_at = ports.clock.now();
     let view = LinkView::from(&link);
@@ -143,6 +144,7 @@ async fn retitle(
         .resource(link.id)
         .needs(Permission::WriteTasks)
         .details(details(task, &link))
+        .before(before)
         .data(event_data(&view))
         .build();
     ports

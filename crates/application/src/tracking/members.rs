@@ -157,8 +157,13 @@ pub async fn update_member(
             .await?
             .ok_or(AppError::NotFound("project"))?
             .owner_id;
-        if let Some(object) = data.as_object_mut() {
-            // The previous owner is an admin now; the one event says so.
+        let mut before = event_data(&MemberView::from(&member));
+        for object in [data.as_object_mut(), before.as_object_mut()]
+            .into_iter()
+            .flatten()
+        {
+            // The previous owner is an admin now; the one event says so (not a change of
+            // this member's: both sides carry it).
             object.insert("previousOwnerId".into(), json!(previous_owner));
         }
         // `ownershipTransferred` also tells the cache that the project's owner changed.
@@ -167,6 +172,7 @@ pub async fn update_member(
             .resource(user_id)
             .needs(Permission::Own)
             .details(json!({ "userId": user_id, "role": "owner", "ownershipTransferred": true }))
+            .before(before)
             .data(data)
             .build();
         ports
@@ -189,6 +195,7 @@ pub async fn update_member(
             .details(
                 json!({ "userId": user_id, "role": role.as_str(), "previousRole": member.role.as_str() }),
             )
+            .before(event_data(&MemberView::from(&member)))
             .data(event_data(&MemberView::from(&Member {
                 role,
                 ..member.clone()

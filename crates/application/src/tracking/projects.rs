@@ -219,6 +219,7 @@ pub async fn update_project(
             if !expect.admits(project.version) {
                 return Err(AppError::PreconditionFailed);
             }
+            let before = project_data(&project);
             let mut changed = Vec::new();
             if let Some(name) = name.filter(|n| *n != project.name) {
                 project.name = name;
@@ -243,6 +244,7 @@ pub async fn update_project(
                 .resource(id)
                 .needs(Permission::Administer)
                 .details(json!({ "changed": changed }))
+                .before(before)
                 .data(project_data(&project))
                 .build();
             let saved = ports

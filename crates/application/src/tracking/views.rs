@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use keel_domain::audit::AuditEntry;
+use keel_domain::history::FieldChange;
 use keel_domain::tracking::{Comment, Label, Link, Member, Project, ProjectRole, Task};
 use serde::Serialize;
 use uuid::Uuid;
@@ -270,9 +271,87 @@ impl RelationView {
     }
 }
 
+/// One changed field of a change: its old and new value as the API shows them, or, for a
+/// field whose values are never recorded (a description, a comment's body), neither and
+/// `redacted: true`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FieldChangeView {
+    #[cfg_attr(feature = "openapi", schema(example = "priority"))]
+    pub field: String,
+    /// The value before the change (any JSON value, `null` included).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(example = 0))]
+    pub from: Option<serde_json::Value>,
+    /// The value after the change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(example = 2))]
+    pub to: Option<serde_json::Value>,
+    /// The field changed, but its values are never recorded.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub redacted: bool,
+}
+
+impl From<FieldChange> for FieldChangeView {
+    fn from(c: FieldChange) -> Self {
+        Self {
+            field: c.field,
+            from: c.from,
+            to: c.to,
+            redacted: c.redacted,
+        }
+    }
+}
+
+/// The changes an audit entry lists (`details.changes`), taken out of its details; none for
+/// an entry that lists none (a creation, or an entry written before changes were kept).
+fn take_changes(details: &mut Option<serde_json::Value>) -> Vec<FieldChangeView> {
+    let listed = details
+        .as_mut()
+        .and_then(serde_json::Value::as_object_mut)
+        .and_then(|d| d.remove("changes"));
+    listed
+        .and_then(|l| serde_json::from_value::<Vec<FieldChange>>(l).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(FieldChangeView::from)
+        .collect()
+}
+
+/// One entry of a task's history: a change of the task, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HistoryView {
+    /// The change's id (its event's id too).
+    pub id: Uuid,
+    /// Who made the change (`null`: the system, as the trash purge).
+    pub actor_id: Option<Uuid>,
+    #[cfg_attr(feature = "openapi", schema(example = "task.updated"))]
+    pub action: String,
+    /// The fields the change changed, sorted by name; empty for a creation and a move to
+    /// the trash.
+    pub changes: Vec<FieldChangeView>,
+    pub occurred_at: DateTime<Utc>,
+}
+
+impl From<AuditEntry> for HistoryView {
+    fn from(mut e: AuditEntry) -> Self {
+        Self {
+            id: e.id,
+            actor_id: e.actor_id,
+            action: e.action,
+            changes: take_changes(&mut e.details),
+            occurred_at: e.occurred_at,
+        }
+    }
+}
+
 /// One entry of a project's activity feed: an audit entry without the request's origin.
 /// `details` holds what changed; for the project's admins it also holds the restricted
-/// details (a webhook's URL and events), which other members never see.
+/// details (a webhook's URL and events), which other members never see. `changes` lists
+/// the changed fields with their old and new values, as a task's history does.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -286,12 +365,16 @@ pub struct ActivityView {
     pub resource_id: Option<String>,
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub details: Option<serde_json::Value>,
+    /// The fields the change changed, sorted by name (empty when it changed no field of a
+    /// resource: a creation, a deletion, an entry older than the history).
+    pub changes: Vec<FieldChangeView>,
 }
 
 impl ActivityView {
     /// The entry as a member reads it: with its restricted details only for an `admin`.
     pub fn new(e: AuditEntry, admin: bool) -> Self {
-        let details = if admin { e.all_details() } else { e.details };
+        let mut details = if admin { e.all_details() } else { e.details };
+        let changes = take_changes(&mut details);
         Self {
             id: e.id,
             occurred_at: e.occurred_at,
@@ -300,6 +383,7 @@ impl ActivityView {
             resource_type: e.resource_type,
             resource_id: e.resource_id,
             details,
+            changes,
         }
     }
 }

@@ -326,4 +326,14 @@ pub trait ActivityFeed: Send + Sync {
         before: Option<(DateTime<Utc>, Uuid)>,
         limit: u64,
     ) -> Result<Vec<AuditEntry>, StoreError>;
+    /// A resource's history, newest first: up to `limit` audit entries about the resource
+    /// (`resource_type` and `resource_id`, as `task` and the task's id) before
+    /// `(occurred_at, id)` — one indexed statement.
+    async fn history(
+        &self,
+        resource_type: &str,
+        resource_id: Uuid,
+        before: Option<(DateTime<Utc>, Uuid)>,
+        limit: u64,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
 }

@@ -200,6 +200,7 @@ mod tests {
                 project_id: Uuid::from_u128(1),
                 actor_id: None,
                 data: serde_json::json!({ "n": n }),
+                previous: None,
                 occurred_at: Utc::now(),
             },
             also_to: vec![],

@@ -88,6 +88,7 @@ async fn transition(
                 Some(task) => task,
                 None => reload(ports, id, place).await?,
             };
+            let before = task_data(&task);
             let now = ports.clock.now();
             if !apply(&mut task, now) {
                 return Ok(Some(task));
@@ -95,13 +96,14 @@ async fn transition(
             let expected = task.version;
             task.version += 1;
             task.updated_at = now;
-            // `task.deleted` keeps the data it always had; the others show the task.
-            let data = if event_type == EventType::TaskDeleted {
-                gone_data(&task)
+            // `task.deleted` keeps the data it always had (and so lists no changes); the
+            // others show the task, and what changed in it.
+            let (data, before) = if event_type == EventType::TaskDeleted {
+                (gone_data(&task), None)
             } else {
-                task_data(&task)
+                (task_data(&task), Some(before))
             };
-            let change = ports
+            let mut change = ports
                 .change(meta, principal, event_type, task.project_id)
                 .resource(task.id)
                 .needs(Permission::WriteTasks)
@@ -110,8 +112,11 @@ async fn transition(
                     "title": task.title.as_str(),
                     "version": task.version,
                 }))
-                .data(data)
-                .build();
+                .data(data);
+            if let Some(before) = before {
+                change = change.before(before);
+            }
+            let change = change.build();
             let saved = ports
                 .commit(
                     &change,

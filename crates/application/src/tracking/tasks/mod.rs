@@ -2,23 +2,30 @@
 //! filtered, sorted, cursor-paginated lists of one project or of all the caller's projects.
 //!
 //! `write` holds the changes (create, update), `lifecycle` archive, trash, restore and
-//! purge, `list` the lists and their filters; this module the reads and checks they share.
+//! purge, `bulk` one action on many tasks through those use cases, `history` the task's
+//! changes, `list` the lists and their filters; this module the reads and checks they share.
 
+mod bulk;
+mod history;
 mod lifecycle;
 mod list;
 mod write;
 
 #[cfg(test)]
+mod bulk_tests;
+#[cfg(test)]
 mod lifecycle_tests;
 #[cfg(test)]
 mod tests;
 
+pub use bulk::{BulkAction, BulkItem, bulk_tasks};
+pub use history::{HistoryCursor, task_history};
 pub use lifecycle::{
     TrashCursor, archive_task, delete_task, list_project_trash, purge_expired_trash, purge_task,
     restore_task, unarchive_task,
 };
 pub use list::{TaskCursor, list_project_tasks, list_tasks};
-pub use write::{create_task, update_task};
+pub use write::{LabelChanges, create_task, update_task};
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -150,38 +157,50 @@ async fn check_references(
         errors.push(FieldError::new("assigneeId", "must be a member of the project"));
     }
     let mut resolved = None;
-    if let Some(LabelRefs { names, ids }) = labels {
-        let mut found = if names.is_empty() {
-            Vec::new()
-        } else {
-            ports.labels.find_by_names(project_id, names).await?
-        };
-        let by_id = if ids.is_empty() {
-            Vec::new()
-        } else {
-            ports.labels.find_by_ids(project_id, ids).await?
-        };
-        let mut unknown: Vec<String> = names
-            .iter()
-            .filter(|n| !found.iter().any(|l| l.name == **n))
-            .map(|n| n.as_str().to_owned())
-            .collect();
-        unknown.extend(
-            ids.iter()
-                .filter(|id| !by_id.iter().any(|l| l.id == **id))
-                .map(Uuid::to_string),
-        );
-        if !unknown.is_empty() {
-            errors.push(FieldError::new(
-                "labels",
-                format!("unknown in this project: {}", unknown.join(", ")),
-            ));
-        }
-        found.extend(by_id);
-        resolved = Some(found);
+    if let Some(refs) = labels {
+        resolved = Some(resolve_labels(ports, project_id, refs, "labels", &mut errors).await?);
     }
     validated(errors)?;
     Ok(resolved)
+}
+
+/// The project's labels `refs` names (by name, by id: one statement each); a name or id the
+/// project does not have is reported on `field` in `errors`.
+async fn resolve_labels(
+    ports: &TrackingPorts,
+    project_id: Uuid,
+    LabelRefs { names, ids }: &LabelRefs,
+    field: &str,
+    errors: &mut Vec<FieldError>,
+) -> Result<Vec<Label>, AppError> {
+    let mut found = if names.is_empty() {
+        Vec::new()
+    } else {
+        ports.labels.find_by_names(project_id, names).await?
+    };
+    let by_id = if ids.is_empty() {
+        Vec::new()
+    } else {
+        ports.labels.find_by_ids(project_id, ids).await?
+    };
+    let mut unknown: Vec<String> = names
+        .iter()
+        .filter(|n| !found.iter().any(|l| l.name == **n))
+        .map(|n| n.as_str().to_owned())
+        .collect();
+    unknown.extend(
+        ids.iter()
+            .filter(|id| !by_id.iter().any(|l| l.id == **id))
+            .map(Uuid::to_string),
+    );
+    if !unknown.is_empty() {
+        errors.push(FieldError::new(
+            field,
+            format!("unknown in this project: {}", unknown.join(", ")),
+        ));
+    }
+    found.extend(by_id);
+    Ok(found)
 }
 
 /// A task as events show it (its view).

@@ -3,18 +3,19 @@
 
 use futures::TryFutureExt;
 
+use keel_domain::FieldError;
 use keel_domain::events::EventType;
 use keel_domain::identity::Principal;
 use keel_domain::tracking::ports::NewTask;
 use keel_domain::tracking::values::{TASK_DESCRIPTION_MAX, parse_description, parse_due_date};
-use keel_domain::tracking::{Permission, Priority, Task, TaskStatus, TaskTitle};
+use keel_domain::tracking::{Label, LabelName, Permission, Priority, Task, TaskStatus, TaskTitle};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::super::inputs::{CreateTaskBody, UpdateTaskBody};
+use super::super::inputs::{CreateTaskBody, MAX_TASK_LABELS, UpdateTaskBody};
 use super::super::views::TaskView;
 use super::super::{Expect, TrackingPorts, check, not_found_as, optional, validated, versioned_update};
-use super::{check_references, label_refs, labelled, load, reach_task, task_data};
+use super::{LabelRefs, check_references, label_refs, labelled, load, reach_task, resolve_labels, task_data};
 use crate::AppError;
 use crate::context::RequestMeta;
 
@@ -108,6 +109,108 @@ pub async fn update_task(
     expect: Expect,
     meta: &RequestMeta,
 ) -> Result<TaskView, AppError> {
+    patch_task(
+        ports,
+        principal,
+        id_or_identifier,
+        body,
+        &LabelChanges::default(),
+        expect,
+        meta,
+    )
+    .await
+}
+
+/// Labels to put on a task and to take off it, keeping its others (the bulk patch's
+/// `addLabels` and `removeLabels`), each by id or by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LabelChanges {
+    pub add: Vec<String>,
+    pub remove: Vec<String>,
+}
+
+impl LabelChanges {
+    fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// [`LabelChanges`] resolved in the task's project: the labels to add, the ids to take off.
+#[derive(Debug, Clone)]
+struct LabelDelta {
+    add: Vec<Label>,
+    remove: Vec<Uuid>,
+}
+
+impl LabelDelta {
+    /// The task's labels with the delta applied, sorted by name as a task stores them;
+    /// a 400 when that is more than a task may carry.
+    fn apply(&self, task: &Task) -> Result<(Vec<LabelName>, Vec<Uuid>), AppError> {
+        let mut pairs: Vec<(LabelName, Uuid)> = task
+            .labels
+            .iter()
+            .cloned()
+            .zip(task.label_ids.iter().copied())
+            .filter(|(_, id)| !self.remove.contains(id))
+            .collect();
+        for label in &self.add {
+            if !pairs.iter().any(|(_, id)| *id == label.id) {
+                pairs.push((label.name.clone(), label.id));
+            }
+        }
+        if pairs.len() > MAX_TASK_LABELS {
+            return Err(AppError::invalid(
+                "addLabels",
+                format!("a task carries at most {MAX_TASK_LABELS} labels"),
+            ));
+        }
+        pairs.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        Ok(pairs.into_iter().unzip())
+    }
+}
+
+/// Resolves `changes` in the project: every label to add must exist (400 on `addLabels`
+/// otherwise); a label to take off that the project does not have is on no task, and
+/// changes nothing. A label both added and taken off is a 400.
+async fn label_delta(
+    ports: &TrackingPorts,
+    project_id: Uuid,
+    add: &LabelRefs,
+    remove: &LabelRefs,
+) -> Result<LabelDelta, AppError> {
+    let mut errors = Vec::new();
+    let add = resolve_labels(ports, project_id, add, "addLabels", &mut errors).await?;
+    let mut remove_ids = remove.ids.clone();
+    if !remove.names.is_empty() {
+        let found = ports.labels.find_by_names(project_id, &remove.names).await?;
+        remove_ids.extend(found.into_iter().map(|l| l.id));
+    }
+    if add.iter().any(|l| remove_ids.contains(&l.id)) {
+        errors.push(FieldError::new(
+            "removeLabels",
+            "names a label that addLabels names too",
+        ));
+    }
+    validated(errors)?;
+    Ok(LabelDelta {
+        add,
+        remove: remove_ids,
+    })
+}
+
+/// Changes a task: [`update_task`]'s one code path, which the bulk route's `update` shares.
+/// `changes` adds and takes off labels, applied to the labels the task has when the write
+/// happens (so a label another request put on meanwhile stays); it cannot be combined with
+/// `body.labels`, which replaces them.
+pub(crate) async fn patch_task(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    id_or_identifier: &str,
+    body: UpdateTaskBody,
+    changes: &LabelChanges,
+    expect: Expect,
+    meta: &RequestMeta,
+) -> Result<TaskView, AppError> {
     let (found, _) = reach_task(ports, principal, id_or_identifier, Permission::WriteTasks).await?;
     let (id, project_id) = (found.id, found.project_id);
     // The first attempt works on the task just read; a retry after a lost race re-reads it.
@@ -129,15 +232,30 @@ pub async fn update_task(
     )
     .flatten();
     let labels = optional(&mut errors, body.labels.as_deref(), |l| label_refs(l, "labels"));
+    if body.labels.is_some() && !changes.is_empty() {
+        errors.push(FieldError::new(
+            "labels",
+            "replaces the labels: it cannot come with addLabels or removeLabels",
+        ));
+    }
+    let add = check(&mut errors, label_refs(&changes.add, "addLabels"));
+    let remove = check(&mut errors, label_refs(&changes.remove, "removeLabels"));
     validated(errors)?;
     let new_assignee = body.assignee_id.flatten();
     let labels = check_references(ports, project_id, new_assignee, labels.as_ref())
         .await?
         .map(labelled);
+    let delta = match (add, remove) {
+        (Some(add), Some(remove)) if !changes.is_empty() => {
+            Some(label_delta(ports, project_id, &add, &remove).await?)
+        }
+        _ => None,
+    };
 
     let expect = &expect;
     versioned_update(expect, || {
         let (title, description, labels) = (title.clone(), description.clone(), labels.clone());
+        let delta = delta.clone();
         let preloaded = preloaded.take();
         async move {
             let mut task = match preloaded {
@@ -147,6 +265,12 @@ pub async fn update_task(
             if !expect.admits(task.version) {
                 return Err(AppError::PreconditionFailed);
             }
+            let before = task_data(&task);
+            // Added and taken off against the labels the task has now.
+            let labels = match delta {
+                Some(delta) => Some(delta.apply(&task)?),
+                None => labels,
+            };
             let now = ports.clock.now();
             let mut changed = Vec::new();
             if let Some(title) = title.filter(|t| *t != task.title) {
@@ -191,6 +315,7 @@ pub async fn update_task(
                 .resource(task.id)
                 .needs(Permission::WriteTasks)
                 .details(json!({ "changed": changed, "version": task.version }))
+                .before(before)
                 .data(task_data(&task))
                 .build();
             let ids = new_labels.map(|(_, ids)| ids);
