@@ -641,6 +641,10 @@ async fn the_activity_feed_lists_the_projects_changes_newest_first() {
     assert_eq!(at("task.created")["resourceType"], "task");
     assert_eq!(at("task.created")["resourceId"], task["id"]);
     assert_eq!(at("task.updated")["details"]["changed"], json!(["status"]));
+    assert_eq!(
+        at("task.updated")["changes"],
+        json!([{"field": "status", "from": "todo", "to": "done"}])
+    );
     assert_eq!(at("label.created")["resourceId"], label["id"]);
     assert_eq!(at("comment.created")["resourceId"], comment["id"]);
     assert_eq!(at("comment.created")["actorId"], bob.id.as_str());
@@ -652,6 +656,7 @@ async fn the_activity_feed_lists_the_projects_changes_newest_first() {
             [
                 "action",
                 "actorId",
+                "changes",
                 "details",
                 "id",
                 "occurredAt",
