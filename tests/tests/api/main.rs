@@ -20,6 +20,7 @@ mod ops;
 mod projects;
 mod rate_limits;
 mod relations;
+mod search;
 mod statements;
 mod task_lifecycle;
 mod tasks;
