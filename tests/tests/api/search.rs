@@ -389,16 +389,11 @@ async fn pages_walk_the_ranked_order_with_cursors() {
 async fn bad_parameters_are_400s_on_their_field() {
     let w = world().await;
     let long = format!("q={}", "x".repeat(201));
-    let many = format!(
-        "q={}",
-        (0..17).map(|i| format!("w{i}")).collect::<Vec<_>>().join("%20")
-    );
     for (query, field) in [
         ("", "q"),
         ("q=", "q"),
         ("q=%20%20", "q"),
         (long.as_str(), "q"),
-        (many.as_str(), "q"),
         ("q=a%00b", "q"),
         ("q=x&types=tasks", "types"),
         ("q=x&projectId=nope", "projectId"),

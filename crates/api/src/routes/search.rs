@@ -16,8 +16,8 @@ use crate::state::AppState;
 #[serde(rename_all = "camelCase")]
 pub struct SearchQueryParams {
     /// The words to find (each as a prefix, any case, accents ignored; punctuation separates
-    /// words), or a task's identifier (`KEEL-12`) or number (`12`). 1–200 characters, at
-    /// most 16 words.
+    /// words), or a task's identifier (`KEEL-12`) or number (`12`). 1–200 characters, not
+    /// blank.
     #[param(required = true, min_length = 1, max_length = 200)]
     pub q: Option<String>,
     /// Only this project (404 when the caller cannot see it).

@@ -51,7 +51,7 @@ pub struct TaskListParams {
     /// them.
     pub label: Option<String>,
     /// Words of the title or description, each as a prefix (any case, accents ignored), or
-    /// the task's identifier (`KEEL-12`) or number; at most 16 words.
+    /// the task's identifier (`KEEL-12`) or number.
     #[param(max_length = 200)]
     pub q: Option<String>,
     /// Tasks changed at or after this instant.

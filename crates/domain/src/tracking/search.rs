@@ -16,8 +16,6 @@ use uuid::Uuid;
 use super::{Comment, ProjectKey, Scope, Task, parse_identifier};
 use crate::{FieldError, StoreError};
 
-/// A query of more words than this is refused (each word is one index lookup).
-pub const MAX_WORDS: usize = 16;
 /// The task whose identifier (`KEEL-12`) or number (`12`) the query is.
 pub const IDENTIFIER_SCORE: i32 = 100;
 /// A task with every word in its title.
@@ -55,11 +53,9 @@ pub struct SearchTerms {
 }
 
 impl SearchTerms {
-    /// The terms of a validated search term (`q`, trimmed and non-empty).
-    ///
-    /// # Errors
-    /// On `field` when it holds more than [`MAX_WORDS`] words.
-    pub fn parse(q: &str, field: &str) -> Result<Self, FieldError> {
+    /// The terms of a validated search term (`q`, at most 200 characters: at most 100
+    /// words, each one index lookup).
+    pub fn parse(q: &str) -> Self {
         let q = q.trim();
         let mut words: Vec<String> = Vec::new();
         let mut seen: Vec<String> = Vec::new();
@@ -70,21 +66,15 @@ impl SearchTerms {
                 words.push(word.to_owned());
             }
         }
-        if words.len() > MAX_WORDS {
-            return Err(FieldError::new(
-                field,
-                format!("must have at most {MAX_WORDS} words"),
-            ));
-        }
         let number = (!q.is_empty() && q.len() <= 18 && q.bytes().all(|b| b.is_ascii_digit()))
             .then(|| q.parse::<i64>().ok())
             .flatten()
             .filter(|n| *n >= 1);
-        Ok(Self {
+        Self {
             words,
             identifier: parse_identifier(q),
             number,
-        })
+        }
     }
 
     /// Nothing to look for: no word and no task named.
@@ -294,7 +284,7 @@ mod tests {
     use super::*;
 
     fn words(q: &str) -> Vec<String> {
-        SearchTerms::parse(q, "q").unwrap().words
+        SearchTerms::parse(q).words
     }
 
     #[test]
@@ -315,34 +305,29 @@ mod tests {
         );
         assert_eq!(words("Résumé resume RESUME"), ["Résumé"]);
         assert!(words(r#""*:()-'\"#).is_empty());
-        let many = (0..=MAX_WORDS)
-            .map(|i| format!("w{i}"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        assert_eq!(SearchTerms::parse(&many, "q").unwrap_err().field, "q");
     }
 
     #[test]
     fn an_identifier_or_a_bare_number_names_a_task() {
-        let keel = SearchTerms::parse("keel-12", "q").unwrap();
+        let keel = SearchTerms::parse("keel-12");
         assert_eq!(
             keel.identifier.as_ref().map(|(k, n)| (k.as_str(), *n)),
             Some(("KEEL", 12))
         );
         assert_eq!(keel.number, None);
         assert_eq!(keel.words, ["keel", "12"]);
-        let twelve = SearchTerms::parse("12", "q").unwrap();
+        let twelve = SearchTerms::parse("12");
         assert_eq!((twelve.identifier.is_none(), twelve.number), (true, Some(12)));
         for q in ["fix 12", "0", "12a", "KEEL-12 x", "99999999999999999999"] {
-            let terms = SearchTerms::parse(q, "q").unwrap();
+            let terms = SearchTerms::parse(q);
             assert_eq!((terms.identifier, terms.number), (None, None), "{q}");
         }
-        assert!(SearchTerms::parse("*", "q").unwrap().is_empty());
+        assert!(SearchTerms::parse("*").is_empty());
     }
 
     #[test]
     fn highlights_mark_prefix_matches_and_escape_the_rest() {
-        let w = |q: &str| SearchTerms::parse(q, "q").unwrap().folded_words();
+        let w = |q: &str| SearchTerms::parse(q).folded_words();
         assert_eq!(
             highlight("Plan the <b>migration</b> & Résumé", &w("migr resume"), 200).unwrap(),
             "Plan the &lt;b&gt;<mark>migration</mark>&lt;/b&gt; &amp; <mark>Résumé</mark>"

@@ -357,9 +357,8 @@ fn filter_condition(query: &TaskQuery, backend: DbBackend) -> Condition {
         condition = condition.add(Expr::exists(carrying));
     }
     if let Some(q) = &filter.q {
-        // The search index (title, description, identifier); a `q` the application did not
-        // refuse always parses.
-        let terms = SearchTerms::parse(q, "q").unwrap_or_default();
+        // The search index (title, description, identifier).
+        let terms = SearchTerms::parse(q);
         condition = condition.add(task_list_match(backend, &terms));
     }
     if let Some(since) = filter.updated_since {

@@ -16,7 +16,7 @@ fn search_for(q: &str, scope: Scope) -> SearchQuery {
     SearchQuery {
         scope,
         projects: None,
-        terms: SearchTerms::parse(q, "q").unwrap(),
+        terms: SearchTerms::parse(q),
         kinds: SearchKinds::default(),
         after: None,
         limit: 10,

@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use keel_domain::FieldError;
 use keel_domain::identity::Principal;
-use keel_domain::tracking::search::SearchTerms;
 use keel_domain::tracking::{
     ArchivedFilter, AssigneeFilter, LabelName, Permission, Priority, ProjectAccess, Scope, Task, TaskFilter,
     TaskPosition, TaskQuery, TaskSort, TaskStatus,
@@ -187,8 +186,6 @@ fn parse_filter(
     )
     .flatten();
     let q = check(&mut errors, search_text(query.q.clone(), 200)).flatten();
-    // Searched through the index: at most as many words as a search.
-    let q = q.filter(|q| check(&mut errors, SearchTerms::parse(q, "q")).is_some());
     let updated_since = check(
         &mut errors,
         query
