@@ -202,9 +202,9 @@ impl Default for Fixture {
             comments: MockCommentRepository::new(),
             links: MockLinkRepository::new(),
             relations: MockRelationRepository::new(),
-            search: MockSearchIndex::new(),
             activity: MockActivityFeed::new(),
             users: MockUserRepository::new(),
+            search: MockSearchIndex::new(),
             cache: Arc::new(RecordingCache::default()),
         }
     }
