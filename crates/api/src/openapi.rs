@@ -64,6 +64,7 @@ pub mod response {
         (name = "comments", description = "Comments on tasks"),
         (name = "links", description = "Links on tasks, one per URL"),
         (name = "relations", description = "Relations between tasks (blocks, relates to, duplicates), shown from both sides"),
+        (name = "search", description = "Full-text search over the tasks and comments the caller can see"),
         (name = "webhooks", description = "Signed HTTP callbacks of a project's events, and their delivery logs"),
         (name = "events", description = "The real-time event stream (WebSocket)")
     )
@@ -518,7 +519,7 @@ mod tests {
     }
 
     /// The verbs an operation id may start with: a generated client's method names.
-    const VERBS: [&str; 18] = [
+    const VERBS: [&str; 19] = [
         "get",
         "list",
         "create",
@@ -537,6 +538,7 @@ mod tests {
         "archive",
         "unarchive",
         "restore",
+        "search",
     ];
 
     #[test]

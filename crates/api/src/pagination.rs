@@ -3,6 +3,7 @@
 
 use keel_application::identity::views::{AuditEntryView, UserMetricsView, UserView};
 use keel_application::pagination::{CursorInfo, CursorPage, CursorRequest, Page, PageInfo, PageRequest};
+use keel_application::tracking::search::SearchResultView;
 use keel_application::tracking::views::{
     ActivityView, CommentView, HistoryView, LabelView, LinkView, MemberView, ProjectView, RelationView,
     TaskView,
@@ -160,3 +161,7 @@ mod tests {
         assert_eq!(q.validate::<u64>().unwrap().limit(), 7);
     }
 }
+list_page!(
+    /// One page of search results, best first.
+    SearchResultPage = CursorPage<SearchResultView>
+);

@@ -22,6 +22,7 @@ mod ops;
 mod projects;
 mod rate_limits;
 mod relations;
+mod search;
 mod statements;
 mod task_history;
 mod task_lifecycle;

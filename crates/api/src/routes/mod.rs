@@ -18,6 +18,7 @@ pub mod links;
 pub mod ops;
 pub mod projects;
 pub mod relations;
+pub mod search;
 pub mod tasks;
 pub mod tokens;
 pub mod webhooks;
@@ -275,6 +276,7 @@ fn table() -> Vec<Endpoint> {
         route!(relations::list_relations_route),
         route!(relations::create_relation_route).idempotent(),
         route!(relations::delete_relation_route),
+        route!(search::search_route),
         route!(webhooks::list_webhooks_route),
         // Not idempotent: replaying it would mean storing the signing secret, shown once.
         route!(webhooks::create_webhook_route),

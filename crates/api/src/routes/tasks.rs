@@ -52,7 +52,8 @@ pub struct TaskListParams {
     /// Comma list of label names or ids (an item that is a UUID is an id): tasks with any of
     /// them.
     pub label: Option<String>,
-    /// Substring of the title, case-insensitive.
+    /// Words of the title or description, each as a prefix (any case, accents ignored), or
+    /// the task's identifier (`KEEL-12`) or number.
     #[param(max_length = 200)]
     pub q: Option<String>,
     /// Tasks changed at or after this instant.

@@ -19,7 +19,7 @@ use keel_infrastructure::identity::users::SeaOrmUserRepository;
 use keel_infrastructure::rate_limit::InProcessRateLimiter;
 use keel_infrastructure::tracking::{
     SeaOrmCommentRepository, SeaOrmLabelRepository, SeaOrmLinkRepository, SeaOrmMemberRepository,
-    SeaOrmProjectRepository, SeaOrmRelationRepository, SeaOrmTaskRepository,
+    SeaOrmProjectRepository, SeaOrmRelationRepository, SeaOrmSearchIndex, SeaOrmTaskRepository,
 };
 use keel_infrastructure::webhooks::policy::{AddressPolicy, SealedSecrets};
 use keel_infrastructure::webhooks::store::SeaOrmWebhookRepository;
@@ -96,6 +96,7 @@ pub fn tracking_ports(
         comments: Arc::new(SeaOrmCommentRepository::new(db.clone())),
         links: Arc::new(SeaOrmLinkRepository::new(db.clone())),
         relations: Arc::new(SeaOrmRelationRepository::new(db.clone())),
+        search: Arc::new(SeaOrmSearchIndex::new(db.clone())),
         activity: Arc::new(SeaOrmAuditLog::new(db.clone())),
         users: Arc::clone(&identity.users),
         clock: Arc::clone(&identity.clock),

@@ -10,6 +10,7 @@ use keel_domain::tracking::ports::{
     MockActivityFeed, MockCommentRepository, MockLabelRepository, MockLinkRepository, MockMemberRepository,
     MockProjectRepository, MockRelationRepository, MockTaskRepository,
 };
+use keel_domain::tracking::search::MockSearchIndex;
 use keel_domain::tracking::{
     Priority, Project, ProjectAccess, ProjectKey, ProjectName, ProjectRole, ProjectStatus, Task, TaskStatus,
     TaskTitle,
@@ -185,6 +186,7 @@ pub struct Fixture {
     pub comments: MockCommentRepository,
     pub links: MockLinkRepository,
     pub relations: MockRelationRepository,
+    pub search: MockSearchIndex,
     pub activity: MockActivityFeed,
     pub users: MockUserRepository,
     /// Loads through; tests read what was invalidated.
@@ -210,6 +212,7 @@ impl Default for Fixture {
             relations: blocking_nothing(),
             activity: MockActivityFeed::new(),
             users: MockUserRepository::new(),
+            search: MockSearchIndex::new(),
             cache: Arc::new(RecordingCache::default()),
         }
     }
@@ -225,6 +228,7 @@ impl Fixture {
             comments: Arc::new(self.comments),
             links: Arc::new(self.links),
             relations: Arc::new(self.relations),
+            search: Arc::new(self.search),
             activity: Arc::new(self.activity),
             users: Arc::new(self.users),
             clock: Arc::new(FixedClock(now())),

@@ -22,6 +22,7 @@ pub mod links;
 pub mod members;
 pub mod projects;
 pub mod relations;
+pub mod search;
 pub mod tasks;
 pub mod views;
 
@@ -39,6 +40,7 @@ use keel_domain::tracking::ports::{
     ActivityFeed, CommentRepository, LabelRepository, LinkRepository, MemberRepository, ProjectRepository,
     RelationRepository, TaskRepository,
 };
+use keel_domain::tracking::search::SearchIndex;
 use keel_domain::tracking::{Permission, ProjectAccess, ProjectRole};
 use keel_domain::webhooks::{UrlPolicy, WebhookRepository, WebhookSecrets};
 use keel_domain::{FieldError, StoreError};
@@ -58,6 +60,8 @@ pub struct TrackingPorts {
     pub comments: Arc<dyn CommentRepository>,
     pub links: Arc<dyn LinkRepository>,
     pub relations: Arc<dyn RelationRepository>,
+    /// The search index (`GET /search`).
+    pub search: Arc<dyn SearchIndex>,
     pub activity: Arc<dyn ActivityFeed>,
     pub users: Arc<dyn UserRepository>,
     pub clock: Arc<dyn Clock>,

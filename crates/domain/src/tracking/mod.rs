@@ -6,6 +6,7 @@
 //! activity feed nor the event outbox ever misses or invents a change.
 
 pub mod ports;
+pub mod search;
 pub mod values;
 
 use chrono::{DateTime, NaiveDate, Utc};

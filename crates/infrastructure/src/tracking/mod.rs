@@ -12,6 +12,7 @@ pub mod links;
 pub mod members;
 pub mod projects;
 pub mod relations;
+pub mod search;
 pub mod tasks;
 
 pub use comments::SeaOrmCommentRepository;
@@ -20,6 +21,7 @@ pub use links::SeaOrmLinkRepository;
 pub use members::SeaOrmMemberRepository;
 pub use projects::SeaOrmProjectRepository;
 pub use relations::SeaOrmRelationRepository;
+pub use search::SeaOrmSearchIndex;
 pub use tasks::SeaOrmTaskRepository;
 
 use keel_domain::StoreError;

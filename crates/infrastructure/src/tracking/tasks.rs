@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use keel_domain::StoreError;
 use keel_domain::events::Change;
 use keel_domain::tracking::ports::{EventData, NewTask, TaskRepository};
+use keel_domain::tracking::search::SearchTerms;
 use keel_domain::tracking::{
     ArchivedFilter, AssigneeFilter, LabelName, Priority, ProjectAccess, ProjectKey, RelationType, Scope,
     SortValue, Task, TaskPosition, TaskQuery, TaskSort, TaskSortKey, TaskStatus, TaskTitle,
@@ -18,13 +19,13 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use super::search::task_list_match;
 use super::{
     access_from_row, commit_change, corrupt, finish_guarded, roll_back, select_prefixed, with_access,
 };
 use crate::db::{Database, fold, store_error};
 use crate::entities::tasks::{self, Column, Entity};
 use crate::entities::{labels, project_members, projects, task_labels};
-use crate::identity::users::contains_pattern;
 
 #[derive(Debug, Clone)]
 pub struct SeaOrmTaskRepository {
@@ -85,7 +86,7 @@ fn blocked_by_count() -> Expr {
 /// (`t_project_key`), its labels (`t_labels`) and open blockers (`t_blocked_by_count`), one
 /// row per task — of tasks not in the
 /// trash: only the trash's own reads ([`select_any_task`]) see those.
-fn select_tasks(backend: DbBackend) -> SelectStatement {
+pub(super) fn select_tasks(backend: DbBackend) -> SelectStatement {
     let mut query = select_any_task(backend);
     query.and_where(Expr::col((Entity, Column::DeletedAt)).is_null());
     query
@@ -112,7 +113,7 @@ fn select_any_task(backend: DbBackend) -> SelectStatement {
 
 /// The task of a row read through [`select_tasks`]; `None` when the row has no task (the
 /// empty page of [`TaskRepository::page_with_access`]).
-fn task_from_row(row: &QueryResult) -> Result<Option<Task>, StoreError> {
+pub(super) fn task_from_row(row: &QueryResult) -> Result<Option<Task>, StoreError> {
     let id: Option<Uuid> = row.try_get("t_", "id").map_err(store_error)?;
     if id.is_none() {
         return Ok(None);
@@ -318,7 +319,7 @@ fn after_position(sort: TaskSort, after: &TaskPosition) -> Result<Condition, Sto
     Ok(condition)
 }
 
-fn filter_condition(query: &TaskQuery) -> Condition {
+fn filter_condition(query: &TaskQuery, backend: DbBackend) -> Condition {
     let filter = &query.filter;
     let mut condition = Condition::all();
     match query.scope {
@@ -385,7 +386,9 @@ fn filter_condition(query: &TaskQuery) -> Condition {
         condition = condition.add(Expr::exists(carrying));
     }
     if let Some(q) = &filter.q {
-        condition = condition.add(Expr::col((Entity, Column::TitleFolded)).like(contains_pattern(q)));
+        // The search index (title, description, identifier).
+        let terms = SearchTerms::parse(q);
+        condition = condition.add(task_list_match(backend, &terms));
     }
     if let Some(since) = filter.updated_since {
         condition = condition.add(Column::UpdatedAt.gte(since));
@@ -441,7 +444,7 @@ fn order_page(query: &mut SelectStatement, sort: TaskSort, column: impl Fn(Colum
 /// One page of a task list: filtered, after the cursor, in the sort's total order, each task
 /// with its project's key and labels — one statement.
 fn list_select(query: &TaskQuery, backend: DbBackend) -> Result<SelectStatement, StoreError> {
-    let mut condition = Condition::all().add(filter_condition(query));
+    let mut condition = Condition::all().add(filter_condition(query, backend));
     if let Some(after) = &query.after {
         condition = condition.add(after_position(query.sort, after)?);
     }

@@ -16,6 +16,7 @@ mod outbox;
 mod personal_tokens;
 mod projects;
 mod relations;
+mod search;
 mod task_lifecycle;
 mod tasks;
 mod writes;

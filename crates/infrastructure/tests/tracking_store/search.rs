@@ -1,0 +1,140 @@
+//! The search index: what it finds, in which order, and that it follows every change,
+//! deletes by cascade included.
+
+use keel_domain::tracking::ports::{CommentRepository, ProjectRepository, TaskRepository};
+use keel_domain::tracking::search::{
+    COMMENT_SCORE, IDENTIFIER_SCORE, SearchIndex, SearchKinds, SearchQuery, SearchTerms, TITLE_SCORE,
+};
+use keel_domain::tracking::{Comment, CommentBody, Scope, TaskTitle};
+use keel_infrastructure::tracking::SeaOrmSearchIndex;
+use sea_orm::ConnectionTrait;
+use uuid::Uuid;
+
+use crate::common::*;
+
+fn search_for(q: &str, scope: Scope) -> SearchQuery {
+    SearchQuery {
+        scope,
+        projects: None,
+        terms: SearchTerms::parse(q),
+        kinds: SearchKinds::default(),
+        after: None,
+        limit: 10,
+    }
+}
+
+#[tokio::test]
+async fn the_index_ranks_and_follows_creates_updates_and_cascading_deletes() {
+    for s in stores().await {
+        let index = SeaOrmSearchIndex::new(s.db.clone());
+        let owner = user(&s, "Owner").await;
+        let p = project(&s, "SRC", owner).await;
+        let plan = create_task(&s, task_value(&p, owner, "Migration plan"), &[]).await;
+        let other = create_task(&s, task_value(&p, owner, "Other"), &[]).await;
+        let comment = Comment {
+            id: Uuid::new_v4(),
+            task_id: other.id,
+            project_id: p.id,
+            author_id: owner,
+            body: CommentBody::parse("Migrating soon").unwrap(),
+            created_at: at(1),
+            updated_at: at(1),
+            version: 1,
+        };
+        s.comments
+            .create(&comment, &audit("comment.created", Some(p.id)))
+            .await
+            .unwrap();
+        let scope = Scope::Project(p.id);
+        let ranked: Vec<(i32, Uuid, bool)> = index
+            .search(&search_for("MIGR", scope))
+            .await
+            .unwrap()
+            .iter()
+            .map(|h| (h.score, h.task.id, h.comment.is_some()))
+            .collect();
+        assert_eq!(
+            ranked,
+            [(TITLE_SCORE, plan.id, false), (COMMENT_SCORE, other.id, true)],
+            "{}",
+            s.name
+        );
+        let named = index.search(&search_for("src-2", scope)).await.unwrap();
+        assert_eq!(
+            (named[0].score, named[0].task.id),
+            (IDENTIFIER_SCORE, other.id),
+            "{}",
+            s.name
+        );
+        // Another user's scope finds nothing.
+        let stranger = user(&s, "Stranger").await;
+        assert!(
+            index
+                .search(&search_for("migr", Scope::MemberOf(stranger)))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // An update is indexed in its transaction.
+        let mut renamed = plan.clone();
+        renamed.title = TaskTitle::parse("Rollout").unwrap();
+        assert!(
+            s.tasks
+                .update(&renamed, None, plan.version, &audit("task.updated", Some(p.id)))
+                .await
+                .unwrap()
+        );
+        let after: Vec<Uuid> = index
+            .search(&search_for("roll", scope))
+            .await
+            .unwrap()
+            .iter()
+            .map(|h| h.task.id)
+            .collect();
+        assert_eq!(after, [plan.id], "{}", s.name);
+        assert!(
+            index
+                .search(&search_for("migration", scope))
+                .await
+                .unwrap()
+                .iter()
+                .all(|h| h.comment.is_some())
+        );
+
+        // Deleting the project deletes its tasks and comments by cascade: nothing of them
+        // stays in the index (on SQLite, its own tables).
+        s.projects
+            .delete(p.id, &audit("project.deleted", Some(p.id)))
+            .await
+            .unwrap();
+        if s.name == "sqlite" {
+            for table in [
+                "task_search",
+                "task_search_rows",
+                "comment_search",
+                "comment_search_rows",
+            ] {
+                let row =
+                    s.db.connection()
+                        .query_one_raw(sea_orm::Statement::from_string(
+                            sea_orm::DbBackend::Sqlite,
+                            format!("SELECT count(*) AS n FROM \"{table}\""),
+                        ))
+                        .await
+                        .unwrap()
+                        .unwrap();
+                assert_eq!(row.try_get::<i64>("", "n").unwrap(), 0, "{table}");
+            }
+        }
+        assert!(
+            index
+                .search(&search_for("migr", Scope::All))
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}",
+            s.name
+        );
+    }
+}
