@@ -10,6 +10,7 @@ mod cache;
 mod comments;
 mod conventions;
 mod events;
+mod feed;
 mod hardening;
 mod idempotency;
 mod labels;

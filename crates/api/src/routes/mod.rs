@@ -275,6 +275,7 @@ fn table() -> Vec<Endpoint> {
         route!(webhooks::list_deliveries_route),
         route!(webhooks::redeliver_route),
         route!(events::events_route),
+        route!(events::events_log_route),
     ]
 }
 

@@ -3,6 +3,9 @@
 
 pub mod audit_log;
 pub mod comments;
+pub mod event_feed;
+pub mod event_feed_marks;
+pub mod event_feed_recipients;
 pub mod idempotency_keys;
 pub mod labels;
 pub mod outbox_events;

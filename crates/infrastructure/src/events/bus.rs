@@ -195,6 +195,7 @@ mod tests {
     fn envelope(n: u128) -> Envelope {
         Envelope {
             event: DomainEvent {
+                seq: None,
                 id: Uuid::from_u128(n),
                 event_type: EventType::TaskUpdated,
                 project_id: Uuid::from_u128(1),

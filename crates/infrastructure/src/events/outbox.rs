@@ -1,6 +1,6 @@
 //! The outbox table: events written in their change's transaction, read in commit order by
-//! the dispatcher and deleted once published, and the lease that makes one instance the
-//! dispatcher.
+//! the dispatcher and moved into the feed (`feed.rs`, where they get their position), and the
+//! lease that makes one instance the dispatcher.
 //!
 //! Rows are deleted as they are published, and every batch starts at the lowest `seq` left:
 //! a transaction that took a lower `seq` but committed after a higher one is published on the
@@ -154,11 +154,12 @@ impl Outbox {
             .collect())
     }
 
-    /// After `batch` was published: queues a webhook delivery of each event for every
-    /// enabled webhook of its project that subscribes to its type, and deletes the events,
-    /// in one transaction that commits only while `holder` still holds the lease. Answers
-    /// the number of deliveries queued, or `None` when the lease was lost (nothing changed;
-    /// the new holder publishes the batch again).
+    /// Moves `batch` (read by [`Outbox::next_batch`]) into the feed: gives each event its
+    /// feed position and stores it there, queues a webhook delivery of each event (carrying
+    /// its position) for every enabled webhook of its project that subscribes to its type,
+    /// and deletes the events from the outbox, in one transaction that commits only while
+    /// `holder` still holds the lease. Answers the number of deliveries queued, or `None`
+    /// when the lease was lost (nothing changed; the new holder moves the batch).
     pub async fn finish(
         &self,
         holder: Uuid,
@@ -179,7 +180,10 @@ impl Outbox {
             return Ok(None);
         }
         let envelopes: Vec<&Envelope> = batch.iter().filter_map(|p| p.envelope.as_ref()).collect();
-        let deliveries = deliveries_for(&txn, &envelopes, now).await?;
+        // Their feed positions, in the order this holder found them committed.
+        let positioned = super::feed::append(&txn, &envelopes, now).await?;
+        let positioned: Vec<&Envelope> = positioned.iter().collect();
+        let deliveries = deliveries_for(&txn, &positioned, now).await?;
         let queued = deliveries.len();
         for chunk in deliveries.chunks(200) {
             webhook_deliveries::Entity::insert_many(chunk.to_vec())
@@ -197,12 +201,25 @@ impl Outbox {
         Ok(Some(queued))
     }
 
-    /// How many events wait to be published.
+    /// The events moved into the feed and not yet handed to the bus, in order (at most
+    /// `limit`).
+    pub async fn unpublished(&self, limit: u64) -> Result<Vec<Envelope>, StoreError> {
+        super::feed::unpublished(&self.db, limit).await
+    }
+
+    /// Records that the bus got every event up to `seq`.
+    pub async fn mark_published(&self, seq: i64) -> Result<(), StoreError> {
+        super::feed::mark_published(&self.db, seq).await
+    }
+
+    /// How many events wait to be published: in the outbox, and in the feed above the
+    /// `published` mark.
     pub async fn pending(&self) -> Result<u64, StoreError> {
-        outbox_events::Entity::find()
+        let outbox = outbox_events::Entity::find()
             .count(self.db.connection())
             .await
-            .map_err(store_error)
+            .map_err(store_error)?;
+        Ok(outbox + super::feed::unpublished_count(&self.db).await?)
     }
 }
 
