@@ -15,6 +15,7 @@ mod m20261207_000009_task_lifecycle;
 mod m20261207_000010_create_task_links;
 mod m20261207_000011_create_task_relations;
 mod m20261207_000018_create_event_feed;
+mod m20261207_000019_create_notifications;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000010_create_task_links::Migration),
             Box::new(m20261207_000011_create_task_relations::Migration),
             Box::new(m20261207_000018_create_event_feed::Migration),
+            Box::new(m20261207_000019_create_notifications::Migration),
         ]
     }
 }

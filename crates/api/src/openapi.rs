@@ -63,7 +63,8 @@ pub mod response {
         (name = "links", description = "Links on tasks, one per URL"),
         (name = "relations", description = "Relations between tasks (blocks, relates to, duplicates), shown from both sides"),
         (name = "webhooks", description = "Signed HTTP callbacks of a project's events, and their delivery logs"),
-        (name = "events", description = "The real-time event stream (WebSocket)")
+        (name = "events", description = "The real-time event stream (WebSocket) and the resumable feed"),
+        (name = "notifications", description = "Task subscriptions and the caller's notifications")
     )
 )]
 pub struct ApiDoc;
@@ -514,7 +515,7 @@ mod tests {
     }
 
     /// The verbs an operation id may start with: a generated client's method names.
-    const VERBS: [&str; 18] = [
+    const VERBS: [&str; 19] = [
         "get",
         "list",
         "create",
@@ -533,6 +534,7 @@ mod tests {
         "archive",
         "unarchive",
         "restore",
+        "mark",
     ];
 
     #[test]

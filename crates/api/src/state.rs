@@ -21,6 +21,8 @@ pub struct AppState {
     pub events: Arc<dyn EventBus>,
     /// The retained feed of published events: replays and `GET /events/log`.
     pub feed: Arc<dyn EventFeed>,
+    /// Task subscriptions and notifications.
+    pub notifications: Arc<dyn keel_application::notifications::NotificationStore>,
     pub stream: StreamSettings,
     /// The event streams each user holds open here, bounded.
     pub stream_slots: StreamSlots,

@@ -27,6 +27,8 @@ pub enum BusMessage {
     /// This subscriber fell too far behind and events it had not read were dropped: its
     /// client is too slow.
     Lagged,
+    /// A new notification, for its user's streams.
+    Notification(Arc<crate::notifications::UserNotification>),
 }
 
 /// Failure to publish.
@@ -42,6 +44,15 @@ pub trait EventBus: Send + Sync {
     /// When the events could not be handed to the other instances; they reached this
     /// instance's subscribers all the same.
     async fn publish(&self, events: &[Envelope]) -> Result<(), BusError>;
+
+    /// Publishes new notifications to every subscriber of every instance (each stream keeps
+    /// its user's).
+    /// # Errors
+    /// As [`EventBus::publish`].
+    async fn publish_notifications(
+        &self,
+        notifications: &[crate::notifications::UserNotification],
+    ) -> Result<(), BusError>;
 
     /// A subscription from now on. It ends only when the bus shuts down.
     fn subscribe(&self) -> BoxStream<'static, BusMessage>;

@@ -17,6 +17,7 @@ mod labels;
 mod links;
 mod members;
 mod migrations;
+mod notifications;
 mod ops;
 mod projects;
 mod rate_limits;

@@ -353,6 +353,18 @@ async fn serve(state: std::sync::Arc<AppState>, principal: Principal, watched: W
                         Err(Stop::With(reason)) => break reason,
                     }
                 }
+                Some(BusMessage::Notification(n)) => {
+                    // The user's own, of a project their credential reaches.
+                    if n.user_id != user || !principal.reaches(n.notification.project_id) {
+                        continue;
+                    }
+                    let frame = serde_json::json!({"type": "notification.created", "data": n.notification});
+                    match tokio::time::timeout(settings.send_timeout, session.text(frame.to_string())).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_closed)) => return,
+                        Err(_) => break close(CloseCode::Again, "too slow: events are not buffered without bound"),
+                    }
+                }
                 Some(BusMessage::Interrupted) => {
                     break close(CloseCode::Restart, "events may have been missed; reconnect and resynchronise");
                 }

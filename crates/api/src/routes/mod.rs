@@ -13,6 +13,7 @@ pub mod auth;
 pub mod events;
 pub mod lifecycle;
 pub mod links;
+pub mod notifications;
 pub mod ops;
 pub mod projects;
 pub mod relations;
@@ -276,6 +277,11 @@ fn table() -> Vec<Endpoint> {
         route!(webhooks::redeliver_route),
         route!(events::events_route),
         route!(events::events_log_route),
+        route!(notifications::subscribe_route),
+        route!(notifications::unsubscribe_route),
+        route!(notifications::list_notifications_route),
+        route!(notifications::unread_count_route),
+        route!(notifications::mark_read_route),
     ]
 }
 

@@ -209,6 +209,9 @@ impl Application {
             identity,
             events,
             feed: Arc::new(SeaOrmEventFeed::new(db.clone())),
+            notifications: Arc::new(keel_infrastructure::notifications::SeaOrmNotificationStore::new(
+                db.clone(),
+            )),
             stream: StreamSettings {
                 ping_interval: settings.events.ping_interval,
                 ..StreamSettings::default()

@@ -155,8 +155,9 @@ impl Dispatcher {
     pub async fn pass(&self) -> Result<Pass, StoreError> {
         let batch = self.outbox.next_batch(self.settings.batch_size).await?;
         let mut deliveries = 0;
+        let mut notifications = Vec::new();
         if !batch.is_empty() {
-            let Some(queued) = self
+            let Some(moved) = self
                 .outbox
                 .finish(self.holder, Utc::now(), self.settings.lease_ttl, &batch)
                 .await?
@@ -171,11 +172,12 @@ impl Dispatcher {
             };
             // The batch's transaction renewed the lease.
             self.lease_checked(Some(std::time::Instant::now()));
-            deliveries = queued;
+            deliveries = moved.deliveries;
             if deliveries > 0 {
                 self.deliveries_queued.notify_one();
             }
             self.unpublished.store(true, Ordering::Release);
+            notifications = moved.notifications;
         }
         // Stored first, published second: a client that subscribes and then reads the feed
         // misses nothing. Left unpublished by a holder that died in between: published now.
@@ -201,6 +203,13 @@ impl Dispatcher {
                     self.unpublished.store(true, Ordering::Release);
                 }
             }
+        }
+        // Pushed once, after their events: a notification lost here is still in its user's
+        // list (the list is the record; the push is a courtesy).
+        if !notifications.is_empty()
+            && let Err(e) = self.bus.publish_notifications(&notifications).await
+        {
+            tracing::warn!(error = %e, notifications = notifications.len(), "notifications reached only this instance's clients");
         }
         if batch.is_empty() && published == 0 {
             self.report_pending(0);

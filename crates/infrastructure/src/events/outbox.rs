@@ -87,6 +87,15 @@ pub(crate) async fn insert_event(conn: &impl ConnectionTrait, envelope: &Envelop
     Ok(())
 }
 
+/// What moving a batch into the feed did.
+#[derive(Debug, Default)]
+pub struct Moved {
+    /// Webhook deliveries queued.
+    pub deliveries: usize,
+    /// Notifications made, to be pushed to their users' streams.
+    pub notifications: Vec<keel_application::notifications::UserNotification>,
+}
+
 /// One outbox row as the dispatcher reads it.
 #[derive(Debug)]
 pub struct Pending {
@@ -157,16 +166,17 @@ impl Outbox {
     /// Moves `batch` (read by [`Outbox::next_batch`]) into the feed: gives each event its
     /// feed position and stores it there, queues a webhook delivery of each event (carrying
     /// its position) for every enabled webhook of its project that subscribes to its type,
-    /// and deletes the events from the outbox, in one transaction that commits only while
-    /// `holder` still holds the lease. Answers the number of deliveries queued, or `None`
-    /// when the lease was lost (nothing changed; the new holder moves the batch).
+    /// makes the subscriptions and notifications the events call for, and deletes the events
+    /// from the outbox, in one transaction that commits only while `holder` still holds the
+    /// lease. Answers what it did, or `None` when the lease was lost (nothing changed; the
+    /// new holder moves the batch).
     pub async fn finish(
         &self,
         holder: Uuid,
         now: DateTime<Utc>,
         ttl: Duration,
         batch: &[Pending],
-    ) -> Result<Option<usize>, StoreError> {
+    ) -> Result<Option<Moved>, StoreError> {
         let txn = self.db.begin_write().await?;
         let still_ours = outbox_leases::Entity::update_many()
             .col_expr(outbox_leases::Column::ExpiresAt, Expr::value(now + ttl))
@@ -182,6 +192,7 @@ impl Outbox {
         let envelopes: Vec<&Envelope> = batch.iter().filter_map(|p| p.envelope.as_ref()).collect();
         // Their feed positions, in the order this holder found them committed.
         let positioned = super::feed::append(&txn, &envelopes, now).await?;
+        let notifications = crate::notifications::fan_out(&txn, &positioned, now).await?;
         let positioned: Vec<&Envelope> = positioned.iter().collect();
         let deliveries = deliveries_for(&txn, &positioned, now).await?;
         let queued = deliveries.len();
@@ -198,7 +209,10 @@ impl Outbox {
             .await
             .map_err(store_error)?;
         txn.commit().await.map_err(store_error)?;
-        Ok(Some(queued))
+        Ok(Some(Moved {
+            deliveries: queued,
+            notifications,
+        }))
     }
 
     /// The events moved into the feed and not yet handed to the bus, in order (at most

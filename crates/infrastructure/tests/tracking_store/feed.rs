@@ -270,3 +270,54 @@ async fn the_purge_removes_only_what_is_older_than_the_retention_and_never_the_n
         assert_eq!(seqs(&page.events), vec![6], "{}", s.name);
     }
 }
+
+#[tokio::test]
+async fn a_notification_is_made_once_per_event_and_user_whatever_is_redelivered() {
+    use keel_infrastructure::entities::notifications;
+    use sea_orm::PaginatorTrait;
+    for s in stores().await {
+        let owner = user(&s, "Owner").await;
+        let member = user(&s, "Member").await;
+        let p = project(&s, "NOT", owner).await;
+        let change = audit("member.added", Some(p.id));
+        s.members
+            .add(p.id, member, ProjectRole::Member, at(1), &change)
+            .await
+            .unwrap();
+        let task = create_task(&s, task_value(&p, owner, "Yours"), &[]).await;
+        // The task's event as the use case writes it: the task, assigned to the member.
+        let mut envelope = audit("task.created", Some(p.id)).event;
+        envelope.event.actor_id = Some(owner);
+        envelope.event.data = serde_json::json!({
+            "id": task.id, "identifier": "NOT-1", "title": "Yours", "createdBy": owner, "assigneeId": member,
+        });
+        outbox_events::Entity::insert(outbox_events::ActiveModel {
+            id: Set(envelope.event.id),
+            project_id: Set(p.id),
+            event_type: Set("task.created".into()),
+            envelope: Set(serde_json::to_value(&envelope).unwrap()),
+            created_at: Set(Utc::now()),
+            ..Default::default()
+        })
+        .exec_without_returning(s.db.connection())
+        .await
+        .unwrap();
+        let d = dispatcher(&s, Arc::new(InProcessBus::default()));
+        d.drain().await.unwrap();
+        let count = || async {
+            notifications::Entity::find()
+                .filter(notifications::Column::EventId.eq(envelope.event.id))
+                .count(s.db.connection())
+                .await
+                .unwrap()
+        };
+        assert_eq!(count().await, 1, "{}: the assignee's, not the actor's", s.name);
+        // The same event fanned out again (a redelivery): nothing more.
+        let again =
+            keel_infrastructure::notifications::fan_out(s.db.connection(), &[envelope.clone()], Utc::now())
+                .await
+                .unwrap();
+        assert!(again.is_empty(), "{}", s.name);
+        assert_eq!(count().await, 1, "{}", s.name);
+    }
+}

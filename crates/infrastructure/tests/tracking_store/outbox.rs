@@ -55,6 +55,7 @@ async fn received(stream: &mut futures::stream::BoxStream<'static, BusMessage>) 
     while let Ok(Some(message)) = tokio::time::timeout(Duration::from_millis(50), stream.next()).await {
         match message {
             BusMessage::Event(e) => ids.push(e.event.id),
+            BusMessage::Notification(_) => {}
             BusMessage::Interrupted | BusMessage::Lagged => panic!("no interruption expected"),
         }
     }
