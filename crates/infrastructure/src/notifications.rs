@@ -10,7 +10,7 @@ use keel_application::notifications::{
 };
 use keel_domain::StoreError;
 use keel_domain::events::Envelope;
-use sea_orm::sea_query::{Expr, OnConflict, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
@@ -50,67 +50,45 @@ pub async fn fan_out(
     if plans.is_empty() {
         return Ok(Vec::new());
     }
-    // Subscriptions point at live tasks and users: a purged task or a missing user is skipped
-    // rather than failing the batch.
-    let task_ids: HashSet<Uuid> = plans.iter().map(|(_, f)| f.task_id).collect();
-    let live_tasks: HashSet<Uuid> = tasks::Entity::find()
-        .select_only()
-        .column(tasks::Column::Id)
-        .filter(tasks::Column::Id.is_in(task_ids))
-        .into_tuple::<Uuid>()
-        .all(txn)
-        .await
-        .map_err(store_error)?
-        .into_iter()
-        .collect();
-    let user_ids: HashSet<Uuid> = plans
-        .iter()
-        .flat_map(|(_, f)| f.subscribe.iter().copied())
-        .collect();
-    let live_users: HashSet<Uuid> = if user_ids.is_empty() {
-        HashSet::new()
-    } else {
-        users::Entity::find()
-            .select_only()
-            .column(users::Column::Id)
-            .filter(users::Column::Id.is_in(user_ids))
-            .into_tuple::<Uuid>()
-            .all(txn)
-            .await
-            .map_err(store_error)?
-            .into_iter()
-            .collect()
-    };
     let mut made = Vec::new();
     for (envelope, plan) in plans {
         let event = &envelope.event;
-        if live_tasks.contains(&plan.task_id) {
-            let rows: Vec<task_subscriptions::ActiveModel> = plan
-                .subscribe
-                .iter()
-                .filter(|u| live_users.contains(u))
-                .map(|u| task_subscriptions::ActiveModel {
-                    task_id: Set(plan.task_id),
-                    user_id: Set(*u),
-                    subscribed: Set(true),
-                    updated_at: Set(now),
-                })
-                .collect();
-            if !rows.is_empty() {
-                // An explicit choice (either way) stands.
-                task_subscriptions::Entity::insert_many(rows)
-                    .on_conflict(
-                        OnConflict::columns([
-                            task_subscriptions::Column::TaskId,
-                            task_subscriptions::Column::UserId,
-                        ])
-                        .do_nothing()
-                        .to_owned(),
-                    )
-                    .exec_without_returning(txn)
-                    .await
-                    .map_err(store_error)?;
-            }
+        if !plan.subscribe.is_empty() {
+            // Subscriptions point at a live task and users: `INSERT … SELECT` from both, so a
+            // purged task or a missing user is skipped rather than failing the batch. An
+            // explicit choice (either way) stands.
+            let rows = Query::select()
+                .column((tasks::Entity, tasks::Column::Id))
+                .column((users::Entity, users::Column::Id))
+                .expr(Expr::val(true))
+                .expr(Expr::val(now))
+                .from(tasks::Entity)
+                .from(users::Entity)
+                .and_where(Expr::col((tasks::Entity, tasks::Column::Id)).eq(plan.task_id))
+                .and_where(
+                    Expr::col((users::Entity, users::Column::Id)).is_in(plan.subscribe.iter().copied()),
+                )
+                .to_owned();
+            let insert = Query::insert()
+                .into_table(task_subscriptions::Entity)
+                .columns([
+                    task_subscriptions::Column::TaskId,
+                    task_subscriptions::Column::UserId,
+                    task_subscriptions::Column::Subscribed,
+                    task_subscriptions::Column::UpdatedAt,
+                ])
+                .select_from(rows)
+                .map_err(|e| StoreError::Unexpected(Box::new(e)))?
+                .on_conflict(
+                    OnConflict::columns([
+                        task_subscriptions::Column::TaskId,
+                        task_subscriptions::Column::UserId,
+                    ])
+                    .do_nothing()
+                    .to_owned(),
+                )
+                .to_owned();
+            txn.execute(&insert).await.map_err(store_error)?;
         }
         let members = Query::select()
             .column(project_members::Column::UserId)
