@@ -882,7 +882,7 @@ keel_answers() { echo $(($(delta "$1" http_requests_total '') - $(delta "$1" htt
 # samples), the background tables' left out as the statement-budget tests do (tests/src/lib.rs
 # db_statements): the outbox dispatcher and the webhook sender run whatever the requests do.
 stmt_count() {
-    awk 'index($0, "db_query_duration_seconds_count{") == 1 && !/table="(outbox_events|outbox_leases|webhook_deliveries)"/ { s += $NF }
+    awk 'index($0, "db_query_duration_seconds_count{") == 1 && !/table="(outbox_events|outbox_leases|webhook_deliveries|event_feed|event_feed_marks|event_feed_recipients|task_subscriptions|notifications)"/ { s += $NF }
         END { printf "%.0f\n", s }' "$1"
 }
 # stmts NAME: database statements per request over scenario NAME ("?" without requests).

@@ -16,6 +16,8 @@ mod m20261207_000010_create_task_links;
 mod m20261207_000011_create_task_relations;
 mod m20261207_000014_audit_resource_history;
 mod m20261207_000016_task_search;
+mod m20261207_000018_create_event_feed;
+mod m20261207_000019_create_notifications;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -37,6 +39,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000011_create_task_relations::Migration),
             Box::new(m20261207_000014_audit_resource_history::Migration),
             Box::new(m20261207_000016_task_search::Migration),
+            Box::new(m20261207_000018_create_event_feed::Migration),
+            Box::new(m20261207_000019_create_notifications::Migration),
         ]
     }
 }

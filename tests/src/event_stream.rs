@@ -67,6 +67,17 @@ impl EventStream {
         }
     }
 
+    /// Connects with `Authorization: Bearer <token>`, resuming after the feed position `after`.
+    pub async fn connect_after(app: &TestApp, token: &str, after: i64) -> anyhow::Result<Self> {
+        let url = app.address.replacen("http://", "ws://", 1) + &format!("/api/v1/events?after={after}");
+        let mut request = url.into_client_request()?;
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse()?);
+        let (socket, _) = connect_async(request).await?;
+        Ok(Self { socket })
+    }
+
     /// Connects with the token in the `access_token` query parameter.
     pub async fn connect_with_query(app: &TestApp, token: &str) -> anyhow::Result<Self> {
         let url = app.address.replacen("http://", "ws://", 1) + "/api/v1/events?access_token=" + token;

@@ -452,12 +452,19 @@ impl TestApp {
     /// The number of database statements the server has run so far for requests: the sum
     /// of the `db_query_duration_seconds_count` samples of its (per-instance) `/metrics`,
     /// without the tables the outbox dispatcher and the webhook sender poll in the
-    /// background (`outbox_events`, `outbox_leases`, `webhook_deliveries`).
+    /// background (`outbox_events`, `outbox_leases`, `webhook_deliveries`, and the event feed's
+    /// `event_feed`, `event_feed_marks`, `event_feed_recipients`, and the notifications the
+    /// dispatcher makes: `task_subscriptions`, `notifications`).
     pub async fn db_statements(&self) -> u64 {
-        const BACKGROUND: [&str; 3] = [
+        const BACKGROUND: [&str; 8] = [
             "table=\"outbox_events\"",
             "table=\"outbox_leases\"",
             "table=\"webhook_deliveries\"",
+            "table=\"event_feed\"",
+            "table=\"event_feed_marks\"",
+            "table=\"event_feed_recipients\"",
+            "table=\"task_subscriptions\"",
+            "table=\"notifications\"",
         ];
         let metrics = self.metrics_address.as_deref().unwrap_or(&self.address);
         let text = self

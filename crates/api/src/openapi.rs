@@ -66,7 +66,8 @@ pub mod response {
         (name = "relations", description = "Relations between tasks (blocks, relates to, duplicates), shown from both sides"),
         (name = "search", description = "Full-text search over the tasks and comments the caller can see"),
         (name = "webhooks", description = "Signed HTTP callbacks of a project's events, and their delivery logs"),
-        (name = "events", description = "The real-time event stream (WebSocket)")
+        (name = "events", description = "The real-time event stream (WebSocket) and the resumable feed"),
+        (name = "notifications", description = "Task subscriptions and the caller's notifications")
     )
 )]
 pub struct ApiDoc;
@@ -519,7 +520,7 @@ mod tests {
     }
 
     /// The verbs an operation id may start with: a generated client's method names.
-    const VERBS: [&str; 19] = [
+    const VERBS: &[&str] = &[
         "get",
         "list",
         "create",
@@ -539,6 +540,9 @@ mod tests {
         "unarchive",
         "restore",
         "search",
+        "mark",
+        "export",
+        "erase",
     ];
 
     #[test]

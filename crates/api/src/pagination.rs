@@ -96,6 +96,10 @@ list_page!(
     TaskPage = CursorPage<TaskView>
 );
 list_page!(
+    /// One page of the caller's notifications.
+    NotificationPage = CursorPage<keel_application::notifications::Notification>
+);
+list_page!(
     /// One page of a task's comments.
     CommentPage = CursorPage<CommentView>
 );

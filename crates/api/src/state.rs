@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use ipnet::IpNet;
-use keel_application::events::EventBus;
+use keel_application::events::{EventBus, EventFeed};
 use keel_application::identity::IdentityPorts;
 use keel_application::readiness::CheckReadiness;
 use keel_application::tracking::TrackingPorts;
@@ -19,6 +19,10 @@ pub struct AppState {
     pub tracking: TrackingPorts,
     /// Published events, for the WebSocket stream.
     pub events: Arc<dyn EventBus>,
+    /// The retained feed of published events: replays and `GET /events/log`.
+    pub feed: Arc<dyn EventFeed>,
+    /// Task subscriptions and notifications.
+    pub notifications: Arc<dyn keel_application::notifications::NotificationStore>,
     pub stream: StreamSettings,
     /// The event streams each user holds open here, bounded.
     pub stream_slots: StreamSlots,

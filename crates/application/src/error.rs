@@ -39,6 +39,10 @@ pub enum AppError {
     Conflict(String),
     #[error("the resource has changed since it was read")]
     PreconditionFailed,
+    /// What was asked for existed and is no longer kept (a feed position older than the
+    /// retention). The message is client-safe.
+    #[error("{0}")]
+    Gone(String),
     /// Refused by a limit: the decision of the limit that refused (its quota, what is left,
     /// when to come back), which the response's `RateLimit-*` and `Retry-After` headers show —
     /// never another limit's figures.

@@ -100,12 +100,17 @@ impl<'de> Deserialize<'de> for EventType {
 }
 
 /// A domain event as clients and webhooks receive it:
-/// `{id, type, projectId, actorId, data, occurredAt}`.
+/// `{id, seq, type, projectId, actorId, data, occurredAt}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DomainEvent {
     /// The id of the change's audit entry: unique, and the same on every delivery.
     pub id: Uuid,
+    /// The event's position in the feed: increasing in the order events were found
+    /// committed, without holes. Given when the event is published (`None` before, in the
+    /// outbox).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
     #[serde(rename = "type")]
     pub event_type: EventType,
     pub project_id: Uuid,
@@ -145,6 +150,7 @@ impl Change {
     pub fn new(audit: AuditEntry, event_type: EventType, project_id: Uuid, data: serde_json::Value) -> Self {
         let event = DomainEvent {
             id: audit.id,
+            seq: None,
             event_type,
             project_id,
             actor_id: audit.actor_id,

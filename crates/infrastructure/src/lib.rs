@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod identity;
 pub mod metrics;
 pub mod migrate;
+pub mod notifications;
 pub mod rate_limit;
 pub mod redis;
 pub mod seed;

@@ -84,12 +84,19 @@ async fn members_receive_their_projects_events_in_order_and_strangers_nothing() 
         StatusCode::NO_CONTENT
     );
 
-    let seen = member_stream.drain(QUIET).await;
+    let (notifications, seen): (Vec<_>, Vec<_>) = member_stream
+        .drain(QUIET)
+        .await
+        .into_iter()
+        .partition(|e| e["type"] == "notification.created");
     assert_eq!(
         types(&seen),
         ["task.created", "task.updated", "comment.created", "task.deleted"],
         "in order"
     );
+    // Having commented, the member follows the task: the owner's deletion notifies them.
+    assert_eq!(notifications.len(), 1, "{notifications:?}");
+    assert_eq!(notifications[0]["data"]["type"], "task.deleted");
     assert_eq!(
         seen[0]["data"]["identifier"], "SHR-1",
         "the number the store handed out"

@@ -144,6 +144,9 @@ pub struct EventSettings {
     pub outbox_poll: Duration,
     /// How many event streams one user may hold open on one instance.
     pub max_streams_per_user: usize,
+    /// How long published events stay in the feed for replays (`KEEL_EVENT_RETENTION_HOURS`,
+    /// 1–8760 hours, default 72).
+    pub retention_hours: u32,
 }
 
 #[derive(Debug, Clone)]

@@ -430,6 +430,13 @@ pub(super) fn events(get: &impl Fn(&str) -> Option<String>) -> Result<EventSetti
             1,
             1000,
         )? as usize,
+        retention_hours: parse_in(
+            "KEEL_EVENT_RETENTION_HOURS",
+            get("KEEL_EVENT_RETENTION_HOURS"),
+            72,
+            1,
+            8760,
+        )?,
     })
 }
 

@@ -50,6 +50,14 @@ fn defaults_are_the_embedded_development_setup() {
     assert!(s.auto_migrate);
     assert_eq!(s.log_format, LogFormat::Pretty);
     assert_eq!(s.trash_retention_days, 30);
+    assert_eq!(s.events.retention_hours, 72);
+    assert_eq!(
+        settings(&[("KEEL_EVENT_RETENTION_HOURS", "1")])
+            .unwrap()
+            .events
+            .retention_hours,
+        1
+    );
     assert_eq!(
         settings(&[("KEEL_TRASH_RETENTION_DAYS", "7")])
             .unwrap()
@@ -156,6 +164,8 @@ fn every_bad_value_names_its_variable() {
         ("KEEL_WEBHOOK_RETRY_BASE_SECS", "0"),
         ("KEEL_WEBHOOK_MAX_ATTEMPTS", "x"),
         ("KEEL_TRASH_RETENTION_DAYS", "0"),
+        ("KEEL_EVENT_RETENTION_HOURS", "0"),
+        ("KEEL_EVENT_RETENTION_HOURS", "72h"),
         ("KEEL_TRASH_RETENTION_DAYS", "30d"),
         ("KEEL_AUTO_MIGRATE", "nope"),
         ("KEEL_LOG_FORMAT", "xml"),

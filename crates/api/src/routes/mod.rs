@@ -15,6 +15,7 @@ pub mod events;
 pub mod history;
 pub mod lifecycle;
 pub mod links;
+pub mod notifications;
 pub mod ops;
 pub mod projects;
 pub mod relations;
@@ -286,6 +287,12 @@ fn table() -> Vec<Endpoint> {
         route!(webhooks::list_deliveries_route),
         route!(webhooks::redeliver_route),
         route!(events::events_route),
+        route!(events::events_log_route),
+        route!(notifications::subscribe_route),
+        route!(notifications::unsubscribe_route),
+        route!(notifications::list_notifications_route),
+        route!(notifications::unread_count_route),
+        route!(notifications::mark_read_route),
     ]
 }
 

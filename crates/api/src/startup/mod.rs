@@ -10,6 +10,7 @@ use actix_web::web;
 use keel_application::readiness::CheckReadiness;
 use keel_domain::StoreError;
 use keel_domain::identity::ports::HashError;
+use keel_infrastructure::events::{FeedPurgeTask, SeaOrmEventFeed};
 use keel_infrastructure::health::SqlDatabaseProbe;
 use keel_infrastructure::idempotency::{PurgeTask, SeaOrmIdempotencyStore};
 use keel_infrastructure::redis::{RedisError, create_pool};
@@ -60,6 +61,8 @@ const DISPATCHER_DRAIN: Duration = Duration::from_secs(10);
 const IDEMPOTENCY_PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// How often the holder of the trash purge's lease deletes expired trash.
 const TRASH_PURGE_EVERY: Duration = Duration::from_secs(3600);
+/// How often the instance holding its lease purges the event feed past its retention.
+const FEED_PURGE_EVERY: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -108,6 +111,8 @@ pub struct Application {
     idempotency_purge: PurgeTask,
     /// Deletes expired trash (on the instance holding its lease) until the server stops.
     trash_purge: TrashPurgeTask,
+    /// Deletes events past the feed's retention (on the instance holding its lease).
+    feed_purge: FeedPurgeTask,
     /// Keeps the cache's invalidation channel subscribed (with Redis).
     cache_subscriber: Option<tokio::task::JoinHandle<()>>,
     /// Keeps the event channel subscribed (with Redis).
@@ -177,6 +182,12 @@ impl Application {
             chrono::Duration::days(i64::from(settings.trash_retention_days)),
             TRASH_PURGE_EVERY,
         );
+        let feed_purge = FeedPurgeTask::spawn(
+            background_db.clone(),
+            Arc::clone(&identity.clock),
+            chrono::Duration::hours(i64::from(settings.events.retention_hours)),
+            FEED_PURGE_EVERY,
+        );
         let (closing, closing_rx) = watch::channel(false);
         let in_flight = InFlight::default();
         let database_probe = Arc::new(SqlDatabaseProbe::new(
@@ -197,6 +208,10 @@ impl Application {
             tracking,
             identity,
             events,
+            feed: Arc::new(SeaOrmEventFeed::new(db.clone())),
+            notifications: Arc::new(keel_infrastructure::notifications::SeaOrmNotificationStore::new(
+                db.clone(),
+            )),
             stream: StreamSettings {
                 ping_interval: settings.events.ping_interval,
                 ..StreamSettings::default()
@@ -226,6 +241,7 @@ impl Application {
             background_db,
             idempotency_purge,
             trash_purge,
+            feed_purge,
             cache_subscriber,
             event_subscriber,
             dispatcher: dispatcher.spawn(dispatcher_stop),
@@ -267,6 +283,7 @@ impl Application {
         self.closing.send_replace(true);
         self.idempotency_purge.stop();
         self.trash_purge.stop();
+        self.feed_purge.stop();
         // What the last requests committed is published before the pool closes.
         self.stop_dispatcher.send_replace(true);
         if tokio::time::timeout(DISPATCHER_DRAIN, self.dispatcher)

@@ -3,8 +3,12 @@
 
 pub mod audit_log;
 pub mod comments;
+pub mod event_feed;
+pub mod event_feed_marks;
+pub mod event_feed_recipients;
 pub mod idempotency_keys;
 pub mod labels;
+pub mod notifications;
 pub mod outbox_events;
 pub mod outbox_leases;
 pub mod personal_tokens;
@@ -15,6 +19,7 @@ pub mod sessions;
 pub mod task_labels;
 pub mod task_links;
 pub mod task_relations;
+pub mod task_subscriptions;
 pub mod tasks;
 pub mod users;
 pub mod webhook_attempts;

@@ -17,6 +17,7 @@ use deadpool_redis::redis;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use keel_application::events::{BusError, BusMessage, EventBus};
+use keel_application::notifications::UserNotification;
 use keel_domain::events::Envelope;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -57,6 +58,13 @@ impl EventBus for InProcessBus {
     async fn publish(&self, events: &[Envelope]) -> Result<(), BusError> {
         for envelope in events {
             self.deliver(BusMessage::Event(Arc::new(envelope.clone())));
+        }
+        Ok(())
+    }
+
+    async fn publish_notifications(&self, notifications: &[UserNotification]) -> Result<(), BusError> {
+        for n in notifications {
+            self.deliver(BusMessage::Notification(Arc::new(n.clone())));
         }
         Ok(())
     }
@@ -137,9 +145,10 @@ impl RedisBus {
             let parsed = message
                 .get_payload::<String>()
                 .map_err(|e| e.to_string())
-                .and_then(|payload| serde_json::from_str::<Envelope>(&payload).map_err(|e| e.to_string()));
+                .and_then(|payload| serde_json::from_str::<Wire>(&payload).map_err(|e| e.to_string()));
             match parsed {
-                Ok(envelope) => self.local.deliver(BusMessage::Event(Arc::new(envelope))),
+                Ok(Wire::Notification(n)) => self.local.deliver(BusMessage::Notification(Arc::new(n))),
+                Ok(Wire::Event(envelope)) => self.local.deliver(BusMessage::Event(Arc::new(envelope))),
                 Err(e) => {
                     tracing::warn!(error = %e, "unreadable message on the event channel");
                     self.local.deliver(BusMessage::Interrupted);
@@ -150,8 +159,55 @@ impl RedisBus {
     }
 }
 
+/// What travels on the channel: an event's envelope, or a notification for one user
+/// (`{"userId", "notification"}`; an envelope has neither field).
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Wire {
+    Notification(UserNotification),
+    Event(Envelope),
+}
+
+impl RedisBus {
+    /// `PUBLISH`es each payload, in order, in one pipeline.
+    async fn send(&self, payloads: Vec<String>) -> Result<(), String> {
+        let mut pipe = redis::pipe();
+        for payload in payloads {
+            pipe.cmd("PUBLISH").arg(&self.channel).arg(payload).ignore();
+        }
+        let sent = async {
+            let mut conn = self.connection.get().await.map_err(|e| e.to_string())?;
+            tokio::time::timeout(PUBLISH_TIMEOUT, pipe.query_async::<()>(&mut conn))
+                .await
+                .map_err(|_| "publish timed out".to_owned())?
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        if sent.is_err() {
+            self.connection.reset();
+        }
+        sent
+    }
+}
+
 #[async_trait]
 impl EventBus for RedisBus {
+    async fn publish_notifications(&self, notifications: &[UserNotification]) -> Result<(), BusError> {
+        if notifications.is_empty() {
+            return Ok(());
+        }
+        let payloads = notifications
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| BusError(e.to_string()))?;
+        if let Err(e) = self.send(payloads).await {
+            self.local.publish_notifications(notifications).await?;
+            return Err(BusError(e));
+        }
+        Ok(())
+    }
+
     async fn publish(&self, events: &[Envelope]) -> Result<(), BusError> {
         if events.is_empty() {
             return Ok(());
@@ -195,6 +251,7 @@ mod tests {
     fn envelope(n: u128) -> Envelope {
         Envelope {
             event: DomainEvent {
+                seq: None,
                 id: Uuid::from_u128(n),
                 event_type: EventType::TaskUpdated,
                 project_id: Uuid::from_u128(1),

@@ -3,10 +3,12 @@
 //!
 //! One instance dispatches at a time: the holder of a lease row that it renews while it runs
 //! (`lease_ttl`, 10 s by default). Every instance runs the loop; the others only try to take
-//! the lease, so when the holder dies another takes over within one lease. A batch is
-//! published first and then, in one transaction that commits only while the lease is still
-//! held, its deliveries are queued and its rows deleted: a crash in between publishes the
-//! batch again (at least once), never loses it.
+//! the lease, so when the holder dies another takes over within one lease. A batch is moved,
+//! in one transaction that commits only while the lease is still held, from the outbox into
+//! the feed, where each event gets its position (`feed.rs`), with its webhook deliveries;
+//! then what the feed holds above the `published` mark is published and the mark moved. A
+//! crash before the move's commit leaves the batch in the outbox; one between the commit
+//! and the mark publishes it again (at least once), never loses it.
 //!
 //! Latency: a change committed on this instance wakes the loop at once; one committed on
 //! another instance is seen at the next poll (`poll_interval`, 200 ms by default).
@@ -18,7 +20,6 @@ use std::time::Duration;
 use chrono::Utc;
 use keel_application::events::EventBus;
 use keel_domain::StoreError;
-use keel_domain::events::Envelope;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -46,6 +47,9 @@ impl Default for DispatcherSettings {
 /// What one pass over the outbox did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pass {
+    /// Events moved from the outbox into the feed.
+    pub moved: usize,
+    /// Events handed to the bus.
     pub published: usize,
     pub deliveries: usize,
     /// The lease was lost before the batch could be marked: another instance goes on.
@@ -65,6 +69,10 @@ pub struct Dispatcher {
     lease_checked: std::sync::Mutex<Option<std::time::Instant>>,
     /// Rung when deliveries were queued (the webhook sender waits on it).
     deliveries_queued: Arc<Notify>,
+    /// The feed may hold events above the `published` mark: set at start, when the lease
+    /// is taken (a holder may have died between storing and publishing) and after each
+    /// move; the feed is read only then, not at every poll.
+    unpublished: AtomicBool,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -92,7 +100,13 @@ impl Dispatcher {
             leading: Arc::new(AtomicBool::new(false)),
             lease_checked: std::sync::Mutex::new(None),
             deliveries_queued: Arc::new(Notify::new()),
+            unpublished: AtomicBool::new(true),
         }
+    }
+
+    /// This instance's identity as a lease holder.
+    pub fn holder(&self) -> Uuid {
+        self.holder
     }
 
     /// Whether this instance holds the lease (the webhook sender runs only then).
@@ -127,44 +141,84 @@ impl Dispatcher {
             self.lease_checked(Some(std::time::Instant::now()));
         }
         if self.leading.swap(leading, Ordering::AcqRel) != leading {
+            if leading {
+                self.unpublished.store(true, Ordering::Release);
+            }
             tracing::info!(holder = %self.holder, leading, "outbox dispatcher lease changed hands");
         }
         held
     }
 
-    /// Publishes one batch, if this instance holds the lease (call [`Dispatcher::claim`]
-    /// first).
+    /// Moves one batch of committed events into the feed (giving them their positions and
+    /// queueing their webhook deliveries), then publishes what the feed holds above the
+    /// `published` mark, if this instance holds the lease (call [`Dispatcher::claim`] first).
     pub async fn pass(&self) -> Result<Pass, StoreError> {
         let batch = self.outbox.next_batch(self.settings.batch_size).await?;
-        if batch.is_empty() {
+        let mut deliveries = 0;
+        let mut notifications = Vec::new();
+        if !batch.is_empty() {
+            let Some(moved) = self
+                .outbox
+                .finish(self.holder, Utc::now(), self.settings.lease_ttl, &batch)
+                .await?
+            else {
+                self.leading.store(false, Ordering::Release);
+                self.lease_checked(None);
+                tracing::warn!("outbox dispatcher lost its lease mid-batch; the next holder moves it");
+                return Ok(Pass {
+                    lost_lease: true,
+                    ..Pass::default()
+                });
+            };
+            // The batch's transaction renewed the lease.
+            self.lease_checked(Some(std::time::Instant::now()));
+            deliveries = moved.deliveries;
+            if deliveries > 0 {
+                self.deliveries_queued.notify_one();
+            }
+            self.unpublished.store(true, Ordering::Release);
+            notifications = moved.notifications;
+        }
+        // Stored first, published second: a client that subscribes and then reads the feed
+        // misses nothing. Left unpublished by a holder that died in between: published now.
+        let mut published = 0;
+        if self.unpublished.swap(false, Ordering::AcqRel) {
+            let events = match self.outbox.unpublished(self.settings.batch_size).await {
+                Ok(events) => events,
+                Err(e) => {
+                    self.unpublished.store(true, Ordering::Release);
+                    return Err(e);
+                }
+            };
+            if let Some(last) = events.last().and_then(|e| e.event.seq) {
+                if let Err(e) = self.bus.publish(&events).await {
+                    tracing::warn!(error = %e, events = events.len(), "events reached only this instance's clients");
+                }
+                if let Err(e) = self.outbox.mark_published(last).await {
+                    self.unpublished.store(true, Ordering::Release);
+                    return Err(e);
+                }
+                published = events.len();
+                if u64::try_from(published).unwrap_or(u64::MAX) >= self.settings.batch_size {
+                    self.unpublished.store(true, Ordering::Release);
+                }
+            }
+        }
+        // Pushed once, after their events: a notification lost here is still in its user's
+        // list (the list is the record; the push is a courtesy).
+        if !notifications.is_empty()
+            && let Err(e) = self.bus.publish_notifications(&notifications).await
+        {
+            tracing::warn!(error = %e, notifications = notifications.len(), "notifications reached only this instance's clients");
+        }
+        if batch.is_empty() && published == 0 {
             self.report_pending(0);
-            return Ok(Pass::default());
+        } else {
+            self.report_pending(self.outbox.pending().await?);
         }
-        let envelopes: Vec<Envelope> = batch.iter().filter_map(|p| p.envelope.clone()).collect();
-        if let Err(e) = self.bus.publish(&envelopes).await {
-            tracing::warn!(error = %e, events = envelopes.len(), "events reached only this instance's clients");
-        }
-        let Some(deliveries) = self
-            .outbox
-            .finish(self.holder, Utc::now(), self.settings.lease_ttl, &batch)
-            .await?
-        else {
-            self.leading.store(false, Ordering::Release);
-            self.lease_checked(None);
-            tracing::warn!("outbox dispatcher lost its lease mid-batch; the next holder publishes it again");
-            return Ok(Pass {
-                lost_lease: true,
-                ..Pass::default()
-            });
-        };
-        // The batch's transaction renewed the lease.
-        self.lease_checked(Some(std::time::Instant::now()));
-        if deliveries > 0 {
-            self.deliveries_queued.notify_one();
-        }
-        self.report_pending(self.outbox.pending().await?);
         Ok(Pass {
-            published: envelopes.len(),
+            moved: batch.len(),
+            published,
             deliveries,
             lost_lease: false,
         })
@@ -179,7 +233,8 @@ impl Dispatcher {
         loop {
             let pass = self.pass().await?;
             published += pass.published;
-            let full = u64::try_from(pass.published).unwrap_or(u64::MAX) >= self.settings.batch_size;
+            let full =
+                u64::try_from(pass.published.max(pass.moved)).unwrap_or(u64::MAX) >= self.settings.batch_size;
             if pass.lost_lease || !full {
                 return Ok(published);
             }

@@ -3,8 +3,10 @@
 
 pub mod bus;
 pub mod dispatcher;
+pub mod feed;
 pub mod outbox;
 
 pub use bus::{InProcessBus, RedisBus};
 pub use dispatcher::{Dispatcher, DispatcherSettings, Pass};
+pub use feed::{FeedPurgeTask, SeaOrmEventFeed};
 pub use outbox::Outbox;

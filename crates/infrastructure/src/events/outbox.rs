@@ -1,6 +1,6 @@
 //! The outbox table: events written in their change's transaction, read in commit order by
-//! the dispatcher and deleted once published, and the lease that makes one instance the
-//! dispatcher.
+//! the dispatcher and moved into the feed (`feed.rs`, where they get their position), and the
+//! lease that makes one instance the dispatcher.
 //!
 //! Rows are deleted as they are published, and every batch starts at the lowest `seq` left:
 //! a transaction that took a lower `seq` but committed after a higher one is published on the
@@ -87,6 +87,15 @@ pub(crate) async fn insert_event(conn: &impl ConnectionTrait, envelope: &Envelop
     Ok(())
 }
 
+/// What moving a batch into the feed did.
+#[derive(Debug, Default)]
+pub struct Moved {
+    /// Webhook deliveries queued.
+    pub deliveries: usize,
+    /// Notifications made, to be pushed to their users' streams.
+    pub notifications: Vec<keel_application::notifications::UserNotification>,
+}
+
 /// One outbox row as the dispatcher reads it.
 #[derive(Debug)]
 pub struct Pending {
@@ -154,18 +163,20 @@ impl Outbox {
             .collect())
     }
 
-    /// After `batch` was published: queues a webhook delivery of each event for every
-    /// enabled webhook of its project that subscribes to its type, and deletes the events,
-    /// in one transaction that commits only while `holder` still holds the lease. Answers
-    /// the number of deliveries queued, or `None` when the lease was lost (nothing changed;
-    /// the new holder publishes the batch again).
+    /// Moves `batch` (read by [`Outbox::next_batch`]) into the feed: gives each event its
+    /// feed position and stores it there, queues a webhook delivery of each event (carrying
+    /// its position) for every enabled webhook of its project that subscribes to its type,
+    /// makes the subscriptions and notifications the events call for, and deletes the events
+    /// from the outbox, in one transaction that commits only while `holder` still holds the
+    /// lease. Answers what it did, or `None` when the lease was lost (nothing changed; the
+    /// new holder moves the batch).
     pub async fn finish(
         &self,
         holder: Uuid,
         now: DateTime<Utc>,
         ttl: Duration,
         batch: &[Pending],
-    ) -> Result<Option<usize>, StoreError> {
+    ) -> Result<Option<Moved>, StoreError> {
         let txn = self.db.begin_write().await?;
         let still_ours = outbox_leases::Entity::update_many()
             .col_expr(outbox_leases::Column::ExpiresAt, Expr::value(now + ttl))
@@ -179,7 +190,11 @@ impl Outbox {
             return Ok(None);
         }
         let envelopes: Vec<&Envelope> = batch.iter().filter_map(|p| p.envelope.as_ref()).collect();
-        let deliveries = deliveries_for(&txn, &envelopes, now).await?;
+        // Their feed positions, in the order this holder found them committed.
+        let positioned = super::feed::append(&txn, &envelopes, now).await?;
+        let notifications = crate::notifications::fan_out(&txn, &positioned, now).await?;
+        let positioned: Vec<&Envelope> = positioned.iter().collect();
+        let deliveries = deliveries_for(&txn, &positioned, now).await?;
         let queued = deliveries.len();
         for chunk in deliveries.chunks(200) {
             webhook_deliveries::Entity::insert_many(chunk.to_vec())
@@ -194,15 +209,31 @@ impl Outbox {
             .await
             .map_err(store_error)?;
         txn.commit().await.map_err(store_error)?;
-        Ok(Some(queued))
+        Ok(Some(Moved {
+            deliveries: queued,
+            notifications,
+        }))
     }
 
-    /// How many events wait to be published.
+    /// The events moved into the feed and not yet handed to the bus, in order (at most
+    /// `limit`).
+    pub async fn unpublished(&self, limit: u64) -> Result<Vec<Envelope>, StoreError> {
+        super::feed::unpublished(&self.db, limit).await
+    }
+
+    /// Records that the bus got every event up to `seq`.
+    pub async fn mark_published(&self, seq: i64) -> Result<(), StoreError> {
+        super::feed::mark_published(&self.db, seq).await
+    }
+
+    /// How many events wait to be published: in the outbox, and in the feed above the
+    /// `published` mark.
     pub async fn pending(&self) -> Result<u64, StoreError> {
-        outbox_events::Entity::find()
+        let outbox = outbox_events::Entity::find()
             .count(self.db.connection())
             .await
-            .map_err(store_error)
+            .map_err(store_error)?;
+        Ok(outbox + super::feed::unpublished_count(&self.db).await?)
     }
 }
 

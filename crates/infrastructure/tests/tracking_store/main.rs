@@ -8,6 +8,7 @@
 mod activity;
 mod comments;
 mod common;
+mod feed;
 mod labels;
 mod links;
 mod members;

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use keel_application::events::{BusMessage, EventBus};
-use keel_domain::events::Envelope;
 use keel_domain::tracking::Project;
 use keel_infrastructure::entities::{webhook_deliveries, webhooks};
 use keel_infrastructure::events::{Dispatcher, DispatcherSettings, InProcessBus, Outbox};
@@ -56,6 +55,7 @@ async fn received(stream: &mut futures::stream::BoxStream<'static, BusMessage>) 
     while let Ok(Some(message)) = tokio::time::timeout(Duration::from_millis(50), stream.next()).await {
         match message {
             BusMessage::Event(e) => ids.push(e.event.id),
+            BusMessage::Notification(_) => {}
             BusMessage::Interrupted | BusMessage::Lagged => panic!("no interruption expected"),
         }
     }
@@ -124,7 +124,7 @@ async fn the_dispatcher_publishes_in_commit_order_queues_deliveries_and_empties_
 }
 
 #[tokio::test]
-async fn one_instance_dispatches_at_a_time_and_a_crash_before_marking_republishes() {
+async fn one_instance_dispatches_at_a_time_and_a_crash_between_storing_and_publishing_publishes_later() {
     for s in stores().await {
         let owner = user(&s, "Owner").await;
         let p = project(&s, "LEASE", owner).await;
@@ -145,25 +145,43 @@ async fn one_instance_dispatches_at_a_time_and_a_crash_before_marking_republishe
         assert!(!b.claim().await.unwrap(), "{}: the lease is held", s.name);
         assert_eq!(b.drain().await.unwrap(), 0, "{}: b publishes nothing", s.name);
 
-        // a is "killed" between publishing a batch and marking it: it read and published the
-        // event, and never finished.
+        // a is "killed" between moving a batch into the feed and publishing it: the event
+        // is stored with its position, and no client heard of it.
         let mut stream = bus.subscribe();
-        let batch = Outbox::new(s.db.clone()).next_batch(10).await.unwrap();
-        let envelopes: Vec<Envelope> = batch.iter().filter_map(|p| p.envelope.clone()).collect();
-        bus.publish(&envelopes).await.unwrap();
-        let first = received(&mut stream).await;
-        assert_eq!(first, vec![envelopes[0].event.id], "{}", s.name);
+        let outbox = Outbox::new(s.db.clone());
+        let batch = outbox.next_batch(10).await.unwrap();
+        let expected: Vec<Uuid> = batch
+            .iter()
+            .filter_map(|p| p.envelope.as_ref().map(|e| e.event.id))
+            .collect();
+        assert_eq!(expected.len(), 1, "{}", s.name);
+        assert!(
+            outbox
+                .finish(a.holder(), chrono::Utc::now(), Duration::from_millis(300), &batch)
+                .await
+                .unwrap()
+                .is_some(),
+            "{}: moved under a's lease",
+            s.name
+        );
+        assert!(received(&mut stream).await.is_empty(), "{}", s.name);
 
-        // Its lease runs out; b takes over and publishes the same event again.
+        // Its lease runs out; b takes over and publishes what a stored and never published.
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert!(b.claim().await.unwrap(), "{}: b takes the expired lease", s.name);
         assert_eq!(
             b.drain().await.unwrap(),
             1,
-            "{}: the unmarked event again",
+            "{}: the stored, unpublished event",
             s.name
         );
-        assert_eq!(received(&mut stream).await, first, "{}: the same event", s.name);
+        assert_eq!(
+            received(&mut stream).await,
+            expected,
+            "{}: published once",
+            s.name
+        );
+        assert_eq!(b.drain().await.unwrap(), 0, "{}: and not again", s.name);
         assert!(outbox_events_of(&s, p.id).await.is_empty(), "{}", s.name);
         assert!(
             !a.claim().await.unwrap(),
