@@ -100,14 +100,14 @@ struct PolicyPatterns;
 
 /// Which property of which schema follows which domain rule. A name the document does not
 /// have fails `every_policy_pattern_names_a_documented_property`.
-const POLICY_PATTERNS: [(&str, &str, &str); 20] = {
+const POLICY_PATTERNS: &[(&str, &str, &str)] = {
     use keel_domain::identity::tokens::TOKEN_NAME_PATTERN;
     use keel_domain::identity::values::{NAME_PATTERN, PASSWORD_PATTERN};
     use keel_domain::tracking::values::{
         COMMENT_BODY_PATTERN, DESCRIPTION_PATTERN, LABEL_NAME_PATTERN, LINK_TITLE_PATTERN,
         PROJECT_KEY_PATTERN, PROJECT_NAME_PATTERN, TASK_TITLE_PATTERN,
     };
-    [
+    &[
         ("RegisterBody", "password", PASSWORD_PATTERN),
         ("RegisterBody", "name", NAME_PATTERN),
         ("CreateTokenBody", "name", TOKEN_NAME_PATTERN),
@@ -137,7 +137,7 @@ impl Modify for PolicyPatterns {
         let Some(components) = openapi.components.as_mut() else {
             return;
         };
-        for (schema, property, pattern) in POLICY_PATTERNS {
+        for &(schema, property, pattern) in POLICY_PATTERNS {
             let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema) else {
                 continue;
             };
@@ -574,7 +574,7 @@ mod tests {
     #[test]
     fn every_policy_pattern_names_a_documented_property() {
         let json: serde_json::Value = serde_json::from_str(&document_json().unwrap()).unwrap();
-        for (schema, property, pattern) in POLICY_PATTERNS {
+        for &(schema, property, pattern) in POLICY_PATTERNS {
             let field = &json["components"]["schemas"][schema]["properties"][property];
             assert!(field.is_object(), "{schema}.{property} is not in the document");
             assert_eq!(field["pattern"], pattern, "{schema}.{property}");
