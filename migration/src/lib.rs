@@ -14,6 +14,7 @@ mod m20261207_000008_create_personal_tokens;
 mod m20261207_000009_task_lifecycle;
 mod m20261207_000010_create_task_links;
 mod m20261207_000011_create_task_relations;
+mod m20261207_000012_account_mail;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000009_task_lifecycle::Migration),
             Box::new(m20261207_000010_create_task_links::Migration),
             Box::new(m20261207_000011_create_task_relations::Migration),
+            Box::new(m20261207_000012_account_mail::Migration),
         ]
     }
 }

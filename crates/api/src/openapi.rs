@@ -81,7 +81,7 @@ impl Modify for BearerAuth {
             "An access token (JWT) from login, register or refresh, or a personal access token \
              (`keel_pat_…`) from `POST /api/v1/auth/tokens`. A personal access token works on the \
              routes its scopes cover (`read`: safe methods, `write`: every method, `admin`: \
-             `/api/v1/admin/*`), never on the token, session, password and logout routes; \
+             `/api/v1/admin/*`), never on the token, session, password, logout and verification-resend routes; \
              elsewhere it gets 403 `INSUFFICIENT_SCOPE`."
                 .to_owned(),
         );
@@ -96,7 +96,7 @@ struct PolicyPatterns;
 
 /// Which property of which schema follows which domain rule. A name the document does not
 /// have fails `every_policy_pattern_names_a_documented_property`.
-const POLICY_PATTERNS: [(&str, &str, &str); 18] = {
+const POLICY_PATTERNS: [(&str, &str, &str); 19] = {
     use keel_domain::identity::tokens::TOKEN_NAME_PATTERN;
     use keel_domain::identity::values::{NAME_PATTERN, PASSWORD_PATTERN};
     use keel_domain::tracking::values::{
@@ -109,6 +109,7 @@ const POLICY_PATTERNS: [(&str, &str, &str); 18] = {
         ("CreateTokenBody", "name", TOKEN_NAME_PATTERN),
         ("UpdateProfileBody", "name", NAME_PATTERN),
         ("ChangePasswordBody", "newPassword", PASSWORD_PATTERN),
+        ("ResetPasswordBody", "newPassword", PASSWORD_PATTERN),
         ("CreateProjectBody", "key", PROJECT_KEY_PATTERN),
         ("CreateProjectBody", "name", PROJECT_NAME_PATTERN),
         ("UpdateProjectBody", "name", PROJECT_NAME_PATTERN),
@@ -514,7 +515,7 @@ mod tests {
     }
 
     /// The verbs an operation id may start with: a generated client's method names.
-    const VERBS: [&str; 18] = [
+    const VERBS: [&str; 22] = [
         "get",
         "list",
         "create",
@@ -533,6 +534,10 @@ mod tests {
         "archive",
         "unarchive",
         "restore",
+        "request",
+        "reset",
+        "verify",
+        "resend",
     ];
 
     #[test]

@@ -16,6 +16,7 @@ pub mod events;
 pub mod health;
 pub mod idempotency;
 pub mod identity;
+pub mod mail;
 pub mod rate_limit;
 pub mod tracking;
 pub mod webhooks;

@@ -4,6 +4,7 @@
 // Test code: a failed set-up step is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod account_mail;
 mod admin;
 mod auth;
 mod cache;

@@ -217,6 +217,10 @@ fn table() -> Vec<Endpoint> {
         route!(auth::profile_route),
         route!(auth::update_profile_route),
         route!(auth::change_password_route),
+        route!(auth::forgot_password_route),
+        route!(auth::reset_password_route),
+        route!(auth::verify_email_route),
+        route!(auth::resend_verification_route),
         route!(auth::sessions_route),
         route!(auth::revoke_session_route),
         // Not idempotent: replaying it would mean storing the token, shown once.

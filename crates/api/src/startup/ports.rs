@@ -9,6 +9,7 @@ use keel_domain::rate_limit::Quota;
 use keel_infrastructure::Database;
 use keel_infrastructure::audit::SeaOrmAuditLog;
 use keel_infrastructure::clock::SystemClock;
+use keel_infrastructure::identity::account_tokens::SeaOrmAccountTokenRepository;
 use keel_infrastructure::identity::jwt::JwtTokenService;
 use keel_infrastructure::identity::metrics::SqlUserMetricsQuery;
 use keel_infrastructure::identity::password::{Argon2Hasher, HashSettings};
@@ -67,6 +68,7 @@ pub fn identity_ports(
         personal_tokens: Arc::new(SeaOrmPersonalTokenRepository::new(db.clone())),
         token_secrets: Arc::new(Sha256TokenSecrets),
         token_uses: Arc::default(),
+        account_tokens: Arc::new(SeaOrmAccountTokenRepository::new(db.clone())),
         cache,
         login_quota: quota(settings.rate_limits.login),
     })

@@ -217,7 +217,9 @@ pub async fn create_admin(
     password: &str,
     meta: &RequestMeta,
 ) -> Result<UserView, AppError> {
-    let user = ports.create_account(email, password, name, Role::Admin).await?;
+    let user = ports
+        .create_account(email, password, name, Role::Admin, false)
+        .await?;
     ports
         .audit(
             meta,

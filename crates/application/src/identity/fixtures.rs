@@ -8,8 +8,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use keel_domain::audit::MockAuditLog;
 use keel_domain::clock::Clock;
 use keel_domain::identity::ports::{
-    MockPasswordHasher, MockPersonalTokenRepository, MockSessionRepository, MockTokenSecrets,
-    MockTokenService, MockUserMetricsQuery, MockUserRepository,
+    MockAccountTokenRepository, MockPasswordHasher, MockPersonalTokenRepository, MockSessionRepository,
+    MockTokenSecrets, MockTokenService, MockUserMetricsQuery, MockUserRepository,
 };
 use keel_domain::identity::{Email, PasswordHash, Role, Session, User, UserName, UserStatus};
 use keel_domain::rate_limit::{MockRateLimiter, Quota};
@@ -47,6 +47,7 @@ pub fn user(role: Role, status: UserStatus) -> User {
         role,
         status,
         password_hash: Fixture::hash(),
+        email_verified: false,
         created_at: now(),
         updated_at: now(),
     }
@@ -75,6 +76,7 @@ pub struct Fixture {
     pub user_metrics: MockUserMetricsQuery,
     pub personal_tokens: MockPersonalTokenRepository,
     pub token_secrets: MockTokenSecrets,
+    pub account_tokens: MockAccountTokenRepository,
     /// Loads through; tests read what was invalidated.
     pub cache: Arc<RecordingCache>,
 }
@@ -91,6 +93,7 @@ impl Fixture {
             user_metrics: MockUserMetricsQuery::new(),
             personal_tokens: MockPersonalTokenRepository::new(),
             token_secrets: MockTokenSecrets::new(),
+            account_tokens: MockAccountTokenRepository::new(),
             cache: Arc::new(RecordingCache::default()),
         }
     }
@@ -144,6 +147,7 @@ impl Fixture {
             personal_tokens: Arc::new(self.personal_tokens),
             token_secrets: Arc::new(self.token_secrets),
             token_uses: Arc::default(),
+            account_tokens: Arc::new(self.account_tokens),
             cache: self.cache,
             login_quota: Quota {
                 requests: 10,

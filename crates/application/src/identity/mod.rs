@@ -15,11 +15,13 @@ use chrono::{DateTime, Utc};
 use keel_domain::StoreError;
 use keel_domain::audit::{AuditEntry, AuditLog};
 use keel_domain::clock::Clock;
+use keel_domain::identity::account_tokens::{AccountToken, PresentedAccountToken, TokenPurpose};
 use keel_domain::identity::ports::{
-    AccessClaims, HashError, PasswordHasher, PersonalTokenRepository, RefreshClaims, SessionRepository,
-    TokenError, TokenSecrets, TokenService, UserMetricsQuery, UserRepository,
+    AccessClaims, AccountTokenRepository, HashError, PasswordHasher, PersonalTokenRepository, RefreshClaims,
+    SessionRepository, TokenError, TokenSecrets, TokenService, UserMetricsQuery, UserRepository,
 };
 use keel_domain::identity::{Email, Password, RefreshToken, Role, Session, User, UserName, UserStatus};
+use keel_domain::mail::{Mail, MailTemplate};
 use keel_domain::rate_limit::{Quota, RateLimiter};
 use uuid::Uuid;
 
@@ -44,6 +46,8 @@ pub struct IdentityPorts {
     pub token_secrets: Arc<dyn TokenSecrets>,
     /// The last minute each token's use was recorded by this instance.
     pub token_uses: Arc<tokens::TokenUses>,
+    /// One-time tokens (password reset, e-mail verification) and the mails carrying them.
+    pub account_tokens: Arc<dyn AccountTokenRepository>,
     /// Sessions and users as authentication reads them; invalidated by every revocation
     /// and user change below.
     pub cache: Arc<dyn Cache>,
@@ -124,13 +128,16 @@ impl IdentityPorts {
     }
 
     /// Validates the input (every bad field reported), hashes the password and stores a new
-    /// active account with `role`. A taken e-mail is a 409.
+    /// active account with `role`, its e-mail not verified. With `verify`, a verification
+    /// token is stored with it and mailed (through the mail outbox, in the same
+    /// transaction). A taken e-mail is a 409.
     pub(crate) async fn create_account(
         &self,
         email: &str,
         password: &str,
         name: &str,
         role: Role,
+        verify: bool,
     ) -> Result<User, AppError> {
         let (email, password, name) = collect(
             Email::parse(email),
@@ -146,16 +153,61 @@ impl IdentityPorts {
             role,
             status: UserStatus::Active,
             password_hash,
+            email_verified: false,
             created_at: now,
             updated_at: now,
         };
-        self.users.create(&user).await.map_err(|e| match e {
+        let created = if verify {
+            let (token, mail) = self.mailed_token(&user, TokenPurpose::EmailVerification, now);
+            self.users.create_verifying(&user, &token, &mail).await
+        } else {
+            self.users.create(&user).await
+        };
+        created.map_err(|e| match e {
             StoreError::Conflict(_) => {
                 AppError::Conflict("an account with this e-mail already exists".into())
             }
             other => other.into(),
         })?;
         Ok(user)
+    }
+
+    /// A new one-time token of `purpose` for `user` and the mail that carries it (the
+    /// token's secret is in the mail only; the token keeps its hash).
+    pub(crate) fn mailed_token(
+        &self,
+        user: &User,
+        purpose: TokenPurpose,
+        now: DateTime<Utc>,
+    ) -> (AccountToken, Mail) {
+        let secret = self.token_secrets.generate();
+        let secret_hash = self.token_secrets.hash(&secret);
+        self.token_mail(user, purpose, &secret, secret_hash, now)
+    }
+
+    /// [`Self::mailed_token`] with a secret made already.
+    pub(crate) fn token_mail(
+        &self,
+        user: &User,
+        purpose: TokenPurpose,
+        secret: &str,
+        secret_hash: String,
+        now: DateTime<Utc>,
+    ) -> (AccountToken, Mail) {
+        let token = AccountToken::new(user.id, purpose, secret_hash, now);
+        let template = match purpose {
+            TokenPurpose::PasswordReset => MailTemplate::PasswordReset,
+            TokenPurpose::EmailVerification => MailTemplate::EmailVerification,
+        };
+        let mail = Mail::with_token(
+            template,
+            &user.email,
+            &user.name,
+            PresentedAccountToken::format(token.id, secret),
+            purpose.lifetime_words(),
+            now,
+        );
+        (token, mail)
     }
 
     /// Counts a guess of `user_id`'s password by a signed-in caller (a password change) and

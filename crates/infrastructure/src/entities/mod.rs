@@ -1,10 +1,12 @@
 //! SeaORM entities: the tables as the database sees them. Adapters convert them to domain
 //! types; nothing outside this crate sees them.
 
+pub mod account_tokens;
 pub mod audit_log;
 pub mod comments;
 pub mod idempotency_keys;
 pub mod labels;
+pub mod mail_outbox;
 pub mod outbox_events;
 pub mod outbox_leases;
 pub mod personal_tokens;

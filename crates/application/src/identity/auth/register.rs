@@ -1,4 +1,5 @@
-//! `POST /auth/register`: a new account with the `user` role (never another), signed in.
+//! `POST /auth/register`: a new account with the `user` role (never another), signed in,
+//! and a verification mail to its address (written with the account, in one transaction).
 
 use keel_domain::identity::Role;
 
@@ -20,7 +21,7 @@ pub async fn register(
     meta: &RequestMeta,
 ) -> Result<AuthView, AppError> {
     let user = ports
-        .create_account(&input.email, &input.password, &input.name, Role::User)
+        .create_account(&input.email, &input.password, &input.name, Role::User, true)
         .await?;
     let tokens = ports.start_session(&user, meta).await?;
     ports
@@ -41,6 +42,8 @@ pub async fn register(
 #[cfg(test)]
 mod tests {
     use keel_domain::StoreError;
+    use keel_domain::identity::account_tokens::TokenPurpose;
+    use keel_domain::mail::MailTemplate;
 
     use super::*;
     use crate::identity::fixtures::{Fixture, meta};
@@ -54,16 +57,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn creates_a_user_with_the_user_role_and_a_session() {
+    async fn creates_a_user_with_the_user_role_a_session_and_a_verification_mail() {
         let mut f = Fixture::new();
         f.hasher.expect_hash().times(1).returning(|_| Ok(Fixture::hash()));
+        f.token_secrets
+            .expect_generate()
+            .times(1)
+            .returning(|| "secret".into());
+        f.token_secrets
+            .expect_hash()
+            .times(1)
+            .returning(|s| format!("hash({s})"));
         f.users
-            .expect_create()
-            .withf(|u| {
-                u.role == Role::User && u.email.as_str() == "ann@example.com" && u.name.as_str() == "Ann"
+            .expect_create_verifying()
+            .withf(|u, token, mail| {
+                u.role == Role::User
+                    && u.email.as_str() == "ann@example.com"
+                    && u.name.as_str() == "Ann"
+                    && !u.email_verified
+                    && token.user_id == u.id
+                    && token.purpose == TokenPurpose::EmailVerification
+                    && token.secret_hash == "hash(secret)"
+                    && mail.template == MailTemplate::EmailVerification
+                    && mail.to == "ann@example.com"
+                    && mail.values["token"].ends_with(".secret")
             })
             .times(1)
-            .returning(|_| Ok(()));
+            .returning(|_, _, _| Ok(()));
         f.expect_session_start();
         f.expect_audit("auth.registered");
         let view = register(
@@ -95,9 +115,11 @@ mod tests {
     async fn a_taken_email_is_a_conflict() {
         let mut f = Fixture::new();
         f.hasher.expect_hash().returning(|_| Ok(Fixture::hash()));
+        f.token_secrets.expect_generate().returning(|| "secret".into());
+        f.token_secrets.expect_hash().returning(|s| format!("hash({s})"));
         f.users
-            .expect_create()
-            .returning(|_| Err(StoreError::Conflict("users_email_key".into())));
+            .expect_create_verifying()
+            .returning(|_, _, _| Err(StoreError::Conflict("users_email_key".into())));
         let err = register(&f.into_ports(), input("a@b.co", "Passw0rdX", "Ann"), &meta())
             .await
             .unwrap_err();
