@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 /// `(schema, property)` that take text with no pattern, and why.
-const UNPATTERNED: [(&str, &str, &str); 11] = [
+const UNPATTERNED: [(&str, &str, &str); 14] = [
     ("LoginBody", "email", "a look-up of an existing account"),
     (
         "LoginBody",
@@ -24,6 +24,21 @@ const UNPATTERNED: [(&str, &str, &str); 11] = [
         "compared with the stored hash, never stored",
     ),
     ("RefreshBody", "refreshToken", "a token, verified"),
+    (
+        "ForgotPasswordBody",
+        "email",
+        "a look-up of an existing account; any text answers the same 202",
+    ),
+    (
+        "ResetPasswordBody",
+        "token",
+        "a one-time token, looked up; anything else is INVALID_TOKEN",
+    ),
+    (
+        "VerifyEmailBody",
+        "token",
+        "a one-time token, looked up; anything else is INVALID_TOKEN",
+    ),
     (
         "AddMemberBody",
         "email",
