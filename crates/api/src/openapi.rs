@@ -96,7 +96,7 @@ struct PolicyPatterns;
 
 /// Which property of which schema follows which domain rule. A name the document does not
 /// have fails `every_policy_pattern_names_a_documented_property`.
-const POLICY_PATTERNS: [(&str, &str, &str); 19] = {
+const POLICY_PATTERNS: [(&str, &str, &str); 20] = {
     use keel_domain::identity::tokens::TOKEN_NAME_PATTERN;
     use keel_domain::identity::values::{NAME_PATTERN, PASSWORD_PATTERN};
     use keel_domain::tracking::values::{
@@ -106,6 +106,7 @@ const POLICY_PATTERNS: [(&str, &str, &str); 19] = {
     [
         ("RegisterBody", "password", PASSWORD_PATTERN),
         ("RegisterBody", "name", NAME_PATTERN),
+        ("CreateUserBody", "name", NAME_PATTERN),
         ("CreateTokenBody", "name", TOKEN_NAME_PATTERN),
         ("UpdateProfileBody", "name", NAME_PATTERN),
         ("ChangePasswordBody", "newPassword", PASSWORD_PATTERN),

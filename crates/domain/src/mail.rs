@@ -18,15 +18,18 @@ pub enum MailTemplate {
     EmailVerification,
     /// "Reset your password": a link with a password reset token.
     PasswordReset,
+    /// "Your account is ready": an admin created it; a link to set the first password.
+    AccountCreated,
 }
 
 impl MailTemplate {
-    pub const ALL: [Self; 2] = [Self::EmailVerification, Self::PasswordReset];
+    pub const ALL: [Self; 3] = [Self::EmailVerification, Self::PasswordReset, Self::AccountCreated];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::EmailVerification => "email_verification",
             Self::PasswordReset => "password_reset",
+            Self::AccountCreated => "account_created",
         }
     }
 

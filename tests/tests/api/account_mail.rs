@@ -367,3 +367,127 @@ async fn a_mail_queued_while_the_smtp_server_is_away_arrives_when_it_is_back() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(keel_tests::mails_to(&sink.dir(), &email).len(), 1);
 }
+
+#[tokio::test]
+async fn with_registration_closed_an_admin_creates_an_account_whose_owner_sets_the_password_by_mail() {
+    let app = spawn_app_with(|vars| {
+        vars.insert("KEEL_REGISTRATION".into(), "closed".into());
+    })
+    .await;
+    let r = app
+        .post_json(
+            "/api/v1/auth/register",
+            &json!({"email": unique_email("x"), "password": PASSWORD, "name": "Xi"}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status_and_code(r).await,
+        (StatusCode::FORBIDDEN, "FORBIDDEN".into())
+    );
+
+    // The first admin comes from `keel admin create`; here, promoted in the database.
+    let admin = {
+        let db = sea_orm::Database::connect(&app.db.url).await.unwrap();
+        let id = uuid::Uuid::now_v7();
+        let email = unique_email("root");
+        use sea_orm::ActiveValue::Set;
+        use sea_orm::EntityTrait;
+        keel_infrastructure::entities::users::Entity::insert(
+            keel_infrastructure::entities::users::ActiveModel {
+                id: Set(id),
+                email: Set(email.clone()),
+                name: Set("Root".into()),
+                role: Set("admin".into()),
+                status: Set("active".into()),
+                password_hash: Set(String::new()),
+                email_verified: Set(false),
+                created_at: Set(chrono::Utc::now()),
+                updated_at: Set(chrono::Utc::now()),
+            },
+        )
+        .exec_without_returning(&db)
+        .await
+        .unwrap();
+        db.close().await.ok();
+        // Its password, set the way a created account's owner sets it.
+        forgot(&app, &email).await;
+        let token = mail_with_subject(&app, &email, "Reset your password", 1)
+            .await
+            .token()
+            .unwrap();
+        let r = app
+            .post_json(RESET, &json!({"token": token, "newPassword": NEW_PASSWORD}), None)
+            .await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        let signed_in = json_body(app.login(&email, NEW_PASSWORD).await).await;
+        signed_in["accessToken"].as_str().unwrap().to_owned()
+    };
+
+    let bea = unique_email("bea");
+    let r = app
+        .post_json(
+            "/api/v1/admin/users",
+            &json!({"email": bea, "name": "Bea", "role": "user"}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let created = json_body(r).await;
+    assert_eq!(
+        location,
+        format!("/api/v1/admin/users/{}", created["id"].as_str().unwrap())
+    );
+    assert_eq!(
+        (created["role"].as_str(), created["emailVerified"].as_bool()),
+        (Some("user"), Some(false))
+    );
+    let again = app
+        .post_json(
+            "/api/v1/admin/users",
+            &json!({"email": bea, "name": "Bea", "role": "user"}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+
+    let mail = mail_with_subject(&app, &bea, "Your account is ready", 1).await;
+    assert!(mail.body.contains("/reset-password?token=") && mail.body.contains("7 days"));
+    let token = mail.token().unwrap();
+    let r = app
+        .post_json(RESET, &json!({"token": token, "newPassword": NEW_PASSWORD}), None)
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let signed_in = app.login(&bea, NEW_PASSWORD).await;
+    assert_eq!(signed_in.status(), StatusCode::OK);
+    assert_eq!(json_body(signed_in).await["user"]["emailVerified"], true);
+    let r = app
+        .post_json(
+            RESET,
+            &json!({"token": token, "newPassword": "An0ther-passw0rd"}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status_and_code(r).await,
+        (StatusCode::BAD_REQUEST, "INVALID_TOKEN".into())
+    );
+
+    // Only an admin creates accounts.
+    let bea_token = json_body(app.login(&bea, NEW_PASSWORD).await).await["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .post_json(
+            "/api/v1/admin/users",
+            &json!({"email": unique_email("cy"), "name": "Cy", "role": "user"}),
+            Some(&bea_token),
+        )
+        .await;
+    assert_eq!(
+        status_and_code(r).await,
+        (StatusCode::FORBIDDEN, "FORBIDDEN".into())
+    );
+}

@@ -188,6 +188,9 @@ pub struct Settings {
     /// for good (`KEEL_TRASH_RETENTION_DAYS`, 1–3650 days, default 30).
     pub trash_retention_days: u32,
     pub mail: MailSettings,
+    /// `KEEL_REGISTRATION`: `open` (default) or `closed` (register is refused; admins create
+    /// accounts with `POST /admin/users`).
+    pub registration_open: bool,
 }
 
 /// Where mail goes (`KEEL_MAIL`, `KEEL_SMTP_URL`, `KEEL_MAIL_DIR`).
@@ -328,6 +331,7 @@ impl Settings {
                 3650,
             )?,
             mail,
+            registration_open: sections::registration(get)?,
         })
     }
 }

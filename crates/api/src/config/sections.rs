@@ -567,3 +567,21 @@ pub(super) fn mail(
         )?,
     })
 }
+
+/// Who may register (`KEEL_REGISTRATION`): `open` (default) or `closed`. `invite` (register
+/// with an invitation only) needs invitations, which this release does not have: refused
+/// rather than silently treated as `closed`.
+pub(super) fn registration(get: &impl Fn(&str) -> Option<String>) -> Result<bool, ConfigError> {
+    match get("KEEL_REGISTRATION").as_deref() {
+        None | Some("open") => Ok(true),
+        Some("closed") => Ok(false),
+        Some("invite") => Err(ConfigError::new(
+            "KEEL_REGISTRATION",
+            "invite is not available yet (it needs invitations); use open or closed",
+        )),
+        Some(other) => Err(ConfigError::new(
+            "KEEL_REGISTRATION",
+            format!("expected open or closed, got {other:?}"),
+        )),
+    }
+}

@@ -337,3 +337,24 @@ fn bad_mail_settings_name_their_variable_and_never_echo_a_password() {
         );
     }
 }
+
+#[test]
+fn registration_is_open_by_default_and_can_be_closed() {
+    assert!(settings(&[]).unwrap().registration_open);
+    assert!(
+        settings(&[("KEEL_REGISTRATION", "open")])
+            .unwrap()
+            .registration_open
+    );
+    assert!(
+        !settings(&[("KEEL_REGISTRATION", "closed")])
+            .unwrap()
+            .registration_open
+    );
+    for bad in ["invite", "nope"] {
+        assert_eq!(
+            settings(&[("KEEL_REGISTRATION", bad)]).unwrap_err().variable,
+            "KEEL_REGISTRATION"
+        );
+    }
+}

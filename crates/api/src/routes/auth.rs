@@ -56,6 +56,8 @@ pub struct RegisterBody {
         (status = 201, description = "Account created and signed in", body = AuthView,
             headers(("Location" = String, description = "The new account's profile"))),
         (status = 400, description = "A field is invalid, or an unknown field was sent", body = ErrorBody),
+        (status = 403, description = "`FORBIDDEN`: registration is closed (`KEEL_REGISTRATION=closed`): an admin \
+            creates accounts (`POST /api/v1/admin/users`)", body = ErrorBody),
         (status = 409, description = "`CONFLICT`: the e-mail is taken", body = ErrorBody),
         (status = 413, description = response::TOO_LARGE, body = ErrorBody),
         (status = 415, description = response::NOT_JSON, body = ErrorBody),

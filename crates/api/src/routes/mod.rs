@@ -230,6 +230,7 @@ fn table() -> Vec<Endpoint> {
         route!(tokens::list_user_tokens_route),
         route!(tokens::delete_user_token_route),
         route!(admin::list_users_route),
+        route!(admin::create_user_route).idempotent(),
         // Before `/users/{id}`: the first matching resource wins.
         route!(admin::users_metrics_route),
         route!(admin::get_user_route),

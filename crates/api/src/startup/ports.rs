@@ -70,6 +70,7 @@ pub fn identity_ports(
         token_uses: Arc::default(),
         account_tokens: Arc::new(SeaOrmAccountTokenRepository::new(db.clone())),
         cache,
+        registration_open: settings.registration_open,
         login_quota: quota(settings.rate_limits.login),
     })
 }

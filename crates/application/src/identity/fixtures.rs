@@ -149,6 +149,7 @@ impl Fixture {
             token_uses: Arc::default(),
             account_tokens: Arc::new(self.account_tokens),
             cache: self.cache,
+            registration_open: true,
             login_quota: Quota {
                 requests: 10,
                 window: Duration::from_secs(900),

@@ -51,6 +51,9 @@ pub struct IdentityPorts {
     /// Sessions and users as authentication reads them; invalidated by every revocation
     /// and user change below.
     pub cache: Arc<dyn Cache>,
+    /// `KEEL_REGISTRATION`: `false` (closed) refuses `POST /auth/register`; admins create
+    /// accounts with `POST /admin/users`.
+    pub registration_open: bool,
     /// Login attempts per IP and e-mail; also every other guess of a password
     /// ([`IdentityPorts::limit_password_guess`]).
     pub login_quota: Quota,
@@ -128,16 +131,16 @@ impl IdentityPorts {
     }
 
     /// Validates the input (every bad field reported), hashes the password and stores a new
-    /// active account with `role`, its e-mail not verified. With `verify`, a verification
-    /// token is stored with it and mailed (through the mail outbox, in the same
-    /// transaction). A taken e-mail is a 409.
+    /// active account with `role`, its e-mail not verified. With `mailed`, a one-time token
+    /// of that purpose (e-mail verification, first password) is stored with it and mailed
+    /// (through the mail outbox, in the same transaction). A taken e-mail is a 409.
     pub(crate) async fn create_account(
         &self,
         email: &str,
         password: &str,
         name: &str,
         role: Role,
-        verify: bool,
+        mailed: Option<TokenPurpose>,
     ) -> Result<User, AppError> {
         let (email, password, name) = collect(
             Email::parse(email),
@@ -157,11 +160,12 @@ impl IdentityPorts {
             created_at: now,
             updated_at: now,
         };
-        let created = if verify {
-            let (token, mail) = self.mailed_token(&user, TokenPurpose::EmailVerification, now);
-            self.users.create_verifying(&user, &token, &mail).await
-        } else {
-            self.users.create(&user).await
+        let created = match mailed {
+            Some(purpose) => {
+                let (token, mail) = self.mailed_token(&user, purpose, now);
+                self.users.create_with_token(&user, &token, &mail).await
+            }
+            None => self.users.create(&user).await,
         };
         created.map_err(|e| match e {
             StoreError::Conflict(_) => {
@@ -198,6 +202,7 @@ impl IdentityPorts {
         let template = match purpose {
             TokenPurpose::PasswordReset => MailTemplate::PasswordReset,
             TokenPurpose::EmailVerification => MailTemplate::EmailVerification,
+            TokenPurpose::PasswordSetup => MailTemplate::AccountCreated,
         };
         let mail = Mail::with_token(
             template,

@@ -18,16 +18,25 @@ use super::UserStatus;
 pub enum TokenPurpose {
     PasswordReset,
     EmailVerification,
+    /// The first password of an account an admin created (`POST /admin/users`): redeemed
+    /// by the password reset route like a reset token.
+    PasswordSetup,
 }
 
 impl TokenPurpose {
-    pub const ALL: [Self; 2] = [Self::PasswordReset, Self::EmailVerification];
+    pub const ALL: [Self; 3] = [Self::PasswordReset, Self::EmailVerification, Self::PasswordSetup];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::PasswordReset => "password_reset",
             Self::EmailVerification => "email_verification",
+            Self::PasswordSetup => "password_setup",
         }
+    }
+
+    /// Whether a token of this purpose sets a password (the reset route takes it).
+    pub fn sets_password(self) -> bool {
+        matches!(self, Self::PasswordReset | Self::PasswordSetup)
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
@@ -35,11 +44,13 @@ impl TokenPurpose {
     }
 
     /// How long a token of this purpose is valid: a reset 30 minutes (docs/api), a
-    /// verification 48 hours (it may be read days later; a new one can be asked for).
+    /// verification 48 hours (it may be read days later; a new one can be asked for), a
+    /// new account's first password 7 days (its owner learns of it from the mail).
     pub fn lifetime(self) -> Duration {
         match self {
             Self::PasswordReset => Duration::minutes(30),
             Self::EmailVerification => Duration::hours(48),
+            Self::PasswordSetup => Duration::days(7),
         }
     }
 
@@ -48,6 +59,7 @@ impl TokenPurpose {
         match self {
             Self::PasswordReset => "30 minutes",
             Self::EmailVerification => "48 hours",
+            Self::PasswordSetup => "7 days",
         }
     }
 }
@@ -80,9 +92,10 @@ impl AccountToken {
         }
     }
 
-    /// Whether it may still be redeemed for `purpose` at `now` (its secret checked apart).
-    pub fn redeemable(&self, purpose: TokenPurpose, now: DateTime<Utc>) -> bool {
-        self.purpose == purpose && self.used_at.is_none() && self.expires_at > now
+    /// Whether it may still be redeemed for one of `purposes` at `now` (its secret checked
+    /// apart).
+    pub fn redeemable(&self, purposes: &[TokenPurpose], now: DateTime<Utc>) -> bool {
+        purposes.contains(&self.purpose) && self.used_at.is_none() && self.expires_at > now
     }
 }
 
@@ -169,11 +182,11 @@ mod tests {
         let now = Utc::now();
         let mut t = AccountToken::new(Uuid::nil(), TokenPurpose::PasswordReset, "h".into(), now);
         assert_eq!(t.expires_at, now + Duration::minutes(30));
-        assert!(t.redeemable(TokenPurpose::PasswordReset, now));
-        assert!(!t.redeemable(TokenPurpose::EmailVerification, now));
-        assert!(!t.redeemable(TokenPurpose::PasswordReset, now + Duration::minutes(30)));
+        assert!(t.redeemable(&[TokenPurpose::PasswordReset], now));
+        assert!(!t.redeemable(&[TokenPurpose::EmailVerification], now));
+        assert!(!t.redeemable(&[TokenPurpose::PasswordReset], now + Duration::minutes(30)));
         t.used_at = Some(now);
-        assert!(!t.redeemable(TokenPurpose::PasswordReset, now));
+        assert!(!t.redeemable(&[TokenPurpose::PasswordReset], now));
         let v = AccountToken::new(Uuid::nil(), TokenPurpose::EmailVerification, "h".into(), now);
         assert_eq!(v.expires_at, now + Duration::hours(48));
     }

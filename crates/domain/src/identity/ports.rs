@@ -31,7 +31,7 @@ pub trait UserRepository: Send + Sync {
     /// (to the mail outbox), in one transaction.
     /// # Errors
     /// `Conflict` when the e-mail is taken (nothing is stored).
-    async fn create_verifying(
+    async fn create_with_token(
         &self,
         user: &User,
         token: &AccountToken,
@@ -186,9 +186,9 @@ pub trait AccountTokenRepository: Send + Sync {
     /// anonymous request that must answer alike whether or not there was an account to
     /// mail) never waits for it, and a failure is logged, not returned.
     fn issue_in_background(&self, token: AccountToken, mail: Mail);
-    /// Redeems the password reset token `token_id` of `user_id`, in one transaction: marks
-    /// it used (only if it is unused and unexpired at `at`), and with it every other unused
-    /// reset token of the user; stores `password_hash`; marks the e-mail verified (the
+    /// Redeems the password reset (or first password) token `token_id` of `user_id`, in one
+    /// transaction: marks it used (only if it is unused and unexpired at `at`), and with it
+    /// every other unused token of the user that sets a password; stores `password_hash`; marks the e-mail verified (the
     /// link reached the inbox); revokes every active session of the user. Answers the
     /// revoked sessions' ids, or `None` (nothing changed) when the token was used or
     /// expired meanwhile.

@@ -66,21 +66,22 @@ async fn issue(db: &Database, token: &AccountToken, mail: &Mail) -> Result<(), S
     Ok(())
 }
 
-/// Marks the token `id` of `user_id` and `purpose` used, if it is unused and unexpired at
-/// `at`, and with it every other unused token of the same user and purpose; `false` (and
-/// nothing changed) when it was not redeemable.
+/// Marks the token `id` of `user_id` used, if it has one of `purposes` and is unused and
+/// unexpired at `at`, and with it every other unused token of the same user and purposes;
+/// `false` (and nothing changed) when it was not redeemable.
 async fn redeem(
     txn: &DatabaseTransaction,
     id: Uuid,
     user_id: Uuid,
-    purpose: TokenPurpose,
+    purposes: &[TokenPurpose],
     at: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
+    let purposes: Vec<&str> = purposes.iter().map(|p| p.as_str()).collect();
     let redeemed = account_tokens::Entity::update_many()
         .col_expr(account_tokens::Column::UsedAt, Expr::value(at))
         .filter(account_tokens::Column::Id.eq(id))
         .filter(account_tokens::Column::UserId.eq(user_id))
-        .filter(account_tokens::Column::Purpose.eq(purpose.as_str()))
+        .filter(account_tokens::Column::Purpose.is_in(purposes.clone()))
         .filter(account_tokens::Column::UsedAt.is_null())
         .filter(account_tokens::Column::ExpiresAt.gt(at))
         .exec(txn)
@@ -92,7 +93,7 @@ async fn redeem(
     account_tokens::Entity::update_many()
         .col_expr(account_tokens::Column::UsedAt, Expr::value(at))
         .filter(account_tokens::Column::UserId.eq(user_id))
-        .filter(account_tokens::Column::Purpose.eq(purpose.as_str()))
+        .filter(account_tokens::Column::Purpose.is_in(purposes))
         .filter(account_tokens::Column::UsedAt.is_null())
         .exec(txn)
         .await
@@ -170,7 +171,15 @@ impl AccountTokenRepository for SeaOrmAccountTokenRepository {
         at: DateTime<Utc>,
     ) -> Result<Option<Vec<Uuid>>, StoreError> {
         let txn = self.db.begin_write().await?;
-        if !redeem(&txn, token_id, user_id, TokenPurpose::PasswordReset, at).await? {
+        if !redeem(
+            &txn,
+            token_id,
+            user_id,
+            &[TokenPurpose::PasswordReset, TokenPurpose::PasswordSetup],
+            at,
+        )
+        .await?
+        {
             txn.rollback().await.map_err(store_error)?;
             return Ok(None);
         }
@@ -211,7 +220,7 @@ impl AccountTokenRepository for SeaOrmAccountTokenRepository {
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let txn = self.db.begin_write().await?;
-        if !redeem(&txn, token_id, user_id, TokenPurpose::EmailVerification, at).await? {
+        if !redeem(&txn, token_id, user_id, &[TokenPurpose::EmailVerification], at).await? {
             txn.rollback().await.map_err(store_error)?;
             return Ok(false);
         }

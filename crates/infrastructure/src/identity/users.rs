@@ -79,7 +79,7 @@ impl UserRepository for SeaOrmUserRepository {
         Ok(())
     }
 
-    async fn create_verifying(
+    async fn create_with_token(
         &self,
         user: &User,
         token: &AccountToken,

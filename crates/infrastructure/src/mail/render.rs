@@ -40,6 +40,13 @@ fn template(t: MailTemplate) -> Template {
             html: include_str!("../../templates/mail/password_reset.html"),
             page: "/reset-password",
         },
+        // The first password is set on the reset page, with the same route.
+        MailTemplate::AccountCreated => Template {
+            subject: include_str!("../../templates/mail/account_created.subject"),
+            text: include_str!("../../templates/mail/account_created.txt"),
+            html: include_str!("../../templates/mail/account_created.html"),
+            page: "/reset-password",
+        },
     }
 }
 

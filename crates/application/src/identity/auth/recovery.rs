@@ -88,7 +88,11 @@ pub async fn reset_password(
     ports.limit_token_guess(meta).await?;
     let now = ports.clock.now();
     let Some(token) = ports
-        .redeemable_token(&input.token, TokenPurpose::PasswordReset, now)
+        .redeemable_token(
+            &input.token,
+            &[TokenPurpose::PasswordReset, TokenPurpose::PasswordSetup],
+            now,
+        )
         .await?
     else {
         ports
@@ -138,12 +142,12 @@ impl IdentityPorts {
     }
 
     /// The stored token `raw` names, when its secret matches (compared in constant time),
-    /// it is of `purpose`, unused, unexpired and its account active; `None` otherwise.
-    /// One read by primary key.
+    /// it has one of `purposes`, is unused, unexpired and its account active; `None`
+    /// otherwise. One read by primary key.
     pub(crate) async fn redeemable_token(
         &self,
         raw: &str,
-        purpose: TokenPurpose,
+        purposes: &[TokenPurpose],
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<keel_domain::identity::account_tokens::AccountToken>, AppError> {
         let Some(presented) = PresentedAccountToken::parse(raw.trim()) else {
@@ -156,7 +160,7 @@ impl IdentityPorts {
             .token_secrets
             .matches(presented.secret, &record.token.secret_hash);
         Ok(
-            (matches && record.token.redeemable(purpose, now) && record.user_status == UserStatus::Active)
+            (matches && record.token.redeemable(purposes, now) && record.user_status == UserStatus::Active)
                 .then_some(record.token),
         )
     }

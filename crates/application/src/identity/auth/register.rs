@@ -2,6 +2,7 @@
 //! and a verification mail to its address (written with the account, in one transaction).
 
 use keel_domain::identity::Role;
+use keel_domain::identity::account_tokens::TokenPurpose;
 
 use crate::AppError;
 use crate::context::RequestMeta;
@@ -15,13 +16,24 @@ pub struct RegisterInput {
     pub name: String,
 }
 
+/// With registration closed (`KEEL_REGISTRATION=closed`) every register is `Forbidden`:
+/// admins create accounts.
 pub async fn register(
     ports: &IdentityPorts,
     input: RegisterInput,
     meta: &RequestMeta,
 ) -> Result<AuthView, AppError> {
+    if !ports.registration_open {
+        return Err(AppError::Forbidden);
+    }
     let user = ports
-        .create_account(&input.email, &input.password, &input.name, Role::User, true)
+        .create_account(
+            &input.email,
+            &input.password,
+            &input.name,
+            Role::User,
+            Some(TokenPurpose::EmailVerification),
+        )
         .await?;
     let tokens = ports.start_session(&user, meta).await?;
     ports
@@ -42,7 +54,6 @@ pub async fn register(
 #[cfg(test)]
 mod tests {
     use keel_domain::StoreError;
-    use keel_domain::identity::account_tokens::TokenPurpose;
     use keel_domain::mail::MailTemplate;
 
     use super::*;
@@ -69,7 +80,7 @@ mod tests {
             .times(1)
             .returning(|s| format!("hash({s})"));
         f.users
-            .expect_create_verifying()
+            .expect_create_with_token()
             .withf(|u, token, mail| {
                 u.role == Role::User
                     && u.email.as_str() == "ann@example.com"
@@ -118,7 +129,7 @@ mod tests {
         f.token_secrets.expect_generate().returning(|| "secret".into());
         f.token_secrets.expect_hash().returning(|s| format!("hash({s})"));
         f.users
-            .expect_create_verifying()
+            .expect_create_with_token()
             .returning(|_, _, _| Err(StoreError::Conflict("users_email_key".into())));
         let err = register(&f.into_ports(), input("a@b.co", "Passw0rdX", "Ann"), &meta())
             .await
@@ -127,6 +138,16 @@ mod tests {
             matches!(err, AppError::Conflict(ref m) if m.contains("already exists")),
             "{err:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn closed_registration_refuses_every_register_and_touches_nothing() {
+        let mut ports = Fixture::new().into_ports();
+        ports.registration_open = false;
+        let err = register(&ports, input("a@b.co", "Passw0rdX", "Ann"), &meta())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AppError::Forbidden), "{err:?}");
     }
 
     #[tokio::test]

@@ -17,7 +17,7 @@ pub async fn verify_email(ports: &IdentityPorts, token: &str, meta: &RequestMeta
     ports.limit_token_guess(meta).await?;
     let now = ports.clock.now();
     let Some(token) = ports
-        .redeemable_token(token, TokenPurpose::EmailVerification, now)
+        .redeemable_token(token, &[TokenPurpose::EmailVerification], now)
         .await?
     else {
         ports
