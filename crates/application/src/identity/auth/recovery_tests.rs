@@ -314,3 +314,23 @@ async fn reset_counts_against_the_login_quota_per_address() {
         .unwrap_err();
     assert!(matches!(err, AppError::RateLimited(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_first_password_token_of_an_account_an_admin_made_is_redeemed_like_a_reset_token() {
+    let mut f = Fixture::new();
+    allow(&mut f);
+    let user_id = Uuid::now_v7();
+    let token = stored(TokenPurpose::PasswordSetup, user_id);
+    let raw = PresentedAccountToken::format(token.id, "the-secret");
+    find(&mut f, token, UserStatus::Active);
+    real_matching(&mut f);
+    f.hasher.expect_hash().times(1).returning(|_| Ok(Fixture::hash()));
+    f.account_tokens
+        .expect_reset_password()
+        .times(1)
+        .returning(|_, _, _, _| Ok(Some(Vec::new())));
+    audited(&mut f, "auth.password.reset");
+    reset_password(&f.into_ports(), reset_input(&raw), &meta())
+        .await
+        .unwrap();
+}
