@@ -189,13 +189,14 @@ bench_keel_vars KEEL_WORKERS KEEL_DB_MAX_CONNECTIONS KEEL_ARGON2_MEMORY_KIB KEEL
     KEEL_ARGON2_PARALLELISM KEEL_ARGON2_MAX_CONCURRENT KEEL_KEEP_ALIVE_SECS KEEL_CLIENT_REQUEST_TIMEOUT_SECS
 # The servers run as in production (as the budgets require): KEEL_ENV=production — JSON logs at RUST_LOG=info,
 # one access line per request — which also requires a webhook encryption key (a fixed one: no
-# webhook is registered). The seed keeps KEEL_ENV_VARS (`keel dev seed` is refused in
+# webhook is registered), and mail turned off (production needs SMTP otherwise; no benchmark
+# sends mail). The seed keeps KEEL_ENV_VARS (`keel dev seed` is refused in
 # production; its own logs at warn).
 SERVER_VARS=()
 for v in "${KEEL_ENV_VARS[@]}"; do
     if [[ "$v" != RUST_LOG=* ]]; then SERVER_VARS+=("$v"); fi
 done
-SERVER_VARS+=(KEEL_ENV=production RUST_LOG=info KEEL_LOG_FORMAT=json
+SERVER_VARS+=(KEEL_ENV=production RUST_LOG=info KEEL_LOG_FORMAT=json KEEL_MAIL=disabled
     KEEL_WEBHOOK_ENCRYPTION_KEY=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f)
 
 # ---------------------------------------------------------------------------------------------

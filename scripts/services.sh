@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Throwaway PostgreSQL 15 + Redis for the integration tests.
+# Throwaway PostgreSQL 15 + Redis + an SMTP sink for the integration tests.
 #
 #   scripts/services.sh start   install if needed, start (idempotent), write <state>/env
 #   scripts/services.sh env     print <state>/env (source it to get KEEL_TEST_* variables)
@@ -8,9 +8,11 @@
 #                               (the fault tests: `immediate` is a crash, no checkpoint)
 #   scripts/services.sh pg-start                   start it again after pg-stop
 #
-# Both listen on 127.0.0.1 only, on private ports:
+# All listen on 127.0.0.1 only, on private ports:
 #   KEEL_PG_PORT     (default 55432)  role keel / password keel / database keel, trust auth
 #   KEEL_REDIS_PORT  (default 56379)
+#   KEEL_SMTP_PORT   (default 52525)  scripts/smtp-sink.py: accepts every mail and writes it
+#                    to <state>/mail (KEEL_TEST_SMTP_URL, KEEL_TEST_MAIL_DIR in the env file)
 #   KEEL_SERVICES_DIR (default <repo>/.ci/tmp/services) holds all state, logs and the env file.
 #   KEEL_PG_BIN      (default /usr/lib/postgresql/15/bin)
 # PostgreSQL is tuned for tests (fsync, synchronous_commit, full_page_writes off): never keep
@@ -125,6 +127,7 @@ ensure_installed() {
 
 PG_PORT="${KEEL_PG_PORT:-55432}"
 REDIS_PORT="${KEEL_REDIS_PORT:-56379}"
+SMTP_PORT="${KEEL_SMTP_PORT:-52525}"
 PG_DIR=""
 
 load_meta() {
@@ -307,6 +310,45 @@ wait_gone() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# SMTP sink
+# ---------------------------------------------------------------------------------------------
+
+smtp_pid() { read_pid "$STATE/smtp/smtp.pid"; }
+
+smtp_ready() { (exec 3<>"/dev/tcp/127.0.0.1/$SMTP_PORT") 2>/dev/null; }
+
+start_smtp() {
+    if pid_alive "$(smtp_pid)"; then
+        log "SMTP sink already running (pid $(smtp_pid), port $SMTP_PORT)"
+        return 0
+    fi
+    command -v python3 >/dev/null 2>&1 || die "python3 not found (the SMTP sink needs it)"
+    mkdir -p "$STATE/smtp" "$STATE/mail"
+    log "starting the SMTP sink on 127.0.0.1:$SMTP_PORT (mail in $STATE/mail)"
+    setsid python3 "$REPO/scripts/smtp-sink.py" --dir "$STATE/mail" --port "$SMTP_PORT" \
+        >"$STATE/smtp/smtp.log" 2>&1 </dev/null &
+    echo $! >"$STATE/smtp/smtp.pid"
+    local waited=0
+    until smtp_ready; do
+        if ((waited >= WAIT_SECS * 10)); then
+            tail -n 40 "$STATE/smtp/smtp.log" >&2 2>/dev/null || true
+            die "SMTP sink not listening on 127.0.0.1:$SMTP_PORT after ${WAIT_SECS}s"
+        fi
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+}
+
+stop_smtp() {
+    local pid
+    pid="$(smtp_pid)"
+    pid_alive "$pid" || return 0
+    log "stopping the SMTP sink (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    wait_gone "$pid" || kill -KILL "$pid" 2>/dev/null || true
+}
+
+# ---------------------------------------------------------------------------------------------
 # Commands
 # ---------------------------------------------------------------------------------------------
 
@@ -332,12 +374,15 @@ cmd_start() {
     write_meta
     start_pg
     start_redis
+    start_smtp
     {
         echo "# written by scripts/services.sh start"
         echo "export KEEL_TEST_DATABASE_URL=postgres://keel:keel@127.0.0.1:$PG_PORT/keel"
         echo "export KEEL_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
+        echo "export KEEL_TEST_SMTP_URL='smtp://127.0.0.1:$SMTP_PORT?starttls=false'"
+        echo "export KEEL_TEST_MAIL_DIR=$STATE/mail"
     } >"$ENV_FILE"
-    log "ready: PostgreSQL 127.0.0.1:$PG_PORT, Redis 127.0.0.1:$REDIS_PORT (env: $ENV_FILE)"
+    log "ready: PostgreSQL 127.0.0.1:$PG_PORT, Redis 127.0.0.1:$REDIS_PORT, SMTP sink 127.0.0.1:$SMTP_PORT (env: $ENV_FILE)"
 }
 
 cmd_env() {
@@ -351,6 +396,7 @@ cmd_stop() {
     if [[ -z "$PG_DIR" ]]; then PG_DIR="$STATE/pg"; fi
     stop_pg
     stop_redis
+    stop_smtp
     if [[ "$PG_DIR" != "$STATE/pg" && "$PG_DIR" == /tmp/keel-pg.* ]]; then
         rm -rf "$PG_DIR"
     fi

@@ -314,7 +314,7 @@ def k8s_checks():
            "\n".join(problems))
 
     SECRETS = {"DATABASE_URL", "REDIS_URL", "KEEL_JWT_SECRET", "KEEL_WEBHOOK_ENCRYPTION_KEY",
-               "KEEL_WEBHOOK_ENCRYPTION_KEY_PREVIOUS", "KEEL_ADMIN_PASSWORD"}
+               "KEEL_WEBHOOK_ENCRYPTION_KEY_PREVIOUS", "KEEL_ADMIN_PASSWORD", "KEEL_SMTP_URL"}
     problems = [f"ConfigMap: unknown variable {k}" for k in config if k not in known]
     problems += [f"ConfigMap holds the secret {k}" for k in config if k in SECRETS]
     values = dict(secret.get("stringData") or {})

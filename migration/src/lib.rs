@@ -18,6 +18,7 @@ mod m20261207_000014_audit_resource_history;
 mod m20261207_000016_task_search;
 mod m20261207_000018_create_event_feed;
 mod m20261207_000019_create_notifications;
+mod m20261207_000020_account_mail;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000016_task_search::Migration),
             Box::new(m20261207_000018_create_event_feed::Migration),
             Box::new(m20261207_000019_create_notifications::Migration),
+            Box::new(m20261207_000020_account_mail::Migration),
         ]
     }
 }

@@ -16,12 +16,14 @@ use keel_api::{Application, Settings};
 use keel_infrastructure::entities::users;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
-/// A database of its own for one test; the SQLite folder is removed when dropped.
+/// A database of its own for one test; the SQLite folder is removed when dropped. It also
+/// holds the folder the servers on it write mail files to (without the shared SMTP sink).
 #[derive(Debug)]
 pub struct TestDatabase {
     pub url: String,
     pub is_postgres: bool,
     _dir: Option<tempfile::TempDir>,
+    mail: tempfile::TempDir,
 }
 
 impl TestDatabase {
@@ -45,6 +47,7 @@ impl TestDatabase {
                     url: format!("{base}/{name}"),
                     is_postgres: true,
                     _dir: None,
+                    mail: tempfile::tempdir()?,
                 })
             }
             None => {
@@ -54,6 +57,7 @@ impl TestDatabase {
                     url,
                     is_postgres: false,
                     _dir: Some(dir),
+                    mail: tempfile::tempdir()?,
                 })
             }
         }
@@ -94,6 +98,9 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// Shared by the instances of a [`spawn_cluster`].
     pub db: Arc<TestDatabase>,
+    /// Where the mail this server sends arrives (see [`TestApp::mails_to`]); `None` when
+    /// the test pointed it elsewhere.
+    pub mail_dir: Option<std::path::PathBuf>,
     /// `None` for a server this process does not run (a `keel` process, nginx).
     handle: Option<ServerHandle>,
 }
@@ -132,6 +139,16 @@ pub fn base_vars(db: &TestDatabase) -> HashMap<String, String> {
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     vars.insert("DATABASE_URL".into(), db.url.clone());
+    // Mail: through the shared SMTP sink when the suite has one (scripts/services.sh),
+    // else as files in the database's mail folder (the file transport).
+    match std::env::var("KEEL_TEST_SMTP_URL").ok().filter(|u| !u.is_empty()) {
+        Some(smtp) => {
+            vars.insert("KEEL_SMTP_URL".into(), smtp);
+        }
+        None => {
+            vars.insert("KEEL_MAIL_DIR".into(), db.mail.path().display().to_string());
+        }
+    }
     if let Some(redis) = std::env::var("KEEL_TEST_REDIS_URL")
         .ok()
         .filter(|u| !u.is_empty())
@@ -215,8 +232,16 @@ async fn start(vars: &HashMap<String, String>, db: Arc<TestDatabase>) -> TestApp
     let metrics_address = app.metrics_port().map(|port| format!("http://127.0.0.1:{port}"));
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
+    let mail_dir = match (vars.get("KEEL_SMTP_URL"), vars.get("KEEL_MAIL_DIR")) {
+        (Some(url), _) if std::env::var("KEEL_TEST_SMTP_URL").ok().as_ref() == Some(url) => {
+            std::env::var("KEEL_TEST_MAIL_DIR").ok().map(Into::into)
+        }
+        (None, Some(dir)) => Some(dir.into()),
+        _ => None,
+    };
     let mut test_app = TestApp::new(address, db, Some(handle));
     test_app.metrics_address = metrics_address;
+    test_app.mail_dir = mail_dir;
     test_app
 }
 
@@ -235,8 +260,25 @@ impl TestApp {
                 .build()
                 .expect("build the HTTP client"),
             db,
+            mail_dir: None,
             handle,
         }
+    }
+
+    /// The mails this server delivered to `to` so far.
+    pub fn mails_to(&self, to: &str) -> Vec<ReceivedMail> {
+        mails_to(self.mail_dir.as_deref().expect("this server's mail folder"), to)
+    }
+
+    /// Waits (up to 15 s) until `n` mails to `to` arrived; returns them, oldest first.
+    pub async fn wait_for_mails(&self, to: &str, n: usize) -> Vec<ReceivedMail> {
+        wait_for_mails(
+            self.mail_dir.as_deref().expect("this server's mail folder"),
+            to,
+            n,
+            std::time::Duration::from_secs(15),
+        )
+        .await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -451,15 +493,17 @@ impl TestApp {
 
     /// The number of database statements the server has run so far for requests: the sum
     /// of the `db_query_duration_seconds_count` samples of its (per-instance) `/metrics`,
-    /// without the tables the outbox dispatcher and the webhook sender poll in the
-    /// background (`outbox_events`, `outbox_leases`, `webhook_deliveries`, and the event feed's
-    /// `event_feed`, `event_feed_marks`, `event_feed_recipients`, and the notifications the
-    /// dispatcher makes: `task_subscriptions`, `notifications`).
+    /// without the tables the outbox dispatcher, the webhook sender and the mail sender poll
+    /// in the background (`outbox_events`, `outbox_leases`, `webhook_deliveries`,
+    /// `mail_outbox`, and the event feed's `event_feed`, `event_feed_marks`,
+    /// `event_feed_recipients`, and the notifications the dispatcher makes:
+    /// `task_subscriptions`, `notifications`).
     pub async fn db_statements(&self) -> u64 {
-        const BACKGROUND: [&str; 8] = [
+        const BACKGROUND: &[&str] = &[
             "table=\"outbox_events\"",
             "table=\"outbox_leases\"",
             "table=\"webhook_deliveries\"",
+            "table=\"mail_outbox\"",
             "table=\"event_feed\"",
             "table=\"event_feed_marks\"",
             "table=\"event_feed_recipients\"",
@@ -522,6 +566,9 @@ impl Drop for TestApp {
         }
     }
 }
+
+mod mailbox;
+pub use mailbox::{ReceivedMail, SmtpSink, closed_port, mails_to, unique_email, wait_for_mails};
 
 mod redis_server;
 pub use redis_server::TestRedis;

@@ -71,6 +71,7 @@ pub fn error_mapping(e: &ApiError) -> (StatusCode, &'static str) {
             AppError::Forbidden => (StatusCode::FORBIDDEN, "FORBIDDEN"),
             AppError::AccountDisabled => (StatusCode::FORBIDDEN, "ACCOUNT_DISABLED"),
             AppError::InsufficientScope => (StatusCode::FORBIDDEN, "INSUFFICIENT_SCOPE"),
+            AppError::InvalidToken => (StatusCode::BAD_REQUEST, "INVALID_TOKEN"),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             AppError::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT"),
             AppError::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "PRECONDITION_FAILED"),

@@ -85,7 +85,7 @@ impl Modify for BearerAuth {
             "An access token (JWT) from login, register or refresh, or a personal access token \
              (`keel_pat_…`) from `POST /api/v1/auth/tokens`. A personal access token works on the \
              routes its scopes cover (`read`: safe methods, `write`: every method, `admin`: \
-             `/api/v1/admin/*`), never on the token, session, password and logout routes; \
+             `/api/v1/admin/*`), never on the token, session, password, logout and verification-resend routes; \
              elsewhere it gets 403 `INSUFFICIENT_SCOPE`."
                 .to_owned(),
         );
@@ -110,9 +110,11 @@ const POLICY_PATTERNS: &[(&str, &str, &str)] = {
     &[
         ("RegisterBody", "password", PASSWORD_PATTERN),
         ("RegisterBody", "name", NAME_PATTERN),
+        ("CreateUserBody", "name", NAME_PATTERN),
         ("CreateTokenBody", "name", TOKEN_NAME_PATTERN),
         ("UpdateProfileBody", "name", NAME_PATTERN),
         ("ChangePasswordBody", "newPassword", PASSWORD_PATTERN),
+        ("ResetPasswordBody", "newPassword", PASSWORD_PATTERN),
         ("CreateProjectBody", "key", PROJECT_KEY_PATTERN),
         ("CreateProjectBody", "name", PROJECT_NAME_PATTERN),
         ("UpdateProjectBody", "name", PROJECT_NAME_PATTERN),
@@ -543,6 +545,10 @@ mod tests {
         "mark",
         "export",
         "erase",
+        "request",
+        "reset",
+        "verify",
+        "resend",
     ];
 
     #[test]

@@ -52,6 +52,34 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// The token of the newest link to `page` in the `.eml` files the development mail
+/// transport writes under `<dir>/data/mail/` (waiting for it up to 10 s).
+fn mailed_token(dir: &Path, page: &str) -> String {
+    let needle = format!("/{page}?token=");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut files: Vec<_> = std::fs::read_dir(dir.join("data/mail"))
+            .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.sort();
+        for file in files.iter().rev() {
+            // Quoted-printable: soft line breaks joined, `=3D` is `=`.
+            let text = std::fs::read_to_string(file)
+                .unwrap_or_default()
+                .replace("=\r\n", "")
+                .replace("=3D", "=");
+            if let Some(at) = text.find(&needle) {
+                return text[at + needle.len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+                    .collect();
+            }
+        }
+        assert!(Instant::now() < deadline, "no mail with a {page} link");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn wait_for_health(port: u16, child: &mut Child) -> (u16, String) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -306,6 +334,28 @@ fn logs_never_hold_passwords_tokens_or_full_emails() {
             http_json(port, "POST", "/api/v1/auth/password", new_password, Some(&access)).0,
             204
         );
+        // One-time tokens: the verification link from register, a reset link, both used.
+        let verification = mailed_token(dir.path(), "verify-email");
+        let forgot = format!(r#"{{"email":"{email}"}}"#);
+        assert_eq!(
+            http_json(port, "POST", "/api/v1/auth/password/forgot", &forgot, None).0,
+            202
+        );
+        let reset = mailed_token(dir.path(), "reset-password");
+        let verify = format!(r#"{{"token":"{verification}"}}"#);
+        assert_eq!(
+            http_json(port, "POST", "/api/v1/auth/email/verify", &verify, None).0,
+            204
+        );
+        let reset_body = format!(r#"{{"token":"{reset}","newPassword":"Third-passw0rd"}}"#);
+        assert_eq!(
+            http_json(port, "POST", "/api/v1/auth/password/reset", &reset_body, None).0,
+            204
+        );
+        assert_eq!(
+            http_json(port, "POST", "/api/v1/auth/password/reset", &reset_body, None).0,
+            400
+        );
 
         Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
@@ -327,6 +377,9 @@ fn logs_never_hold_passwords_tokens_or_full_emails() {
             pat.as_str(),
             pat_secret.as_str(),
             email,
+            "Third-passw0rd",
+            verification.split_once('.').unwrap().1,
+            reset.split_once('.').unwrap().1,
         ] {
             assert!(!log.contains(secret), "{format} log holds {secret}:\n{log}");
         }

@@ -45,6 +45,21 @@ const UNPATTERNED: &[(&str, &str, &str)] = &[
     ),
     ("RefreshBody", "refreshToken", "a token, verified"),
     (
+        "ForgotPasswordBody",
+        "email",
+        "a look-up of an existing account; any text answers the same 202",
+    ),
+    (
+        "ResetPasswordBody",
+        "token",
+        "a one-time token, looked up; anything else is INVALID_TOKEN",
+    ),
+    (
+        "VerifyEmailBody",
+        "token",
+        "a one-time token, looked up; anything else is INVALID_TOKEN",
+    ),
+    (
         "AddMemberBody",
         "email",
         "a look-up of an existing account, which may predate the ASCII-only rule",

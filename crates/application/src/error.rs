@@ -31,6 +31,10 @@ pub enum AppError {
     /// scopes, or a route that needs a signed-in session).
     #[error("the access token's scopes do not cover this route")]
     InsufficientScope,
+    /// A one-time token (password reset, e-mail verification) that is unknown, used,
+    /// expired or malformed: one answer for all, so a guess learns nothing.
+    #[error("the token is invalid, used or expired")]
+    InvalidToken,
     /// The resource does not exist, or the caller may not know that it exists.
     #[error("{0} not found")]
     NotFound(&'static str),

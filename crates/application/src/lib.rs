@@ -9,6 +9,7 @@ pub mod context;
 pub mod error;
 pub mod events;
 pub mod identity;
+pub mod mail;
 pub mod notifications;
 pub mod pagination;
 pub mod readiness;

@@ -17,6 +17,7 @@ pub mod health;
 pub mod history;
 pub mod idempotency;
 pub mod identity;
+pub mod mail;
 pub mod rate_limit;
 pub mod tracking;
 pub mod webhooks;

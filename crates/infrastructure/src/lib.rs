@@ -10,6 +10,7 @@ pub mod events;
 pub mod health;
 pub mod idempotency;
 pub mod identity;
+pub mod mail;
 pub mod metrics;
 pub mod migrate;
 pub mod notifications;

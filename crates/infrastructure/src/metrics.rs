@@ -29,6 +29,7 @@ pub struct Metrics {
     cache_misses_total: IntCounterVec,
     rate_limit_rejections_total: IntCounterVec,
     webhook_deliveries_total: IntCounterVec,
+    mail_deliveries_total: IntCounterVec,
     outbox_pending_events: IntGauge,
 }
 
@@ -94,6 +95,17 @@ impl Metrics {
         for outcome in ["success", "http_error", "network_error", "refused", "gave_up"] {
             webhook_deliveries_total.with_label_values(&[outcome]);
         }
+        let mail_deliveries_total = IntCounterVec::new(
+            Opts::new(
+                "mail_deliveries_total",
+                "Mail delivery attempts by outcome (sent, retried, failed: given up, dropped: KEEL_MAIL=disabled)",
+            ),
+            &["outcome"],
+        )?;
+        for outcome in ["sent", "retried", "failed", "dropped"] {
+            mail_deliveries_total.with_label_values(&[outcome]);
+        }
+        registry.register(Box::new(mail_deliveries_total.clone()))?;
         let outbox_pending_events = IntGauge::new(
             "outbox_pending_events",
             "Committed events the outbox dispatcher has not published yet",
@@ -117,6 +129,7 @@ impl Metrics {
             cache_misses_total,
             rate_limit_rejections_total,
             webhook_deliveries_total,
+            mail_deliveries_total,
             outbox_pending_events,
         })
     }
@@ -142,6 +155,11 @@ impl Metrics {
     }
 
     /// Sets the number of events waiting in the outbox.
+    /// Counts one mail delivery attempt by its outcome.
+    pub fn mail_delivery(&self, outcome: &str) {
+        self.mail_deliveries_total.with_label_values(&[outcome]).inc();
+    }
+
     pub fn set_outbox_pending(&self, pending: u64) {
         self.outbox_pending_events
             .set(i64::try_from(pending).unwrap_or(i64::MAX));

@@ -402,6 +402,8 @@ async fn user(
         role: Set(Role::User.as_str().to_owned()),
         status: Set(UserStatus::Active.as_str().to_owned()),
         password_hash: Set(options.password_hash.clone()),
+        // Made-up data: no mail is ever sent to verify it.
+        email_verified: Set(false),
         created_at: Set(now),
         updated_at: Set(now),
     })

@@ -75,6 +75,11 @@ impl Scene {
     /// How many rows of `table` of the user still hold an IP address (`column` names the
     /// user).
     async fn addresses_kept(&self, table: &str, column: &str) -> i64 {
+        self.rows_of(table, column, "AND ip IS NOT NULL").await
+    }
+
+    /// How many rows of `table` name the user in `column`, with `and` more conditions.
+    async fn rows_of(&self, table: &str, column: &str, and: &str) -> i64 {
         let db = sea_orm::Database::connect(&self.app.db.url).await.unwrap();
         let backend = db.get_database_backend();
         let id = uuid::Uuid::parse_str(&self.ann.id).unwrap();
@@ -82,9 +87,7 @@ impl Scene {
         let row = db
             .query_one_raw(Statement::from_sql_and_values(
                 backend,
-                format!(
-                    "SELECT COUNT(*) AS n FROM {table} WHERE {column} = {placeholder} AND ip IS NOT NULL"
-                ),
+                format!("SELECT COUNT(*) AS n FROM {table} WHERE {column} = {placeholder} {and}"),
                 [id.into()],
             ))
             .await
@@ -224,6 +227,8 @@ async fn an_erased_account_is_a_tombstone_its_tasks_and_comments_still_point_at(
     // No address of Ann's is kept anywhere.
     assert_eq!(s.addresses_kept("sessions", "user_id").await, 0);
     assert_eq!(s.addresses_kept("audit_log", "actor_id").await, 0);
+    // Nor a one-time link (registration made a verification link).
+    assert_eq!(s.rows_of("account_tokens", "user_id", "").await, 0);
     // The erasure is audited, without personal data.
     let log = s
         .app

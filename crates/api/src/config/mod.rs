@@ -190,6 +190,35 @@ pub struct Settings {
     /// How long a task stays in its project's trash before the background purge deletes it
     /// for good (`KEEL_TRASH_RETENTION_DAYS`, 1–3650 days, default 30).
     pub trash_retention_days: u32,
+    pub mail: MailSettings,
+    /// `KEEL_REGISTRATION`: `open` (default) or `closed` (register is refused; admins create
+    /// accounts with `POST /admin/users`).
+    pub registration_open: bool,
+}
+
+/// Where mail goes (`KEEL_MAIL`, `KEEL_SMTP_URL`, `KEEL_MAIL_DIR`).
+#[derive(Debug, Clone)]
+pub enum MailDelivery {
+    /// `KEEL_SMTP_URL`: an SMTP server (the URL may hold a password).
+    Smtp(SecretString),
+    /// No `KEEL_SMTP_URL` in development: one `.eml` file per mail in this folder.
+    Files(std::path::PathBuf),
+    /// `KEEL_MAIL=disabled`: mails are dropped (counted as `dropped`).
+    Disabled,
+}
+
+/// Mail (docs/operations.md, "Mail"; adr/0018).
+#[derive(Debug, Clone)]
+pub struct MailSettings {
+    pub delivery: MailDelivery,
+    /// `KEEL_MAIL_FROM`: the `From:` of every mail.
+    pub from: String,
+    /// `KEEL_PUBLIC_URL`: the base of links in mails, without a trailing slash.
+    pub public_url: String,
+    /// `KEEL_MAIL_RETRY_BASE_SECS` / `KEEL_MAIL_MAX_ATTEMPTS`: the first retry's delay
+    /// (doubling, with jitter, at most an hour) and the attempts before a mail is given up.
+    pub retry_base: Duration,
+    pub max_attempts: u32,
 }
 
 /// How the event stream treats its clients (built from [`EventSettings`] at start-up).
@@ -253,6 +282,7 @@ impl Settings {
         let webhooks = sections::webhooks(get, environment)?;
         let log_format = sections::log_format(get, environment)?;
         let workers = sections::workers(get)?;
+        let mail = sections::mail(get, environment, bind)?;
 
         Ok(Self {
             bind,
@@ -303,6 +333,8 @@ impl Settings {
                 1,
                 3650,
             )?,
+            mail,
+            registration_open: sections::registration(get)?,
         })
     }
 }

@@ -464,3 +464,131 @@ pub(super) fn metrics(get: &impl Fn(&str) -> Option<String>) -> Result<MetricsSe
     };
     Ok(MetricsSettings { token, bind })
 }
+
+/// Mail (`KEEL_MAIL`, `KEEL_SMTP_URL`, `KEEL_MAIL_FROM`, `KEEL_PUBLIC_URL`, `KEEL_MAIL_DIR`,
+/// `KEEL_MAIL_RETRY_BASE_SECS`, `KEEL_MAIL_MAX_ATTEMPTS`). Production sends through SMTP
+/// (and says from whom and to which front end links point) unless mail is disabled.
+pub(super) fn mail(
+    get: &impl Fn(&str) -> Option<String>,
+    environment: Environment,
+    bind: SocketAddr,
+) -> Result<MailSettings, ConfigError> {
+    let enabled = match get("KEEL_MAIL").as_deref() {
+        None | Some("enabled") => true,
+        Some("disabled") => false,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "KEEL_MAIL",
+                format!("expected enabled or disabled, got {other:?}"),
+            ));
+        }
+    };
+    let production = environment == Environment::Production;
+    let smtp = match get("KEEL_SMTP_URL") {
+        // May hold a password: never echoed.
+        Some(url) => {
+            keel_infrastructure::mail::SmtpUrl::parse(&url)
+                .map_err(|e| ConfigError::new("KEEL_SMTP_URL", e))?;
+            Some(SecretString::from(url))
+        }
+        None => None,
+    };
+    let delivery = match smtp {
+        _ if !enabled => MailDelivery::Disabled,
+        Some(url) => MailDelivery::Smtp(url),
+        None if production => {
+            return Err(ConfigError::new(
+                "KEEL_SMTP_URL",
+                "is required when KEEL_ENV=production (smtp://[user:pass@]host:port or smtps://…), \
+                 unless KEEL_MAIL=disabled",
+            ));
+        }
+        None => MailDelivery::Files(
+            get("KEEL_MAIL_DIR")
+                .unwrap_or_else(|| "data/mail".to_owned())
+                .into(),
+        ),
+    };
+    let required = production && enabled;
+    let from = match get("KEEL_MAIL_FROM") {
+        Some(from) if keel_infrastructure::mail::transport::is_mailbox(&from) => from,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "KEEL_MAIL_FROM",
+                format!(
+                    "expected an address such as keel@example.com or \"Keel <keel@example.com>\", got {other:?}"
+                ),
+            ));
+        }
+        None if required => {
+            return Err(ConfigError::new(
+                "KEEL_MAIL_FROM",
+                "is required when KEEL_ENV=production, unless KEEL_MAIL=disabled",
+            ));
+        }
+        None => "Keel <keel@localhost>".to_owned(),
+    };
+    let public_url = match get("KEEL_PUBLIC_URL") {
+        Some(url) => {
+            let parsed = url::Url::parse(&url).ok().filter(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some()
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+            });
+            if parsed.is_none() {
+                return Err(ConfigError::new(
+                    "KEEL_PUBLIC_URL",
+                    format!(
+                        "expected an http(s) URL without query such as https://keel.example.com, got {url:?}"
+                    ),
+                ));
+            }
+            url.trim_end_matches('/').to_owned()
+        }
+        None if required => {
+            return Err(ConfigError::new(
+                "KEEL_PUBLIC_URL",
+                "is required when KEEL_ENV=production (the base of links in mails), unless KEEL_MAIL=disabled",
+            ));
+        }
+        None => format!("http://{bind}"),
+    };
+    Ok(MailSettings {
+        delivery,
+        from,
+        public_url,
+        retry_base: secs(
+            "KEEL_MAIL_RETRY_BASE_SECS",
+            get("KEEL_MAIL_RETRY_BASE_SECS"),
+            30,
+            1,
+            3600,
+        )?,
+        max_attempts: parse_in(
+            "KEEL_MAIL_MAX_ATTEMPTS",
+            get("KEEL_MAIL_MAX_ATTEMPTS"),
+            10,
+            1,
+            100,
+        )?,
+    })
+}
+
+/// Who may register (`KEEL_REGISTRATION`): `open` (default) or `closed`. `invite` (register
+/// with an invitation only) needs invitations, which this release does not have: refused
+/// rather than silently treated as `closed`.
+pub(super) fn registration(get: &impl Fn(&str) -> Option<String>) -> Result<bool, ConfigError> {
+    match get("KEEL_REGISTRATION").as_deref() {
+        None | Some("open") => Ok(true),
+        Some("closed") => Ok(false),
+        Some("invite") => Err(ConfigError::new(
+            "KEEL_REGISTRATION",
+            "invite is not available yet (it needs invitations); use open or closed",
+        )),
+        Some(other) => Err(ConfigError::new(
+            "KEEL_REGISTRATION",
+            format!("expected open or closed, got {other:?}"),
+        )),
+    }
+}

@@ -87,6 +87,7 @@ fn production_requires_a_long_jwt_secret_and_logs_json() {
         ("KEEL_ENV", "production"),
         ("KEEL_JWT_SECRET", &secret),
         ("KEEL_WEBHOOK_ENCRYPTION_KEY", &key),
+        ("KEEL_MAIL", "disabled"),
     ])
     .unwrap();
     assert!(matches!(s.jwt_secret, JwtSecret::Configured(_)));
@@ -268,5 +269,102 @@ fn cache_settings_have_bounded_defaults_and_a_checked_prefix() {
     ] {
         let err = settings(&[(var, bad)]).unwrap_err();
         assert!(err.to_string().contains(var), "{var}={bad}: {err}");
+    }
+}
+
+#[test]
+fn development_writes_mail_files_with_local_links_by_default() {
+    let s = settings(&[]).unwrap();
+    assert!(matches!(s.mail.delivery, MailDelivery::Files(ref dir) if dir.as_os_str() == "data/mail"));
+    assert_eq!(s.mail.public_url, "http://127.0.0.1:8080");
+    assert_eq!(s.mail.from, "Keel <keel@localhost>");
+    assert_eq!(
+        (s.mail.retry_base, s.mail.max_attempts),
+        (Duration::from_secs(30), 10)
+    );
+    let s = settings(&[
+        ("KEEL_MAIL_DIR", "/tmp/mails"),
+        ("KEEL_PUBLIC_URL", "https://app.example.com/keel/"),
+        ("KEEL_MAIL_FROM", "Team <team@example.com>"),
+    ])
+    .unwrap();
+    assert!(matches!(s.mail.delivery, MailDelivery::Files(ref dir) if dir.as_os_str() == "/tmp/mails"));
+    assert_eq!(
+        s.mail.public_url, "https://app.example.com/keel",
+        "no trailing slash"
+    );
+    let s = settings(&[("KEEL_SMTP_URL", "smtp://u:p@mail.example.com:587?starttls=true")]).unwrap();
+    assert!(matches!(s.mail.delivery, MailDelivery::Smtp(_)));
+    assert!(matches!(
+        settings(&[("KEEL_MAIL", "disabled")]).unwrap().mail.delivery,
+        MailDelivery::Disabled
+    ));
+}
+
+#[test]
+fn production_needs_smtp_a_sender_and_a_public_url_unless_mail_is_disabled() {
+    let (secret, key) = ("x".repeat(32), "ab".repeat(32));
+    let base = [
+        ("KEEL_ENV", "production"),
+        ("KEEL_JWT_SECRET", secret.as_ref()),
+        ("KEEL_WEBHOOK_ENCRYPTION_KEY", key.as_ref()),
+    ];
+    let with = |extra: &[(&str, &str)]| {
+        let mut vars: Vec<(&str, &str)> = base.to_vec();
+        vars.extend_from_slice(extra);
+        settings(&vars)
+    };
+    assert_eq!(with(&[]).unwrap_err().variable, "KEEL_SMTP_URL");
+    let smtp = ("KEEL_SMTP_URL", "smtps://mail.example.com");
+    assert_eq!(with(&[smtp]).unwrap_err().variable, "KEEL_MAIL_FROM");
+    let from = ("KEEL_MAIL_FROM", "keel@example.com");
+    assert_eq!(with(&[smtp, from]).unwrap_err().variable, "KEEL_PUBLIC_URL");
+    let s = with(&[smtp, from, ("KEEL_PUBLIC_URL", "https://keel.example.com")]).unwrap();
+    assert!(matches!(s.mail.delivery, MailDelivery::Smtp(_)));
+    let s = with(&[("KEEL_MAIL", "disabled")]).unwrap();
+    assert!(matches!(s.mail.delivery, MailDelivery::Disabled));
+}
+
+#[test]
+fn bad_mail_settings_name_their_variable_and_never_echo_a_password() {
+    let e = settings(&[("KEEL_SMTP_URL", "smtp://ann:s3cret@mail.example.com?tls=yes")]).unwrap_err();
+    assert_eq!(e.variable, "KEEL_SMTP_URL");
+    assert!(!e.to_string().contains("s3cret"), "{e}");
+    let e = settings(&[("KEEL_SMTP_URL", "http://ann:s3cret@mail.example.com")]).unwrap_err();
+    assert!(!e.to_string().contains("s3cret"), "{e}");
+    for (var, value) in [
+        ("KEEL_MAIL", "off"),
+        ("KEEL_MAIL_FROM", "not an address"),
+        ("KEEL_PUBLIC_URL", "ftp://x"),
+        ("KEEL_PUBLIC_URL", "https://x.example.com/?a=b"),
+        ("KEEL_MAIL_RETRY_BASE_SECS", "0"),
+        ("KEEL_MAIL_MAX_ATTEMPTS", "1000"),
+    ] {
+        assert_eq!(
+            settings(&[(var, value)]).unwrap_err().variable,
+            var,
+            "{var}={value}"
+        );
+    }
+}
+
+#[test]
+fn registration_is_open_by_default_and_can_be_closed() {
+    assert!(settings(&[]).unwrap().registration_open);
+    assert!(
+        settings(&[("KEEL_REGISTRATION", "open")])
+            .unwrap()
+            .registration_open
+    );
+    assert!(
+        !settings(&[("KEEL_REGISTRATION", "closed")])
+            .unwrap()
+            .registration_open
+    );
+    for bad in ["invite", "nope"] {
+        assert_eq!(
+            settings(&[("KEEL_REGISTRATION", bad)]).unwrap_err().variable,
+            "KEEL_REGISTRATION"
+        );
     }
 }

@@ -3,7 +3,8 @@
 use actix_web::{HttpResponse, web};
 use keel_application::identity::account::erase_user;
 use keel_application::identity::admin::{
-    AuditQuery, UpdateUserInput, UserListQuery, audit_log, get_user, list_users, update_user, users_metrics,
+    AuditQuery, CreateUserInput, UpdateUserInput, UserListQuery, audit_log, create_user, get_user,
+    list_users, update_user, users_metrics,
 };
 use keel_application::identity::views::UserView;
 use serde::Deserialize;
@@ -147,6 +148,58 @@ pub async fn update_user_route(
     )
     .await?;
     Ok(HttpResponse::Ok().json(view))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserBody {
+    /// Trimmed and lower-cased; unique.
+    #[schema(format = "email", max_length = 254, example = "bea@example.com")]
+    pub email: String,
+    /// 2–50 characters after trimming white space; no control characters.
+    #[schema(example = "Bea")]
+    pub name: String,
+    #[schema(pattern = "^(user|admin)$", example = "user")]
+    pub role: String,
+}
+
+/// Creates an account (the way in when registration is closed): its owner is mailed a link
+/// to set the first password (valid 7 days, once, through `POST /auth/password/reset`).
+#[utoipa::path(
+    post, path = "/api/v1/admin/users", operation_id = "createUser", tag = "admin", security(("bearerAuth" = [])),
+    request_body = CreateUserBody,
+    responses(
+        (status = 201, description = "The new account; a mail with a link to set its password is on its way", body = UserView,
+            headers(("Location" = String, description = "The new user"))),
+        (status = 400, description = response::INVALID, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = response::NOT_ADMIN, body = ErrorBody),
+        (status = 409, description = "`CONFLICT`: the e-mail is taken", body = ErrorBody),
+        (status = 413, description = response::TOO_LARGE, body = ErrorBody),
+        (status = 415, description = response::NOT_JSON, body = ErrorBody),
+        (status = 503, description = response::UNAVAILABLE, body = ErrorBody)
+    )
+)]
+pub async fn create_user_route(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    ctx: ClientContext,
+    body: JsonObject<CreateUserBody>,
+) -> Result<HttpResponse, ApiError> {
+    let CreateUserBody { email, name, role } = body.into_inner();
+    let view = create_user(
+        &state.identity,
+        &user.0,
+        CreateUserInput { email, name, role },
+        &ctx.0,
+    )
+    .await?;
+    Ok(HttpResponse::Created()
+        .insert_header((
+            actix_web::http::header::LOCATION,
+            format!("/api/v1/admin/users/{}", view.id),
+        ))
+        .json(view))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -8,9 +8,11 @@ use keel_application::identity::auth::login::{LoginInput, login};
 use keel_application::identity::auth::logout::{logout, logout_all};
 use keel_application::identity::auth::password::{ChangePasswordInput, change_password};
 use keel_application::identity::auth::profile::{profile, update_profile};
+use keel_application::identity::auth::recovery::{ResetPasswordInput, forgot_password, reset_password};
 use keel_application::identity::auth::refresh::refresh;
 use keel_application::identity::auth::register::{RegisterInput, register};
 use keel_application::identity::auth::sessions::{list_sessions, revoke_session};
+use keel_application::identity::auth::verification::{resend_verification, verify_email};
 use keel_application::identity::views::{AuthView, SessionView, TokensView, UserView};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -55,6 +57,8 @@ pub struct RegisterBody {
         (status = 201, description = "Account created and signed in", body = AuthView,
             headers(("Location" = String, description = "The new account's profile"))),
         (status = 400, description = "A field is invalid, or an unknown field was sent", body = ErrorBody),
+        (status = 403, description = "`FORBIDDEN`: registration is closed (`KEEL_REGISTRATION=closed`): an admin \
+            creates accounts (`POST /api/v1/admin/users`)", body = ErrorBody),
         (status = 409, description = "`CONFLICT`: the e-mail is taken", body = ErrorBody),
         (status = 413, description = response::TOO_LARGE, body = ErrorBody),
         (status = 415, description = response::NOT_JSON, body = ErrorBody),
@@ -389,4 +393,167 @@ pub async fn revoke_session_route(
 ) -> Result<HttpResponse, ApiError> {
     revoke_session(&state.identity, &user.0, id.into_inner(), &ctx.0).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+redacted_debug!(ForgotPasswordBody, ResetPasswordBody, VerifyEmailBody);
+
+/// The answer of the routes that start something whose result is mailed: the same for
+/// every input, so it tells nothing about accounts.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"status": "accepted"}))]
+pub struct Accepted {
+    /// Always `accepted`.
+    #[schema(example = "accepted")]
+    pub status: &'static str,
+}
+
+const ACCEPTED: Accepted = Accepted { status: "accepted" };
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForgotPasswordBody {
+    #[schema(example = "ann@example.com")]
+    pub email: String,
+}
+
+/// Mails a password reset link (valid 30 minutes, once) to an active account with this
+/// e-mail. Answers 202 with the same body and in similar time whether or not there is one.
+#[utoipa::path(
+    post, path = "/api/v1/auth/password/forgot", operation_id = "requestPasswordReset", tag = "auth",
+    request_body = ForgotPasswordBody,
+    responses(
+        (status = 202, description = "Accepted: if an active account has this e-mail, a reset link is mailed to it \
+            (the same answer either way)", body = Accepted),
+        (status = 400, description = response::INVALID, body = ErrorBody),
+        (status = 413, description = response::TOO_LARGE, body = ErrorBody),
+        (status = 415, description = response::NOT_JSON, body = ErrorBody),
+        (status = 429, description = "`RATE_LIMITED`: the login limit of this client address and e-mail \
+            (`KEEL_RATE_LIMIT_LOGIN`, shared with sign-ins), or this client's general limit", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = response::UNAVAILABLE, body = ErrorBody)
+    )
+)]
+pub async fn forgot_password_route(
+    state: web::Data<AppState>,
+    ctx: ClientContext,
+    body: JsonObject<ForgotPasswordBody>,
+) -> Result<HttpResponse, ApiError> {
+    forgot_password(&state.identity, &body.email, &ctx.0)
+        .await
+        .inspect_err(|e| {
+            if matches!(e, AppError::RateLimited(_)) {
+                state.metrics.rate_limit_rejection("login");
+            }
+        })?;
+    Ok(HttpResponse::Accepted().json(ACCEPTED))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ResetPasswordBody {
+    /// The token of the mailed link (`…/reset-password?token=<token>`).
+    pub token: String,
+    #[schema(min_length = 8, max_length = 128)]
+    pub new_password: String,
+}
+
+/// Sets a new password with a mailed reset token (once), and signs the account out
+/// everywhere (every session is revoked; personal access tokens stay).
+#[utoipa::path(
+    post, path = "/api/v1/auth/password/reset", operation_id = "resetPassword", tag = "auth",
+    request_body = ResetPasswordBody,
+    responses(
+        (status = 204, description = "The password is set; every session of the account is revoked"),
+        (status = 400, description = "`INVALID_TOKEN`: the token is unknown, used, expired or malformed (one answer for \
+            all), or `VALIDATION_ERROR`: the new password breaks the policy", body = ErrorBody),
+        (status = 413, description = response::TOO_LARGE, body = ErrorBody),
+        (status = 415, description = response::NOT_JSON, body = ErrorBody),
+        (status = 429, description = "`RATE_LIMITED`: token guesses from this client address beyond the login limit \
+            (`KEEL_RATE_LIMIT_LOGIN`), or this client's general limit", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = response::UNAVAILABLE, body = ErrorBody)
+    )
+)]
+pub async fn reset_password_route(
+    state: web::Data<AppState>,
+    ctx: ClientContext,
+    body: JsonObject<ResetPasswordBody>,
+) -> Result<HttpResponse, ApiError> {
+    let ResetPasswordBody { token, new_password } = body.into_inner();
+    reset_password(
+        &state.identity,
+        ResetPasswordInput { token, new_password },
+        &ctx.0,
+    )
+    .await
+    .inspect_err(|e| {
+        if matches!(e, AppError::RateLimited(_)) {
+            state.metrics.rate_limit_rejection("password");
+        }
+    })?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyEmailBody {
+    /// The token of the mailed link (`…/verify-email?token=<token>`).
+    pub token: String,
+}
+
+/// Marks the account's e-mail verified with a mailed verification token (once). Needs no
+/// sign-in: the link may be opened on any device.
+#[utoipa::path(
+    post, path = "/api/v1/auth/email/verify", operation_id = "verifyEmail", tag = "auth",
+    request_body = VerifyEmailBody,
+    responses(
+        (status = 204, description = "The e-mail is verified (`emailVerified` is `true`)"),
+        (status = 400, description = "`INVALID_TOKEN`: the token is unknown, used, expired or malformed (one answer \
+            for all), or `VALIDATION_ERROR`: the body is malformed", body = ErrorBody),
+        (status = 413, description = response::TOO_LARGE, body = ErrorBody),
+        (status = 415, description = response::NOT_JSON, body = ErrorBody),
+        (status = 429, description = "`RATE_LIMITED`: token guesses from this client address beyond the login limit \
+            (`KEEL_RATE_LIMIT_LOGIN`), or this client's general limit", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = response::UNAVAILABLE, body = ErrorBody)
+    )
+)]
+pub async fn verify_email_route(
+    state: web::Data<AppState>,
+    ctx: ClientContext,
+    body: JsonObject<VerifyEmailBody>,
+) -> Result<HttpResponse, ApiError> {
+    verify_email(&state.identity, &body.token, &ctx.0)
+        .await
+        .inspect_err(|e| {
+            if matches!(e, AppError::RateLimited(_)) {
+                state.metrics.rate_limit_rejection("password");
+            }
+        })?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Mails the signed-in caller a new verification link, unless the e-mail is verified
+/// already (then nothing is sent; the answer is the same). A personal access token is
+/// refused.
+#[utoipa::path(
+    post, path = "/api/v1/auth/email/verify/resend", operation_id = "resendEmailVerification", tag = "auth",
+    security(("bearerAuth" = [])),
+    responses(
+        (status = 202, description = "Accepted: a new link is mailed unless the e-mail is verified already", body = Accepted),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = response::ACCOUNT_DISABLED, body = ErrorBody),
+        (status = 429, description = "`RATE_LIMITED`: more resends than the login limit (`KEEL_RATE_LIMIT_LOGIN`) \
+            allows per user, or the caller's general limit", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = response::UNAVAILABLE, body = ErrorBody)
+    )
+)]
+pub async fn resend_verification_route(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    ctx: ClientContext,
+) -> Result<HttpResponse, ApiError> {
+    resend_verification(&state.identity, &user.0, &ctx.0).await?;
+    Ok(HttpResponse::Accepted().json(ACCEPTED))
 }

@@ -221,6 +221,10 @@ fn table() -> Vec<Endpoint> {
         route!(auth::profile_route),
         route!(auth::update_profile_route),
         route!(auth::change_password_route),
+        route!(auth::forgot_password_route),
+        route!(auth::reset_password_route),
+        route!(auth::verify_email_route),
+        route!(auth::resend_verification_route),
         route!(auth::sessions_route),
         route!(auth::revoke_session_route),
         route!(auth::export_account_route),
@@ -232,6 +236,7 @@ fn table() -> Vec<Endpoint> {
         route!(tokens::list_user_tokens_route),
         route!(tokens::delete_user_token_route),
         route!(admin::list_users_route),
+        route!(admin::create_user_route).idempotent(),
         // Before `/users/{id}`: the first matching resource wins.
         route!(admin::users_metrics_route),
         route!(admin::get_user_route),

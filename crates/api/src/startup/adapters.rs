@@ -6,12 +6,17 @@ use std::sync::Arc;
 
 use keel_application::cache::{Cache, NoCache};
 use keel_application::events::EventBus;
+use keel_application::mail::{MailTransport, RetryPolicy};
 use keel_domain::health::CacheProbe;
 use keel_domain::rate_limit::RateLimiter;
 use keel_infrastructure::cache::redis::{RedisTier, RedisTierProbe};
 use keel_infrastructure::cache::{L1Settings, TieredCache};
 use keel_infrastructure::events::{Dispatcher, DispatcherSettings, InProcessBus, Outbox, RedisBus};
 use keel_infrastructure::health::InProcessCacheProbe;
+use keel_infrastructure::mail::{
+    DisabledTransport, FileTransport, MailOutbox, MailSender, MailSenderSettings, RenderSettings,
+    SmtpTransport, SmtpUrl,
+};
 use keel_infrastructure::rate_limit::{InProcessRateLimiter, RedisRateLimiter};
 use keel_infrastructure::redis::{Pool, SharedConnection, create_pool};
 use keel_infrastructure::webhooks::breaker::BreakerPolicy;
@@ -22,7 +27,7 @@ use keel_infrastructure::{Database, Metrics, migrate};
 use secrecy::ExposeSecret;
 use tokio::task::JoinHandle;
 
-use crate::config::Settings;
+use crate::config::{MailDelivery, Settings};
 
 use super::*;
 
@@ -172,6 +177,53 @@ pub(super) fn webhook_sender(
                 ..BreakerPolicy::default()
             },
             poll_interval: SENDER_POLL,
+        },
+    )))
+}
+
+/// Sends the mail outbox through the configured transport (`KEEL_SMTP_URL`, `.eml` files
+/// under `KEEL_MAIL_DIR`, or none with `KEEL_MAIL=disabled`).
+pub(super) fn mail_sender(
+    settings: &Settings,
+    background_db: &Database,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<MailSender>, StartupError> {
+    let mail = &settings.mail;
+    let transport: Arc<dyn MailTransport> = match &mail.delivery {
+        MailDelivery::Smtp(url) => {
+            let url = SmtpUrl::parse(url.expose_secret()).map_err(StartupError::Mail)?;
+            tracing::info!(host = %url.host, port = url.port, security = ?url.security, "mail goes out through SMTP");
+            Arc::new(SmtpTransport::new(&url, MAIL_TIMEOUT).map_err(StartupError::Mail)?)
+        }
+        MailDelivery::Files(dir) => {
+            tracing::warn!(dir = %dir.display(), "KEEL_SMTP_URL is not set: mails are written as .eml files (development)");
+            Arc::new(FileTransport::new(dir.clone()))
+        }
+        MailDelivery::Disabled => {
+            tracing::warn!(
+                "KEEL_MAIL=disabled: no mail is sent (password reset and e-mail verification mails are dropped)"
+            );
+            Arc::new(DisabledTransport)
+        }
+    };
+    Ok(Arc::new(MailSender::new(
+        MailOutbox::new(background_db.clone()),
+        transport,
+        Some(Arc::clone(metrics)),
+        MailSenderSettings {
+            render: RenderSettings {
+                from: mail.from.clone(),
+                public_url: mail.public_url.clone(),
+            },
+            retry: RetryPolicy {
+                base: mail.retry_base,
+                max_attempts: mail.max_attempts,
+                ..RetryPolicy::default()
+            },
+            poll_interval: MAIL_POLL,
+            // Well beyond one attempt (MAIL_TIMEOUT per SMTP command).
+            claim_ttl: MAIL_TIMEOUT * 10,
+            batch_size: 32,
         },
     )))
 }

@@ -46,6 +46,12 @@ const BACKGROUND_REDIS_CONNECTIONS: usize = 2;
 const HASH_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the webhook sender looks for due deliveries (retries, other instances' work).
 const SENDER_POLL: Duration = Duration::from_millis(500);
+/// How often the mail sender looks for due mails (retries, other instances' mails).
+const MAIL_POLL: Duration = Duration::from_secs(1);
+/// How long one SMTP command may take.
+const MAIL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long shutdown waits for the mail sender's attempt under way.
+const MAIL_DRAIN: Duration = Duration::from_secs(5);
 /// The listen queue: connections the kernel completes before a worker accepts them. std's
 /// `TcpListener::bind` uses 128, which overflows when thousands of clients connect at once
 /// (the kernel then drops handshakes and clients wait for a retransmission); the kernel
@@ -84,6 +90,8 @@ pub enum StartupError {
     WebhookKey,
     #[error("cannot build the webhook HTTP client")]
     WebhookClient(#[from] keel_infrastructure::webhooks::ClientError),
+    #[error("invalid mail set-up: {0}")]
+    Mail(String),
     #[error("cannot listen on the configured address")]
     Bind(#[from] std::io::Error),
 }
@@ -121,6 +129,8 @@ pub struct Application {
     dispatcher: tokio::task::JoinHandle<()>,
     /// Sends webhook deliveries (while this instance holds the outbox lease).
     sender: tokio::task::JoinHandle<()>,
+    /// Sends the mail outbox until told to stop.
+    mail_sender: tokio::task::JoinHandle<()>,
     stop_dispatcher: watch::Sender<bool>,
     /// Turned `true` at the shutdown signal: event streams close.
     closing: watch::Sender<bool>,
@@ -166,6 +176,9 @@ impl Application {
                 dispatcher.deliveries_queued(),
                 dispatcher_stop.clone(),
             );
+
+        let mail_sender =
+            adapters::mail_sender(&settings, &background_db, &metrics)?.spawn(dispatcher_stop.clone());
 
         let mut identity = identity_ports(&settings, &db, cache)?;
         identity.limiter = Arc::clone(&limiter);
@@ -246,6 +259,7 @@ impl Application {
             event_subscriber,
             dispatcher: dispatcher.spawn(dispatcher_stop),
             sender,
+            mail_sender,
             stop_dispatcher,
             closing,
         })
@@ -296,6 +310,11 @@ impl Application {
         }
         // An attempt cut short is retried later (its delivery was claimed, not lost).
         self.sender.abort();
+        // The mail sender stopped with the dispatcher's signal: its attempt under way
+        // finishes (or its claim lapses and another instance sends the mail).
+        if tokio::time::timeout(MAIL_DRAIN, self.mail_sender).await.is_err() {
+            tracing::warn!("the mail sender did not stop in time; a mail it was sending is sent again later");
+        }
         for subscriber in [self.cache_subscriber, self.event_subscriber]
             .into_iter()
             .flatten()

@@ -9,6 +9,7 @@ use keel_domain::rate_limit::Quota;
 use keel_infrastructure::Database;
 use keel_infrastructure::audit::SeaOrmAuditLog;
 use keel_infrastructure::clock::SystemClock;
+use keel_infrastructure::identity::account_tokens::SeaOrmAccountTokenRepository;
 use keel_infrastructure::identity::jwt::JwtTokenService;
 use keel_infrastructure::identity::metrics::SqlUserMetricsQuery;
 use keel_infrastructure::identity::password::{Argon2Hasher, HashSettings};
@@ -69,7 +70,9 @@ pub fn identity_ports(
         token_secrets: Arc::new(Sha256TokenSecrets),
         token_uses: Arc::default(),
         personal_data: Arc::new(SeaOrmPersonalDataStore::new(db.clone())),
+        account_tokens: Arc::new(SeaOrmAccountTokenRepository::new(db.clone())),
         cache,
+        registration_open: settings.registration_open,
         login_quota: quota(settings.rate_limits.login),
     })
 }

@@ -9,8 +9,8 @@ use keel_domain::audit::MockAuditLog;
 use keel_domain::clock::Clock;
 use keel_domain::identity::personal_data::MockPersonalDataStore;
 use keel_domain::identity::ports::{
-    MockPasswordHasher, MockPersonalTokenRepository, MockSessionRepository, MockTokenSecrets,
-    MockTokenService, MockUserMetricsQuery, MockUserRepository,
+    MockAccountTokenRepository, MockPasswordHasher, MockPersonalTokenRepository, MockSessionRepository,
+    MockTokenSecrets, MockTokenService, MockUserMetricsQuery, MockUserRepository,
 };
 use keel_domain::identity::{Email, PasswordHash, Role, Session, User, UserName, UserStatus};
 use keel_domain::rate_limit::{MockRateLimiter, Quota};
@@ -48,6 +48,7 @@ pub fn user(role: Role, status: UserStatus) -> User {
         role,
         status,
         password_hash: Fixture::hash(),
+        email_verified: false,
         created_at: now(),
         updated_at: now(),
     }
@@ -77,6 +78,7 @@ pub struct Fixture {
     pub personal_tokens: MockPersonalTokenRepository,
     pub token_secrets: MockTokenSecrets,
     pub personal_data: MockPersonalDataStore,
+    pub account_tokens: MockAccountTokenRepository,
     /// Loads through; tests read what was invalidated.
     pub cache: Arc<RecordingCache>,
 }
@@ -94,6 +96,7 @@ impl Fixture {
             personal_tokens: MockPersonalTokenRepository::new(),
             token_secrets: MockTokenSecrets::new(),
             personal_data: MockPersonalDataStore::new(),
+            account_tokens: MockAccountTokenRepository::new(),
             cache: Arc::new(RecordingCache::default()),
         }
     }
@@ -148,7 +151,9 @@ impl Fixture {
             token_secrets: Arc::new(self.token_secrets),
             token_uses: Arc::default(),
             personal_data: Arc::new(self.personal_data),
+            account_tokens: Arc::new(self.account_tokens),
             cache: self.cache,
+            registration_open: true,
             login_quota: Quota {
                 requests: 10,
                 window: Duration::from_secs(900),

@@ -16,12 +16,14 @@ use chrono::{DateTime, Utc};
 use keel_domain::StoreError;
 use keel_domain::audit::{AuditEntry, AuditLog};
 use keel_domain::clock::Clock;
+use keel_domain::identity::account_tokens::{AccountToken, PresentedAccountToken, TokenPurpose};
 use keel_domain::identity::personal_data::PersonalDataStore;
 use keel_domain::identity::ports::{
-    AccessClaims, HashError, PasswordHasher, PersonalTokenRepository, RefreshClaims, SessionRepository,
-    TokenError, TokenSecrets, TokenService, UserMetricsQuery, UserRepository,
+    AccessClaims, AccountTokenRepository, HashError, PasswordHasher, PersonalTokenRepository, RefreshClaims,
+    SessionRepository, TokenError, TokenSecrets, TokenService, UserMetricsQuery, UserRepository,
 };
 use keel_domain::identity::{Email, Password, RefreshToken, Role, Session, User, UserName, UserStatus};
+use keel_domain::mail::{Mail, MailTemplate};
 use keel_domain::rate_limit::{Quota, RateLimiter};
 use uuid::Uuid;
 
@@ -48,9 +50,14 @@ pub struct IdentityPorts {
     pub token_uses: Arc<tokens::TokenUses>,
     /// Everything held about one user: the export and the erasure.
     pub personal_data: Arc<dyn PersonalDataStore>,
+    /// One-time tokens (password reset, e-mail verification) and the mails carrying them.
+    pub account_tokens: Arc<dyn AccountTokenRepository>,
     /// Sessions and users as authentication reads them; invalidated by every revocation
     /// and user change below.
     pub cache: Arc<dyn Cache>,
+    /// `KEEL_REGISTRATION`: `false` (closed) refuses `POST /auth/register`; admins create
+    /// accounts with `POST /admin/users`.
+    pub registration_open: bool,
     /// Login attempts per IP and e-mail; also every other guess of a password
     /// ([`IdentityPorts::limit_password_guess`]).
     pub login_quota: Quota,
@@ -128,13 +135,16 @@ impl IdentityPorts {
     }
 
     /// Validates the input (every bad field reported), hashes the password and stores a new
-    /// active account with `role`. A taken e-mail is a 409.
+    /// active account with `role`, its e-mail not verified. With `mailed`, a one-time token
+    /// of that purpose (e-mail verification, first password) is stored with it and mailed
+    /// (through the mail outbox, in the same transaction). A taken e-mail is a 409.
     pub(crate) async fn create_account(
         &self,
         email: &str,
         password: &str,
         name: &str,
         role: Role,
+        mailed: Option<TokenPurpose>,
     ) -> Result<User, AppError> {
         let (email, password, name) = collect(
             Email::parse(email),
@@ -150,16 +160,63 @@ impl IdentityPorts {
             role,
             status: UserStatus::Active,
             password_hash,
+            email_verified: false,
             created_at: now,
             updated_at: now,
         };
-        self.users.create(&user).await.map_err(|e| match e {
+        let created = match mailed {
+            Some(purpose) => {
+                let (token, mail) = self.mailed_token(&user, purpose, now);
+                self.users.create_with_token(&user, &token, &mail).await
+            }
+            None => self.users.create(&user).await,
+        };
+        created.map_err(|e| match e {
             StoreError::Conflict(_) => {
                 AppError::Conflict("an account with this e-mail already exists".into())
             }
             other => other.into(),
         })?;
         Ok(user)
+    }
+
+    /// A new one-time token of `purpose` for `user` and the mail that carries it (the
+    /// token's secret is in the mail only; the token keeps its hash).
+    pub(crate) fn mailed_token(
+        &self,
+        user: &User,
+        purpose: TokenPurpose,
+        now: DateTime<Utc>,
+    ) -> (AccountToken, Mail) {
+        let secret = self.token_secrets.generate();
+        let secret_hash = self.token_secrets.hash(&secret);
+        self.token_mail(user, purpose, &secret, secret_hash, now)
+    }
+
+    /// [`Self::mailed_token`] with a secret made already.
+    pub(crate) fn token_mail(
+        &self,
+        user: &User,
+        purpose: TokenPurpose,
+        secret: &str,
+        secret_hash: String,
+        now: DateTime<Utc>,
+    ) -> (AccountToken, Mail) {
+        let token = AccountToken::new(user.id, purpose, secret_hash, now);
+        let template = match purpose {
+            TokenPurpose::PasswordReset => MailTemplate::PasswordReset,
+            TokenPurpose::EmailVerification => MailTemplate::EmailVerification,
+            TokenPurpose::PasswordSetup => MailTemplate::AccountCreated,
+        };
+        let mail = Mail::with_token(
+            template,
+            &user.email,
+            &user.name,
+            PresentedAccountToken::format(token.id, secret),
+            purpose.lifetime_words(),
+            now,
+        );
+        (token, mail)
     }
 
     /// Counts a guess of `user_id`'s password by a signed-in caller (a password change) and

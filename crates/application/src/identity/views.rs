@@ -18,6 +18,8 @@ pub struct UserView {
     pub role: &'static str,
     #[cfg_attr(feature = "openapi", schema(example = "active"))]
     pub status: &'static str,
+    /// Whether the owner of the address has proved it (a verification or reset link).
+    pub email_verified: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -30,6 +32,7 @@ impl From<&User> for UserView {
             name: u.name.as_str().to_owned(),
             role: u.role.as_str(),
             status: u.status.as_str(),
+            email_verified: u.email_verified,
             created_at: u.created_at,
             updated_at: u.updated_at,
         }

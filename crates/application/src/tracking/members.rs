@@ -293,6 +293,7 @@ mod tests {
             role: Role::User,
             status: UserStatus::Active,
             password_hash: PasswordHash::new("x".into()),
+            email_verified: false,
             created_at: now(),
             updated_at: now(),
         }

@@ -1,6 +1,7 @@
 //! Identity and access: users, sessions, refresh tokens, and the ports the identity use
 //! cases need (stores, password hashing, tokens).
 
+pub mod account_tokens;
 pub mod personal_data;
 pub mod ports;
 pub mod tokens;
@@ -20,6 +21,9 @@ pub struct User {
     pub role: Role,
     pub status: UserStatus,
     pub password_hash: PasswordHash,
+    /// Whether the owner of the address has proved it (a verification link, or a password
+    /// reset link, which reached the same inbox).
+    pub email_verified: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

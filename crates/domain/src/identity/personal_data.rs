@@ -88,8 +88,9 @@ pub trait PersonalDataStore: Send + Sync {
     /// In one transaction, unless the user owns a project or is the last active admin:
     /// the user becomes a tombstone (name [`ERASED_NAME`], e-mail
     /// [`super::Email::erased`], no password hash, disabled), every session is revoked and
-    /// forgets its IP address and user agent, every personal access token and stored
-    /// idempotent response of the user is deleted, every audit entry the user made or that
+    /// forgets its IP address and user agent, every personal access token, one-time link
+    /// (reset, verification), mail not yet sent and stored idempotent response of the user
+    /// is deleted, every audit entry the user made or that
     /// is about the user forgets its IP address, and `entry` (which must hold no personal
     /// data) is recorded. Tasks and comments keep pointing at the user's id.
     async fn erase(

@@ -4,10 +4,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::account_tokens::{AccountToken, AccountTokenRecord};
 use super::tokens::{PersonalToken, TokenAuth};
 use super::{
     Email, Password, PasswordHash, RefreshToken, Role, Rotation, Session, SessionAuth, User, UserStatus,
 };
+use crate::mail::Mail;
 use crate::{BoxError, StoreError};
 
 /// Filters of the admin user list.
@@ -25,6 +27,16 @@ pub trait UserRepository: Send + Sync {
     /// # Errors
     /// `Conflict` when the e-mail is taken; `Unavailable`/`Unexpected` on store failure.
     async fn create(&self, user: &User) -> Result<(), StoreError>;
+    /// Stores a new user with its e-mail verification token and the mail that carries it
+    /// (to the mail outbox), in one transaction.
+    /// # Errors
+    /// `Conflict` when the e-mail is taken (nothing is stored).
+    async fn create_with_token(
+        &self,
+        user: &User,
+        token: &AccountToken,
+        mail: &Mail,
+    ) -> Result<(), StoreError>;
     async fn find_by_id(&self, id: Uuid) -> Result<Option<User>, StoreError>;
     async fn find_by_email(&self, email: &Email) -> Result<Option<User>, StoreError>;
     /// Saves name, role, status, password hash and `updated_at`.
@@ -157,6 +169,46 @@ pub trait PersonalTokenRepository: Send + Sync {
     /// never waits for it, and a failure is logged, not returned (the next minute's use
     /// records again).
     fn record_use(&self, id: Uuid, minute: DateTime<Utc>);
+}
+
+/// One-time account tokens (password reset, e-mail verification) and the changes they make
+/// when redeemed. Each write that mails a token writes the mail to the mail outbox in the
+/// same transaction.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait AccountTokenRepository: Send + Sync {
+    /// The token with its user's status, in one statement by primary key; `None` when
+    /// there is none.
+    async fn find(&self, id: Uuid) -> Result<Option<AccountTokenRecord>, StoreError>;
+    /// Stores `token` and `mail` in one transaction.
+    async fn issue(&self, token: &AccountToken, mail: &Mail) -> Result<(), StoreError>;
+    /// Stores `token` and `mail` in one transaction, in the background: the caller (an
+    /// anonymous request that must answer alike whether or not there was an account to
+    /// mail) never waits for it, and a failure is logged, not returned.
+    fn issue_in_background(&self, token: AccountToken, mail: Mail);
+    /// Redeems the password reset (or first password) token `token_id` of `user_id`, in one
+    /// transaction: marks it used (only if it is unused and unexpired at `at`), and with it
+    /// every other unused token of the user that sets a password; stores `password_hash`; marks the e-mail verified (the
+    /// link reached the inbox); revokes every active session of the user. Answers the
+    /// revoked sessions' ids, or `None` (nothing changed) when the token was used or
+    /// expired meanwhile.
+    async fn reset_password(
+        &self,
+        token_id: Uuid,
+        user_id: Uuid,
+        password_hash: &PasswordHash,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Vec<Uuid>>, StoreError>;
+    /// Redeems the e-mail verification token `token_id` of `user_id`, in one transaction:
+    /// marks it used (only if unused and unexpired at `at`), and every other unused
+    /// verification token of the user, and the user's e-mail verified. `false` (nothing
+    /// changed) when the token was used or expired meanwhile.
+    async fn verify_email(
+        &self,
+        token_id: Uuid,
+        user_id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 }
 
 /// The secrets of personal access tokens: generated, hashed and compared.

@@ -41,6 +41,9 @@ pub struct Database {
     /// Rung after a change's transaction commits with its event, so this instance's outbox
     /// dispatcher publishes at once instead of at its next poll.
     outbox_written: Arc<tokio::sync::Notify>,
+    /// Rung after a transaction committed a mail to the mail outbox, so this instance's
+    /// mail sender delivers it at once instead of at its next poll.
+    mail_written: Arc<tokio::sync::Notify>,
 }
 
 impl Database {
@@ -81,6 +84,7 @@ impl Database {
         Ok(Self {
             conn: Connection::new(conn, metrics),
             outbox_written: Arc::new(tokio::sync::Notify::new()),
+            mail_written: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -111,6 +115,7 @@ impl Database {
         };
         let mut pool = Self::connect(&own, metrics).await?;
         pool.outbox_written = Arc::clone(&self.outbox_written);
+        pool.mail_written = Arc::clone(&self.mail_written);
         Ok(pool)
     }
 
@@ -122,6 +127,16 @@ impl Database {
     /// Resolves when an event was committed to the outbox since the last call.
     pub(crate) async fn outbox_wait(&self) {
         self.outbox_written.notified().await;
+    }
+
+    /// Says that a mail was committed to the mail outbox (wakes the local mail sender).
+    pub(crate) fn mail_written(&self) {
+        self.mail_written.notify_one();
+    }
+
+    /// Resolves when a mail was committed to the mail outbox since the last call.
+    pub(crate) async fn mail_wait(&self) {
+        self.mail_written.notified().await;
     }
 
     /// Starts a transaction that writes. On SQLite it is `BEGIN IMMEDIATE`: the write lock is

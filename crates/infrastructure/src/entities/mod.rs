@@ -1,6 +1,7 @@
 //! SeaORM entities: the tables as the database sees them. Adapters convert them to domain
 //! types; nothing outside this crate sees them.
 
+pub mod account_tokens;
 pub mod audit_log;
 pub mod comments;
 pub mod event_feed;
@@ -8,6 +9,7 @@ pub mod event_feed_marks;
 pub mod event_feed_recipients;
 pub mod idempotency_keys;
 pub mod labels;
+pub mod mail_outbox;
 pub mod notifications;
 pub mod outbox_events;
 pub mod outbox_leases;

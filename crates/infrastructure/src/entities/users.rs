@@ -11,6 +11,7 @@ pub struct Model {
     pub role: String,
     pub status: String,
     pub password_hash: String,
+    pub email_verified: bool,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -1,6 +1,7 @@
-//! Identity adapters: user, session and personal access token stores, argon2id hashing,
-//! JWTs, token secrets.
+//! Identity adapters: user, session, personal access token and one-time token stores,
+//! argon2id hashing, JWTs, token secrets.
 
+pub mod account_tokens;
 pub mod jwt;
 pub mod metrics;
 pub mod password;

@@ -20,7 +20,8 @@ use super::users::another_admin_remains;
 use crate::audit::insert_entry;
 use crate::db::{Database, store_error};
 use crate::entities::{
-    audit_log, comments, idempotency_keys, personal_tokens, project_members, projects, sessions, tasks, users,
+    account_tokens, audit_log, comments, idempotency_keys, mail_outbox, personal_tokens, project_members,
+    projects, sessions, tasks, users,
 };
 
 #[derive(Debug, Clone)]
@@ -279,6 +280,17 @@ impl PersonalDataStore for SeaOrmPersonalDataStore {
         // A stored idempotent response may hold the user's data (a profile, a comment).
         idempotency_keys::Entity::delete_many()
             .filter(idempotency_keys::Column::UserId.eq(user_id))
+            .exec(&txn)
+            .await
+            .map_err(store_error)?;
+        // One-time links (reset, verification) and the mails not yet sent to the user.
+        account_tokens::Entity::delete_many()
+            .filter(account_tokens::Column::UserId.eq(user_id))
+            .exec(&txn)
+            .await
+            .map_err(store_error)?;
+        mail_outbox::Entity::delete_many()
+            .filter(mail_outbox::Column::Recipient.eq(user.email.as_str()))
             .exec(&txn)
             .await
             .map_err(store_error)?;

@@ -2,8 +2,10 @@
 
 use async_trait::async_trait;
 use keel_domain::StoreError;
+use keel_domain::identity::account_tokens::AccountToken;
 use keel_domain::identity::ports::{UserFilter, UserRepository};
 use keel_domain::identity::{Email, PasswordHash, Role, User, UserName, UserStatus};
+use keel_domain::mail::Mail;
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
@@ -13,6 +15,8 @@ use uuid::Uuid;
 
 use crate::db::{Database, fetch_page, store_error};
 use crate::entities::users::{self, Column, Entity};
+use crate::identity::account_tokens::insert_token;
+use crate::mail::outbox::insert_mail;
 
 #[derive(Debug, Clone)]
 pub struct SeaOrmUserRepository {
@@ -38,6 +42,7 @@ pub(crate) fn to_domain(m: users::Model) -> Result<User, StoreError> {
         role: Role::parse(&m.role, "role").map_err(|_| corrupt("role"))?,
         status: UserStatus::parse(&m.status, "status").map_err(|_| corrupt("status"))?,
         password_hash: PasswordHash::new(m.password_hash.clone()),
+        email_verified: m.email_verified,
         created_at: m.created_at,
         updated_at: m.updated_at,
     })
@@ -51,6 +56,7 @@ fn to_active(u: &User) -> users::ActiveModel {
         role: Set(u.role.as_str().to_owned()),
         status: Set(u.status.as_str().to_owned()),
         password_hash: Set(u.password_hash.as_str().to_owned()),
+        email_verified: Set(u.email_verified),
         created_at: Set(u.created_at),
         updated_at: Set(u.updated_at),
     }
@@ -99,6 +105,24 @@ impl UserRepository for SeaOrmUserRepository {
             .exec_without_returning(self.db.connection())
             .await
             .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn create_with_token(
+        &self,
+        user: &User,
+        token: &AccountToken,
+        mail: &Mail,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().await?;
+        Entity::insert(to_active(user))
+            .exec_without_returning(&txn)
+            .await
+            .map_err(store_error)?;
+        insert_token(&txn, token).await?;
+        insert_mail(&txn, mail).await?;
+        txn.commit().await.map_err(store_error)?;
+        self.db.mail_written();
         Ok(())
     }
 

@@ -141,6 +141,7 @@ pub(crate) async fn user(s: &Store, name: &str) -> Uuid {
         role: Set("user".to_owned()),
         status: Set("active".to_owned()),
         password_hash: Set("not-a-hash".to_owned()),
+        email_verified: Set(false),
         created_at: Set(at(0)),
         updated_at: Set(at(0)),
     })

@@ -5,6 +5,7 @@
 // Tests: a failed set-up is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod account_mail;
 mod activity;
 mod comments;
 mod common;

@@ -19,6 +19,9 @@ struct Profile {
     name: String,
     role: Role,
     status: UserStatus,
+    /// Absent from entries cached by a release before it: read as not verified.
+    #[serde(default)]
+    email_verified: bool,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -31,6 +34,7 @@ impl From<User> for Profile {
             name: u.name.as_str().to_owned(),
             role: u.role,
             status: u.status,
+            email_verified: u.email_verified,
             created_at: u.created_at,
             updated_at: u.updated_at,
         }
@@ -45,6 +49,7 @@ impl From<&Profile> for UserView {
             name: p.name.clone(),
             role: p.role.as_str(),
             status: p.status.as_str(),
+            email_verified: p.email_verified,
             created_at: p.created_at,
             updated_at: p.updated_at,
         }
