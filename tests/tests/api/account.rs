@@ -182,6 +182,21 @@ async fn an_erased_account_is_a_tombstone_its_tasks_and_comments_still_point_at(
         )
         .await;
     assert_eq!(handed.status(), StatusCode::OK);
+    // Bob's comment on Ann's task has reached her as a notification.
+    let mut notified = 0;
+    for _ in 0..100 {
+        notified = s
+            .app
+            .get_ok("/api/v1/notifications/unread-count", &s.ann.token)
+            .await["count"]
+            .as_i64()
+            .unwrap();
+        if notified > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(notified > 0, "Ann was notified of Bob's comment");
     assert_eq!(
         s.erase(&s.ann.token, PASSWORD).await.status(),
         StatusCode::NO_CONTENT
@@ -229,6 +244,13 @@ async fn an_erased_account_is_a_tombstone_its_tasks_and_comments_still_point_at(
     assert_eq!(s.addresses_kept("audit_log", "actor_id").await, 0);
     // Nor a one-time link (registration made a verification link).
     assert_eq!(s.rows_of("account_tokens", "user_id", "").await, 0);
+    // Nor a notification, nor a subscription that would make new ones.
+    assert_eq!(s.rows_of("notifications", "user_id", "").await, 0);
+    assert_eq!(
+        s.rows_of("task_subscriptions", "user_id", "AND subscribed = TRUE")
+            .await,
+        0
+    );
     // The erasure is audited, without personal data.
     let log = s
         .app

@@ -89,8 +89,8 @@ pub trait PersonalDataStore: Send + Sync {
     /// the user becomes a tombstone (name [`ERASED_NAME`], e-mail
     /// [`super::Email::erased`], no password hash, disabled), every session is revoked and
     /// forgets its IP address and user agent, every personal access token, one-time link
-    /// (reset, verification), mail not yet sent and stored idempotent response of the user
-    /// is deleted, every audit entry the user made or that
+    /// (reset, verification), mail not yet sent, notification and stored idempotent response
+    /// of the user is deleted, every task subscription becomes an unsubscription, every audit entry the user made or that
     /// is about the user forgets its IP address, and `entry` (which must hold no personal
     /// data) is recorded. Tasks and comments keep pointing at the user's id.
     async fn erase(

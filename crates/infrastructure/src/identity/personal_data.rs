@@ -20,8 +20,8 @@ use super::users::another_admin_remains;
 use crate::audit::insert_entry;
 use crate::db::{Database, store_error};
 use crate::entities::{
-    account_tokens, audit_log, comments, idempotency_keys, mail_outbox, personal_tokens, project_members,
-    projects, sessions, tasks, users,
+    account_tokens, audit_log, comments, idempotency_keys, mail_outbox, notifications, personal_tokens,
+    project_members, projects, sessions, task_subscriptions, tasks, users,
 };
 
 #[derive(Debug, Clone)]
@@ -291,6 +291,20 @@ impl PersonalDataStore for SeaOrmPersonalDataStore {
             .map_err(store_error)?;
         mail_outbox::Entity::delete_many()
             .filter(mail_outbox::Column::Recipient.eq(user.email.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(store_error)?;
+        // The user's notifications go; the subscriptions stay, as explicit unsubscriptions,
+        // so that nothing made of later events reaches the tombstone.
+        notifications::Entity::delete_many()
+            .filter(notifications::Column::UserId.eq(user_id))
+            .exec(&txn)
+            .await
+            .map_err(store_error)?;
+        task_subscriptions::Entity::update_many()
+            .col_expr(task_subscriptions::Column::Subscribed, Expr::value(false))
+            .col_expr(task_subscriptions::Column::UpdatedAt, Expr::value(at))
+            .filter(task_subscriptions::Column::UserId.eq(user_id))
             .exec(&txn)
             .await
             .map_err(store_error)?;
