@@ -75,6 +75,33 @@ pub struct ExportedComment {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A notification made for the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExportedNotification {
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub task_id: Uuid,
+    pub project_id: Uuid,
+    pub actor_id: Option<Uuid>,
+    pub summary: String,
+    pub read_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The caller's choice about one task's notifications.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExportedSubscription {
+    pub task_id: Uuid,
+    /// `false`: the caller unsubscribed explicitly.
+    pub subscribed: bool,
+    pub updated_at: DateTime<Utc>,
+}
+
 /// Everything Keel holds about the caller.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -90,6 +117,9 @@ pub struct AccountExport {
     pub comments: Vec<ExportedComment>,
     /// The audit entries where the caller is the actor, oldest first.
     pub audit: Vec<AuditEntryView>,
+    /// Newest first.
+    pub notifications: Vec<ExportedNotification>,
+    pub subscriptions: Vec<ExportedSubscription>,
 }
 
 impl AccountExport {
@@ -119,6 +149,29 @@ impl AccountExport {
             tasks: data.tasks.into_iter().map(ExportedTask::from).collect(),
             comments: data.comments.into_iter().map(ExportedComment::from).collect(),
             audit: data.audit.into_iter().map(AuditEntryView::from).collect(),
+            notifications: data
+                .notifications
+                .into_iter()
+                .map(|n| ExportedNotification {
+                    id: n.id,
+                    event_type: n.event_type,
+                    task_id: n.task_id,
+                    project_id: n.project_id,
+                    actor_id: n.actor_id,
+                    summary: n.summary,
+                    read_at: n.read_at,
+                    created_at: n.created_at,
+                })
+                .collect(),
+            subscriptions: data
+                .subscriptions
+                .into_iter()
+                .map(|s| ExportedSubscription {
+                    task_id: s.task_id,
+                    subscribed: s.subscribed,
+                    updated_at: s.updated_at,
+                })
+                .collect(),
         }
     }
 }

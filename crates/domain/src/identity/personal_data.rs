@@ -50,6 +50,27 @@ pub struct HeldComment {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A notification made for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldNotification {
+    pub id: Uuid,
+    pub event_type: String,
+    pub task_id: Uuid,
+    pub project_id: Uuid,
+    pub actor_id: Option<Uuid>,
+    pub summary: String,
+    pub read_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The user's choice about one task's notifications: subscribed, or explicitly not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldSubscription {
+    pub task_id: Uuid,
+    pub subscribed: bool,
+    pub updated_at: DateTime<Utc>,
+}
+
 /// Everything held about one user.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PersonalData {
@@ -63,6 +84,9 @@ pub struct PersonalData {
     pub comments: Vec<HeldComment>,
     /// The audit entries where the user is the actor, oldest first.
     pub audit: Vec<AuditEntry>,
+    /// Newest first.
+    pub notifications: Vec<HeldNotification>,
+    pub subscriptions: Vec<HeldSubscription>,
 }
 
 /// What an erasure did.

@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use keel_domain::StoreError;
 use keel_domain::audit::AuditEntry;
 use keel_domain::identity::personal_data::{
-    ERASED_NAME, Erasure, HeldComment, HeldTask, Membership, PersonalData, PersonalDataStore,
+    ERASED_NAME, Erasure, HeldComment, HeldNotification, HeldSubscription, HeldTask, Membership,
+    PersonalData, PersonalDataStore,
 };
 use keel_domain::identity::{Email, Role, UserStatus};
 use keel_domain::tracking::ProjectRole;
@@ -193,6 +194,38 @@ impl PersonalDataStore for SeaOrmPersonalDataStore {
             .into_iter()
             .map(crate::audit::to_domain)
             .collect();
+        let notifications = notifications::Entity::find()
+            .filter(notifications::Column::UserId.eq(user_id))
+            .order_by_desc(notifications::Column::CreatedAt)
+            .order_by_desc(notifications::Column::Id)
+            .all(conn)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(|n| HeldNotification {
+                id: n.id,
+                event_type: n.event_type,
+                task_id: n.task_id,
+                project_id: n.project_id,
+                actor_id: n.actor_id,
+                summary: n.summary,
+                read_at: n.read_at,
+                created_at: n.created_at,
+            })
+            .collect();
+        let subscriptions = task_subscriptions::Entity::find()
+            .filter(task_subscriptions::Column::UserId.eq(user_id))
+            .order_by_asc(task_subscriptions::Column::TaskId)
+            .all(conn)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(|s| HeldSubscription {
+                task_id: s.task_id,
+                subscribed: s.subscribed,
+                updated_at: s.updated_at,
+            })
+            .collect();
         Ok(Some(PersonalData {
             user: super::users::to_domain(user)?,
             sessions,
@@ -201,6 +234,8 @@ impl PersonalDataStore for SeaOrmPersonalDataStore {
             tasks: held_tasks(conn, user_id).await?,
             comments,
             audit,
+            notifications,
+            subscriptions,
         }))
     }
 
