@@ -17,7 +17,7 @@ use super::super::inputs::{BulkTasksBody, MAX_BULK_TASKS, UpdateTaskBody};
 use super::super::views::TaskView;
 use super::super::{Expect, TrackingPorts, validated};
 use super::lifecycle::{archive_task, delete_task, restore_task, unarchive_task};
-use super::write::{LabelChanges, patch_task};
+use super::write::{LabelChanges, check_patch, patch_task};
 use crate::AppError;
 use crate::context::RequestMeta;
 
@@ -102,6 +102,17 @@ pub async fn bulk_tasks(
         Some((update, add, remove)) => (update, LabelChanges { add, remove }),
         None => (UpdateTaskBody::default(), LabelChanges::default()),
     };
+    // The one patch breaks a rule of its own: the same for every task, so one 400 for the
+    // request (its fields named under `patch.`), before any task is read.
+    check_patch(&update, &changes).map_err(|e| match e {
+        AppError::Validation(details) => AppError::Validation(
+            details
+                .into_iter()
+                .map(|d| FieldError::new(format!("patch.{}", d.field), d.message))
+                .collect(),
+        ),
+        other => other,
+    })?;
 
     let mut items = Vec::with_capacity(body.ids.len());
     let mut unavailable = false;

@@ -81,6 +81,29 @@ async fn a_malformed_request_is_one_400_naming_its_field_and_touches_no_task() {
         (body(&one, "move", None), "action"),
         (body(&one, "update", None), "patch"),
         (body(&one, "archive", Some(add_ui())), "patch"),
+        // The patch breaks a rule of its own: the same for every task it names.
+        (
+            body(
+                &one,
+                "update",
+                Some(BulkTaskPatch {
+                    title: Some(" ".into()),
+                    ..Default::default()
+                }),
+            ),
+            "patch.title",
+        ),
+        (
+            body(
+                &one,
+                "update",
+                Some(BulkTaskPatch {
+                    status: Some("doing".into()),
+                    ..Default::default()
+                }),
+            ),
+            "patch.status",
+        ),
     ];
     for (request, field) in cases {
         let e = bulk_tasks(&ports, &member(), request, &meta()).await.unwrap_err();
@@ -280,13 +303,11 @@ async fn labels_cannot_be_replaced_and_adjusted_at_once_nor_added_and_removed() 
         add_labels: Some(vec!["ui".into()]),
         ..Default::default()
     };
-    let items = bulk_tasks(&ports, &member(), body(&id, "update", Some(both)), &meta())
+    // A rule of the patch alone: one 400 for the request, before any task is read.
+    let e = bulk_tasks(&ports, &member(), body(&id, "update", Some(both)), &meta())
         .await
-        .unwrap();
-    let Err(e) = items.into_iter().next().unwrap().outcome else {
-        panic!()
-    };
-    assert_eq!(fields(e), ["labels"]);
+        .unwrap_err();
+    assert_eq!(fields(e), ["patch.labels"]);
     let contradictory = BulkTaskPatch {
         add_labels: Some(vec!["ui".into()]),
         remove_labels: Some(vec!["ui".into()]),

@@ -198,6 +198,70 @@ async fn label_delta(
     })
 }
 
+/// A task patch's fields, each checked by its own rule (no look-up): what a `PATCH` body,
+/// and the bulk route's one patch for all its tasks, must pass before anything is read.
+struct PatchInput {
+    title: Option<TaskTitle>,
+    description: Option<Option<String>>,
+    status: Option<TaskStatus>,
+    priority: Option<Priority>,
+    due_date: Option<Option<chrono::NaiveDate>>,
+    labels: Option<LabelRefs>,
+    add: LabelRefs,
+    remove: LabelRefs,
+}
+
+impl PatchInput {
+    /// One 400 naming every broken rule.
+    fn parse(body: &UpdateTaskBody, changes: &LabelChanges) -> Result<Self, AppError> {
+        let mut errors = Vec::new();
+        let title = optional(&mut errors, body.title.as_deref(), TaskTitle::parse);
+        let description = optional(&mut errors, body.description.clone(), |d| {
+            parse_description(d.as_deref(), TASK_DESCRIPTION_MAX)
+        });
+        let status = optional(&mut errors, body.status.as_deref(), |s| {
+            TaskStatus::parse(s, "status")
+        });
+        let priority = optional(&mut errors, body.priority, |p| Priority::new(p, "priority"));
+        let due_date = check(
+            &mut errors,
+            body.due_date
+                .as_ref()
+                .map(|d| d.as_deref().map(parse_due_date).transpose())
+                .transpose(),
+        );
+        let labels = optional(&mut errors, body.labels.as_deref(), |l| label_refs(l, "labels"));
+        if body.labels.is_some() && !changes.is_empty() {
+            errors.push(FieldError::new(
+                "labels",
+                "replaces the labels: it cannot come with addLabels or removeLabels",
+            ));
+        }
+        let add = check(&mut errors, label_refs(&changes.add, "addLabels"));
+        let remove = check(&mut errors, label_refs(&changes.remove, "removeLabels"));
+        validated(errors)?;
+        match (add, remove) {
+            (Some(add), Some(remove)) => Ok(Self {
+                title,
+                description,
+                status,
+                priority,
+                due_date: due_date.flatten(),
+                labels,
+                add,
+                remove,
+            }),
+            _ => Err(AppError::internal("validated label changes missing")),
+        }
+    }
+}
+
+/// Checks a patch's fields alone (the bulk route, before any task is read): a patch that
+/// breaks a rule is one 400 for the whole request, whatever its tasks.
+pub(crate) fn check_patch(body: &UpdateTaskBody, changes: &LabelChanges) -> Result<(), AppError> {
+    PatchInput::parse(body, changes).map(|_| ())
+}
+
 /// Changes a task: [`update_task`]'s one code path, which the bulk route's `update` shares.
 /// `changes` adds and takes off labels, applied to the labels the task has when the write
 /// happens (so a label another request put on meanwhile stays); it cannot be combined with
@@ -215,40 +279,22 @@ pub(crate) async fn patch_task(
     let (id, project_id) = (found.id, found.project_id);
     // The first attempt works on the task just read; a retry after a lost race re-reads it.
     let mut preloaded = Some(found);
-    let mut errors = Vec::new();
-    let title = optional(&mut errors, body.title.as_deref(), TaskTitle::parse);
-    let description = optional(&mut errors, body.description, |d| {
-        parse_description(d.as_deref(), TASK_DESCRIPTION_MAX)
-    });
-    let status = optional(&mut errors, body.status.as_deref(), |s| {
-        TaskStatus::parse(s, "status")
-    });
-    let priority = optional(&mut errors, body.priority, |p| Priority::new(p, "priority"));
-    let due_date = check(
-        &mut errors,
-        body.due_date
-            .map(|d| d.as_deref().map(parse_due_date).transpose())
-            .transpose(),
-    )
-    .flatten();
-    let labels = optional(&mut errors, body.labels.as_deref(), |l| label_refs(l, "labels"));
-    if body.labels.is_some() && !changes.is_empty() {
-        errors.push(FieldError::new(
-            "labels",
-            "replaces the labels: it cannot come with addLabels or removeLabels",
-        ));
-    }
-    let add = check(&mut errors, label_refs(&changes.add, "addLabels"));
-    let remove = check(&mut errors, label_refs(&changes.remove, "removeLabels"));
-    validated(errors)?;
+    let PatchInput {
+        title,
+        description,
+        status,
+        priority,
+        due_date,
+        labels,
+        add,
+        remove,
+    } = PatchInput::parse(&body, changes)?;
     let new_assignee = body.assignee_id.flatten();
     let labels = check_references(ports, project_id, new_assignee, labels.as_ref())
         .await?
         .map(labelled);
     let delta = match (add, remove) {
-        (Some(add), Some(remove)) if !changes.is_empty() => {
-            Some(label_delta(ports, project_id, &add, &remove).await?)
-        }
+        (add, remove) if !changes.is_empty() => Some(label_delta(ports, project_id, &add, &remove).await?),
         _ => None,
     };
 
