@@ -325,7 +325,9 @@ fn logs_never_hold_passwords_tokens_or_full_emails() {
         );
         assert_eq!(status, 201, "{body}");
         let pat = token_of(&body, "token");
-        let pat_secret = pat.rsplit_once('_').unwrap().1.to_owned();
+        // `keel_pat_<64 hex>_<secret>`: the secret is base64url and may itself hold `_`.
+        let pat_secret = pat["keel_pat_".len() + 65..].to_owned();
+        assert!(pat_secret.len() >= 40, "{pat}");
         assert_eq!(http_json(port, "GET", "/api/v1/projects", "", Some(&pat)).0, 200);
         let events = format!("/api/v1/events?access_token={pat}");
         assert_eq!(http_json(port, "GET", &events, "", None).0, 400);
