@@ -186,7 +186,7 @@ impl Metrics {
         self.cache_misses_total.with_label_values(&[layer])
     }
 
-    /// One request refused with 429; `policy` is `anonymous`, `user` or `login`.
+    /// One request refused with 429; `policy` is `anonymous`, `user`, `login` or `password`.
     pub fn rate_limit_rejection(&self, policy: &str) {
         self.rate_limit_rejections_total
             .with_label_values(&[policy])

@@ -36,6 +36,33 @@ macro_rules! redacted_debug {
 }
 redacted_debug!(RegisterBody, LoginBody, RefreshBody, ChangePasswordBody);
 
+/// The attempt limits the account use cases enforce themselves (`AppError::RateLimited`),
+/// beside the per-request limiter: each a `policy` of `rate_limit_rejections_total`.
+#[derive(Debug, Clone, Copy)]
+enum AttemptLimit {
+    /// Logins and forgot-password mails, per address and e-mail.
+    Login,
+    /// Password and one-time-token guesses, per address and account.
+    Password,
+}
+
+/// A use case's outcome, with a refusal by an [`AttemptLimit`] counted in the metrics.
+trait Counted {
+    fn counted(self, state: &AppState, limit: AttemptLimit) -> Self;
+}
+
+impl<T> Counted for Result<T, AppError> {
+    fn counted(self, state: &AppState, limit: AttemptLimit) -> Self {
+        if matches!(self, Err(AppError::RateLimited(_))) {
+            state.metrics.rate_limit_rejection(match limit {
+                AttemptLimit::Login => "login",
+                AttemptLimit::Password => "password",
+            });
+        }
+        self
+    }
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterBody {
@@ -122,11 +149,7 @@ pub async fn login_route(
     let LoginBody { email, password } = body.into_inner();
     let view = login(&state.identity, LoginInput { email, password }, &ctx.0)
         .await
-        .inspect_err(|e| {
-            if matches!(e, AppError::RateLimited(_)) {
-                state.metrics.rate_limit_rejection("login");
-            }
-        })?;
+        .counted(&state, AttemptLimit::Login)?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -279,11 +302,7 @@ pub async fn change_password_route(
         &ctx.0,
     )
     .await
-    .inspect_err(|e| {
-        if matches!(e, AppError::RateLimited(_)) {
-            state.metrics.rate_limit_rejection("password");
-        }
-    })?;
+    .counted(&state, AttemptLimit::Password)?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -346,11 +365,7 @@ pub async fn erase_account_route(
 ) -> Result<HttpResponse, ApiError> {
     erase_account(&state.identity, &user.0, &body.password, &ctx.0)
         .await
-        .inspect_err(|e| {
-            if matches!(e, AppError::RateLimited(_)) {
-                state.metrics.rate_limit_rejection("password");
-            }
-        })?;
+        .counted(&state, AttemptLimit::Password)?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -440,11 +455,7 @@ pub async fn forgot_password_route(
 ) -> Result<HttpResponse, ApiError> {
     forgot_password(&state.identity, &body.email, &ctx.0)
         .await
-        .inspect_err(|e| {
-            if matches!(e, AppError::RateLimited(_)) {
-                state.metrics.rate_limit_rejection("login");
-            }
-        })?;
+        .counted(&state, AttemptLimit::Login)?;
     Ok(HttpResponse::Accepted().json(ACCEPTED))
 }
 
@@ -486,11 +497,7 @@ pub async fn reset_password_route(
         &ctx.0,
     )
     .await
-    .inspect_err(|e| {
-        if matches!(e, AppError::RateLimited(_)) {
-            state.metrics.rate_limit_rejection("password");
-        }
-    })?;
+    .counted(&state, AttemptLimit::Password)?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -525,11 +532,7 @@ pub async fn verify_email_route(
 ) -> Result<HttpResponse, ApiError> {
     verify_email(&state.identity, &body.token, &ctx.0)
         .await
-        .inspect_err(|e| {
-            if matches!(e, AppError::RateLimited(_)) {
-                state.metrics.rate_limit_rejection("password");
-            }
-        })?;
+        .counted(&state, AttemptLimit::Password)?;
     Ok(HttpResponse::NoContent().finish())
 }
 
