@@ -14,8 +14,8 @@ use keel_domain::tracking::search::{
     SearchTerms, TITLE_SCORE,
 };
 use keel_domain::tracking::{Comment, CommentBody, Scope};
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query, SelectStatement, SimpleExpr, Value};
-use sea_orm::{ColumnTrait, Condition, DbBackend, FromQueryResult, Order};
+use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait, Query, SelectStatement, SimpleExpr, Value};
+use sea_orm::{ColumnTrait, Condition, DbBackend, FromQueryResult, Order, QueryResult};
 
 use super::select_prefixed;
 use super::tasks::{select_tasks, task_from_row};
@@ -25,11 +25,22 @@ use crate::entities::{comments, project_members, projects, tasks};
 #[derive(Debug, Clone)]
 pub struct SeaOrmSearchIndex {
     db: Database,
+    window: u64,
 }
 
 impl SeaOrmSearchIndex {
     pub fn new(db: Database) -> Self {
-        Self { db }
+        Self::with_window(db, WINDOW)
+    }
+
+    /// An index whose word tiers read the newest `window` tasks first (see [`WINDOW`]); the
+    /// results are the same whatever the window, only the statements differ (tests set a
+    /// small one to take every path with few tasks).
+    pub fn with_window(db: Database, window: u64) -> Self {
+        Self {
+            db,
+            window: Ord::max(window, 1),
+        }
     }
 }
 
@@ -98,6 +109,20 @@ fn task_words(backend: DbBackend, words: &[String], field: Field) -> Option<Simp
             )
         }
     })
+}
+
+/// Tasks whose title holds every word as a prefix, as an index finds them: on PostgreSQL
+/// through the title's own index (`ix_tasks_title_search`, the same words as the `A`
+/// weight of `search_vector`, which its own index cannot tell apart from the description's).
+fn title_words(backend: DbBackend, words: &[String]) -> Option<SimpleExpr> {
+    if backend != DbBackend::Postgres || words.is_empty() {
+        return task_words(backend, words, Field::Title);
+    }
+    let query = pg_words(words.len(), "");
+    Some(Expr::cust_with_values(
+        format!("to_tsvector('pg_catalog.simple'::regconfig, keel_fold(\"tasks\".\"title\")) @@ ({query})"),
+        words.iter().map(|w| Value::from(w.clone())),
+    ))
 }
 
 /// Comments whose body holds every word as a prefix (`None` without words).
@@ -178,80 +203,188 @@ fn visible(query: &SearchQuery) -> Condition {
     condition
 }
 
-/// Orders by the score alias, then `at` and `id` of `table`, all descending, after the
-/// cursor's position (`score` is the expression the alias names).
-fn rank(
-    select: &mut SelectStatement,
-    score: SimpleExpr,
+/// How many of the newest visible tasks a word tier reads first, on PostgreSQL, before it
+/// asks the full-text index (adr/0020-search-index.md, "Common words").
+pub const WINDOW: u64 = 5_000;
+
+/// The levels of a task search, from the highest score: a task is in the first whose
+/// condition it meets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tier {
+    /// The task the terms name by identifier or number.
+    Named,
+    /// Every word in the title.
+    Title,
+    /// Every word in the title and description together.
+    Description,
+}
+
+impl Tier {
+    const ALL: [Tier; 3] = [Tier::Named, Tier::Title, Tier::Description];
+
+    fn score(self) -> i32 {
+        match self {
+            Tier::Named => IDENTIFIER_SCORE,
+            Tier::Title => TITLE_SCORE,
+            Tier::Description => DESCRIPTION_SCORE,
+        }
+    }
+
+    /// `(what an index finds, the condition of this tier and of no higher one)`; `None` when
+    /// the terms cannot reach this tier. The first needs no join; the second needs
+    /// `projects` joined.
+    fn conditions(self, backend: DbBackend, terms: &SearchTerms) -> Option<(SimpleExpr, SimpleExpr)> {
+        let named = named_task(terms);
+        let not_named = |condition: SimpleExpr| match &named {
+            Some(named) => condition.and(named.clone().not()),
+            None => condition,
+        };
+        match self {
+            Tier::Named => {
+                let number = terms
+                    .identifier
+                    .as_ref()
+                    .map(|(_, number)| *number)
+                    .or(terms.number)?;
+                Some((
+                    Expr::col((tasks::Entity, tasks::Column::Number)).eq(number),
+                    named?,
+                ))
+            }
+            Tier::Title => {
+                let title = task_words(backend, &terms.words, Field::Title)?;
+                Some((title_words(backend, &terms.words)?, not_named(title)))
+            }
+            Tier::Description => {
+                let words = task_words(backend, &terms.words, Field::All)?;
+                let title = task_words(backend, &terms.words, Field::Title)?;
+                Some((words.clone(), not_named(words.and(title.not()))))
+            }
+        }
+    }
+}
+
+/// Where a tier's page starts: `None` when the cursor is past the whole tier, else the
+/// condition on `(at, id)` (none when the cursor is in a higher tier, or there is none).
+fn resume(
+    after: Option<&SearchPosition>,
+    score: i32,
     at: SimpleExpr,
     id: SimpleExpr,
-    after: Option<&SearchPosition>,
-    limit: u64,
-) {
-    if let Some(after) = after {
-        select.and_where(Expr::tuple([score, at, id]).lt(Expr::tuple([
-            Expr::val(after.score),
-            Expr::val(after.at),
-            Expr::val(after.id),
-        ])));
+) -> Option<Option<SimpleExpr>> {
+    match after {
+        Some(after) if after.score < score => None,
+        Some(after) if after.score == score => Some(Some(
+            Expr::tuple([at, id]).lt(Expr::tuple([Expr::val(after.at), Expr::val(after.id)])),
+        )),
+        _ => Some(None),
     }
+}
+
+/// Orders a tier's rows newest first (its score is one value) and takes `limit`.
+fn newest_first(select: &mut SelectStatement, score: i32, at: SimpleExpr, id: SimpleExpr, limit: u64) {
     select
-        .order_by(Alias::new("s_score"), Order::Desc)
+        .expr_as(Expr::val(score), Alias::new("s_score"))
+        .expr_as(at, Alias::new("s_at"))
+        .expr_as(id, Alias::new("s_id"))
         .order_by(Alias::new("s_at"), Order::Desc)
         .order_by(Alias::new("s_id"), Order::Desc)
         .limit(limit);
 }
 
-/// The tasks of a search, ranked: one statement.
-fn task_select(backend: DbBackend, query: &SearchQuery) -> Option<SelectStatement> {
-    let terms = &query.terms;
-    let named = named_task(terms);
-    let words = task_words(backend, &terms.words, Field::All);
-    let title = task_words(backend, &terms.words, Field::Title);
-    // `(condition, score)` from the highest; a task matching none of them has the
-    // description's score (its words are in the title and description together).
-    let mut ranks: Vec<(SimpleExpr, i32)> = Vec::new();
-    let mut matched = Condition::any();
-    if let Some(named) = named {
-        matched = matched.add(named.clone());
-        ranks.push((named, IDENTIFIER_SCORE));
-    }
-    if let (Some(words), Some(title)) = (words, title) {
-        matched = matched.add(words);
-        ranks.push((title, TITLE_SCORE));
-    }
-    let mut ranks = ranks.into_iter();
-    let (first, first_score) = ranks.next()?;
-    let mut score = Expr::case(first, first_score);
-    for (condition, value) in ranks {
-        score = score.case(condition, value);
-    }
-    let score: SimpleExpr = score.finally(DESCRIPTION_SCORE).into();
-    let at = Expr::col((tasks::Entity, tasks::Column::CreatedAt));
-    let id = Expr::col((tasks::Entity, tasks::Column::Id));
-    let mut select = select_tasks(backend);
+/// The visible tasks a tier reads: the newest few (`Source::Window`), or those an
+/// index finds for it (`Source::Found`); `resume` is the cursor's condition.
+fn tier_source(
+    backend: DbBackend,
+    query: &SearchQuery,
+    resume: Option<SimpleExpr>,
+    source: &Source,
+) -> SelectStatement {
+    let mut select = Query::select();
     select
-        .expr_as(score.clone(), Alias::new("s_score"))
-        .expr_as(at.clone(), Alias::new("s_at"))
-        .expr_as(id.clone(), Alias::new("s_id"))
-        .cond_where(visible(query))
-        .cond_where(matched);
-    rank(&mut select, score, at, id, query.after.as_ref(), query.limit);
-    Some(select)
+        .column((tasks::Entity, Asterisk))
+        .from(tasks::Entity)
+        .cond_where(visible(query));
+    if let Some(resume) = resume {
+        select.and_where(resume);
+    }
+    match source {
+        Source::Window(window) => {
+            select
+                .order_by((tasks::Entity, tasks::Column::CreatedAt), Order::Desc)
+                .order_by((tasks::Entity, tasks::Column::Id), Order::Desc)
+                .limit(*window);
+        }
+        // `OFFSET 0` keeps PostgreSQL from merging this into the outer statement, whose
+        // `ORDER BY created_at … LIMIT` would otherwise lead it to walk the creation-time
+        // index and test every row (it cannot tell a rare prefix from a common one).
+        // SQLite reads FTS5's matches first whatever the order.
+        Source::Found(found) => {
+            select.and_where(found.clone());
+            if backend == DbBackend::Postgres {
+                select.offset(0);
+            }
+        }
+    }
+    select
 }
 
-/// The comments of a search, ranked, each with its task: one statement.
-fn comment_select(backend: DbBackend, query: &SearchQuery) -> Option<SelectStatement> {
+/// How many tasks the caller sees, counted up to `window` (fewer: a window holds them all).
+fn window_holds_all(query: &SearchQuery, window: u64) -> SelectStatement {
+    let mut visible_tasks = Query::select();
+    visible_tasks
+        .expr(Expr::val(1))
+        .from(tasks::Entity)
+        .cond_where(visible(query))
+        .limit(window);
+    let mut select = Query::select();
+    select
+        .expr_as(Expr::cust("COUNT(*)"), Alias::new("n"))
+        .from_subquery(visible_tasks, Alias::new("v"));
+    select
+}
+
+/// Which tasks a tier's statement reads (see [`tier_source`]).
+enum Source {
+    /// The newest this many.
+    Window(u64),
+    Found(SimpleExpr),
+}
+
+/// One tier's page: the tasks of `source` (aliased `tasks`) in the tier, newest first.
+fn tier_select(
+    backend: DbBackend,
+    query: &SearchQuery,
+    tier: (Tier, SimpleExpr),
+    resume: Option<SimpleExpr>,
+    source: &Source,
+    limit: u64,
+) -> SelectStatement {
+    let (tier, condition) = tier;
+    let mut select = select_tasks(backend);
+    select
+        .from_clear()
+        .from_subquery(tier_source(backend, query, resume, source), tasks::Entity)
+        .and_where(condition);
+    newest_first(
+        &mut select,
+        tier.score(),
+        Expr::col((tasks::Entity, tasks::Column::CreatedAt)),
+        Expr::col((tasks::Entity, tasks::Column::Id)),
+        limit,
+    );
+    select
+}
+
+/// The comments of a search, newest first, each with its task: one statement.
+fn comment_select(backend: DbBackend, query: &SearchQuery, limit: u64) -> Option<SelectStatement> {
     let words = comment_words(backend, &query.terms.words)?;
-    let score = Expr::val(COMMENT_SCORE);
-    let at = Expr::col((comments::Entity, comments::Column::CreatedAt));
-    let id = Expr::col((comments::Entity, comments::Column::Id));
+    let at: SimpleExpr = Expr::col((comments::Entity, comments::Column::CreatedAt));
+    let id: SimpleExpr = Expr::col((comments::Entity, comments::Column::Id));
+    let resume = resume(query.after.as_ref(), COMMENT_SCORE, at.clone(), id.clone())?;
     let mut select = select_tasks(backend);
     select_prefixed::<comments::Entity>(&mut select, comments::Entity, "c_");
     select
-        .expr_as(score.clone(), Alias::new("s_score"))
-        .expr_as(at.clone(), Alias::new("s_at"))
-        .expr_as(id.clone(), Alias::new("s_id"))
         .inner_join(
             comments::Entity,
             Expr::col((comments::Entity, comments::Column::TaskId))
@@ -259,16 +392,21 @@ fn comment_select(backend: DbBackend, query: &SearchQuery) -> Option<SelectState
         )
         .cond_where(visible(query))
         .and_where(words);
-    rank(&mut select, score, at, id, query.after.as_ref(), query.limit);
+    if let Some(resume) = resume {
+        select.and_where(resume);
+    }
+    newest_first(&mut select, COMMENT_SCORE, at, id, limit);
     Some(select)
 }
 
 impl SeaOrmSearchIndex {
-    async fn hits(&self, select: SelectStatement, with_comment: bool) -> Result<Vec<SearchHit>, StoreError> {
-        let backend = self.db.backend();
-        let rows = self.db.query_all_planned(backend.build(&select)).await?;
+    async fn rows(&self, select: &SelectStatement) -> Result<Vec<QueryResult>, StoreError> {
+        self.db.query_all_planned(self.db.backend().build(select)).await
+    }
+
+    fn hits(rows: &[QueryResult], with_comment: bool) -> Result<Vec<SearchHit>, StoreError> {
         let mut hits = Vec::with_capacity(rows.len());
-        for row in &rows {
+        for row in rows {
             let Some(task) = task_from_row(row)? else {
                 continue;
             };
@@ -292,29 +430,95 @@ impl SeaOrmSearchIndex {
         }
         Ok(hits)
     }
+
+    /// One tier's page of at most `limit` tasks. On PostgreSQL a word tier first reads the
+    /// newest `window` visible tasks: a common word fills the page from them at once. When
+    /// they hold too few, and the caller sees more tasks than the window (asked once per
+    /// search, the answer kept in `holds_all`), the tier asks the full-text index for every
+    /// match — few, since the newest tasks held few — and sorts those.
+    async fn tier(
+        &self,
+        query: &SearchQuery,
+        tier: Tier,
+        limit: u64,
+        holds_all: &mut Option<bool>,
+    ) -> Result<Vec<SearchHit>, StoreError> {
+        let backend = self.db.backend();
+        let Some((found, condition)) = tier.conditions(backend, &query.terms) else {
+            return Ok(Vec::new());
+        };
+        let at: SimpleExpr = Expr::col((tasks::Entity, tasks::Column::CreatedAt));
+        let id: SimpleExpr = Expr::col((tasks::Entity, tasks::Column::Id));
+        let Some(resume) = resume(query.after.as_ref(), tier.score(), at, id) else {
+            return Ok(Vec::new());
+        };
+        if backend == DbBackend::Postgres && tier != Tier::Named {
+            let select = tier_select(
+                backend,
+                query,
+                (tier, condition.clone()),
+                resume.clone(),
+                &Source::Window(self.window),
+                limit,
+            );
+            let rows = self.rows(&select).await?;
+            if rows.len() as u64 >= limit {
+                return Self::hits(&rows, false);
+            }
+            let held_all = match *holds_all {
+                Some(known) => known,
+                None => {
+                    let row = self.rows(&window_holds_all(query, self.window)).await?;
+                    let seen: i64 = match row.first() {
+                        Some(row) => row.try_get("", "n").map_err(store_error)?,
+                        None => 0,
+                    };
+                    let fewer = u64::try_from(seen).is_ok_and(|seen| seen < self.window);
+                    *holds_all = Some(fewer);
+                    fewer
+                }
+            };
+            // A cursor only narrows what the window reads: what held all still does.
+            if held_all {
+                return Self::hits(&rows, false);
+            }
+        }
+        let select = tier_select(
+            backend,
+            query,
+            (tier, condition),
+            resume,
+            &Source::Found(found),
+            limit,
+        );
+        Self::hits(&self.rows(&select).await?, false)
+    }
 }
 
 #[async_trait]
 impl SearchIndex for SeaOrmSearchIndex {
+    /// The tiers from the highest score, then the comments, each newest first, until the
+    /// page is full: their concatenation is the ranked order.
     async fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
         let backend = self.db.backend();
         let mut hits = Vec::new();
-        if query.kinds.tasks
-            && let Some(select) = task_select(backend, query)
-        {
-            hits.extend(self.hits(select, false).await?);
+        let remaining = |hits: &Vec<SearchHit>| query.limit.saturating_sub(hits.len() as u64);
+        if query.kinds.tasks {
+            let mut holds_all = None;
+            for tier in Tier::ALL {
+                if remaining(&hits) == 0 {
+                    break;
+                }
+                let found = self.tier(query, tier, remaining(&hits), &mut holds_all).await?;
+                hits.extend(found);
+            }
         }
         if query.kinds.comments
-            && let Some(select) = comment_select(backend, query)
+            && remaining(&hits) > 0
+            && let Some(select) = comment_select(backend, query, remaining(&hits))
         {
-            hits.extend(self.hits(select, true).await?);
+            hits.extend(Self::hits(&self.rows(&select).await?, true)?);
         }
-        // Each list is ranked; together, the first `limit` of both in the same order.
-        hits.sort_by(|a, b| {
-            let (a, b) = (a.position(), b.position());
-            (b.score, b.at, b.id).cmp(&(a.score, a.at, a.id))
-        });
-        hits.truncate(usize::try_from(query.limit).unwrap_or(usize::MAX));
         Ok(hits)
     }
 }

@@ -138,3 +138,60 @@ async fn the_index_ranks_and_follows_creates_updates_and_cascading_deletes() {
         );
     }
 }
+
+/// Reading the newest tasks first (PostgreSQL's window) is a shortcut, never another
+/// answer: pages of every size, followed by their cursors, list the same hits in the same
+/// order whatever the window — one task, a few, or more than there are — and that order is
+/// the ranking: title matches, then description matches, each newest first.
+#[tokio::test]
+async fn every_window_gives_the_same_ranked_pages() {
+    for s in stores().await {
+        let owner = user(&s, "Owner").await;
+        let p = project(&s, "WIN", owner).await;
+        let (mut titled, mut described) = (Vec::new(), Vec::new());
+        for n in 1..=30 {
+            let title = if n % 3 == 0 {
+                format!("Alpha task {n}")
+            } else {
+                format!("Task {n}")
+            };
+            let mut task = task_value(&p, owner, &title);
+            task.created_at = at(n);
+            task.updated_at = at(n);
+            if n % 5 == 0 {
+                task.description = Some("Mentions the alphabet".to_owned());
+            }
+            let task = create_task(&s, task, &[]).await;
+            match (n % 3 == 0, n % 5 == 0) {
+                (true, _) => titled.push(task.id),
+                (false, true) => described.push(task.id),
+                _ => {}
+            }
+        }
+        let expected: Vec<Uuid> = titled
+            .iter()
+            .rev()
+            .chain(described.iter().rev())
+            .copied()
+            .collect();
+        assert_eq!(expected.len(), 14);
+        for window in [1, 2, 5, 1000] {
+            let index = SeaOrmSearchIndex::with_window(s.db.clone(), window);
+            for limit in [1, 4, 20] {
+                let mut query = search_for("alph", Scope::MemberOf(owner));
+                query.limit = limit;
+                let mut seen = Vec::new();
+                loop {
+                    let page = index.search(&query).await.unwrap();
+                    assert!(page.len() as u64 <= limit);
+                    seen.extend(page.iter().map(|h| h.task.id));
+                    match page.last() {
+                        Some(last) if page.len() as u64 == limit => query.after = Some(last.position()),
+                        _ => break,
+                    }
+                }
+                assert_eq!(seen, expected, "{}: window {window}, pages of {limit}", s.name);
+            }
+        }
+    }
+}
