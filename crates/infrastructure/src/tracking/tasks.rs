@@ -12,7 +12,7 @@ use keel_domain::tracking::{
     ArchivedFilter, AssigneeFilter, LabelName, Priority, ProjectAccess, ProjectKey, RelationType, Scope,
     SortValue, Task, TaskPosition, TaskQuery, TaskSort, TaskSortKey, TaskStatus, TaskTitle,
 };
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, NullOrdering, Query, SelectStatement, Value};
+use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait, NullOrdering, Query, SelectStatement, Value};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, IdenStatic, Iterable,
     JoinType, Order, QueryFilter, QueryResult, QuerySelect, RelationTrait, Set,
@@ -30,11 +30,22 @@ use crate::entities::{labels, project_members, projects, task_labels};
 #[derive(Debug, Clone)]
 pub struct SeaOrmTaskRepository {
     db: Database,
+    list_window: u64,
 }
 
 impl SeaOrmTaskRepository {
     pub fn new(db: Database) -> Self {
-        Self { db }
+        Self::with_list_window(db, LIST_WINDOW)
+    }
+
+    /// A store whose lists with `q` read their first `window` tasks first (see
+    /// [`Reading`]); the pages are the same whatever the window, only the statements differ
+    /// (tests set a small one to take every path with few tasks).
+    pub fn with_list_window(db: Database, window: u64) -> Self {
+        Self {
+            db,
+            list_window: Ord::max(window, 1),
+        }
     }
 }
 
@@ -441,17 +452,110 @@ fn order_page(query: &mut SelectStatement, sort: TaskSort, column: impl Fn(Colum
     query.order_by_expr(column(Column::Id), order);
 }
 
+/// How many tasks of a list with `q` a [`Reading::Window`] reads (as the search's levels:
+/// adr/0020-search-index.md, "Common words").
+const LIST_WINDOW: u64 = crate::tracking::search::WINDOW;
+
+/// The column of a [`Reading::Window`] page holding how many tasks its window read.
+const WINDOW_ROWS: &str = "t_window_rows";
+
+/// How a page is read. Without `q`, or on SQLite, always [`Reading::Table`]. With `q` on
+/// PostgreSQL, whose estimate of a prefix search is the same for every word, the store
+/// chooses from what it reads: first the window (the list's first tasks without `q`, in its
+/// order, then `q` on those: a common word fills the page at once), then — when the window
+/// held too few and not every task of the list — the index's matches, sorted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    Table,
+    Window(u64),
+    Found,
+}
+
 /// One page of a task list: filtered, after the cursor, in the sort's total order, each task
-/// with its project's key and labels — one statement.
-fn list_select(query: &TaskQuery, backend: DbBackend) -> Result<SelectStatement, StoreError> {
-    let mut condition = Condition::all().add(filter_condition(query, backend));
-    if let Some(after) = &query.after {
-        condition = condition.add(after_position(query.sort, after)?);
-    }
+/// with its project's key and labels — one statement, read as `reading` says.
+fn list_select(
+    query: &TaskQuery,
+    backend: DbBackend,
+    reading: Reading,
+) -> Result<SelectStatement, StoreError> {
+    let position = |select: &mut SelectStatement| -> Result<(), StoreError> {
+        if let Some(after) = &query.after {
+            select.cond_where(after_position(query.sort, after)?);
+        }
+        Ok(())
+    };
+    let q = query.filter.q.as_deref().filter(|_| reading != Reading::Table);
     let mut select = select_tasks(backend);
-    select.cond_where(condition);
+    match (q, reading) {
+        (Some(q), Reading::Window(window)) => {
+            let mut plain = query.clone();
+            plain.filter.q = None;
+            let mut first = Query::select();
+            first
+                .column((Entity, Asterisk))
+                .from(Entity)
+                .cond_where(filter_condition(&plain, backend));
+            position(&mut first)?;
+            order_page(&mut first, query.sort, |c| Expr::col((Entity, c)));
+            first.limit(window);
+            let newest = Alias::new("newest");
+            let mut counted = Query::select();
+            counted
+                .column((newest.clone(), Asterisk))
+                .expr_as(Expr::cust("COUNT(*) OVER ()"), Alias::new("window_rows"))
+                .from_subquery(first, newest);
+            select
+                .from_clear()
+                .from_subquery(counted, Entity)
+                .expr_as(
+                    Expr::col((Entity, Alias::new("window_rows"))),
+                    Alias::new(WINDOW_ROWS),
+                )
+                .cond_where(task_list_match(backend, &SearchTerms::parse(q)));
+        }
+        (Some(_), _) => {
+            // `OFFSET 0`: planned on its own (the index's matches), not merged into the
+            // outer `ORDER BY … LIMIT` (a walk of the sort's index testing every task).
+            let mut found = Query::select();
+            found
+                .column((Entity, Asterisk))
+                .from(Entity)
+                .inner_join(
+                    projects::Entity,
+                    Expr::col((projects::Entity, projects::Column::Id)).equals((Entity, Column::ProjectId)),
+                )
+                .cond_where(filter_condition(query, backend))
+                .offset(0);
+            position(&mut found)?;
+            select.from_clear().from_subquery(found, Entity);
+        }
+        (None, _) => {
+            select.cond_where(filter_condition(query, backend));
+            position(&mut select)?;
+        }
+    }
     order_page(&mut select, query.sort, |c| Expr::col((Entity, c)));
     select.limit(query.limit);
+    Ok(select)
+}
+
+/// How many tasks the list would hold without `q`, counted up to `window`.
+fn list_size(query: &TaskQuery, backend: DbBackend, window: u64) -> Result<SelectStatement, StoreError> {
+    let mut plain = query.clone();
+    plain.filter.q = None;
+    let mut listed = Query::select();
+    listed
+        .expr(Expr::val(1))
+        .from(Entity)
+        .cond_where(filter_condition(&plain, backend));
+    if let Some(after) = &query.after {
+        listed.cond_where(after_position(query.sort, after)?);
+    }
+    listed.limit(window);
+    let mut select = Query::select();
+    select
+        .expr_as(Expr::cust("COUNT(*)"), Alias::new("n"))
+        .from_subquery(listed, Alias::new("listed"));
     Ok(select)
 }
 
@@ -463,6 +567,7 @@ fn page_with_access_select(
     user_id: Uuid,
     query: &TaskQuery,
     backend: DbBackend,
+    reading: Reading,
 ) -> Result<SelectStatement, StoreError> {
     let page = Alias::new("page");
     let read = |name: String| Expr::col((page.clone(), Alias::new(name)));
@@ -473,18 +578,71 @@ fn page_with_access_select(
     for extra in ["t_project_key", "t_labels", "t_blocked_by_count"] {
         select.expr_as(read(extra.to_owned()), Alias::new(extra));
     }
+    if matches!(reading, Reading::Window(_)) {
+        select.expr_as(read(WINDOW_ROWS.to_owned()), Alias::new(WINDOW_ROWS));
+    }
     select.from(projects::Entity);
     with_access(&mut select, user_id);
     select
         .join_subquery(
             JoinType::LeftJoin,
-            list_select(query, backend)?,
+            list_select(query, backend, reading)?,
             page.clone(),
             Expr::val(1).eq(1),
         )
         .and_where(Expr::col((projects::Entity, projects::Column::Id)).eq(project_id));
     order_page(&mut select, query.sort, |c| read(format!("t_{}", c.as_str())));
     Ok(select)
+}
+
+/// What a window's page says of the list: `Some(true)` when it is the page (full, or the
+/// window held the whole list), `Some(false)` when the index must be asked, `None` when it
+/// cannot tell (no task in the page: the window's size is not in any row).
+fn window_verdict(
+    rows: &[QueryResult],
+    tasks: usize,
+    limit: u64,
+    window: u64,
+) -> Result<Option<bool>, StoreError> {
+    if tasks as u64 >= limit {
+        return Ok(Some(true));
+    }
+    for row in rows {
+        let read: Option<i64> = row.try_get("", WINDOW_ROWS).map_err(store_error)?;
+        if let Some(read) = read {
+            return Ok(Some(u64::try_from(read).is_ok_and(|read| read < window)));
+        }
+    }
+    Ok(None)
+}
+
+impl SeaOrmTaskRepository {
+    /// The reading of a list: [`Reading::Table`] unless `q` on PostgreSQL.
+    fn first_reading(&self, query: &TaskQuery) -> Reading {
+        if query.filter.q.is_some() && self.db.backend() == DbBackend::Postgres {
+            Reading::Window(self.list_window)
+        } else {
+            Reading::Table
+        }
+    }
+
+    /// After a window's page fell short: whether the window held the whole list (`verdict`,
+    /// else counted), i.e. whether the page stands.
+    async fn window_held_all(&self, query: &TaskQuery, verdict: Option<bool>) -> Result<bool, StoreError> {
+        if let Some(verdict) = verdict {
+            return Ok(verdict);
+        }
+        let backend = self.db.backend();
+        let rows = self
+            .db
+            .query_all_planned(backend.build(&list_size(query, backend, self.list_window)?))
+            .await?;
+        let listed: i64 = match rows.first() {
+            Some(row) => row.try_get("", "n").map_err(store_error)?,
+            None => 0,
+        };
+        Ok(u64::try_from(listed).is_ok_and(|listed| listed < self.list_window))
+    }
 }
 
 #[async_trait]
@@ -714,11 +872,25 @@ impl TaskRepository for SeaOrmTaskRepository {
 
     async fn list(&self, query: &TaskQuery) -> Result<Vec<Task>, StoreError> {
         let backend = self.db.backend();
-        let select = list_select(query, backend)?;
-        let rows = self.db.query_all_planned(backend.build(&select)).await?;
-        rows.iter()
-            .filter_map(|row| task_from_row(row).transpose())
-            .collect()
+        let tasks_of = |rows: &[QueryResult]| -> Result<Vec<Task>, StoreError> {
+            rows.iter()
+                .filter_map(|row| task_from_row(row).transpose())
+                .collect()
+        };
+        let reading = self.first_reading(query);
+        let rows = self
+            .db
+            .query_all_planned(backend.build(&list_select(query, backend, reading)?))
+            .await?;
+        let tasks = tasks_of(&rows)?;
+        if let Reading::Window(window) = reading {
+            let verdict = window_verdict(&rows, tasks.len(), query.limit, window)?;
+            if !self.window_held_all(query, verdict).await? {
+                let select = list_select(query, backend, Reading::Found)?;
+                return tasks_of(&self.db.query_all_planned(backend.build(&select)).await?);
+            }
+        }
+        Ok(tasks)
     }
 
     async fn page_with_access(
@@ -728,18 +900,28 @@ impl TaskRepository for SeaOrmTaskRepository {
         query: &TaskQuery,
     ) -> Result<Option<(ProjectAccess, Vec<Task>)>, StoreError> {
         let backend = self.db.backend();
-        let select = page_with_access_select(project_id, user_id, query, backend)?;
-        // A page: planned with its values every time (a filter may match one task or most).
-        let rows = self.db.query_all_planned(backend.build(&select)).await?;
-        let Some(first) = rows.first() else {
-            return Ok(None);
-        };
-        let access = access_from_row(first)?;
-        let tasks = rows
-            .iter()
-            .filter_map(|row| task_from_row(row).transpose())
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some((access, tasks)))
+        let mut reading = self.first_reading(query);
+        loop {
+            let select = page_with_access_select(project_id, user_id, query, backend, reading)?;
+            // A page: planned with its values every time (a filter may match one task or most).
+            let rows = self.db.query_all_planned(backend.build(&select)).await?;
+            let Some(first) = rows.first() else {
+                return Ok(None);
+            };
+            let access = access_from_row(first)?;
+            let tasks = rows
+                .iter()
+                .filter_map(|row| task_from_row(row).transpose())
+                .collect::<Result<Vec<_>, _>>()?;
+            if let Reading::Window(window) = reading {
+                let verdict = window_verdict(&rows, tasks.len(), query.limit, window)?;
+                if !self.window_held_all(query, verdict).await? {
+                    reading = Reading::Found;
+                    continue;
+                }
+            }
+            return Ok(Some((access, tasks)));
+        }
     }
 }
 
@@ -796,7 +978,9 @@ mod tests {
             }),
             limit: 3,
         };
-        backend.build(&list_select(&query, backend).unwrap()).to_string()
+        backend
+            .build(&list_select(&query, backend, Reading::Table).unwrap())
+            .to_string()
     }
 
     #[test]

@@ -12,6 +12,7 @@ use keel_domain::tracking::{
     TaskSortKey, TaskStatus, TaskTitle,
 };
 use keel_infrastructure::entities::task_labels;
+use keel_infrastructure::tracking::SeaOrmTaskRepository;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
@@ -147,6 +148,85 @@ async fn task_keyset_pages_walk_every_sort_exactly() {
         // The cross-project scopes page the same way.
         let all = walk(&s, Scope::All, &TaskFilter::default(), TaskSort::default(), 3).await;
         assert_eq!(all.len(), 40, "{}", s.name);
+    }
+}
+
+/// A list with `q` reads its first tasks before the search index on PostgreSQL (the
+/// window): a shortcut, never another answer. Every sort, both directions, pages of 3 and 7,
+/// windows of 1, 2, 5 and 1 000 tasks, through `list` and `page_with_access`: the same tasks
+/// in the documented order.
+#[tokio::test]
+async fn lists_with_q_give_the_same_pages_whatever_the_window() {
+    for s in stores().await {
+        let owner = user(&s, "Owner").await;
+        let p = project(&s, "WQ", owner).await;
+        let mut rng = StdRng::seed_from_u64(0x77696e64);
+        let mut matching = Vec::new();
+        for i in 0..24 {
+            let title = if i % 3 == 0 {
+                format!("Alpha task {i}")
+            } else {
+                format!("Task {i}")
+            };
+            let mut t = task_value(&p, owner, &title);
+            t.priority = Priority::new(rng.random_range(0..=4i64), "priority").unwrap();
+            t.due_date =
+                NaiveDate::from_ymd_opt(2026, 12, rng.random_range(1..=4)).filter(|_| rng.random_bool(0.7));
+            t.created_at = at(i / 2);
+            t.updated_at = at(50 + rng.random_range(0..6i64));
+            let t = create_task(&s, t, &[]).await;
+            if i % 3 == 0 {
+                matching.push(t);
+            }
+        }
+        let filter = TaskFilter {
+            q: Some("alph".into()),
+            ..TaskFilter::default()
+        };
+        for window in [1, 2, 5, 1000] {
+            let mut windowed = Store::new(s.name, s.db.clone(), None);
+            windowed.tasks = SeaOrmTaskRepository::with_list_window(s.db.clone(), window);
+            for key in [
+                TaskSortKey::CreatedAt,
+                TaskSortKey::UpdatedAt,
+                TaskSortKey::Priority,
+                TaskSortKey::DueDate,
+            ] {
+                for descending in [false, true] {
+                    let sort = TaskSort { key, descending };
+                    let mut expected = matching.clone();
+                    expected.sort_by(|a, b| documented_order(sort, a, b));
+                    let expected: Vec<Uuid> = expected.iter().map(|t| t.id).collect();
+                    for limit in [3, 7] {
+                        let walked = walk(&windowed, Scope::Project(p.id), &filter, sort, limit).await;
+                        let walked: Vec<Uuid> = walked.iter().map(|t| t.id).collect();
+                        assert_eq!(
+                            walked, expected,
+                            "{}: window {window}, {sort:?}, limit {limit}",
+                            s.name
+                        );
+                    }
+                    let (_, page) = windowed
+                        .tasks
+                        .page_with_access(
+                            p.id,
+                            owner,
+                            &TaskQuery {
+                                scope: Scope::Project(p.id),
+                                filter: filter.clone(),
+                                sort,
+                                after: None,
+                                limit: 5,
+                            },
+                        )
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    let page: Vec<Uuid> = page.iter().map(|t| t.id).collect();
+                    assert_eq!(page, expected[..5], "{}: window {window}, {sort:?}", s.name);
+                }
+            }
+        }
     }
 }
 
