@@ -550,6 +550,7 @@ mod tests {
         "reset",
         "verify",
         "resend",
+        "accept",
     ];
 
     #[test]
