@@ -59,6 +59,7 @@ pub mod response {
         (name = "tokens", description = "Personal access tokens (`keel_pat_…`) for scripts and CI jobs"),
         (name = "projects", description = "Projects and their activity feed; non-members get 404"),
         (name = "members", description = "Who belongs to a project, with which role"),
+        (name = "invitations", description = "Invitations of e-mail addresses to projects, and accepting them"),
         (name = "labels", description = "A project's labels"),
         (name = "tasks", description = "Tasks, numbered per project (`KEY-12`)"),
         (name = "comments", description = "Comments on tasks"),
@@ -549,6 +550,7 @@ mod tests {
         "reset",
         "verify",
         "resend",
+        "accept",
     ];
 
     #[test]

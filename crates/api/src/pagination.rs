@@ -88,6 +88,10 @@ list_page!(
     MemberPage = Page<MemberView>
 );
 list_page!(
+    /// One page of a project's pending invitations.
+    InvitationPage = Page<keel_application::tracking::invitations::InvitationView>
+);
+list_page!(
     /// One page of a project's labels.
     LabelPage = Page<LabelView>
 );

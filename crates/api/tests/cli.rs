@@ -331,6 +331,50 @@ fn logs_never_hold_passwords_tokens_or_full_emails() {
         assert_eq!(http_json(port, "GET", "/api/v1/projects", "", Some(&pat)).0, 200);
         let events = format!("/api/v1/events?access_token={pat}");
         assert_eq!(http_json(port, "GET", &events, "", None).0, 400);
+        // A project invitation: mailed, refused to the wrong address, used by a register,
+        // then refused as used.
+        let (status, body) = http_json(
+            port,
+            "POST",
+            "/api/v1/projects",
+            r#"{"key":"LOG","name":"Logged project"}"#,
+            Some(&access),
+        );
+        assert_eq!(status, 201, "{body}");
+        let project = token_of(&body, "id");
+        let invited = "invited.person@example.com";
+        let (status, body) = http_json(
+            port,
+            "POST",
+            &format!("/api/v1/projects/{project}/invitations"),
+            &format!(r#"{{"email":"{invited}","role":"member"}}"#),
+            Some(&access),
+        );
+        assert_eq!(status, 201, "{body}");
+        let invitation = mailed_token(dir.path(), "accept-invitation");
+        let accept = format!(r#"{{"token":"{invitation}"}}"#);
+        assert_eq!(
+            http_json(
+                port,
+                "POST",
+                "/api/v1/auth/invitations/accept",
+                &accept,
+                Some(&access)
+            )
+            .0,
+            400
+        );
+        let join = format!(
+            r#"{{"email":"{invited}","password":"{password}","name":"Invited","invitationToken":"{invitation}"}}"#
+        );
+        assert_eq!(
+            http_json(port, "POST", "/api/v1/auth/register", &join, None).0,
+            201
+        );
+        assert_eq!(
+            http_json(port, "POST", "/api/v1/auth/register", &join, None).0,
+            400
+        );
         let new_password = r#"{"currentPassword":"Secret-passw0rd","newPassword":"Other-passw0rd"}"#;
         assert_eq!(
             http_json(port, "POST", "/api/v1/auth/password", new_password, Some(&access)).0,
@@ -382,6 +426,8 @@ fn logs_never_hold_passwords_tokens_or_full_emails() {
             "Third-passw0rd",
             verification.split_once('.').unwrap().1,
             reset.split_once('.').unwrap().1,
+            invitation.split_once('.').unwrap().1,
+            invited,
         ] {
             assert!(!log.contains(secret), "{format} log holds {secret}:\n{log}");
         }

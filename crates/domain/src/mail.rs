@@ -20,16 +20,24 @@ pub enum MailTemplate {
     PasswordReset,
     /// "Your account is ready": an admin created it; a link to set the first password.
     AccountCreated,
+    /// "You are invited to a project": a link with a project invitation token.
+    Invitation,
 }
 
 impl MailTemplate {
-    pub const ALL: [Self; 3] = [Self::EmailVerification, Self::PasswordReset, Self::AccountCreated];
+    pub const ALL: [Self; 4] = [
+        Self::EmailVerification,
+        Self::PasswordReset,
+        Self::AccountCreated,
+        Self::Invitation,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::EmailVerification => "email_verification",
             Self::PasswordReset => "password_reset",
             Self::AccountCreated => "account_created",
+            Self::Invitation => "invitation",
         }
     }
 
@@ -81,6 +89,37 @@ impl Mail {
             id: Uuid::now_v7(),
             to: to.as_str().to_owned(),
             template,
+            values,
+            created_at: now,
+        }
+    }
+}
+
+impl Mail {
+    /// The invitation of `to` to the project `project` as `role`, sent by `inviter`,
+    /// carrying its one-time `token`: the invitee may have no account, so no name.
+    pub fn invitation(
+        to: &Email,
+        project: &str,
+        inviter: &str,
+        role: &str,
+        token: String,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let values = BTreeMap::from([
+            ("project".to_owned(), project.to_owned()),
+            ("inviter".to_owned(), inviter.to_owned()),
+            ("role".to_owned(), role.to_owned()),
+            ("token".to_owned(), token),
+            (
+                "validFor".to_owned(),
+                crate::tracking::invitations::INVITATION_LIFETIME_WORDS.to_owned(),
+            ),
+        ]);
+        Self {
+            id: Uuid::now_v7(),
+            to: to.as_str().to_owned(),
+            template: MailTemplate::Invitation,
             values,
             created_at: now,
         }

@@ -16,6 +16,7 @@ mod events;
 mod feed;
 mod hardening;
 mod idempotency;
+mod invitations;
 mod labels;
 mod links;
 mod members;

@@ -234,6 +234,8 @@ impl World {
             (_, "linkId") => vec![self.link.clone()],
             // No relation exists: every role is refused before the relation is looked up.
             (_, "relationId") => vec![uuid::Uuid::nil().to_string()],
+            // Likewise: every role but an admin is refused before the invitation is looked up.
+            (_, "invitationId") => vec![uuid::Uuid::nil().to_string()],
             (_, "webhookId") => vec![self.webhook.clone()],
             (_, "deliveryId") => vec![self.delivery.clone()],
             _ => {
@@ -247,6 +249,7 @@ impl World {
         let bodies = match name {
             "updateProject" => vec![json!({"name": "Taken over"})],
             "addMember" => vec![json!({"email": me.email, "role": "admin"})],
+            "createInvitation" => vec![json!({"email": "planted@example.com", "role": "admin"})],
             "updateMember" => vec![json!({"role": "admin"}), json!({"role": "owner"})],
             "createLabel" => vec![json!({"name": "mine", "color": "#000000"})],
             "updateLabel" => vec![json!({"name": "renamed", "color": "#000000"})],

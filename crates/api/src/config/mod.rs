@@ -191,9 +191,10 @@ pub struct Settings {
     /// for good (`KEEL_TRASH_RETENTION_DAYS`, 1–3650 days, default 30).
     pub trash_retention_days: u32,
     pub mail: MailSettings,
-    /// `KEEL_REGISTRATION`: `open` (default) or `closed` (register is refused; admins create
-    /// accounts with `POST /admin/users`).
-    pub registration_open: bool,
+    /// `KEEL_REGISTRATION`: `open` (default), `invite` (register only with a valid
+    /// invitation for that address) or `closed` (register is refused; admins create
+    /// accounts).
+    pub registration: keel_application::identity::RegistrationMode,
 }
 
 /// Where mail goes (`KEEL_MAIL`, `KEEL_SMTP_URL`, `KEEL_MAIL_DIR`).
@@ -334,7 +335,7 @@ impl Settings {
                 3650,
             )?,
             mail,
-            registration_open: sections::registration(get)?,
+            registration: sections::registration(get)?,
         })
     }
 }

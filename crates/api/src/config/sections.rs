@@ -575,20 +575,19 @@ pub(super) fn mail(
     })
 }
 
-/// Who may register (`KEEL_REGISTRATION`): `open` (default) or `closed`. `invite` (register
-/// with an invitation only) needs invitations, which this release does not have: refused
-/// rather than silently treated as `closed`.
-pub(super) fn registration(get: &impl Fn(&str) -> Option<String>) -> Result<bool, ConfigError> {
+/// Who may register (`KEEL_REGISTRATION`): `open` (default), `invite` (only with a valid
+/// invitation for the registered address) or `closed`.
+pub(super) fn registration(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<keel_application::identity::RegistrationMode, ConfigError> {
+    use keel_application::identity::RegistrationMode;
     match get("KEEL_REGISTRATION").as_deref() {
-        None | Some("open") => Ok(true),
-        Some("closed") => Ok(false),
-        Some("invite") => Err(ConfigError::new(
-            "KEEL_REGISTRATION",
-            "invite is not available yet (it needs invitations); use open or closed",
-        )),
+        None | Some("open") => Ok(RegistrationMode::Open),
+        Some("invite") => Ok(RegistrationMode::Invite),
+        Some("closed") => Ok(RegistrationMode::Closed),
         Some(other) => Err(ConfigError::new(
             "KEEL_REGISTRATION",
-            format!("expected open or closed, got {other:?}"),
+            format!("expected open, invite or closed, got {other:?}"),
         )),
     }
 }

@@ -349,19 +349,20 @@ fn bad_mail_settings_name_their_variable_and_never_echo_a_password() {
 }
 
 #[test]
-fn registration_is_open_by_default_and_can_be_closed() {
-    assert!(settings(&[]).unwrap().registration_open);
-    assert!(
-        settings(&[("KEEL_REGISTRATION", "open")])
-            .unwrap()
-            .registration_open
-    );
-    assert!(
-        !settings(&[("KEEL_REGISTRATION", "closed")])
-            .unwrap()
-            .registration_open
-    );
-    for bad in ["invite", "nope"] {
+fn registration_is_open_by_default_and_can_be_invite_only_or_closed() {
+    use keel_application::identity::RegistrationMode;
+    assert_eq!(settings(&[]).unwrap().registration, RegistrationMode::Open);
+    for (raw, mode) in [
+        ("open", RegistrationMode::Open),
+        ("invite", RegistrationMode::Invite),
+        ("closed", RegistrationMode::Closed),
+    ] {
+        assert_eq!(
+            settings(&[("KEEL_REGISTRATION", raw)]).unwrap().registration,
+            mode
+        );
+    }
+    for bad in ["nope", "Invite"] {
         assert_eq!(
             settings(&[("KEEL_REGISTRATION", bad)]).unwrap_err().variable,
             "KEEL_REGISTRATION"

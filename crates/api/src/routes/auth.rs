@@ -64,7 +64,7 @@ impl<T> Counted for Result<T, AppError> {
 }
 
 #[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RegisterBody {
     /// Trimmed and lower-cased; unique.
     #[schema(format = "email", max_length = 254, example = "ann@example.com")]
@@ -75,6 +75,11 @@ pub struct RegisterBody {
     /// 2–50 characters after trimming white space; no control characters.
     #[schema(example = "Ann")]
     pub name: String,
+    /// The token of a project invitation's mail (the link's `token` parameter): the account
+    /// joins that project in the same transaction, and its address counts as verified. It
+    /// must invite this `email`.
+    #[schema(max_length = 200, pattern = "^[0-9a-f]{32}\\.[A-Za-z0-9_-]{1,128}$")]
+    pub invitation_token: Option<String>,
 }
 
 /// Creates an account (role `user`; a `role` field is refused) and signs it in.
@@ -83,9 +88,12 @@ pub struct RegisterBody {
     responses(
         (status = 201, description = "Account created and signed in", body = AuthView,
             headers(("Location" = String, description = "The new account's profile"))),
-        (status = 400, description = "A field is invalid, or an unknown field was sent", body = ErrorBody),
-        (status = 403, description = "`FORBIDDEN`: registration is closed (`KEEL_REGISTRATION=closed`): an admin \
-            creates accounts (`POST /api/v1/admin/users`)", body = ErrorBody),
+        (status = 400, description = "A field is invalid, or an unknown field was sent; or `INVALID_TOKEN`: with \
+            registration open, the `invitationToken` is unknown, used, expired, malformed or for another e-mail \
+            (nothing is created)", body = ErrorBody),
+        (status = 403, description = "`FORBIDDEN`: registration is closed (`KEEL_REGISTRATION=closed`: an admin \
+            creates accounts, `POST /api/v1/admin/users`), or invite-only (`KEEL_REGISTRATION=invite`) and there \
+            is no valid `invitationToken` for this e-mail", body = ErrorBody),
         (status = 409, description = "`CONFLICT`: the e-mail is taken", body = ErrorBody),
         (status = 413, description = response::TOO_LARGE, body = ErrorBody),
         (status = 415, description = response::NOT_JSON, body = ErrorBody),
@@ -101,6 +109,7 @@ pub async fn register_route(
         email,
         password,
         name,
+        invitation_token,
     } = body.into_inner();
     let view = register(
         &state.identity,
@@ -108,6 +117,7 @@ pub async fn register_route(
             email,
             password,
             name,
+            invitation_token,
         },
         &ctx.0,
     )

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod bulk;
 pub mod events;
 pub mod history;
+pub mod invitations;
 pub mod lifecycle;
 pub mod links;
 pub mod notifications;
@@ -252,6 +253,11 @@ fn table() -> Vec<Endpoint> {
         route!(projects::add_member_route).idempotent(),
         route!(projects::update_member_route),
         route!(projects::remove_member_route),
+        route!(invitations::create_invitation_route).idempotent(),
+        route!(invitations::list_invitations_route),
+        route!(invitations::delete_invitation_route),
+        route!(invitations::list_my_invitations_route),
+        route!(invitations::accept_invitation_route),
         route!(projects::list_labels_route),
         route!(projects::create_label_route).idempotent(),
         route!(projects::update_label_route),

@@ -19,8 +19,9 @@ use keel_infrastructure::identity::sessions::SeaOrmSessionRepository;
 use keel_infrastructure::identity::users::SeaOrmUserRepository;
 use keel_infrastructure::rate_limit::InProcessRateLimiter;
 use keel_infrastructure::tracking::{
-    SeaOrmCommentRepository, SeaOrmLabelRepository, SeaOrmLinkRepository, SeaOrmMemberRepository,
-    SeaOrmProjectRepository, SeaOrmRelationRepository, SeaOrmSearchIndex, SeaOrmTaskRepository,
+    SeaOrmCommentRepository, SeaOrmInvitationRepository, SeaOrmLabelRepository, SeaOrmLinkRepository,
+    SeaOrmMemberRepository, SeaOrmProjectRepository, SeaOrmRelationRepository, SeaOrmSearchIndex,
+    SeaOrmTaskRepository,
 };
 use keel_infrastructure::webhooks::policy::{AddressPolicy, SealedSecrets};
 use keel_infrastructure::webhooks::store::SeaOrmWebhookRepository;
@@ -72,7 +73,8 @@ pub fn identity_ports(
         personal_data: Arc::new(SeaOrmPersonalDataStore::new(db.clone())),
         account_tokens: Arc::new(SeaOrmAccountTokenRepository::new(db.clone())),
         cache,
-        registration_open: settings.registration_open,
+        registration: settings.registration,
+        invitations: Arc::new(SeaOrmInvitationRepository::new(db.clone())),
         login_quota: quota(settings.rate_limits.login),
     })
 }
@@ -109,6 +111,8 @@ pub fn tracking_ports(
             allow_private: webhooks.allow_private,
         }),
         webhook_secrets: Arc::new(SealedSecrets { secret_box }),
+        invitations: Arc::new(SeaOrmInvitationRepository::new(db.clone())),
+        token_secrets: Arc::clone(&identity.token_secrets),
     }
 }
 

@@ -14,6 +14,7 @@ use keel_domain::identity::ports::{
 };
 use keel_domain::identity::{Email, PasswordHash, Role, Session, User, UserName, UserStatus};
 use keel_domain::rate_limit::{MockRateLimiter, Quota};
+use keel_domain::tracking::invitations::MockInvitationRepository;
 use uuid::Uuid;
 
 use super::IdentityPorts;
@@ -79,6 +80,7 @@ pub struct Fixture {
     pub token_secrets: MockTokenSecrets,
     pub personal_data: MockPersonalDataStore,
     pub account_tokens: MockAccountTokenRepository,
+    pub invitations: MockInvitationRepository,
     /// Loads through; tests read what was invalidated.
     pub cache: Arc<RecordingCache>,
 }
@@ -97,6 +99,7 @@ impl Fixture {
             token_secrets: MockTokenSecrets::new(),
             personal_data: MockPersonalDataStore::new(),
             account_tokens: MockAccountTokenRepository::new(),
+            invitations: MockInvitationRepository::new(),
             cache: Arc::new(RecordingCache::default()),
         }
     }
@@ -153,7 +156,8 @@ impl Fixture {
             personal_data: Arc::new(self.personal_data),
             account_tokens: Arc::new(self.account_tokens),
             cache: self.cache,
-            registration_open: true,
+            registration: super::RegistrationMode::Open,
+            invitations: Arc::new(self.invitations),
             login_quota: Quota {
                 requests: 10,
                 window: Duration::from_secs(900),

@@ -25,12 +25,25 @@ use keel_domain::identity::ports::{
 use keel_domain::identity::{Email, Password, RefreshToken, Role, Session, User, UserName, UserStatus};
 use keel_domain::mail::{Mail, MailTemplate};
 use keel_domain::rate_limit::{Quota, RateLimiter};
+use keel_domain::tracking::invitations::InvitationRepository;
 use uuid::Uuid;
 
 use crate::AppError;
 use crate::cache::{Cache, CacheKey};
 use crate::context::RequestMeta;
 use views::TokensView;
+
+/// Who may register (`KEEL_REGISTRATION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RegistrationMode {
+    /// Anyone (the default); an `invitationToken` also joins its project.
+    #[default]
+    Open,
+    /// Only with a valid invitation for the registered address (which it joins).
+    Invite,
+    /// Nobody: admins create accounts (`POST /admin/users`).
+    Closed,
+}
 
 /// The ports every identity use case may need.
 #[derive(Clone)]
@@ -55,9 +68,10 @@ pub struct IdentityPorts {
     /// Sessions and users as authentication reads them; invalidated by every revocation
     /// and user change below.
     pub cache: Arc<dyn Cache>,
-    /// `KEEL_REGISTRATION`: `false` (closed) refuses `POST /auth/register`; admins create
-    /// accounts with `POST /admin/users`.
-    pub registration_open: bool,
+    /// `KEEL_REGISTRATION`: who may use `POST /auth/register`.
+    pub registration: RegistrationMode,
+    /// Project invitations: a register with an `invitationToken` uses one up.
+    pub invitations: Arc<dyn InvitationRepository>,
     /// Login attempts per IP and e-mail; also every other guess of a password
     /// ([`IdentityPorts::limit_password_guess`]).
     pub login_quota: Quota,

@@ -4,8 +4,9 @@ use crate::cache::testing::RecordingCache;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
-use keel_domain::identity::ports::MockUserRepository;
+use keel_domain::identity::ports::{MockTokenSecrets, MockUserRepository};
 use keel_domain::identity::{Principal, Role};
+use keel_domain::tracking::invitations::MockInvitationRepository;
 use keel_domain::tracking::ports::{
     MockActivityFeed, MockCommentRepository, MockLabelRepository, MockLinkRepository, MockMemberRepository,
     MockProjectRepository, MockRelationRepository, MockTaskRepository,
@@ -189,6 +190,8 @@ pub struct Fixture {
     pub search: MockSearchIndex,
     pub activity: MockActivityFeed,
     pub users: MockUserRepository,
+    pub invitations: MockInvitationRepository,
+    pub token_secrets: MockTokenSecrets,
     /// Loads through; tests read what was invalidated.
     pub cache: Arc<RecordingCache>,
 }
@@ -213,6 +216,8 @@ impl Default for Fixture {
             activity: MockActivityFeed::new(),
             users: MockUserRepository::new(),
             search: MockSearchIndex::new(),
+            invitations: MockInvitationRepository::new(),
+            token_secrets: MockTokenSecrets::new(),
             cache: Arc::new(RecordingCache::default()),
         }
     }
@@ -236,6 +241,8 @@ impl Fixture {
             webhooks: Arc::new(MockWebhookRepository::new()),
             webhook_urls: Arc::new(MockUrlPolicy::new()),
             webhook_secrets: Arc::new(MockWebhookSecrets::new()),
+            invitations: Arc::new(self.invitations),
+            token_secrets: Arc::new(self.token_secrets),
         }
     }
 }

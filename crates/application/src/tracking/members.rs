@@ -40,7 +40,7 @@ pub async fn list_members(
     ))
 }
 
-fn assignable_role(raw: &str) -> Result<ProjectRole, FieldError> {
+pub(crate) fn assignable_role(raw: &str) -> Result<ProjectRole, FieldError> {
     match ProjectRole::parse(raw, "role")? {
         ProjectRole::Owner => Err(FieldError::new(
             "role",

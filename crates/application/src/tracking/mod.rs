@@ -17,6 +17,7 @@ pub mod activity;
 pub mod comments;
 pub mod inputs;
 mod invalidation;
+pub mod invitations;
 pub mod labels;
 pub mod links;
 pub mod members;
@@ -35,7 +36,8 @@ use std::sync::Arc;
 use keel_domain::clock::Clock;
 use keel_domain::events::{Change, ChangeBuilder, EventType};
 use keel_domain::identity::Principal;
-use keel_domain::identity::ports::UserRepository;
+use keel_domain::identity::ports::{TokenSecrets, UserRepository};
+use keel_domain::tracking::invitations::InvitationRepository;
 use keel_domain::tracking::ports::{
     ActivityFeed, CommentRepository, LabelRepository, LinkRepository, MemberRepository, ProjectRepository,
     RelationRepository, TaskRepository,
@@ -72,6 +74,9 @@ pub struct TrackingPorts {
     /// Checks webhook URLs (scheme, resolved addresses) when they are set.
     pub webhook_urls: Arc<dyn UrlPolicy>,
     pub webhook_secrets: Arc<dyn WebhookSecrets>,
+    /// Project invitations, and how their tokens' secrets are made and checked.
+    pub invitations: Arc<dyn InvitationRepository>,
+    pub token_secrets: Arc<dyn TokenSecrets>,
 }
 
 impl std::fmt::Debug for TrackingPorts {

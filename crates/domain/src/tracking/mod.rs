@@ -5,6 +5,7 @@
 //! the domain event — and stores both in the same transaction as the change, so neither the
 //! activity feed nor the event outbox ever misses or invents a change.
 
+pub mod invitations;
 pub mod ports;
 pub mod search;
 pub mod values;

@@ -8,6 +8,7 @@ pub mod event_feed;
 pub mod event_feed_marks;
 pub mod event_feed_recipients;
 pub mod idempotency_keys;
+pub mod invitations;
 pub mod labels;
 pub mod mail_outbox;
 pub mod notifications;

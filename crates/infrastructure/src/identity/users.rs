@@ -48,7 +48,7 @@ pub(crate) fn to_domain(m: users::Model) -> Result<User, StoreError> {
     })
 }
 
-fn to_active(u: &User) -> users::ActiveModel {
+pub(crate) fn to_active(u: &User) -> users::ActiveModel {
     users::ActiveModel {
         id: Set(u.id),
         email: Set(u.email.as_str().to_owned()),

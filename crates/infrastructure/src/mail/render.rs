@@ -47,6 +47,14 @@ fn template(t: MailTemplate) -> Template {
             html: include_str!("../../templates/mail/account_created.html"),
             page: "/reset-password",
         },
+        // The front end's page signs the invitee in (or registers them with the token) and
+        // accepts it.
+        MailTemplate::Invitation => Template {
+            subject: include_str!("../../templates/mail/invitation.subject"),
+            text: include_str!("../../templates/mail/invitation.txt"),
+            html: include_str!("../../templates/mail/invitation.html"),
+            page: "/accept-invitation",
+        },
     }
 }
 
@@ -150,6 +158,9 @@ mod tests {
             ("name".to_owned(), name.to_owned()),
             ("token".to_owned(), "0123abcd.s3cr-et_X".to_owned()),
             ("validFor".to_owned(), "30 minutes".to_owned()),
+            ("project".to_owned(), "Apollo".to_owned()),
+            ("inviter".to_owned(), "Cai".to_owned()),
+            ("role".to_owned(), "member".to_owned()),
         ])
     }
 
@@ -162,7 +173,14 @@ mod tests {
             assert!(link.ends_with("?token=0123abcd.s3cr-et_X"), "{link}");
             assert!(m.text.contains(&link), "{t:?} text");
             assert!(m.html.contains(&format!("href=\"{link}\"")), "{t:?} html");
-            assert!(m.text.contains("Hello Ann") && m.text.contains("30 minutes"));
+            assert!(m.text.contains("30 minutes"));
+            if t == MailTemplate::Invitation {
+                // The invitee may have no account: no name, but who invited them to what.
+                assert!(m.text.contains("Cai invited") && m.text.contains("\"Apollo\""));
+                assert!(m.subject.contains("Apollo") && m.text.contains("/accept-invitation?token="));
+            } else {
+                assert!(m.text.contains("Hello Ann"));
+            }
             assert!(!m.subject.is_empty() && !m.subject.contains('\n'));
             assert!(!m.text.contains("{{") && !m.html.contains("{{"));
         }

@@ -7,6 +7,7 @@
 
 pub mod activity;
 pub mod comments;
+pub mod invitations;
 pub mod labels;
 pub mod links;
 pub mod members;
@@ -16,6 +17,7 @@ pub mod search;
 pub mod tasks;
 
 pub use comments::SeaOrmCommentRepository;
+pub use invitations::SeaOrmInvitationRepository;
 pub use labels::SeaOrmLabelRepository;
 pub use links::SeaOrmLinkRepository;
 pub use members::SeaOrmMemberRepository;

@@ -10,6 +10,7 @@ mod activity;
 mod comments;
 mod common;
 mod feed;
+mod invitations;
 mod labels;
 mod links;
 mod members;
