@@ -117,6 +117,9 @@ pub struct CreateTaskBody {
     /// `YYYY-MM-DD`.
     #[cfg_attr(feature = "openapi", schema(format = Date))]
     pub due_date: Option<String>,
+    /// Makes the task a sub-task of this task of the same project (at most 5 levels,
+    /// counting the top-level task).
+    pub parent_id: Option<uuid::Uuid>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -146,6 +149,11 @@ pub struct UpdateTaskBody {
     #[serde(default, deserialize_with = "nullable")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Date))]
     pub due_date: Option<Option<String>>,
+    /// Moves the task (with its sub-tasks) under this task of the same project; `null`
+    /// makes it a top-level task. No cycles; at most 5 levels, counting the top-level task.
+    #[serde(default, deserialize_with = "nullable")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<uuid::Uuid>))]
+    pub parent_id: Option<Option<uuid::Uuid>>,
 }
 
 /// At most this many tasks in one bulk request.
@@ -227,6 +235,8 @@ impl BulkTaskPatch {
                 assignee_id: self.assignee_id,
                 labels: self.labels,
                 due_date: self.due_date,
+                // Bulk updates do not move tasks in the tree.
+                parent_id: None,
             },
             self.add_labels.unwrap_or_default(),
             self.remove_labels.unwrap_or_default(),
@@ -298,6 +308,8 @@ pub struct TaskListQuery {
     pub archived: Option<String>,
     /// `true` or `false`: tasks with, or without, an open blocker.
     pub blocked: Option<String>,
+    /// `<id>`, `<identifier>` or `none`.
+    pub parent: Option<String>,
 }
 
 /// Raw filters of `GET /projects`.
