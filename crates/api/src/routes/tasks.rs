@@ -82,7 +82,7 @@ pub struct TaskListParams {
     /// The sub-tasks of one task (its id, or its identifier `KEEL-12`), or `none`: top-level
     /// tasks only.
     #[param(inline, value_type = Option<String>,
-        pattern = "^(none|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[A-Za-z][A-Za-z0-9]{1,9}-[0-9]{1,18})$")]
+        pattern = "^(none|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[A-Za-z][A-Za-z0-9]{1,9}-[1-9][0-9]{0,17})$")]
     pub parent: Option<String>,
 }
 

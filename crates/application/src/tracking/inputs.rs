@@ -13,6 +13,27 @@ where
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
+/// An optional integer as JSON Schema has it: `3` and `3.0` are the same integer (a client
+/// or generator may write either); `3.5`, or a number beyond `i64`, is refused.
+fn integral<'de, D>(deserializer: D) -> Result<Option<i64>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    if let Some(n) = number.as_i64() {
+        return Ok(Some(n));
+    }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+    match number.as_f64() {
+        Some(f) if f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64 => Ok(Some(f as i64)),
+        _ => Err(serde::de::Error::custom(format!(
+            "invalid value: {number}, expected an integer"
+        ))),
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -108,6 +129,7 @@ pub struct CreateTaskBody {
     pub status: Option<String>,
     /// 0 none (default), 1 urgent, 2 high, 3 medium, 4 low.
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 4))]
+    #[serde(default, deserialize_with = "integral")]
     pub priority: Option<i64>,
     /// A member of the project.
     pub assignee_id: Option<uuid::Uuid>,
@@ -137,6 +159,7 @@ pub struct UpdateTaskBody {
     )]
     pub status: Option<String>,
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 4))]
+    #[serde(default, deserialize_with = "integral")]
     pub priority: Option<i64>,
     /// `null` unassigns.
     #[serde(default, deserialize_with = "nullable")]
@@ -200,6 +223,7 @@ pub struct BulkTaskPatch {
     )]
     pub status: Option<String>,
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 4))]
+    #[serde(default, deserialize_with = "integral")]
     pub priority: Option<i64>,
     /// `null` unassigns.
     #[serde(default, deserialize_with = "nullable")]
@@ -332,5 +356,25 @@ mod tests {
         assert_eq!(null.assignee_id, Some(None));
         assert_eq!(null.due_date, Some(None));
         assert!(serde_json::from_str::<UpdateTaskBody>(r#"{"colour": 1}"#).is_err());
+    }
+
+    #[test]
+    fn a_priority_is_an_integer_written_either_way() {
+        for (raw, want) in [
+            ("3", Some(3)),
+            ("3.0", Some(3)),
+            ("-0.0", Some(0)),
+            ("null", None),
+        ] {
+            let body: UpdateTaskBody = serde_json::from_str(&format!(r#"{{"priority": {raw}}}"#)).unwrap();
+            assert_eq!(body.priority, want, "{raw}");
+        }
+        for raw in ["3.5", "1e300", "\"3\""] {
+            let body =
+                serde_json::from_str::<CreateTaskBody>(&format!(r#"{{"title": "t", "priority": {raw}}}"#));
+            assert!(body.is_err(), "{raw}");
+        }
+        let absent: CreateTaskBody = serde_json::from_str(r#"{"title": "t"}"#).unwrap();
+        assert_eq!(absent.priority, None);
     }
 }
