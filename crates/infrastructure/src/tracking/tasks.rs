@@ -732,6 +732,7 @@ impl TaskRepository for SeaOrmTaskRepository {
             return Ok(TreeWrite::default());
         }
         commit_change(&self.db, txn, change).await?;
+        others.sort_unstable();
         others.dedup();
         Ok(TreeWrite {
             applied: true,
