@@ -271,6 +271,7 @@ fn table() -> Vec<Endpoint> {
         route!(bulk::bulk_tasks_route).idempotent(),
         // `{id}` is a task id or its identifier (`KEEL-12`): one segment, one resource.
         route!(tasks::get_task_route),
+        route!(tasks::list_task_children_route),
         route!(tasks::update_task_route),
         route!(tasks::delete_task_route),
         route!(lifecycle::archive_task_route),

@@ -5,7 +5,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use keel_application::tracking::comments::{create_comment, delete_comment, list_comments, update_comment};
 use keel_application::tracking::inputs::{CommentBodyInput, CreateTaskBody, TaskListQuery, UpdateTaskBody};
 use keel_application::tracking::tasks::{
-    create_task, delete_task, get_task, list_project_tasks, list_tasks, purge_task, update_task,
+    create_task, delete_task, get_task, list_project_tasks, list_task_children, list_tasks, purge_task,
+    update_task,
 };
 use keel_application::tracking::views::{CommentView, TaskView};
 use serde::Deserialize;
@@ -24,10 +25,17 @@ use crate::state::AppState;
 /// How a task is addressed in a path.
 pub(super) const TASK_REF: &str = "The task's id, or its identifier (`KEEL-12`, any case)";
 
-/// A task's tag changes with its version and with its open blockers, which change without
-/// it (a blocker finished elsewhere).
+/// A task's tag changes with its version and with what its view counts without it: its
+/// open blockers (a blocker finished elsewhere) and its sub-tasks (a child added, completed,
+/// moved away).
 pub(super) fn task_etag(view: &TaskView) -> ETag {
-    ETag::from_version(format!("{}:{}", view.id, view.blocked_by_count), view.version)
+    ETag::from_version(
+        format!(
+            "{}:{}:{}:{}",
+            view.id, view.blocked_by_count, view.child_count, view.child_done_count
+        ),
+        view.version,
+    )
 }
 
 fn comment_etag(view: &CommentView) -> ETag {
@@ -71,6 +79,11 @@ pub struct TaskListParams {
     /// tasks without one.
     #[param(inline, value_type = Option<String>, pattern = "^(true|false)$")]
     pub blocked: Option<String>,
+    /// The sub-tasks of one task (its id, or its identifier `KEEL-12`), or `none`: top-level
+    /// tasks only.
+    #[param(inline, value_type = Option<String>,
+        pattern = "^(none|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[A-Za-z][A-Za-z0-9]{1,9}-[1-9][0-9]{0,17})$")]
+    pub parent: Option<String>,
 }
 
 impl From<TaskListParams> for TaskListQuery {
@@ -85,6 +98,7 @@ impl From<TaskListParams> for TaskListQuery {
             sort: p.sort,
             archived: p.archived,
             blocked: p.blocked,
+            parent: p.parent,
         }
     }
 }
@@ -127,7 +141,7 @@ pub async fn list_project_tasks_route(
     responses(
         (status = 201, description = "The new task, numbered in its project (`KEY-12`)", body = TaskView,
             headers(("Location" = String), ("ETag" = String))),
-        (status = 400, description = "`VALIDATION_ERROR`: a field is invalid, the assignee is not a member or a label does not exist", body = ErrorBody),
+        (status = 400, description = "`VALIDATION_ERROR`: a field is invalid, the assignee is not a member, a label does not exist or the parent breaks a sub-task rule (`parentId`)", body = ErrorBody),
         (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
         (status = 403, description = response::ROLE_FORBIDS, body = ErrorBody),
         (status = 404, description = response::NO_PROJECT, body = ErrorBody),
@@ -199,6 +213,31 @@ pub async fn get_task_route(
     Ok(respond_with_etag(&req, &task_etag(&view), &view))
 }
 
+/// The task's sub-tasks (archived ones included), oldest first.
+#[utoipa::path(
+    get, path = "/api/v1/tasks/{id}/children", operation_id = "listTaskChildren", tag = "tasks",
+    security(("bearerAuth" = [])),
+    params(("id" = String, Path, description = TASK_REF), CursorParams),
+    responses(
+        (status = 200, description = "One page of the task's sub-tasks, oldest first", body = TaskPage),
+        (status = 400, description = response::INVALID_LIST, body = ErrorBody),
+        (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
+        (status = 404, description = response::NO_TASK, body = ErrorBody)
+    )
+)]
+pub async fn list_task_children_route(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<String>,
+    cursor: web::Query<CursorParams>,
+) -> Result<HttpResponse, ApiError> {
+    let cursor = cursor.validate()?;
+    Ok(
+        HttpResponse::Ok()
+            .json(list_task_children(&state.tracking, &user.0, &id.into_inner(), cursor).await?),
+    )
+}
+
 /// Changes a task (members and up); the version increments. Honours `If-Match`.
 #[utoipa::path(
     patch, path = "/api/v1/tasks/{id}", operation_id = "updateTask", tag = "tasks", security(("bearerAuth" = [])),
@@ -206,7 +245,7 @@ pub async fn get_task_route(
     request_body = UpdateTaskBody,
     responses(
         (status = 200, description = "The changed task", body = TaskView, headers(("ETag" = String))),
-        (status = 400, description = "`VALIDATION_ERROR`: a field is invalid, the assignee is not a member or a label does not exist", body = ErrorBody),
+        (status = 400, description = "`VALIDATION_ERROR`: a field is invalid, the assignee is not a member, a label does not exist or the parent breaks a sub-task rule (`parentId`: another project, a cycle, more than 5 levels)", body = ErrorBody),
         (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
         (status = 403, description = response::ROLE_FORBIDS, body = ErrorBody),
         (status = 404, description = response::NO_TASK, body = ErrorBody),

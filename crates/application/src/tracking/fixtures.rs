@@ -107,6 +107,9 @@ pub fn task() -> Task {
         archived_at: None,
         blocked_by_count: 0,
         deleted_at: None,
+        parent_id: None,
+        child_count: 0,
+        child_done_count: 0,
         version: 1,
     }
 }

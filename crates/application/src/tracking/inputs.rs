@@ -13,6 +13,27 @@ where
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
+/// An optional integer as JSON Schema has it: `3` and `3.0` are the same integer (a client
+/// or generator may write either); `3.5`, or a number beyond `i64`, is refused.
+fn integral<'de, D>(deserializer: D) -> Result<Option<i64>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    if let Some(n) = number.as_i64() {
+        return Ok(Some(n));
+    }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+    match number.as_f64() {
+        Some(f) if f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64 => Ok(Some(f as i64)),
+        _ => Err(serde::de::Error::custom(format!(
+            "invalid value: {number}, expected an integer"
+        ))),
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -108,6 +129,7 @@ pub struct CreateTaskBody {
     pub status: Option<String>,
     /// 0 none (default), 1 urgent, 2 high, 3 medium, 4 low.
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 4))]
+    #[serde(default, deserialize_with = "integral")]
     pub priority: Option<i64>,
     /// A member of the project.
     pub assignee_id: Option<uuid::Uuid>,
@@ -117,6 +139,9 @@ pub struct CreateTaskBody {
     /// `YYYY-MM-DD`.
     #[cfg_attr(feature = "openapi", schema(format = Date))]
     pub due_date: Option<String>,
+    /// Makes the task a sub-task of this task of the same project (at most 5 levels,
+    /// counting the top-level task).
+    pub parent_id: Option<uuid::Uuid>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -134,6 +159,7 @@ pub struct UpdateTaskBody {
     )]
     pub status: Option<String>,
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 4))]
+    #[serde(default, deserialize_with = "integral")]
     pub priority: Option<i64>,
     /// `null` unassigns.
     #[serde(default, deserialize_with = "nullable")]
@@ -146,6 +172,11 @@ pub struct UpdateTaskBody {
     #[serde(default, deserialize_with = "nullable")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Date))]
     pub due_date: Option<Option<String>>,
+    /// Moves the task (with its sub-tasks) under this task of the same project; `null`
+    /// makes it a top-level task. No cycles; at most 5 levels, counting the top-level task.
+    #[serde(default, deserialize_with = "nullable")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<uuid::Uuid>))]
+    pub parent_id: Option<Option<uuid::Uuid>>,
 }
 
 /// At most this many tasks in one bulk request.
@@ -192,6 +223,7 @@ pub struct BulkTaskPatch {
     )]
     pub status: Option<String>,
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 4))]
+    #[serde(default, deserialize_with = "integral")]
     pub priority: Option<i64>,
     /// `null` unassigns.
     #[serde(default, deserialize_with = "nullable")]
@@ -227,6 +259,8 @@ impl BulkTaskPatch {
                 assignee_id: self.assignee_id,
                 labels: self.labels,
                 due_date: self.due_date,
+                // Bulk updates do not move tasks in the tree.
+                parent_id: None,
             },
             self.add_labels.unwrap_or_default(),
             self.remove_labels.unwrap_or_default(),
@@ -298,6 +332,8 @@ pub struct TaskListQuery {
     pub archived: Option<String>,
     /// `true` or `false`: tasks with, or without, an open blocker.
     pub blocked: Option<String>,
+    /// `<id>`, `<identifier>` or `none`.
+    pub parent: Option<String>,
 }
 
 /// Raw filters of `GET /projects`.
@@ -320,5 +356,25 @@ mod tests {
         assert_eq!(null.assignee_id, Some(None));
         assert_eq!(null.due_date, Some(None));
         assert!(serde_json::from_str::<UpdateTaskBody>(r#"{"colour": 1}"#).is_err());
+    }
+
+    #[test]
+    fn a_priority_is_an_integer_written_either_way() {
+        for (raw, want) in [
+            ("3", Some(3)),
+            ("3.0", Some(3)),
+            ("-0.0", Some(0)),
+            ("null", None),
+        ] {
+            let body: UpdateTaskBody = serde_json::from_str(&format!(r#"{{"priority": {raw}}}"#)).unwrap();
+            assert_eq!(body.priority, want, "{raw}");
+        }
+        for raw in ["3.5", "1e300", "\"3\""] {
+            let body =
+                serde_json::from_str::<CreateTaskBody>(&format!(r#"{{"title": "t", "priority": {raw}}}"#));
+            assert!(body.is_err(), "{raw}");
+        }
+        let absent: CreateTaskBody = serde_json::from_str(r#"{"title": "t"}"#).unwrap();
+        assert_eq!(absent.priority, None);
     }
 }

@@ -9,6 +9,7 @@ use std::future::Future;
 
 use keel_domain::events::{Change, EventType};
 use keel_domain::tracking::Task;
+use keel_domain::tracking::ports::TreeWrite;
 use uuid::Uuid;
 
 use super::TrackingPorts;
@@ -34,6 +35,12 @@ pub(crate) trait Written {
     fn tasks_anywhere(&self) -> &[(Uuid, Uuid)] {
         &[]
     }
+
+    /// Tasks of the change's project whose place in the tree or counts the write changed:
+    /// a sub-task's old and new parents, a trashed task's detached children.
+    fn tree(&self) -> &[Uuid] {
+        &[]
+    }
 }
 
 /// A store write's answer, and the tasks of any project it changed the views of besides.
@@ -55,12 +62,31 @@ impl<T: Written> Written for Also<T> {
     fn tasks_anywhere(&self) -> &[(Uuid, Uuid)] {
         &self.tasks
     }
+
+    fn tree(&self) -> &[Uuid] {
+        self.written.tree()
+    }
 }
 
 impl Written for () {}
 
-/// A created task, as the store completed it.
-impl Written for Task {}
+/// A created task, as the store completed it: a sub-task changes its parent's counts.
+impl Written for Task {
+    fn tree(&self) -> &[Uuid] {
+        self.parent_id.as_slice()
+    }
+}
+
+/// A change of the task tree: the parents whose counts changed, the detached children.
+impl Written for TreeWrite {
+    fn applied(&self) -> bool {
+        self.applied
+    }
+
+    fn tree(&self) -> &[Uuid] {
+        &self.others
+    }
+}
 
 /// A version-guarded write: `false` when it lost a race.
 impl Written for bool {
@@ -133,8 +159,9 @@ pub(crate) fn stale(change: &Change, written: &impl Written) -> Stale {
                 tasks(&mut keys, written.tasks());
             }
         }
-        // Every cached page of the project's task list; a new task is in no cache yet.
-        EventType::TaskCreated => tasks(&mut keys, &[]),
+        // Every cached page of the project's task list; a new task is in no cache yet (a
+        // sub-task's parent counts one child more).
+        EventType::TaskCreated => tasks(&mut keys, written.tree()),
         // The task itself and every page it was on (or, restored, is on again): archiving
         // moves it between the lists' `archived` variants, the trash out of every list.
         EventType::TaskUpdated
@@ -143,7 +170,18 @@ pub(crate) fn stale(change: &Change, written: &impl Written) -> Stale {
         | EventType::TaskUnarchived
         | EventType::TaskRestored
         | EventType::TaskPurged => {
-            tasks(&mut keys, &resource.into_iter().collect::<Vec<_>>());
+            let mut ids: Vec<Uuid> = resource.into_iter().collect();
+            // The tree: parents whose counts changed, detached children (the store's
+            // answer), and the parent of a sub-task that completed or reopened.
+            ids.extend(written.tree().iter().filter(|id| !ids.contains(id)).collect::<Vec<_>>());
+            if change.event_type() == EventType::TaskUpdated
+                && changes_field(change, "status")
+                && let Some(parent) = parent_in_data(change)
+                && !ids.contains(&parent)
+            {
+                ids.push(parent);
+            }
+            tasks(&mut keys, &ids);
             // A blocker that closes or reopens, leaves the trash or goes into it, changes
             // the count of the tasks it blocks. (One purged for good has no relations left
             // to read: its use case names them, as `written.tasks_anywhere()`.)
@@ -198,6 +236,17 @@ fn changes_field(change: &Change, field: &str) -> bool {
         .and_then(|d| d.get("changed"))
         .and_then(serde_json::Value::as_array)
         .is_some_and(|changed| changed.iter().any(|f| f.as_str() == Some(field)))
+}
+
+/// The `parentId` of the task an event's data shows, if any.
+fn parent_in_data(change: &Change) -> Option<Uuid> {
+    change
+        .event
+        .event
+        .data
+        .get("parentId")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|id| Uuid::parse_str(id).ok())
 }
 
 /// Whether a `member.updated` change hands the project over (its audit details say so).
@@ -346,6 +395,47 @@ mod tests {
             assert_eq!(names(&got), keys, "{event_type}");
             assert_eq!(got.member_lists_of, lists, "{event_type}");
         }
+    }
+
+    #[test]
+    fn a_change_of_the_tree_makes_the_parents_and_children_stale() {
+        let (old_parent, child) = (Uuid::from_u128(0x41), Uuid::from_u128(0x42));
+        let moved = TreeWrite {
+            applied: true,
+            others: vec![old_parent, child],
+        };
+        let got = stale(
+            &change(EventType::TaskUpdated, json!({"changed": ["parentId"]})),
+            &moved,
+        );
+        assert_eq!(
+            names(&got),
+            vec![
+                format!("tasks-of:{PROJECT}"),
+                format!("task:{RESOURCE}"),
+                format!("task:{old_parent}"),
+                format!("task:{child}"),
+            ]
+        );
+        let lost = TreeWrite {
+            applied: false,
+            others: vec![old_parent],
+        };
+        assert_eq!(
+            stale(&change(EventType::TaskDeleted, json!({})), &lost),
+            Stale::default()
+        );
+    }
+
+    #[test]
+    fn a_sub_task_that_completes_makes_its_parent_stale() {
+        let parent = Uuid::from_u128(0x43);
+        let mut c = change(EventType::TaskUpdated, json!({"changed": ["status"]}));
+        c.event.event.data = json!({ "parentId": parent.to_string() });
+        assert!(names(&stale(&c, &true)).contains(&format!("task:{parent}")));
+        let mut retitled = change(EventType::TaskUpdated, json!({"changed": ["title"]}));
+        retitled.event.event.data = json!({ "parentId": parent.to_string() });
+        assert!(!names(&stale(&retitled, &true)).contains(&format!("task:{parent}")));
     }
 
     #[test]

@@ -148,6 +148,12 @@ pub struct TaskView {
     /// How many tasks block this one and are still open (not `done` or `canceled`), in any
     /// project — also those the caller cannot see, which its relations list leaves out.
     pub blocked_by_count: i64,
+    /// The task this one is a sub-task of; null for a top-level task.
+    pub parent_id: Option<Uuid>,
+    /// How many sub-tasks the task has (archived ones included, none in the trash).
+    pub child_count: i64,
+    /// How many of its sub-tasks are completed (`completedAt` set).
+    pub child_done_count: i64,
 }
 
 impl From<&Task> for TaskView {
@@ -173,6 +179,9 @@ impl From<&Task> for TaskView {
             archived_at: t.archived_at,
             deleted_at: t.deleted_at,
             blocked_by_count: t.blocked_by_count,
+            parent_id: t.parent_id,
+            child_count: t.child_count,
+            child_done_count: t.child_done_count,
         }
     }
 }

@@ -94,6 +94,58 @@ pub struct Task {
     /// in the trash), in any project. Read with the task, never written: it changes when a
     /// blocker does, without this task's version.
     pub blocked_by_count: i64,
+    /// The task this one is a sub-task of (same project), if any.
+    pub parent_id: Option<Uuid>,
+    /// How many sub-tasks the task has (not in the trash; archived ones included). Read
+    /// with the task, never written: it changes when a child does.
+    pub child_count: i64,
+    /// How many of [`Task::child_count`] are completed (`completed_at` set).
+    pub child_done_count: i64,
+}
+
+/// How deep tasks nest: a top-level task and at most four levels of sub-tasks below it.
+pub const MAX_TASK_DEPTH: usize = 5;
+
+/// What the sub-task rules need to know to hang a task under a parent: read from the store
+/// before the write, and again in the write's transaction (under the project's lock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub parent_id: Uuid,
+    pub parent_project_id: Uuid,
+    /// The parent's ancestors, its own parent first, up to the top-level task.
+    pub parent_ancestors: Vec<Uuid>,
+    /// Levels in the subtree of the task being placed: 1 for a task without children (and
+    /// a new task), 2 with children but no grandchildren, …
+    pub subtree_height: usize,
+}
+
+impl Placement {
+    /// Whether `task` (in `project_id`) may become a child of [`Placement::parent_id`]: a
+    /// task of the same project, that is neither the task nor one of its descendants (no
+    /// cycle), and deep enough in the tree that the task's whole subtree stays within
+    /// [`MAX_TASK_DEPTH`] levels. The error names `parentId`.
+    ///
+    /// # Errors
+    /// The broken rule, on the field `parentId`.
+    pub fn check(&self, task: Option<Uuid>, project_id: Uuid) -> Result<(), crate::FieldError> {
+        let refuse = |message: &str| Err(crate::FieldError::new("parentId", message));
+        if self.parent_project_id != project_id {
+            return refuse("must be a task of the same project");
+        }
+        if let Some(task) = task
+            && (task == self.parent_id || self.parent_ancestors.contains(&task))
+        {
+            return refuse("would make the task a sub-task of itself or of one of its sub-tasks");
+        }
+        // The parent's level (top-level is 1), then the deepest level of the moved subtree.
+        let parent_level = self.parent_ancestors.len() + 1;
+        if parent_level + self.subtree_height.max(1) > MAX_TASK_DEPTH {
+            return refuse(&format!(
+                "would nest tasks more than {MAX_TASK_DEPTH} levels deep (counting the top-level task)"
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Task {
@@ -302,6 +354,17 @@ pub struct TaskFilter {
     /// `Some(true)`: only tasks with an open blocker (`blocked_by_count > 0`); `Some(false)`:
     /// only tasks without one.
     pub blocked: Option<bool>,
+    /// Only the sub-tasks of one task, or only top-level tasks.
+    pub parent: Option<ParentFilter>,
+}
+
+/// The `parent` filter of a task list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParentFilter {
+    /// The children of this task.
+    Task(Uuid),
+    /// Top-level tasks (`parent=none`).
+    TopLevel,
 }
 
 /// The `archived` filter of a task list. Tasks in the trash are in no list but the trash's.
@@ -515,7 +578,69 @@ mod tests {
             archived_at: None,
             blocked_by_count: 0,
             deleted_at: None,
+            parent_id: None,
+            child_count: 0,
+            child_done_count: 0,
         }
+    }
+
+    fn placement(ancestors: usize, height: usize) -> Placement {
+        Placement {
+            parent_id: Uuid::from_u128(100),
+            parent_project_id: Uuid::nil(),
+            parent_ancestors: (0..ancestors as u128).map(|i| Uuid::from_u128(200 + i)).collect(),
+            subtree_height: height,
+        }
+    }
+
+    #[test]
+    fn a_parent_is_a_task_of_the_same_project() {
+        let p = placement(0, 1);
+        assert!(p.check(Some(Uuid::from_u128(1)), Uuid::nil()).is_ok());
+        let e = p.check(Some(Uuid::from_u128(1)), Uuid::from_u128(9)).unwrap_err();
+        assert_eq!(e.field, "parentId");
+        assert!(e.message.contains("same project"), "{e}");
+    }
+
+    #[test]
+    fn a_task_is_never_its_own_ancestor() {
+        let p = placement(3, 1);
+        for task in [Uuid::from_u128(100), Uuid::from_u128(200), Uuid::from_u128(202)] {
+            let e = p.check(Some(task), Uuid::nil()).unwrap_err();
+            assert!(e.message.contains("itself"), "{e}");
+        }
+        assert!(p.check(Some(Uuid::from_u128(1)), Uuid::nil()).is_ok());
+        assert!(
+            p.check(None, Uuid::nil()).is_ok(),
+            "a new task is no one's ancestor"
+        );
+    }
+
+    #[test]
+    fn five_levels_at_most_counting_the_moved_subtree() {
+        // A parent with 3 ancestors is on level 4: a leaf goes on level 5, no deeper.
+        assert!(placement(3, 1).check(None, Uuid::nil()).is_ok());
+        assert!(placement(4, 1).check(None, Uuid::nil()).is_err());
+        // A subtree of 2 levels needs a parent on level 3 at most.
+        assert!(
+            placement(2, 2)
+                .check(Some(Uuid::from_u128(1)), Uuid::nil())
+                .is_ok()
+        );
+        let e = placement(3, 2)
+            .check(Some(Uuid::from_u128(1)), Uuid::nil())
+            .unwrap_err();
+        assert!(e.message.contains("5 levels"), "{e}");
+        assert!(
+            placement(0, 4)
+                .check(Some(Uuid::from_u128(1)), Uuid::nil())
+                .is_ok()
+        );
+        assert!(
+            placement(0, 5)
+                .check(Some(Uuid::from_u128(1)), Uuid::nil())
+                .is_err()
+        );
     }
 
     #[test]

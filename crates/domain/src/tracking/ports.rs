@@ -16,8 +16,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    Comment, Label, LabelName, Link, Member, Project, ProjectAccess, ProjectFilter, ProjectKey, ProjectRole,
-    ProjectSort, ProjectWithRole, RelatedTask, Relation, Scope, Task, TaskQuery,
+    Comment, Label, LabelName, Link, Member, Placement, Project, ProjectAccess, ProjectFilter, ProjectKey,
+    ProjectRole, ProjectSort, ProjectWithRole, RelatedTask, Relation, Scope, Task, TaskQuery,
 };
 use crate::StoreError;
 use crate::audit::AuditEntry;
@@ -156,13 +156,36 @@ pub struct NewTask {
     pub label_ids: Vec<Uuid>,
 }
 
+/// How a [`TaskRepository::update_tree`] changes the tree of sub-tasks besides the task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeChange {
+    /// The task moves to `task.parent_id` (`None`: top-level). Checked again in the write's
+    /// transaction, under the project's lock ([`Placement::check`]).
+    Reparent,
+    /// The task goes to the trash (`task.deleted_at` set, `task.parent_id` already `None`):
+    /// its children are detached (top-level, each a new version).
+    Trash,
+}
+
+/// What a [`TaskRepository::update_tree`] wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TreeWrite {
+    /// `false`: the stored version differed, nothing was written.
+    pub applied: bool,
+    /// Other tasks of the project whose views the write changed: the old and new parents
+    /// (their counts), the detached children.
+    pub others: Vec<Uuid>,
+}
+
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait TaskRepository: Send + Sync {
     /// Stores the task with the project's next number (sequential and gap-free per project,
-    /// unique when creates race on several instances) and returns it as stored.
+    /// unique when creates race on several instances) and returns it as stored. A task with
+    /// a parent is checked against [`Placement::check`] under the project's lock.
     /// # Errors
-    /// `NotFound` when the project does not exist.
+    /// `NotFound` when the project does not exist; `Conflict("parent: <message>")` when the
+    /// parent breaks a rule (or is gone).
     /// The event published is `change`'s with `data(&stored)` as its data (it shows the
     /// number the store hands out).
     async fn create(&self, new: &NewTask, change: &Change, data: EventData<Task>)
@@ -186,7 +209,10 @@ pub trait TaskRepository: Send + Sync {
     ) -> Result<Option<(Task, ProjectAccess)>, StoreError>;
     /// Saves every field of `task` (its `version` already `expected_version + 1`), its
     /// `archived_at` and `deleted_at` included (archiving, moving to the trash and restoring
-    /// are updates), and, when given, replaces its labels.
+    /// are updates), and, when given, replaces its labels. Its parent is not written, but for
+    /// a move to the trash (`deleted_at` set): then the task leaves its parent and its
+    /// children are detached, under the project's lock (see [`TaskRepository::update_tree`],
+    /// which also names the tasks that changed).
     async fn update<'a>(
         &self,
         task: &Task,
@@ -194,14 +220,37 @@ pub trait TaskRepository: Send + Sync {
         expected_version: i64,
         change: &Change,
     ) -> Result<bool, StoreError>;
+    /// [`TaskRepository::update`] that also writes `task.parent_id` and changes the tree as
+    /// `tree` says, in one transaction that holds the project's lock (parent changes, creates
+    /// with a parent, trash and purge of one project are serialized, so concurrent writes
+    /// never close a cycle or nest too deep).
+    /// # Errors
+    /// `Conflict("parent: <message>")` when the new parent breaks a rule of
+    /// [`Placement::check`] (or is gone); nothing is written.
+    async fn update_tree<'a>(
+        &self,
+        task: &Task,
+        label_ids: Option<&'a [Uuid]>,
+        expected_version: i64,
+        tree: TreeChange,
+        change: &Change,
+    ) -> Result<TreeWrite, StoreError>;
+    /// What the sub-task rules need to place `task` (`None`: a new task) under `parent_id`;
+    /// `None` when `parent_id` is no live task (absent or in the trash).
+    async fn placement(&self, task: Option<Uuid>, parent_id: Uuid) -> Result<Option<Placement>, StoreError>;
+    /// The task's descendants that are not in the trash, children first (breadth first),
+    /// with their labels.
+    async fn descendants(&self, id: Uuid) -> Result<Vec<Task>, StoreError>;
+    /// The ids of the task's children.
+    async fn child_ids(&self, id: Uuid) -> Result<Vec<Uuid>, StoreError>;
     /// A task in its project's trash, with its labels; `None` when there is no such task
     /// or it is not in the trash. (Every other read leaves trashed tasks out.)
     async fn find_trashed(&self, id: Uuid) -> Result<Option<Task>, StoreError>;
     /// [`TaskRepository::find_trashed`] by identifier (`KEY-12`).
     async fn find_trashed_by_number(&self, key: &ProjectKey, number: i64)
     -> Result<Option<Task>, StoreError>;
-    /// Deletes the task for good, with its labels and comments; its number is never handed
-    /// out again. With `trashed_before`, only if it is in the trash since before then (the
+    /// Deletes the task for good, with its labels and comments, and detaches its children
+    /// (each a new version), under the project's lock; its number is never handed out again. With `trashed_before`, only if it is in the trash since before then (the
     /// background purge: a task restored meanwhile stays). `false` when nothing was deleted
     /// (and nothing was recorded).
     async fn purge(

@@ -6,22 +6,25 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use keel_domain::StoreError;
 use keel_domain::events::Change;
-use keel_domain::tracking::ports::{EventData, NewTask, TaskRepository};
+use keel_domain::tracking::ports::{EventData, NewTask, TaskRepository, TreeChange, TreeWrite};
 use keel_domain::tracking::search::SearchTerms;
 use keel_domain::tracking::{
-    ArchivedFilter, AssigneeFilter, LabelName, Priority, ProjectAccess, ProjectKey, RelationType, Scope,
-    SortValue, Task, TaskPosition, TaskQuery, TaskSort, TaskSortKey, TaskStatus, TaskTitle,
+    ArchivedFilter, AssigneeFilter, LabelName, MAX_TASK_DEPTH, ParentFilter, Placement, Priority,
+    ProjectAccess, ProjectKey, RelationType, Scope, SortValue, Task, TaskPosition, TaskQuery, TaskSort,
+    TaskSortKey, TaskStatus, TaskTitle,
 };
 use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait, NullOrdering, Query, SelectStatement, Value};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, IdenStatic, Iterable,
-    JoinType, Order, QueryFilter, QueryResult, QuerySelect, RelationTrait, Set,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, FromQueryResult,
+    IdenStatic, Iterable, JoinType, Order, QueryFilter, QueryResult, QuerySelect, RelationTrait, Set,
+    Statement,
 };
 use uuid::Uuid;
 
 use super::search::task_list_match;
 use super::{
-    access_from_row, commit_change, corrupt, finish_guarded, roll_back, select_prefixed, with_access,
+    access_from_row, commit_change, corrupt, finish_guarded, lock_project, roll_back, select_prefixed,
+    with_access,
 };
 use crate::db::{Database, fold, store_error};
 use crate::entities::tasks::{self, Column, Entity};
@@ -93,6 +96,43 @@ fn blocked_by_count() -> Expr {
     Expr::cust(format!("(SELECT COUNT(*) {})", open_blockers()))
 }
 
+/// `(SELECT COUNT(*) FROM tasks ch WHERE ch.parent_id = tasks.id …)`: the children of the
+/// task of the enclosing row that are not in the trash (`done`: only the completed ones).
+/// Served by `ix_tasks_parent`.
+fn child_count(done: bool) -> Expr {
+    let completed = if done {
+        " AND ch.\"completed_at\" IS NOT NULL"
+    } else {
+        ""
+    };
+    Expr::cust(format!(
+        "(SELECT COUNT(*) FROM \"tasks\" ch WHERE ch.\"parent_id\" = \"tasks\".\"id\" \
+         AND ch.\"deleted_at\" IS NULL{completed})"
+    ))
+}
+
+/// `tasks.parent_id`, by name: it is no field of the SeaORM model, which other code builds
+/// field by field (a task's place in the tree is written only here, under the project's
+/// lock).
+fn parent_column() -> Alias {
+    Alias::new("parent_id")
+}
+
+/// [`parent_column`] of the `tasks` table.
+fn parent_of_task() -> Expr {
+    Expr::col((Entity, parent_column()))
+}
+
+/// The computed columns every task read selects beside the task's own (`t_…`).
+const EXTRAS: [&str; 6] = [
+    "t_parent_id",
+    "t_project_key",
+    "t_labels",
+    "t_blocked_by_count",
+    "t_child_count",
+    "t_child_done_count",
+];
+
 /// Every task read starts here: the task's columns (`t_…`), its project's key
 /// (`t_project_key`), its labels (`t_labels`) and open blockers (`t_blocked_by_count`), one
 /// row per task — of tasks not in the
@@ -114,6 +154,9 @@ fn select_any_task(backend: DbBackend) -> SelectStatement {
         )
         .expr_as(labels_json(backend), Alias::new("t_labels"))
         .expr_as(blocked_by_count(), Alias::new("t_blocked_by_count"))
+        .expr_as(parent_of_task(), Alias::new("t_parent_id"))
+        .expr_as(child_count(false), Alias::new("t_child_count"))
+        .expr_as(child_count(true), Alias::new("t_child_done_count"))
         .from(Entity)
         .inner_join(
             projects::Entity,
@@ -134,8 +177,14 @@ pub(super) fn task_from_row(row: &QueryResult) -> Result<Option<Task>, StoreErro
     let labels: Option<String> = row.try_get("t_", "labels").map_err(store_error)?;
     let labels = parse_labels(labels.as_deref(), task.id)?;
     let blocked_by_count: i64 = row.try_get("t_", "blocked_by_count").map_err(store_error)?;
+    let parent_id: Option<Uuid> = row.try_get("t_", "parent_id").map_err(store_error)?;
+    let child_count: i64 = row.try_get("t_", "child_count").map_err(store_error)?;
+    let child_done_count: i64 = row.try_get("t_", "child_done_count").map_err(store_error)?;
     let mut task = to_domain(TaskRow { task, project_key }, labels)?;
     task.blocked_by_count = blocked_by_count;
+    task.parent_id = parent_id;
+    task.child_count = child_count;
+    task.child_done_count = child_done_count;
     Ok(Some(task))
 }
 
@@ -191,6 +240,9 @@ fn to_domain(row: TaskRow, (labels, label_ids): Labels) -> Result<Task, StoreErr
         archived_at: m.archived_at,
         deleted_at: m.deleted_at,
         blocked_by_count: 0,
+        parent_id: None,
+        child_count: 0,
+        child_done_count: 0,
     })
 }
 
@@ -408,6 +460,11 @@ fn filter_condition(query: &TaskQuery, backend: DbBackend) -> Condition {
         let exists = Expr::cust(format!("EXISTS (SELECT 1 {})", open_blockers()));
         condition = condition.add(if blocked { exists } else { exists.not() });
     }
+    match filter.parent {
+        Some(ParentFilter::Task(parent)) => condition = condition.add(parent_of_task().eq(parent)),
+        Some(ParentFilter::TopLevel) => condition = condition.add(parent_of_task().is_null()),
+        None => {}
+    }
     match filter.archived {
         ArchivedFilter::Exclude => condition = condition.add(Column::ArchivedAt.is_null()),
         ArchivedFilter::Only => condition = condition.add(Column::ArchivedAt.is_not_null()),
@@ -575,7 +632,7 @@ fn page_with_access_select(
     for column in Column::iter().map(|c| format!("t_{}", c.as_str())) {
         select.expr_as(read(column.clone()), Alias::new(column));
     }
-    for extra in ["t_project_key", "t_labels", "t_blocked_by_count"] {
+    for extra in EXTRAS {
         select.expr_as(read(extra.to_owned()), Alias::new(extra));
     }
     if matches!(reading, Reading::Window(_)) {
@@ -669,6 +726,13 @@ impl TaskRepository for SeaOrmTaskRepository {
         let number: i64 = numbered.try_get("", "last_task_number").map_err(store_error)?;
         let key: String = numbered.try_get("", "key").map_err(store_error)?;
         let project_key = ProjectKey::parse(&key).map_err(|_| corrupt("projects", task.project_id, "key"))?;
+        // Under the project's lock (taken by the number's update): placed as it is now.
+        if let Some(parent) = task.parent_id
+            && let Err(refused) = check_placement(&txn, None, parent, task.project_id).await?
+        {
+            roll_back(txn).await?;
+            return Err(refused);
+        }
 
         Entity::insert(tasks::ActiveModel {
             id: Set(task.id),
@@ -693,6 +757,14 @@ impl TaskRepository for SeaOrmTaskRepository {
         .exec_without_returning(&txn)
         .await
         .map_err(store_error)?;
+        if task.parent_id.is_some() {
+            Entity::update_many()
+                .col_expr(parent_column(), Expr::value(task.parent_id))
+                .filter(Column::Id.eq(task.id))
+                .exec(&txn)
+                .await
+                .map_err(store_error)?;
+        }
         let label_ids = distinct(&new.label_ids);
         insert_labels(&txn, task.id, &label_ids).await?;
         let (labels, label_ids) = labels_of(&txn, &[task.id])
@@ -757,39 +829,113 @@ impl TaskRepository for SeaOrmTaskRepository {
         change: &Change,
     ) -> Result<bool, StoreError> {
         let txn = self.db.begin_write().await?;
-        let result = Entity::update_many()
-            .col_expr(Column::Title, Expr::value(task.title.as_str()))
-            .col_expr(Column::TitleFolded, Expr::value(fold(task.title.as_str())))
-            .col_expr(Column::Description, Expr::value(task.description.clone()))
-            .col_expr(Column::Status, Expr::value(task.status.as_str()))
-            .col_expr(Column::Priority, Expr::value(i16::from(task.priority.value())))
-            .col_expr(Column::PriorityRank, Expr::value(task.priority.rank()))
-            .col_expr(Column::AssigneeId, Expr::value(task.assignee_id))
-            .col_expr(Column::DueDate, Expr::value(task.due_date))
-            .col_expr(Column::UpdatedAt, Expr::value(task.updated_at))
-            .col_expr(Column::CompletedAt, Expr::value(task.completed_at))
-            .col_expr(Column::ArchivedAt, Expr::value(task.archived_at))
-            .col_expr(Column::DeletedAt, Expr::value(task.deleted_at))
-            .col_expr(Column::Version, Expr::value(expected_version + 1))
-            .filter(Column::Id.eq(task.id))
-            .filter(Column::Version.eq(expected_version))
-            .exec(&txn)
-            .await
-            .map_err(store_error)?;
-        if result.rows_affected == 0 {
+        // To the trash: out of the tree, under the project's lock, whatever the caller knew
+        // of its place (a child may have come since it read the task).
+        let trashed = task.deleted_at.is_some();
+        if trashed {
+            lock_project(&txn, task.project_id).await?;
+        }
+        if !write_task(&txn, task, label_ids, expected_version, trashed).await? {
             roll_back(txn).await?;
             return Ok(false);
         }
-        if let Some(label_ids) = label_ids {
-            task_labels::Entity::delete_many()
-                .filter(task_labels::Column::TaskId.eq(task.id))
-                .exec(&txn)
-                .await
-                .map_err(store_error)?;
-            insert_labels(&txn, task.id, &distinct(label_ids)).await?;
+        if trashed {
+            detach_children(&txn, task.id, task.updated_at).await?;
         }
         commit_change(&self.db, txn, change).await?;
         Ok(true)
+    }
+
+    async fn update_tree<'a>(
+        &self,
+        task: &Task,
+        label_ids: Option<&'a [Uuid]>,
+        expected_version: i64,
+        tree: TreeChange,
+        change: &Change,
+    ) -> Result<TreeWrite, StoreError> {
+        let txn = self.db.begin_write().await?;
+        // First: every change of the project's tree waits here for the one before it
+        // (creates wait on the same row for their number).
+        if !lock_project(&txn, task.project_id).await? {
+            roll_back(txn).await?;
+            return Err(StoreError::NotFound);
+        }
+        let old_parent = stored_parent(&txn, task.id, expected_version).await?;
+        let Some(old_parent) = old_parent else {
+            // Changed or gone since it was read: the caller reads it again.
+            roll_back(txn).await?;
+            return Ok(TreeWrite::default());
+        };
+        let mut others: Vec<Uuid> = old_parent.into_iter().collect();
+        match tree {
+            TreeChange::Reparent => {
+                if let Some(parent) = task.parent_id {
+                    if let Err(refused) =
+                        check_placement(&txn, Some(task.id), parent, task.project_id).await?
+                    {
+                        roll_back(txn).await?;
+                        return Err(refused);
+                    }
+                    others.push(parent);
+                }
+            }
+            TreeChange::Trash => {
+                let children = detach_children(&txn, task.id, task.updated_at).await?;
+                others.extend(children);
+            }
+        }
+        if !write_task(&txn, task, label_ids, expected_version, true).await? {
+            roll_back(txn).await?;
+            return Ok(TreeWrite::default());
+        }
+        commit_change(&self.db, txn, change).await?;
+        others.sort_unstable();
+        others.dedup();
+        Ok(TreeWrite {
+            applied: true,
+            others,
+        })
+    }
+
+    async fn placement(&self, task: Option<Uuid>, parent_id: Uuid) -> Result<Option<Placement>, StoreError> {
+        placement_in(self.db.connection(), task, parent_id).await
+    }
+
+    async fn descendants(&self, id: Uuid) -> Result<Vec<Task>, StoreError> {
+        let backend = self.db.backend();
+        let mut ids = Vec::new();
+        let mut level = vec![id];
+        // One statement per level (at most five).
+        for _ in 0..MAX_TASK_DEPTH {
+            let mut select = select_tasks(backend);
+            select
+                .and_where(parent_of_task().is_in(level.clone()))
+                .order_by((Entity, Column::CreatedAt), Order::Asc)
+                .order_by((Entity, Column::Id), Order::Asc);
+            let rows = self.db.query_all_planned(backend.build(&select)).await?;
+            let tasks = rows
+                .iter()
+                .filter_map(|row| task_from_row(row).transpose())
+                .collect::<Result<Vec<_>, _>>()?;
+            if tasks.is_empty() {
+                break;
+            }
+            level = tasks.iter().map(|t| t.id).collect();
+            ids.extend(tasks);
+        }
+        Ok(ids)
+    }
+
+    async fn child_ids(&self, id: Uuid) -> Result<Vec<Uuid>, StoreError> {
+        Entity::find()
+            .select_only()
+            .column(Column::Id)
+            .filter(parent_of_task().eq(id))
+            .into_tuple()
+            .all(self.db.connection())
+            .await
+            .map_err(store_error)
     }
 
     async fn find_trashed(&self, id: Uuid) -> Result<Option<Task>, StoreError> {
@@ -822,6 +968,9 @@ impl TaskRepository for SeaOrmTaskRepository {
         change: &Change,
     ) -> Result<bool, StoreError> {
         let txn = self.db.begin_write().await?;
+        // Under the project's lock, like every change of its tree: no child is placed under
+        // the task meanwhile.
+        lock_project(&txn, change.project_id()).await?;
         let mut delete = Entity::delete_many().filter(Column::Id.eq(id));
         if let Some(before) = trashed_before {
             delete = delete.filter(Column::DeletedAt.lt(before));
@@ -829,6 +978,9 @@ impl TaskRepository for SeaOrmTaskRepository {
         // Its labels and comments go by the foreign keys' ON DELETE CASCADE; the project's
         // `last_task_number` stays, so the number is never handed out again.
         let result = delete.exec(&txn).await.map_err(store_error)?;
+        if result.rows_affected > 0 {
+            detach_children(&txn, id, change.audit.occurred_at).await?;
+        }
         finish_guarded(&self.db, txn, result.rows_affected, change).await
     }
 
@@ -922,6 +1074,187 @@ impl TaskRepository for SeaOrmTaskRepository {
             }
             return Ok(Some((access, tasks)));
         }
+    }
+}
+
+/// Saves every field of `task` but its parent (and, with `parent`, its parent too) guarded by
+/// `expected_version`, and replaces its labels when given; `false` when the version differed.
+async fn write_task(
+    txn: &DatabaseTransaction,
+    task: &Task,
+    label_ids: Option<&[Uuid]>,
+    expected_version: i64,
+    parent: bool,
+) -> Result<bool, StoreError> {
+    let mut update = Entity::update_many()
+        .col_expr(Column::Title, Expr::value(task.title.as_str()))
+        .col_expr(Column::TitleFolded, Expr::value(fold(task.title.as_str())))
+        .col_expr(Column::Description, Expr::value(task.description.clone()))
+        .col_expr(Column::Status, Expr::value(task.status.as_str()))
+        .col_expr(Column::Priority, Expr::value(i16::from(task.priority.value())))
+        .col_expr(Column::PriorityRank, Expr::value(task.priority.rank()))
+        .col_expr(Column::AssigneeId, Expr::value(task.assignee_id))
+        .col_expr(Column::DueDate, Expr::value(task.due_date))
+        .col_expr(Column::UpdatedAt, Expr::value(task.updated_at))
+        .col_expr(Column::CompletedAt, Expr::value(task.completed_at))
+        .col_expr(Column::ArchivedAt, Expr::value(task.archived_at))
+        .col_expr(Column::DeletedAt, Expr::value(task.deleted_at))
+        .col_expr(Column::Version, Expr::value(expected_version + 1));
+    if parent {
+        update = update.col_expr(parent_column(), Expr::value(task.parent_id));
+    }
+    let result = update
+        .filter(Column::Id.eq(task.id))
+        .filter(Column::Version.eq(expected_version))
+        .exec(txn)
+        .await
+        .map_err(store_error)?;
+    if result.rows_affected == 0 {
+        return Ok(false);
+    }
+    if let Some(label_ids) = label_ids {
+        task_labels::Entity::delete_many()
+            .filter(task_labels::Column::TaskId.eq(task.id))
+            .exec(txn)
+            .await
+            .map_err(store_error)?;
+        insert_labels(txn, task.id, &distinct(label_ids)).await?;
+    }
+    Ok(true)
+}
+
+/// The stored parent of the live task `id` at `version` (`Some(None)`: top-level); `None`
+/// when the task is gone or at another version.
+async fn stored_parent(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+    version: i64,
+) -> Result<Option<Option<Uuid>>, StoreError> {
+    let found: Option<Option<Uuid>> = Entity::find_by_id(id)
+        .select_only()
+        .expr_as(parent_of_task(), "parent_id")
+        .filter(Column::Version.eq(version))
+        .into_tuple()
+        .one(conn)
+        .await
+        .map_err(store_error)?;
+    Ok(found)
+}
+
+/// Makes the children of `parent` top-level tasks, each with a new version and `at` as its
+/// `updated_at`; returns their ids.
+async fn detach_children(
+    conn: &impl ConnectionTrait,
+    parent: Uuid,
+    at: DateTime<Utc>,
+) -> Result<Vec<Uuid>, StoreError> {
+    let children: Vec<Uuid> = Entity::find()
+        .select_only()
+        .column(Column::Id)
+        .filter(parent_of_task().eq(parent))
+        .into_tuple()
+        .all(conn)
+        .await
+        .map_err(store_error)?;
+    if !children.is_empty() {
+        Entity::update_many()
+            .col_expr(parent_column(), Expr::value(Option::<Uuid>::None))
+            .col_expr(Column::Version, Expr::col(Column::Version).add(1))
+            .col_expr(Column::UpdatedAt, Expr::value(at))
+            .filter(parent_of_task().eq(parent))
+            .exec(conn)
+            .await
+            .map_err(store_error)?;
+    }
+    Ok(children)
+}
+
+/// The tree around `parent_id` as it is stored now ([`Placement`]); `None` when it is no
+/// live task. Two recursive statements (the same SQL on both databases), each bounded so
+/// that a corrupt tree cannot loop.
+async fn placement_in(
+    conn: &impl ConnectionTrait,
+    task: Option<Uuid>,
+    parent_id: Uuid,
+) -> Result<Option<Placement>, StoreError> {
+    let backend = conn.get_database_backend();
+    let param = |n: usize| match backend {
+        DbBackend::Postgres => format!("${n}"),
+        _ => "?".to_owned(),
+    };
+    let bound = MAX_TASK_DEPTH * 2;
+    let up = format!(
+        "WITH RECURSIVE up(id, parent_id, project_id, deleted_at, depth) AS ( \
+           SELECT id, parent_id, project_id, deleted_at, 0 FROM tasks WHERE id = {p} \
+           UNION ALL \
+           SELECT t.id, t.parent_id, t.project_id, t.deleted_at, up.depth + 1 FROM tasks t \
+           JOIN up ON t.id = up.parent_id WHERE up.depth < {bound} \
+         ) SELECT id, project_id, deleted_at IS NULL AS live FROM up ORDER BY depth",
+        p = param(1)
+    );
+    let rows = conn
+        .query_all_raw(Statement::from_sql_and_values(backend, up, [parent_id.into()]))
+        .await
+        .map_err(store_error)?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let live: bool = first.try_get("", "live").map_err(store_error)?;
+    if !live {
+        return Ok(None);
+    }
+    let parent_project_id: Uuid = first.try_get("", "project_id").map_err(store_error)?;
+    let parent_ancestors = rows
+        .iter()
+        .skip(1)
+        .map(|row| row.try_get::<Uuid>("", "id").map_err(store_error))
+        .collect::<Result<Vec<_>, _>>()?;
+    let subtree_height = match task {
+        None => 1,
+        Some(task) => {
+            let down = format!(
+                "WITH RECURSIVE down(id, depth) AS ( \
+                   SELECT id, 1 FROM tasks WHERE id = {p} \
+                   UNION ALL \
+                   SELECT t.id, down.depth + 1 FROM tasks t JOIN down ON t.parent_id = down.id \
+                   WHERE down.depth < {bound} AND t.deleted_at IS NULL \
+                 ) SELECT CAST(MAX(depth) AS BIGINT) AS height FROM down",
+                p = param(1)
+            );
+            let row = conn
+                .query_one_raw(Statement::from_sql_and_values(backend, down, [task.into()]))
+                .await
+                .map_err(store_error)?;
+            let height: Option<i64> = match row {
+                Some(row) => row.try_get("", "height").map_err(store_error)?,
+                None => None,
+            };
+            usize::try_from(height.unwrap_or(1)).unwrap_or(usize::MAX)
+        }
+    };
+    Ok(Some(Placement {
+        parent_id,
+        parent_project_id,
+        parent_ancestors,
+        subtree_height,
+    }))
+}
+
+/// [`Placement::check`] against the tree as stored now: `Ok(Err(Conflict("parent: …")))`
+/// when the parent is gone or breaks a rule.
+async fn check_placement(
+    conn: &impl ConnectionTrait,
+    task: Option<Uuid>,
+    parent_id: Uuid,
+    project_id: Uuid,
+) -> Result<Result<(), StoreError>, StoreError> {
+    let refused = |message: String| Ok(Err(StoreError::Conflict(format!("parent: {message}"))));
+    match placement_in(conn, task, parent_id).await? {
+        None => refused("must be a task of the same project".to_owned()),
+        Some(placement) => match placement.check(task, project_id) {
+            Ok(()) => Ok(Ok(())),
+            Err(e) => refused(e.message),
+        },
     }
 }
 

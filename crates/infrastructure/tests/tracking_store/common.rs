@@ -194,6 +194,9 @@ pub(crate) fn task_value(p: &Project, creator: Uuid, title: &str) -> Task {
         completed_at: None,
         archived_at: None,
         blocked_by_count: 0,
+        parent_id: None,
+        child_count: 0,
+        child_done_count: 0,
         deleted_at: None,
         version: 1,
     }

@@ -737,3 +737,62 @@ async fn pages_are_never_kept_as_prepared_statements_on_postgresql() {
         assert_eq!(kept, "", "a page was kept as a prepared statement");
     }
 }
+
+/// Moves `task` under `parent` (`None`: top-level) as `PATCH` does, at its stored version.
+async fn move_task(
+    s: &Store,
+    task: Uuid,
+    parent: Option<Uuid>,
+) -> Result<keel_domain::tracking::ports::TreeWrite, StoreError> {
+    let mut t = s.tasks.find(task).await.unwrap().unwrap();
+    let expected = t.version;
+    t.version += 1;
+    t.parent_id = parent;
+    s.tasks
+        .update_tree(
+            &t,
+            None,
+            expected,
+            keel_domain::tracking::ports::TreeChange::Reparent,
+            &audit("task.updated", Some(t.project_id)),
+        )
+        .await
+}
+
+/// Two moves written at once that each pass alone but close a cycle together: the store
+/// checks in the write's transaction under the project's lock, so exactly one commits —
+/// on both databases, every round (without the lock, PostgreSQL commits both).
+#[tokio::test]
+async fn concurrent_moves_that_would_close_a_cycle_commit_one() {
+    for s in stores().await {
+        let owner = user(&s, "Owner").await;
+        let p = project(&s, "TREE", owner).await;
+        let a = create_task(&s, task_value(&p, owner, "A"), &[]).await.id;
+        let b = create_task(&s, task_value(&p, owner, "B"), &[]).await.id;
+        for round in 0..5 {
+            let (first, second) = tokio::join!(move_task(&s, a, Some(b)), move_task(&s, b, Some(a)));
+            let results = [first, second];
+            let won = results.iter().filter(|r| matches!(r, Ok(w) if w.applied)).count();
+            let refused = results
+                .iter()
+                .filter(|r| matches!(r, Err(StoreError::Conflict(why)) if why.starts_with("parent: ")))
+                .count();
+            assert_eq!((won, refused), (1, 1), "{} round {round}: {results:?}", s.name);
+            for task in [a, b] {
+                move_task(&s, task, None).await.unwrap();
+            }
+        }
+        // The counts and the children read back from the tree.
+        move_task(&s, b, Some(a)).await.unwrap();
+        let parent = s.tasks.find(a).await.unwrap().unwrap();
+        assert_eq!(
+            (parent.child_count, parent.child_done_count),
+            (1, 0),
+            "{}",
+            s.name
+        );
+        assert_eq!(s.tasks.child_ids(a).await.unwrap(), vec![b], "{}", s.name);
+        let placement = s.tasks.placement(Some(a), b).await.unwrap().unwrap();
+        assert!(placement.check(Some(a), p.id).is_err(), "{}", s.name);
+    }
+}

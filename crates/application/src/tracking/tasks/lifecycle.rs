@@ -3,16 +3,20 @@
 //! project's trash list.
 //!
 //! Archiving, trashing and restoring are each a change of one task, written as an update
-//! guarded by the version read (retried on a lost race, like `PATCH`). When tasks get
-//! children, "children follow their parent" belongs in [`transition`]: the store would
-//! change the children in the same transaction and return their ids (`Written::tasks`), so
-//! that their cache entries go stale with the parent's.
+//! guarded by the version read (retried on a lost race, like `PATCH`).
+//!
+//! Sub-tasks: archiving a task archives its whole subtree (each descendant its own
+//! `task.archived` change, audited and evented like the single route, with the parent's
+//! `archivedAt`); unarchiving it unarchives the descendants archived with it (those whose
+//! `archivedAt` is the parent's). Moving a task to the trash takes it out of its parent and
+//! detaches its children (top-level tasks, in the same transaction); purging does too.
 
 use chrono::{DateTime, Duration, Utc};
 use futures::TryFutureExt;
 use keel_domain::audit::AuditEntry;
 use keel_domain::events::{Change, EventType};
 use keel_domain::identity::Principal;
+use keel_domain::tracking::ports::{TreeChange, TreeWrite};
 use keel_domain::tracking::{Permission, Task, parse_identifier};
 use serde_json::json;
 use uuid::Uuid;
@@ -76,7 +80,7 @@ async fn transition(
     found: Task,
     place: Place,
     event_type: EventType,
-    apply: fn(&mut Task, DateTime<Utc>) -> bool,
+    apply: &(dyn Fn(&mut Task, DateTime<Utc>) -> bool + Sync),
     meta: &RequestMeta,
 ) -> Result<Task, AppError> {
     let id = found.id;
@@ -89,6 +93,7 @@ async fn transition(
                 None => reload(ports, id, place).await?,
             };
             let before = task_data(&task);
+            let parent_before = task.parent_id;
             let now = ports.clock.now();
             if !apply(&mut task, now) {
                 return Ok(Some(task));
@@ -117,15 +122,32 @@ async fn transition(
                 change = change.before(before);
             }
             let change = change.build();
-            let saved = ports
-                .commit(
-                    &change,
+            // To the trash: out of its parent, and its children detached, under the
+            // project's lock (the store names the tasks whose views that changed).
+            // A task outside any tree (no parent, no child) changes no other task's view:
+            // the store's plain update still takes the lock and detaches what it finds.
+            let in_tree = task.child_count > 0 || parent_before.is_some();
+            let write = async {
+                if event_type == EventType::TaskDeleted && in_tree {
+                    ports
+                        .tasks
+                        .update_tree(&task, None, expected, TreeChange::Trash, &change)
+                        .await
+                } else {
                     ports
                         .tasks
                         .update(&task, None, expected, &change)
-                        .map_err(not_found_as("task")),
-                )
-                .await?;
+                        .await
+                        .map(|applied| TreeWrite {
+                            applied,
+                            others: Vec::new(),
+                        })
+                }
+            };
+            let saved = ports
+                .commit(&change, write.map_err(not_found_as("task")))
+                .await?
+                .applied;
             Ok(saved.then_some(task))
         }
     })
@@ -147,7 +169,7 @@ pub async fn archive_task(
         task,
         Place::Live,
         EventType::TaskArchived,
-        |task, now| {
+        &|task, now| {
             let change = task.archived_at.is_none();
             if change {
                 task.archived_at = Some(now);
@@ -157,6 +179,31 @@ pub async fn archive_task(
         meta,
     )
     .await?;
+    // Its subtree follows, with the parent's time (also descendants added since it was
+    // archived): unarchiving the parent finds them by it.
+    if let Some(at) = task.archived_at.filter(|_| task.child_count > 0) {
+        for descendant in ports.tasks.descendants(task.id).await? {
+            if descendant.archived_at.is_some() {
+                continue;
+            }
+            transition(
+                ports,
+                principal,
+                descendant,
+                Place::Live,
+                EventType::TaskArchived,
+                &move |task, _| {
+                    let change = task.archived_at.is_none();
+                    if change {
+                        task.archived_at = Some(at);
+                    }
+                    change
+                },
+                meta,
+            )
+            .await?;
+        }
+    }
     Ok(TaskView::from(&task))
 }
 
@@ -168,16 +215,36 @@ pub async fn unarchive_task(
     meta: &RequestMeta,
 ) -> Result<TaskView, AppError> {
     let (task, _) = reach_task(ports, principal, id_or_identifier, Permission::WriteTasks).await?;
+    let archived_at = task.archived_at;
     let task = transition(
         ports,
         principal,
         task,
         Place::Live,
         EventType::TaskUnarchived,
-        |task, _| task.archived_at.take().is_some(),
+        &|task, _| task.archived_at.take().is_some(),
         meta,
     )
     .await?;
+    // The descendants archived with it (at its time) come back; one archived on its own
+    // before stays archived.
+    if let Some(at) = archived_at.filter(|_| task.child_count > 0) {
+        for descendant in ports.tasks.descendants(task.id).await? {
+            if descendant.archived_at != Some(at) {
+                continue;
+            }
+            transition(
+                ports,
+                principal,
+                descendant,
+                Place::Live,
+                EventType::TaskUnarchived,
+                &move |task, _| task.archived_at == Some(at) && task.archived_at.take().is_some(),
+                meta,
+            )
+            .await?;
+        }
+    }
     Ok(TaskView::from(&task))
 }
 
@@ -196,8 +263,10 @@ pub async fn delete_task(
         task,
         Place::Live,
         EventType::TaskDeleted,
-        |task, now| {
+        &|task, now| {
             task.deleted_at = Some(now);
+            // It leaves its parent: restored, it is a top-level task.
+            task.parent_id = None;
             true
         },
         meta,
@@ -229,7 +298,7 @@ pub async fn restore_task(
         task,
         Place::Trash,
         EventType::TaskRestored,
-        |task, _| task.deleted_at.take().is_some(),
+        &|task, _| task.deleted_at.take().is_some(),
         meta,
     )
     .await?;
@@ -271,11 +340,25 @@ pub async fn purge_task(
         .build();
     // A live, open task purged for good takes its `blocks` relations along: the tasks it
     // blocked count one blocker fewer, and there is nothing left to read them from after.
-    let blocked = if from_trash || task.status.is_closed() {
+    let mut blocked = if from_trash || task.status.is_closed() {
         Vec::new()
     } else {
         ports.relations.blocked_by(task.id).await?
     };
+    // Its parent counts one child fewer; its children are detached (the store does it, in
+    // the purge's transaction; they are read first, as nothing names them after).
+    let project = task.project_id;
+    blocked.extend(task.parent_id.map(|parent| (project, parent)));
+    if task.child_count > 0 {
+        blocked.extend(
+            ports
+                .tasks
+                .child_ids(task.id)
+                .await?
+                .into_iter()
+                .map(|child| (project, child)),
+        );
+    }
     let purged = ports
         .commit(
             &change,

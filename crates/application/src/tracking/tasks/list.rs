@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use keel_domain::FieldError;
 use keel_domain::identity::Principal;
 use keel_domain::tracking::{
-    ArchivedFilter, AssigneeFilter, LabelName, Permission, Priority, ProjectAccess, Scope, Task, TaskFilter,
-    TaskPosition, TaskQuery, TaskSort, TaskStatus,
+    ArchivedFilter, AssigneeFilter, LabelName, ParentFilter, Permission, Priority, ProjectAccess, Scope,
+    Task, TaskFilter, TaskPosition, TaskQuery, TaskSort, TaskStatus, parse_identifier,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -37,6 +37,7 @@ pub async fn list_project_tasks(
     query: TaskListQuery,
     cursor: CursorRequest<TaskCursor>,
 ) -> Result<CursorPage<TaskView>, AppError> {
+    let query = resolve_parent(ports, query).await?;
     let (task_query, shape) = list_query(principal, Scope::Project(project_id), &query, &cursor)?;
     let Some(task_query) = task_query else {
         ports
@@ -209,6 +210,15 @@ fn parse_filter(
         "false" => Ok(false),
         _ => Err(FieldError::new("blocked", "must be true or false")),
     });
+    // An identifier was turned into its task's id already ([`resolve_parent`]).
+    let parent = optional(&mut errors, query.parent.as_deref(), |p| match p {
+        "none" => Ok(ParentFilter::TopLevel),
+        id => Uuid::parse_str(id)
+            .ok()
+            .filter(|_| id.len() == 36)
+            .map(ParentFilter::Task)
+            .ok_or_else(|| FieldError::new("parent", PARENT_FILTER_RULE)),
+    });
     validated(errors)?;
     // Label ids beside names: a name no label could have matches nothing, an id may.
     let label_ids = label_id_filter(query.label.as_deref());
@@ -227,6 +237,7 @@ fn parse_filter(
         projects: principal.project_limit().map(<[Uuid]>::to_vec),
         archived,
         blocked,
+        parent,
     });
     Ok((filter, sort))
 }
@@ -245,6 +256,50 @@ fn sort_text(sort: TaskSort) -> String {
     }
 }
 
+/// What the `parent` filter accepts.
+const PARENT_FILTER_RULE: &str = "must be a task id, a task identifier (KEY-12) or none";
+
+/// The list request with a `parent` given as an identifier (`KEEL-12`, any case) turned
+/// into that task's id — the nil id, which no task has, when there is no such task (the
+/// page is empty, as for an id of a task the caller cannot see). Anything else that is not
+/// `none` or an id is a 400.
+async fn resolve_parent(ports: &TrackingPorts, mut query: TaskListQuery) -> Result<TaskListQuery, AppError> {
+    let Some(raw) = query.parent.as_deref() else {
+        return Ok(query);
+    };
+    if raw == "none" || (raw.len() == 36 && Uuid::parse_str(raw).is_ok()) {
+        return Ok(query);
+    }
+    let Some((key, number)) = parse_identifier(raw) else {
+        return Err(AppError::invalid("parent", PARENT_FILTER_RULE));
+    };
+    let id = ports
+        .tasks
+        .find_by_number(&key, number)
+        .await?
+        .map_or(Uuid::nil(), |t| t.id);
+    query.parent = Some(id.to_string());
+    Ok(query)
+}
+
+/// The children of a task (its sub-tasks; archived ones included, none in the trash),
+/// oldest first: a cursor page like the task lists'.
+pub async fn list_task_children(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    id_or_identifier: &str,
+    cursor: CursorRequest<TaskCursor>,
+) -> Result<CursorPage<TaskView>, AppError> {
+    let (task, _) = super::reach_task(ports, principal, id_or_identifier, Permission::Read).await?;
+    let query = TaskListQuery {
+        parent: Some(task.id.to_string()),
+        archived: Some("include".to_owned()),
+        sort: Some("createdAt".to_owned()),
+        ..TaskListQuery::default()
+    };
+    list(ports, principal, Scope::Project(task.project_id), query, cursor).await
+}
+
 async fn list(
     ports: &TrackingPorts,
     principal: &Principal,
@@ -252,6 +307,7 @@ async fn list(
     query: TaskListQuery,
     cursor: CursorRequest<TaskCursor>,
 ) -> Result<CursorPage<TaskView>, AppError> {
+    let query = resolve_parent(ports, query).await?;
     let (task_query, shape) = list_query(principal, scope, &query, &cursor)?;
     let tasks = match task_query {
         Some(query) => ports.tasks.list(&query).await?,

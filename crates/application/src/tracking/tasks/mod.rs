@@ -16,6 +16,8 @@ mod bulk_tests;
 #[cfg(test)]
 mod lifecycle_tests;
 #[cfg(test)]
+mod subtasks_tests;
+#[cfg(test)]
 mod tests;
 
 pub use bulk::{BulkAction, BulkItem, bulk_tasks};
@@ -24,22 +26,22 @@ pub use lifecycle::{
     TrashCursor, archive_task, delete_task, list_project_trash, purge_expired_trash, purge_task,
     restore_task, unarchive_task,
 };
-pub use list::{TaskCursor, list_project_tasks, list_tasks};
+pub use list::{TaskCursor, list_project_tasks, list_task_children, list_tasks};
 pub use write::{LabelChanges, create_task, update_task};
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use keel_domain::FieldError;
 use keel_domain::identity::Principal;
 use keel_domain::tracking::{
     Label, LabelName, Permission, ProjectAccess, ProjectRole, Task, parse_identifier,
 };
+use keel_domain::{FieldError, StoreError};
 use uuid::Uuid;
 
 use super::inputs::MAX_TASK_LABELS;
 use super::views::{TaskView, event_data};
-use super::{TrackingPorts, validated};
+use super::{TrackingPorts, not_found_as, validated};
 use crate::AppError;
 use crate::cache::{CacheKey, cached};
 
@@ -217,3 +219,41 @@ pub async fn get_task(
     let (task, _) = reach_task(ports, principal, id_or_identifier, Permission::Read).await?;
     Ok(TaskView::from(&task))
 }
+
+/// Whether `task` (`None`: a new task) of `project_id` may become a child of `parent`: a
+/// live task of the same project, no cycle, at most five levels ([`Placement::check`]);
+/// a 400 on `parentId` otherwise. A parent the caller cannot see (another project, absent,
+/// in the trash) gets the same answer as one of another project.
+///
+/// [`Placement::check`]: keel_domain::tracking::Placement::check
+async fn check_parent(
+    ports: &TrackingPorts,
+    task: Option<Uuid>,
+    project_id: Uuid,
+    parent: Uuid,
+) -> Result<(), AppError> {
+    let Some(placement) = ports.tasks.placement(task, parent).await? else {
+        return Err(AppError::invalid(
+            "parentId",
+            "must be a task of the same project",
+        ));
+    };
+    placement
+        .check(task, project_id)
+        .map_err(|e| AppError::invalid(e.field, e.message))
+}
+
+/// The store error of a write that places a task: a parent refused in the write's
+/// transaction (the tree changed since [`check_parent`]) is a 400 on `parentId`; `NotFound`
+/// is a 404 for `what`.
+fn tree_error(what: &'static str) -> impl Fn(StoreError) -> AppError {
+    move |e| match e {
+        StoreError::Conflict(rule) if rule.starts_with(PARENT_RULE) => {
+            AppError::invalid("parentId", rule[PARENT_RULE.len()..].to_owned())
+        }
+        other => not_found_as(what)(other),
+    }
+}
+
+/// How the task store names a refused parent in its `Conflict`.
+const PARENT_RULE: &str = "parent: ";

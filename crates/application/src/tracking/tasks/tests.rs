@@ -310,6 +310,7 @@ async fn lists_parse_every_filter_and_scope_by_membership() {
         sort: Some("priority".into()),
         archived: Some("include".into()),
         blocked: Some("false".into()),
+        parent: None,
     };
     let page = list_tasks(
         &ports,
@@ -336,6 +337,7 @@ async fn lists_report_every_bad_filter() {
         sort: Some("title".into()),
         archived: Some("Include".into()),
         blocked: Some("yes".into()),
+        parent: None,
     };
     let e = list_tasks(
         &ports,

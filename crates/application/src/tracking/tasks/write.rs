@@ -6,7 +6,7 @@ use futures::TryFutureExt;
 use keel_domain::FieldError;
 use keel_domain::events::EventType;
 use keel_domain::identity::Principal;
-use keel_domain::tracking::ports::NewTask;
+use keel_domain::tracking::ports::{NewTask, TreeChange};
 use keel_domain::tracking::values::{TASK_DESCRIPTION_MAX, parse_description, parse_due_date};
 use keel_domain::tracking::{Label, LabelName, Permission, Priority, Task, TaskStatus, TaskTitle};
 use serde_json::json;
@@ -15,7 +15,10 @@ use uuid::Uuid;
 use super::super::inputs::{CreateTaskBody, MAX_TASK_LABELS, UpdateTaskBody};
 use super::super::views::TaskView;
 use super::super::{Expect, TrackingPorts, check, not_found_as, optional, validated, versioned_update};
-use super::{LabelRefs, check_references, label_refs, labelled, load, reach_task, resolve_labels, task_data};
+use super::{
+    LabelRefs, check_parent, check_references, label_refs, labelled, load, reach_task, resolve_labels,
+    task_data, tree_error,
+};
 use crate::AppError;
 use crate::context::RequestMeta;
 
@@ -57,6 +60,9 @@ pub async fn create_task(
             .await?
             .unwrap_or_default(),
     );
+    if let Some(parent) = body.parent_id {
+        check_parent(ports, None, project_id, parent).await?;
+    }
     let now = ports.clock.now();
     let task = Task {
         id: Uuid::now_v7(),
@@ -80,6 +86,9 @@ pub async fn create_task(
         archived_at: None,
         blocked_by_count: 0,
         deleted_at: None,
+        parent_id: body.parent_id,
+        child_count: 0,
+        child_done_count: 0,
     };
     // The store completes the event's data (the task's number).
     let change = ports
@@ -94,7 +103,7 @@ pub async fn create_task(
             ports
                 .tasks
                 .create(&NewTask { task, label_ids }, &change, task_data)
-                .map_err(not_found_as("project")),
+                .map_err(tree_error("project")),
         )
         .await?;
     Ok(TaskView::from(&stored))
@@ -297,6 +306,13 @@ pub(crate) async fn patch_task(
         (add, remove) if !changes.is_empty() => Some(label_delta(ports, project_id, &add, &remove).await?),
         _ => None,
     };
+    // A new parent is checked here (a clear 400 before anything is written), and again in
+    // the write's transaction, where a concurrent change of the tree is seen.
+    if let Some(Some(parent)) = body.parent_id
+        && preloaded.as_ref().is_some_and(|t| t.parent_id != Some(parent))
+    {
+        check_parent(ports, Some(id), project_id, parent).await?;
+    }
 
     let expect = &expect;
     versioned_update(expect, || {
@@ -343,6 +359,11 @@ pub(crate) async fn patch_task(
                 task.due_date = due_date;
                 changed.push("dueDate");
             }
+            let reparent = body.parent_id.filter(|p| *p != task.parent_id);
+            if let Some(parent) = reparent {
+                task.parent_id = parent;
+                changed.push("parentId");
+            }
             // Compared by id: a label renamed since the task was read is the same label.
             let new_labels = labels.filter(|(_, ids)| !same_set(ids, &task.label_ids));
             if let Some((names, ids)) = &new_labels {
@@ -365,15 +386,28 @@ pub(crate) async fn patch_task(
                 .data(task_data(&task))
                 .build();
             let ids = new_labels.map(|(_, ids)| ids);
-            let saved = ports
-                .commit(
-                    &change,
-                    ports
-                        .tasks
-                        .update(&task, ids.as_deref(), expected, &change)
-                        .map_err(not_found_as("task")),
-                )
-                .await?;
+            let saved = if reparent.is_some() {
+                ports
+                    .commit(
+                        &change,
+                        ports
+                            .tasks
+                            .update_tree(&task, ids.as_deref(), expected, TreeChange::Reparent, &change)
+                            .map_err(tree_error("task")),
+                    )
+                    .await?
+                    .applied
+            } else {
+                ports
+                    .commit(
+                        &change,
+                        ports
+                            .tasks
+                            .update(&task, ids.as_deref(), expected, &change)
+                            .map_err(not_found_as("task")),
+                    )
+                    .await?
+            };
             Ok(saved.then(|| TaskView::from(&task)))
         }
     })
