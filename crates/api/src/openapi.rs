@@ -60,6 +60,7 @@ pub mod response {
         (name = "projects", description = "Projects and their activity feed; non-members get 404"),
         (name = "members", description = "Who belongs to a project, with which role"),
         (name = "labels", description = "A project's labels"),
+        (name = "states", description = "A project's workflow states: a task's `status` is the key of one"),
         (name = "tasks", description = "Tasks, numbered per project (`KEY-12`)"),
         (name = "comments", description = "Comments on tasks"),
         (name = "links", description = "Links on tasks, one per URL"),

@@ -20,7 +20,8 @@ use keel_infrastructure::identity::users::SeaOrmUserRepository;
 use keel_infrastructure::rate_limit::InProcessRateLimiter;
 use keel_infrastructure::tracking::{
     SeaOrmCommentRepository, SeaOrmLabelRepository, SeaOrmLinkRepository, SeaOrmMemberRepository,
-    SeaOrmProjectRepository, SeaOrmRelationRepository, SeaOrmSearchIndex, SeaOrmTaskRepository,
+    SeaOrmProjectRepository, SeaOrmRelationRepository, SeaOrmSearchIndex, SeaOrmStateRepository,
+    SeaOrmTaskRepository,
 };
 use keel_infrastructure::webhooks::policy::{AddressPolicy, SealedSecrets};
 use keel_infrastructure::webhooks::store::SeaOrmWebhookRepository;
@@ -99,6 +100,7 @@ pub fn tracking_ports(
         comments: Arc::new(SeaOrmCommentRepository::new(db.clone())),
         links: Arc::new(SeaOrmLinkRepository::new(db.clone())),
         relations: Arc::new(SeaOrmRelationRepository::new(db.clone())),
+        states: Arc::new(SeaOrmStateRepository::new(db.clone())),
         search: Arc::new(SeaOrmSearchIndex::new(db.clone())),
         activity: Arc::new(SeaOrmAuditLog::new(db.clone())),
         users: Arc::clone(&identity.users),

@@ -8,12 +8,12 @@ use keel_domain::identity::ports::MockUserRepository;
 use keel_domain::identity::{Principal, Role};
 use keel_domain::tracking::ports::{
     MockActivityFeed, MockCommentRepository, MockLabelRepository, MockLinkRepository, MockMemberRepository,
-    MockProjectRepository, MockRelationRepository, MockTaskRepository,
+    MockProjectRepository, MockRelationRepository, MockStateRepository, MockTaskRepository,
 };
 use keel_domain::tracking::search::MockSearchIndex;
 use keel_domain::tracking::{
-    Priority, Project, ProjectAccess, ProjectKey, ProjectName, ProjectRole, ProjectStatus, Task, TaskStatus,
-    TaskTitle,
+    Priority, Project, ProjectAccess, ProjectKey, ProjectName, ProjectRole, ProjectStatus, StateCategory,
+    StateKey, Task, TaskTitle, WorkflowState,
 };
 use keel_domain::webhooks::{MockUrlPolicy, MockWebhookRepository, MockWebhookSecrets};
 use uuid::Uuid;
@@ -79,6 +79,7 @@ pub fn project() -> Project {
         description: None,
         status: ProjectStatus::Active,
         owner_id: owner().user_id,
+        default_state: StateKey::parse("todo", "key").unwrap(),
         version: 1,
         created_at: now(),
         updated_at: now(),
@@ -93,7 +94,8 @@ pub fn task() -> Task {
         number: 1,
         title: TaskTitle::parse("First").unwrap(),
         description: None,
-        status: TaskStatus::Todo,
+        status: StateKey::parse("todo", "key").unwrap(),
+        status_category: StateCategory::Unstarted,
         priority: Priority::NONE,
         assignee_id: None,
         labels: vec![],
@@ -186,11 +188,32 @@ pub struct Fixture {
     pub comments: MockCommentRepository,
     pub links: MockLinkRepository,
     pub relations: MockRelationRepository,
+    pub states: MockStateRepository,
     pub search: MockSearchIndex,
     pub activity: MockActivityFeed,
     pub users: MockUserRepository,
     /// Loads through; tests read what was invalidated.
     pub cache: Arc<RecordingCache>,
+}
+
+/// The six default states of [`project`], by position.
+pub fn the_default_states() -> Vec<WorkflowState> {
+    WorkflowState::defaults(PROJECT_ID, now())
+}
+
+/// A state store that lists the six default states of [`project`] (and none of another
+/// project) and answers that every key is known.
+pub fn default_states() -> MockStateRepository {
+    let mut states = MockStateRepository::new();
+    states.expect_list().returning(|p| {
+        Ok(if p == PROJECT_ID {
+            the_default_states()
+        } else {
+            Vec::new()
+        })
+    });
+    states.expect_known_keys().returning(|_, keys| Ok(keys.to_vec()));
+    states
 }
 
 /// Relations in which no task blocks another (what a task write asks of them).
@@ -210,6 +233,7 @@ impl Default for Fixture {
             comments: MockCommentRepository::new(),
             links: MockLinkRepository::new(),
             relations: blocking_nothing(),
+            states: default_states(),
             activity: MockActivityFeed::new(),
             users: MockUserRepository::new(),
             search: MockSearchIndex::new(),
@@ -228,6 +252,7 @@ impl Fixture {
             comments: Arc::new(self.comments),
             links: Arc::new(self.links),
             relations: Arc::new(self.relations),
+            states: Arc::new(self.states),
             search: Arc::new(self.search),
             activity: Arc::new(self.activity),
             users: Arc::new(self.users),

@@ -38,6 +38,68 @@ pub struct UpdateProjectBody {
     pub description: Option<Option<String>>,
     #[cfg_attr(feature = "openapi", schema(pattern = "^(active|completed|archived)$"))]
     pub status: Option<String>,
+    /// The key of one of the project's states: the state new tasks get.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = "todo", pattern = "^[a-z][a-z0-9_]{0,29}$")
+    )]
+    pub default_state: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateStateBody {
+    /// Unique in the project; never changes.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = "qa", pattern = "^[a-z][a-z0-9_]{0,29}$")
+    )]
+    pub key: String,
+    /// 1–30 characters after trimming.
+    #[cfg_attr(feature = "openapi", schema(example = "QA"))]
+    pub name: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            example = "started",
+            pattern = "^(backlog|unstarted|started|completed|canceled)$"
+        )
+    )]
+    pub category: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = "#0EA5E9", pattern = "^#[0-9A-Fa-f]{6}$")
+    )]
+    pub color: String,
+    /// Where the state is listed (ascending); absent: after the last.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 10000))]
+    pub position: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpdateStateBody {
+    /// 1–30 characters after trimming.
+    #[cfg_attr(feature = "openapi", schema(example = "Quality"))]
+    pub name: Option<String>,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = "#0EA5E9", pattern = "^#[0-9A-Fa-f]{6}$")
+    )]
+    pub color: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 10000))]
+    pub position: Option<i64>,
+    /// A new category: every task in the state takes it (`completedAt` follows).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            example = "completed",
+            pattern = "^(backlog|unstarted|started|completed|canceled)$"
+        )
+    )]
+    pub category: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -100,10 +162,10 @@ pub struct CreateTaskBody {
     pub title: String,
     #[cfg_attr(feature = "openapi", schema(max_length = 10000))]
     pub description: Option<String>,
-    /// Default `todo`.
+    /// The key of one of the project's states; default: the project's `defaultState`.
     #[cfg_attr(
         feature = "openapi",
-        schema(pattern = "^(backlog|todo|in_progress|in_review|done|canceled)$")
+        schema(example = "todo", pattern = "^[a-z][a-z0-9_]{0,29}$")
     )]
     pub status: Option<String>,
     /// 0 none (default), 1 urgent, 2 high, 3 medium, 4 low.
@@ -130,7 +192,7 @@ pub struct UpdateTaskBody {
     pub description: Option<Option<String>>,
     #[cfg_attr(
         feature = "openapi",
-        schema(pattern = "^(backlog|todo|in_progress|in_review|done|canceled)$")
+        schema(example = "todo", pattern = "^[a-z][a-z0-9_]{0,29}$")
     )]
     pub status: Option<String>,
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 4))]
@@ -188,7 +250,7 @@ pub struct BulkTaskPatch {
     pub description: Option<Option<String>>,
     #[cfg_attr(
         feature = "openapi",
-        schema(pattern = "^(backlog|todo|in_progress|in_review|done|canceled)$")
+        schema(example = "todo", pattern = "^[a-z][a-z0-9_]{0,29}$")
     )]
     pub status: Option<String>,
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 4))]
@@ -288,6 +350,8 @@ pub struct CreateRelationBody {
 #[derive(Debug, Clone, Default)]
 pub struct TaskListQuery {
     pub status: Option<String>,
+    /// Comma list of state categories.
+    pub category: Option<String>,
     pub priority: Option<String>,
     pub assignee: Option<String>,
     pub label: Option<String>,

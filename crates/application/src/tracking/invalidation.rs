@@ -173,7 +173,13 @@ pub(crate) fn stale(change: &Change, written: &impl Written) -> Stale {
         // A `blocks` relation changes the blocked task's count: its use case names it, as
         // `written.tasks_anywhere()` (the task may be in another project).
         | EventType::RelationCreated
-        | EventType::RelationDeleted => {}
+        | EventType::RelationDeleted
+        // States are not cached, and a new one holds no task. A state's new category, or
+        // its deletion, changes its tasks and the tasks they block: the store names them, as
+        // `written.tasks_anywhere()`.
+        | EventType::StateCreated
+        | EventType::StateUpdated
+        | EventType::StateDeleted => {}
     }
     for &(project, task) in written.tasks_anywhere() {
         for key in [CacheKey::project_tasks(project), CacheKey::task(task)] {
@@ -340,7 +346,10 @@ mod tests {
                 | EventType::LinkUpdated
                 | EventType::LinkDeleted
                 | EventType::RelationCreated
-                | EventType::RelationDeleted => (vec![], None),
+                | EventType::RelationDeleted
+                | EventType::StateCreated
+                | EventType::StateUpdated
+                | EventType::StateDeleted => (vec![], None),
             };
             let got = stale(&c, &side);
             assert_eq!(names(&got), keys, "{event_type}");
@@ -358,6 +367,32 @@ mod tests {
                 .keys
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn a_state_write_makes_stale_the_tasks_the_store_names_in_any_project() {
+        let (moved, blocked, elsewhere) = (
+            Uuid::from_u128(0x41),
+            Uuid::from_u128(0x42),
+            Uuid::from_u128(0x43),
+        );
+        for event_type in [EventType::StateUpdated, EventType::StateDeleted] {
+            let written = Also {
+                written: (),
+                tasks: vec![(PROJECT, moved), (elsewhere, blocked)],
+            };
+            let got = stale(&change(event_type, json!({})), &written);
+            assert_eq!(
+                names(&got),
+                vec![
+                    format!("tasks-of:{PROJECT}"),
+                    format!("task:{moved}"),
+                    format!("tasks-of:{elsewhere}"),
+                    format!("task:{blocked}"),
+                ],
+                "{event_type}"
+            );
+        }
     }
 
     #[test]

@@ -27,3 +27,4 @@ pub mod users;
 pub mod webhook_attempts;
 pub mod webhook_deliveries;
 pub mod webhooks;
+pub mod workflow_states;

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use keel_domain::FieldError;
 use keel_domain::identity::Principal;
 use keel_domain::tracking::{
-    ArchivedFilter, AssigneeFilter, LabelName, Permission, Priority, ProjectAccess, Scope, Task, TaskFilter,
-    TaskPosition, TaskQuery, TaskSort, TaskStatus,
+    ArchivedFilter, AssigneeFilter, LabelName, Permission, Priority, ProjectAccess, Scope, StateCategory,
+    StateKey, Task, TaskFilter, TaskPosition, TaskQuery, TaskSort,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -76,6 +76,13 @@ pub async fn list_project_tasks(
         .authorize_access(principal, project_id, Permission::Read, "project", fresh)
         .await?;
     let tasks = tasks.ok_or(AppError::NotFound("project"))?;
+    known_statuses(
+        ports,
+        &Scope::Project(project_id),
+        &task_query.filter.statuses,
+        &tasks,
+    )
+    .await?;
     shape.page(&tasks, &cursor)
 }
 
@@ -148,7 +155,13 @@ fn parse_filter(
     let statuses = check(
         &mut errors,
         comma_list(query.status.as_deref(), "status", |s| {
-            TaskStatus::parse(s, "status")
+            StateKey::parse(s, "status")
+        }),
+    );
+    let categories = check(
+        &mut errors,
+        comma_list(query.category.as_deref(), "category", |c| {
+            StateCategory::parse(c, "category")
         }),
     );
     let priorities = check(
@@ -218,6 +231,7 @@ fn parse_filter(
     };
     let filter = labels.map(|labels| TaskFilter {
         statuses: statuses.unwrap_or_default(),
+        categories: categories.unwrap_or_default(),
         priorities: priorities.unwrap_or_default(),
         assignee,
         labels,
@@ -254,10 +268,42 @@ async fn list(
 ) -> Result<CursorPage<TaskView>, AppError> {
     let (task_query, shape) = list_query(principal, scope, &query, &cursor)?;
     let tasks = match task_query {
-        Some(query) => ports.tasks.list(&query).await?,
+        Some(query) => {
+            let tasks = ports.tasks.list(&query).await?;
+            known_statuses(ports, &query.scope, &query.filter.statuses, &tasks).await?;
+            tasks
+        }
         None => Vec::new(),
     };
     shape.page(&tasks, &cursor)
+}
+
+/// A 400 on `status` when the filter names a key no state of the listed projects has. The
+/// keys the page's tasks are in are known; the others are looked up, in one statement (none
+/// when every key is on the page).
+async fn known_statuses(
+    ports: &TrackingPorts,
+    scope: &Scope,
+    statuses: &[StateKey],
+    page: &[Task],
+) -> Result<(), AppError> {
+    let unseen: Vec<StateKey> = statuses
+        .iter()
+        .filter(|key| !page.iter().any(|t| t.status == **key))
+        .cloned()
+        .collect();
+    if unseen.is_empty() {
+        return Ok(());
+    }
+    let known = ports.states.known_keys(scope, &unseen).await?;
+    if unseen.iter().all(|key| known.contains(key)) {
+        Ok(())
+    } else {
+        Err(AppError::invalid(
+            "status",
+            "must be a comma-separated list of the keys of the projects' states",
+        ))
+    }
 }
 
 /// How a page's cursors are made: the sort, by name and as parsed.
