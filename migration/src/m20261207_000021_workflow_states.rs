@@ -1,6 +1,7 @@
 //! Workflow states per project (`/projects/{id}/states`): `workflow_states` holds each
 //! project's states (`key` unique in the project); `projects.default_state` the key new tasks
-//! get; `tasks.status_category` the category of the task's state, kept in step by every write
+//! get; `projects.state_keys` the keys of its states (comma-separated, read with the project);
+//! `tasks.status_category` the category of the task's state, kept in step by every write
 //! that changes a state's category or moves its tasks (so a task read joins nothing).
 //!
 //! Up: every existing project gets the six default states, whose keys are the six statuses
@@ -71,6 +72,18 @@ impl MigrationTrait for Migration {
                 Table::alter()
                     .table(Projects::Table)
                     .add_column(string_len(Projects::DefaultState, 30).default("todo"))
+                    .to_owned(),
+            )
+            .await?;
+        // The project's state keys, comma-separated, kept in step by the state writes: a task
+        // list's `status` filter is checked against them with the project's row (no
+        // statement of its own).
+        let six: Vec<&str> = DEFAULTS.iter().map(|d| d.0).collect();
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Projects::Table)
+                    .add_column(text(Projects::StateKeys).default(six.join(",")))
                     .to_owned(),
             )
             .await?;
@@ -146,6 +159,14 @@ impl MigrationTrait for Migration {
             .alter_table(
                 Table::alter()
                     .table(Projects::Table)
+                    .drop_column(Projects::StateKeys)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Projects::Table)
                     .drop_column(Projects::DefaultState)
                     .to_owned(),
             )
@@ -175,6 +196,7 @@ enum Projects {
     Table,
     Id,
     DefaultState,
+    StateKeys,
 }
 
 #[derive(DeriveIden)]

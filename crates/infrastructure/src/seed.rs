@@ -356,6 +356,7 @@ async fn project(
         owner_id: Set(owner_id),
         last_task_number: Set(0),
         default_state: Set(DEFAULT_STATE_KEY.to_owned()),
+        state_keys: Set(crate::tracking::states::joined(&WorkflowState::defaults(id, now))),
         version: Set(1),
         created_at: Set(now),
         updated_at: Set(now),

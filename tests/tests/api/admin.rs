@@ -269,6 +269,7 @@ mod metrics {
                 owner_id: Set(ann),
                 last_task_number: Set(0),
                 default_state: Set("todo".into()),
+                state_keys: Set("backlog,todo,in_progress,in_review,done,canceled".into()),
                 version: Set(1),
                 created_at: Set(now),
                 updated_at: Set(now),

@@ -27,6 +27,7 @@ mod rate_limits;
 mod relations;
 mod search;
 mod statements;
+mod states;
 mod task_history;
 mod task_lifecycle;
 mod tasks;

@@ -80,6 +80,7 @@ pub fn project() -> Project {
         status: ProjectStatus::Active,
         owner_id: owner().user_id,
         default_state: StateKey::parse("todo", "key").unwrap(),
+        state_keys: keel_domain::tracking::default_state_keys(),
         version: 1,
         created_at: now(),
         updated_at: now(),
@@ -198,7 +199,11 @@ pub struct Fixture {
 
 /// The six default states of [`project`], by position.
 pub fn the_default_states() -> Vec<WorkflowState> {
-    WorkflowState::defaults(PROJECT_ID, now())
+    let mut states = WorkflowState::defaults(PROJECT_ID, now());
+    for (n, state) in (0xC000_u128..).zip(states.iter_mut()) {
+        state.id = Uuid::from_u128(n);
+    }
+    states
 }
 
 /// A state store that lists the six default states of [`project`] (and none of another

@@ -174,12 +174,13 @@ pub(crate) fn stale(change: &Change, written: &impl Written) -> Stale {
         // `written.tasks_anywhere()` (the task may be in another project).
         | EventType::RelationCreated
         | EventType::RelationDeleted
-        // States are not cached, and a new one holds no task. A state's new category, or
-        // its deletion, changes its tasks and the tasks they block: the store names them, as
+        // States are not cached, and a new one holds no task. A state's new category
+        // changes its tasks and the tasks they block: the store names them, as
         // `written.tasks_anywhere()`.
-        | EventType::StateCreated
-        | EventType::StateUpdated
-        | EventType::StateDeleted => {}
+        | EventType::StateUpdated => {}
+        // The project holds its state keys (every member's access, as one name); a deleted
+        // state's tasks moved (named by the store, as for an update).
+        EventType::StateCreated | EventType::StateDeleted => keys.push(CacheKey::project(project)),
     }
     for &(project, task) in written.tasks_anywhere() {
         for key in [CacheKey::project_tasks(project), CacheKey::task(task)] {
@@ -347,9 +348,8 @@ mod tests {
                 | EventType::LinkDeleted
                 | EventType::RelationCreated
                 | EventType::RelationDeleted
-                | EventType::StateCreated
-                | EventType::StateUpdated
-                | EventType::StateDeleted => (vec![], None),
+                | EventType::StateUpdated => (vec![], None),
+                EventType::StateCreated | EventType::StateDeleted => (vec![format!("project:{p}")], None),
             };
             let got = stale(&c, &side);
             assert_eq!(names(&got), keys, "{event_type}");
@@ -376,22 +376,22 @@ mod tests {
             Uuid::from_u128(0x42),
             Uuid::from_u128(0x43),
         );
-        for event_type in [EventType::StateUpdated, EventType::StateDeleted] {
+        for (event_type, project) in [
+            (EventType::StateUpdated, vec![]),
+            (EventType::StateDeleted, vec![format!("project:{PROJECT}")]),
+        ] {
             let written = Also {
                 written: (),
                 tasks: vec![(PROJECT, moved), (elsewhere, blocked)],
             };
             let got = stale(&change(event_type, json!({})), &written);
-            assert_eq!(
-                names(&got),
-                vec![
-                    format!("tasks-of:{PROJECT}"),
-                    format!("task:{moved}"),
-                    format!("tasks-of:{elsewhere}"),
-                    format!("task:{blocked}"),
-                ],
-                "{event_type}"
-            );
+            let tasks = vec![
+                format!("tasks-of:{PROJECT}"),
+                format!("task:{moved}"),
+                format!("tasks-of:{elsewhere}"),
+                format!("task:{blocked}"),
+            ];
+            assert_eq!(names(&got), [project, tasks].concat(), "{event_type}");
         }
     }
 

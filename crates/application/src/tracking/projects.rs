@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use keel_domain::tracking::{
     DEFAULT_STATE_KEY, Permission, Project, ProjectFilter, ProjectKey, ProjectName, ProjectRole, ProjectSort,
-    ProjectStatus, ProjectWithRole, Scope, StateKey,
+    ProjectStatus, ProjectWithRole, Scope, StateKey, default_state_keys,
 };
 use keel_domain::{FieldError, StoreError};
 use serde::{Deserialize, Serialize};
@@ -54,6 +54,7 @@ pub async fn create_project(
         description,
         status: ProjectStatus::Active,
         default_state: StateKey::from_stored(DEFAULT_STATE_KEY.to_owned()),
+        state_keys: default_state_keys(),
         owner_id: principal.user_id,
         version: 1,
         created_at: now,

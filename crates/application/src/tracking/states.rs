@@ -290,3 +290,269 @@ pub(crate) async fn category_of(
         .map(|s| s.category)
         .ok_or_else(|| AppError::invalid(field, "is not a state of this project"))
 }
+
+#[cfg(test)]
+mod tests {
+    use keel_domain::tracking::ports::MockStateRepository;
+
+    use super::super::fixtures::*;
+    use super::*;
+
+    fn body(key: &str, category: &str) -> CreateStateBody {
+        CreateStateBody {
+            key: key.into(),
+            name: " QA ".into(),
+            category: category.into(),
+            color: "#0ea5e9".into(),
+            position: None,
+        }
+    }
+
+    fn state_id(key: &str) -> Uuid {
+        the_default_states()
+            .into_iter()
+            .find(|s| s.key.as_str() == key)
+            .unwrap()
+            .id
+    }
+
+    /// A state store over the six default states that expects no write.
+    fn states_listing(states: Vec<WorkflowState>) -> MockStateRepository {
+        let mut store = MockStateRepository::new();
+        store.expect_list().returning(move |_| Ok(states.clone()));
+        store
+    }
+
+    #[tokio::test]
+    async fn admins_create_states_after_the_last_with_checked_keys_and_categories() {
+        let mut states = states_listing(the_default_states());
+        states
+            .expect_create()
+            .withf(|s, c| {
+                s.key.as_str() == "qa"
+                    && s.name.as_str() == "QA"
+                    && s.category == StateCategory::Started
+                    && s.color.as_str() == "#0EA5E9"
+                    && s.position == 6
+                    && c.audit.action == "state.created"
+                    && c.event.event.event_type == EventType::StateCreated
+            })
+            .times(1)
+            .returning(|_, _| Ok(()));
+        let ports = Fixture {
+            states,
+            ..Fixture::default()
+        }
+        .ports();
+        let view = create_state(&ports, &owner(), PROJECT_ID, body("qa", "started"), &meta())
+            .await
+            .unwrap();
+        assert_eq!(
+            (view.key.as_str(), view.position, view.is_default),
+            ("qa", 6, false)
+        );
+        // A key the project has is a 409 before any write; bad fields are one 400.
+        assert!(matches!(
+            create_state(&ports, &owner(), PROJECT_ID, body("todo", "started"), &meta()).await,
+            Err(AppError::Conflict(_))
+        ));
+        let e = create_state(&ports, &owner(), PROJECT_ID, body("In Review", "doing"), &meta())
+            .await
+            .unwrap_err();
+        assert_eq!(fields(e), ["key", "category"]);
+        for who in [member(), viewer()] {
+            assert!(matches!(
+                create_state(&ports, &who, PROJECT_ID, body("qb", "started"), &meta()).await,
+                Err(AppError::Forbidden)
+            ));
+        }
+        assert!(matches!(
+            create_state(&ports, &stranger(), PROJECT_ID, body("qb", "started"), &meta()).await,
+            Err(AppError::NotFound("project"))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_task_status_must_be_a_state_of_its_project_and_defaults_to_the_default_state() {
+        use super::super::inputs::CreateTaskBody;
+        use super::super::tasks::create_task;
+        use keel_domain::tracking::ports::MockTaskRepository;
+        let mut tasks = MockTaskRepository::new();
+        tasks
+            .expect_create()
+            .withf(|n, _, _| {
+                n.task.status.as_str() == "backlog" && n.task.status_category == StateCategory::Backlog
+            })
+            .times(1)
+            .returning(|n, _, _| Ok(n.task.clone()));
+        let mut project = project();
+        project.default_state = StateKey::parse("backlog", "key").unwrap();
+        let ports = Fixture {
+            tasks,
+            projects: projects_with(&project, &cast()),
+            ..Fixture::default()
+        }
+        .ports();
+        let body = |status: Option<&str>| CreateTaskBody {
+            title: "T".into(),
+            status: status.map(str::to_owned),
+            ..Default::default()
+        };
+        let e = create_task(&ports, &member(), PROJECT_ID, body(Some("shipped")), &meta())
+            .await
+            .unwrap_err();
+        assert_eq!(fields(e), ["status"]);
+        let view = create_task(&ports, &member(), PROJECT_ID, body(None), &meta())
+            .await
+            .unwrap();
+        assert_eq!(
+            (view.status.as_str(), view.status_category),
+            ("backlog", "backlog")
+        );
+    }
+
+    #[tokio::test]
+    async fn viewers_read_the_states_with_the_default_marked() {
+        let ports = Fixture::default().ports();
+        let list = list_states(&ports, &viewer(), PROJECT_ID).await.unwrap();
+        let defaults: Vec<_> = list
+            .data
+            .iter()
+            .filter(|s| s.is_default)
+            .map(|s| s.key.as_str())
+            .collect();
+        assert_eq!(defaults, ["todo"]);
+        assert_eq!(list.data.len(), 6);
+    }
+
+    #[tokio::test]
+    async fn a_category_change_invalidates_the_tasks_the_store_names() {
+        let moved = Uuid::from_u128(0x77);
+        let mut states = states_listing(the_default_states());
+        states
+            .expect_update()
+            .withf(|s, c| {
+                s.key.as_str() == "in_review"
+                    && s.category == StateCategory::Completed
+                    && c.audit.details.as_ref().unwrap()["changed"] == json!(["category"])
+            })
+            .times(1)
+            .returning(move |_, _| Ok(vec![(PROJECT_ID, moved)]));
+        let fixture = Fixture {
+            states,
+            ..Fixture::default()
+        };
+        let cache = fixture.cache.clone();
+        let ports = fixture.ports();
+        let body = UpdateStateBody {
+            category: Some("completed".into()),
+            name: Some("In Review".into()),
+            ..Default::default()
+        };
+        let view = update_state(&ports, &owner(), PROJECT_ID, state_id("in_review"), body, &meta())
+            .await
+            .unwrap();
+        assert_eq!(view.category, "completed");
+        let invalidated = cache.invalidated();
+        assert!(invalidated.contains(&format!("task:{moved}")), "{invalidated:?}");
+        assert!(
+            invalidated.contains(&format!("tasks-of:{PROJECT_ID}")),
+            "{invalidated:?}"
+        );
+        // Unknown state: 404; nothing to change: no write.
+        assert!(matches!(
+            update_state(
+                &ports,
+                &owner(),
+                PROJECT_ID,
+                Uuid::nil(),
+                UpdateStateBody::default(),
+                &meta()
+            )
+            .await,
+            Err(AppError::NotFound("state"))
+        ));
+        let same = UpdateStateBody {
+            name: Some("Todo".into()),
+            ..Default::default()
+        };
+        update_state(&ports, &owner(), PROJECT_ID, state_id("todo"), same, &meta())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn deleting_refuses_the_default_and_the_last_state_and_checks_move_to() {
+        let ports = Fixture::default().ports();
+        let delete = |id: Uuid, to: Option<&'static str>| {
+            let ports = ports.clone();
+            async move { delete_state(&ports, &owner(), PROJECT_ID, id, to, &meta()).await }
+        };
+        assert!(matches!(
+            delete(state_id("todo"), None).await,
+            Err(AppError::Conflict(_))
+        ));
+        for to in ["done", "nowhere", "Not a key"] {
+            assert_eq!(
+                fields(delete(state_id("done"), Some(to)).await.unwrap_err()),
+                ["moveTo"],
+                "{to}"
+            );
+        }
+        assert!(matches!(
+            delete(Uuid::nil(), None).await,
+            Err(AppError::NotFound("state"))
+        ));
+
+        let only = the_default_states()
+            .into_iter()
+            .filter(|s| s.key.as_str() == "todo")
+            .collect();
+        let ports = Fixture {
+            states: states_listing(only),
+            ..Fixture::default()
+        }
+        .ports();
+        assert!(matches!(
+            delete_state(&ports, &owner(), PROJECT_ID, state_id("todo"), None, &meta()).await,
+            Err(AppError::Conflict(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn deleting_moves_to_the_default_when_no_move_to_is_given() {
+        let mut states = states_listing(the_default_states());
+        states
+            .expect_delete()
+            .withf(|p, id, to, _, c| {
+                *p == PROJECT_ID
+                    && *id == state_id("in_review")
+                    && to.as_str() == "todo"
+                    && c.audit.action == "state.deleted"
+            })
+            .times(1)
+            .returning(|_, _, _, _, _| Ok(vec![]));
+        let fixture = Fixture {
+            states,
+            ..Fixture::default()
+        };
+        let cache = fixture.cache.clone();
+        let ports = fixture.ports();
+        delete_state(&ports, &owner(), PROJECT_ID, state_id("in_review"), None, &meta())
+            .await
+            .unwrap();
+        assert!(cache.invalidated().contains(&format!("project:{PROJECT_ID}")));
+        assert!(matches!(
+            delete_state(
+                &ports,
+                &member(),
+                PROJECT_ID,
+                state_id("in_review"),
+                None,
+                &meta()
+            )
+            .await,
+            Err(AppError::Forbidden)
+        ));
+    }
+}

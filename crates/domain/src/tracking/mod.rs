@@ -28,6 +28,9 @@ pub struct Project {
     pub owner_id: Uuid,
     /// The key of the workflow state new tasks get when created without a status.
     pub default_state: StateKey,
+    /// The keys of the project's states (read with the project: a task list's `status`
+    /// filter is checked against them without a statement of its own).
+    pub state_keys: Vec<StateKey>,
     /// Incremented by every change; the basis of the project's `ETag`.
     pub version: i64,
     pub created_at: DateTime<Utc>,
@@ -160,6 +163,14 @@ pub const DEFAULT_STATES: [(&str, &str, StateCategory, &str); 6] = [
     ("done", "Done", StateCategory::Completed, "#22C55E"),
     ("canceled", "Canceled", StateCategory::Canceled, "#EF4444"),
 ];
+
+/// The keys of [`DEFAULT_STATES`], in order.
+pub fn default_state_keys() -> Vec<StateKey> {
+    DEFAULT_STATES
+        .iter()
+        .map(|(key, ..)| StateKey::from_stored((*key).to_owned()))
+        .collect()
+}
 
 impl WorkflowState {
     /// The six default states of a new project (ids made here), positions 0–5.

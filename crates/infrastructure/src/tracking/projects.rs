@@ -46,6 +46,12 @@ pub(super) fn to_domain(m: projects::Model) -> Result<Project, StoreError> {
         status: ProjectStatus::parse(&m.status, "status").map_err(|_| bad("status"))?,
         owner_id: m.owner_id,
         default_state: StateKey::from_stored(m.default_state.clone()),
+        state_keys: m
+            .state_keys
+            .split(',')
+            .filter(|k| !k.is_empty())
+            .map(|k| StateKey::from_stored(k.to_owned()))
+            .collect(),
         version: m.version,
         created_at: m.created_at,
         updated_at: m.updated_at,
@@ -78,6 +84,10 @@ impl ProjectRepository for SeaOrmProjectRepository {
             owner_id: Set(project.owner_id),
             last_task_number: Set(0),
             default_state: Set(project.default_state.as_str().to_owned()),
+            state_keys: Set(super::states::joined(&WorkflowState::defaults(
+                project.id,
+                project.created_at,
+            ))),
             version: Set(project.version),
             created_at: Set(project.created_at),
             updated_at: Set(project.updated_at),

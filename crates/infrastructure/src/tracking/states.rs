@@ -65,6 +65,37 @@ pub(crate) fn active_model(state: &WorkflowState) -> workflow_states::ActiveMode
     }
 }
 
+/// `projects.state_keys` of these states.
+pub(crate) fn joined(states: &[WorkflowState]) -> String {
+    states
+        .iter()
+        .map(|s| s.key.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Sets `projects.state_keys` to the keys of the project's states as they are in the
+/// transaction.
+async fn keep_keys(txn: &DatabaseTransaction, project_id: Uuid) -> Result<(), StoreError> {
+    let keys: Vec<String> = Entity::find()
+        .select_only()
+        .column(Column::Key)
+        .filter(Column::ProjectId.eq(project_id))
+        .order_by_asc(Column::Position)
+        .order_by_asc(Column::Key)
+        .into_tuple()
+        .all(txn)
+        .await
+        .map_err(store_error)?;
+    projects::Entity::update_many()
+        .col_expr(projects::Column::StateKeys, Expr::value(keys.join(",")))
+        .filter(projects::Column::Id.eq(project_id))
+        .exec(txn)
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
 /// The category of the project's state `key`, its row held until the end of the
 /// transaction (`FOR SHARE` on PostgreSQL: a state write waits for the task write and the
 /// other way round; SQLite's write transactions are serialized already). `None`: no such
@@ -204,6 +235,7 @@ impl StateRepository for SeaOrmStateRepository {
             .exec_without_returning(&txn)
             .await
             .map_err(store_error)?;
+        keep_keys(&txn, state.project_id).await?;
         commit_change(&self.db, txn, change).await
     }
 
@@ -302,6 +334,7 @@ impl StateRepository for SeaOrmStateRepository {
             .exec(&txn)
             .await
             .map_err(store_error)?;
+        keep_keys(&txn, project_id).await?;
         commit_change(&self.db, txn, change).await?;
         Ok(changed)
     }

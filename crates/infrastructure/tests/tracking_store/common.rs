@@ -160,6 +160,7 @@ pub(crate) fn project_value(key: &str, name: &str, owner: Uuid, created: i64) ->
         status: ProjectStatus::Active,
         owner_id: owner,
         default_state: self::key("todo"),
+        state_keys: keel_domain::tracking::default_state_keys(),
         version: 1,
         created_at: at(created),
         updated_at: at(created),

@@ -74,6 +74,9 @@ async fn a_state_category_change_reaches_its_tasks_and_completed_at_follows() {
             .create(&qa, &audit("state.created", Some(p.id)))
             .await
             .unwrap();
+        let project = s.projects.find(p.id).await.unwrap().unwrap();
+        assert_eq!(project.state_keys.last(), Some(&key("qa")), "{}", s.name);
+        assert_eq!(project.state_keys.len(), 7);
         let duplicate = state_value(p.id, "qa", StateCategory::Backlog, 10);
         assert!(matches!(
             states
@@ -238,6 +241,13 @@ async fn deleting_a_state_moves_its_tasks_first_and_refuses_the_default_and_the_
             Err(StoreError::Conflict(_))
         ));
         assert_eq!(reread(&s, &t).await.status.as_str(), "todo");
+        let project = s.projects.find(p.id).await.unwrap().unwrap();
+        assert_eq!(
+            project.state_keys,
+            [key("todo")],
+            "{}: the project's keys follow",
+            s.name
+        );
     }
 }
 
