@@ -106,7 +106,7 @@ const POLICY_PATTERNS: &[(&str, &str, &str)] = {
     use keel_domain::identity::values::{NAME_PATTERN, PASSWORD_PATTERN};
     use keel_domain::tracking::values::{
         COMMENT_BODY_PATTERN, DESCRIPTION_PATTERN, LABEL_NAME_PATTERN, LINK_TITLE_PATTERN,
-        PROJECT_KEY_PATTERN, PROJECT_NAME_PATTERN, TASK_TITLE_PATTERN,
+        PROJECT_KEY_PATTERN, PROJECT_NAME_PATTERN, STATE_NAME_PATTERN, TASK_TITLE_PATTERN,
     };
     &[
         ("RegisterBody", "password", PASSWORD_PATTERN),
@@ -121,6 +121,8 @@ const POLICY_PATTERNS: &[(&str, &str, &str)] = {
         ("UpdateProjectBody", "name", PROJECT_NAME_PATTERN),
         ("CreateLabelBody", "name", LABEL_NAME_PATTERN),
         ("UpdateLabelBody", "name", LABEL_NAME_PATTERN),
+        ("CreateStateBody", "name", STATE_NAME_PATTERN),
+        ("UpdateStateBody", "name", STATE_NAME_PATTERN),
         ("CreateTaskBody", "title", TASK_TITLE_PATTERN),
         ("UpdateTaskBody", "title", TASK_TITLE_PATTERN),
         ("BulkTaskPatch", "title", TASK_TITLE_PATTERN),

@@ -46,6 +46,27 @@ pub struct UpdateProjectBody {
     pub default_state: Option<String>,
 }
 
+/// An optional whole number, written as JSON allows it (`6`, or `6.0`, which JSON Schema
+/// counts as an integer too); anything else is refused.
+fn whole<'de, D>(deserializer: D) -> Result<Option<i64>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Number {
+        Int(i64),
+        Float(f64),
+    }
+    match Option::<Number>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(Number::Int(n)) => Ok(Some(n)),
+        #[allow(clippy::cast_possible_truncation)]
+        Some(Number::Float(f)) if f.fract() == 0.0 && f.abs() < 1e15 => Ok(Some(f as i64)),
+        Some(Number::Float(_)) => Err(serde::de::Error::custom("expected a whole number")),
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -73,6 +94,7 @@ pub struct CreateStateBody {
     )]
     pub color: String,
     /// Where the state is listed (ascending); absent: after the last.
+    #[serde(default, deserialize_with = "whole")]
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 10000))]
     pub position: Option<i64>,
 }
@@ -89,6 +111,7 @@ pub struct UpdateStateBody {
         schema(example = "#0EA5E9", pattern = "^#[0-9A-Fa-f]{6}$")
     )]
     pub color: Option<String>,
+    #[serde(default, deserialize_with = "whole")]
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 10000))]
     pub position: Option<i64>,
     /// A new category: every task in the state takes it (`completedAt` follows).
@@ -375,6 +398,16 @@ pub struct ProjectListQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn positions_are_whole_numbers_however_json_writes_them() {
+        let parse = |json: &str| serde_json::from_str::<UpdateStateBody>(json).map(|b| b.position);
+        assert_eq!(parse(r#"{"position": 6}"#).unwrap(), Some(6));
+        assert_eq!(parse(r#"{"position": 6559.0}"#).unwrap(), Some(6559));
+        assert_eq!(parse("{}").unwrap(), None);
+        assert!(parse(r#"{"position": 1.5}"#).is_err());
+        assert!(parse(r#"{"position": "1"}"#).is_err());
+    }
 
     #[test]
     fn patch_fields_tell_absent_from_null() {
