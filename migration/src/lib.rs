@@ -19,6 +19,7 @@ mod m20261207_000016_task_search;
 mod m20261207_000018_create_event_feed;
 mod m20261207_000019_create_notifications;
 mod m20261207_000020_account_mail;
+mod m20261207_000021_workflow_states;
 mod m20261207_000023_task_parents;
 mod m20261207_000025_create_invitations;
 mod m20261207_000027_task_title_search;
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000018_create_event_feed::Migration),
             Box::new(m20261207_000019_create_notifications::Migration),
             Box::new(m20261207_000020_account_mail::Migration),
+            Box::new(m20261207_000021_workflow_states::Migration),
             Box::new(m20261207_000023_task_parents::Migration),
             Box::new(m20261207_000025_create_invitations::Migration),
             Box::new(m20261207_000027_task_title_search::Migration),

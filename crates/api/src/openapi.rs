@@ -61,6 +61,7 @@ pub mod response {
         (name = "members", description = "Who belongs to a project, with which role"),
         (name = "invitations", description = "Invitations of e-mail addresses to projects, and accepting them"),
         (name = "labels", description = "A project's labels"),
+        (name = "states", description = "A project's workflow states: a task's `status` is the key of one"),
         (name = "tasks", description = "Tasks, numbered per project (`KEY-12`)"),
         (name = "comments", description = "Comments on tasks"),
         (name = "links", description = "Links on tasks, one per URL"),
@@ -106,7 +107,7 @@ const POLICY_PATTERNS: &[(&str, &str, &str)] = {
     use keel_domain::identity::values::{NAME_PATTERN, PASSWORD_PATTERN};
     use keel_domain::tracking::values::{
         COMMENT_BODY_PATTERN, DESCRIPTION_PATTERN, LABEL_NAME_PATTERN, LINK_TITLE_PATTERN,
-        PROJECT_KEY_PATTERN, PROJECT_NAME_PATTERN, TASK_TITLE_PATTERN,
+        PROJECT_KEY_PATTERN, PROJECT_NAME_PATTERN, STATE_NAME_PATTERN, TASK_TITLE_PATTERN,
     };
     &[
         ("RegisterBody", "password", PASSWORD_PATTERN),
@@ -121,6 +122,8 @@ const POLICY_PATTERNS: &[(&str, &str, &str)] = {
         ("UpdateProjectBody", "name", PROJECT_NAME_PATTERN),
         ("CreateLabelBody", "name", LABEL_NAME_PATTERN),
         ("UpdateLabelBody", "name", LABEL_NAME_PATTERN),
+        ("CreateStateBody", "name", STATE_NAME_PATTERN),
+        ("UpdateStateBody", "name", STATE_NAME_PATTERN),
         ("CreateTaskBody", "title", TASK_TITLE_PATTERN),
         ("UpdateTaskBody", "title", TASK_TITLE_PATTERN),
         ("BulkTaskPatch", "title", TASK_TITLE_PATTERN),

@@ -65,6 +65,9 @@ event_types! {
     LinkDeleted => "link.deleted",
     RelationCreated => "relation.created",
     RelationDeleted => "relation.deleted",
+    StateCreated => "state.created",
+    StateUpdated => "state.updated",
+    StateDeleted => "state.deleted",
 }
 
 impl EventType {

@@ -16,8 +16,14 @@ use serde_json::{Map, Value};
 
 /// Fields that are bookkeeping or follow from another field, never listed as changed:
 /// `updatedAt` and `version` change with every write, `labelIds` with `labels`, and
-/// `completedAt` with `status`.
-pub const NOT_COMPARED: [&str; 4] = ["updatedAt", "version", "labelIds", "completedAt"];
+/// `completedAt` and `statusCategory` with `status`.
+pub const NOT_COMPARED: [&str; 5] = [
+    "updatedAt",
+    "version",
+    "labelIds",
+    "completedAt",
+    "statusCategory",
+];
 
 /// `(resource, field)` whose values are never recorded (see the module's documentation).
 pub const VALUES_NEVER_RECORDED: [(&str, &str); 5] = [

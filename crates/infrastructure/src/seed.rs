@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Days, SubsecRound, Utc};
 use keel_domain::identity::{Email, Role, UserStatus};
-use keel_domain::tracking::{Color, LabelName, Priority, ProjectKey, ProjectRole, ProjectStatus, TaskStatus};
+use keel_domain::tracking::{
+    Color, DEFAULT_STATE_KEY, DEFAULT_STATES, LabelName, Priority, ProjectKey, ProjectRole, ProjectStatus,
+    StateCategory, WorkflowState,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use sea_orm::sea_query::{Expr, Query};
@@ -352,10 +355,19 @@ async fn project(
         status: Set(ProjectStatus::Active.as_str().to_owned()),
         owner_id: Set(owner_id),
         last_task_number: Set(0),
+        default_state: Set(DEFAULT_STATE_KEY.to_owned()),
+        state_keys: Set(crate::tracking::states::joined(&WorkflowState::defaults(id, now))),
         version: Set(1),
         created_at: Set(now),
         updated_at: Set(now),
     })
+    .exec_without_returning(&txn)
+    .await?;
+    crate::entities::workflow_states::Entity::insert_many(
+        WorkflowState::defaults(id, now)
+            .iter()
+            .map(crate::tracking::states::active_model),
+    )
     .exec_without_returning(&txn)
     .await?;
     project_members::Entity::insert(project_members::ActiveModel {
@@ -530,15 +542,17 @@ fn generate(plan: &Plan<'_>, rng: &mut StdRng, index: u64, number: i64) -> (task
     let age_us = (plan.now - created_at).num_microseconds().unwrap_or(0).max(0);
     let updated_at =
         created_at + chrono::Duration::microseconds(rng.random_range(0..=age_us.min(30 * 86_400_000_000)));
-    let status = weighted(
+    // The default states, weighted as backlog 15, todo 25, in_progress 15, in_review 10,
+    // done 30, canceled 5.
+    let (status, _, category, _) = *weighted(
         rng,
         &[
-            (TaskStatus::Backlog, 15),
-            (TaskStatus::Todo, 25),
-            (TaskStatus::InProgress, 15),
-            (TaskStatus::InReview, 10),
-            (TaskStatus::Done, 30),
-            (TaskStatus::Canceled, 5),
+            (&DEFAULT_STATES[0], 15),
+            (&DEFAULT_STATES[1], 25),
+            (&DEFAULT_STATES[2], 15),
+            (&DEFAULT_STATES[3], 10),
+            (&DEFAULT_STATES[4], 30),
+            (&DEFAULT_STATES[5], 5),
         ],
     );
     // 0 none, 1 urgent, 2 high, 3 medium, 4 low.
@@ -585,7 +599,8 @@ fn generate(plan: &Plan<'_>, rng: &mut StdRng, index: u64, number: i64) -> (task
         title_folded: Set(crate::db::fold(&title)),
         title: Set(title),
         description: Set(description),
-        status: Set(status.as_str().to_owned()),
+        status: Set(status.to_owned()),
+        status_category: Set(category.as_str().to_owned()),
         priority: Set(i16::from(priority.value())),
         priority_rank: Set(priority.rank()),
         assignee_id: Set(assignee_id),
@@ -593,7 +608,7 @@ fn generate(plan: &Plan<'_>, rng: &mut StdRng, index: u64, number: i64) -> (task
         created_by: Set(created_by),
         created_at: Set(created_at),
         updated_at: Set(updated_at),
-        completed_at: Set((status == TaskStatus::Done).then_some(updated_at)),
+        completed_at: Set((category == StateCategory::Completed).then_some(updated_at)),
         version: Set(1),
         archived_at: Set(None),
         deleted_at: Set(None),

@@ -268,6 +268,8 @@ mod metrics {
                 status: Set("active".into()),
                 owner_id: Set(ann),
                 last_task_number: Set(0),
+                default_state: Set("todo".into()),
+                state_keys: Set("backlog,todo,in_progress,in_review,done,canceled".into()),
                 version: Set(1),
                 created_at: Set(now),
                 updated_at: Set(now),
@@ -285,6 +287,9 @@ mod metrics {
             title_folded: Set(format!("task {number}")),
             description: Set(None),
             status: Set(status.into()),
+            status_category: Set(keel_domain::tracking::WorkflowState::default_category(status)
+                .map_or("unstarted", |c| c.as_str())
+                .into()),
             priority: Set(0),
             priority_rank: Set(5),
             assignee_id: Set(assignee),

@@ -28,6 +28,7 @@ mod rate_limits;
 mod relations;
 mod search;
 mod statements;
+mod states;
 mod subtasks;
 mod task_history;
 mod task_lifecycle;

@@ -151,6 +151,12 @@ async fn a_nul_in_any_free_text_input_is_a_400_on_its_field_not_a_500() {
             "name",
         ),
         (
+            Method::POST,
+            format!("/api/v1/projects/{p}/states"),
+            json!({"key": "qa", "name": nul, "category": "started", "color": "#FFFFFF"}),
+            "name",
+        ),
+        (
             Method::PATCH,
             "/api/v1/auth/profile".into(),
             json!({"name": nul}),
@@ -304,6 +310,12 @@ async fn direction_controls_are_refused_everywhere_and_invisible_characters_in_n
             Method::POST,
             format!("/api/v1/projects/{p}/labels"),
             json!({"name": "bu\u{FE0F}g", "color": "#FFFFFF"}),
+            "name",
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/projects/{p}/states"),
+            json!({"key": "qa", "name": "Q\u{200B}A", "category": "started", "color": "#FFFFFF"}),
             "name",
         ),
         (

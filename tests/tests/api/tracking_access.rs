@@ -17,6 +17,7 @@ struct World {
     app: TestApp,
     project: String,
     label: String,
+    state: String,
     task: String,
     caras_comment: String,
     anns_comment: String,
@@ -49,6 +50,19 @@ async fn world() -> World {
         app.add_member(&ann.token, &project, &who.email, role).await;
     }
     let label = app.create_label(&ann.token, &project, "bug", "#FF0000").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A state no task is in, other than the default.
+    let states = app
+        .get_ok(&format!("/api/v1/projects/{project}/states"), &ann.token)
+        .await;
+    let state = states["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == "in_review")
+        .unwrap()["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -113,6 +127,7 @@ async fn world() -> World {
         app,
         project,
         label,
+        state,
         task,
         caras_comment,
         anns_comment,
@@ -146,6 +161,7 @@ impl World {
             "projectTag": tag,
             "members": app.get_ok(&format!("/api/v1/projects/{}/members?limit=100", self.project), token).await,
             "labels": app.get_ok(&format!("/api/v1/projects/{}/labels?limit=100", self.project), token).await,
+            "states": app.get_ok(&format!("/api/v1/projects/{}/states", self.project), token).await,
             "tasks": app.walk(&format!("/api/v1/projects/{}/tasks", self.project), 100, token).await,
             "task": json_body(task).await,
             "taskTag": task_tag,
@@ -231,6 +247,7 @@ impl World {
             ("/api/v1/comments/", "id") => vec![self.caras_comment.clone(), self.anns_comment.clone()],
             (_, "userId") => vec![self.cara.id.clone(), self.ann.id.clone(), me.id.clone()],
             (_, "labelId") => vec![self.label.clone()],
+            (_, "stateId") => vec![self.state.clone()],
             (_, "linkId") => vec![self.link.clone()],
             // No relation exists: every role is refused before the relation is looked up.
             (_, "relationId") => vec![uuid::Uuid::nil().to_string()],
@@ -253,6 +270,10 @@ impl World {
             "updateMember" => vec![json!({"role": "admin"}), json!({"role": "owner"})],
             "createLabel" => vec![json!({"name": "mine", "color": "#000000"})],
             "updateLabel" => vec![json!({"name": "renamed", "color": "#000000"})],
+            "createState" => {
+                vec![json!({"key": "planted", "name": "Planted", "category": "started", "color": "#000000"})]
+            }
+            "updateState" => vec![json!({"name": "Renamed", "category": "completed"})],
             "createTask" => vec![json!({"title": "Planted"})],
             "updateTask" => vec![json!({"title": "Defaced", "assigneeId": null})],
             "createComment" => vec![json!({"body": "hello"})],

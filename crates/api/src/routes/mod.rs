@@ -21,6 +21,7 @@ pub mod ops;
 pub mod projects;
 pub mod relations;
 pub mod search;
+pub mod states;
 pub mod tasks;
 pub mod tokens;
 pub mod webhooks;
@@ -262,6 +263,10 @@ fn table() -> Vec<Endpoint> {
         route!(projects::create_label_route).idempotent(),
         route!(projects::update_label_route),
         route!(projects::delete_label_route),
+        route!(states::list_states_route),
+        route!(states::create_state_route).idempotent(),
+        route!(states::update_state_route),
+        route!(states::delete_state_route),
         route!(projects::activity_route),
         route!(tasks::list_project_tasks_route),
         route!(tasks::create_task_route).idempotent(),

@@ -46,10 +46,15 @@ fn comment_etag(view: &CommentView) -> ETag {
 #[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskListParams {
-    /// Comma list of statuses.
+    /// Comma list of state keys (`todo,in_review`): each must be the key of a state of the
+    /// listed projects.
     #[param(inline, value_type = Option<String>,
-        pattern = "^(backlog|todo|in_progress|in_review|done|canceled)(,(backlog|todo|in_progress|in_review|done|canceled))*$")]
+        pattern = "^[a-z][a-z0-9_]{0,29}(,[a-z][a-z0-9_]{0,29})*$")]
     pub status: Option<String>,
+    /// Comma list of state categories: tasks in a state of any of them.
+    #[param(inline, value_type = Option<String>,
+        pattern = "^(backlog|unstarted|started|completed|canceled)(,(backlog|unstarted|started|completed|canceled))*$")]
+    pub category: Option<String>,
     /// Comma list of priorities (0 none, 1 urgent … 4 low).
     #[param(inline, value_type = Option<String>, pattern = "^[0-4](,[0-4])*$")]
     pub priority: Option<String>,
@@ -90,6 +95,7 @@ impl From<TaskListParams> for TaskListQuery {
     fn from(p: TaskListParams) -> Self {
         Self {
             status: p.status,
+            category: p.category,
             priority: p.priority,
             assignee: p.assignee,
             label: p.label,

@@ -21,7 +21,7 @@ use keel_infrastructure::rate_limit::InProcessRateLimiter;
 use keel_infrastructure::tracking::{
     SeaOrmCommentRepository, SeaOrmInvitationRepository, SeaOrmLabelRepository, SeaOrmLinkRepository,
     SeaOrmMemberRepository, SeaOrmProjectRepository, SeaOrmRelationRepository, SeaOrmSearchIndex,
-    SeaOrmTaskRepository,
+    SeaOrmStateRepository, SeaOrmTaskRepository,
 };
 use keel_infrastructure::webhooks::policy::{AddressPolicy, SealedSecrets};
 use keel_infrastructure::webhooks::store::SeaOrmWebhookRepository;
@@ -101,6 +101,7 @@ pub fn tracking_ports(
         comments: Arc::new(SeaOrmCommentRepository::new(db.clone())),
         links: Arc::new(SeaOrmLinkRepository::new(db.clone())),
         relations: Arc::new(SeaOrmRelationRepository::new(db.clone())),
+        states: Arc::new(SeaOrmStateRepository::new(db.clone())),
         search: Arc::new(SeaOrmSearchIndex::new(db.clone())),
         activity: Arc::new(SeaOrmAuditLog::new(db.clone())),
         users: Arc::clone(&identity.users),

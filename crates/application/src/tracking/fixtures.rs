@@ -9,12 +9,12 @@ use keel_domain::identity::{Principal, Role};
 use keel_domain::tracking::invitations::MockInvitationRepository;
 use keel_domain::tracking::ports::{
     MockActivityFeed, MockCommentRepository, MockLabelRepository, MockLinkRepository, MockMemberRepository,
-    MockProjectRepository, MockRelationRepository, MockTaskRepository,
+    MockProjectRepository, MockRelationRepository, MockStateRepository, MockTaskRepository,
 };
 use keel_domain::tracking::search::MockSearchIndex;
 use keel_domain::tracking::{
-    Priority, Project, ProjectAccess, ProjectKey, ProjectName, ProjectRole, ProjectStatus, Task, TaskStatus,
-    TaskTitle,
+    Priority, Project, ProjectAccess, ProjectKey, ProjectName, ProjectRole, ProjectStatus, StateCategory,
+    StateKey, Task, TaskTitle, WorkflowState,
 };
 use keel_domain::webhooks::{MockUrlPolicy, MockWebhookRepository, MockWebhookSecrets};
 use uuid::Uuid;
@@ -80,6 +80,8 @@ pub fn project() -> Project {
         description: None,
         status: ProjectStatus::Active,
         owner_id: owner().user_id,
+        default_state: StateKey::parse("todo", "key").unwrap(),
+        state_keys: keel_domain::tracking::default_state_keys(),
         version: 1,
         created_at: now(),
         updated_at: now(),
@@ -94,7 +96,8 @@ pub fn task() -> Task {
         number: 1,
         title: TaskTitle::parse("First").unwrap(),
         description: None,
-        status: TaskStatus::Todo,
+        status: StateKey::parse("todo", "key").unwrap(),
+        status_category: StateCategory::Unstarted,
         priority: Priority::NONE,
         assignee_id: None,
         labels: vec![],
@@ -190,6 +193,7 @@ pub struct Fixture {
     pub comments: MockCommentRepository,
     pub links: MockLinkRepository,
     pub relations: MockRelationRepository,
+    pub states: MockStateRepository,
     pub search: MockSearchIndex,
     pub activity: MockActivityFeed,
     pub users: MockUserRepository,
@@ -197,6 +201,30 @@ pub struct Fixture {
     pub token_secrets: MockTokenSecrets,
     /// Loads through; tests read what was invalidated.
     pub cache: Arc<RecordingCache>,
+}
+
+/// The six default states of [`project`], by position.
+pub fn the_default_states() -> Vec<WorkflowState> {
+    let mut states = WorkflowState::defaults(PROJECT_ID, now());
+    for (n, state) in (0xC000_u128..).zip(states.iter_mut()) {
+        state.id = Uuid::from_u128(n);
+    }
+    states
+}
+
+/// A state store that lists the six default states of [`project`] (and none of another
+/// project) and answers that every key is known.
+pub fn default_states() -> MockStateRepository {
+    let mut states = MockStateRepository::new();
+    states.expect_list().returning(|p| {
+        Ok(if p == PROJECT_ID {
+            the_default_states()
+        } else {
+            Vec::new()
+        })
+    });
+    states.expect_known_keys().returning(|_, keys| Ok(keys.to_vec()));
+    states
 }
 
 /// Relations in which no task blocks another (what a task write asks of them).
@@ -216,6 +244,7 @@ impl Default for Fixture {
             comments: MockCommentRepository::new(),
             links: MockLinkRepository::new(),
             relations: blocking_nothing(),
+            states: default_states(),
             activity: MockActivityFeed::new(),
             users: MockUserRepository::new(),
             search: MockSearchIndex::new(),
@@ -236,6 +265,7 @@ impl Fixture {
             comments: Arc::new(self.comments),
             links: Arc::new(self.links),
             relations: Arc::new(self.relations),
+            states: Arc::new(self.states),
             search: Arc::new(self.search),
             activity: Arc::new(self.activity),
             users: Arc::new(self.users),

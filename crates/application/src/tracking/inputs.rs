@@ -59,6 +59,91 @@ pub struct UpdateProjectBody {
     pub description: Option<Option<String>>,
     #[cfg_attr(feature = "openapi", schema(pattern = "^(active|completed|archived)$"))]
     pub status: Option<String>,
+    /// The key of one of the project's states: the state new tasks get.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = "todo", pattern = "^[a-z][a-z0-9_]{0,29}$")
+    )]
+    pub default_state: Option<String>,
+}
+
+/// An optional whole number, written as JSON allows it (`6`, or `6.0`, which JSON Schema
+/// counts as an integer too); anything else is refused.
+fn whole<'de, D>(deserializer: D) -> Result<Option<i64>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Number {
+        Int(i64),
+        Float(f64),
+    }
+    match Option::<Number>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(Number::Int(n)) => Ok(Some(n)),
+        #[allow(clippy::cast_possible_truncation)]
+        Some(Number::Float(f)) if f.fract() == 0.0 && f.abs() < 1e15 => Ok(Some(f as i64)),
+        Some(Number::Float(_)) => Err(serde::de::Error::custom("expected a whole number")),
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateStateBody {
+    /// Unique in the project; never changes.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = "qa", pattern = "^[a-z][a-z0-9_]{0,29}$")
+    )]
+    pub key: String,
+    /// 1–30 characters after trimming.
+    #[cfg_attr(feature = "openapi", schema(example = "QA"))]
+    pub name: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            example = "started",
+            pattern = "^(backlog|unstarted|started|completed|canceled)$"
+        )
+    )]
+    pub category: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = "#0EA5E9", pattern = "^#[0-9A-Fa-f]{6}$")
+    )]
+    pub color: String,
+    /// Where the state is listed (ascending); absent: after the last.
+    #[serde(default, deserialize_with = "whole")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 10000))]
+    pub position: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpdateStateBody {
+    /// 1–30 characters after trimming.
+    #[cfg_attr(feature = "openapi", schema(example = "Quality"))]
+    pub name: Option<String>,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = "#0EA5E9", pattern = "^#[0-9A-Fa-f]{6}$")
+    )]
+    pub color: Option<String>,
+    #[serde(default, deserialize_with = "whole")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 10000))]
+    pub position: Option<i64>,
+    /// A new category: every task in the state takes it (`completedAt` follows).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            example = "completed",
+            pattern = "^(backlog|unstarted|started|completed|canceled)$"
+        )
+    )]
+    pub category: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -121,10 +206,10 @@ pub struct CreateTaskBody {
     pub title: String,
     #[cfg_attr(feature = "openapi", schema(max_length = 10000))]
     pub description: Option<String>,
-    /// Default `todo`.
+    /// The key of one of the project's states; default: the project's `defaultState`.
     #[cfg_attr(
         feature = "openapi",
-        schema(pattern = "^(backlog|todo|in_progress|in_review|done|canceled)$")
+        schema(example = "todo", pattern = "^[a-z][a-z0-9_]{0,29}$")
     )]
     pub status: Option<String>,
     /// 0 none (default), 1 urgent, 2 high, 3 medium, 4 low.
@@ -155,7 +240,7 @@ pub struct UpdateTaskBody {
     pub description: Option<Option<String>>,
     #[cfg_attr(
         feature = "openapi",
-        schema(pattern = "^(backlog|todo|in_progress|in_review|done|canceled)$")
+        schema(example = "todo", pattern = "^[a-z][a-z0-9_]{0,29}$")
     )]
     pub status: Option<String>,
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 4))]
@@ -219,7 +304,7 @@ pub struct BulkTaskPatch {
     pub description: Option<Option<String>>,
     #[cfg_attr(
         feature = "openapi",
-        schema(pattern = "^(backlog|todo|in_progress|in_review|done|canceled)$")
+        schema(example = "todo", pattern = "^[a-z][a-z0-9_]{0,29}$")
     )]
     pub status: Option<String>,
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 4))]
@@ -322,6 +407,8 @@ pub struct CreateRelationBody {
 #[derive(Debug, Clone, Default)]
 pub struct TaskListQuery {
     pub status: Option<String>,
+    /// Comma list of state categories.
+    pub category: Option<String>,
     pub priority: Option<String>,
     pub assignee: Option<String>,
     pub label: Option<String>,
@@ -347,6 +434,16 @@ pub struct ProjectListQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn positions_are_whole_numbers_however_json_writes_them() {
+        let parse = |json: &str| serde_json::from_str::<UpdateStateBody>(json).map(|b| b.position);
+        assert_eq!(parse(r#"{"position": 6}"#).unwrap(), Some(6));
+        assert_eq!(parse(r#"{"position": 6559.0}"#).unwrap(), Some(6559));
+        assert_eq!(parse("{}").unwrap(), None);
+        assert!(parse(r#"{"position": 1.5}"#).is_err());
+        assert!(parse(r#"{"position": "1"}"#).is_err());
+    }
 
     #[test]
     fn patch_fields_tell_absent_from_null() {

@@ -211,7 +211,14 @@ pub(crate) fn stale(change: &Change, written: &impl Written) -> Stale {
         // A `blocks` relation changes the blocked task's count: its use case names it, as
         // `written.tasks_anywhere()` (the task may be in another project).
         | EventType::RelationCreated
-        | EventType::RelationDeleted => {}
+        | EventType::RelationDeleted
+        // States are not cached, and a new one holds no task. A state's new category
+        // changes its tasks and the tasks they block: the store names them, as
+        // `written.tasks_anywhere()`.
+        | EventType::StateUpdated => {}
+        // The project holds its state keys (every member's access, as one name); a deleted
+        // state's tasks moved (named by the store, as for an update).
+        EventType::StateCreated | EventType::StateDeleted => keys.push(CacheKey::project(project)),
     }
     for &(project, task) in written.tasks_anywhere() {
         for key in [CacheKey::project_tasks(project), CacheKey::task(task)] {
@@ -389,7 +396,9 @@ mod tests {
                 | EventType::LinkUpdated
                 | EventType::LinkDeleted
                 | EventType::RelationCreated
-                | EventType::RelationDeleted => (vec![], None),
+                | EventType::RelationDeleted
+                | EventType::StateUpdated => (vec![], None),
+                EventType::StateCreated | EventType::StateDeleted => (vec![format!("project:{p}")], None),
             };
             let got = stale(&c, &side);
             assert_eq!(names(&got), keys, "{event_type}");
@@ -448,6 +457,32 @@ mod tests {
                 .keys
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn a_state_write_makes_stale_the_tasks_the_store_names_in_any_project() {
+        let (moved, blocked, elsewhere) = (
+            Uuid::from_u128(0x41),
+            Uuid::from_u128(0x42),
+            Uuid::from_u128(0x43),
+        );
+        for (event_type, project) in [
+            (EventType::StateUpdated, vec![]),
+            (EventType::StateDeleted, vec![format!("project:{PROJECT}")]),
+        ] {
+            let written = Also {
+                written: (),
+                tasks: vec![(PROJECT, moved), (elsewhere, blocked)],
+            };
+            let got = stale(&change(event_type, json!({})), &written);
+            let tasks = vec![
+                format!("tasks-of:{PROJECT}"),
+                format!("task:{moved}"),
+                format!("tasks-of:{elsewhere}"),
+                format!("task:{blocked}"),
+            ];
+            assert_eq!(names(&got), [project, tasks].concat(), "{event_type}");
+        }
     }
 
     #[test]

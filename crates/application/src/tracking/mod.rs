@@ -24,6 +24,7 @@ pub mod members;
 pub mod projects;
 pub mod relations;
 pub mod search;
+pub mod states;
 pub mod tasks;
 pub mod views;
 
@@ -40,7 +41,7 @@ use keel_domain::identity::ports::{TokenSecrets, UserRepository};
 use keel_domain::tracking::invitations::InvitationRepository;
 use keel_domain::tracking::ports::{
     ActivityFeed, CommentRepository, LabelRepository, LinkRepository, MemberRepository, ProjectRepository,
-    RelationRepository, TaskRepository,
+    RelationRepository, StateRepository, TaskRepository,
 };
 use keel_domain::tracking::search::SearchIndex;
 use keel_domain::tracking::{Permission, ProjectAccess, ProjectRole};
@@ -62,6 +63,8 @@ pub struct TrackingPorts {
     pub comments: Arc<dyn CommentRepository>,
     pub links: Arc<dyn LinkRepository>,
     pub relations: Arc<dyn RelationRepository>,
+    /// Each project's workflow states.
+    pub states: Arc<dyn StateRepository>,
     /// The search index (`GET /search`).
     pub search: Arc<dyn SearchIndex>,
     pub activity: Arc<dyn ActivityFeed>,

@@ -8,8 +8,8 @@ use keel_domain::tracking::values::{PROJECT_DESCRIPTION_MAX, parse_description};
 use std::sync::Arc;
 
 use keel_domain::tracking::{
-    Permission, Project, ProjectFilter, ProjectKey, ProjectName, ProjectRole, ProjectSort, ProjectStatus,
-    ProjectWithRole, Scope,
+    DEFAULT_STATE_KEY, Permission, Project, ProjectFilter, ProjectKey, ProjectName, ProjectRole, ProjectSort,
+    ProjectStatus, ProjectWithRole, Scope, StateKey, default_state_keys,
 };
 use keel_domain::{FieldError, StoreError};
 use serde::{Deserialize, Serialize};
@@ -53,6 +53,8 @@ pub async fn create_project(
         name,
         description,
         status: ProjectStatus::Active,
+        default_state: StateKey::from_stored(DEFAULT_STATE_KEY.to_owned()),
+        state_keys: default_state_keys(),
         owner_id: principal.user_id,
         version: 1,
         created_at: now,
@@ -210,10 +212,24 @@ pub async fn update_project(
     let status = optional(&mut errors, body.status.as_deref(), |s| {
         ProjectStatus::parse(s, "status")
     });
+    let default_state = optional(&mut errors, body.default_state.as_deref(), |s| {
+        StateKey::parse(s, "defaultState")
+    });
     validated(errors)?;
+    if let Some(key) = &default_state {
+        // One of the project's states (checked again in the write's transaction).
+        let states = ports.states.list(id).await?;
+        if !states.iter().any(|s| s.key == *key) {
+            return Err(AppError::invalid(
+                "defaultState",
+                "is not a state of this project",
+            ));
+        }
+    }
     let expect = &expect;
     versioned_update(expect, || {
         let (name, description, status) = (name.clone(), description.clone(), status);
+        let default_state = default_state.clone();
         async move {
             let mut project = load(ports, id).await?;
             if !expect.admits(project.version) {
@@ -232,6 +248,10 @@ pub async fn update_project(
             if let Some(status) = status.filter(|s| *s != project.status) {
                 project.status = status;
                 changed.push("status");
+            }
+            if let Some(default_state) = default_state.filter(|s| *s != project.default_state) {
+                project.default_state = default_state;
+                changed.push("defaultState");
             }
             if changed.is_empty() {
                 return Ok(Some(ProjectView::new(&project, role)));
@@ -253,7 +273,13 @@ pub async fn update_project(
                     ports
                         .projects
                         .update(&project, expected, &change)
-                        .map_err(not_found_as("project")),
+                        .map_err(|e| match e {
+                            // The default state went away meanwhile.
+                            StoreError::Conflict(_) => {
+                                AppError::invalid("defaultState", "is not a state of this project")
+                            }
+                            other => not_found_as("project")(other),
+                        }),
                 )
                 .await?;
             Ok(saved.then(|| ProjectView::new(&project, role)))

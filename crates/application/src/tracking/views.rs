@@ -5,7 +5,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use keel_domain::audit::AuditEntry;
 use keel_domain::history::FieldChange;
-use keel_domain::tracking::{Comment, Label, Link, Member, Project, ProjectRole, Task};
+use keel_domain::tracking::{Comment, Label, Link, Member, Project, ProjectRole, Task, WorkflowState};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -21,6 +21,9 @@ pub struct ProjectView {
     #[cfg_attr(feature = "openapi", schema(example = "active"))]
     pub status: &'static str,
     pub owner_id: Uuid,
+    /// The key of the workflow state new tasks get when created without a status.
+    #[cfg_attr(feature = "openapi", schema(example = "todo"))]
+    pub default_state: String,
     /// The caller's role; instance admins see `owner`.
     #[cfg_attr(feature = "openapi", schema(example = "owner"))]
     pub my_role: &'static str,
@@ -39,6 +42,7 @@ impl ProjectView {
             description: p.description.clone(),
             status: p.status.as_str(),
             owner_id: p.owner_id,
+            default_state: p.default_state.as_str().to_owned(),
             my_role: role.as_str(),
             created_at: p.created_at,
             updated_at: p.updated_at,
@@ -124,8 +128,13 @@ pub struct TaskView {
     pub project_id: Uuid,
     pub title: String,
     pub description: Option<String>,
+    /// The key of the task's workflow state in its project.
     #[cfg_attr(feature = "openapi", schema(example = "todo"))]
-    pub status: &'static str,
+    pub status: String,
+    /// The category of that state: `backlog`, `unstarted`, `started`, `completed` or
+    /// `canceled`.
+    #[cfg_attr(feature = "openapi", schema(example = "unstarted"))]
+    pub status_category: &'static str,
     /// 0 none, 1 urgent, 2 high, 3 medium, 4 low.
     pub priority: u8,
     pub assignee_id: Option<Uuid>,
@@ -145,7 +154,8 @@ pub struct TaskView {
     /// When the task was moved to the trash: set only in the trash's list (every other
     /// route answers 404 for a task in the trash).
     pub deleted_at: Option<DateTime<Utc>>,
-    /// How many tasks block this one and are still open (not `done` or `canceled`), in any
+    /// How many tasks block this one and are still open (not in a `completed` or `canceled`
+    /// state), in any
     /// project — also those the caller cannot see, which its relations list leaves out.
     pub blocked_by_count: i64,
     /// The task this one is a sub-task of; null for a top-level task.
@@ -165,7 +175,8 @@ impl From<&Task> for TaskView {
             project_id: t.project_id,
             title: t.title.as_str().to_owned(),
             description: t.description.clone(),
-            status: t.status.as_str(),
+            status: t.status.as_str().to_owned(),
+            status_category: t.status_category.as_str(),
             priority: t.priority.value(),
             assignee_id: t.assignee_id,
             labels: t.labels.iter().map(|l| l.as_str().to_owned()).collect(),
@@ -184,6 +195,53 @@ impl From<&Task> for TaskView {
             child_done_count: t.child_done_count,
         }
     }
+}
+
+/// A workflow state of a project.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StateView {
+    pub id: Uuid,
+    /// What a task's `status` holds; unique in the project, never changes.
+    #[cfg_attr(feature = "openapi", schema(example = "in_review"))]
+    pub key: String,
+    #[cfg_attr(feature = "openapi", schema(example = "In Review"))]
+    pub name: String,
+    /// `backlog`, `unstarted`, `started`, `completed` or `canceled`.
+    #[cfg_attr(feature = "openapi", schema(example = "started"))]
+    pub category: &'static str,
+    #[cfg_attr(feature = "openapi", schema(example = "#8B5CF6"))]
+    pub color: String,
+    /// The states are listed by ascending position.
+    pub position: i32,
+    /// Whether this is the project's `defaultState`.
+    pub is_default: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl StateView {
+    pub fn new(s: &WorkflowState, default_state: &str) -> Self {
+        Self {
+            id: s.id,
+            key: s.key.as_str().to_owned(),
+            name: s.name.as_str().to_owned(),
+            category: s.category.as_str(),
+            color: s.color.as_str().to_owned(),
+            position: s.position,
+            is_default: s.key.as_str() == default_state,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+/// The states of a project, by position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StateList {
+    pub data: Vec<StateView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 pub use values::{
     Color, CommentBody, LabelName, LinkTitle, LinkUrl, Permission, Priority, ProjectKey, ProjectName,
-    ProjectRole, ProjectStatus, TaskStatus, TaskTitle,
+    ProjectRole, ProjectStatus, StateCategory, StateKey, StateName, TaskTitle,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +27,11 @@ pub struct Project {
     pub description: Option<String>,
     pub status: ProjectStatus,
     pub owner_id: Uuid,
+    /// The key of the workflow state new tasks get when created without a status.
+    pub default_state: StateKey,
+    /// The keys of the project's states (read with the project: a task list's `status`
+    /// filter is checked against them without a statement of its own).
+    pub state_keys: Vec<StateKey>,
     /// Incremented by every change; the basis of the project's `ETag`.
     pub version: i64,
     pub created_at: DateTime<Utc>,
@@ -71,7 +76,11 @@ pub struct Task {
     pub number: i64,
     pub title: TaskTitle,
     pub description: Option<String>,
-    pub status: TaskStatus,
+    /// The key of the task's workflow state in its project.
+    pub status: StateKey,
+    /// The category of that state, stored with the task (kept in step when the state
+    /// changes category or its tasks move).
+    pub status_category: StateCategory,
     pub priority: Priority,
     pub assignee_id: Option<Uuid>,
     /// Label names, sorted.
@@ -154,15 +163,94 @@ impl Task {
         format!("{}-{}", self.project_key, self.number)
     }
 
-    /// Moves the task to `status`: `completed_at` is set on entering `done` and cleared on
-    /// leaving it; staying in `done` keeps the original completion time.
-    pub fn set_status(&mut self, status: TaskStatus, now: DateTime<Utc>) {
-        match (self.status == TaskStatus::Done, status == TaskStatus::Done) {
-            (false, true) => self.completed_at = Some(now),
-            (true, false) => self.completed_at = None,
-            _ => {}
-        }
+    /// Moves the task to the state `status` of category `category`: `completed_at` is set
+    /// on entering the `completed` category and cleared on leaving it; moving between two
+    /// completed states keeps the original completion time.
+    pub fn set_status(&mut self, status: StateKey, category: StateCategory, now: DateTime<Utc>) {
+        self.completed_at = completed_at(self.status_category, category, self.completed_at, now);
         self.status = status;
+        self.status_category = category;
+    }
+}
+
+/// A task's `completed_at` once it goes from a state of category `from` to one of `to`.
+pub fn completed_at(
+    from: StateCategory,
+    to: StateCategory,
+    was: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    match (from == StateCategory::Completed, to == StateCategory::Completed) {
+        (false, true) => Some(now),
+        (true, false) => None,
+        (true, true) => was.or(Some(now)),
+        (false, false) => None,
+    }
+}
+
+/// A workflow state of a project: a task's `status` is the `key` of one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkflowState {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub key: StateKey,
+    pub name: StateName,
+    pub category: StateCategory,
+    pub color: Color,
+    /// Ascending order of the states in the project's lists.
+    pub position: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The key of the default state of a new project (`todo`).
+pub const DEFAULT_STATE_KEY: &str = "todo";
+
+/// The six states every new project gets: `(key, name, category, color)`, in position
+/// order. Their keys are the six statuses tasks had before states were per project.
+pub const DEFAULT_STATES: [(&str, &str, StateCategory, &str); 6] = [
+    ("backlog", "Backlog", StateCategory::Backlog, "#94A3B8"),
+    ("todo", "Todo", StateCategory::Unstarted, "#64748B"),
+    ("in_progress", "In Progress", StateCategory::Started, "#F59E0B"),
+    ("in_review", "In Review", StateCategory::Started, "#8B5CF6"),
+    ("done", "Done", StateCategory::Completed, "#22C55E"),
+    ("canceled", "Canceled", StateCategory::Canceled, "#EF4444"),
+];
+
+/// The keys of [`DEFAULT_STATES`], in order.
+pub fn default_state_keys() -> Vec<StateKey> {
+    DEFAULT_STATES
+        .iter()
+        .map(|(key, ..)| StateKey::from_stored((*key).to_owned()))
+        .collect()
+}
+
+impl WorkflowState {
+    /// The six default states of a new project (ids made here), positions 0–5.
+    pub fn defaults(project_id: Uuid, now: DateTime<Utc>) -> Vec<Self> {
+        DEFAULT_STATES
+            .iter()
+            .zip(0..)
+            .map(|(&(key, name, category, color), position)| Self {
+                id: Uuid::now_v7(),
+                project_id,
+                key: StateKey::from_stored(key.to_owned()),
+                name: StateName::from_stored(name.to_owned()),
+                category,
+                color: Color::from_stored(color.to_owned()),
+                position,
+                created_at: now,
+                updated_at: now,
+            })
+            .collect()
+    }
+
+    /// The category of the default state `key`, for data written before states existed.
+    pub fn default_category(key: &str) -> Option<StateCategory> {
+        DEFAULT_STATES
+            .iter()
+            .find(|(k, ..)| *k == key)
+            .map(|&(_, _, category, _)| category)
     }
 }
 
@@ -337,7 +425,10 @@ pub enum AssigneeFilter {
 /// The filters of a task list; empty lists and `None` filter nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TaskFilter {
-    pub statuses: Vec<TaskStatus>,
+    /// Tasks in any of these states (by key).
+    pub statuses: Vec<StateKey>,
+    /// Tasks in a state of any of these categories.
+    pub categories: Vec<StateCategory>,
     pub priorities: Vec<Priority>,
     pub assignee: Option<AssigneeFilter>,
     /// Tasks carrying any of these labels (by name) or of [`TaskFilter::label_ids`].
@@ -564,7 +655,8 @@ mod tests {
             number: 12,
             title: TaskTitle::parse("t").unwrap(),
             description: None,
-            status: TaskStatus::Todo,
+            status: key("todo"),
+            status_category: StateCategory::Unstarted,
             priority: Priority::NONE,
             assignee_id: None,
             labels: vec![],
@@ -643,21 +735,54 @@ mod tests {
         );
     }
 
+    fn key(k: &str) -> StateKey {
+        StateKey::parse(k, "status").unwrap()
+    }
+
     #[test]
-    fn completed_at_follows_done() {
+    fn completed_at_follows_the_completed_category() {
+        use StateCategory::*;
         let mut t = task();
-        t.set_status(TaskStatus::InProgress, at("2026-11-22T11:00:00Z"));
+        t.set_status(key("in_progress"), Started, at("2026-11-22T11:00:00Z"));
         assert_eq!(t.completed_at, None);
-        t.set_status(TaskStatus::Done, at("2026-11-22T12:00:00Z"));
+        t.set_status(key("done"), Completed, at("2026-11-22T12:00:00Z"));
         assert_eq!(t.completed_at, Some(at("2026-11-22T12:00:00Z")));
-        t.set_status(TaskStatus::Done, at("2026-11-22T13:00:00Z"));
+        t.set_status(key("shipped"), Completed, at("2026-11-22T13:00:00Z"));
         assert_eq!(
-            t.completed_at,
-            Some(at("2026-11-22T12:00:00Z")),
-            "staying done keeps the time"
+            (t.completed_at, t.status.as_str(), t.status_category),
+            (Some(at("2026-11-22T12:00:00Z")), "shipped", Completed),
+            "moving between completed states keeps the time"
         );
-        t.set_status(TaskStatus::Todo, at("2026-11-22T14:00:00Z"));
+        t.set_status(key("wont_do"), Canceled, at("2026-11-22T14:00:00Z"));
+        assert_eq!(t.completed_at, None, "canceled is not completed");
+        t.set_status(key("todo"), Unstarted, at("2026-11-22T15:00:00Z"));
         assert_eq!(t.completed_at, None);
+    }
+
+    #[test]
+    fn the_default_states_are_the_six_former_statuses_with_todo_the_default() {
+        let states = WorkflowState::defaults(Uuid::nil(), at("2026-11-22T10:00:00Z"));
+        let keys: Vec<_> = states.iter().map(|s| s.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["backlog", "todo", "in_progress", "in_review", "done", "canceled"]
+        );
+        let positions: Vec<_> = states.iter().map(|s| s.position).collect();
+        assert_eq!(positions, [0, 1, 2, 3, 4, 5]);
+        for state in &states {
+            assert!(StateKey::parse(state.key.as_str(), "key").is_ok());
+            assert!(StateName::parse(state.name.as_str()).is_ok());
+            assert_eq!(Color::parse(state.color.as_str()).unwrap(), state.color);
+            assert_eq!(
+                WorkflowState::default_category(state.key.as_str()),
+                Some(state.category)
+            );
+        }
+        assert_eq!(
+            WorkflowState::default_category(DEFAULT_STATE_KEY),
+            Some(StateCategory::Unstarted)
+        );
+        assert_eq!(WorkflowState::default_category("open"), None);
     }
 
     #[test]

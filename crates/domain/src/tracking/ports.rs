@@ -17,7 +17,8 @@ use uuid::Uuid;
 
 use super::{
     Comment, Label, LabelName, Link, Member, Placement, Project, ProjectAccess, ProjectFilter, ProjectKey,
-    ProjectRole, ProjectSort, ProjectWithRole, RelatedTask, Relation, Scope, Task, TaskQuery,
+    ProjectRole, ProjectSort, ProjectWithRole, RelatedTask, Relation, Scope, StateKey, Task, TaskQuery,
+    WorkflowState,
 };
 use crate::StoreError;
 use crate::audit::AuditEntry;
@@ -185,7 +186,8 @@ pub trait TaskRepository: Send + Sync {
     /// a parent is checked against [`Placement::check`] under the project's lock.
     /// # Errors
     /// `NotFound` when the project does not exist; `Conflict("parent: <message>")` when the
-    /// parent breaks a rule (or is gone).
+    /// parent breaks a rule (or is gone); `Conflict` when the project has no state
+    /// `task.status` of category `task.status_category` (any more) when the write happens.
     /// The event published is `change`'s with `data(&stored)` as its data (it shows the
     /// number the store hands out).
     async fn create(&self, new: &NewTask, change: &Change, data: EventData<Task>)
@@ -209,10 +211,12 @@ pub trait TaskRepository: Send + Sync {
     ) -> Result<Option<(Task, ProjectAccess)>, StoreError>;
     /// Saves every field of `task` (its `version` already `expected_version + 1`), its
     /// `archived_at` and `deleted_at` included (archiving, moving to the trash and restoring
-    /// are updates), and, when given, replaces its labels. Its parent is not written, but for
-    /// a move to the trash (`deleted_at` set): then the task leaves its parent and its
-    /// children are detached, under the project's lock (see [`TaskRepository::update_tree`],
-    /// which also names the tasks that changed).
+    /// are updates), and, when given, replaces its labels. `false`, nothing written, when the
+    /// version differs or the project has no state `task.status` of category
+    /// `task.status_category` (any more) when the write happens: the caller reads again. Its
+    /// parent is not written, but for a move to the trash (`deleted_at` set): then the task
+    /// leaves its parent and its children are detached, under the project's lock (see
+    /// [`TaskRepository::update_tree`], which also names the tasks that changed).
     async fn update<'a>(
         &self,
         task: &Task,
@@ -282,6 +286,44 @@ pub trait TaskRepository: Send + Sync {
         user_id: Uuid,
         query: &TaskQuery,
     ) -> Result<Option<(ProjectAccess, Vec<Task>)>, StoreError>;
+}
+
+/// The workflow states of projects. Every write holds the project row (its writes are
+/// serialized per project) and keeps the tasks of the states it changes in step in its
+/// transaction: their `status`, `status_category` and `completed_at`.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait StateRepository: Send + Sync {
+    /// The project's states by position (key breaks ties), in one statement.
+    async fn list(&self, project_id: Uuid) -> Result<Vec<WorkflowState>, StoreError>;
+    /// # Errors
+    /// `NotFound` when the project does not exist; `Conflict` when it has a state of that
+    /// key.
+    async fn create(&self, state: &WorkflowState, change: &Change) -> Result<(), StoreError>;
+    /// Saves the state's name, colour, position and category. When the category changes,
+    /// every task in the state takes it (`completed_at` set on entering `completed`, cleared
+    /// on leaving it, a new version and `updated_at = state.updated_at`). Returns the
+    /// `(project, task)` of the tasks whose views changed: those tasks and the tasks they
+    /// block (whose `blockedByCount` may change).
+    /// # Errors
+    /// `NotFound` when the project has no such state.
+    async fn update(&self, state: &WorkflowState, change: &Change) -> Result<Vec<(Uuid, Uuid)>, StoreError>;
+    /// Moves the state's tasks (the trash's too) to the state `move_to` (new version,
+    /// `updated_at = at`, `completed_at` by the categories), then deletes the state, in one
+    /// transaction; returns what [`StateRepository::update`] returns.
+    /// # Errors
+    /// `NotFound` when the project has no such state; `Conflict` when it is the project's
+    /// last or default state, or `move_to` is no other state of the project.
+    async fn delete(
+        &self,
+        project_id: Uuid,
+        state_id: Uuid,
+        move_to: &StateKey,
+        at: DateTime<Utc>,
+        change: &Change,
+    ) -> Result<Vec<(Uuid, Uuid)>, StoreError>;
+    /// Which of `keys` are the key of a state in a project of `scope` — one statement.
+    async fn known_keys(&self, scope: &Scope, keys: &[StateKey]) -> Result<Vec<StateKey>, StoreError>;
 }
 
 #[cfg_attr(feature = "mock", mockall::automock)]

@@ -100,6 +100,12 @@ pub const COLOR_PATTERN: &str = "^#[0-9A-Fa-f]{6}$";
 /// policy's line rule).
 pub const LINK_TITLE_PATTERN: &str = TASK_TITLE_PATTERN;
 
+/// A workflow state's key: what a task's `status` holds. Never changes once made.
+pub const STATE_KEY_PATTERN: &str = "^[a-z][a-z0-9_]{0,29}$";
+
+/// A workflow state's name: the rule of a label name (1–30 characters after trimming).
+pub const STATE_NAME_PATTERN: &str = LABEL_NAME_PATTERN;
+
 /// The longest link URL, in bytes, as given and once normalised (normalised URLs are ASCII).
 pub const MAX_LINK_URL_LEN: usize = 2048;
 
@@ -186,6 +192,15 @@ text_value!(
     /// `#RRGGBB`, stored upper-case.
     Color
 );
+text_value!(
+    /// A workflow state's key ([`STATE_KEY_PATTERN`]), unique in its project: a task's
+    /// `status`.
+    StateKey
+);
+text_value!(
+    /// A workflow state's display name.
+    StateName
+);
 
 impl ProjectKey {
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
@@ -223,6 +238,30 @@ impl ProjectName {
 }
 
 impl LabelName {
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        trimmed_line(raw, "name", 1, 30, TextRule::Name).map(Self)
+    }
+}
+
+impl StateKey {
+    /// `field` names the input in the error (`key`, `status`, `moveTo`, `defaultState`).
+    pub fn parse(raw: &str, field: &str) -> Result<Self, FieldError> {
+        let mut chars = raw.chars();
+        let ok = (1..=30).contains(&raw.len())
+            && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(FieldError::new(
+                field,
+                "must be 1–30 lower-case letters, digits and '_', starting with a letter",
+            ))
+        }
+    }
+}
+
+impl StateName {
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
         trimmed_line(raw, "name", 1, 30, TextRule::Name).map(Self)
     }
@@ -375,21 +414,21 @@ string_enum!(
 );
 
 string_enum!(
-    TaskStatus, "status" {
+    /// The category of a workflow state: what the state means, whatever its key and name.
+    StateCategory, "category" {
         Backlog = "backlog",
-        Todo = "todo",
-        InProgress = "in_progress",
-        InReview = "in_review",
-        Done = "done",
+        Unstarted = "unstarted",
+        Started = "started",
+        Completed = "completed",
         Canceled = "canceled",
     }
 );
 
-impl TaskStatus {
-    /// Whether a task in this status is finished with (`done` or `canceled`): it blocks no
-    /// other task any more.
+impl StateCategory {
+    /// Whether a task in a state of this category is finished with (`completed` or
+    /// `canceled`): it blocks no other task any more.
     pub fn is_closed(self) -> bool {
-        matches!(self, Self::Done | Self::Canceled)
+        matches!(self, Self::Completed | Self::Canceled)
     }
 }
 
@@ -504,6 +543,54 @@ mod tests {
         ] {
             assert_eq!(LinkUrl::parse(bad).unwrap_err().field, "url", "{bad:?}");
         }
+    }
+
+    #[test]
+    fn state_keys_agree_with_their_pattern_and_name_the_field() {
+        for ok in [
+            "todo",
+            "in_review",
+            "a",
+            "q2_done",
+            &format!("a{}", "b".repeat(29)),
+        ] {
+            assert!(StateKey::parse(ok, "key").is_ok(), "{ok}");
+            assert!(matches(STATE_KEY_PATTERN, ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "Todo",
+            "1st",
+            "_x",
+            "in-review",
+            "in review",
+            "é",
+            &"a".repeat(31),
+        ] {
+            assert_eq!(
+                StateKey::parse(bad, "moveTo").unwrap_err().field,
+                "moveTo",
+                "{bad}"
+            );
+            assert!(!matches(STATE_KEY_PATTERN, bad), "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn state_key_parser_and_pattern_agree(s in "[a-z_0-9A-Z-]{0,32}") {
+            prop_assert_eq!(StateKey::parse(&s, "key").is_ok(), matches(STATE_KEY_PATTERN, &s));
+        }
+    }
+
+    #[test]
+    fn categories_closed_are_completed_and_canceled() {
+        let closed: Vec<_> = StateCategory::ALL.iter().filter(|c| c.is_closed()).collect();
+        assert_eq!(closed, [&StateCategory::Completed, &StateCategory::Canceled]);
+        assert_eq!(
+            StateCategory::parse("done", "category").unwrap_err().field,
+            "category"
+        );
     }
 
     #[test]

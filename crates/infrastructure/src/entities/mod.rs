@@ -28,3 +28,4 @@ pub mod users;
 pub mod webhook_attempts;
 pub mod webhook_deliveries;
 pub mod webhooks;
+pub mod workflow_states;

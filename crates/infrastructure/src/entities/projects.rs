@@ -14,6 +14,10 @@ pub struct Model {
     pub status: String,
     pub owner_id: Uuid,
     pub last_task_number: i64,
+    /// The key of the state new tasks get (`workflow_states.key`).
+    pub default_state: String,
+    /// The keys of the project's states, comma-separated (kept in step by the state store).
+    pub state_keys: String,
     /// Incremented by every change of the project (its `ETag`).
     pub version: i64,
     pub created_at: DateTimeUtc,

@@ -12,6 +12,8 @@ pub struct Model {
     pub title_folded: String,
     pub description: Option<String>,
     pub status: String,
+    /// The category of the task's state, kept in step with `workflow_states`.
+    pub status_category: String,
     pub priority: i16,
     /// The sort rank of `priority`: 1 urgent … 4 low, 5 none.
     pub priority_rank: i16,

@@ -34,8 +34,8 @@ FROM users u
 LEFT JOIN (SELECT owner_id AS uid, COUNT(*) AS n FROM projects GROUP BY owner_id) po ON po.uid = u.id
 LEFT JOIN (SELECT created_by AS uid, COUNT(*) AS n FROM tasks WHERE deleted_at IS NULL GROUP BY created_by) tc ON tc.uid = u.id
 LEFT JOIN (SELECT assignee_id AS uid,
-                  SUM(CASE WHEN status IN ('done', 'canceled') THEN 0 ELSE 1 END) AS open_n,
-                  SUM(CASE WHEN status = 'done' THEN 1 ELSE 0 END) AS done_n
+                  SUM(CASE WHEN status_category IN ('completed', 'canceled') THEN 0 ELSE 1 END) AS open_n,
+                  SUM(CASE WHEN status_category = 'completed' THEN 1 ELSE 0 END) AS done_n
            FROM tasks WHERE assignee_id IS NOT NULL AND deleted_at IS NULL GROUP BY assignee_id) ta ON ta.uid = u.id
 LEFT JOIN (SELECT author_id AS uid, COUNT(*) AS n FROM comments GROUP BY author_id) cp ON cp.uid = u.id
 LEFT JOIN (SELECT user_id AS uid, MAX(last_used_at) AS at FROM sessions GROUP BY user_id) la ON la.uid = u.id";

@@ -14,6 +14,7 @@ pub mod members;
 pub mod projects;
 pub mod relations;
 pub mod search;
+pub mod states;
 pub mod tasks;
 
 pub use comments::SeaOrmCommentRepository;
@@ -24,6 +25,7 @@ pub use members::SeaOrmMemberRepository;
 pub use projects::SeaOrmProjectRepository;
 pub use relations::SeaOrmRelationRepository;
 pub use search::SeaOrmSearchIndex;
+pub use states::SeaOrmStateRepository;
 pub use tasks::SeaOrmTaskRepository;
 
 use keel_domain::StoreError;

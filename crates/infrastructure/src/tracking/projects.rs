@@ -6,7 +6,7 @@ use keel_domain::events::Change;
 use keel_domain::tracking::ports::ProjectRepository;
 use keel_domain::tracking::{
     Project, ProjectAccess, ProjectFilter, ProjectKey, ProjectName, ProjectRole, ProjectSort, ProjectSortKey,
-    ProjectStatus, ProjectWithRole, Scope,
+    ProjectStatus, ProjectWithRole, Scope, StateKey, WorkflowState,
 };
 use sea_orm::sea_query::{Expr, ExprTrait, Func, Query};
 use sea_orm::{
@@ -22,6 +22,7 @@ use super::{
 use crate::db::{Database, fetch_page_as, fold, store_error};
 use crate::entities::project_members;
 use crate::entities::projects::{self, Column, Entity};
+use crate::entities::workflow_states::Entity as WorkflowStateEntity;
 use crate::identity::users::contains_pattern;
 
 #[derive(Debug, Clone)]
@@ -44,6 +45,13 @@ pub(super) fn to_domain(m: projects::Model) -> Result<Project, StoreError> {
         description: m.description,
         status: ProjectStatus::parse(&m.status, "status").map_err(|_| bad("status"))?,
         owner_id: m.owner_id,
+        default_state: StateKey::from_stored(m.default_state.clone()),
+        state_keys: m
+            .state_keys
+            .split(',')
+            .filter(|k| !k.is_empty())
+            .map(|k| StateKey::from_stored(k.to_owned()))
+            .collect(),
         version: m.version,
         created_at: m.created_at,
         updated_at: m.updated_at,
@@ -75,6 +83,11 @@ impl ProjectRepository for SeaOrmProjectRepository {
             status: Set(project.status.as_str().to_owned()),
             owner_id: Set(project.owner_id),
             last_task_number: Set(0),
+            default_state: Set(project.default_state.as_str().to_owned()),
+            state_keys: Set(super::states::joined(&WorkflowState::defaults(
+                project.id,
+                project.created_at,
+            ))),
             version: Set(project.version),
             created_at: Set(project.created_at),
             updated_at: Set(project.updated_at),
@@ -88,6 +101,15 @@ impl ProjectRepository for SeaOrmProjectRepository {
             role: Set(ProjectRole::Owner.as_str().to_owned()),
             created_at: Set(project.created_at),
         })
+        .exec_without_returning(&txn)
+        .await
+        .map_err(store_error)?;
+        // The six default states (the project's `default_state` is one of them).
+        WorkflowStateEntity::insert_many(
+            WorkflowState::defaults(project.id, project.created_at)
+                .iter()
+                .map(super::states::active_model),
+        )
         .exec_without_returning(&txn)
         .await
         .map_err(store_error)?;
@@ -145,6 +167,7 @@ impl ProjectRepository for SeaOrmProjectRepository {
             .col_expr(Column::NameFolded, Expr::value(fold(project.name.as_str())))
             .col_expr(Column::Description, Expr::value(project.description.clone()))
             .col_expr(Column::Status, Expr::value(project.status.as_str()))
+            .col_expr(Column::DefaultState, Expr::value(project.default_state.as_str()))
             .col_expr(Column::UpdatedAt, Expr::value(project.updated_at))
             .col_expr(Column::Version, Expr::value(expected_version + 1))
             .filter(Column::Id.eq(project.id))
@@ -152,6 +175,19 @@ impl ProjectRepository for SeaOrmProjectRepository {
             .exec(&txn)
             .await
             .map_err(store_error)?;
+        // The default must be a state of the project when the write happens; its row held
+        // after the project's (the order every state write takes), so a deletion of it waits
+        // and then sees it is the default.
+        if result.rows_affected > 0
+            && super::states::state_category(&txn, project.id, &project.default_state)
+                .await?
+                .is_none()
+        {
+            roll_back(txn).await?;
+            return Err(StoreError::Conflict(
+                "the default state is no state of the project".into(),
+            ));
+        }
         finish_guarded(&self.db, txn, result.rows_affected, change).await
     }
 

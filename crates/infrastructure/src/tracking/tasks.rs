@@ -10,8 +10,8 @@ use keel_domain::tracking::ports::{EventData, NewTask, TaskRepository, TreeChang
 use keel_domain::tracking::search::SearchTerms;
 use keel_domain::tracking::{
     ArchivedFilter, AssigneeFilter, LabelName, MAX_TASK_DEPTH, ParentFilter, Placement, Priority,
-    ProjectAccess, ProjectKey, RelationType, Scope, SortValue, Task, TaskPosition, TaskQuery, TaskSort,
-    TaskSortKey, TaskStatus, TaskTitle,
+    ProjectAccess, ProjectKey, RelationType, Scope, SortValue, StateCategory, StateKey, Task, TaskPosition,
+    TaskQuery, TaskSort, TaskSortKey, TaskTitle,
 };
 use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait, NullOrdering, Query, SelectStatement, Value};
 use sea_orm::{
@@ -22,6 +22,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::search::task_list_match;
+use super::states::state_category;
 use super::{
     access_from_row, commit_change, corrupt, finish_guarded, lock_project, roll_back, select_prefixed,
     with_access,
@@ -74,10 +75,11 @@ fn labels_json(backend: DbBackend) -> Expr {
 }
 
 /// `FROM task_relations r JOIN tasks b … WHERE …`: the open blockers of the task of the
-/// enclosing row (`tasks`): `blocks` relations whose source is neither closed (done,
-/// canceled) nor in the trash, in any project. Served by the relations' target index.
+/// enclosing row (`tasks`): `blocks` relations whose source is neither closed (a state of
+/// the `completed` or `canceled` category) nor in the trash, in any project. Served by the
+/// relations' target index.
 fn open_blockers() -> String {
-    let closed: Vec<String> = TaskStatus::ALL
+    let closed: Vec<String> = StateCategory::ALL
         .iter()
         .filter(|s| s.is_closed())
         .map(|s| format!("'{}'", s.as_str()))
@@ -85,7 +87,7 @@ fn open_blockers() -> String {
     format!(
         "FROM \"task_relations\" r JOIN \"tasks\" b ON b.\"id\" = r.\"source_task_id\" \
          WHERE r.\"target_task_id\" = \"tasks\".\"id\" AND r.\"kind\" = '{}' \
-         AND b.\"deleted_at\" IS NULL AND b.\"status\" NOT IN ({})",
+         AND b.\"deleted_at\" IS NULL AND b.\"status_category\" NOT IN ({})",
         RelationType::Blocks.as_str(),
         closed.join(", ")
     )
@@ -226,7 +228,9 @@ fn to_domain(row: TaskRow, (labels, label_ids): Labels) -> Result<Task, StoreErr
         number: m.number,
         title: TaskTitle::from_stored(m.title.clone()),
         description: m.description,
-        status: TaskStatus::parse(&m.status, "status").map_err(|_| bad("status"))?,
+        status: StateKey::from_stored(m.status.clone()),
+        status_category: StateCategory::parse(&m.status_category, "status")
+            .map_err(|_| bad("status_category"))?,
         priority: Priority::new(i64::from(m.priority), "priority").map_err(|_| bad("priority"))?,
         assignee_id: m.assignee_id,
         labels,
@@ -404,7 +408,10 @@ fn filter_condition(query: &TaskQuery, backend: DbBackend) -> Condition {
         condition = condition.add(Column::ProjectId.is_in(ids.iter().copied()));
     }
     if !filter.statuses.is_empty() {
-        condition = condition.add(Column::Status.is_in(filter.statuses.iter().map(|s| s.as_str())));
+        condition = condition.add(Column::Status.is_in(filter.statuses.iter().map(StateKey::as_str)));
+    }
+    if !filter.categories.is_empty() {
+        condition = condition.add(Column::StatusCategory.is_in(filter.categories.iter().map(|c| c.as_str())));
     }
     if !filter.priorities.is_empty() {
         condition =
@@ -723,6 +730,12 @@ impl TaskRepository for SeaOrmTaskRepository {
             roll_back(txn).await?;
             return Err(StoreError::NotFound);
         };
+        // The task's state, as it is now (state writes hold the project row too, so none is
+        // half-way): gone or of another category since the caller read it, nothing is written.
+        if state_category(&txn, task.project_id, &task.status).await? != Some(task.status_category) {
+            roll_back(txn).await?;
+            return Err(StoreError::Conflict("the task's state changed".into()));
+        }
         let number: i64 = numbered.try_get("", "last_task_number").map_err(store_error)?;
         let key: String = numbered.try_get("", "key").map_err(store_error)?;
         let project_key = ProjectKey::parse(&key).map_err(|_| corrupt("projects", task.project_id, "key"))?;
@@ -742,6 +755,7 @@ impl TaskRepository for SeaOrmTaskRepository {
             title_folded: Set(fold(task.title.as_str())),
             description: Set(task.description.clone()),
             status: Set(task.status.as_str().to_owned()),
+            status_category: Set(task.status_category.as_str().to_owned()),
             priority: Set(i16::from(task.priority.value())),
             priority_rank: Set(task.priority.rank()),
             assignee_id: Set(task.assignee_id),
@@ -1086,11 +1100,18 @@ async fn write_task(
     expected_version: i64,
     parent: bool,
 ) -> Result<bool, StoreError> {
+    // The task's state held first (a state write waits, or was waited for): gone or of
+    // another category since the caller read it, nothing is written and the caller reads
+    // again.
+    if state_category(txn, task.project_id, &task.status).await? != Some(task.status_category) {
+        return Ok(false);
+    }
     let mut update = Entity::update_many()
         .col_expr(Column::Title, Expr::value(task.title.as_str()))
         .col_expr(Column::TitleFolded, Expr::value(fold(task.title.as_str())))
         .col_expr(Column::Description, Expr::value(task.description.clone()))
         .col_expr(Column::Status, Expr::value(task.status.as_str()))
+        .col_expr(Column::StatusCategory, Expr::value(task.status_category.as_str()))
         .col_expr(Column::Priority, Expr::value(i16::from(task.priority.value())))
         .col_expr(Column::PriorityRank, Expr::value(task.priority.rank()))
         .col_expr(Column::AssigneeId, Expr::value(task.assignee_id))

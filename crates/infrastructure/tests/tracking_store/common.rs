@@ -8,8 +8,8 @@ use keel_domain::audit::AuditEntry;
 use keel_domain::events::{Change, Envelope, EventType};
 use keel_domain::tracking::ports::{LabelRepository, NewTask, ProjectRepository, TaskRepository};
 use keel_domain::tracking::{
-    Color, Label, LabelName, Priority, Project, ProjectKey, ProjectName, ProjectStatus, Scope, Task,
-    TaskFilter, TaskQuery, TaskSort, TaskStatus, TaskTitle,
+    Color, Label, LabelName, Priority, Project, ProjectKey, ProjectName, ProjectStatus, Scope, StateCategory,
+    StateKey, Task, TaskFilter, TaskQuery, TaskSort, TaskTitle, WorkflowState,
 };
 use keel_infrastructure::audit::SeaOrmAuditLog;
 use keel_infrastructure::entities::{audit_log, outbox_events, users};
@@ -159,6 +159,8 @@ pub(crate) fn project_value(key: &str, name: &str, owner: Uuid, created: i64) ->
         description: Some(format!("About {name}")),
         status: ProjectStatus::Active,
         owner_id: owner,
+        default_state: self::key("todo"),
+        state_keys: keel_domain::tracking::default_state_keys(),
         version: 1,
         created_at: at(created),
         updated_at: at(created),
@@ -182,7 +184,8 @@ pub(crate) fn task_value(p: &Project, creator: Uuid, title: &str) -> Task {
         number: 0,
         title: TaskTitle::parse(title).unwrap(),
         description: None,
-        status: TaskStatus::Todo,
+        status: key("todo"),
+        status_category: StateCategory::Unstarted,
         priority: Priority::NONE,
         assignee_id: None,
         labels: vec![],
@@ -284,4 +287,15 @@ pub(crate) fn titles(tasks: &[Task]) -> BTreeSet<String> {
 
 pub(crate) fn set(titles: &[&str]) -> BTreeSet<String> {
     titles.iter().map(|t| (*t).to_owned()).collect()
+}
+
+/// A state key of the default states.
+pub fn key(k: &str) -> StateKey {
+    StateKey::parse(k, "status").unwrap()
+}
+
+/// Puts `task` in the default state `k`, with its category.
+pub fn in_state(task: &mut Task, k: &str) {
+    task.status = key(k);
+    task.status_category = WorkflowState::default_category(k).unwrap();
 }

@@ -20,6 +20,7 @@ mod personal_tokens;
 mod projects;
 mod relations;
 mod search;
+mod states;
 mod task_lifecycle;
 mod tasks;
 mod writes;

@@ -9,7 +9,7 @@ use keel_domain::audit::AuditLog;
 use keel_domain::tracking::ports::{LabelRepository, MemberRepository, NewTask, TaskRepository};
 use keel_domain::tracking::{
     AssigneeFilter, LabelName, Priority, ProjectRole, Scope, Task, TaskFilter, TaskQuery, TaskSort,
-    TaskSortKey, TaskStatus, TaskTitle,
+    TaskSortKey, TaskTitle, WorkflowState,
 };
 use keel_infrastructure::entities::task_labels;
 use keel_infrastructure::tracking::SeaOrmTaskRepository;
@@ -95,7 +95,9 @@ async fn task_keyset_pages_walk_every_sort_exactly() {
         for i in 0..40 {
             let mut t = task_value(&p, owner, &format!("Task {i}"));
             t.priority = Priority::new(rng.random_range(0..=4i64), "priority").unwrap();
-            t.status = TaskStatus::ALL[rng.random_range(0..TaskStatus::ALL.len())];
+            let states = WorkflowState::defaults(p.id, at(0));
+            let pick = &states[rng.random_range(0..states.len())];
+            in_state(&mut t, pick.key.as_str());
             t.due_date = if rng.random_bool(0.3) {
                 None
             } else {
@@ -112,7 +114,7 @@ async fn task_keyset_pages_walk_every_sort_exactly() {
         assert!(created.iter().any(|t| t.due_date.is_some()));
 
         let some_statuses = TaskFilter {
-            statuses: vec![TaskStatus::Todo, TaskStatus::Backlog, TaskStatus::Done],
+            statuses: vec![key("todo"), key("backlog"), key("done")],
             ..TaskFilter::default()
         };
         for key in [
@@ -267,16 +269,16 @@ async fn task_filters_each_narrow_the_list() {
         t1.assignee_id = Some(alice);
         t1.updated_at = at(1);
         let mut t2 = task_value(&p, owner, "fix_login");
-        t2.status = TaskStatus::InProgress;
+        in_state(&mut t2, "in_progress");
         t2.priority = Priority::new(2, "priority").unwrap();
         t2.updated_at = at(2);
         let mut t3 = task_value(&p, owner, "Write docs");
-        t3.status = TaskStatus::Done;
+        in_state(&mut t3, "done");
         t3.assignee_id = Some(bob);
         t3.completed_at = Some(at(3));
         t3.updated_at = at(3);
         let mut t4 = task_value(&p, owner, "FIX crash");
-        t4.status = TaskStatus::Backlog;
+        in_state(&mut t4, "backlog");
         t4.priority = Priority::new(1, "priority").unwrap();
         t4.updated_at = at(50);
         create_task(&s, t1, &[bug.id]).await;
@@ -299,7 +301,7 @@ async fn task_filters_each_narrow_the_list() {
             ),
             (
                 TaskFilter {
-                    statuses: vec![TaskStatus::Todo, TaskStatus::Done],
+                    statuses: vec![key("todo"), key("done")],
                     ..f()
                 },
                 set(&["Fix 100% CPU", "Write docs"]),
@@ -416,7 +418,7 @@ async fn task_filters_each_narrow_the_list() {
             ),
             (
                 TaskFilter {
-                    statuses: vec![TaskStatus::InProgress, TaskStatus::Done],
+                    statuses: vec![key("in_progress"), key("done")],
                     labels: vec![LabelName::parse("ui").unwrap()],
                     assignee: Some(AssigneeFilter::User(bob)),
                     q: Some("DOCS".into()),
@@ -605,7 +607,11 @@ async fn task_update_saves_every_field_and_replaces_labels() {
         let mut after = task.clone();
         after.title = TaskTitle::parse("After").unwrap();
         after.description = Some("Now described".into());
-        after.set_status(TaskStatus::Done, at(7));
+        after.set_status(
+            key("done"),
+            keel_domain::tracking::StateCategory::Completed,
+            at(7),
+        );
         after.priority = Priority::new(2, "priority").unwrap();
         after.assignee_id = Some(alice);
         after.due_date = NaiveDate::from_ymd_opt(2027, 1, 31);

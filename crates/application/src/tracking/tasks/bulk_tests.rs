@@ -98,7 +98,7 @@ async fn a_malformed_request_is_one_400_naming_its_field_and_touches_no_task() {
                 &one,
                 "update",
                 Some(BulkTaskPatch {
-                    status: Some("doing".into()),
+                    status: Some("Doing".into()),
                     ..Default::default()
                 }),
             ),

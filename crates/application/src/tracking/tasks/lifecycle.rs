@@ -340,7 +340,7 @@ pub async fn purge_task(
         .build();
     // A live, open task purged for good takes its `blocks` relations along: the tasks it
     // blocked count one blocker fewer, and there is nothing left to read them from after.
-    let mut blocked = if from_trash || task.status.is_closed() {
+    let mut blocked = if from_trash || task.status_category.is_closed() {
         Vec::new()
     } else {
         ports.relations.blocked_by(task.id).await?

@@ -8,7 +8,7 @@ use keel_domain::FieldError;
 use keel_domain::identity::Principal;
 use keel_domain::tracking::{
     ArchivedFilter, AssigneeFilter, LabelName, ParentFilter, Permission, Priority, ProjectAccess, Scope,
-    Task, TaskFilter, TaskPosition, TaskQuery, TaskSort, TaskStatus, parse_identifier,
+    StateCategory, StateKey, Task, TaskFilter, TaskPosition, TaskQuery, TaskSort, parse_identifier,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -73,10 +73,15 @@ pub async fn list_project_tasks(
     if let Some(access) = &fresh {
         ports.keep_access(mark, user_id, access).await;
     }
-    ports
+    let (access, _) = ports
         .authorize_access(principal, project_id, Permission::Read, "project", fresh)
         .await?;
     let tasks = tasks.ok_or(AppError::NotFound("project"))?;
+    // The project's state keys came with its access: no statement.
+    let known = &access.project.state_keys;
+    if !task_query.filter.statuses.iter().all(|key| known.contains(key)) {
+        return Err(unknown_status());
+    }
     shape.page(&tasks, &cursor)
 }
 
@@ -149,7 +154,13 @@ fn parse_filter(
     let statuses = check(
         &mut errors,
         comma_list(query.status.as_deref(), "status", |s| {
-            TaskStatus::parse(s, "status")
+            StateKey::parse(s, "status")
+        }),
+    );
+    let categories = check(
+        &mut errors,
+        comma_list(query.category.as_deref(), "category", |c| {
+            StateCategory::parse(c, "category")
         }),
     );
     let priorities = check(
@@ -228,6 +239,7 @@ fn parse_filter(
     };
     let filter = labels.map(|labels| TaskFilter {
         statuses: statuses.unwrap_or_default(),
+        categories: categories.unwrap_or_default(),
         priorities: priorities.unwrap_or_default(),
         assignee,
         labels,
@@ -310,10 +322,46 @@ async fn list(
     let query = resolve_parent(ports, query).await?;
     let (task_query, shape) = list_query(principal, scope, &query, &cursor)?;
     let tasks = match task_query {
-        Some(query) => ports.tasks.list(&query).await?,
+        Some(query) => {
+            let tasks = ports.tasks.list(&query).await?;
+            known_statuses(ports, &query.scope, &query.filter.statuses, &tasks).await?;
+            tasks
+        }
         None => Vec::new(),
     };
     shape.page(&tasks, &cursor)
+}
+
+/// A 400 on `status` when the filter names a key no state of the listed projects has. The
+/// keys the page's tasks are in are known; the others are looked up, in one statement (none
+/// when every key is on the page).
+async fn known_statuses(
+    ports: &TrackingPorts,
+    scope: &Scope,
+    statuses: &[StateKey],
+    page: &[Task],
+) -> Result<(), AppError> {
+    let unseen: Vec<StateKey> = statuses
+        .iter()
+        .filter(|key| !page.iter().any(|t| t.status == **key))
+        .cloned()
+        .collect();
+    if unseen.is_empty() {
+        return Ok(());
+    }
+    let known = ports.states.known_keys(scope, &unseen).await?;
+    if unseen.iter().all(|key| known.contains(key)) {
+        Ok(())
+    } else {
+        Err(unknown_status())
+    }
+}
+
+fn unknown_status() -> AppError {
+    AppError::invalid(
+        "status",
+        "must be a comma-separated list of the keys of the projects' states",
+    )
 }
 
 /// How a page's cursors are made: the sort, by name and as parsed.

@@ -4,8 +4,8 @@ use keel_domain::events::EventType;
 use keel_domain::tracking::ports::NewTask;
 use keel_domain::tracking::ports::{MockLabelRepository, MockRelationRepository, MockTaskRepository};
 use keel_domain::tracking::{
-    ArchivedFilter, AssigneeFilter, Color, Label, Priority, Scope, SortValue, TaskPosition, TaskSort,
-    TaskSortKey, TaskStatus,
+    ArchivedFilter, AssigneeFilter, Color, Label, Priority, Scope, SortValue, StateCategory, StateKey,
+    TaskPosition, TaskSort, TaskSortKey,
 };
 use serde_json::json;
 
@@ -63,7 +63,8 @@ async fn create_validates_references_and_stores_with_labels() {
             let shown = data(&stored(n.clone(), 7));
             n.task.title.as_str() == "Ship it"
                 && n.label_ids.len() == 1
-                && n.task.status == TaskStatus::Done
+                && n.task.status.as_str() == "done"
+                && n.task.status_category == StateCategory::Completed
                 && n.task.completed_at == Some(now())
                 && a.audit.action == "task.created"
                 && a.event.event.event_type == EventType::TaskCreated
@@ -186,7 +187,8 @@ async fn update_moves_status_bumps_version_and_keeps_unsent_fields() {
         .withf(|t, labels, expected, a| {
             t.version == 2
                 && *expected == 1
-                && t.status == TaskStatus::Done
+                && t.status.as_str() == "done"
+                && t.status_category == StateCategory::Completed
                 && t.completed_at == Some(now())
                 && t.title.as_str() == "First"
                 && labels.is_none()
@@ -206,7 +208,10 @@ async fn update_moves_status_bumps_version_and_keeps_unsent_fields() {
     let view = update_as(&ports, &member(), body, Expect::OneOf(vec![1]))
         .await
         .unwrap();
-    assert_eq!((view.version, view.status), (2, "done"));
+    assert_eq!(
+        (view.version, view.status.as_str(), view.status_category),
+        (2, "done", "completed")
+    );
 }
 
 #[tokio::test]
@@ -278,7 +283,7 @@ async fn lists_parse_every_filter_and_scope_by_membership() {
         .expect_list()
         .withf(move |q| {
             q.scope == Scope::MemberOf(me)
-                && q.filter.statuses == vec![TaskStatus::Todo, TaskStatus::Done]
+                && q.filter.statuses == vec![key("todo"), key("done")]
                 && q.filter.priorities.iter().map(|p| p.value()).collect::<Vec<_>>() == vec![1, 0]
                 && q.filter.assignee == Some(AssigneeFilter::User(me))
                 && q.filter.labels.len() == 2
@@ -301,6 +306,7 @@ async fn lists_parse_every_filter_and_scope_by_membership() {
     }
     .ports();
     let query = TaskListQuery {
+        category: None,
         status: Some("todo,done".into()),
         priority: Some("1,0".into()),
         assignee: Some("me".into()),
@@ -328,6 +334,7 @@ async fn lists_parse_every_filter_and_scope_by_membership() {
 async fn lists_report_every_bad_filter() {
     let ports = Fixture::default().ports();
     let query = TaskListQuery {
+        category: None,
         status: Some("todo,,".into()),
         priority: Some("+1".into()),
         assignee: Some("{00000000-0000-0000-0000-000000000000}".into()),
@@ -393,6 +400,7 @@ async fn a_cursor_of_another_sort_is_refused_and_a_matching_one_is_passed_on() {
     })
     .unwrap();
     let with_sort = |sort: &str| TaskListQuery {
+        category: None,
         sort: Some(sort.into()),
         ..Default::default()
     };
@@ -485,6 +493,7 @@ async fn a_page_of_a_project_is_one_store_read_cached_per_query_and_free_text_is
         "{reads:?}"
     );
     let searched = TaskListQuery {
+        category: None,
         q: Some("first".into()),
         ..Default::default()
     };
@@ -623,6 +632,7 @@ async fn delete_moves_to_the_trash_needs_write_access_and_audits() {
 async fn a_label_filter_no_label_can_match_answers_an_empty_page_without_a_query() {
     let ports = Fixture::default().ports();
     let query = TaskListQuery {
+        category: None,
         label: Some(format!("{},\u{7}", "x".repeat(31))),
         ..Default::default()
     };
@@ -796,6 +806,7 @@ async fn the_label_filter_takes_ids_beside_names() {
     .ports();
     for label in [format!("bug,{id}"), format!("{},{id}", "x".repeat(31))] {
         let query = TaskListQuery {
+            category: None,
             label: Some(label),
             ..TaskListQuery::default()
         };
@@ -837,4 +848,8 @@ async fn replacing_labels_with_the_same_ones_by_id_changes_nothing() {
     let view = update_as(&ports, &member(), body, Expect::Any).await.unwrap();
     assert_eq!(view.version, 1);
     assert_eq!(view.label_ids, [bug.id]);
+}
+
+fn key(k: &str) -> StateKey {
+    StateKey::parse(k, "status").unwrap()
 }

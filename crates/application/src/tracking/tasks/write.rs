@@ -3,16 +3,18 @@
 
 use futures::TryFutureExt;
 
-use keel_domain::FieldError;
 use keel_domain::events::EventType;
 use keel_domain::identity::Principal;
+use keel_domain::tracking::StateCategory;
 use keel_domain::tracking::ports::{NewTask, TreeChange};
 use keel_domain::tracking::values::{TASK_DESCRIPTION_MAX, parse_description, parse_due_date};
-use keel_domain::tracking::{Label, LabelName, Permission, Priority, Task, TaskStatus, TaskTitle};
+use keel_domain::tracking::{Label, LabelName, Permission, Priority, StateKey, Task, TaskTitle};
+use keel_domain::{FieldError, StoreError};
 use serde_json::json;
 use uuid::Uuid;
 
 use super::super::inputs::{CreateTaskBody, MAX_TASK_LABELS, UpdateTaskBody};
+use super::super::states::category_of;
 use super::super::views::TaskView;
 use super::super::{Expect, TrackingPorts, check, not_found_as, optional, validated, versioned_update};
 use super::{
@@ -40,10 +42,27 @@ pub async fn create_task(
         parse_description(body.description.as_deref(), TASK_DESCRIPTION_MAX),
     )
     .flatten();
-    let status = optional(&mut errors, body.status.as_deref(), |s| {
-        TaskStatus::parse(s, "status")
-    })
-    .unwrap_or(TaskStatus::Todo);
+    // A key of the project's states (one statement); without one, the project's default.
+    let status = match body.status.as_deref() {
+        Some(raw) => check(&mut errors, StateKey::parse(raw, "status")),
+        None => Some(access.project.default_state.clone()),
+    };
+    let status = match status {
+        Some(key) => {
+            let states = ports.states.list(project_id).await?;
+            match states.iter().find(|s| s.key == key) {
+                Some(state) => Some((key, state.category)),
+                None if body.status.is_none() => {
+                    return Err(AppError::internal("the project's default state is missing"));
+                }
+                None => {
+                    errors.push(FieldError::new("status", "is not a state of this project"));
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     let priority =
         optional(&mut errors, body.priority, |p| Priority::new(p, "priority")).unwrap_or(Priority::NONE);
     let due_date = optional(&mut errors, body.due_date.as_deref(), parse_due_date);
@@ -52,7 +71,7 @@ pub async fn create_task(
         label_refs(body.labels.as_deref().unwrap_or_default(), "labels"),
     );
     validated(errors)?;
-    let (Some(title), Some(labels)) = (title, labels) else {
+    let (Some(title), Some(labels), Some((status, status_category))) = (title, labels, status) else {
         return Err(AppError::internal("validated input missing"));
     };
     let (labels, label_ids) = labelled(
@@ -73,6 +92,7 @@ pub async fn create_task(
         title,
         description,
         status,
+        status_category,
         priority,
         assignee_id: body.assignee_id,
         labels,
@@ -81,7 +101,7 @@ pub async fn create_task(
         created_by: principal.user_id,
         created_at: now,
         updated_at: now,
-        completed_at: (status == TaskStatus::Done).then_some(now),
+        completed_at: (status_category == StateCategory::Completed).then_some(now),
         version: 1,
         archived_at: None,
         blocked_by_count: 0,
@@ -103,7 +123,13 @@ pub async fn create_task(
             ports
                 .tasks
                 .create(&NewTask { task, label_ids }, &change, task_data)
-                .map_err(tree_error("project")),
+                .map_err(|e| match e {
+                    // The state went away (or changed category) since it was read.
+                    StoreError::Conflict(rule) if !rule.starts_with(super::PARENT_RULE) => {
+                        AppError::invalid("status", "is not a state of this project")
+                    }
+                    other => tree_error("project")(other),
+                }),
         )
         .await?;
     Ok(TaskView::from(&stored))
@@ -212,7 +238,7 @@ async fn label_delta(
 struct PatchInput {
     title: Option<TaskTitle>,
     description: Option<Option<String>>,
-    status: Option<TaskStatus>,
+    status: Option<StateKey>,
     priority: Option<Priority>,
     due_date: Option<Option<chrono::NaiveDate>>,
     labels: Option<LabelRefs>,
@@ -228,8 +254,9 @@ impl PatchInput {
         let description = optional(&mut errors, body.description.clone(), |d| {
             parse_description(d.as_deref(), TASK_DESCRIPTION_MAX)
         });
+        // Its form only: whether the task's project has the state is known once the task is.
         let status = optional(&mut errors, body.status.as_deref(), |s| {
-            TaskStatus::parse(s, "status")
+            StateKey::parse(s, "status")
         });
         let priority = optional(&mut errors, body.priority, |p| Priority::new(p, "priority"));
         let due_date = check(
@@ -317,6 +344,7 @@ pub(crate) async fn patch_task(
     let expect = &expect;
     versioned_update(expect, || {
         let (title, description, labels) = (title.clone(), description.clone(), labels.clone());
+        let status = status.clone();
         let delta = delta.clone();
         let preloaded = preloaded.take();
         async move {
@@ -344,7 +372,9 @@ pub(crate) async fn patch_task(
                 changed.push("description");
             }
             if let Some(status) = status.filter(|s| *s != task.status) {
-                task.set_status(status, now);
+                // Read on each attempt: a lost race may have been with the state's change.
+                let category = category_of(ports, task.project_id, &status, "status").await?;
+                task.set_status(status, category, now);
                 changed.push("status");
             }
             if let Some(priority) = priority.filter(|p| *p != task.priority) {
