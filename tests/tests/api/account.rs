@@ -79,6 +79,41 @@ impl Scene {
         panic!("Ann was never notified of Bob's task and comment");
     }
 
+    /// Bob invites Ann's address to a project of his own (`BOB`); its id.
+    async fn bob_invites_ann(&self) -> String {
+        let project = self.app.create_project(&self.bob.token, "BOB").await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        self.app
+            .created(
+                &format!("/api/v1/projects/{project}/invitations"),
+                &json!({"email": "ann@example.com", "role": "viewer"}),
+                &self.bob.token,
+            )
+            .await;
+        project
+    }
+
+    /// How many invitations are addressed to `email`.
+    async fn invitations_to(&self, email: &str) -> i64 {
+        let db = sea_orm::Database::connect(&self.app.db.url).await.unwrap();
+        let backend = db.get_database_backend();
+        let placeholder = if self.app.db.is_postgres { "$1" } else { "?" };
+        let row = db
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                format!("SELECT COUNT(*) AS n FROM invitations WHERE email = {placeholder}"),
+                [email.into()],
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let n: i64 = row.try_get("", "n").unwrap();
+        db.close().await.ok();
+        n
+    }
+
     async fn erase(&self, token: &str, password: &str) -> reqwest::Response {
         self.app
             .send(
@@ -128,8 +163,20 @@ fn strings(list: &Value, field: &str) -> Vec<String> {
 #[tokio::test]
 async fn the_export_holds_what_keel_has_about_the_caller_and_nothing_of_anyone_else() {
     let s = scene().await;
+    let bobs = s.bob_invites_ann().await;
     s.until_ann_is_notified().await;
     let export = s.app.get_ok("/api/v1/auth/export", &s.ann.token).await;
+    // Bob's invitation to her address, without its token.
+    let invitations = export["invitations"].as_array().unwrap();
+    assert_eq!(invitations.len(), 1, "{export}");
+    assert_eq!(
+        (
+            &invitations[0]["projectId"],
+            &invitations[0]["role"],
+            &invitations[0]["invitedBy"]
+        ),
+        (&json!(bobs), &json!("viewer"), &json!(s.bob.id))
+    );
     // Ann follows the task she created and the one she is assigned to, and was told of
     // Bob's task for her and of his comment.
     let followed: Vec<bool> = export["subscriptions"]
@@ -220,10 +267,14 @@ async fn an_erased_account_is_a_tombstone_its_tasks_and_comments_still_point_at(
         .await;
     assert_eq!(handed.status(), StatusCode::OK);
     s.until_ann_is_notified().await;
+    s.bob_invites_ann().await;
+    assert_eq!(s.invitations_to("ann@example.com").await, 1);
     assert_eq!(
         s.erase(&s.ann.token, PASSWORD).await.status(),
         StatusCode::NO_CONTENT
     );
+    // An invitation to her address kept it: gone with the account.
+    assert_eq!(s.invitations_to("ann@example.com").await, 0);
 
     // Every credential is gone at once: the session, the token, the password.
     for token in [&s.ann.token, &s.pat] {

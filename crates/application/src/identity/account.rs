@@ -102,6 +102,20 @@ pub struct ExportedSubscription {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A pending invitation to the caller's address (its secret is never stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExportedInvitation {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    /// `admin`, `member` or `viewer`.
+    pub role: String,
+    pub invited_by: Uuid,
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
 /// Everything Keel holds about the caller.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -120,6 +134,8 @@ pub struct AccountExport {
     /// Newest first.
     pub notifications: Vec<ExportedNotification>,
     pub subscriptions: Vec<ExportedSubscription>,
+    /// The invitations addressed to the caller's e-mail, newest first.
+    pub invitations: Vec<ExportedInvitation>,
 }
 
 impl AccountExport {
@@ -170,6 +186,18 @@ impl AccountExport {
                     task_id: s.task_id,
                     subscribed: s.subscribed,
                     updated_at: s.updated_at,
+                })
+                .collect(),
+            invitations: data
+                .invitations
+                .into_iter()
+                .map(|i| ExportedInvitation {
+                    id: i.id,
+                    project_id: i.project_id,
+                    role: i.role,
+                    invited_by: i.invited_by,
+                    expires_at: i.expires_at,
+                    created_at: i.created_at,
                 })
                 .collect(),
         }

@@ -71,6 +71,17 @@ pub struct HeldSubscription {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A pending invitation addressed to the user's e-mail (its token is never stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldInvitation {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub role: String,
+    pub invited_by: Uuid,
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
 /// Everything held about one user.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PersonalData {
@@ -87,6 +98,8 @@ pub struct PersonalData {
     /// Newest first.
     pub notifications: Vec<HeldNotification>,
     pub subscriptions: Vec<HeldSubscription>,
+    /// The invitations addressed to the user's e-mail, newest first.
+    pub invitations: Vec<HeldInvitation>,
 }
 
 /// What an erasure did.
@@ -113,8 +126,8 @@ pub trait PersonalDataStore: Send + Sync {
     /// the user becomes a tombstone (name [`ERASED_NAME`], e-mail
     /// [`super::Email::erased`], no password hash, disabled), every session is revoked and
     /// forgets its IP address and user agent, every personal access token, one-time link
-    /// (reset, verification), mail not yet sent, notification and stored idempotent response
-    /// of the user is deleted, every task subscription becomes an unsubscription, every audit entry the user made or that
+    /// (reset, verification), mail not yet sent, notification, invitation addressed to the
+    /// user's e-mail and stored idempotent response of the user is deleted, every task subscription becomes an unsubscription, every audit entry the user made or that
     /// is about the user forgets its IP address, and `entry` (which must hold no personal
     /// data) is recorded. Tasks and comments keep pointing at the user's id.
     async fn erase(

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use keel_domain::StoreError;
 use keel_domain::audit::AuditEntry;
 use keel_domain::identity::personal_data::{
-    ERASED_NAME, Erasure, HeldComment, HeldNotification, HeldSubscription, HeldTask, Membership,
-    PersonalData, PersonalDataStore,
+    ERASED_NAME, Erasure, HeldComment, HeldInvitation, HeldNotification, HeldSubscription, HeldTask,
+    Membership, PersonalData, PersonalDataStore,
 };
 use keel_domain::identity::{Email, Role, UserStatus};
 use keel_domain::tracking::ProjectRole;
@@ -21,8 +21,8 @@ use super::users::another_admin_remains;
 use crate::audit::insert_entry;
 use crate::db::{Database, store_error};
 use crate::entities::{
-    account_tokens, audit_log, comments, idempotency_keys, mail_outbox, notifications, personal_tokens,
-    project_members, projects, sessions, task_subscriptions, tasks, users,
+    account_tokens, audit_log, comments, idempotency_keys, invitations, mail_outbox, notifications,
+    personal_tokens, project_members, projects, sessions, task_subscriptions, tasks, users,
 };
 
 #[derive(Debug, Clone)]
@@ -226,6 +226,23 @@ impl PersonalDataStore for SeaOrmPersonalDataStore {
                 updated_at: s.updated_at,
             })
             .collect();
+        let invitations = invitations::Entity::find()
+            .filter(invitations::Column::Email.eq(user.email.as_str()))
+            .order_by_desc(invitations::Column::CreatedAt)
+            .order_by_desc(invitations::Column::Id)
+            .all(conn)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(|i| HeldInvitation {
+                id: i.id,
+                project_id: i.project_id,
+                role: i.role,
+                invited_by: i.invited_by,
+                expires_at: i.expires_at,
+                created_at: i.created_at,
+            })
+            .collect();
         Ok(Some(PersonalData {
             user: super::users::to_domain(user)?,
             sessions,
@@ -236,6 +253,7 @@ impl PersonalDataStore for SeaOrmPersonalDataStore {
             audit,
             notifications,
             subscriptions,
+            invitations,
         }))
     }
 
@@ -326,6 +344,13 @@ impl PersonalDataStore for SeaOrmPersonalDataStore {
             .map_err(store_error)?;
         mail_outbox::Entity::delete_many()
             .filter(mail_outbox::Column::Recipient.eq(user.email.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(store_error)?;
+        // Invitations to the user's address hold it; those the user sent stay (they point at
+        // the tombstone, as tasks do).
+        invitations::Entity::delete_many()
+            .filter(invitations::Column::Email.eq(user.email.as_str()))
             .exec(&txn)
             .await
             .map_err(store_error)?;

@@ -147,14 +147,23 @@ fn comment_words(backend: DbBackend, words: &[String]) -> Option<SimpleExpr> {
     })
 }
 
-/// The task the terms name by identifier (`KEEL-12`) or number (`12`), if they name one.
-/// Needs `projects` joined (every task read joins it).
+/// The task the terms name by identifier (`KEEL-12`) or number (`12`), if they name one:
+/// a condition on `tasks` alone.
 fn named_task(terms: &SearchTerms) -> Option<SimpleExpr> {
     if let Some((key, number)) = &terms.identifier {
+        // The project as a subquery (not the joined `projects`), so that the number is a
+        // condition on `tasks` alone: PostgreSQL reads it from `ix_tasks_number`, OR-ed
+        // with the text index.
         return Some(
-            Expr::col((projects::Entity, projects::Column::Key))
-                .eq(key.as_str())
-                .and(Expr::col((tasks::Entity, tasks::Column::Number)).eq(*number)),
+            Expr::col((tasks::Entity, tasks::Column::Number)).eq(*number).and(
+                Expr::col((tasks::Entity, tasks::Column::ProjectId)).in_subquery(
+                    Query::select()
+                        .column(projects::Column::Id)
+                        .from(projects::Entity)
+                        .and_where(Expr::col((projects::Entity, projects::Column::Key)).eq(key.as_str()))
+                        .to_owned(),
+                ),
+            ),
         );
     }
     terms
@@ -231,8 +240,7 @@ impl Tier {
     }
 
     /// `(what an index finds, the condition of this tier and of no higher one)`; `None` when
-    /// the terms cannot reach this tier. The first needs no join; the second needs
-    /// `projects` joined.
+    /// the terms cannot reach this tier. Both are conditions on `tasks` alone.
     fn conditions(self, backend: DbBackend, terms: &SearchTerms) -> Option<(SimpleExpr, SimpleExpr)> {
         let named = named_task(terms);
         let not_named = |condition: SimpleExpr| match &named {

@@ -584,10 +584,6 @@ fn list_select(
             found
                 .column((Entity, Asterisk))
                 .from(Entity)
-                .inner_join(
-                    projects::Entity,
-                    Expr::col((projects::Entity, projects::Column::Id)).equals((Entity, Column::ProjectId)),
-                )
                 .cond_where(filter_condition(query, backend))
                 .offset(0);
             position(&mut found)?;
