@@ -22,7 +22,8 @@
 # GET /projects/{id}, /tasks/{id}, /auth/profile on a second keel with KEEL_CACHE_LAYERS=none
 # (limiter still on) against (b); the filtered task pages over the big project (two filter
 # shapes, first page and deep cursor, at BENCH_LIST_CONNS connections and at 1) on that uncached
-# keel too, since keel caches pages per query; a task row in no cache tier; writes (PATCH,
+# keel too, since keel caches pages per query; GET /search over the big project at 1 connection
+# (ten queries in turn, p99 < 50 ms); a task row in no cache tier; writes (PATCH,
 # POST task, and POST /tasks/bulk updating 100 tasks, against the PATCH's p99); with BENCH_PEER=1 the peer's current user, project by id and list beside keel's
 # same operations (ratio keel / peer); a paced reader alone and beside a login flood; last, the
 # mixed workload (BENCH_MIX_RATE requests/s over BENCH_MIX_CONNS open connections: last,
@@ -564,6 +565,19 @@ for s in list-a-first list-a-deep list-c-first list-c-deep; do
             -t1 -c1 -d"${DURATION}s" --timeout 10s -s "$WORK/list.lua" "$UNCACHED_TASKS_URL?${LIST_QUERY[$s]}"
     fi
 done
+# Search over the big project (docs/api/search.md; budget: p99 < 50 ms at 1 connection over
+# 1 000 000 tasks): the queries in turn — words of a tenth of the titles, a prefix, two words, a
+# one-letter prefix, words of half the descriptions only, a number, an identifier, words found
+# nowhere. Searches are never cached: the uncached keel answers as the main one would.
+with_token search.lua "$(login "$BIG_OWNER" "$UNCACHED_BASE")" "
+local qs = {'fix', 'migr', 'fix%20login', 'l', 'steps', 'seeded', '12345', '${BIG_KEY,,}-12345', 'xyzzy', 'zz'}
+local i = 0
+request = function()
+    i = i + 1
+    return wrk.format('GET', '/api/v1/search?limit=20&q=' .. qs[(i - 1) % #qs + 1])
+end"
+measure search "GET /search?q=…&limit=20 over the big project, 10 queries in turn: common, prefix, two words, one letter, description-only, a number, an identifier, nothing found (1 conn)" "$UNCACHED_PID" \
+    -t1 -c1 -d"${DURATION}s" --timeout 10s -s "$WORK/search.lua" "$UNCACHED_BASE"
 BASE="$MAIN_BASE"
 LOGFILE="$WORK/keel.log"
 bench_stop_pid "$UNCACHED_PID" "the uncached keel"
@@ -948,6 +962,9 @@ for s in list-a-first list-a-deep list-c-first list-c-deep; do
     BUDGET[$s-solo]="p99 < 20 ms per page at 1 conn, ≤ 2 statements"
     VERDICT[$s-solo]="$(yes_no page_ok "$s-solo" 20000)"
 done
+# Search: p99 at one connection, absolute (docs/performance.md, "Search").
+BUDGET[search]="p99 < 50 ms at 1 conn"
+VERDICT[search]="$(yes_no p99_below search 50000)"
 # The peer: keel's same operation over the peer's (keel as deployed: its cache on); for the
 # project also keel with its cache off, for information.
 if [[ "$PEER" == 1 ]]; then
