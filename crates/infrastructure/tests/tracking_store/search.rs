@@ -142,20 +142,32 @@ async fn the_index_ranks_and_follows_creates_updates_and_cascading_deletes() {
 /// Reading the newest tasks first (PostgreSQL's window) is a shortcut, never another
 /// answer: pages of every size, followed by their cursors, list the same hits in the same
 /// order whatever the window — one task, a few, or more than there are — and that order is
-/// the ranking: title matches, then description matches, each newest first.
+/// the ranking: title matches, then description matches, each newest first. The caller's
+/// tasks are spread over two projects (the window reads each project's newest, then the
+/// newest of those), beside a third project they are no member of, full of matches that
+/// must never show; a token limited to one project sees that project's share only.
 #[tokio::test]
 async fn every_window_gives_the_same_ranked_pages() {
     for s in stores().await {
         let owner = user(&s, "Owner").await;
-        let p = project(&s, "WIN", owner).await;
+        let stranger = user(&s, "Stranger").await;
+        let projects = [project(&s, "WIN", owner).await, project(&s, "WIX", owner).await];
+        let foreign = project(&s, "OUT", stranger).await;
+        for n in 1..=12 {
+            let mut task = task_value(&foreign, stranger, &format!("Alpha elsewhere {n}"));
+            task.created_at = at(100 + n);
+            task.updated_at = at(100 + n);
+            create_task(&s, task, &[]).await;
+        }
         let (mut titled, mut described) = (Vec::new(), Vec::new());
         for n in 1..=30 {
+            let p = &projects[usize::from(n % 7 < 2)];
             let title = if n % 3 == 0 {
                 format!("Alpha task {n}")
             } else {
                 format!("Task {n}")
             };
-            let mut task = task_value(&p, owner, &title);
+            let mut task = task_value(p, owner, &title);
             task.created_at = at(n);
             task.updated_at = at(n);
             if n % 5 == 0 {
@@ -163,34 +175,48 @@ async fn every_window_gives_the_same_ranked_pages() {
             }
             let task = create_task(&s, task, &[]).await;
             match (n % 3 == 0, n % 5 == 0) {
-                (true, _) => titled.push(task.id),
-                (false, true) => described.push(task.id),
+                (true, _) => titled.push((task.id, task.project_id)),
+                (false, true) => described.push((task.id, task.project_id)),
                 _ => {}
             }
         }
-        let expected: Vec<Uuid> = titled
+        let ranked: Vec<(Uuid, Uuid)> = titled
             .iter()
             .rev()
             .chain(described.iter().rev())
             .copied()
             .collect();
-        assert_eq!(expected.len(), 14);
-        for window in [1, 2, 5, 1000] {
-            let index = SeaOrmSearchIndex::with_window(s.db.clone(), window);
-            for limit in [1, 4, 20] {
-                let mut query = search_for("alph", Scope::MemberOf(owner));
-                query.limit = limit;
-                let mut seen = Vec::new();
-                loop {
-                    let page = index.search(&query).await.unwrap();
-                    assert!(page.len() as u64 <= limit);
-                    seen.extend(page.iter().map(|h| h.task.id));
-                    match page.last() {
-                        Some(last) if page.len() as u64 == limit => query.after = Some(last.position()),
-                        _ => break,
+        assert_eq!(ranked.len(), 14);
+        let in_first: Vec<Uuid> = ranked
+            .iter()
+            .filter(|(_, p)| *p == projects[0].id)
+            .map(|(id, _)| *id)
+            .collect();
+        assert!(!in_first.is_empty() && in_first.len() < ranked.len());
+        let all: Vec<Uuid> = ranked.iter().map(|(id, _)| *id).collect();
+        for (limit_to, expected) in [(None, &all), (Some(vec![projects[0].id, foreign.id]), &in_first)] {
+            for window in [1, 2, 5, 1000] {
+                let index = SeaOrmSearchIndex::with_window(s.db.clone(), window);
+                for limit in [1, 4, 20] {
+                    let mut query = search_for("alph", Scope::MemberOf(owner));
+                    query.projects = limit_to.clone();
+                    query.limit = limit;
+                    let mut seen = Vec::new();
+                    loop {
+                        let page = index.search(&query).await.unwrap();
+                        assert!(page.len() as u64 <= limit);
+                        seen.extend(page.iter().map(|h| h.task.id));
+                        match page.last() {
+                            Some(last) if page.len() as u64 == limit => query.after = Some(last.position()),
+                            _ => break,
+                        }
                     }
+                    assert_eq!(
+                        &seen, expected,
+                        "{}: window {window}, pages of {limit}, limited to {limit_to:?}",
+                        s.name
+                    );
                 }
-                assert_eq!(seen, expected, "{}: window {window}, pages of {limit}", s.name);
             }
         }
     }
