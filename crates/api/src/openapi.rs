@@ -37,6 +37,9 @@ pub mod response {
     pub const NOT_MODIFIED: &str = "Not modified since the tag in `If-None-Match`; no body";
     pub const PRECONDITION_FAILED: &str = "`PRECONDITION_FAILED`: changed since the tag in `If-Match`";
     pub const TOO_LARGE: &str = "`PAYLOAD_TOO_LARGE`: the body is over 1 MiB";
+    /// The 429 of the routes that take a one-time token (password reset, e-mail verification).
+    pub const TOKEN_GUESSES: &str = "`RATE_LIMITED`: token guesses from this client address beyond the login \
+        limit (`KEEL_RATE_LIMIT_LOGIN`), or this client's general limit";
     pub const NOT_JSON: &str = "`UNSUPPORTED_MEDIA_TYPE`: the body is not `application/json`";
     pub const UNAVAILABLE: &str =
         "`UNAVAILABLE`: the database or the password-hashing capacity is unavailable; retry later";

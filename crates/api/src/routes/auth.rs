@@ -489,8 +489,7 @@ pub struct ResetPasswordBody {
             all), or `VALIDATION_ERROR`: the new password breaks the policy", body = ErrorBody),
         (status = 413, description = response::TOO_LARGE, body = ErrorBody),
         (status = 415, description = response::NOT_JSON, body = ErrorBody),
-        (status = 429, description = "`RATE_LIMITED`: token guesses from this client address beyond the login limit \
-            (`KEEL_RATE_LIMIT_LOGIN`), or this client's general limit", body = ErrorBody,
+        (status = 429, description = response::TOKEN_GUESSES, body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = response::UNAVAILABLE, body = ErrorBody)
     )
@@ -529,8 +528,7 @@ pub struct VerifyEmailBody {
             for all), or `VALIDATION_ERROR`: the body is malformed", body = ErrorBody),
         (status = 413, description = response::TOO_LARGE, body = ErrorBody),
         (status = 415, description = response::NOT_JSON, body = ErrorBody),
-        (status = 429, description = "`RATE_LIMITED`: token guesses from this client address beyond the login limit \
-            (`KEEL_RATE_LIMIT_LOGIN`), or this client's general limit", body = ErrorBody,
+        (status = 429, description = response::TOKEN_GUESSES, body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = response::UNAVAILABLE, body = ErrorBody)
     )
