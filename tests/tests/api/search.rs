@@ -523,9 +523,10 @@ async fn the_task_lists_q_uses_the_index() {
 }
 
 /// A search costs the principal, then per tier of results it reaches (title, description,
-/// comments) one statement — on PostgreSQL a word tier that finds too few among the newest
-/// tasks also asks once per search how many tasks the caller sees; a task list with `q` the
-/// principal and its page, as without.
+/// comments) one statement — on PostgreSQL a search over the caller's projects first reads
+/// which they are, and a word tier that finds too few among the newest tasks also asks once
+/// per search how many tasks the caller sees; a task list with `q` the principal and its
+/// page, as without.
 #[tokio::test]
 async fn searches_stay_within_their_statement_budget() {
     let w = world_on(
@@ -536,9 +537,9 @@ async fn searches_stay_within_their_statement_budget() {
     )
     .await;
     for (path, budget) in [
-        ("/api/v1/search?q=migr".to_owned(), 5),
-        ("/api/v1/search?q=migr&types=task".to_owned(), 4),
-        ("/api/v1/search?q=migr&types=comment".to_owned(), 2),
+        ("/api/v1/search?q=migr".to_owned(), 6),
+        ("/api/v1/search?q=migr&types=task".to_owned(), 5),
+        ("/api/v1/search?q=migr&types=comment".to_owned(), 3),
         (
             format!("/api/v1/search?q=migr&types=task&projectId={}", w.keel),
             5,

@@ -68,6 +68,11 @@ impl Database {
             .test_before_acquire_if_idle_for(IDLE_BEFORE_PING)
             .sqlx_logging(false)
             .connect_lazy(backend == DbBackend::Postgres)
+            // Every statement Keel sends is a request's or a small job's: no parallel workers
+            // (starting them costs ~10 ms, a hundred times a search's index read that the
+            // planner thought large) and no JIT compilation (tens of ms, for plans it costs
+            // high from estimates). Startup parameters of the connection: no round trip.
+            .map_sqlx_postgres_opts(|o| o.options([("max_parallel_workers_per_gather", "0"), ("jit", "off")]))
             .map_sqlx_sqlite_opts(|o| {
                 o.journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)

@@ -15,9 +15,10 @@ use keel_domain::tracking::search::{
 };
 use keel_domain::tracking::{Comment, CommentBody, Scope};
 use sea_orm::sea_query::{
-    Alias, Asterisk, Expr, ExprTrait, JoinType, Query, SelectStatement, SimpleExpr, Value,
+    Alias, Asterisk, Expr, ExprTrait, JoinType, Query, SelectStatement, SimpleExpr, UnionType, Value,
 };
 use sea_orm::{ColumnTrait, Condition, DbBackend, FromQueryResult, Order, QueryResult};
+use uuid::Uuid;
 
 use super::select_prefixed;
 use super::tasks::{select_tasks, task_from_row};
@@ -28,6 +29,7 @@ use crate::entities::{comments, project_members, projects, tasks};
 pub struct SeaOrmSearchIndex {
     db: Database,
     window: u64,
+    merged: usize,
 }
 
 impl SeaOrmSearchIndex {
@@ -39,9 +41,16 @@ impl SeaOrmSearchIndex {
     /// results are the same whatever the window, only the statements differ (tests set a
     /// small one to take every path with few tasks).
     pub fn with_window(db: Database, window: u64) -> Self {
+        Self::with_reads(db, window, MERGED)
+    }
+
+    /// As [`Self::with_window`], merging the windows of up to `merged` projects (see
+    /// [`MERGED`]; tests set a small one to read a member's projects both ways).
+    pub fn with_reads(db: Database, window: u64, merged: usize) -> Self {
         Self {
             db,
             window: Ord::max(window, 1),
+            merged,
         }
     }
 }
@@ -320,9 +329,15 @@ fn tier_source(
         select.and_where(resume);
     }
     match source {
-        Source::Window(window) => {
-            if let Scope::MemberOf(user_id) = query.scope {
-                return member_window(query, user_id, resume_window, *window);
+        Source::Window { rows: window, merged } => {
+            match (query.scope, &query.projects) {
+                (Scope::All, Some(ids)) if !ids.is_empty() && ids.len() <= *merged => {
+                    return merged_window(ids, resume_window, *window);
+                }
+                (Scope::MemberOf(user_id), _) => {
+                    return member_window(query, user_id, resume_window, *window);
+                }
+                _ => {}
             }
             select
                 .order_by((tasks::Entity, tasks::Column::CreatedAt), Order::Desc)
@@ -340,6 +355,50 @@ fn tier_source(
             }
         }
     }
+    select
+}
+
+/// Up to how many listed projects a window merges their newest tasks (see [`merged_window`]);
+/// beyond, it reads them as [`member_window`] does.
+const MERGED: usize = 32;
+
+/// The newest `window` tasks of the projects `ids`, after `resume`: one branch per project
+/// (its newest `window` from `ix_tasks_life_project_created`, rows in index order) and the
+/// branches merged in order (`UNION ALL` under one `ORDER BY … LIMIT`, which PostgreSQL
+/// runs as a merge that stops at `window` rows): about `window` rows read in all, however
+/// large the projects.
+fn merged_window(ids: &[Uuid], resume: Option<SimpleExpr>, window: u64) -> SelectStatement {
+    let branch = |n: usize, id: Uuid| {
+        let mut newest = Query::select();
+        newest
+            .column((tasks::Entity, Asterisk))
+            .from(tasks::Entity)
+            .and_where(Expr::col((tasks::Entity, tasks::Column::ProjectId)).eq(id))
+            .and_where(Expr::col((tasks::Entity, tasks::Column::DeletedAt)).is_null())
+            .order_by((tasks::Entity, tasks::Column::CreatedAt), Order::Desc)
+            .order_by((tasks::Entity, tasks::Column::Id), Order::Desc)
+            .limit(window);
+        if let Some(resume) = resume.clone() {
+            newest.and_where(resume);
+        }
+        let mut branch = Query::select();
+        branch
+            .column(Asterisk)
+            .from_subquery(newest, Alias::new(format!("p{n}")));
+        branch
+    };
+    let mut branches = ids.iter().enumerate().map(|(n, id)| branch(n, *id));
+    let mut union = branches.next().unwrap_or_else(Query::select);
+    for next in branches {
+        union.union(UnionType::All, next);
+    }
+    let mut select = Query::select();
+    select
+        .column(Asterisk)
+        .from_subquery(union, Alias::new("merged"))
+        .order_by(tasks::Column::CreatedAt, Order::Desc)
+        .order_by(tasks::Column::Id, Order::Desc)
+        .limit(window);
     select
 }
 
@@ -411,8 +470,7 @@ fn member_window(
     select
 }
 
-/// How many tasks the caller sees, counted up to `window` (fewer: a window holds them all),
-/// and for a member the ids of their projects, comma-separated (see [`Seen`]).
+/// How many tasks the caller sees, counted up to `window` (fewer: a window holds them all).
 fn window_holds_all(query: &SearchQuery, window: u64) -> SelectStatement {
     let mut visible_tasks = Query::select();
     visible_tasks
@@ -424,63 +482,37 @@ fn window_holds_all(query: &SearchQuery, window: u64) -> SelectStatement {
     select
         .expr_as(Expr::cust("COUNT(*)"), Alias::new("n"))
         .from_subquery(visible_tasks, Alias::new("v"));
-    if let Scope::MemberOf(user_id) = query.scope {
-        select.expr_as(
-            Expr::cust_with_values(
-                "(SELECT string_agg(\"project_id\"::text, ',') FROM \"project_members\" WHERE \"user_id\" = $1)",
-                [Value::from(user_id)],
-            ),
-            Alias::new("p"),
-        );
+    select
+}
+
+/// The projects of a member (within the token's), as values: `Scope::All` limited to them.
+fn member_projects(user_id: Uuid, limit: Option<&[Uuid]>) -> SelectStatement {
+    let mut select = Query::select();
+    select
+        .column(project_members::Column::ProjectId)
+        .from(project_members::Entity)
+        .and_where(project_members::Column::UserId.eq(user_id));
+    if let Some(limit) = limit {
+        select.and_where(project_members::Column::ProjectId.is_in(limit.iter().copied()));
     }
     select
 }
 
-/// What a search learnt, once, when a window did not fill its page.
-#[derive(Debug, Clone)]
-struct Seen {
-    /// The caller sees fewer tasks than the window: what it read is all there is.
-    held_all: bool,
-    /// The query an index read runs: for a member, their projects as values (within the
-    /// token's), not as a subquery. PostgreSQL then plans with each project's own row count:
-    /// told only "the projects of a user", it takes the average project and intersects the
-    /// text index's few matches with a project index of 1 000 000 entries (tens of ms).
-    query: SearchQuery,
-}
-
-impl Seen {
-    fn read(query: &SearchQuery, window: u64, row: Option<&QueryResult>) -> Result<Self, StoreError> {
-        let seen: i64 = match row {
-            Some(row) => row.try_get("", "n").map_err(store_error)?,
-            None => 0,
-        };
-        let held_all = u64::try_from(seen).is_ok_and(|seen| seen < window);
-        let mut query = query.clone();
-        if let (Scope::MemberOf(_), Some(row)) = (query.scope, row) {
-            let listed: Option<String> = row.try_get("", "p").map_err(store_error)?;
-            let mut projects = Vec::new();
-            for id in listed
-                .as_deref()
-                .unwrap_or_default()
-                .split(',')
-                .filter(|id| !id.is_empty())
-            {
-                projects.push(uuid::Uuid::parse_str(id).map_err(|e| StoreError::Unexpected(Box::new(e)))?);
-            }
-            if let Some(limit) = &query.projects {
-                projects.retain(|id| limit.contains(id));
-            }
-            query.scope = Scope::All;
-            query.projects = Some(projects);
-        }
-        Ok(Self { held_all, query })
-    }
+/// The two forms of one search's scope on PostgreSQL (see [`SeaOrmSearchIndex::search`]).
+struct Reads<'q> {
+    /// What a window reads.
+    window: &'q SearchQuery,
+    /// What an index read, a count and the comments read.
+    index: &'q SearchQuery,
 }
 
 /// Which tasks a tier's statement reads (see [`tier_source`]).
 enum Source {
-    /// The newest this many.
-    Window(u64),
+    /// The newest `rows`, merged from each project's when they are `merged` or fewer.
+    Window {
+        rows: u64,
+        merged: usize,
+    },
     Found(SimpleExpr),
 }
 
@@ -571,12 +603,13 @@ impl SeaOrmSearchIndex {
     /// match — few, since the newest tasks held few — and sorts those.
     async fn tier(
         &self,
-        query: &SearchQuery,
+        reads: &Reads<'_>,
         tier: Tier,
         limit: u64,
-        seen: &mut Option<Seen>,
+        holds_all: &mut Option<bool>,
     ) -> Result<Vec<SearchHit>, StoreError> {
         let backend = self.db.backend();
+        let query = reads.index;
         let Some((found, condition)) = tier.conditions(backend, &query.terms) else {
             return Ok(Vec::new());
         };
@@ -588,34 +621,35 @@ impl SeaOrmSearchIndex {
         if backend == DbBackend::Postgres && tier != Tier::Named {
             let select = tier_select(
                 backend,
-                query,
+                reads.window,
                 (tier, condition.clone()),
                 resume.clone(),
-                &Source::Window(self.window),
+                &Source::Window {
+                    rows: self.window,
+                    merged: self.merged,
+                },
                 limit,
             );
             let rows = self.rows(&select).await?;
             if rows.len() as u64 >= limit {
                 return Self::hits(&rows, false);
             }
-            if seen.is_none() {
-                let row = self.rows(&window_holds_all(query, self.window)).await?;
-                *seen = Some(Seen::read(query, self.window, row.first())?);
-            }
-            // A cursor only narrows what the window reads: what held all still does.
-            if let Some(seen) = seen.as_ref() {
-                if seen.held_all {
-                    return Self::hits(&rows, false);
+            let held_all = match *holds_all {
+                Some(known) => known,
+                None => {
+                    let row = self.rows(&window_holds_all(query, self.window)).await?;
+                    let seen: i64 = match row.first() {
+                        Some(row) => row.try_get("", "n").map_err(store_error)?,
+                        None => 0,
+                    };
+                    let fewer = u64::try_from(seen).is_ok_and(|seen| seen < self.window);
+                    *holds_all = Some(fewer);
+                    fewer
                 }
-                let select = tier_select(
-                    backend,
-                    &seen.query,
-                    (tier, condition),
-                    resume,
-                    &Source::Found(found),
-                    limit,
-                );
-                return Self::hits(&self.rows(&select).await?, false);
+            };
+            // A cursor only narrows what the window reads: what held all still does.
+            if held_all {
+                return Self::hits(&rows, false);
             }
         }
         let select = tier_select(
@@ -634,17 +668,52 @@ impl SeaOrmSearchIndex {
 impl SearchIndex for SeaOrmSearchIndex {
     /// The tiers from the highest score, then the comments, each newest first, until the
     /// page is full: their concatenation is the ranked order.
+    ///
+    /// On PostgreSQL a member's projects are read first (one statement) and the search then
+    /// names them as values: the planner then knows each project's own size. Told only "the
+    /// projects of a user" it plans for an average project — and, for a member of a project
+    /// of 1 000 000 tasks among small ones, read and sorted all of them for a window
+    /// (seconds), or intersected a rare word's few matches with a 1 000 000-entry project
+    /// index (tens of ms). A window over up to [`MERGED`] projects merges their newest
+    /// tasks; over more, it reads each one's newest ids ([`member_window`]).
     async fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, StoreError> {
         let backend = self.db.backend();
+        let named;
+        let reads = match query.scope {
+            Scope::MemberOf(user_id) if backend == DbBackend::Postgres => {
+                let rows = self
+                    .rows(&member_projects(user_id, query.projects.as_deref()))
+                    .await?;
+                let mut ids = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    ids.push(row.try_get::<Uuid>("", "project_id").map_err(store_error)?);
+                }
+                let merged = ids.len() <= self.merged;
+                named = SearchQuery {
+                    scope: Scope::All,
+                    projects: Some(ids),
+                    ..query.clone()
+                };
+                Reads {
+                    window: if merged { &named } else { query },
+                    index: &named,
+                }
+            }
+            _ => Reads {
+                window: query,
+                index: query,
+            },
+        };
+        let query = reads.index;
         let mut hits = Vec::new();
         let remaining = |hits: &Vec<SearchHit>| query.limit.saturating_sub(hits.len() as u64);
         if query.kinds.tasks {
-            let mut seen = None;
+            let mut holds_all = None;
             for tier in Tier::ALL {
                 if remaining(&hits) == 0 {
                     break;
                 }
-                let found = self.tier(query, tier, remaining(&hits), &mut seen).await?;
+                let found = self.tier(&reads, tier, remaining(&hits), &mut holds_all).await?;
                 hits.extend(found);
             }
         }

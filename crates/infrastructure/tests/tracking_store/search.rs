@@ -143,9 +143,10 @@ async fn the_index_ranks_and_follows_creates_updates_and_cascading_deletes() {
 /// answer: pages of every size, followed by their cursors, list the same hits in the same
 /// order whatever the window — one task, a few, or more than there are — and that order is
 /// the ranking: title matches, then description matches, each newest first. The caller's
-/// tasks are spread over two projects (the window reads each project's newest, then the
-/// newest of those), beside a third project they are no member of, full of matches that
-/// must never show; a token limited to one project sees that project's share only.
+/// tasks are spread over two projects (the window merges each project's newest, or reads
+/// their newest ids when there are more projects than it merges), beside a third project
+/// they are no member of, full of matches that must never show; a token limited to one
+/// project sees that project's share only.
 #[tokio::test]
 async fn every_window_gives_the_same_ranked_pages() {
     for s in stores().await {
@@ -195,8 +196,8 @@ async fn every_window_gives_the_same_ranked_pages() {
         assert!(!in_first.is_empty() && in_first.len() < ranked.len());
         let all: Vec<Uuid> = ranked.iter().map(|(id, _)| *id).collect();
         for (limit_to, expected) in [(None, &all), (Some(vec![projects[0].id, foreign.id]), &in_first)] {
-            for window in [1, 2, 5, 1000] {
-                let index = SeaOrmSearchIndex::with_window(s.db.clone(), window);
+            for (window, merged) in [(1, 32), (2, 1), (5, 32), (5, 1), (1000, 32), (1000, 0)] {
+                let index = SeaOrmSearchIndex::with_reads(s.db.clone(), window, merged);
                 for limit in [1, 4, 20] {
                     let mut query = search_for("alph", Scope::MemberOf(owner));
                     query.projects = limit_to.clone();
@@ -206,6 +207,11 @@ async fn every_window_gives_the_same_ranked_pages() {
                         let page = index.search(&query).await.unwrap();
                         assert!(page.len() as u64 <= limit);
                         seen.extend(page.iter().map(|h| h.task.id));
+                        assert!(
+                            seen.len() <= expected.len(),
+                            "{}: the pages repeat: {seen:?}",
+                            s.name
+                        );
                         match page.last() {
                             Some(last) if page.len() as u64 == limit => query.after = Some(last.position()),
                             _ => break,
@@ -213,7 +219,7 @@ async fn every_window_gives_the_same_ranked_pages() {
                     }
                     assert_eq!(
                         &seen, expected,
-                        "{}: window {window}, pages of {limit}, limited to {limit_to:?}",
+                        "{}: window {window} (merging {merged}), pages of {limit}, limited to {limit_to:?}",
                         s.name
                     );
                 }
