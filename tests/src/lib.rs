@@ -635,7 +635,7 @@ impl TestApp {
     /// Waits until no counted statement ran for 150 ms (at most 10 s): background work of
     /// earlier requests — notifications the dispatcher makes of a burst of changes, reading
     /// tasks and members — would otherwise be counted in a request's cost on a loaded machine.
-    async fn until_no_statement_runs(&self) {
+    pub async fn until_no_statement_runs(&self) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let mut last = self.db_statements().await;
         while std::time::Instant::now() < deadline {

@@ -84,8 +84,25 @@ async fn a_probe_tells_an_account_the_caller_cannot_see_from_no_account_by_nothi
     let project = app.create_project(&mallory.token, "PROBE").await;
     let id = project["id"].as_str().unwrap();
 
-    let existing = answer(post_member(&app, &mallory, id, "bea@example.com").await, id).await;
-    let unknown = answer(post_member(&app, &mallory, id, "nobody@example.com").await, id).await;
+    // A first probe warms what is cached (Mallory's role in her project); then each probe's
+    // database statements are counted: the same work for both.
+    post_member(&app, &mallory, id, "warm@example.com").await;
+    let mut statements = Vec::new();
+    let mut answers = Vec::new();
+    for email in ["bea@example.com", "nobody@example.com"] {
+        app.until_no_statement_runs().await;
+        let before = app.db_statements().await;
+        let response = post_member(&app, &mallory, id, email).await;
+        answers.push(answer(response, id).await);
+        statements.push(app.db_statements().await - before);
+    }
+    assert!(statements[0] > 0, "statements are counted");
+    assert_eq!(
+        statements[0], statements[1],
+        "the same statements: {statements:?}"
+    );
+    let unknown = answers.pop().unwrap();
+    let existing = answers.pop().unwrap();
 
     assert_eq!(existing.status, StatusCode::ACCEPTED, "{}", existing.raw);
     assert_eq!(existing.status, unknown.status);
@@ -114,7 +131,10 @@ async fn a_probe_tells_an_account_the_caller_cannot_see_from_no_account_by_nothi
         .map(|i| i["email"].as_str().unwrap())
         .collect();
     emails.sort_unstable();
-    assert_eq!(emails, ["bea@example.com", "nobody@example.com"]);
+    assert_eq!(
+        emails,
+        ["bea@example.com", "nobody@example.com", "warm@example.com"]
+    );
 
     // A second probe of each (a pending invitation is replaced): still one answer.
     let again_existing = answer(post_member(&app, &mallory, id, "bea@example.com").await, id).await;
