@@ -4,6 +4,9 @@
 //! but never make or unmake the owner; the owner (or an instance admin) hands ownership to
 //! another member with `role: owner`, and the previous owner becomes an admin. The owner
 //! cannot be removed. Any member may leave a project (remove themselves), but its owner.
+//! Adding by e-mail adds only an account the caller can already see (one sharing a project
+//! with them); any other address is invited, with one answer whether or not it has an
+//! account (docs/security.md, "Adding members by e-mail").
 
 use futures::TryFutureExt;
 use keel_domain::events::EventType;
