@@ -103,6 +103,9 @@ pub struct TestApp {
     pub mail_dir: Option<std::path::PathBuf>,
     /// `None` for a server this process does not run (a `keel` process, nginx).
     handle: Option<ServerHandle>,
+    /// The access token each address registered with here ([`TestApp::register`]), by
+    /// lower-cased address: [`TestApp::add_member`] accepts invitations with it.
+    sessions: std::sync::Mutex<HashMap<String, String>>,
 }
 
 impl std::fmt::Debug for TestApp {
@@ -262,6 +265,7 @@ impl TestApp {
             db,
             mail_dir: None,
             handle,
+            sessions: std::sync::Mutex::default(),
         }
     }
 
@@ -343,7 +347,14 @@ impl TestApp {
             reqwest::StatusCode::CREATED,
             "register {email}"
         );
-        response.json().await.expect("a JSON body")
+        let body: serde_json::Value = response.json().await.expect("a JSON body");
+        if let Some(token) = body["accessToken"].as_str() {
+            self.sessions
+                .lock()
+                .expect("sessions")
+                .insert(email.trim().to_lowercase(), token.to_owned());
+        }
+        body
     }
 
     pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
@@ -432,14 +443,86 @@ impl TestApp {
         .await
     }
 
-    /// Adds the account `email` to the project with `role`; returns the membership.
+    /// Adds the account `email` to the project with `role` as `token` (an admin of it);
+    /// returns the membership. The route adds an account the caller shares a project with
+    /// at once (201); any other address gets an invitation (202). Then this accepts the
+    /// invitation as `email` — signed in with the token it registered with on this server
+    /// (or a new sign-in with [`PASSWORD`]), the invitation's token read from its mail —
+    /// so a test gets the member either way.
     pub async fn add_member(&self, token: &str, project: &str, email: &str, role: &str) -> serde_json::Value {
-        self.created(
-            &format!("/api/v1/projects/{project}/members"),
-            &serde_json::json!({"email": email, "role": role}),
-            token,
-        )
-        .await
+        let path = format!("/api/v1/projects/{project}/members");
+        let response = self
+            .post_json(
+                &path,
+                &serde_json::json!({"email": email, "role": role}),
+                Some(token),
+            )
+            .await;
+        let status = response.status();
+        let text = response.text().await.expect("a body");
+        let body: serde_json::Value = serde_json::from_str(&text).expect("a JSON body");
+        match status {
+            reqwest::StatusCode::CREATED => body,
+            reqwest::StatusCode::ACCEPTED => {
+                let invitation = body["id"].as_str().expect("an invitation id");
+                self.accept_invitation_as(email, invitation).await;
+                let address = email.trim().to_lowercase();
+                let members = self.get_ok(&format!("{path}?limit=100"), token).await;
+                members["data"]
+                    .as_array()
+                    .and_then(|all| all.iter().find(|m| m["email"] == address.as_str()))
+                    .cloned()
+                    .expect("the invitee joined")
+            }
+            other => panic!("POST {path}: {other}: {text}"),
+        }
+    }
+
+    /// Accepts the invitation `invitation_id` (mailed to `email`) as the account `email`.
+    pub async fn accept_invitation_as(&self, email: &str, invitation_id: &str) {
+        let prefix = format!("{}.", invitation_id.replace('-', ""));
+        let dir = self
+            .mail_dir
+            .as_deref()
+            .expect("this server's mail folder, to read the invitation from");
+        let mut secret = None;
+        for _ in 0..300 {
+            secret = mails_to(dir, email)
+                .iter()
+                .filter_map(ReceivedMail::token)
+                .find(|t| t.starts_with(&prefix));
+            if secret.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let secret = secret.unwrap_or_else(|| panic!("no invitation mail {invitation_id} to {email}"));
+        let body = serde_json::json!({ "token": secret });
+        let key = email.trim().to_lowercase();
+        let known = self.sessions.lock().expect("sessions").get(&key).cloned();
+        if let Some(session) = known {
+            let response = self
+                .post_json("/api/v1/auth/invitations/accept", &body, Some(&session))
+                .await;
+            if response.status() == reqwest::StatusCode::OK {
+                return;
+            }
+            // Signed out since (or another instance's token): sign in again.
+        }
+        let session = self.login_ok(email).await["accessToken"]
+            .as_str()
+            .expect("a token")
+            .to_owned();
+        let response = self
+            .post_json("/api/v1/auth/invitations/accept", &body, Some(&session))
+            .await;
+        let status = response.status();
+        assert_eq!(
+            status,
+            reqwest::StatusCode::OK,
+            "accept the invitation as {email}: {}",
+            response.text().await.unwrap_or_default()
+        );
     }
 
     pub async fn create_label(
@@ -552,7 +635,7 @@ impl TestApp {
     /// Waits until no counted statement ran for 150 ms (at most 10 s): background work of
     /// earlier requests — notifications the dispatcher makes of a burst of changes, reading
     /// tasks and members — would otherwise be counted in a request's cost on a loaded machine.
-    async fn until_no_statement_runs(&self) {
+    pub async fn until_no_statement_runs(&self) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let mut last = self.db_statements().await;
         while std::time::Instant::now() < deadline {

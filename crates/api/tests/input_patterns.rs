@@ -59,11 +59,6 @@ const UNPATTERNED: &[(&str, &str, &str)] = &[
         "token",
         "a one-time token, looked up; anything else is INVALID_TOKEN",
     ),
-    (
-        "AddMemberBody",
-        "email",
-        "a look-up of an existing account, which may predate the ASCII-only rule",
-    ),
     ("CreateWebhookBody", "url", "checked by the webhook URL policy"),
     (
         "CreateRelationBody",

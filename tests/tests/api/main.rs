@@ -20,6 +20,7 @@ mod invitations;
 mod labels;
 mod links;
 mod members;
+mod members_by_email;
 mod migrations;
 mod notifications;
 mod ops;

@@ -8,8 +8,11 @@ use keel_application::tracking::inputs::{
     AddMemberBody, CreateLabelBody, CreateProjectBody, ProjectListQuery, UpdateLabelBody, UpdateMemberBody,
     UpdateProjectBody,
 };
+use keel_application::tracking::invitations::InvitationView;
 use keel_application::tracking::labels::{create_label, delete_label, list_labels, update_label};
-use keel_application::tracking::members::{add_member, list_members, remove_member, update_member};
+use keel_application::tracking::members::{
+    AddedMember, add_member, list_members, remove_member, update_member,
+};
 use keel_application::tracking::projects::{
     create_project, delete_project, get_project, list_projects, update_project,
 };
@@ -216,16 +219,25 @@ pub async fn list_members_route(
     Ok(HttpResponse::Ok().json(list_members(&state.tracking, &user.0, id.into_inner(), page).await?))
 }
 
-/// Adds an existing account as `admin`, `member` or `viewer` (project admins).
+/// Adds an account as `admin`, `member` or `viewer` (project admins) — directly when the
+/// caller can already see it (it is a member of a project the caller is a member of; an
+/// instance admin sees every account). Any other address is invited instead, as
+/// `POST /projects/{id}/invitations` does: 202 with the invitation, the same answer whether
+/// or not the address has an account, so the route tells nobody which accounts exist.
 #[utoipa::path(
     post, path = "/api/v1/projects/{id}/members", operation_id = "addMember", tag = "members", security(("bearerAuth" = [])),
     params(("id" = Uuid, Path)), request_body = AddMemberBody,
     responses(
-        (status = 201, description = "The new member", body = MemberView, headers(("Location" = String))),
+        (status = 201, description = "The new member: an account the caller shares a project with", body = MemberView,
+            headers(("Location" = String))),
+        (status = 202, description = "Invited instead (the address is not an account the caller shares a project \
+            with, or no account at all): the invitation, as `createInvitation` answers it; the address joins when it \
+            accepts", body = InvitationView,
+            headers(("Location" = String, description = "The invitation (`DELETE` withdraws it)"))),
         (status = 400, description = response::INVALID, body = ErrorBody),
         (status = 401, description = response::UNAUTHORIZED, body = ErrorBody),
         (status = 403, description = response::ROLE_FORBIDS, body = ErrorBody),
-        (status = 404, description = "No such project, or no account with this e-mail", body = ErrorBody),
+        (status = 404, description = response::NO_PROJECT, body = ErrorBody),
         (status = 409, description = "Already a member", body = ErrorBody),
         (status = 413, description = response::TOO_LARGE, body = ErrorBody),
         (status = 415, description = response::NOT_JSON, body = ErrorBody)
@@ -239,9 +251,18 @@ pub async fn add_member_route(
     body: JsonObject<AddMemberBody>,
 ) -> Result<HttpResponse, ApiError> {
     let project = id.into_inner();
-    let view = add_member(&state.tracking, &user.0, project, body.into_inner(), &ctx.0).await?;
-    let location = format!("/api/v1/projects/{project}/members/{}", view.user_id);
-    Ok(created(location, None, &view))
+    match add_member(&state.tracking, &user.0, project, body.into_inner(), &ctx.0).await? {
+        AddedMember::Added(view) => {
+            let location = format!("/api/v1/projects/{project}/members/{}", view.user_id);
+            Ok(created(location, None, &view))
+        }
+        AddedMember::Invited(view) => {
+            let location = format!("/api/v1/projects/{project}/invitations/{}", view.id);
+            Ok(HttpResponse::Accepted()
+                .insert_header((header::LOCATION, location))
+                .json(view))
+        }
+    }
 }
 
 /// Changes a member's role; `owner` hands the project over (its owner only).

@@ -150,8 +150,12 @@ pub struct UpdateStateBody {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AddMemberBody {
-    /// The e-mail of an existing account.
-    #[cfg_attr(feature = "openapi", schema(example = "ann@example.com", max_length = 254))]
+    /// An e-mail address: an account the caller shares a project with is added; any other
+    /// address is invited (`202`), whether or not it has an account.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(format = "email", example = "ann@example.com", max_length = 254)
+    )]
     pub email: String,
     /// `admin`, `member` or `viewer`; ownership is handed over with `PATCH`.
     #[cfg_attr(feature = "openapi", schema(pattern = "^(admin|member|viewer)$"))]

@@ -26,7 +26,7 @@ use keel_domain::identity::account_tokens::PresentedAccountToken;
 use keel_domain::identity::{Email, Principal};
 use keel_domain::mail::Mail;
 use keel_domain::tracking::invitations::{Invitation, ReceivedInvitation};
-use keel_domain::tracking::{Member, Permission};
+use keel_domain::tracking::{Member, Permission, ProjectAccess, ProjectRole};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
@@ -192,6 +192,21 @@ pub async fn invite(
     let (Some(email), Some(role)) = (email, role) else {
         return Err(AppError::internal("validated input missing"));
     };
+    send_invitation(ports, principal, &access, email, role, meta).await
+}
+
+/// Invites `email` to `access.project` as `role` once the caller's authority to
+/// administer it was checked (`invite`, and `members::add_member` for an address the
+/// caller cannot see): the same work whatever the address.
+pub(crate) async fn send_invitation(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    access: &ProjectAccess,
+    email: Email,
+    role: ProjectRole,
+    meta: &RequestMeta,
+) -> Result<InvitationView, AppError> {
+    let project_id = access.project.id;
     // The inviter's name for the mail: the caller's own account, never the invitee's.
     let inviter = ports
         .users

@@ -4,16 +4,21 @@
 //! but never make or unmake the owner; the owner (or an instance admin) hands ownership to
 //! another member with `role: owner`, and the previous owner becomes an admin. The owner
 //! cannot be removed. Any member may leave a project (remove themselves), but its owner.
+//! Adding by e-mail adds only an account the caller can already see (one sharing a project
+//! with them); any other address is invited, with one answer whether or not it has an
+//! account (docs/security.md, "Adding members by e-mail").
 
 use futures::TryFutureExt;
 use keel_domain::events::EventType;
+use keel_domain::identity::tokens::Scope;
 use keel_domain::identity::{Email, Principal};
-use keel_domain::tracking::{Member, Permission, ProjectRole};
+use keel_domain::tracking::{Account, Acquaintance, Member, Permission, ProjectRole};
 use keel_domain::{FieldError, StoreError};
 use serde_json::json;
 use uuid::Uuid;
 
 use super::inputs::{AddMemberBody, UpdateMemberBody};
+use super::invitations::{InvitationView, send_invitation};
 use super::views::{MemberView, event_data};
 use super::{TrackingPorts, check, not_found_as, validated};
 use crate::AppError;
@@ -58,16 +63,45 @@ fn owner_stays() -> AppError {
     AppError::Conflict("the owner cannot be removed; hand ownership to another member first".into())
 }
 
-/// Adds an existing account to the project (project admins).
+/// What `POST /projects/{id}/members` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddedMember {
+    /// An account the caller could already see joined the project.
+    Added(MemberView),
+    /// Any other address — an account the caller cannot see, or none — was invited: the
+    /// same answer either way.
+    Invited(InvitationView),
+}
+
+/// Whose accounts `principal` can see, or `None` for every account: an instance admin lists
+/// them all (`GET /admin/users`) unless the credential is a personal access token without
+/// the `admin` scope. Anyone else sees the members of the projects they share, and a token
+/// limited to some projects only those projects' members.
+fn acquaintances_of(principal: &Principal) -> Option<Acquaintance> {
+    let sees_everyone = principal.is_admin()
+        && principal
+            .grant
+            .as_ref()
+            .is_none_or(|g| g.scopes.contains(Scope::Admin));
+    (!sees_everyone).then(|| Acquaintance {
+        user_id: principal.user_id,
+        within: principal.project_limit().map(<[Uuid]>::to_vec),
+    })
+}
+
+/// Adds an account the caller can already see to the project (project admins); any other
+/// address is invited instead (`invitations`), with one answer whether or not it has an
+/// account: a project admin — which any user can be, of a project of their own — learns
+/// nothing about accounts they do not share a project with.
 pub async fn add_member(
     ports: &TrackingPorts,
     principal: &Principal,
     project_id: Uuid,
     body: AddMemberBody,
     meta: &RequestMeta,
-) -> Result<MemberView, AppError> {
-    ports
-        .authorize(principal, project_id, Permission::Administer, "project")
+) -> Result<AddedMember, AppError> {
+    let (access, _) = ports
+        .authorize_access(principal, project_id, Permission::Administer, "project", None)
         .await?;
     let mut errors = Vec::new();
     // A look-up of an existing account, which may predate the ASCII-only rule.
@@ -77,18 +111,29 @@ pub async fn add_member(
     let (Some(email), Some(role)) = (email, role) else {
         return Err(AppError::internal("validated input missing"));
     };
-    let user = ports
-        .users
-        .find_by_email(&email)
-        .await?
-        .ok_or(AppError::NotFound("user"))?;
+    // One statement, the same whether the address has an account the caller cannot see or
+    // none: both are `None`.
+    let visible = match acquaintances_of(principal) {
+        Some(seen_by) => ports.members.find_acquaintance(&email, &seen_by).await?,
+        None => ports.users.find_by_email(&email).await?.map(|u| Account {
+            id: u.id,
+            name: u.name.as_str().to_owned(),
+            email: u.email.as_str().to_owned(),
+        }),
+    };
+    let Some(user) = visible else {
+        // An invitation is addressed under the rule new addresses follow.
+        let email = Email::parse(&body.email).map_err(|e| AppError::Validation(vec![e]))?;
+        let invited = send_invitation(ports, principal, &access, email, role, meta).await?;
+        return Ok(AddedMember::Invited(invited));
+    };
     let now = ports.clock.now();
     let joined = Member {
         project_id,
         user_id: user.id,
         role,
-        name: user.name.as_str().to_owned(),
-        email: user.email.as_str().to_owned(),
+        name: user.name,
+        email: user.email,
         joined_at: now,
     };
     let change = ports
@@ -117,7 +162,7 @@ pub async fn add_member(
         .find(project_id, user.id)
         .await?
         .ok_or(AppError::NotFound("member"))?;
-    Ok(MemberView::from(&member))
+    Ok(AddedMember::Added(MemberView::from(&member)))
 }
 
 /// Changes a member's role (project admins); `owner` hands the project over (its owner or
@@ -275,29 +320,18 @@ pub async fn remove_member(
 }
 
 #[cfg(test)]
+#[path = "members_add_tests.rs"]
+mod add_tests;
+
+#[cfg(test)]
 mod tests {
     use keel_domain::audit::Authority;
-    use keel_domain::identity::ports::MockUserRepository;
-    use keel_domain::identity::{PasswordHash, Role, User, UserName, UserStatus};
+    use keel_domain::identity::Role;
     use keel_domain::tracking::Member;
     use keel_domain::tracking::ports::MockMemberRepository;
 
     use super::super::fixtures::*;
     use super::*;
-
-    fn account(email: &str) -> User {
-        User {
-            id: Uuid::from_u128(77),
-            email: Email::parse(email).unwrap(),
-            name: UserName::parse("Bea").unwrap(),
-            role: Role::User,
-            status: UserStatus::Active,
-            password_hash: PasswordHash::new("x".into()),
-            email_verified: false,
-            created_at: now(),
-            updated_at: now(),
-        }
-    }
 
     fn membership(user_id: Uuid, role: ProjectRole) -> Member {
         Member {
@@ -322,58 +356,6 @@ mod tests {
             Ok(role.map(|r| membership(u, r)))
         });
         members
-    }
-
-    #[tokio::test]
-    async fn admins_add_existing_accounts_and_a_second_add_is_409() {
-        let mut users = MockUserRepository::new();
-        users
-            .expect_find_by_email()
-            .returning(|e| Ok((e.as_str() == "bea@example.com").then(|| account("bea@example.com"))));
-        let mut members = members_with(ProjectRole::Viewer);
-        members
-            .expect_add()
-            .withf(|p, u, r, _, a| {
-                *p == PROJECT_ID
-                    && *u == Uuid::from_u128(77)
-                    && *r == ProjectRole::Viewer
-                    && a.audit.action == "member.added"
-            })
-            .times(1)
-            .returning(|_, _, _, _, _| Ok(()));
-        members
-            .expect_add()
-            .returning(|_, _, _, _, _| Err(StoreError::Conflict("pk".into())));
-        let ports = Fixture {
-            members,
-            users,
-            ..Fixture::default()
-        }
-        .ports();
-        let body = || AddMemberBody {
-            email: "Bea@Example.com".into(),
-            role: "viewer".into(),
-        };
-        let view = add_member(&ports, &owner(), PROJECT_ID, body(), &meta())
-            .await
-            .unwrap();
-        assert_eq!(view.role, "viewer");
-        assert!(matches!(
-            add_member(&ports, &owner(), PROJECT_ID, body(), &meta()).await,
-            Err(AppError::Conflict(_))
-        ));
-        let unknown = AddMemberBody {
-            email: "nobody@example.com".into(),
-            role: "member".into(),
-        };
-        assert!(matches!(
-            add_member(&ports, &owner(), PROJECT_ID, unknown, &meta()).await,
-            Err(AppError::NotFound("user"))
-        ));
-        assert!(matches!(
-            add_member(&ports, &member(), PROJECT_ID, body(), &meta()).await,
-            Err(AppError::Forbidden)
-        ));
     }
 
     #[tokio::test]

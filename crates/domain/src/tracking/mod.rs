@@ -58,6 +58,23 @@ pub struct Member {
     pub joined_at: DateTime<Utc>,
 }
 
+/// An account as a member list shows it: what adding it to a project needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: Uuid,
+    pub name: String,
+    pub email: String,
+}
+
+/// Whose accounts a caller can already see, for adding them to a project directly: the
+/// members of the projects they share with `user_id` (of `within` only, when the credential
+/// is limited to those projects).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acquaintance {
+    pub user_id: Uuid,
+    pub within: Option<Vec<Uuid>>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Label {
     pub id: Uuid,

@@ -16,13 +16,14 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    Comment, Label, LabelName, Link, Member, Placement, Project, ProjectAccess, ProjectFilter, ProjectKey,
-    ProjectRole, ProjectSort, ProjectWithRole, RelatedTask, Relation, Scope, StateKey, Task, TaskQuery,
-    WorkflowState,
+    Account, Acquaintance, Comment, Label, LabelName, Link, Member, Placement, Project, ProjectAccess,
+    ProjectFilter, ProjectKey, ProjectRole, ProjectSort, ProjectWithRole, RelatedTask, Relation, Scope,
+    StateKey, Task, TaskQuery, WorkflowState,
 };
 use crate::StoreError;
 use crate::audit::AuditEntry;
 use crate::events::Change;
+use crate::identity::Email;
 
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
@@ -71,6 +72,15 @@ pub trait MemberRepository: Send + Sync {
     async fn find(&self, project_id: Uuid, user_id: Uuid) -> Result<Option<Member>, StoreError>;
     /// Every member's user id (for invalidating what each member sees).
     async fn user_ids(&self, project_id: Uuid) -> Result<Vec<Uuid>, StoreError>;
+    /// The account with `email` if `seen_by` can see it — it is a member of a project
+    /// `seen_by.user_id` is a member of (one of `seen_by.within`, when given) — in one
+    /// statement; `None` otherwise, whether or not such an account exists: the caller must
+    /// not tell the two apart.
+    async fn find_acquaintance(
+        &self,
+        email: &Email,
+        seen_by: &Acquaintance,
+    ) -> Result<Option<Account>, StoreError>;
     /// # Errors
     /// `Conflict` when the user is a member already.
     async fn add(

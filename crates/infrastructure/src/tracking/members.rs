@@ -4,9 +4,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use keel_domain::StoreError;
 use keel_domain::events::Change;
+use keel_domain::identity::Email;
 use keel_domain::tracking::ports::MemberRepository;
-use keel_domain::tracking::{Member, ProjectRole};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use keel_domain::tracking::{Account, Acquaintance, Member, ProjectRole};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 use sea_orm::{
     ColumnTrait, DatabaseTransaction, EntityTrait, FromQueryResult, JoinType, QueryFilter, QueryOrder,
     QuerySelect, RelationTrait, Set,
@@ -120,6 +121,42 @@ impl MemberRepository for SeaOrmMemberRepository {
             .all(self.db.connection())
             .await
             .map_err(store_error)
+    }
+
+    async fn find_acquaintance(
+        &self,
+        email: &Email,
+        seen_by: &Acquaintance,
+    ) -> Result<Option<Account>, StoreError> {
+        // `theirs`: a membership of the account; `mine`: the viewer's in the same project.
+        let (theirs, mine) = (Alias::new("theirs"), Alias::new("mine"));
+        let mut shared = Query::select();
+        shared
+            .expr(Expr::val(1))
+            .from_as(Entity, theirs.clone())
+            .join_as(
+                JoinType::InnerJoin,
+                Entity,
+                mine.clone(),
+                Expr::col((mine.clone(), Column::ProjectId)).equals((theirs.clone(), Column::ProjectId)),
+            )
+            .and_where(Expr::col((theirs, Column::UserId)).equals((users::Entity, users::Column::Id)))
+            .and_where(Expr::col((mine.clone(), Column::UserId)).eq(seen_by.user_id));
+        if let Some(within) = &seen_by.within {
+            shared.and_where(Expr::col((mine, Column::ProjectId)).is_in(within.iter().copied()));
+        }
+        let row: Option<(Uuid, String, String)> = users::Entity::find()
+            .select_only()
+            .column(users::Column::Id)
+            .column(users::Column::Name)
+            .column(users::Column::Email)
+            .filter(users::Column::Email.eq(email.as_str()))
+            .filter(Expr::exists(shared.to_owned()))
+            .into_tuple()
+            .one(self.db.connection())
+            .await
+            .map_err(store_error)?;
+        Ok(row.map(|(id, name, email)| Account { id, name, email }))
     }
 
     async fn add(

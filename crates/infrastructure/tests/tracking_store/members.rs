@@ -195,3 +195,94 @@ async fn members_list_find_add_and_set_role() {
         assert_eq!(s.members.find(p.id, Uuid::now_v7()).await.unwrap(), None);
     }
 }
+
+#[tokio::test]
+async fn an_account_is_an_acquaintance_only_through_a_shared_project_in_one_answer() {
+    use keel_domain::identity::Email;
+    use keel_domain::tracking::{Account, Acquaintance};
+    for s in stores().await {
+        let ann = user(&s, "ann").await;
+        let bea = user(&s, "bea").await;
+        let cara = user(&s, "cara").await;
+        let shared = project(&s, "SHR", ann).await;
+        let beas = project(&s, "BEA", bea).await;
+        let other = project(&s, "OTH", ann).await;
+        s.members
+            .add(
+                shared.id,
+                bea,
+                ProjectRole::Viewer,
+                at(1),
+                &audit("member.added", Some(shared.id)),
+            )
+            .await
+            .unwrap();
+        // Cara is in a project of Bea's only: Ann does not see her.
+        s.members
+            .add(
+                beas.id,
+                cara,
+                ProjectRole::Member,
+                at(1),
+                &audit("member.added", Some(beas.id)),
+            )
+            .await
+            .unwrap();
+        let email = |id: Uuid, name: &str| {
+            Email::parse_existing(&format!("{name}-{}@example.com", id.simple())).unwrap()
+        };
+        let seen_by = |within: Option<Vec<Uuid>>| Acquaintance { user_id: ann, within };
+        assert_eq!(
+            s.members
+                .find_acquaintance(&email(bea, "bea"), &seen_by(None))
+                .await
+                .unwrap(),
+            Some(Account {
+                id: bea,
+                name: "bea".into(),
+                email: format!("bea-{}@example.com", bea.simple()),
+            }),
+            "{}",
+            s.name
+        );
+        for (who, within, why) in [
+            (email(cara, "cara"), None, "an account Ann shares no project with"),
+            (Email::parse("nobody@example.com").unwrap(), None, "no account"),
+            (
+                email(bea, "bea"),
+                Some(vec![other.id]),
+                "shared, but not within the token's projects",
+            ),
+            (email(bea, "bea"), Some(vec![]), "a token that reaches no project"),
+        ] {
+            assert_eq!(
+                s.members.find_acquaintance(&who, &seen_by(within)).await.unwrap(),
+                None,
+                "{}: {why}",
+                s.name
+            );
+        }
+        // Within the shared project, and as Bea sees Cara.
+        assert!(
+            s.members
+                .find_acquaintance(&email(bea, "bea"), &seen_by(Some(vec![other.id, shared.id])))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let by_bea = Acquaintance {
+            user_id: bea,
+            within: None,
+        };
+        assert_eq!(
+            s.members
+                .find_acquaintance(&email(cara, "cara"), &by_bea)
+                .await
+                .unwrap()
+                .map(|a| a.id),
+            Some(cara),
+            "{}",
+            s.name
+        );
+    }
+}
