@@ -227,3 +227,30 @@ async fn every_window_gives_the_same_ranked_pages() {
         }
     }
 }
+
+/// A member of no project (or a token limited to projects they are no member of) finds
+/// nothing, beside another user's matching tasks — and the search still answers.
+#[tokio::test]
+async fn a_member_of_no_project_finds_nothing() {
+    for s in stores().await {
+        let owner = user(&s, "Owner").await;
+        let loner = user(&s, "Loner").await;
+        let p = project(&s, "NOP", owner).await;
+        create_task(&s, task_value(&p, owner, "Alpha plan"), &[]).await;
+        let index = SeaOrmSearchIndex::new(s.db.clone());
+        assert!(
+            index
+                .search(&search_for("alpha", Scope::MemberOf(loner)))
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}",
+            s.name
+        );
+        let mut limited = search_for("alpha", Scope::MemberOf(owner));
+        limited.projects = Some(vec![Uuid::new_v4()]);
+        assert!(index.search(&limited).await.unwrap().is_empty(), "{}", s.name);
+        limited.projects = Some(vec![p.id]);
+        assert_eq!(index.search(&limited).await.unwrap().len(), 1, "{}", s.name);
+    }
+}
