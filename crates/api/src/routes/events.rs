@@ -89,6 +89,11 @@ pub struct EventView {
     pub actor_id: Option<uuid::Uuid>,
     /// The resource as the API shows it after the change (for deletions, its id).
     pub data: serde_json::Value,
+    /// On changes of a resource's fields (`*.updated`, a task's archive, unarchive and
+    /// restore): the old value of each changed field, `{field: old}`, as the stream and the
+    /// webhooks carry it. Absent on other events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous: Option<serde_json::Value>,
     pub occurred_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -101,6 +106,7 @@ impl From<DomainEvent> for EventView {
             project_id: e.project_id,
             actor_id: e.actor_id,
             data: e.data,
+            previous: e.previous,
             occurred_at: e.occurred_at,
         }
     }

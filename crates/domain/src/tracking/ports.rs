@@ -178,6 +178,40 @@ pub struct TreeWrite {
     pub others: Vec<Uuid>,
 }
 
+/// Whether a [`TaskRepository::archive_subtree`] archives or unarchives, and at what time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubtreeAction {
+    /// Every task written gets `archived_at = at`; once written, the root is archived at
+    /// `at` and no live descendant of it is left unarchived.
+    Archive { at: DateTime<Utc> },
+    /// Every task written gets `archived_at = NULL`; once written, the root is not
+    /// archived and no live descendant of it is left archived at `at` (the root's time:
+    /// those archived with it).
+    Unarchive { at: DateTime<Utc> },
+}
+
+/// One task written by a [`TaskRepository::archive_subtree`]: its id, the version it was
+/// read at, and its change (audit entry and event, built from the task as it will be).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubtreeWrite {
+    pub task_id: Uuid,
+    pub expected_version: i64,
+    pub change: Change,
+}
+
+/// A task archived or unarchived with its subtree, in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubtreeArchive {
+    /// The task archived or unarchived.
+    pub root: Uuid,
+    pub project_id: Uuid,
+    pub action: SubtreeAction,
+    /// The `updated_at` of every task written (each also gets `version + 1`).
+    pub updated_at: DateTime<Utc>,
+    /// The root first when it changes, then its descendants that change.
+    pub writes: Vec<SubtreeWrite>,
+}
+
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait TaskRepository: Send + Sync {
@@ -239,6 +273,16 @@ pub trait TaskRepository: Send + Sync {
         tree: TreeChange,
         change: &Change,
     ) -> Result<TreeWrite, StoreError>;
+    /// Archives or unarchives a task and its subtree in one transaction, under the
+    /// project's lock (no child is created under or moved into the subtree meanwhile):
+    /// every task of `archive.writes` at its expected version, set-based, with the change of
+    /// each recorded (audit entry and outbox event). All or nothing: `false`, nothing
+    /// written, when a task is gone or at another version, or when the subtree is not as
+    /// `archive.action` says once written (a descendant the caller did not know of) — the
+    /// caller reads again.
+    /// # Errors
+    /// `NotFound` when the project does not exist; `AuthorityLost` as every write.
+    async fn archive_subtree(&self, archive: &SubtreeArchive) -> Result<bool, StoreError>;
     /// What the sub-task rules need to place `task` (`None`: a new task) under `parent_id`;
     /// `None` when `parent_id` is no live task (absent or in the trash).
     async fn placement(&self, task: Option<Uuid>, parent_id: Uuid) -> Result<Option<Placement>, StoreError>;
