@@ -326,3 +326,103 @@ async fn viewers_read_states_admins_manage_them_and_strangers_get_404() {
         "nothing changed"
     );
 }
+
+/// The `task.updated` events of the feed, by task id, waiting (up to 5 s) for `n`.
+async fn task_updates(app: &keel_tests::TestApp, token: &str, n: usize) -> Vec<Value> {
+    let mut found = Vec::new();
+    for _ in 0..50 {
+        let log = app.get_ok("/api/v1/events/log?limit=100", token).await;
+        found = log["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "task.updated")
+            .cloned()
+            .collect();
+        if found.len() >= n {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    found
+}
+
+#[tokio::test]
+async fn each_task_a_state_write_rewrites_gets_its_task_updated_event_and_a_fresh_view() {
+    let app = spawn_app().await;
+    let ann = app.account("ann@example.com").await;
+    let project = app.create_project(&ann.token, "KEEL").await;
+    let id = project["id"].as_str().unwrap();
+    let states_path = format!("/api/v1/projects/{id}/states");
+    let qa = app
+        .created(
+            &states_path,
+            &json!({"key": "qa", "name": "QA", "category": "started", "color": "#0ea5e9"}),
+            &ann.token,
+        )
+        .await;
+    let qa_path = format!("{states_path}/{}", qa["id"].as_str().unwrap());
+    let mut in_qa = Vec::new();
+    for title in ["One", "Two"] {
+        let task = app
+            .create_task(&ann.token, id, json!({"title": title, "status": "qa"}))
+            .await;
+        in_qa.push(task["id"].as_str().unwrap().to_owned());
+    }
+    let other = app.create_task(&ann.token, id, json!({"title": "Other"})).await;
+    let read = |task: &str| {
+        let path = format!("/api/v1/tasks/{task}");
+        let (app, token) = (&app, ann.token.clone());
+        async move { app.get_ok(&path, &token).await }
+    };
+    // Cached views of every task before the state writes.
+    for task in &in_qa {
+        assert_eq!(read(task).await["version"], 1);
+    }
+    read(other["id"].as_str().unwrap()).await;
+
+    // A new category: each task of the state its `task.updated`, as a read shows it now.
+    let r = app
+        .patch_json(&qa_path, &json!({"category": "completed"}), &ann.token)
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let events = task_updates(&app, &ann.token, 2).await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    for task in &in_qa {
+        let now = read(task).await;
+        assert_eq!(
+            (&now["statusCategory"], &now["version"]),
+            (&json!("completed"), &json!(2)),
+            "the cached view was dropped"
+        );
+        let event = events.iter().find(|e| e["data"]["id"] == json!(task)).unwrap();
+        assert_eq!(event["data"], now);
+        assert_eq!(event["previous"], json!({"statusCategory": "started"}));
+        assert_eq!(event["actorId"], json!(ann.id));
+    }
+
+    // Deleted, its tasks moved: each its event again, naming the old key and category.
+    let r = app
+        .delete_as(&format!("{qa_path}?moveTo=in_progress"), &ann.token)
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let events = task_updates(&app, &ann.token, 4).await;
+    assert_eq!(events.len(), 4, "{events:?}");
+    for task in &in_qa {
+        let now = read(task).await;
+        assert_eq!(
+            (&now["status"], &now["completedAt"], &now["version"]),
+            (&json!("in_progress"), &Value::Null, &json!(3))
+        );
+        let event = events[2..]
+            .iter()
+            .find(|e| e["data"]["id"] == json!(task))
+            .unwrap();
+        assert_eq!(event["data"], now);
+        assert_eq!(
+            event["previous"],
+            json!({"status": "qa", "statusCategory": "completed"})
+        );
+    }
+    assert_eq!(read(other["id"].as_str().unwrap()).await["version"], 1);
+}

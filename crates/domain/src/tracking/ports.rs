@@ -346,14 +346,17 @@ pub trait StateRepository: Send + Sync {
     async fn create(&self, state: &WorkflowState, change: &Change) -> Result<(), StoreError>;
     /// Saves the state's name, colour, position and category. When the category changes,
     /// every task in the state takes it (`completed_at` set on entering `completed`, cleared
-    /// on leaving it, a new version and `updated_at = state.updated_at`). Returns the
+    /// on leaving it, a new version and `updated_at = state.updated_at`), and each live one
+    /// gets its `task.updated` event (the task as it is then, `previous` its old
+    /// `statusCategory`; `change`'s actor and time) in the outbox. Returns the
     /// `(project, task)` of the tasks whose views changed: those tasks and the tasks they
     /// block (whose `blockedByCount` may change).
     /// # Errors
     /// `NotFound` when the project has no such state.
     async fn update(&self, state: &WorkflowState, change: &Change) -> Result<Vec<(Uuid, Uuid)>, StoreError>;
     /// Moves the state's tasks (the trash's too) to the state `move_to` (new version,
-    /// `updated_at = at`, `completed_at` by the categories), then deletes the state, in one
+    /// `updated_at = at`, `completed_at` by the categories; each live one its `task.updated`
+    /// event, as [`StateRepository::update`] writes them), then deletes the state, in one
     /// transaction; returns what [`StateRepository::update`] returns.
     /// # Errors
     /// `NotFound` when the project has no such state; `Conflict` when it is the project's

@@ -108,15 +108,20 @@ fn blocked_by_count() -> Expr {
 /// task of the enclosing row that are not in the trash (`done`: only the completed ones).
 /// Served by `ix_tasks_parent`.
 fn child_count(done: bool) -> Expr {
+    Expr::cust(child_count_sql(done))
+}
+
+/// The SQL of [`child_count`].
+pub(super) fn child_count_sql(done: bool) -> String {
     let completed = if done {
         " AND ch.\"completed_at\" IS NOT NULL"
     } else {
         ""
     };
-    Expr::cust(format!(
+    format!(
         "(SELECT COUNT(*) FROM \"tasks\" ch WHERE ch.\"parent_id\" = \"tasks\".\"id\" \
          AND ch.\"deleted_at\" IS NULL{completed})"
-    ))
+    )
 }
 
 /// `tasks.parent_id`, by name: it is no field of the SeaORM model, which other code builds
@@ -1193,7 +1198,7 @@ const ROWS_PER_STATEMENT: usize = 500;
 
 /// The `n`th bound parameter (from 1) of a raw statement, which may appear more than once:
 /// `$n` on PostgreSQL, `?n` on SQLite.
-fn numbered_param(backend: DbBackend) -> impl Fn(usize) -> String {
+pub(super) fn numbered_param(backend: DbBackend) -> impl Fn(usize) -> String {
     move |n| match backend {
         DbBackend::Postgres => format!("${n}"),
         _ => format!("?{n}"),
