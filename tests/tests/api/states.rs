@@ -426,3 +426,151 @@ async fn each_task_a_state_write_rewrites_gets_its_task_updated_event_and_a_fres
     }
     assert_eq!(read(other["id"].as_str().unwrap()).await["version"], 1);
 }
+
+/// A state's category flipping between `started` and `completed` while tasks are moved into
+/// and out of it and created in it, on two instances of one database: once everything has
+/// settled, every task's `statusCategory` and `completedAt` agree with its state's category
+/// — as stored (reads by identifier, uncached) and, when the two instances share a Redis
+/// (their caches are coherent only then), through reads by id (the cache) and a list, on
+/// both instances.
+#[tokio::test]
+async fn a_category_change_racing_task_writes_into_the_state_leaves_every_task_agreeing_with_it() {
+    let redis = keel_tests::TestRedis::start_private("a_category_change_racing_task_writes").await;
+    let (a, b) = match &redis {
+        Some(redis) => keel_tests::spawn_pair(redis).await,
+        None => {
+            let mut apps = keel_tests::spawn_cluster(2, |_| {}).await;
+            let b = apps.pop().unwrap();
+            (apps.pop().unwrap(), b)
+        }
+    };
+    let coherent = redis.is_some();
+    let ann = a.account("ann@example.com").await;
+    let project = a.create_project(&ann.token, "RACE").await;
+    let id = project["id"].as_str().unwrap().to_owned();
+    let states_path = format!("/api/v1/projects/{id}/states");
+    let qa = a
+        .created(
+            &states_path,
+            &json!({"key": "qa", "name": "QA", "category": "started", "color": "#0ea5e9"}),
+            &ann.token,
+        )
+        .await;
+    let qa_path = format!("{states_path}/{}", qa["id"].as_str().unwrap());
+    let mut tasks = Vec::new();
+    for n in 0..12 {
+        let task = a
+            .create_task(&ann.token, &id, json!({"title": format!("Task {n}")}))
+            .await;
+        tasks.push(task["id"].as_str().unwrap().to_owned());
+    }
+    let categories = ["completed", "started"];
+    for round in 0..6 {
+        let category = categories[round % 2];
+        // Every task read on both instances first: their views are cached.
+        for task in &tasks {
+            for app in [&a, &b] {
+                app.get_ok(&format!("/api/v1/tasks/{task}"), &ann.token).await;
+            }
+        }
+        let flip = {
+            let (app, path, token) = (&a, qa_path.clone(), ann.token.clone());
+            async move {
+                app.patch_json(&path, &json!({"category": category}), &token)
+                    .await
+                    .status()
+            }
+        };
+        let moves = tasks.iter().enumerate().map(|(n, task)| {
+            let app = if n % 2 == 0 { &b } else { &a };
+            // Most go into the state; a few leave it (they were moved in a round before).
+            let status = if (n + round) % 4 == 0 { "todo" } else { "qa" };
+            let (path, token) = (format!("/api/v1/tasks/{task}"), ann.token.clone());
+            async move {
+                app.patch_json(&path, &json!({"status": status}), &token)
+                    .await
+                    .status()
+            }
+        });
+        let creates = (0..3).map(|n| {
+            let app = if n % 2 == 0 { &a } else { &b };
+            let (path, token) = (format!("/api/v1/projects/{id}/tasks"), ann.token.clone());
+            async move {
+                let r = app
+                    .post_json(
+                        &path,
+                        &json!({"title": format!("New {round}.{n}"), "status": "qa"}),
+                        Some(&token),
+                    )
+                    .await;
+                let status = r.status();
+                let body = json_body(r).await;
+                (status, body["id"].as_str().map(str::to_owned))
+            }
+        });
+        let (flipped, moved, created) = tokio::join!(
+            flip,
+            futures::future::join_all(moves),
+            futures::future::join_all(creates)
+        );
+        assert_eq!(flipped, StatusCode::OK, "round {round}");
+        assert!(
+            moved.iter().all(|s| *s == StatusCode::OK),
+            "round {round}: {moved:?}"
+        );
+        for (status, task) in created {
+            // A create whose state changed category between its read and its write is
+            // refused on `status` (the client sends it again); none is half-written.
+            match status {
+                StatusCode::CREATED => tasks.push(task.unwrap()),
+                StatusCode::BAD_REQUEST => {}
+                other => panic!("round {round}: a create answered {other}"),
+            }
+        }
+
+        let states = a.get_ok(&states_path, &ann.token).await;
+        let category_of = |key: &str| {
+            states["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["key"] == key)
+                .unwrap()["category"]
+                .clone()
+        };
+        assert_eq!(category_of("qa"), json!(category), "round {round}");
+        let mut stored = Vec::new();
+        for task in &tasks {
+            let by_id = a.get_ok(&format!("/api/v1/tasks/{task}"), &ann.token).await;
+            let identifier = by_id["identifier"].as_str().unwrap().to_owned();
+            for app in [&a, &b] {
+                // By identifier: read from the database, never cached.
+                stored.push(
+                    app.get_ok(&format!("/api/v1/tasks/{identifier}"), &ann.token)
+                        .await,
+                );
+                if coherent {
+                    stored.push(app.get_ok(&format!("/api/v1/tasks/{task}"), &ann.token).await);
+                }
+            }
+        }
+        if coherent {
+            for app in [&a, &b] {
+                let listed = app
+                    .walk(&format!("/api/v1/projects/{id}/tasks"), 100, &ann.token)
+                    .await;
+                assert_eq!(listed.len(), tasks.len());
+                stored.extend(listed);
+            }
+        }
+        for t in &stored {
+            let expected = category_of(t["status"].as_str().unwrap());
+            assert_eq!(t["statusCategory"], expected, "round {round}: {t}");
+            assert_eq!(
+                t["completedAt"].is_null(),
+                expected != "completed",
+                "round {round}: {t}"
+            );
+        }
+    }
+}
