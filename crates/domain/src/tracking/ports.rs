@@ -38,12 +38,17 @@ pub trait ProjectRepository: Send + Sync {
     -> Result<Option<ProjectAccess>, StoreError>;
     /// The user's role in the project; `None` when not a member (or no such project).
     async fn role_of(&self, project_id: Uuid, user_id: Uuid) -> Result<Option<ProjectRole>, StoreError>;
-    /// Saves name, description, status and `updated_at`, and sets the version to
-    /// `expected_version + 1`.
+    /// Saves name, description, status, default state and `updated_at`, and sets the
+    /// version to `expected_version + 1`. With `default_changed` (the write sets a new
+    /// default state) the default is checked to be a state of the project in the write's
+    /// transaction; otherwise it is written as it was read, and not read again.
+    /// # Errors
+    /// `Conflict` when the new default state is no state of the project (any more).
     async fn update(
         &self,
         project: &Project,
         expected_version: i64,
+        default_changed: bool,
         change: &Change,
     ) -> Result<bool, StoreError>;
     /// Deletes the project with its members, labels, tasks and comments.

@@ -261,7 +261,7 @@ async fn the_default_state_is_one_of_the_project_states_when_it_is_written() {
         changed.version = 2;
         assert!(
             s.projects
-                .update(&changed, 1, &audit("project.updated", Some(p.id)))
+                .update(&changed, 1, true, &audit("project.updated", Some(p.id)))
                 .await
                 .unwrap()
         );
@@ -280,7 +280,7 @@ async fn the_default_state_is_one_of_the_project_states_when_it_is_written() {
         unknown.version = 3;
         assert!(matches!(
             s.projects
-                .update(&unknown, 2, &audit("project.updated", Some(p.id)))
+                .update(&unknown, 2, true, &audit("project.updated", Some(p.id)))
                 .await,
             Err(StoreError::Conflict(_))
         ));
