@@ -535,3 +535,53 @@ async fn tasks_rewritten_by_a_state_write_get_a_task_updated_event_each_showing_
         }
     }
 }
+
+/// Measures a category change of a state holding `KEEL_MEASURE_TASKS` tasks (default
+/// 50 000) on PostgreSQL — the rewrite with one `task.updated` per task:
+/// `cargo test -p keel-infrastructure --test tracking_store measure_a_category_change -- --ignored --nocapture`
+#[tokio::test]
+#[ignore]
+async fn measure_a_category_change_of_a_large_state() {
+    let n: i64 = std::env::var("KEEL_MEASURE_TASKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000);
+    for s in stores().await.into_iter().filter(|s| s.name == "postgres") {
+        let states = SeaOrmStateRepository::new(s.db.clone());
+        let owner = user(&s, "Owner").await;
+        let p = project(&s, "BIG", owner).await;
+        let qa = state_value(p.id, "qa", StateCategory::Started, 9);
+        states
+            .create(&qa, &audit("state.created", Some(p.id)))
+            .await
+            .unwrap();
+        s.db.connection()
+            .execute_unprepared(&format!(
+                "INSERT INTO tasks (id, project_id, number, title, title_folded, status, \
+                 status_category, priority, priority_rank, created_by, created_at, updated_at, version) \
+                 SELECT gen_random_uuid(), '{p}', g, 'Task ' || g, 'task ' || g, 'qa', 'started', 0, 5, \
+                 '{owner}', now(), now(), 1 FROM generate_series(1, {n}) g",
+                p = p.id
+            ))
+            .await
+            .unwrap();
+        s.db.connection()
+            .execute_unprepared("ANALYZE tasks")
+            .await
+            .unwrap();
+        let mut done = qa.clone();
+        done.category = StateCategory::Completed;
+        done.updated_at = at(5);
+        let started = std::time::Instant::now();
+        let changed = states
+            .update(&done, &audit("state.updated", Some(p.id)))
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        let events = outbox_events_of(&s, p.id).await.len();
+        println!(
+            "category change of a state of {n} tasks: {took:?} ({} tasks named, {events} outbox events)",
+            changed.len()
+        );
+    }
+}
