@@ -546,3 +546,56 @@ async fn a_cascade_is_all_or_nothing() {
         );
     }
 }
+
+/// More tasks than one statement writes (500): the write goes in chunks, still all or
+/// nothing, each task its entry and event.
+#[tokio::test]
+async fn a_cascade_larger_than_one_statement_is_written_whole() {
+    for s in stores().await {
+        let owner = user(&s, "Owner").await;
+        let project = project(&s, "BIG", owner).await;
+        let root = create_task(&s, task_value(&project, owner, "Root"), &[]).await;
+        let mut tasks = vec![root.clone()];
+        for n in 0..520 {
+            let mut child = task_value(&project, owner, &format!("Child {n}"));
+            child.parent_id = Some(root.id);
+            tasks.push(create_task(&s, child, &[]).await);
+        }
+        let all: Vec<&Task> = tasks.iter().collect();
+        let before = recorded(&s, project.id).await;
+        // The last one left out: the settled check refuses the whole write.
+        let short = cascade(
+            &s,
+            &root,
+            SubtreeAction::Archive { at: at(5) },
+            &all[..all.len() - 1],
+        )
+        .await;
+        assert!(!s.tasks.archive_subtree(&short).await.unwrap(), "{}", s.name);
+        assert_eq!(recorded(&s, project.id).await, before, "{}", s.name);
+        assert!(
+            s.tasks
+                .find(root.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .archived_at
+                .is_none(),
+            "{}",
+            s.name
+        );
+        let whole = cascade(&s, &root, SubtreeAction::Archive { at: at(5) }, &all).await;
+        assert!(s.tasks.archive_subtree(&whole).await.unwrap(), "{}", s.name);
+        assert!(
+            states(&s, &all).await.iter().all(|st| *st == (Some(at(5)), 2)),
+            "{}",
+            s.name
+        );
+        assert_eq!(
+            recorded(&s, project.id).await,
+            (before.0 + 521, before.1 + 521),
+            "{}",
+            s.name
+        );
+    }
+}
