@@ -178,7 +178,7 @@ pub async fn events_log_route(
     params(StreamParams),
     responses(
         (status = 101, description = "Switching to the WebSocket protocol. The server then sends one text frame per event: \
-            `{id, seq, type, projectId, actorId, data, occurredAt}` (the `EventView` schema), in feed order. With `after`, the \
+            `{id, seq, type, projectId, actorId, data, previous?, occurredAt}` (the `EventView` schema), in feed order. With `after`, the \
             retained events after that position are replayed first, then the stream goes on live with no gap and no duplicate. \
             Close codes: 1001 server going away, 1008 session ended (logout, revocation, a disabled account) or access token expired, \
             1012 events may have been missed (reconnect with `after` = the last `seq` received), 1013 client too slow, \
