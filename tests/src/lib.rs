@@ -632,6 +632,25 @@ impl TestApp {
         fewest
     }
 
+    /// The statements `request` runs (any method; it answers the status it got, which must
+    /// be a success): the fewest of three tries, as [`TestApp::fewest_statements`].
+    pub async fn fewest_statements_of<F, Fut>(&self, mut request: F) -> u64
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = reqwest::StatusCode>,
+    {
+        let mut fewest = u64::MAX;
+        for _ in 0..3 {
+            self.until_no_statement_runs().await;
+            let before = self.db_statements().await;
+            let status = request().await;
+            assert!(status.is_success(), "{status}");
+            let after = self.db_statements().await;
+            fewest = fewest.min(after - before);
+        }
+        fewest
+    }
+
     /// Waits until no counted statement ran for 150 ms (at most 10 s): background work of
     /// earlier requests — notifications the dispatcher makes of a burst of changes, reading
     /// tasks and members — would otherwise be counted in a request's cost on a loaded machine.

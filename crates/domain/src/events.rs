@@ -103,7 +103,7 @@ impl<'de> Deserialize<'de> for EventType {
 }
 
 /// A domain event as clients and webhooks receive it:
-/// `{id, seq, type, projectId, actorId, data, occurredAt}`.
+/// `{id, seq, type, projectId, actorId, data, previous?, occurredAt}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DomainEvent {

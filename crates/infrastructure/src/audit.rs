@@ -51,6 +51,22 @@ pub(crate) async fn insert_held_entry(conn: &impl ConnectionTrait, e: &AuditEntr
     insert(conn, e, false).await
 }
 
+/// Inserts entries whose authority this transaction holds or checked already (a change of
+/// several rows: its first entry was inserted with [`insert_entry`]), in one statement.
+pub(crate) async fn insert_held_entries(
+    conn: &impl ConnectionTrait,
+    entries: &[&AuditEntry],
+) -> Result<(), StoreError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    Entity::insert_many(entries.iter().map(|e| active(e)))
+        .exec_without_returning(conn)
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
 /// Checks that `e`'s actor holds `e.authority` and locks what holds it until the end of the
 /// transaction: the actor's membership row (`FOR UPDATE`), or an instance admin's account
 /// row (`FOR SHARE`). For writes that change memberships (role changes, removals,

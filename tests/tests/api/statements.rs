@@ -142,3 +142,92 @@ async fn hot_reads_are_served_from_the_cache_once_warm() {
         assert_eq!(warm, expected, "{route}");
     }
 }
+
+/// `PATCH /projects/{id}` reads the workflow states only when it sets a new default state
+/// (the use case's check of the key, and the write's check of the state in its
+/// transaction): a patch of other fields costs two statements fewer.
+#[tokio::test]
+async fn a_project_patch_reads_the_states_only_when_it_changes_the_default_state() {
+    let app = spawn_app_with(|vars| {
+        vars.insert("KEEL_CACHE_LAYERS".into(), "none".into());
+    })
+    .await;
+    let ann = app.account("ann@example.com").await;
+    let project = app.create_project(&ann.token, "PAT").await;
+    let path = format!("/api/v1/projects/{}", project["id"].as_str().unwrap());
+    let mut n = 0;
+    let renames = app
+        .fewest_statements_of(|| {
+            n += 1;
+            let body = serde_json::json!({ "name": format!("Renamed {n}") });
+            let (app, path, token) = (&app, path.clone(), ann.token.clone());
+            async move { app.patch_json(&path, &body, &token).await.status() }
+        })
+        .await;
+    let defaults = app
+        .fewest_statements_of(|| {
+            n += 1;
+            // Each a change: from `todo`, `backlog`, `todo`, `backlog`.
+            let key = if n % 2 == 0 { "backlog" } else { "todo" };
+            let body = serde_json::json!({ "defaultState": key });
+            let (app, path, token) = (&app, path.clone(), ann.token.clone());
+            async move { app.patch_json(&path, &body, &token).await.status() }
+        })
+        .await;
+    println!("PATCH /projects/{{id}}: {renames} statements (name), {defaults} (defaultState)");
+    assert_eq!(defaults - renames, 2, "{renames} vs {defaults}");
+    assert!(renames <= 9, "a rename costs {renames} statements");
+}
+
+/// Archiving (and unarchiving) a task with its sub-tasks costs the same statements whatever
+/// the number of sub-tasks: the cascade is one set-based write, not a write per task.
+#[tokio::test]
+async fn an_archive_cascade_costs_the_same_statements_for_3_or_24_sub_tasks() {
+    let app = spawn_app_with(|vars| {
+        vars.insert("KEEL_CACHE_LAYERS".into(), "none".into());
+    })
+    .await;
+    let ann = app.account("ann@example.com").await;
+    let project = app.create_project(&ann.token, "CAS").await;
+    let pid = project["id"].as_str().unwrap().to_owned();
+    let mut costs = Vec::new();
+    for children in [3, 24] {
+        let root = app
+            .create_task(&ann.token, &pid, serde_json::json!({"title": "Root"}))
+            .await;
+        let root = root["id"].as_str().unwrap().to_owned();
+        let mut parent = root.clone();
+        for n in 0..children {
+            // Three levels: after every third sub-task, the next one goes under it.
+            let child = app
+                .create_task(
+                    &ann.token,
+                    &pid,
+                    serde_json::json!({"title": format!("Child {n}"), "parentId": parent}),
+                )
+                .await;
+            parent = if n % 3 == 0 {
+                child["id"].as_str().unwrap().to_owned()
+            } else {
+                root.clone()
+            };
+        }
+        let mut archive = false;
+        let cost = app
+            .fewest_statements_of(|| {
+                archive = !archive;
+                let action = if archive { "archive" } else { "unarchive" };
+                let path = format!("/api/v1/tasks/{root}/{action}");
+                let (app, token) = (&app, ann.token.clone());
+                async move {
+                    app.post_json(&path, &serde_json::json!({}), Some(&token))
+                        .await
+                        .status()
+                }
+            })
+            .await;
+        costs.push(cost);
+    }
+    println!("archive cascade statements: {costs:?} (3 and 24 sub-tasks)");
+    assert_eq!(costs[0], costs[1], "{costs:?}");
+}

@@ -326,3 +326,251 @@ async fn viewers_read_states_admins_manage_them_and_strangers_get_404() {
         "nothing changed"
     );
 }
+
+/// The `task.updated` events of the feed, by task id, waiting (up to 5 s) for `n`.
+async fn task_updates(app: &keel_tests::TestApp, token: &str, n: usize) -> Vec<Value> {
+    let mut found = Vec::new();
+    for _ in 0..50 {
+        let log = app.get_ok("/api/v1/events/log?limit=100", token).await;
+        found = log["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "task.updated")
+            .cloned()
+            .collect();
+        if found.len() >= n {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    found
+}
+
+#[tokio::test]
+async fn each_task_a_state_write_rewrites_gets_its_task_updated_event_and_a_fresh_view() {
+    let app = spawn_app().await;
+    let ann = app.account("ann@example.com").await;
+    let project = app.create_project(&ann.token, "KEEL").await;
+    let id = project["id"].as_str().unwrap();
+    let states_path = format!("/api/v1/projects/{id}/states");
+    let qa = app
+        .created(
+            &states_path,
+            &json!({"key": "qa", "name": "QA", "category": "started", "color": "#0ea5e9"}),
+            &ann.token,
+        )
+        .await;
+    let qa_path = format!("{states_path}/{}", qa["id"].as_str().unwrap());
+    let mut in_qa = Vec::new();
+    for title in ["One", "Two"] {
+        let task = app
+            .create_task(&ann.token, id, json!({"title": title, "status": "qa"}))
+            .await;
+        in_qa.push(task["id"].as_str().unwrap().to_owned());
+    }
+    let other = app.create_task(&ann.token, id, json!({"title": "Other"})).await;
+    let read = |task: &str| {
+        let path = format!("/api/v1/tasks/{task}");
+        let (app, token) = (&app, ann.token.clone());
+        async move { app.get_ok(&path, &token).await }
+    };
+    // Cached views of every task before the state writes.
+    for task in &in_qa {
+        assert_eq!(read(task).await["version"], 1);
+    }
+    read(other["id"].as_str().unwrap()).await;
+
+    // A new category: each task of the state its `task.updated`, as a read shows it now.
+    let r = app
+        .patch_json(&qa_path, &json!({"category": "completed"}), &ann.token)
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let events = task_updates(&app, &ann.token, 2).await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    for task in &in_qa {
+        let now = read(task).await;
+        assert_eq!(
+            (&now["statusCategory"], &now["version"]),
+            (&json!("completed"), &json!(2)),
+            "the cached view was dropped"
+        );
+        let event = events.iter().find(|e| e["data"]["id"] == json!(task)).unwrap();
+        assert_eq!(event["data"], now);
+        assert_eq!(event["previous"], json!({"statusCategory": "started"}));
+        assert_eq!(event["actorId"], json!(ann.id));
+    }
+
+    // Deleted, its tasks moved: each its event again, naming the old key and category.
+    let r = app
+        .delete_as(&format!("{qa_path}?moveTo=in_progress"), &ann.token)
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let events = task_updates(&app, &ann.token, 4).await;
+    assert_eq!(events.len(), 4, "{events:?}");
+    for task in &in_qa {
+        let now = read(task).await;
+        assert_eq!(
+            (&now["status"], &now["completedAt"], &now["version"]),
+            (&json!("in_progress"), &Value::Null, &json!(3))
+        );
+        let event = events[2..]
+            .iter()
+            .find(|e| e["data"]["id"] == json!(task))
+            .unwrap();
+        assert_eq!(event["data"], now);
+        assert_eq!(
+            event["previous"],
+            json!({"status": "qa", "statusCategory": "completed"})
+        );
+    }
+    assert_eq!(read(other["id"].as_str().unwrap()).await["version"], 1);
+}
+
+/// A state's category flipping between `started` and `completed` while tasks are moved into
+/// and out of it and created in it, on two instances of one database: once everything has
+/// settled, every task's `statusCategory` and `completedAt` agree with its state's category
+/// — as stored (reads by identifier, uncached) and, when the two instances share a Redis
+/// (their caches are coherent only then), through reads by id (the cache) and a list, on
+/// both instances.
+#[tokio::test]
+async fn a_category_change_racing_task_writes_into_the_state_leaves_every_task_agreeing_with_it() {
+    let redis = keel_tests::TestRedis::start_private("a_category_change_racing_task_writes").await;
+    let (a, b) = match &redis {
+        Some(redis) => keel_tests::spawn_pair(redis).await,
+        None => {
+            let mut apps = keel_tests::spawn_cluster(2, |_| {}).await;
+            let b = apps.pop().unwrap();
+            (apps.pop().unwrap(), b)
+        }
+    };
+    let coherent = redis.is_some();
+    let ann = a.account("ann@example.com").await;
+    let project = a.create_project(&ann.token, "RACE").await;
+    let id = project["id"].as_str().unwrap().to_owned();
+    let states_path = format!("/api/v1/projects/{id}/states");
+    let qa = a
+        .created(
+            &states_path,
+            &json!({"key": "qa", "name": "QA", "category": "started", "color": "#0ea5e9"}),
+            &ann.token,
+        )
+        .await;
+    let qa_path = format!("{states_path}/{}", qa["id"].as_str().unwrap());
+    let mut tasks = Vec::new();
+    for n in 0..12 {
+        let task = a
+            .create_task(&ann.token, &id, json!({"title": format!("Task {n}")}))
+            .await;
+        tasks.push(task["id"].as_str().unwrap().to_owned());
+    }
+    let categories = ["completed", "started"];
+    for round in 0..6 {
+        let category = categories[round % 2];
+        // Every task read on both instances first: their views are cached.
+        for task in &tasks {
+            for app in [&a, &b] {
+                app.get_ok(&format!("/api/v1/tasks/{task}"), &ann.token).await;
+            }
+        }
+        let flip = {
+            let (app, path, token) = (&a, qa_path.clone(), ann.token.clone());
+            async move {
+                app.patch_json(&path, &json!({"category": category}), &token)
+                    .await
+                    .status()
+            }
+        };
+        let moves = tasks.iter().enumerate().map(|(n, task)| {
+            let app = if n % 2 == 0 { &b } else { &a };
+            // Most go into the state; a few leave it (they were moved in a round before).
+            let status = if (n + round) % 4 == 0 { "todo" } else { "qa" };
+            let (path, token) = (format!("/api/v1/tasks/{task}"), ann.token.clone());
+            async move {
+                app.patch_json(&path, &json!({"status": status}), &token)
+                    .await
+                    .status()
+            }
+        });
+        let creates = (0..3).map(|n| {
+            let app = if n % 2 == 0 { &a } else { &b };
+            let (path, token) = (format!("/api/v1/projects/{id}/tasks"), ann.token.clone());
+            async move {
+                let r = app
+                    .post_json(
+                        &path,
+                        &json!({"title": format!("New {round}.{n}"), "status": "qa"}),
+                        Some(&token),
+                    )
+                    .await;
+                let status = r.status();
+                let body = json_body(r).await;
+                (status, body["id"].as_str().map(str::to_owned))
+            }
+        });
+        let (flipped, moved, created) = tokio::join!(
+            flip,
+            futures::future::join_all(moves),
+            futures::future::join_all(creates)
+        );
+        assert_eq!(flipped, StatusCode::OK, "round {round}");
+        assert!(
+            moved.iter().all(|s| *s == StatusCode::OK),
+            "round {round}: {moved:?}"
+        );
+        for (status, task) in created {
+            // A create whose state changed category between its read and its write is
+            // refused on `status` (the client sends it again); none is half-written.
+            match status {
+                StatusCode::CREATED => tasks.push(task.unwrap()),
+                StatusCode::BAD_REQUEST => {}
+                other => panic!("round {round}: a create answered {other}"),
+            }
+        }
+
+        let states = a.get_ok(&states_path, &ann.token).await;
+        let category_of = |key: &str| {
+            states["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["key"] == key)
+                .unwrap()["category"]
+                .clone()
+        };
+        assert_eq!(category_of("qa"), json!(category), "round {round}");
+        let mut stored = Vec::new();
+        for task in &tasks {
+            let by_id = a.get_ok(&format!("/api/v1/tasks/{task}"), &ann.token).await;
+            let identifier = by_id["identifier"].as_str().unwrap().to_owned();
+            for app in [&a, &b] {
+                // By identifier: read from the database, never cached.
+                stored.push(
+                    app.get_ok(&format!("/api/v1/tasks/{identifier}"), &ann.token)
+                        .await,
+                );
+                if coherent {
+                    stored.push(app.get_ok(&format!("/api/v1/tasks/{task}"), &ann.token).await);
+                }
+            }
+        }
+        if coherent {
+            for app in [&a, &b] {
+                let listed = app
+                    .walk(&format!("/api/v1/projects/{id}/tasks"), 100, &ann.token)
+                    .await;
+                assert_eq!(listed.len(), tasks.len());
+                stored.extend(listed);
+            }
+        }
+        for t in &stored {
+            let expected = category_of(t["status"].as_str().unwrap());
+            assert_eq!(t["statusCategory"], expected, "round {round}: {t}");
+            assert_eq!(
+                t["completedAt"].is_null(),
+                expected != "completed",
+                "round {round}: {t}"
+            );
+        }
+    }
+}

@@ -458,3 +458,154 @@ async fn archiving_a_parent_archives_its_subtree_and_unarchiving_brings_back_wha
     assert_eq!(live, vec!["SUB-1", "SUB-2", "SUB-3"]);
     assert_eq!(t.identifiers(&t.in_sub("?archived=only")).await, vec!["SUB-4"]);
 }
+
+/// Makes every update of the task `id` fail inside the database (a trigger), whatever
+/// writes it.
+async fn fail_updates_of(app: &TestApp, id: &str) {
+    let conn = sea_orm::Database::connect(&app.db.url).await.unwrap();
+    let sql = if app.db.is_postgres {
+        vec![
+            "CREATE FUNCTION keel_test_fail() RETURNS trigger AS $$ BEGIN \
+             RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql"
+                .to_owned(),
+            format!(
+                "CREATE TRIGGER keel_test_fail BEFORE UPDATE ON tasks FOR EACH ROW \
+                 WHEN (OLD.id = '{id}') EXECUTE FUNCTION keel_test_fail()"
+            ),
+        ]
+    } else {
+        let hex = uuid::Uuid::parse_str(id).unwrap().simple().to_string();
+        vec![format!(
+            "CREATE TRIGGER keel_test_fail BEFORE UPDATE ON tasks WHEN OLD.id = X'{hex}' \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+        )]
+    };
+    for statement in sql {
+        sea_orm::ConnectionTrait::execute_unprepared(&conn, &statement)
+            .await
+            .unwrap();
+    }
+    conn.close().await.unwrap();
+}
+
+async fn drop_failure(app: &TestApp) {
+    let conn = sea_orm::Database::connect(&app.db.url).await.unwrap();
+    let sql = if app.db.is_postgres {
+        "DROP TRIGGER keel_test_fail ON tasks"
+    } else {
+        "DROP TRIGGER keel_test_fail"
+    };
+    sea_orm::ConnectionTrait::execute_unprepared(&conn, sql)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+}
+
+/// The events of the feed of `action`, waiting (up to 5 s) until there are `n`.
+async fn feed_events(t: &Tree, action: &str, n: usize) -> Vec<Value> {
+    let mut found = Vec::new();
+    for _ in 0..50 {
+        let log = t.app.get_ok("/api/v1/events/log?limit=100", &t.ann.token).await;
+        found = log["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == action)
+            .cloned()
+            .collect();
+        if found.len() >= n {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    found
+}
+
+#[tokio::test]
+async fn an_archive_cascade_is_all_or_nothing_and_each_descendant_has_its_entry_event_and_fresh_view() {
+    let t = tree().await;
+    let parent = t.task("Parent", None).await; // SUB-1
+    let child = t.task("Child", parent["id"].as_str()).await; // SUB-2
+    let grandchild = t.task("Grandchild", child["id"].as_str()).await; // SUB-3
+    let ids: Vec<String> = [&parent, &child, &grandchild]
+        .iter()
+        .map(|task| task["id"].as_str().unwrap().to_owned())
+        .collect();
+    let archive = |id: &str| {
+        let path = format!("/api/v1/tasks/{id}/archive");
+        let token = t.cara.token.clone();
+        let app = &t.app;
+        async move { app.post_json(&path, &json!({}), Some(&token)).await }
+    };
+    // Views cached by id before the write.
+    for id in &ids {
+        assert_eq!(t.get(id).await["archivedAt"], Value::Null);
+    }
+
+    // The database refuses the grandchild's write: the whole cascade is refused, the
+    // parent and the child included, and nothing is recorded.
+    fail_updates_of(&t.app, &ids[2]).await;
+    let refused = archive(&ids[0]).await;
+    assert!(!refused.status().is_success(), "{}", refused.status());
+    for id in &ids {
+        let task = t.get(id).await;
+        assert_eq!(
+            (task["archivedAt"].clone(), task["version"].clone()),
+            (Value::Null, json!(1)),
+            "{task}"
+        );
+    }
+    assert_eq!(
+        t.identifiers(&t.in_sub("?sort=createdAt")).await,
+        ["SUB-1", "SUB-2", "SUB-3"]
+    );
+    let activity = t
+        .app
+        .walk(&format!("/api/v1/projects/{}/activity", t.sub), 100, &t.ann.token)
+        .await;
+    assert!(!activity.iter().any(|e| e["action"] == "task.archived"));
+
+    // Once the database takes it: all three, each its own entry and event, each view fresh.
+    drop_failure(&t.app).await;
+    let archived = archive(&ids[0]).await;
+    assert_eq!(archived.status(), StatusCode::OK);
+    let at = json_body(archived).await["archivedAt"].clone();
+    for id in &ids {
+        let task = t.get(id).await;
+        assert_eq!(
+            (task["archivedAt"].clone(), task["version"].clone()),
+            (at.clone(), json!(2)),
+            "{task}"
+        );
+    }
+    let activity = t
+        .app
+        .walk(&format!("/api/v1/projects/{}/activity", t.sub), 100, &t.ann.token)
+        .await;
+    let mut entries: Vec<String> = activity
+        .iter()
+        .filter(|e| e["action"] == "task.archived")
+        .inspect(|e| {
+            assert_eq!(
+                e["changes"],
+                json!([{"field": "archivedAt", "from": null, "to": at}])
+            );
+        })
+        .map(|e| e["resourceId"].as_str().unwrap().to_owned())
+        .collect();
+    entries.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(entries, expected);
+    let events = feed_events(&t, "task.archived", 3).await;
+    let mut evented: Vec<String> = events
+        .iter()
+        .inspect(|e| {
+            assert_eq!(e["data"]["archivedAt"], at);
+            assert_eq!(e["previous"], json!({"archivedAt": null}), "{e}");
+        })
+        .map(|e| e["data"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    evented.sort();
+    assert_eq!(evented, expected);
+}

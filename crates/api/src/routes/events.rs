@@ -89,6 +89,11 @@ pub struct EventView {
     pub actor_id: Option<uuid::Uuid>,
     /// The resource as the API shows it after the change (for deletions, its id).
     pub data: serde_json::Value,
+    /// On changes of a resource's fields (`*.updated`, a task's archive, unarchive and
+    /// restore): the old value of each changed field, `{field: old}`, as the stream and the
+    /// webhooks carry it. Absent on other events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous: Option<serde_json::Value>,
     pub occurred_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -101,6 +106,7 @@ impl From<DomainEvent> for EventView {
             project_id: e.project_id,
             actor_id: e.actor_id,
             data: e.data,
+            previous: e.previous,
             occurred_at: e.occurred_at,
         }
     }
@@ -172,7 +178,7 @@ pub async fn events_log_route(
     params(StreamParams),
     responses(
         (status = 101, description = "Switching to the WebSocket protocol. The server then sends one text frame per event: \
-            `{id, seq, type, projectId, actorId, data, occurredAt}` (the `EventView` schema), in feed order. With `after`, the \
+            `{id, seq, type, projectId, actorId, data, previous?, occurredAt}` (the `EventView` schema), in feed order. With `after`, the \
             retained events after that position are replayed first, then the stream goes on live with no gap and no duplicate. \
             Close codes: 1001 server going away, 1008 session ended (logout, revocation, a disabled account) or access token expired, \
             1012 events may have been missed (reconnect with `after` = the last `seq` received), 1013 client too slow, \

@@ -249,6 +249,9 @@ pub async fn update_project(
                 project.status = status;
                 changed.push("status");
             }
+            let default_changed = default_state
+                .as_ref()
+                .is_some_and(|s| *s != project.default_state);
             if let Some(default_state) = default_state.filter(|s| *s != project.default_state) {
                 project.default_state = default_state;
                 changed.push("defaultState");
@@ -272,7 +275,7 @@ pub async fn update_project(
                     &change,
                     ports
                         .projects
-                        .update(&project, expected, &change)
+                        .update(&project, expected, default_changed, &change)
                         .map_err(|e| match e {
                             // The default state went away meanwhile.
                             StoreError::Conflict(_) => {
@@ -540,6 +543,49 @@ mod tests {
         assert_eq!(fields(e), vec!["status", "sort", "q"]);
     }
 
+    /// The store checks the default state in the write only when the patch sets a new one;
+    /// a patch naming the current default (or none) reads no state.
+    #[tokio::test]
+    async fn only_a_new_default_state_is_checked_in_the_write() {
+        let p = project();
+        let id = p.id;
+        let mut projects = projects_with(&p, &[(owner().user_id, ProjectRole::Owner)]);
+        projects
+            .expect_update()
+            .withf(|p, _, default_changed, _| *default_changed == (p.default_state.as_str() == "backlog"))
+            .times(3)
+            .returning(|_, _, _, _| Ok(true));
+        let mut states = keel_domain::tracking::ports::MockStateRepository::new();
+        // Read to check a key given in the body (the default or not), never otherwise.
+        states
+            .expect_list()
+            .times(2)
+            .returning(|_| Ok(the_default_states()));
+        let mut members = MockMemberRepository::new();
+        members.expect_user_ids().returning(|_| Ok(Vec::new()));
+        let ports = Fixture {
+            projects,
+            states,
+            members,
+            ..Fixture::default()
+        }
+        .ports();
+        let patch = |name: &str, default: Option<&str>| UpdateProjectBody {
+            name: Some(name.into()),
+            default_state: default.map(str::to_owned),
+            ..Default::default()
+        };
+        for body in [
+            patch("Renamed", None),
+            patch("Renamed again", Some("todo")),
+            patch("Renamed once more", Some("backlog")),
+        ] {
+            update_project(&ports, &owner(), id, body, Expect::Any, &meta())
+                .await
+                .unwrap();
+        }
+    }
+
     #[tokio::test]
     async fn update_needs_admin_and_bumps_the_version() {
         let p = project();
@@ -553,14 +599,15 @@ mod tests {
         );
         projects
             .expect_update()
-            .withf(|p, expected, a| {
+            .withf(|p, expected, default_changed, a| {
                 p.version == 2
                     && *expected == 1
                     && p.name.as_str() == "Renamed"
+                    && !*default_changed
                     && a.audit.action == "project.updated"
             })
             .times(1)
-            .returning(|_, _, _| Ok(true));
+            .returning(|_, _, _, _| Ok(true));
         let mut members = MockMemberRepository::new();
         members
             .expect_user_ids()

@@ -39,12 +39,17 @@ pub trait ProjectRepository: Send + Sync {
     -> Result<Option<ProjectAccess>, StoreError>;
     /// The user's role in the project; `None` when not a member (or no such project).
     async fn role_of(&self, project_id: Uuid, user_id: Uuid) -> Result<Option<ProjectRole>, StoreError>;
-    /// Saves name, description, status and `updated_at`, and sets the version to
-    /// `expected_version + 1`.
+    /// Saves name, description, status, default state and `updated_at`, and sets the
+    /// version to `expected_version + 1`. With `default_changed` (the write sets a new
+    /// default state) the default is checked to be a state of the project in the write's
+    /// transaction; otherwise it is written as it was read, and not read again.
+    /// # Errors
+    /// `Conflict` when the new default state is no state of the project (any more).
     async fn update(
         &self,
         project: &Project,
         expected_version: i64,
+        default_changed: bool,
         change: &Change,
     ) -> Result<bool, StoreError>;
     /// Deletes the project with its members, labels, tasks and comments.
@@ -188,6 +193,40 @@ pub struct TreeWrite {
     pub others: Vec<Uuid>,
 }
 
+/// Whether a [`TaskRepository::archive_subtree`] archives or unarchives, and at what time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubtreeAction {
+    /// Every task written gets `archived_at = at`; once written, the root is archived at
+    /// `at` and no live descendant of it is left unarchived.
+    Archive { at: DateTime<Utc> },
+    /// Every task written gets `archived_at = NULL`; once written, the root is not
+    /// archived and no live descendant of it is left archived at `at` (the root's time:
+    /// those archived with it).
+    Unarchive { at: DateTime<Utc> },
+}
+
+/// One task written by a [`TaskRepository::archive_subtree`]: its id, the version it was
+/// read at, and its change (audit entry and event, built from the task as it will be).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubtreeWrite {
+    pub task_id: Uuid,
+    pub expected_version: i64,
+    pub change: Change,
+}
+
+/// A task archived or unarchived with its subtree, in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubtreeArchive {
+    /// The task archived or unarchived.
+    pub root: Uuid,
+    pub project_id: Uuid,
+    pub action: SubtreeAction,
+    /// The `updated_at` of every task written (each also gets `version + 1`).
+    pub updated_at: DateTime<Utc>,
+    /// The root first when it changes, then its descendants that change.
+    pub writes: Vec<SubtreeWrite>,
+}
+
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait TaskRepository: Send + Sync {
@@ -249,6 +288,16 @@ pub trait TaskRepository: Send + Sync {
         tree: TreeChange,
         change: &Change,
     ) -> Result<TreeWrite, StoreError>;
+    /// Archives or unarchives a task and its subtree in one transaction, under the
+    /// project's lock (no child is created under or moved into the subtree meanwhile):
+    /// every task of `archive.writes` at its expected version, set-based, with the change of
+    /// each recorded (audit entry and outbox event). All or nothing: `false`, nothing
+    /// written, when a task is gone or at another version, or when the subtree is not as
+    /// `archive.action` says once written (a descendant the caller did not know of) — the
+    /// caller reads again.
+    /// # Errors
+    /// `NotFound` when the project does not exist; `AuthorityLost` as every write.
+    async fn archive_subtree(&self, archive: &SubtreeArchive) -> Result<bool, StoreError>;
     /// What the sub-task rules need to place `task` (`None`: a new task) under `parent_id`;
     /// `None` when `parent_id` is no live task (absent or in the trash).
     async fn placement(&self, task: Option<Uuid>, parent_id: Uuid) -> Result<Option<Placement>, StoreError>;
@@ -312,14 +361,17 @@ pub trait StateRepository: Send + Sync {
     async fn create(&self, state: &WorkflowState, change: &Change) -> Result<(), StoreError>;
     /// Saves the state's name, colour, position and category. When the category changes,
     /// every task in the state takes it (`completed_at` set on entering `completed`, cleared
-    /// on leaving it, a new version and `updated_at = state.updated_at`). Returns the
+    /// on leaving it, a new version and `updated_at = state.updated_at`), and each live one
+    /// gets its `task.updated` event (the task as it is then, `previous` its old
+    /// `statusCategory`; `change`'s actor and time) in the outbox. Returns the
     /// `(project, task)` of the tasks whose views changed: those tasks and the tasks they
     /// block (whose `blockedByCount` may change).
     /// # Errors
     /// `NotFound` when the project has no such state.
     async fn update(&self, state: &WorkflowState, change: &Change) -> Result<Vec<(Uuid, Uuid)>, StoreError>;
     /// Moves the state's tasks (the trash's too) to the state `move_to` (new version,
-    /// `updated_at = at`, `completed_at` by the categories), then deletes the state, in one
+    /// `updated_at = at`, `completed_at` by the categories; each live one its `task.updated`
+    /// event, as [`StateRepository::update`] writes them), then deletes the state, in one
     /// transaction; returns what [`StateRepository::update`] returns.
     /// # Errors
     /// `NotFound` when the project has no such state; `Conflict` when it is the project's

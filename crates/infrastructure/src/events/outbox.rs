@@ -87,6 +87,36 @@ pub(crate) async fn insert_event(conn: &impl ConnectionTrait, envelope: &Envelop
     Ok(())
 }
 
+/// Writes `envelopes` to the outbox on `conn` in one statement, in the order given (their
+/// `seq`s follow it).
+pub(crate) async fn insert_events(
+    conn: &impl ConnectionTrait,
+    envelopes: &[&Envelope],
+) -> Result<(), StoreError> {
+    if envelopes.is_empty() {
+        return Ok(());
+    }
+    let rows = envelopes
+        .iter()
+        .map(|envelope| {
+            let json = serde_json::to_value(envelope).map_err(|e| StoreError::Unexpected(Box::new(e)))?;
+            Ok(outbox_events::ActiveModel {
+                id: Set(envelope.event.id),
+                project_id: Set(envelope.event.project_id),
+                event_type: Set(envelope.event.event_type.as_str().to_owned()),
+                envelope: Set(json),
+                created_at: Set(envelope.event.occurred_at),
+                ..Default::default()
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    outbox_events::Entity::insert_many(rows)
+        .exec_without_returning(conn)
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
 /// What moving a batch into the feed did.
 #[derive(Debug, Default)]
 pub struct Moved {

@@ -159,6 +159,7 @@ impl ProjectRepository for SeaOrmProjectRepository {
         &self,
         project: &Project,
         expected_version: i64,
+        default_changed: bool,
         change: &Change,
     ) -> Result<bool, StoreError> {
         let txn = self.db.begin_write().await?;
@@ -175,10 +176,13 @@ impl ProjectRepository for SeaOrmProjectRepository {
             .exec(&txn)
             .await
             .map_err(store_error)?;
-        // The default must be a state of the project when the write happens; its row held
+        // A new default must be a state of the project when the write happens; its row held
         // after the project's (the order every state write takes), so a deletion of it waits
-        // and then sees it is the default.
+        // and then sees it is the default. A default left as it was needs no check: a state
+        // write deleting it holds the project row too, and refuses to delete the default it
+        // reads there (the version guard above makes this write see the same row).
         if result.rows_affected > 0
+            && default_changed
             && super::states::state_category(&txn, project.id, &project.default_state)
                 .await?
                 .is_none()

@@ -5,8 +5,12 @@ use std::collections::{BTreeSet, HashMap};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use keel_domain::StoreError;
+use keel_domain::audit::AuditEntry;
 use keel_domain::events::Change;
-use keel_domain::tracking::ports::{EventData, NewTask, TaskRepository, TreeChange, TreeWrite};
+use keel_domain::events::Envelope;
+use keel_domain::tracking::ports::{
+    EventData, NewTask, SubtreeAction, SubtreeArchive, SubtreeWrite, TaskRepository, TreeChange, TreeWrite,
+};
 use keel_domain::tracking::search::SearchTerms;
 use keel_domain::tracking::{
     ArchivedFilter, AssigneeFilter, LabelName, MAX_TASK_DEPTH, ParentFilter, Placement, Priority,
@@ -24,12 +28,14 @@ use uuid::Uuid;
 use super::search::task_list_match;
 use super::states::state_category;
 use super::{
-    access_from_row, commit_change, corrupt, finish_guarded, lock_project, roll_back, select_prefixed,
-    with_access,
+    access_from_row, commit_change, commit_recorded, corrupt, finish_guarded, lock_project, roll_back,
+    select_prefixed, with_access,
 };
+use crate::audit::{insert_entry, insert_held_entries};
 use crate::db::{Database, fold, store_error};
 use crate::entities::tasks::{self, Column, Entity};
 use crate::entities::{labels, project_members, projects, task_labels};
+use crate::events::outbox::insert_events;
 
 #[derive(Debug, Clone)]
 pub struct SeaOrmTaskRepository {
@@ -102,15 +108,20 @@ fn blocked_by_count() -> Expr {
 /// task of the enclosing row that are not in the trash (`done`: only the completed ones).
 /// Served by `ix_tasks_parent`.
 fn child_count(done: bool) -> Expr {
+    Expr::cust(child_count_sql(done))
+}
+
+/// The SQL of [`child_count`].
+pub(super) fn child_count_sql(done: bool) -> String {
     let completed = if done {
         " AND ch.\"completed_at\" IS NOT NULL"
     } else {
         ""
     };
-    Expr::cust(format!(
+    format!(
         "(SELECT COUNT(*) FROM \"tasks\" ch WHERE ch.\"parent_id\" = \"tasks\".\"id\" \
          AND ch.\"deleted_at\" IS NULL{completed})"
-    ))
+    )
 }
 
 /// `tasks.parent_id`, by name: it is no field of the SeaORM model, which other code builds
@@ -908,6 +919,46 @@ impl TaskRepository for SeaOrmTaskRepository {
         })
     }
 
+    async fn archive_subtree(&self, archive: &SubtreeArchive) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write().await?;
+        // First: the subtree cannot grow or move meanwhile (creates and parent changes of
+        // the project take the same lock).
+        if !lock_project(&txn, archive.project_id).await? {
+            roll_back(txn).await?;
+            return Err(StoreError::NotFound);
+        }
+        let archived_at = match archive.action {
+            SubtreeAction::Archive { at } => Some(at),
+            SubtreeAction::Unarchive { .. } => None,
+        };
+        let mut written = 0;
+        for chunk in archive.writes.chunks(ROWS_PER_STATEMENT) {
+            written += write_archived(&txn, chunk, archived_at, archive.updated_at).await?;
+        }
+        if written != archive.writes.len() as u64 || !subtree_settled(&txn, archive).await? {
+            // A task changed or gone since it was read, or one the caller did not know of.
+            roll_back(txn).await?;
+            return Ok(false);
+        }
+        // The first entry checks the actor's authority after the rows it changes are held
+        // (see `insert_entry`); the others are the same actor's in the same transaction.
+        let Some((first, rest)) = archive.writes.split_first() else {
+            roll_back(txn).await?;
+            return Ok(true);
+        };
+        insert_entry(&txn, &first.change.audit).await?;
+        let rest: Vec<&AuditEntry> = rest.iter().map(|w| &w.change.audit).collect();
+        for chunk in rest.chunks(ROWS_PER_STATEMENT) {
+            insert_held_entries(&txn, chunk).await?;
+        }
+        let events: Vec<&Envelope> = archive.writes.iter().map(|w| &w.change.event).collect();
+        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+            insert_events(&txn, chunk).await?;
+        }
+        commit_recorded(&self.db, txn).await?;
+        Ok(true)
+    }
+
     async fn placement(&self, task: Option<Uuid>, parent_id: Uuid) -> Result<Option<Placement>, StoreError> {
         placement_in(self.db.connection(), task, parent_id).await
     }
@@ -1138,6 +1189,103 @@ async fn write_task(
         insert_labels(txn, task.id, &distinct(label_ids)).await?;
     }
     Ok(true)
+}
+
+/// At most this many rows per statement of a set-based write (`archive_subtree`): the
+/// bound parameters stay far below both databases' limits (PostgreSQL 65 535, SQLite
+/// 32 766), and a subtree of any size is a few statements.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// The `n`th bound parameter (from 1) of a raw statement, which may appear more than once:
+/// `$n` on PostgreSQL, `?n` on SQLite.
+pub(super) fn numbered_param(backend: DbBackend) -> impl Fn(usize) -> String {
+    move |n| match backend {
+        DbBackend::Postgres => format!("${n}"),
+        _ => format!("?{n}"),
+    }
+}
+
+/// Sets `archived_at` and `updated_at` (and `version + 1`) of the live tasks of `writes`,
+/// each only at its expected version, in one statement; answers how many were written.
+async fn write_archived(
+    txn: &DatabaseTransaction,
+    writes: &[SubtreeWrite],
+    archived_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let backend = txn.get_database_backend();
+    let param = numbered_param(backend);
+    let mut values: Vec<Value> = vec![archived_at.into(), updated_at.into()];
+    let mut pairs = Vec::with_capacity(writes.len());
+    for write in writes {
+        pairs.push(format!(
+            "({}, {})",
+            param(values.len() + 1),
+            param(values.len() + 2)
+        ));
+        values.push(write.task_id.into());
+        values.push(write.expected_version.into());
+    }
+    // `(id, version) IN (VALUES …)`: a row value against a list of rows, which both
+    // databases take (SQLite wants the list as a subquery: `VALUES` is one).
+    let sql = format!(
+        "UPDATE tasks SET archived_at = {}, updated_at = {}, version = version + 1 \
+         WHERE deleted_at IS NULL AND (id, version) IN (VALUES {})",
+        param(1),
+        param(2),
+        pairs.join(", ")
+    );
+    let result = txn
+        .execute_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await
+        .map_err(store_error)?;
+    Ok(result.rows_affected())
+}
+
+/// Whether the subtree of `archive.root` is as `archive.action` leaves it: the root archived
+/// at `at` (not archived) and no live descendant left unarchived (archived at `at`). One
+/// recursive statement, bounded so that a corrupt tree cannot loop.
+async fn subtree_settled(txn: &DatabaseTransaction, archive: &SubtreeArchive) -> Result<bool, StoreError> {
+    let backend = txn.get_database_backend();
+    let param = numbered_param(backend);
+    let (root_rule, left_rule, at) = match archive.action {
+        SubtreeAction::Archive { at } => (
+            format!("archived_at = {}", param(2)),
+            "archived_at IS NULL".to_owned(),
+            at,
+        ),
+        SubtreeAction::Unarchive { at } => (
+            "archived_at IS NULL".to_owned(),
+            format!("archived_at = {}", param(2)),
+            at,
+        ),
+    };
+    let bound = MAX_TASK_DEPTH * 2;
+    let sql = format!(
+        "WITH RECURSIVE down(id, depth) AS ( \
+           SELECT id, 1 FROM tasks WHERE parent_id = {root} AND deleted_at IS NULL \
+           UNION ALL \
+           SELECT t.id, down.depth + 1 FROM tasks t JOIN down ON t.parent_id = down.id \
+           WHERE down.depth < {bound} AND t.deleted_at IS NULL \
+         ) SELECT \
+           (SELECT COUNT(*) FROM tasks WHERE id = {root} AND deleted_at IS NULL AND {root_rule}) AS root_ok, \
+           (SELECT COUNT(*) FROM tasks WHERE id IN (SELECT id FROM down) AND {left_rule}) AS left_over",
+        root = param(1),
+    );
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [archive.root.into(), at.into()],
+        ))
+        .await
+        .map_err(store_error)?;
+    let Some(row) = row else {
+        return Ok(false);
+    };
+    let root_ok: i64 = row.try_get("", "root_ok").map_err(store_error)?;
+    let left_over: i64 = row.try_get("", "left_over").map_err(store_error)?;
+    Ok(root_ok == 1 && left_over == 0)
 }
 
 /// The stored parent of the live task `id` at `version` (`Some(None)`: top-level); `None`

@@ -176,7 +176,7 @@ async fn projects_list_by_scope_filter_and_sort() {
         touched.version = 2;
         assert!(
             s.projects
-                .update(&touched, 1, &audit("project.updated", Some(alpha.id)))
+                .update(&touched, 1, false, &audit("project.updated", Some(alpha.id)))
                 .await
                 .unwrap()
         );

@@ -261,7 +261,7 @@ async fn the_default_state_is_one_of_the_project_states_when_it_is_written() {
         changed.version = 2;
         assert!(
             s.projects
-                .update(&changed, 1, &audit("project.updated", Some(p.id)))
+                .update(&changed, 1, true, &audit("project.updated", Some(p.id)))
                 .await
                 .unwrap()
         );
@@ -280,7 +280,7 @@ async fn the_default_state_is_one_of_the_project_states_when_it_is_written() {
         unknown.version = 3;
         assert!(matches!(
             s.projects
-                .update(&unknown, 2, &audit("project.updated", Some(p.id)))
+                .update(&unknown, 2, true, &audit("project.updated", Some(p.id)))
                 .await,
             Err(StoreError::Conflict(_))
         ));
@@ -411,6 +411,177 @@ async fn the_workflow_states_migration_goes_down_and_up_with_existing_data() {
             (StateCategory::Started, b.version),
             "{}",
             s.name
+        );
+    }
+}
+
+/// The `task.updated` events in the project's outbox, by task id.
+async fn task_updates(
+    s: &Store,
+    project: Uuid,
+) -> std::collections::BTreeMap<String, keel_domain::events::DomainEvent> {
+    outbox_events_of(s, project)
+        .await
+        .into_iter()
+        .filter(|e| e.event.event_type == keel_domain::events::EventType::TaskUpdated)
+        .map(|e| (e.event.data["id"].as_str().unwrap().to_owned(), e.event))
+        .collect()
+}
+
+/// The task as `GET /tasks/{id}` shows it.
+fn view(t: &Task) -> serde_json::Value {
+    serde_json::to_value(keel_application::tracking::views::TaskView::from(t)).unwrap()
+}
+
+#[tokio::test]
+async fn tasks_rewritten_by_a_state_write_get_a_task_updated_event_each_showing_them_as_read_after() {
+    for s in stores().await {
+        let states = SeaOrmStateRepository::new(s.db.clone());
+        let owner = user(&s, "Owner").await;
+        let p = project(&s, "EVT", owner).await;
+        let qa = state_value(p.id, "qa", StateCategory::Started, 9);
+        states
+            .create(&qa, &audit("state.created", Some(p.id)))
+            .await
+            .unwrap();
+        let ui = label(&s, &p, "ui").await;
+        let api = label(&s, &p, "Api").await;
+        let mut first = task_value(&p, owner, "Labelled \"quoted\" é");
+        first.status = key("qa");
+        first.status_category = StateCategory::Started;
+        first.description = Some("line\nbreak".into());
+        first.due_date = chrono::NaiveDate::from_ymd_opt(2026, 12, 24);
+        first.assignee_id = Some(owner);
+        first.created_at = at(0) + chrono::Duration::microseconds(123_456);
+        let first = create_task(&s, first, &[ui.id, api.id]).await;
+        let mut child = task_value(&p, owner, "Child");
+        child.status = key("qa");
+        child.status_category = StateCategory::Started;
+        child.parent_id = Some(first.id);
+        child.created_at = at(0) + chrono::Duration::milliseconds(5);
+        let child = create_task(&s, child, &[]).await;
+        let elsewhere = create_task(&s, task_value(&p, owner, "Todo"), &[]).await;
+        // One in the trash: rewritten, but no event names it.
+        let mut trashed = task_value(&p, owner, "Trashed");
+        trashed.status = key("qa");
+        trashed.status_category = StateCategory::Started;
+        let trashed = create_task(&s, trashed, &[]).await;
+        let mut gone = trashed.clone();
+        gone.deleted_at = Some(at(2));
+        gone.version = 2;
+        assert!(
+            s.tasks
+                .update(&gone, None, 1, &audit("task.deleted", Some(p.id)))
+                .await
+                .unwrap()
+        );
+
+        let mut done_qa = qa.clone();
+        done_qa.category = StateCategory::Completed;
+        done_qa.updated_at = at(5) + chrono::Duration::nanoseconds(7_000);
+        let change = audit("state.updated", Some(p.id));
+        states.update(&done_qa, &change).await.unwrap();
+        let events = task_updates(&s, p.id).await;
+        assert_eq!(events.len(), 2, "{}: {events:?}", s.name);
+        for t in [&first, &child] {
+            let event = &events[&t.id.to_string()];
+            let now = reread(&s, t).await;
+            assert_eq!(event.data, view(&now), "{}", s.name);
+            assert_eq!(
+                event.previous,
+                Some(serde_json::json!({"statusCategory": "started"})),
+                "{}",
+                s.name
+            );
+            assert_eq!(
+                (event.project_id, event.actor_id, event.occurred_at),
+                (p.id, change.audit.actor_id, change.audit.occurred_at)
+            );
+        }
+        assert_ne!(events[&first.id.to_string()].id, events[&child.id.to_string()].id);
+        assert!(!events.contains_key(&elsewhere.id.to_string()));
+
+        // Deleted with `moveTo`: each its event again, naming the old key and category.
+        let listed = states.list(p.id).await.unwrap();
+        let qa_id = listed.iter().find(|st| st.key.as_str() == "qa").unwrap().id;
+        let before = outbox_events_of(&s, p.id).await.len();
+        states
+            .delete(
+                p.id,
+                qa_id,
+                &key("in_progress"),
+                at(9),
+                &audit("state.deleted", Some(p.id)),
+            )
+            .await
+            .unwrap();
+        let outbox = outbox_events_of(&s, p.id).await;
+        let moved: Vec<_> = outbox[before..]
+            .iter()
+            .filter(|e| e.event.event_type == keel_domain::events::EventType::TaskUpdated)
+            .collect();
+        assert_eq!(moved.len(), 2, "{}", s.name);
+        for e in moved {
+            let id: Uuid = e.event.data["id"].as_str().unwrap().parse().unwrap();
+            let now = s.tasks.find(id).await.unwrap().unwrap();
+            assert_eq!(e.event.data, view(&now), "{}", s.name);
+            assert_eq!(now.status.as_str(), "in_progress");
+            assert_eq!(
+                e.event.previous,
+                Some(serde_json::json!({"status": "qa", "statusCategory": "completed"})),
+                "{}",
+                s.name
+            );
+        }
+    }
+}
+
+/// Measures a category change of a state holding `KEEL_MEASURE_TASKS` tasks (default
+/// 50 000) on PostgreSQL — the rewrite with one `task.updated` per task:
+/// `cargo test -p keel-infrastructure --test tracking_store measure_a_category_change -- --ignored --nocapture`
+#[tokio::test]
+#[ignore]
+async fn measure_a_category_change_of_a_large_state() {
+    let n: i64 = std::env::var("KEEL_MEASURE_TASKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000);
+    for s in stores().await.into_iter().filter(|s| s.name == "postgres") {
+        let states = SeaOrmStateRepository::new(s.db.clone());
+        let owner = user(&s, "Owner").await;
+        let p = project(&s, "BIG", owner).await;
+        let qa = state_value(p.id, "qa", StateCategory::Started, 9);
+        states
+            .create(&qa, &audit("state.created", Some(p.id)))
+            .await
+            .unwrap();
+        s.db.connection()
+            .execute_unprepared(&format!(
+                "INSERT INTO tasks (id, project_id, number, title, title_folded, status, \
+                 status_category, priority, priority_rank, created_by, created_at, updated_at, version) \
+                 SELECT gen_random_uuid(), '{p}', g, 'Task ' || g, 'task ' || g, 'qa', 'started', 0, 5, \
+                 '{owner}', now(), now(), 1 FROM generate_series(1, {n}) g",
+                p = p.id
+            ))
+            .await
+            .unwrap();
+        s.db.connection()
+            .execute_unprepared("ANALYZE tasks")
+            .await
+            .unwrap();
+        let mut done = qa.clone();
+        done.category = StateCategory::Completed;
+        done.updated_at = at(5);
+        let started = std::time::Instant::now();
+        let changed = states
+            .update(&done, &audit("state.updated", Some(p.id)))
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        let events = outbox_events_of(&s, p.id).await.len();
+        println!(
+            "category change of a state of {n} tasks: {took:?} ({} tasks named, {events} outbox events)",
+            changed.len()
         );
     }
 }

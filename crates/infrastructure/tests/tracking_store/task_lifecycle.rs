@@ -4,13 +4,16 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use keel_domain::tracking::ports::{CommentRepository, TaskRepository};
+use keel_domain::StoreError;
+use keel_domain::tracking::ports::{
+    CommentRepository, SubtreeAction, SubtreeArchive, SubtreeWrite, TaskRepository,
+};
 use keel_domain::tracking::{
     ArchivedFilter, Comment, CommentBody, Project, Scope, Task, TaskFilter, TaskSort,
 };
 use keel_infrastructure::entities::task_labels;
 use keel_infrastructure::trash_purge::claim_purge_lease;
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use uuid::Uuid;
 
 use crate::common::*;
@@ -352,6 +355,245 @@ async fn one_instance_at_a_time_holds_the_purge_lease_apart_from_the_dispatchers
         );
         assert!(
             !claim_purge_lease(&s.db, a, later, ttl).await.unwrap(),
+            "{}",
+            s.name
+        );
+    }
+}
+
+/// `P` with a child `C` and a grandchild `G`, and `O` outside the tree, in project `SUB`.
+struct Subtree {
+    project: Project,
+    p: Task,
+    c: Task,
+    g: Task,
+    o: Task,
+}
+
+async fn subtree(s: &Store) -> Subtree {
+    let owner = user(s, "Owner").await;
+    let project = project(s, "SUB", owner).await;
+    let p = create_task(s, task_value(&project, owner, "P"), &[]).await;
+    let mut c = task_value(&project, owner, "C");
+    c.parent_id = Some(p.id);
+    let c = create_task(s, c, &[]).await;
+    let mut g = task_value(&project, owner, "G");
+    g.parent_id = Some(c.id);
+    let g = create_task(s, g, &[]).await;
+    let o = create_task(s, task_value(&project, owner, "O"), &[]).await;
+    Subtree { project, p, c, g, o }
+}
+
+/// The cascade of `tasks` (each at its stored version) under `root`, one change each.
+async fn cascade(s: &Store, root: &Task, action: SubtreeAction, tasks: &[&Task]) -> SubtreeArchive {
+    let mut writes = Vec::new();
+    for t in tasks {
+        let stored = s.tasks.find(t.id).await.unwrap().unwrap();
+        let action_name = match action {
+            SubtreeAction::Archive { .. } => "task.archived",
+            SubtreeAction::Unarchive { .. } => "task.unarchived",
+        };
+        let mut change = audit(action_name, Some(root.project_id));
+        change.audit.resource_id = Some(t.id.to_string());
+        writes.push(SubtreeWrite {
+            task_id: t.id,
+            expected_version: stored.version,
+            change,
+        });
+    }
+    SubtreeArchive {
+        root: root.id,
+        project_id: root.project_id,
+        action,
+        updated_at: at(9),
+        writes,
+    }
+}
+
+/// `(archived_at, version)` of each task as stored.
+async fn states(s: &Store, tasks: &[&Task]) -> Vec<(Option<chrono::DateTime<Utc>>, i64)> {
+    let mut out = Vec::new();
+    for t in tasks {
+        let stored = s.tasks.find(t.id).await.unwrap().unwrap();
+        out.push((stored.archived_at, stored.version));
+    }
+    out
+}
+
+/// Makes every update of the task `id` fail inside the database (a trigger): the failure of
+/// one row in the middle of a set-based write.
+async fn fail_updates_of(s: &Store, id: Uuid) {
+    let sql = if s.name == "postgres" {
+        vec![
+            "CREATE FUNCTION keel_test_fail() RETURNS trigger AS $$ BEGIN \
+             RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql"
+                .to_owned(),
+            format!(
+                "CREATE TRIGGER keel_test_fail BEFORE UPDATE ON tasks FOR EACH ROW \
+                 WHEN (OLD.id = '{id}') EXECUTE FUNCTION keel_test_fail()"
+            ),
+        ]
+    } else {
+        vec![format!(
+            "CREATE TRIGGER keel_test_fail BEFORE UPDATE ON tasks WHEN OLD.id = X'{}' \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+            id.simple()
+        )]
+    };
+    for statement in sql {
+        s.db.connection().execute_unprepared(&statement).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_subtree_is_archived_and_unarchived_in_one_write_with_a_change_per_task() {
+    for s in stores().await {
+        let t = subtree(&s).await;
+        let (entries, events) = (
+            audit_entries(&s, t.project.id).await,
+            outbox_events_of(&s, t.project.id).await.len(),
+        );
+        // G archived on its own first: unarchiving P leaves it archived.
+        let alone = cascade(&s, &t.g, SubtreeAction::Archive { at: at(1) }, &[&t.g]).await;
+        assert!(s.tasks.archive_subtree(&alone).await.unwrap(), "{}", s.name);
+        let write = cascade(&s, &t.p, SubtreeAction::Archive { at: at(5) }, &[&t.p, &t.c]).await;
+        assert!(s.tasks.archive_subtree(&write).await.unwrap(), "{}", s.name);
+        assert_eq!(
+            states(&s, &[&t.p, &t.c, &t.g, &t.o]).await,
+            [(Some(at(5)), 2), (Some(at(5)), 2), (Some(at(1)), 2), (None, 1)],
+            "{}",
+            s.name
+        );
+        assert_eq!(s.tasks.find(t.c.id).await.unwrap().unwrap().updated_at, at(9));
+        // One audit entry and one event per task written, in the order given.
+        assert_eq!(audit_entries(&s, t.project.id).await, entries + 3, "{}", s.name);
+        let outbox = outbox_events_of(&s, t.project.id).await;
+        let written: Vec<Uuid> = write.writes.iter().map(|w| w.change.event.event.id).collect();
+        let tail: Vec<Uuid> = outbox[events + 1..].iter().map(|e| e.event.id).collect();
+        assert_eq!(tail, written, "{}", s.name);
+        for w in &write.writes {
+            assert_eq!(audit_entry_stored(&s, w.change.audit.id).await, 1, "{}", s.name);
+        }
+
+        let back = cascade(&s, &t.p, SubtreeAction::Unarchive { at: at(5) }, &[&t.p, &t.c]).await;
+        assert!(s.tasks.archive_subtree(&back).await.unwrap(), "{}", s.name);
+        assert_eq!(
+            states(&s, &[&t.p, &t.c, &t.g]).await,
+            [(None, 3), (None, 3), (Some(at(1)), 2)],
+            "{}",
+            s.name
+        );
+    }
+}
+
+/// How many audit entries and outbox events the project has.
+async fn recorded(s: &Store, project: Uuid) -> (u64, usize) {
+    (
+        audit_entries(s, project).await,
+        outbox_events_of(s, project).await.len(),
+    )
+}
+
+#[tokio::test]
+async fn a_cascade_is_all_or_nothing() {
+    for s in stores().await {
+        let t = subtree(&s).await;
+        let all = [&t.p, &t.c, &t.g];
+        let before = recorded(&s, t.project.id).await;
+        let archive = SubtreeAction::Archive { at: at(5) };
+
+        // A descendant the caller did not know of (G): nothing is written.
+        let partial = cascade(&s, &t.p, archive, &[&t.p, &t.c]).await;
+        assert!(!s.tasks.archive_subtree(&partial).await.unwrap(), "{}", s.name);
+        assert_eq!(states(&s, &all).await, [(None, 1); 3], "{}", s.name);
+
+        // A descendant changed since it was read (C at another version): nothing is written.
+        let stale = cascade(&s, &t.p, archive, &all).await;
+        save(&s, &t.c, |_| {}).await;
+        assert!(!s.tasks.archive_subtree(&stale).await.unwrap(), "{}", s.name);
+        assert_eq!(
+            states(&s, &all).await,
+            [(None, 1), (None, 2), (None, 1)],
+            "{}",
+            s.name
+        );
+        let before = (before.0 + 1, before.1 + 1); // the save's own change
+
+        // The database failing on the last row of the write: the error is the answer, and
+        // the parent and the first child are unchanged too.
+        fail_updates_of(&s, t.g.id).await;
+        let doomed = cascade(&s, &t.p, archive, &all).await;
+        assert!(s.tasks.archive_subtree(&doomed).await.is_err(), "{}", s.name);
+        assert_eq!(
+            states(&s, &all).await,
+            [(None, 1), (None, 2), (None, 1)],
+            "{}",
+            s.name
+        );
+        assert_eq!(
+            recorded(&s, t.project.id).await,
+            before,
+            "{}: no entry, no event",
+            s.name
+        );
+        // Unknown project: NotFound.
+        let mut lost = cascade(&s, &t.o, archive, &[&t.o]).await;
+        lost.project_id = Uuid::new_v4();
+        assert!(
+            matches!(s.tasks.archive_subtree(&lost).await, Err(StoreError::NotFound)),
+            "{}",
+            s.name
+        );
+    }
+}
+
+/// More tasks than one statement writes (500): the write goes in chunks, still all or
+/// nothing, each task its entry and event.
+#[tokio::test]
+async fn a_cascade_larger_than_one_statement_is_written_whole() {
+    for s in stores().await {
+        let owner = user(&s, "Owner").await;
+        let project = project(&s, "BIG", owner).await;
+        let root = create_task(&s, task_value(&project, owner, "Root"), &[]).await;
+        let mut tasks = vec![root.clone()];
+        for n in 0..520 {
+            let mut child = task_value(&project, owner, &format!("Child {n}"));
+            child.parent_id = Some(root.id);
+            tasks.push(create_task(&s, child, &[]).await);
+        }
+        let all: Vec<&Task> = tasks.iter().collect();
+        let before = recorded(&s, project.id).await;
+        // The last one left out: the settled check refuses the whole write.
+        let short = cascade(
+            &s,
+            &root,
+            SubtreeAction::Archive { at: at(5) },
+            &all[..all.len() - 1],
+        )
+        .await;
+        assert!(!s.tasks.archive_subtree(&short).await.unwrap(), "{}", s.name);
+        assert_eq!(recorded(&s, project.id).await, before, "{}", s.name);
+        assert!(
+            s.tasks
+                .find(root.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .archived_at
+                .is_none(),
+            "{}",
+            s.name
+        );
+        let whole = cascade(&s, &root, SubtreeAction::Archive { at: at(5) }, &all).await;
+        assert!(s.tasks.archive_subtree(&whole).await.unwrap(), "{}", s.name);
+        assert!(
+            states(&s, &all).await.iter().all(|st| *st == (Some(at(5)), 2)),
+            "{}",
+            s.name
+        );
+        assert_eq!(
+            recorded(&s, project.id).await,
+            (before.0 + 521, before.1 + 521),
             "{}",
             s.name
         );

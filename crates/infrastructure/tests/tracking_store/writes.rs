@@ -47,7 +47,7 @@ async fn stale_versions_change_nothing_and_record_nothing() {
         renamed.version = 3;
         let stale = audit("project.updated", Some(p.id));
         assert!(
-            !s.projects.update(&renamed, 2, &stale).await.unwrap(),
+            !s.projects.update(&renamed, 2, false, &stale).await.unwrap(),
             "{}",
             s.name
         );
@@ -56,7 +56,7 @@ async fn stale_versions_change_nothing_and_record_nothing() {
         renamed.version = 2;
         assert!(
             s.projects
-                .update(&renamed, 1, &audit("project.updated", Some(p.id)))
+                .update(&renamed, 1, false, &audit("project.updated", Some(p.id)))
                 .await
                 .unwrap()
         );

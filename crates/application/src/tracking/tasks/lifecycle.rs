@@ -8,7 +8,8 @@
 //! Sub-tasks: archiving a task archives its whole subtree (each descendant its own
 //! `task.archived` change, audited and evented like the single route, with the parent's
 //! `archivedAt`); unarchiving it unarchives the descendants archived with it (those whose
-//! `archivedAt` is the parent's). Moving a task to the trash takes it out of its parent and
+//! `archivedAt` is the parent's). The task and its descendants are written in one
+//! transaction: all or nothing. Moving a task to the trash takes it out of its parent and
 //! detaches its children (top-level tasks, in the same transaction); purging does too.
 
 use chrono::{DateTime, Duration, Utc};
@@ -16,7 +17,7 @@ use futures::TryFutureExt;
 use keel_domain::audit::AuditEntry;
 use keel_domain::events::{Change, EventType};
 use keel_domain::identity::Principal;
-use keel_domain::tracking::ports::{TreeChange, TreeWrite};
+use keel_domain::tracking::ports::{SubtreeAction, SubtreeArchive, SubtreeWrite, TreeChange, TreeWrite};
 use keel_domain::tracking::{Permission, Task, parse_identifier};
 use serde_json::json;
 use uuid::Uuid;
@@ -154,8 +155,119 @@ async fn transition(
     .await
 }
 
+/// Archives (`archive`) or unarchives a task together with the descendants that follow it,
+/// as one write ([`TaskRepository::archive_subtree`]): archiving takes every live
+/// descendant not archived yet, with the task's `archivedAt` (also descendants added since
+/// the task was archived, when it was already); unarchiving takes those archived at the
+/// task's time (archived with it). Each task written is its own change — audit entry and
+/// event, as if by its own route — recorded in the one transaction; a lost race (any of
+/// them changed meanwhile, or a child added) reads everything again. Answers the task as it
+/// is now.
+///
+/// [`TaskRepository::archive_subtree`]: keel_domain::tracking::ports::TaskRepository::archive_subtree
+async fn archive_tree(
+    ports: &TrackingPorts,
+    principal: &Principal,
+    found: Task,
+    archive: bool,
+    meta: &RequestMeta,
+) -> Result<Task, AppError> {
+    let id = found.id;
+    let mut preloaded = Some(found);
+    versioned_update(&Expect::Any, || {
+        let preloaded = preloaded.take();
+        async move {
+            let task = match preloaded {
+                Some(task) => task,
+                None => load(ports, id).await?,
+            };
+            let now = ports.clock.now();
+            let (action, event_type) = match (archive, task.archived_at) {
+                (true, at) => (
+                    SubtreeAction::Archive {
+                        at: at.unwrap_or(now),
+                    },
+                    EventType::TaskArchived,
+                ),
+                (false, Some(at)) => (SubtreeAction::Unarchive { at }, EventType::TaskUnarchived),
+                // Not archived: nothing to bring back.
+                (false, None) => return Ok(Some(task)),
+            };
+            // Whether a task follows the action: the task itself too (archiving an archived
+            // task changes it no more).
+            let follows = |t: &Task| match action {
+                SubtreeAction::Archive { .. } => t.archived_at.is_none(),
+                SubtreeAction::Unarchive { at } => t.archived_at == Some(at),
+            };
+            let descendants = if task.child_count > 0 {
+                ports.tasks.descendants(id).await?
+            } else {
+                Vec::new()
+            };
+            let mut result = task.clone();
+            let mut writes = Vec::new();
+            for before in std::iter::once(&task).chain(&descendants).filter(|t| follows(t)) {
+                let mut after = before.clone();
+                after.archived_at = match action {
+                    SubtreeAction::Archive { at } => Some(at),
+                    SubtreeAction::Unarchive { .. } => None,
+                };
+                after.version += 1;
+                after.updated_at = now;
+                let change = ports
+                    .change(meta, principal, event_type, after.project_id)
+                    .resource(after.id)
+                    .needs(Permission::WriteTasks)
+                    .details(json!({
+                        "identifier": after.identifier(),
+                        "title": after.title.as_str(),
+                        "version": after.version,
+                    }))
+                    .before(task_data(before))
+                    .data(task_data(&after))
+                    .build();
+                writes.push(SubtreeWrite {
+                    task_id: after.id,
+                    expected_version: before.version,
+                    change,
+                });
+                if after.id == id {
+                    result = after;
+                }
+            }
+            let Some(first) = writes.first().map(|w| w.change.clone()) else {
+                // Archiving an archived task whose subtree is archived: nothing to record.
+                return Ok(Some(task));
+            };
+            // The other tasks written: their cached views and pages go too.
+            let others: Vec<Uuid> = writes.iter().skip(1).map(|w| w.task_id).collect();
+            let subtree = SubtreeArchive {
+                root: id,
+                project_id: task.project_id,
+                action,
+                updated_at: now,
+                writes,
+            };
+            let applied = ports
+                .commit(
+                    &first,
+                    ports
+                        .tasks
+                        .archive_subtree(&subtree)
+                        .map_ok(|applied| TreeWrite { applied, others })
+                        .map_err(not_found_as("task")),
+                )
+                .await?
+                .applied;
+            Ok(applied.then_some(result))
+        }
+    })
+    .await
+}
+
 /// Archives a task (members and up): lists leave it out unless asked for archived tasks.
-/// Archiving an archived task changes nothing.
+/// Its subtree follows, in the same transaction. Archiving an archived task changes
+/// nothing (but descendants added since, which follow it).
 pub async fn archive_task(
     ports: &TrackingPorts,
     principal: &Principal,
@@ -163,51 +275,13 @@ pub async fn archive_task(
     meta: &RequestMeta,
 ) -> Result<TaskView, AppError> {
     let (task, _) = reach_task(ports, principal, id_or_identifier, Permission::WriteTasks).await?;
-    let task = transition(
-        ports,
-        principal,
-        task,
-        Place::Live,
-        EventType::TaskArchived,
-        &|task, now| {
-            let change = task.archived_at.is_none();
-            if change {
-                task.archived_at = Some(now);
-            }
-            change
-        },
-        meta,
-    )
-    .await?;
-    // Its subtree follows, with the parent's time (also descendants added since it was
-    // archived): unarchiving the parent finds them by it.
-    if let Some(at) = task.archived_at.filter(|_| task.child_count > 0) {
-        for descendant in ports.tasks.descendants(task.id).await? {
-            if descendant.archived_at.is_some() {
-                continue;
-            }
-            transition(
-                ports,
-                principal,
-                descendant,
-                Place::Live,
-                EventType::TaskArchived,
-                &move |task, _| {
-                    let change = task.archived_at.is_none();
-                    if change {
-                        task.archived_at = Some(at);
-                    }
-                    change
-                },
-                meta,
-            )
-            .await?;
-        }
-    }
+    let task = archive_tree(ports, principal, task, true, meta).await?;
     Ok(TaskView::from(&task))
 }
 
-/// Takes a task out of the archive (members and up); a task not archived stays as it is.
+/// Takes a task out of the archive (members and up), with the descendants archived with it
+/// (at its time), in the same transaction; a descendant archived on its own before stays
+/// archived. A task not archived stays as it is.
 pub async fn unarchive_task(
     ports: &TrackingPorts,
     principal: &Principal,
@@ -215,36 +289,7 @@ pub async fn unarchive_task(
     meta: &RequestMeta,
 ) -> Result<TaskView, AppError> {
     let (task, _) = reach_task(ports, principal, id_or_identifier, Permission::WriteTasks).await?;
-    let archived_at = task.archived_at;
-    let task = transition(
-        ports,
-        principal,
-        task,
-        Place::Live,
-        EventType::TaskUnarchived,
-        &|task, _| task.archived_at.take().is_some(),
-        meta,
-    )
-    .await?;
-    // The descendants archived with it (at its time) come back; one archived on its own
-    // before stays archived.
-    if let Some(at) = archived_at.filter(|_| task.child_count > 0) {
-        for descendant in ports.tasks.descendants(task.id).await? {
-            if descendant.archived_at != Some(at) {
-                continue;
-            }
-            transition(
-                ports,
-                principal,
-                descendant,
-                Place::Live,
-                EventType::TaskUnarchived,
-                &move |task, _| task.archived_at == Some(at) && task.archived_at.take().is_some(),
-                meta,
-            )
-            .await?;
-        }
-    }
+    let task = archive_tree(ports, principal, task, false, meta).await?;
     Ok(TaskView::from(&task))
 }
 

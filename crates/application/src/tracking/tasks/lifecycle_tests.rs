@@ -2,7 +2,7 @@
 
 use chrono::Duration;
 use keel_domain::events::EventType;
-use keel_domain::tracking::ports::MockTaskRepository;
+use keel_domain::tracking::ports::{MockTaskRepository, SubtreeAction};
 use serde_json::json;
 
 use std::sync::Arc;
@@ -43,20 +43,30 @@ fn both_keys() -> Vec<String> {
 async fn archive_sets_archived_at_events_and_makes_the_task_and_its_pages_stale() {
     let mut tasks = MockTaskRepository::new();
     reads_task(&mut tasks, task());
+    // A task without children: the store is asked for the task alone, at the version read.
+    tasks.expect_descendants().never();
     tasks
-        .expect_update()
-        .withf(|t, labels, expected, c| {
-            t.archived_at == Some(now())
-                && t.deleted_at.is_none()
-                && t.version == 2
-                && *expected == 1
-                && labels.is_none()
+        .expect_archive_subtree()
+        .withf(|a| {
+            let [w] = a.writes.as_slice() else {
+                return false;
+            };
+            let c = &w.change;
+            a.root == task().id
+                && a.project_id == PROJECT_ID
+                && a.action == SubtreeAction::Archive { at: now() }
+                && a.updated_at == now()
+                && w.task_id == task().id
+                && w.expected_version == 1
                 && c.event_type() == EventType::TaskArchived
+                && c.resource_id() == Some(task().id)
                 && c.audit.authority.is_some()
                 && c.event.event.data["archivedAt"] == json!(now())
+                && c.event.event.data["version"] == json!(2)
+                && c.event.event.previous == Some(json!({ "archivedAt": null }))
         })
         .times(1)
-        .returning(|_, _, _, _| Ok(true));
+        .returning(|_| Ok(true));
     let (ports, cache) = ports_with(tasks);
     let view = archive_task(&ports, &member(), "KEEL-1", &meta()).await.unwrap();
     assert_eq!((view.archived_at, view.version), (Some(now()), 2));
@@ -71,14 +81,14 @@ async fn archiving_an_archived_task_or_unarchiving_a_live_one_writes_nothing() {
     };
     let mut tasks = MockTaskRepository::new();
     reads_task(&mut tasks, archived.clone());
-    tasks.expect_update().never();
+    tasks.expect_archive_subtree().never();
     let (ports, cache) = ports_with(tasks);
     let view = archive_task(&ports, &member(), "KEEL-1", &meta()).await.unwrap();
     assert_eq!((view.archived_at, view.version), (Some(now()), 1));
 
     let mut tasks = MockTaskRepository::new();
     reads_task(&mut tasks, task());
-    tasks.expect_update().never();
+    tasks.expect_archive_subtree().never();
     let (ports, _) = ports_with(tasks);
     let view = unarchive_task(&ports, &member(), "KEEL-1", &meta())
         .await
@@ -96,10 +106,15 @@ async fn unarchive_clears_archived_at_and_viewers_and_strangers_may_not() {
     let mut tasks = MockTaskRepository::new();
     reads_task(&mut tasks, archived);
     tasks
-        .expect_update()
-        .withf(|t, _, _, c| t.archived_at.is_none() && c.event_type() == EventType::TaskUnarchived)
+        .expect_archive_subtree()
+        .withf(|a| {
+            a.action == SubtreeAction::Unarchive { at: now() }
+                && a.writes.len() == 1
+                && a.writes[0].change.event_type() == EventType::TaskUnarchived
+                && a.writes[0].change.event.event.data["archivedAt"] == json!(null)
+        })
         .times(1)
-        .returning(|_, _, _, _| Ok(true));
+        .returning(|_| Ok(true));
     let (ports, _) = ports_with(tasks);
     let id = task().id.to_string();
     assert!(matches!(
@@ -118,7 +133,7 @@ async fn unarchive_clears_archived_at_and_viewers_and_strangers_may_not() {
 async fn a_lost_race_reads_the_task_again_and_a_task_trashed_meanwhile_is_404() {
     let mut tasks = MockTaskRepository::new();
     reads_task(&mut tasks, task());
-    tasks.expect_update().times(1).returning(|_, _, _, _| Ok(false));
+    tasks.expect_archive_subtree().times(1).returning(|_| Ok(false));
     // The re-read finds no live task: it went to the trash.
     tasks.expect_find().times(1).returning(|_| Ok(None));
     let (ports, cache) = ports_with(tasks);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use keel_domain::StoreError;
 use keel_domain::events::EventType;
-use keel_domain::tracking::ports::{MockTaskRepository, TreeChange, TreeWrite};
+use keel_domain::tracking::ports::{MockTaskRepository, SubtreeAction, TreeChange, TreeWrite};
 use keel_domain::tracking::{Placement, Task};
 use uuid::Uuid;
 
@@ -261,26 +261,48 @@ async fn archiving_a_parent_archives_its_subtree_with_its_time_and_unarchiving_b
     let child = Task {
         id: CHILD,
         parent_id: Some(parent.id),
+        version: 5,
         ..task()
     };
     let mut tasks = MockTaskRepository::new();
     reads_task(&mut tasks, parent.clone());
     let subtree = vec![child.clone(), alone.clone()];
     tasks.expect_descendants().returning(move |_| Ok(subtree.clone()));
-    // The parent and the child: one `task.archived` each, at the parent's time; the task
-    // archived before stays as it was.
+    // The parent and the child in ONE store write: one `task.archived` change each (its own
+    // audit entry and event, `previous` included), at the parent's time, each at the version
+    // read; the task archived before stays as it was.
     tasks
-        .expect_update()
-        .withf(|t, _, _, c| {
-            t.archived_at == Some(now())
-                && c.event_type() == EventType::TaskArchived
-                && c.resource_id() == Some(t.id)
+        .expect_archive_subtree()
+        .withf(|a| {
+            let ids: Vec<(Uuid, i64)> = a.writes.iter().map(|w| (w.task_id, w.expected_version)).collect();
+            ids == [(task().id, 1), (CHILD, 5)]
+                && a.action == SubtreeAction::Archive { at: now() }
+                && a.writes.iter().all(|w| {
+                    let c = &w.change;
+                    c.event_type() == EventType::TaskArchived
+                        && c.resource_id() == Some(w.task_id)
+                        && c.audit.authority.is_some()
+                        && c.event.event.data["archivedAt"] == serde_json::json!(now())
+                        && c.event.event.previous == Some(serde_json::json!({ "archivedAt": null }))
+                })
+                && a.writes[1].change.event.event.data["version"] == serde_json::json!(6)
+                && a.writes[0].change.audit.id != a.writes[1].change.audit.id
         })
-        .times(2)
-        .returning(|t, _, _, _| Ok(t.id == task().id || t.id == CHILD));
-    let (ports, _) = ports_with(tasks);
+        .times(1)
+        .returning(|_| Ok(true));
+    let (ports, cache) = ports_with(tasks);
     let view = archive_task(&ports, &member(), "KEEL-1", &meta()).await.unwrap();
     assert_eq!(view.archived_at, Some(now()));
+    // Each task written is stale: the parent, the child, their project's pages.
+    let stale = cache.invalidated();
+    for key in [
+        format!("task:{}", task().id),
+        format!("task:{CHILD}"),
+        format!("tasks-of:{PROJECT_ID}"),
+    ] {
+        assert!(stale.contains(&key), "{key} in {stale:?}");
+    }
+    assert!(!stale.contains(&format!("task:{}", alone.id)), "{stale:?}");
 
     let archived_parent = Task {
         archived_at: Some(now()),
@@ -295,16 +317,81 @@ async fn archiving_a_parent_archives_its_subtree_with_its_time_and_unarchiving_b
     let subtree = vec![archived_child, alone];
     tasks.expect_descendants().returning(move |_| Ok(subtree.clone()));
     tasks
-        .expect_update()
-        .withf(|t, _, _, c| {
-            t.archived_at.is_none()
-                && c.event_type() == EventType::TaskUnarchived
-                && (t.id == task().id || t.id == CHILD)
+        .expect_archive_subtree()
+        .withf(|a| {
+            let ids: Vec<Uuid> = a.writes.iter().map(|w| w.task_id).collect();
+            ids == [task().id, CHILD]
+                && a.action == SubtreeAction::Unarchive { at: now() }
+                && a.writes
+                    .iter()
+                    .all(|w| w.change.event_type() == EventType::TaskUnarchived)
         })
-        .times(2)
-        .returning(|_, _, _, _| Ok(true));
+        .times(1)
+        .returning(|_| Ok(true));
     let (ports, _) = ports_with(tasks);
     unarchive_task(&ports, &member(), "KEEL-1", &meta())
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_cascade_the_store_refuses_is_read_again_whole_and_invalidates_nothing_until_written() {
+    // First attempt: the parent and one child. The store refuses it (a grandchild was added
+    // meanwhile): nothing was written; the second attempt reads the parent and the subtree
+    // again and writes all three.
+    let parent = Task {
+        child_count: 1,
+        ..task()
+    };
+    let child = Task {
+        id: CHILD,
+        parent_id: Some(parent.id),
+        ..task()
+    };
+    let grandchild = Task {
+        id: Uuid::from_u128(0xEEEE),
+        parent_id: Some(CHILD),
+        ..task()
+    };
+    let mut tasks = MockTaskRepository::new();
+    reads_task(&mut tasks, parent.clone());
+    let reread = parent.clone();
+    tasks
+        .expect_find()
+        .times(1)
+        .returning(move |_| Ok(Some(reread.clone())));
+    let mut subtrees = vec![vec![child.clone()], vec![child, grandchild.clone()]].into_iter();
+    tasks
+        .expect_descendants()
+        .times(2)
+        .returning(move |_| Ok(subtrees.next().unwrap_or_default()));
+    let mut seq = mockall::Sequence::new();
+    tasks
+        .expect_archive_subtree()
+        .withf(|a| a.writes.len() == 2)
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| Ok(false));
+    tasks
+        .expect_archive_subtree()
+        .withf(|a| a.writes.len() == 3)
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| Ok(true));
+    let (ports, cache) = ports_with(tasks);
+    archive_task(&ports, &member(), "KEEL-1", &meta()).await.unwrap();
+    let stale = cache.invalidated();
+    assert!(stale.contains(&format!("task:{}", grandchild.id)), "{stale:?}");
+
+    // A store error (the database, a lost role) is the answer: nothing is retried.
+    let mut tasks = MockTaskRepository::new();
+    reads_task(&mut tasks, parent);
+    tasks.expect_descendants().returning(|_| Ok(Vec::new()));
+    tasks
+        .expect_archive_subtree()
+        .times(1)
+        .returning(|_| Err(StoreError::AuthorityLost));
+    let (ports, cache) = ports_with(tasks);
+    assert!(archive_task(&ports, &member(), "KEEL-1", &meta()).await.is_err());
+    assert!(cache.invalidated().is_empty());
 }
