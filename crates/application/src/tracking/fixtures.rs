@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use keel_domain::identity::ports::{MockTokenSecrets, MockUserRepository};
-use keel_domain::identity::{Principal, Role};
+use keel_domain::identity::{Email, PasswordHash, Principal, Role, User, UserName, UserStatus};
 use keel_domain::tracking::invitations::MockInvitationRepository;
 use keel_domain::tracking::ports::{
     MockActivityFeed, MockCommentRepository, MockLabelRepository, MockLinkRepository, MockMemberRepository,
@@ -22,6 +22,21 @@ use uuid::Uuid;
 use super::TrackingPorts;
 use crate::AppError;
 use crate::context::RequestMeta;
+
+/// An active account with a valid address and name (the invitee or member of a test).
+pub fn account(id: Uuid, email: &str, name: &str, verified: bool) -> User {
+    User {
+        id,
+        email: Email::parse(email).unwrap(),
+        name: UserName::parse(name).unwrap(),
+        role: Role::User,
+        status: UserStatus::Active,
+        password_hash: PasswordHash::new("x".into()),
+        email_verified: verified,
+        created_at: now(),
+        updated_at: now(),
+    }
+}
 
 pub struct FixedClock(pub DateTime<Utc>);
 

@@ -3,7 +3,7 @@
 
 use keel_domain::StoreError;
 use keel_domain::identity::ports::{MockTokenSecrets, MockUserRepository};
-use keel_domain::identity::{Email, PasswordHash, Role, User, UserName, UserStatus};
+use keel_domain::identity::{Email, Role};
 use keel_domain::mail::MailTemplate;
 use keel_domain::tracking::ProjectRole;
 use keel_domain::tracking::invitations::{Invitation, MockInvitationRepository};
@@ -12,20 +12,6 @@ use super::super::fixtures::*;
 use super::*;
 
 const BEA: Uuid = Uuid::from_u128(77);
-
-fn account(id: Uuid, email: &str, name: &str, verified: bool) -> User {
-    User {
-        id,
-        email: Email::parse(email).unwrap(),
-        name: UserName::parse(name).unwrap(),
-        role: Role::User,
-        status: UserStatus::Active,
-        password_hash: PasswordHash::new("x".into()),
-        email_verified: verified,
-        created_at: now(),
-        updated_at: now(),
-    }
-}
 
 fn bea() -> Principal {
     Principal {

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use keel_domain::audit::Authority;
 use keel_domain::identity::ports::{MockTokenSecrets, MockUserRepository};
 use keel_domain::identity::tokens::{Grant, Scopes};
-use keel_domain::identity::{PasswordHash, Role, User, UserName, UserStatus};
 use keel_domain::tracking::invitations::MockInvitationRepository;
 use keel_domain::tracking::ports::MockMemberRepository;
 
@@ -24,20 +23,6 @@ fn bea() -> Account {
     }
 }
 
-fn user(id: Uuid, email: &str, name: &str) -> User {
-    User {
-        id,
-        email: Email::parse(email).unwrap(),
-        name: UserName::parse(name).unwrap(),
-        role: Role::User,
-        status: UserStatus::Active,
-        password_hash: PasswordHash::new("x".into()),
-        email_verified: true,
-        created_at: now(),
-        updated_at: now(),
-    }
-}
-
 fn body(email: &str, role: &str) -> AddMemberBody {
     AddMemberBody {
         email: email.into(),
@@ -50,7 +35,7 @@ fn users_without_lookups() -> MockUserRepository {
     let mut users = MockUserRepository::new();
     users
         .expect_find_by_id()
-        .returning(|id| Ok(Some(user(id, "olga@example.com", "Olga"))));
+        .returning(|id| Ok(Some(account(id, "olga@example.com", "Olga", true))));
     users.expect_find_by_email().never();
     users
 }
@@ -242,12 +227,12 @@ async fn only_project_admins_add_and_nothing_is_looked_up_before_the_role_check(
 #[tokio::test]
 async fn an_instance_admin_sees_every_account_and_invites_only_unknown_addresses() {
     let mut users = MockUserRepository::new();
-    users
-        .expect_find_by_email()
-        .returning(|e| Ok((e.as_str() == "bea@example.com").then(|| user(BEA, "bea@example.com", "Bea"))));
+    users.expect_find_by_email().returning(|e| {
+        Ok((e.as_str() == "bea@example.com").then(|| account(BEA, "bea@example.com", "Bea", true)))
+    });
     users
         .expect_find_by_id()
-        .returning(|id| Ok(Some(user(id, "root@example.com", "Root"))));
+        .returning(|id| Ok(Some(account(id, "root@example.com", "Root", true))));
     let mut members = MockMemberRepository::new();
     members.expect_find_acquaintance().never();
     members.expect_add().times(1).returning(|_, _, _, _, _| Ok(()));
