@@ -33,36 +33,47 @@ async fn audit_log_rows(db: &Database) -> Result<usize, sea_orm::DbErr> {
     Ok(rows.len())
 }
 
+/// The error of a failed step, named: `.map_err(at("down"))?`.
+fn at<E: std::fmt::Display>(step: &'static str) -> impl FnOnce(E) -> String {
+    move |e| format!("{step}: {e}")
+}
+
+/// Every step names itself when it fails: a failure seen once in CI (SQLite, under load)
+/// left only a backtrace into the runtime, not which step it was.
 #[tokio::test]
-async fn migrations_go_up_down_and_up_again() {
-    let test_db = TestDatabase::create().await.unwrap();
+async fn migrations_go_up_down_and_up_again() -> Result<(), String> {
+    let test_db = TestDatabase::create().await.map_err(at("create the database"))?;
     let db = open(&test_db).await;
 
-    let before = migrate::status(&db).await.unwrap();
+    let before = migrate::status(&db).await.map_err(at("status before"))?;
     assert!(!before.is_empty());
     assert!(
         before.iter().all(|m| !m.applied),
         "a fresh database has nothing applied"
     );
 
-    migrate::up(&db).await.unwrap();
-    assert!(migrate::status(&db).await.unwrap().iter().all(|m| m.applied));
-    assert_eq!(
-        audit_log_rows(&db).await.unwrap(),
-        0,
-        "the audit_log table exists"
-    );
+    migrate::up(&db).await.map_err(at("first up"))?;
+    let status = migrate::status(&db).await.map_err(at("status after up"))?;
+    assert!(status.iter().all(|m| m.applied));
+    let rows = audit_log_rows(&db).await.map_err(at("audit_log after up"))?;
+    assert_eq!(rows, 0, "the audit_log table exists");
 
-    migrate::down(&db, u32::try_from(before.len()).unwrap())
-        .await
-        .unwrap();
-    assert!(migrate::status(&db).await.unwrap().iter().all(|m| !m.applied));
+    let all = u32::try_from(before.len()).map_err(at("count"))?;
+    migrate::down(&db, all).await.map_err(at("down"))?;
+    let status = migrate::status(&db).await.map_err(at("status after down"))?;
+    assert!(status.iter().all(|m| !m.applied));
     assert!(audit_log_rows(&db).await.is_err(), "down removed the table");
 
-    migrate::up(&db).await.unwrap();
-    assert!(migrate::status(&db).await.unwrap().iter().all(|m| m.applied));
-    assert_eq!(audit_log_rows(&db).await.unwrap(), 0);
-    db.close().await.unwrap();
+    migrate::up(&db).await.map_err(at("second up"))?;
+    let status = migrate::status(&db)
+        .await
+        .map_err(at("status after the second up"))?;
+    assert!(status.iter().all(|m| m.applied));
+    let rows = audit_log_rows(&db)
+        .await
+        .map_err(at("audit_log after the second up"))?;
+    assert_eq!(rows, 0);
+    db.close().await.map_err(at("close"))
 }
 
 #[tokio::test]
