@@ -2,16 +2,15 @@
 //! application's pagination rules (so every bad value is reported by name).
 
 use keel_application::identity::views::{AuditEntryView, UserMetricsView, UserView};
-use keel_application::pagination::{CursorInfo, CursorPage, CursorRequest, Page, PageInfo, PageRequest};
+use keel_application::pagination::{CursorRequest, PageRequest};
 use keel_application::tracking::search::SearchResultView;
 use keel_application::tracking::views::{
-    ActivityView, CommentView, HistoryView, LabelView, LinkView, MemberView, ProjectView, RelationView,
-    TaskView,
+    ActivityView, CommentView, HistoryView, LabelView, MemberView, ProjectView, RelationView, TaskView,
 };
 use keel_application::webhooks::{DeliveryView, WebhookView};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use crate::error::ApiError;
 
@@ -56,28 +55,33 @@ impl CursorParams {
 /// generic page; a conversion checked at compile time proves the two have the same fields.
 macro_rules! list_page {
     ($(#[$doc:meta])* $name:ident = Page<$item:ty>) => {
-        list_page!(@define $(#[$doc])* $name, Page, $item, PageInfo);
+        list_page!(@define $(#[$doc])* $name, Page, $item, ::keel_application::pagination::PageInfo);
     };
     ($(#[$doc:meta])* $name:ident = CursorPage<$item:ty>) => {
-        list_page!(@define $(#[$doc])* $name, CursorPage, $item, CursorInfo);
+        list_page!(@define $(#[$doc])* $name, CursorPage, $item, ::keel_application::pagination::CursorInfo);
     };
     (@define $(#[$doc:meta])* $name:ident, $page:ident, $item:ty, $info:ty) => {
         $(#[$doc])*
-        #[derive(Debug, ToSchema)]
+        #[derive(Debug, ::utoipa::ToSchema)]
         pub struct $name {
             pub data: Vec<$item>,
             pub pagination: $info,
         }
 
-        impl From<$page<$item>> for $name {
-            fn from(page: $page<$item>) -> Self {
+        impl From<::keel_application::pagination::$page<$item>> for $name {
+            fn from(page: ::keel_application::pagination::$page<$item>) -> Self {
                 // Exhaustive: a field added to the generic page must be added here too.
-                let $page { data, pagination } = page;
+                let ::keel_application::pagination::$page { data, pagination } = page;
                 Self { data, pagination }
             }
         }
     };
 }
+
+/// A resource's routes file names its own page: `crate::pagination::list_page!(MilestonePage =
+/// CursorPage<MilestoneView>);` (its schema reaches the document through the annotations
+/// that name it).
+pub(crate) use list_page;
 
 list_page!(
     /// One page of projects.
@@ -106,10 +110,6 @@ list_page!(
 list_page!(
     /// One page of a task's comments.
     CommentPage = CursorPage<CommentView>
-);
-list_page!(
-    /// One page of a task's links.
-    LinkPage = CursorPage<LinkView>
 );
 list_page!(
     /// One page of a task's relations.

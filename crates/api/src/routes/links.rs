@@ -1,9 +1,9 @@
 //! Links on tasks (docs/api/tracking.md): `/api/v1/tasks/{id}/links`.
 
 use actix_web::{HttpResponse, web};
-use keel_application::tracking::inputs::CreateLinkBody;
-use keel_application::tracking::links::{LinkWrite, create_link, delete_link, list_links};
-use keel_application::tracking::views::LinkView;
+use keel_application::tracking::links::{
+    CreateLinkBody, LinkView, LinkWrite, create_link, delete_link, list_links,
+};
 use uuid::Uuid;
 
 use super::projects::created;
@@ -11,10 +11,15 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::JsonObject;
 use crate::extractors::{AuthUser, ClientContext};
 use crate::openapi::response;
-use crate::pagination::{CursorParams, LinkPage};
+use crate::pagination::{CursorParams, list_page};
 use crate::state::AppState;
 
 use super::tasks::TASK_REF;
+
+list_page!(
+    /// One page of a task's links.
+    LinkPage = CursorPage<LinkView>
+);
 
 /// The task's links, oldest first.
 #[utoipa::path(

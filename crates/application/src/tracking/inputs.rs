@@ -369,27 +369,6 @@ pub struct CommentBodyInput {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct CreateLinkBody {
-    /// An absolute `http` or `https` URL with a host and no user name or password, at most
-    /// 2048 characters as given and once normalised (`HTTPS://Example.com` is stored as
-    /// `https://example.com/`). A URL the task has already sets that link's title.
-    #[cfg_attr(
-        feature = "openapi",
-        schema(
-            example = "https://example.com/design",
-            max_length = 2048,
-            pattern = "^[Hh][Tt][Tt][Pp][Ss]?://"
-        )
-    )]
-    pub url: String,
-    /// 1–200 characters after trimming; absent or `null`: the link has no title.
-    #[cfg_attr(feature = "openapi", schema(example = "Design notes"))]
-    pub title: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateRelationBody {
     /// How the task of the path relates to `taskId`.
     #[cfg_attr(

@@ -8,16 +8,66 @@ use keel_domain::StoreError;
 use keel_domain::events::EventType;
 use keel_domain::identity::Principal;
 use keel_domain::tracking::{Link, LinkTitle, LinkUrl, Permission, Task};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::inputs::CreateLinkBody;
 use super::tasks::reach_task;
-use super::views::{LinkView, event_data};
+use super::views::event_data;
 use super::{TrackingPorts, check, not_found_as, optional, validated};
 use crate::AppError;
 use crate::context::RequestMeta;
 use crate::pagination::{CursorPage, CursorRequest};
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateLinkBody {
+    /// An absolute `http` or `https` URL with a host and no user name or password, at most
+    /// 2048 characters as given and once normalised (`HTTPS://Example.com` is stored as
+    /// `https://example.com/`). A URL the task has already sets that link's title.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            example = "https://example.com/design",
+            max_length = 2048,
+            pattern = "^[Hh][Tt][Tt][Pp][Ss]?://"
+        )
+    )]
+    pub url: String,
+    /// 1–200 characters after trimming; absent or `null`: the link has no title.
+    #[cfg_attr(feature = "openapi", schema(example = "Design notes"))]
+    pub title: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LinkView {
+    pub id: Uuid,
+    pub task_id: Uuid,
+    /// Normalised: `HTTPS://Example.com` reads `https://example.com/`.
+    #[cfg_attr(feature = "openapi", schema(example = "https://example.com/design"))]
+    pub url: String,
+    pub title: Option<String>,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&Link> for LinkView {
+    fn from(l: &Link) -> Self {
+        Self {
+            id: l.id,
+            task_id: l.task_id,
+            url: l.url.as_str().to_owned(),
+            title: l.title.as_ref().map(|t| t.as_str().to_owned()),
+            created_by: l.created_by,
+            created_at: l.created_at,
+            updated_at: l.updated_at,
+        }
+    }
+}
 
 /// The keyset position of a link: oldest first.
 pub type LinkCursor = (DateTime<Utc>, Uuid);

@@ -5,7 +5,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use keel_domain::audit::AuditEntry;
 use keel_domain::history::FieldChange;
-use keel_domain::tracking::{Comment, Label, Link, Member, Project, ProjectRole, Task, WorkflowState};
+use keel_domain::tracking::{Comment, Label, Member, Project, ProjectRole, Task, WorkflowState};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -268,35 +268,6 @@ impl From<&Comment> for CommentView {
             created_at: c.created_at,
             updated_at: c.updated_at,
             version: c.version,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct LinkView {
-    pub id: Uuid,
-    pub task_id: Uuid,
-    /// Normalised: `HTTPS://Example.com` reads `https://example.com/`.
-    #[cfg_attr(feature = "openapi", schema(example = "https://example.com/design"))]
-    pub url: String,
-    pub title: Option<String>,
-    pub created_by: Uuid,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<&Link> for LinkView {
-    fn from(l: &Link) -> Self {
-        Self {
-            id: l.id,
-            task_id: l.task_id,
-            url: l.url.as_str().to_owned(),
-            title: l.title.as_ref().map(|t| t.as_str().to_owned()),
-            created_by: l.created_by,
-            created_at: l.created_at,
-            updated_at: l.updated_at,
         }
     }
 }
