@@ -424,6 +424,31 @@ impl TestApp {
         response.json().await.expect("a JSON body")
     }
 
+    /// The events of type `event_type` in the first page (100) of the feed
+    /// (`GET /api/v1/events/log`) as `token`, oldest first, waiting up to 5 s for `n` of them
+    /// (the outbox publishes after the commit). Fewer than `n` when they never came.
+    pub async fn feed_events(&self, token: &str, event_type: &str, n: usize) -> Vec<serde_json::Value> {
+        let mut found = Vec::new();
+        for _ in 0..50 {
+            let log = self.get_ok("/api/v1/events/log?limit=100", token).await;
+            found = log["data"]
+                .as_array()
+                .map(|events| {
+                    events
+                        .iter()
+                        .filter(|e| e["type"] == event_type)
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            if found.len() >= n {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        found
+    }
+
     /// `POST` as `token`, asserting 201; returns the body.
     pub async fn created(&self, path: &str, body: &serde_json::Value, token: &str) -> serde_json::Value {
         let response = self.post_json(path, body, Some(token)).await;

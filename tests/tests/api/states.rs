@@ -327,26 +327,6 @@ async fn viewers_read_states_admins_manage_them_and_strangers_get_404() {
     );
 }
 
-/// The `task.updated` events of the feed, by task id, waiting (up to 5 s) for `n`.
-async fn task_updates(app: &keel_tests::TestApp, token: &str, n: usize) -> Vec<Value> {
-    let mut found = Vec::new();
-    for _ in 0..50 {
-        let log = app.get_ok("/api/v1/events/log?limit=100", token).await;
-        found = log["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["type"] == "task.updated")
-            .cloned()
-            .collect();
-        if found.len() >= n {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    found
-}
-
 #[tokio::test]
 async fn each_task_a_state_write_rewrites_gets_its_task_updated_event_and_a_fresh_view() {
     let app = spawn_app().await;
@@ -386,7 +366,7 @@ async fn each_task_a_state_write_rewrites_gets_its_task_updated_event_and_a_fres
         .patch_json(&qa_path, &json!({"category": "completed"}), &ann.token)
         .await;
     assert_eq!(r.status(), StatusCode::OK);
-    let events = task_updates(&app, &ann.token, 2).await;
+    let events = app.feed_events(&ann.token, "task.updated", 2).await;
     assert_eq!(events.len(), 2, "{events:?}");
     for task in &in_qa {
         let now = read(task).await;
@@ -406,7 +386,7 @@ async fn each_task_a_state_write_rewrites_gets_its_task_updated_event_and_a_fres
         .delete_as(&format!("{qa_path}?moveTo=in_progress"), &ann.token)
         .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let events = task_updates(&app, &ann.token, 4).await;
+    let events = app.feed_events(&ann.token, "task.updated", 4).await;
     assert_eq!(events.len(), 4, "{events:?}");
     for task in &in_qa {
         let now = read(task).await;

@@ -501,26 +501,6 @@ async fn drop_failure(app: &TestApp) {
     conn.close().await.unwrap();
 }
 
-/// The events of the feed of `action`, waiting (up to 5 s) until there are `n`.
-async fn feed_events(t: &Tree, action: &str, n: usize) -> Vec<Value> {
-    let mut found = Vec::new();
-    for _ in 0..50 {
-        let log = t.app.get_ok("/api/v1/events/log?limit=100", &t.ann.token).await;
-        found = log["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["type"] == action)
-            .cloned()
-            .collect();
-        if found.len() >= n {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    found
-}
-
 #[tokio::test]
 async fn an_archive_cascade_is_all_or_nothing_and_each_descendant_has_its_entry_event_and_fresh_view() {
     let t = tree().await;
@@ -597,7 +577,7 @@ async fn an_archive_cascade_is_all_or_nothing_and_each_descendant_has_its_entry_
     let mut expected = ids.clone();
     expected.sort();
     assert_eq!(entries, expected);
-    let events = feed_events(&t, "task.archived", 3).await;
+    let events = t.app.feed_events(&t.ann.token, "task.archived", 3).await;
     let mut evented: Vec<String> = events
         .iter()
         .inspect(|e| {

@@ -72,19 +72,7 @@ pub(crate) async fn claim_lease(
 
 /// Writes `envelope` to the outbox on `conn`: the transaction of the change it describes.
 pub(crate) async fn insert_event(conn: &impl ConnectionTrait, envelope: &Envelope) -> Result<(), StoreError> {
-    let json = serde_json::to_value(envelope).map_err(|e| StoreError::Unexpected(Box::new(e)))?;
-    outbox_events::Entity::insert(outbox_events::ActiveModel {
-        id: Set(envelope.event.id),
-        project_id: Set(envelope.event.project_id),
-        event_type: Set(envelope.event.event_type.as_str().to_owned()),
-        envelope: Set(json),
-        created_at: Set(envelope.event.occurred_at),
-        ..Default::default()
-    })
-    .exec_without_returning(conn)
-    .await
-    .map_err(store_error)?;
-    Ok(())
+    insert_events(conn, &[envelope]).await
 }
 
 /// Writes `envelopes` to the outbox on `conn` in one statement, in the order given (their
