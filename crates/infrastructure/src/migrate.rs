@@ -1,7 +1,16 @@
 //! Schema migrations, applied at start-up or through `keel migrate`.
+//!
+//! On PostgreSQL each migration runs in a transaction of its own (SeaORM's default there).
+//! On SQLite, where SeaORM would run a migration's statements one by one on whichever pooled
+//! connection is free, a whole `up` or `down` runs in one write transaction on one
+//! connection: all or nothing, and its DDL never runs on a connection that cached a
+//! statement against a schema another connection has changed since (SQLite does not re-check
+//! a cached `CREATE INDEX` then: "index … already exists" on an `up` after a `down` in one
+//! process, seen in CI).
 
 use keel_domain::StoreError;
 use keel_migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectionTrait, DbBackend};
 use sea_orm_migration::MigrationStatus;
 
 use crate::db::{Database, store_error};
@@ -15,6 +24,11 @@ pub struct MigrationState {
 
 /// Applies every pending migration.
 pub async fn up(db: &Database) -> Result<(), StoreError> {
+    if db.connection().get_database_backend() == DbBackend::Sqlite {
+        let txn = db.begin_write().await?;
+        Migrator::up(&txn, None).await.map_err(store_error)?;
+        return txn.commit().await.map_err(store_error);
+    }
     Migrator::up(db.connection().pool(), None)
         .await
         .map_err(store_error)
@@ -22,6 +36,11 @@ pub async fn up(db: &Database) -> Result<(), StoreError> {
 
 /// Rolls back the last `steps` applied migrations.
 pub async fn down(db: &Database, steps: u32) -> Result<(), StoreError> {
+    if db.connection().get_database_backend() == DbBackend::Sqlite {
+        let txn = db.begin_write().await?;
+        Migrator::down(&txn, Some(steps)).await.map_err(store_error)?;
+        return txn.commit().await.map_err(store_error);
+    }
     Migrator::down(db.connection().pool(), Some(steps))
         .await
         .map_err(store_error)
