@@ -37,6 +37,16 @@ pub fn account(id: Uuid, email: &str, name: &str, verified: bool) -> User {
         updated_at: now(),
     }
 }
+/// Token secrets: generated `s3cret`, hashed `hash(<secret>)`, compared by hashing.
+pub fn secrets() -> MockTokenSecrets {
+    let mut secrets = MockTokenSecrets::new();
+    secrets.expect_generate().returning(|| "s3cret".into());
+    secrets.expect_hash().returning(|s| format!("hash({s})"));
+    secrets
+        .expect_matches()
+        .returning(|secret, hash| format!("hash({secret})") == hash);
+    secrets
+}
 
 pub struct FixedClock(pub DateTime<Utc>);
 

@@ -2,7 +2,7 @@
 //! depending on the address, expiry, the e-mail match, single use.
 
 use keel_domain::StoreError;
-use keel_domain::identity::ports::{MockTokenSecrets, MockUserRepository};
+use keel_domain::identity::ports::MockUserRepository;
 use keel_domain::identity::{Email, Role};
 use keel_domain::mail::MailTemplate;
 use keel_domain::tracking::ProjectRole;
@@ -37,17 +37,6 @@ fn users() -> MockUserRepository {
     });
     users.expect_find_by_email().never();
     users
-}
-
-/// Secrets: generated `s3cret`, hashed `hash(<secret>)`, compared by hashing.
-fn secrets() -> MockTokenSecrets {
-    let mut secrets = MockTokenSecrets::new();
-    secrets.expect_generate().returning(|| "s3cret".into());
-    secrets.expect_hash().returning(|s| format!("hash({s})"));
-    secrets
-        .expect_matches()
-        .returning(|secret, hash| format!("hash({secret})") == hash);
-    secrets
 }
 
 fn stored(email: &str, expires_in: chrono::Duration) -> Invitation {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use keel_domain::audit::Authority;
-use keel_domain::identity::ports::{MockTokenSecrets, MockUserRepository};
+use keel_domain::identity::ports::MockUserRepository;
 use keel_domain::identity::tokens::{Grant, Scopes};
 use keel_domain::tracking::invitations::MockInvitationRepository;
 use keel_domain::tracking::ports::MockMemberRepository;
@@ -23,11 +23,18 @@ fn bea() -> Account {
     }
 }
 
-fn body(email: &str, role: &str) -> AddMemberBody {
-    AddMemberBody {
+/// `add_member` to the fixture's project by `who`, of `email` with `role`.
+async fn add(
+    ports: &TrackingPorts,
+    who: &Principal,
+    email: &str,
+    role: &str,
+) -> Result<AddedMember, AppError> {
+    let body = AddMemberBody {
         email: email.into(),
         role: role.into(),
-    }
+    };
+    add_member(ports, who, PROJECT_ID, body, &meta()).await
 }
 
 /// The caller's own account (the inviter's name in the mail); never a look-up by e-mail.
@@ -39,14 +46,6 @@ fn users_without_lookups() -> MockUserRepository {
     users.expect_find_by_email().never();
     users
 }
-
-fn secrets() -> MockTokenSecrets {
-    let mut secrets = MockTokenSecrets::new();
-    secrets.expect_generate().returning(|| "s3cret".into());
-    secrets.expect_hash().returning(|s| format!("hash({s})"));
-    secrets
-}
-
 /// A member store in which the caller sees `visible` only; it adds Bea (once) and then
 /// finds her membership.
 fn members_seeing(visible: Option<Account>, seen_by: Acquaintance) -> MockMemberRepository {
@@ -101,15 +100,9 @@ async fn an_account_the_caller_shares_a_project_with_is_added_and_a_second_add_i
     }
     .ports();
     // Matched as stored: trimmed and lower-cased.
-    let added = add_member(
-        &ports,
-        &owner(),
-        PROJECT_ID,
-        body(" Bea@Example.com ", "viewer"),
-        &meta(),
-    )
-    .await
-    .unwrap();
+    let added = add(&ports, &owner(), " Bea@Example.com ", "viewer")
+        .await
+        .unwrap();
     let AddedMember::Added(view) = added else {
         panic!("added directly: {added:?}");
     };
@@ -118,14 +111,7 @@ async fn an_account_the_caller_shares_a_project_with_is_added_and_a_second_add_i
         (BEA, "viewer", "Bea")
     );
     assert!(matches!(
-        add_member(
-            &ports,
-            &owner(),
-            PROJECT_ID,
-            body("bea@example.com", "viewer"),
-            &meta()
-        )
-        .await,
+        add(&ports, &owner(), "bea@example.com", "viewer").await,
         Err(AppError::Conflict(_))
     ));
 }
@@ -166,7 +152,7 @@ async fn an_address_the_caller_cannot_see_is_invited_alike_whether_or_not_it_has
     .ports();
     let mut answers = Vec::new();
     for email in ["bea@example.com", "nobody@example.com"] {
-        match add_member(&ports, &owner(), PROJECT_ID, body(email, "member"), &meta()).await {
+        match add(&ports, &owner(), email, "member").await {
             Ok(AddedMember::Invited(view)) => answers.push(view),
             other => panic!("{email}: invited, not {other:?}"),
         }
@@ -208,15 +194,7 @@ async fn only_project_admins_add_and_nothing_is_looked_up_before_the_role_check(
     }
     .ports();
     for (who, refused) in [(member(), "403"), (viewer(), "403"), (stranger(), "404")] {
-        let e = add_member(
-            &ports,
-            &who,
-            PROJECT_ID,
-            body("bea@example.com", "member"),
-            &meta(),
-        )
-        .await
-        .unwrap_err();
+        let e = add(&ports, &who, "bea@example.com", "member").await.unwrap_err();
         match refused {
             "403" => assert!(matches!(e, AppError::Forbidden), "{e:?}"),
             _ => assert!(matches!(e, AppError::NotFound("project")), "{e:?}"),
@@ -257,25 +235,11 @@ async fn an_instance_admin_sees_every_account_and_invites_only_unknown_addresses
     }
     .ports();
     assert!(matches!(
-        add_member(
-            &ports,
-            &admin(),
-            PROJECT_ID,
-            body("bea@example.com", "viewer"),
-            &meta()
-        )
-        .await,
+        add(&ports, &admin(), "bea@example.com", "viewer").await,
         Ok(AddedMember::Added(_))
     ));
     assert!(matches!(
-        add_member(
-            &ports,
-            &admin(),
-            PROJECT_ID,
-            body("nobody@example.com", "viewer"),
-            &meta()
-        )
-        .await,
+        add(&ports, &admin(), "nobody@example.com", "viewer").await,
         Ok(AddedMember::Invited(_))
     ));
 }
@@ -299,14 +263,7 @@ async fn a_token_limited_to_projects_sees_the_members_of_those_projects_only() {
     }
     .ports();
     assert!(matches!(
-        add_member(
-            &ports,
-            &limited,
-            PROJECT_ID,
-            body("bea@example.com", "viewer"),
-            &meta()
-        )
-        .await,
+        add(&ports, &limited, "bea@example.com", "viewer").await,
         Ok(AddedMember::Added(_))
     ));
     // An instance admin's token without the `admin` scope cannot list every account: it
@@ -345,14 +302,8 @@ async fn an_address_only_the_old_rule_accepts_is_refused_when_it_would_be_invite
         ..Fixture::default()
     }
     .ports();
-    let e = add_member(
-        &ports,
-        &owner(),
-        PROJECT_ID,
-        body("jörg@example.com", "member"),
-        &meta(),
-    )
-    .await
-    .unwrap_err();
+    let e = add(&ports, &owner(), "jörg@example.com", "member")
+        .await
+        .unwrap_err();
     assert_eq!(fields(e), vec!["email"]);
 }
