@@ -894,10 +894,11 @@ MIX_HIT="$(hit_num mix)"
 # (http_requests_total), its /metrics scrapes left out.
 keel_answers() { echo $(($(delta "$1" http_requests_total '') - $(delta "$1" http_requests_total 'route="/metrics"'))); }
 # stmt_count FILE: database statements counted in a /metrics snapshot (db_query_duration_seconds
-# samples), the background tables' left out as the statement-budget tests do (tests/src/lib.rs
-# db_statements): the outbox dispatcher and the webhook sender run whatever the requests do.
+# samples), the background tables' left out as the statement-budget tests do (BACKGROUND_TABLES
+# in tests/src/lib.rs; a test keeps this list the same): the outbox dispatcher, the webhook and
+# the mail senders run whatever the requests do.
 stmt_count() {
-    awk 'index($0, "db_query_duration_seconds_count{") == 1 && !/table="(outbox_events|outbox_leases|webhook_deliveries|event_feed|event_feed_marks|event_feed_recipients|task_subscriptions|notifications)"/ { s += $NF }
+    awk 'index($0, "db_query_duration_seconds_count{") == 1 && !/table="(outbox_events|outbox_leases|webhook_deliveries|mail_outbox|event_feed|event_feed_marks|event_feed_recipients|task_subscriptions|notifications)"/ { s += $NF }
         END { printf "%.0f\n", s }' "$1"
 }
 # stmts NAME: database statements per request over scenario NAME ("?" without requests).
@@ -1092,7 +1093,7 @@ echo "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---|---:|---|---|"
 for r in "${ROWS[@]}"; do echo "$r"; done
 echo
 echo "- **Ratio**: the row's requests/s over its reference's, both measured in this run with the same connections and wrk threads; (a) for the cached reads and the warm page (the same JSON document), (b) for the uncached reads (a SELECT of the same table; the same random task ids for GET /tasks/{id}); for the peer's rows keel's requests/s over the peer's (see below)."
-echo "- **Statements / request**: keel's db_query_duration_seconds_count samples (/metrics) after the row minus before it — the outbox and webhook tables left out, as the statement-budget tests do — over the requests keel answered in the row by its own count (http_requests_total, /metrics left out). (b) runs one statement per request by construction."
+echo "- **Statements / request**: keel's db_query_duration_seconds_count samples (/metrics) after the row minus before it — the tables the outbox dispatcher and the webhook and mail senders poll left out, as the statement-budget tests do — over the requests keel answered in the row by its own count (http_requests_total, /metrics left out). (b) runs one statement per request by construction."
 echo "- **Cached rows** (L1 hits): $(for d in project task profile page; do printf '%s %s of (a), ' "${DOC_ROUTE[$d]}" "${RATIO[cached-$d]}"; done | sed 's/, $//') — budget: ≥ 0.40 for single resources with p99 < 5 ms at 64 connections (here $CONNS), ≥ 0.25 for the first page of 25 tasks with labels, warm (here $PAGE_LIMIT)."
 echo "- **Uncached rows** come from a second keel started for them with KEEL_CACHE_LAYERS=none (same database, Redis and limiter): every answer reads the principal (session + user) and the resource from PostgreSQL — $(for n in uncached-project uncached-task uncached-profile; do printf '%s %s statements (%s of (b)), ' "${LABEL[$n]%%,*}" "${STMTS[$n]}" "${RATIO[$n]}"; done | sed 's/, $//'). The task-page rows (bench-tasks.sh's filter shapes (a) and (c), first page and deep cursor) run on that keel too: keel caches a project's pages per query, so on the main keel they would measure L1 hits, while the page budget (p99 < 20 ms at 1 connection, < 50 ms at 16) is about a page read from the database."
 if [[ "$PEER" == 1 ]]; then
