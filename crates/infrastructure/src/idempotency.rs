@@ -222,7 +222,7 @@ impl PurgeTask {
     /// Purges now and then every `every`, deleting keys older than [`RETENTION`]. Must be
     /// called inside a Tokio runtime.
     pub fn spawn(store: Arc<dyn IdempotencyStore>, clock: Arc<dyn Clock>, every: Duration) -> Self {
-        Self(tokio::spawn(async move {
+        Self(crate::db::spawn_background(async move {
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {

@@ -49,9 +49,12 @@ impl Metrics {
             &["method", "route", "status_code"],
         )?;
         let db_query_duration_seconds = HistogramVec::new(
-            HistogramOpts::new("db_query_duration_seconds", "Database statement latency")
-                .buckets(LATENCY_BUCKETS.to_vec()),
-            &["operation", "table"],
+            HistogramOpts::new(
+                "db_query_duration_seconds",
+                "Database statement latency, by what ran it (origin: request or background)",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["operation", "table", "origin"],
         )?;
         let db_connections_active = IntGauge::new(
             "db_connections_active",
@@ -165,9 +168,11 @@ impl Metrics {
             .set(i64::try_from(pending).unwrap_or(i64::MAX));
     }
 
+    /// One statement; `origin` is [`crate::db::origin`]'s: `background` inside the
+    /// background work's tasks, `request` anywhere else.
     pub fn observe_db_query(&self, operation: &str, table: String, elapsed: Duration) {
         self.db_query_duration_seconds
-            .with_label_values(&[operation, table.as_str()])
+            .with_label_values(&[operation, table.as_str(), crate::db::origin()])
             .observe(elapsed.as_secs_f64());
     }
 
@@ -226,12 +231,48 @@ mod tests {
         assert!(text.contains(
             r#"http_request_duration_seconds_bucket{method="GET",route="/api/v1/projects/{id}",status_code="200",le="0.005"} 1"#
         ));
-        assert!(text.contains(r#"db_query_duration_seconds_count{operation="select",table="projects"} 1"#));
+        assert!(
+            text.contains(
+                r#"db_query_duration_seconds_count{operation="select",origin="request",table="projects"} 1"#
+            ),
+            "{text}"
+        );
         assert!(text.contains("db_connections_active 2"));
         assert!(text.contains(r#"auth_failures_total{reason="token_expired"} 1"#));
         assert!(text.contains(r#"cache_hits_total{cache_layer="l1"} 1"#));
         assert!(text.contains(r#"cache_misses_total{cache_layer="l2"} 2"#));
         assert!(text.contains(r#"rate_limit_rejections_total{policy="login"} 1"#));
+    }
+
+    #[tokio::test]
+    async fn the_background_works_statements_are_labelled_apart_from_the_requests() {
+        let m = std::sync::Arc::new(Metrics::new().unwrap());
+        m.observe_db_query("select", "webhooks".into(), Duration::ZERO);
+        crate::db::in_background(async { m.observe_db_query("select", "webhooks".into(), Duration::ZERO) })
+            .await;
+        let spawned = std::sync::Arc::clone(&m);
+        crate::db::spawn_background(async move {
+            spawned.observe_db_query("select", "webhooks".into(), Duration::ZERO);
+            // A task spawned plainly from background work is not background work.
+            tokio::spawn(
+                async move { spawned.observe_db_query("select", "webhooks".into(), Duration::ZERO) },
+            )
+            .await
+            .unwrap();
+        })
+        .await
+        .unwrap();
+        let text = m.render().unwrap();
+        assert!(
+            text.contains(
+                r#"db_query_duration_seconds_count{operation="select",origin="request",table="webhooks"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"db_query_duration_seconds_count{operation="select",origin="background",table="webhooks"} 2"#),
+            "{text}"
+        );
     }
 
     #[test]

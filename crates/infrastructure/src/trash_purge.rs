@@ -71,7 +71,7 @@ impl TrashPurgeTask {
         every: Duration,
     ) -> Self {
         let holder = Uuid::now_v7();
-        Self(tokio::spawn(async move {
+        Self(crate::db::spawn_background(async move {
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {

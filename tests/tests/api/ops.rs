@@ -83,7 +83,7 @@ async fn metrics_use_route_patterns_and_count_database_queries() {
         r#"http_requests_total{method="GET",route="unmatched",status_code="404"} 1"#,
         r#"http_request_duration_seconds_bucket{method="GET",route="/ready",status_code="200",le="0.001"}"#,
         r#"http_request_duration_seconds_bucket{method="GET",route="/ready",status_code="200",le="5"}"#,
-        r#"db_query_duration_seconds_count{operation="select",table="none"}"#,
+        r#"db_query_duration_seconds_count{operation="select",origin="request",table="none"}"#,
         "db_connections_active",
     ] {
         assert!(text.contains(expected), "missing {expected} in\n{text}");

@@ -18,6 +18,39 @@ mod connection;
 
 pub use connection::{Connection, one_connection_per_request};
 
+tokio::task_local! {
+    /// Set in the tasks of the background work (outbox dispatcher, webhook and mail senders,
+    /// purges and sweeps): their statements are counted with `origin="background"`.
+    static BACKGROUND: ();
+}
+
+/// Spawns `work` as background work: its statements are counted in
+/// `db_query_duration_seconds` with `origin="background"`, so what a request costs
+/// (`origin="request"`, the statement budgets, `make bench`'s column) never includes what
+/// the dispatcher or a sweep happened to run meanwhile. A task it spawns in turn must be
+/// spawned through here too (task-locals do not pass to spawned tasks).
+pub fn spawn_background<F>(work: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(BACKGROUND.scope((), work))
+}
+
+/// Runs `work` as background work in the current task (see [`spawn_background`]).
+pub async fn in_background<F: std::future::Future>(work: F) -> F::Output {
+    BACKGROUND.scope((), work).await
+}
+
+/// `background` inside [`spawn_background`] or [`in_background`], `request` anywhere else.
+pub fn origin() -> &'static str {
+    if BACKGROUND.try_with(|()| ()).is_ok() {
+        "background"
+    } else {
+        "request"
+    }
+}
+
 /// Pool settings, from configuration.
 /// A pooled connection idle for longer than this is pinged before it is lent.
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(10);

@@ -257,7 +257,7 @@ impl Dispatcher {
     /// Runs until `stop` turns `true`; then publishes what is committed and gives the lease
     /// up.
     pub fn spawn(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
-        tokio::spawn(async move {
+        crate::db::spawn_background(async move {
             let mut failing = false;
             loop {
                 match self.drain().await {

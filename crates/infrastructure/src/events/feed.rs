@@ -322,7 +322,7 @@ impl FeedPurgeTask {
     /// intervals, renewed by each pass). Must be called inside a Tokio runtime.
     pub fn spawn(db: Database, clock: Arc<dyn Clock>, retention: chrono::Duration, every: Duration) -> Self {
         let holder = Uuid::now_v7();
-        Self(tokio::spawn(async move {
+        Self(crate::db::spawn_background(async move {
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {

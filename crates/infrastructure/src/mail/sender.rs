@@ -149,7 +149,7 @@ impl MailSender {
 
     /// Passes until `stop` turns `true` (the attempt under way finishes first).
     pub fn spawn(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
-        tokio::spawn(async move {
+        crate::db::spawn_background(async move {
             let mut failing = false;
             loop {
                 if *stop.borrow() {

@@ -118,7 +118,9 @@ impl Sender {
         let mut tasks = JoinSet::new();
         for (webhook_id, deliveries) in by_webhook {
             let sender = Arc::clone(self);
-            tasks.spawn(async move { sender.serve_webhook(webhook_id, deliveries).await });
+            tasks.spawn(crate::db::in_background(async move {
+                sender.serve_webhook(webhook_id, deliveries).await
+            }));
         }
         let mut attempts = 0;
         while let Some(joined) = tasks.join_next().await {
@@ -292,7 +294,7 @@ impl Sender {
         queued: Arc<Notify>,
         mut stop: watch::Receiver<bool>,
     ) -> JoinHandle<()> {
-        tokio::spawn(async move {
+        crate::db::spawn_background(async move {
             let mut failing = false;
             loop {
                 if leading.load(Ordering::Acquire) {
