@@ -228,8 +228,8 @@ row() {
         'BEGIN { if (c > 0) printf "%.2f", s * 1000 / c; else print "?" }')"
     db_all="$(awk -v s="$(delta "$name" db_query_duration_seconds_sum '')" -v c="$ok" \
         'BEGIN { if (c > 0) printf "%.2f", s * 1000 / c; else print "?" }')"
-    db_list="$(awk -v s="$(delta "$name" db_query_duration_seconds_sum 'operation="select",table="tasks"')" \
-        -v c="$(delta "$name" db_query_duration_seconds_count 'operation="select",table="tasks"')" \
+    db_list="$(awk -v s="$(delta "$name" db_query_duration_seconds_sum 'operation="select",origin="request",table="tasks"')" \
+        -v c="$(delta "$name" db_query_duration_seconds_count 'operation="select",origin="request",table="tasks"')" \
         'BEGIN { if (c > 0) printf "%.2f", s * 1000 / c; else print "?" }')"
     stmts="$(awk -v s="$(delta "$name" db_query_duration_seconds_count '')" -v c="$ok" \
         'BEGIN { if (c > 0) printf "%.1f", s / c; else print "?" }')"
