@@ -327,21 +327,26 @@ async fn viewers_read_states_admins_manage_them_and_strangers_get_404() {
     );
 }
 
+/// Adds the state `qa` (category `started`) to the project `id`; returns its path.
+async fn qa_state(app: &keel_tests::TestApp, token: &str, id: &str) -> String {
+    let states_path = format!("/api/v1/projects/{id}/states");
+    let qa = app
+        .created(
+            &states_path,
+            &json!({"key": "qa", "name": "QA", "category": "started", "color": "#0ea5e9"}),
+            token,
+        )
+        .await;
+    format!("{states_path}/{}", qa["id"].as_str().unwrap())
+}
+
 #[tokio::test]
 async fn each_task_a_state_write_rewrites_gets_its_task_updated_event_and_a_fresh_view() {
     let app = spawn_app().await;
     let ann = app.account("ann@example.com").await;
     let project = app.create_project(&ann.token, "KEEL").await;
     let id = project["id"].as_str().unwrap();
-    let states_path = format!("/api/v1/projects/{id}/states");
-    let qa = app
-        .created(
-            &states_path,
-            &json!({"key": "qa", "name": "QA", "category": "started", "color": "#0ea5e9"}),
-            &ann.token,
-        )
-        .await;
-    let qa_path = format!("{states_path}/{}", qa["id"].as_str().unwrap());
+    let qa_path = qa_state(&app, &ann.token, id).await;
     let mut in_qa = Vec::new();
     for title in ["One", "Two"] {
         let task = app
@@ -429,14 +434,7 @@ async fn a_category_change_racing_task_writes_into_the_state_leaves_every_task_a
     let project = a.create_project(&ann.token, "RACE").await;
     let id = project["id"].as_str().unwrap().to_owned();
     let states_path = format!("/api/v1/projects/{id}/states");
-    let qa = a
-        .created(
-            &states_path,
-            &json!({"key": "qa", "name": "QA", "category": "started", "color": "#0ea5e9"}),
-            &ann.token,
-        )
-        .await;
-    let qa_path = format!("{states_path}/{}", qa["id"].as_str().unwrap());
+    let qa_path = qa_state(&a, &ann.token, &id).await;
     let mut tasks = Vec::new();
     for n in 0..12 {
         let task = a
