@@ -488,6 +488,14 @@ impl TestApp {
         .await
     }
 
+    /// [`Self::create_project`], answering only the new project's id.
+    pub async fn create_project_id(&self, token: &str, key: &str) -> String {
+        self.create_project(token, key).await["id"]
+            .as_str()
+            .expect("a project id")
+            .to_owned()
+    }
+
     /// Adds the account `email` to the project with `role` as `token` (an admin of it);
     /// returns the membership. The route adds an account the caller shares a project with
     /// at once (201); any other address gets an invitation (202). Then this accepts the

@@ -20,10 +20,7 @@ async fn scene() -> Scene {
     let app = spawn_app().await;
     let ann = app.account("ann@example.com").await;
     let bob = app.account("bob@example.com").await;
-    let project = app.create_project(&ann.token, "ANN").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let project = app.create_project_id(&ann.token, "ANN").await;
     app.add_member(&ann.token, &project, &bob.email, "member").await;
     app.create_task(&ann.token, &project, json!({"title": "Ann's own"}))
         .await;
@@ -81,10 +78,7 @@ impl Scene {
 
     /// Bob invites Ann's address to a project of his own (`BOB`); its id.
     async fn bob_invites_ann(&self) -> String {
-        let project = self.app.create_project(&self.bob.token, "BOB").await["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let project = self.app.create_project_id(&self.bob.token, "BOB").await;
         self.app
             .created(
                 &format!("/api/v1/projects/{project}/invitations"),

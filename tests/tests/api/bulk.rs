@@ -26,18 +26,12 @@ async fn world() -> World {
     let bob = app.account("bob@example.com").await;
     let dan = app.account("dan@example.com").await;
     let eve = app.account("eve@example.com").await;
-    let keel = app.create_project(&ann.token, "KEEL").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let keel = app.create_project_id(&ann.token, "KEEL").await;
     app.add_member(&ann.token, &keel, &bob.email, "member").await;
     app.add_member(&ann.token, &keel, &dan.email, "viewer").await;
     app.create_label(&ann.token, &keel, "ui", "#00FF00").await;
     for (key, role) in [("OTH", Some("viewer")), ("THR", Some("member")), ("EVE", None)] {
-        let project = app.create_project(&eve.token, key).await["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let project = app.create_project_id(&eve.token, key).await;
         if let Some(role) = role {
             app.add_member(&eve.token, &project, &bob.email, role).await;
         }

@@ -23,10 +23,7 @@ async fn thread() -> Thread {
     let cara = app.account("cara@example.com").await;
     let carl = app.account("carl@example.com").await;
     let dan = app.account("dan@example.com").await;
-    let project = app.create_project(&ann.token, "TALK").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let project = app.create_project_id(&ann.token, "TALK").await;
     for (who, role) in [
         (&bob, "admin"),
         (&cara, "member"),

@@ -14,10 +14,7 @@ async fn the_activity_feed_shows_a_webhooks_url_to_project_admins_only() {
     let app = spawn_app().await;
     let root = app.admin_token("root@example.com").await;
     let owner = app.account("owner@example.com").await;
-    let project = app.create_project(&owner.token, "FEED").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let project = app.create_project_id(&owner.token, "FEED").await;
     let mut readers = vec![(owner.token.clone(), true), (root, true)];
     for (email, role, sees) in [
         ("admin@example.com", "admin", true),
@@ -100,10 +97,7 @@ async fn password_change_attempts_count_against_the_login_limit_per_user_and_per
 async fn a_response_that_carries_a_secret_is_never_stored_by_a_cache() {
     let app = spawn_app().await;
     let owner = app.account("owner@example.com").await;
-    let project = app.create_project(&owner.token, "NOST").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let project = app.create_project_id(&owner.token, "NOST").await;
     let hooks = format!("/api/v1/projects/{project}/webhooks");
     let response = app
         .post_json(
@@ -162,10 +156,7 @@ async fn a_body_must_be_application_json_not_text_json_or_a_json_suffix() {
 async fn a_webhook_host_that_does_not_resolve_and_one_that_resolves_privately_get_the_same_answer() {
     let app = spawn_app().await;
     let owner = app.account("owner@example.com").await;
-    let project = app.create_project(&owner.token, "DNS").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let project = app.create_project_id(&owner.token, "DNS").await;
     let hooks = format!("/api/v1/projects/{project}/webhooks");
     let mut messages = Vec::new();
     // `.invalid` never resolves (RFC 6761); `localhost` resolves to loopback.

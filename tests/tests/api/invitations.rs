@@ -81,10 +81,7 @@ async fn verify(app: &TestApp, who: &Account) {
 /// An owner with the project `INV`.
 async fn owner_and_project(app: &TestApp) -> (Account, String) {
     let owner = app.account(&unique_email("olga")).await;
-    let project = app.create_project(&owner.token, "INV").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let project = app.create_project_id(&owner.token, "INV").await;
     (owner, project)
 }
 

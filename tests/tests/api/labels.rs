@@ -301,10 +301,7 @@ async fn labelled() -> Labelled {
     let app = spawn_app().await;
     let ann = app.account("ann@example.com").await;
     let cara = app.account("cara@example.com").await;
-    let project = app.create_project(&ann.token, "KEEL").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let project = app.create_project_id(&ann.token, "KEEL").await;
     app.add_member(&ann.token, &project, &cara.email, "member").await;
     let bug = app.create_label(&ann.token, &project, "bug", "#FF0000").await["id"]
         .as_str()
@@ -523,10 +520,7 @@ async fn task_bodies_and_the_label_filter_take_label_ids_or_names() {
     );
 
     // An id that is no label of this project is refused like an unknown name.
-    let elsewhere = l.app.create_project(&l.ann.token, "ELSE").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let elsewhere = l.app.create_project_id(&l.ann.token, "ELSE").await;
     let foreign = l
         .app
         .create_label(&l.ann.token, &elsewhere, "bug", "#000000")

@@ -22,10 +22,7 @@ async fn board() -> Board {
     let cara = app.account("cara@example.com").await;
     let dan = app.account("dan@example.com").await;
     let eve = app.account("eve@example.com").await;
-    let project = app.create_project(&ann.token, "LINK").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let project = app.create_project_id(&ann.token, "LINK").await;
     app.add_member(&ann.token, &project, &cara.email, "member").await;
     app.add_member(&ann.token, &project, &dan.email, "viewer").await;
     let task = app

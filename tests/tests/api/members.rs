@@ -21,10 +21,7 @@ async fn team() -> Team {
     let bob = app.account("bob@example.com").await;
     let cara = app.account("cara@example.com").await;
     let dan = app.account("dan@example.com").await;
-    let project = app.create_project(&ann.token, "TEAM").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let project = app.create_project_id(&ann.token, "TEAM").await;
     for (who, role) in [(&bob, "admin"), (&cara, "member"), (&dan, "viewer")] {
         app.add_member(&ann.token, &project, &who.email, role).await;
     }

@@ -21,18 +21,9 @@ async fn graph() -> Graph {
     let cara = app.account("cara@example.com").await;
     let dan = app.account("dan@example.com").await;
     let eve = app.account("eve@example.com").await;
-    let rel = app.create_project(&ann.token, "REL").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let oth = app.create_project(&ann.token, "OTH").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let own = app.create_project(&eve.token, "EVE").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let rel = app.create_project_id(&ann.token, "REL").await;
+    let oth = app.create_project_id(&ann.token, "OTH").await;
+    let own = app.create_project_id(&eve.token, "EVE").await;
     app.add_member(&ann.token, &rel, &cara.email, "member").await;
     app.add_member(&ann.token, &rel, &dan.email, "viewer").await;
     app.add_member(&ann.token, &oth, &cara.email, "member").await;

@@ -23,10 +23,7 @@ struct World {
 async fn world(app: TestApp) -> World {
     let ann = app.account("ann@example.com").await;
     let bob = app.account("bob@example.com").await;
-    let project = app.create_project(&ann.token, "KEEL").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let project = app.create_project_id(&ann.token, "KEEL").await;
     app.add_member(&ann.token, &project, &bob.email, "member").await;
     for (name, color) in [("bug", "#FF0000"), ("docs", "#0000FF"), ("ui", "#00FF00")] {
         app.create_label(&ann.token, &project, name, color).await;

@@ -20,14 +20,8 @@ async fn tree() -> Tree {
     let app = spawn_app().await;
     let ann = app.account("ann@example.com").await;
     let cara = app.account("cara@example.com").await;
-    let sub = app.create_project(&ann.token, "SUB").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let oth = app.create_project(&ann.token, "OTH").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let sub = app.create_project_id(&ann.token, "SUB").await;
+    let oth = app.create_project_id(&ann.token, "OTH").await;
     app.add_member(&ann.token, &sub, &cara.email, "member").await;
     Tree {
         app,

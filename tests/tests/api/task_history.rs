@@ -22,10 +22,7 @@ async fn the_history_lists_each_change_newest_first_with_old_and_new_values() {
     let ann = app.account("ann@example.com").await;
     let dan = app.account("dan@example.com").await;
     let eve = app.account("eve@example.com").await;
-    let project = app.create_project(&ann.token, "KEEL").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let project = app.create_project_id(&ann.token, "KEEL").await;
     app.add_member(&ann.token, &project, &dan.email, "viewer").await;
     app.create_label(&ann.token, &project, "ui", "#00FF00").await;
     app.create_task(
@@ -148,10 +145,7 @@ async fn updated_events_carry_the_old_values_of_what_changed_in_previous() {
     let app = spawn_app().await;
     let ann = app.account("ann@example.com").await;
     let bob = app.account("bob@example.com").await;
-    let project = app.create_project(&ann.token, "KEEL").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let project = app.create_project_id(&ann.token, "KEEL").await;
     app.add_member(&ann.token, &project, &bob.email, "member").await;
     let label = app.create_label(&ann.token, &project, "ui", "#00FF00").await;
     app.create_task(&ann.token, &project, json!({"title": "First"}))

@@ -24,10 +24,7 @@ async fn board() -> Board {
 async fn board_on(app: TestApp) -> Board {
     let ann = app.account("ann@example.com").await;
     let bob = app.account("bob@example.com").await;
-    let project = app.create_project(&ann.token, "KEEL").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let project = app.create_project_id(&ann.token, "KEEL").await;
     app.add_member(&ann.token, &project, &bob.email, "member").await;
     Board {
         app,

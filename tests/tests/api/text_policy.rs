@@ -47,10 +47,7 @@ async fn world() -> World {
     let app = spawn_app().await;
     let admin = app.admin_token("root@example.com").await;
     let owner = app.account("owner@example.com").await;
-    let project = app.create_project(&owner.token, "TEXT").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let project = app.create_project_id(&owner.token, "TEXT").await;
     let task = app
         .create_task(&owner.token, &project, json!({"title": "A task"}))
         .await["id"]

@@ -243,14 +243,8 @@ async fn a_non_admin_cannot_create_an_admin_token() {
 async fn a_token_limited_to_a_project_sees_only_it() {
     let app = spawn_app().await;
     let ann = app.account("ann@example.com").await;
-    let a = app.create_project(&ann.token, "AAA").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let b = app.create_project(&ann.token, "BBB").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let a = app.create_project_id(&ann.token, "AAA").await;
+    let b = app.create_project_id(&ann.token, "BBB").await;
     app.create_task(&ann.token, &a, json!({"title": "in A"})).await;
     let in_b = app.create_task(&ann.token, &b, json!({"title": "in B"})).await;
     let created = create_token(
@@ -504,14 +498,8 @@ async fn the_stream_accepts_a_token_sends_only_its_projects_and_ends_when_it_is_
     })
     .await;
     let ann = app.account("ann@example.com").await;
-    let a = app.create_project(&ann.token, "AAA").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let b = app.create_project(&ann.token, "BBB").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let a = app.create_project_id(&ann.token, "AAA").await;
+    let b = app.create_project_id(&ann.token, "BBB").await;
     let created = create_token(
         &app,
         &ann.token,
@@ -556,14 +544,8 @@ async fn the_stream_accepts_a_token_sends_only_its_projects_and_ends_when_it_is_
 async fn a_token_limited_to_a_project_sees_no_relation_to_another_project() {
     let app = spawn_app().await;
     let ann = app.account("ann@example.com").await;
-    let a = app.create_project(&ann.token, "AAA").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let b = app.create_project(&ann.token, "BBB").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let a = app.create_project_id(&ann.token, "AAA").await;
+    let b = app.create_project_id(&ann.token, "BBB").await;
     app.create_task(&ann.token, &a, json!({"title": "in A"})).await;
     app.create_task(&ann.token, &a, json!({"title": "also in A"}))
         .await;

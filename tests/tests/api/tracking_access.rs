@@ -42,10 +42,7 @@ async fn world() -> World {
     let cara = app.account("cara@example.com").await;
     let dan = app.account("dan@example.com").await;
     let eve = app.account("eve@example.com").await;
-    let project = app.create_project(&ann.token, "KEEL").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let project = app.create_project_id(&ann.token, "KEEL").await;
     for (who, role) in [(&bob, "admin"), (&cara, "member"), (&dan, "viewer")] {
         app.add_member(&ann.token, &project, &who.email, role).await;
     }
