@@ -69,15 +69,26 @@ struct TaskRow {
 /// `(SELECT <[name, id] pairs as a JSON array> FROM task_labels … WHERE task_id =
 /// tasks.id)`: a task's labels inside the statement that reads the task (NULL or `[]` when
 /// it has none). SQLite stores ids as 16-byte blobs, which JSON cannot hold: their hex.
+///
+/// On PostgreSQL each label's name is looked up by its primary key, not joined: for a
+/// prepared statement's generic plan the join of `task_labels` to `labels` is a hash join
+/// that reads the whole `labels` table (every project's labels) for each task that has one
+/// — measured at 25 µs of a 80 µs task read with 408 labels, and once per row of a page
+/// (docs/performance.md, "The task read statement"). A label row always exists for a
+/// `task_labels` row (foreign key, deleted with it).
 fn labels_json(backend: DbBackend) -> Expr {
-    let array = match backend {
-        DbBackend::Postgres => "json_agg(json_build_array(l.\"name\", l.\"id\"))::text",
-        _ => "json_group_array(json_array(l.\"name\", hex(l.\"id\")))",
-    };
-    Expr::cust(format!(
-        "(SELECT {array} FROM \"task_labels\" tl JOIN \"labels\" l ON l.\"id\" = tl.\"label_id\" \
-         WHERE tl.\"task_id\" = \"tasks\".\"id\")"
-    ))
+    Expr::cust(match backend {
+        DbBackend::Postgres => {
+            "(SELECT json_agg(json_build_array(\
+             (SELECT l.\"name\" FROM \"labels\" l WHERE l.\"id\" = tl.\"label_id\"), tl.\"label_id\"))::text \
+             FROM \"task_labels\" tl WHERE tl.\"task_id\" = \"tasks\".\"id\")"
+        }
+        _ => {
+            "(SELECT json_group_array(json_array(l.\"name\", hex(l.\"id\"))) \
+             FROM \"task_labels\" tl JOIN \"labels\" l ON l.\"id\" = tl.\"label_id\" \
+             WHERE tl.\"task_id\" = \"tasks\".\"id\")"
+        }
+    })
 }
 
 /// `FROM task_relations r JOIN tasks b … WHERE …`: the open blockers of the task of the

@@ -802,3 +802,90 @@ async fn concurrent_moves_that_would_close_a_cycle_commit_one() {
         assert!(placement.check(Some(a), p.id).is_err(), "{}", s.name);
     }
 }
+
+/// A task read looks each of its labels up by primary key, whatever plan PostgreSQL keeps for
+/// it: joined, the generic plan of the prepared read walked the whole `labels` table (every
+/// project's) for each task that has labels — a hash of it, or a merge along its primary key —
+/// a third of a task read's executor time with a few hundred labels, and once per row of a
+/// page (docs/performance.md, "The task read statement").
+#[tokio::test]
+async fn a_task_read_never_scans_every_label_on_postgresql() {
+    use sea_orm::ConnectionTrait;
+    for s in stores().await {
+        if s.name != "postgres" {
+            continue;
+        }
+        let owner = user(&s, "Labeller").await;
+        let p = project(&s, "LBL", owner).await;
+        // Three labels on the task: the planner expects as many per task.
+        let bug = label(&s, &p, "bug").await;
+        let docs = label(&s, &p, "docs").await;
+        let ui = label(&s, &p, "ui").await;
+        let task = create_task(&s, task_value(&p, owner, "Labelled"), &[ui.id, bug.id, docs.id]).await;
+        let run = |sql: String| {
+            let db = s.db.clone();
+            async move {
+                db.connection()
+                    .query_all_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, sql))
+                    .await
+                    .unwrap()
+            }
+        };
+        // Other projects' labels, as on any real instance: 400 rows the planner knows of.
+        run(format!(
+            "INSERT INTO labels (id, project_id, name, color, created_at) \
+             SELECT gen_random_uuid(), '{}', 'filler-' || i, '#a1b2c3', now() \
+             FROM generate_series(1, 400) i",
+            p.id
+        ))
+        .await;
+        run("ANALYZE labels, task_labels, tasks, projects, project_members".to_owned()).await;
+        // The read's statement text, from the prepared statements of a session that ran it.
+        let mut statement = None;
+        for _ in 0..20 {
+            let (read, _) = s.tasks.find_with_access(task.id, owner).await.unwrap().unwrap();
+            assert_eq!(
+                read.labels,
+                vec![bug.name.clone(), docs.name.clone(), ui.name.clone()]
+            );
+            assert_eq!(read.label_ids, vec![bug.id, docs.id, ui.id]);
+            let rows = run(
+                "SELECT statement FROM pg_prepared_statements WHERE statement LIKE '%\"t_labels\"%' \
+                 AND statement LIKE '%\"caller_role\"%' AND statement NOT LIKE '%pg_prepared_statements%'"
+                    .to_owned(),
+            )
+            .await;
+            if let Some(row) = rows.first() {
+                statement = Some(row.try_get::<String>("", "statement").unwrap());
+                break;
+            }
+        }
+        let statement = statement.expect("the task read is a prepared statement");
+        // Its generic plan, as PostgreSQL keeps it after five executions: prepared, explained
+        // and dropped in one call (one session).
+        run(
+            "CREATE FUNCTION keel_test_generic_plan(stmt text, a uuid, b uuid) RETURNS SETOF text \
+             LANGUAGE plpgsql AS $$ DECLARE line text; BEGIN \
+             SET LOCAL plan_cache_mode = force_generic_plan; \
+             EXECUTE 'PREPARE keel_test_read(uuid, uuid) AS ' || stmt; \
+             FOR line IN EXECUTE format('EXPLAIN EXECUTE keel_test_read(%L, %L)', a, b) LOOP \
+             RETURN NEXT line; END LOOP; DEALLOCATE keel_test_read; END $$"
+                .to_owned(),
+        )
+        .await;
+        let plan: Vec<String> = run(format!(
+            "SELECT keel_test_generic_plan('{}', '{owner}', '{}') AS line",
+            statement.replace('\'', "''"),
+            task.id
+        ))
+        .await
+        .iter()
+        .map(|row| row.try_get("", "line").unwrap())
+        .collect();
+        let plan = plan.join("\n");
+        // Each label by its id (joined, the plan walked `labels`: a hash of it, or a merge
+        // along its whole primary key).
+        assert!(plan.contains("Index Cond: (id = tl.label_id)"), "{plan}");
+        assert!(!plan.contains("Seq Scan on labels"), "{plan}");
+    }
+}
