@@ -914,7 +914,7 @@ impl TaskRepository for SeaOrmTaskRepository {
         // The tasks' states held first (a state write waits, or was waited for), as in
         // `write_task`: a task whose state is gone or of another category is not written.
         let states = states_held(&txn, writes).await?;
-        let eligible: Vec<&TaskWrite> = writes
+        let mut eligible: Vec<&TaskWrite> = writes
             .iter()
             .filter(|w| {
                 states.contains(&(
@@ -924,6 +924,9 @@ impl TaskRepository for SeaOrmTaskRepository {
                 ))
             })
             .collect();
+        // In id order: two bulk writes over the same tasks take their rows in the same
+        // order (the plan walks the list), so they queue instead of deadlocking.
+        eligible.sort_by_key(|w| w.task.id);
         let mut written = BTreeSet::new();
         for chunk in eligible.chunks(ROWS_PER_STATEMENT) {
             written.extend(write_tasks(&txn, chunk).await?);
