@@ -314,6 +314,58 @@ impl TrackingPorts {
     }
 }
 
+impl TrackingPorts {
+    /// What many committed changes (one store write: a bulk update's) made stale, dropped
+    /// in one call: each change's keys by [`stale`], once each, and the tasks each blocks
+    /// when it names them. An error is the look-up of those (the changes are committed;
+    /// the other keys are dropped before it is reported).
+    pub(crate) async fn invalidate_changes(&self, changes: &[&Change]) -> Result<(), AppError> {
+        let mut keys: Vec<CacheKey> = Vec::new();
+        let add = |keys: &mut Vec<CacheKey>, key: CacheKey| {
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        };
+        let mut lookups = Ok(());
+        for change in changes {
+            let Stale {
+                keys: stale_keys,
+                member_lists_of,
+                blocked_by,
+            } = stale(change, &true);
+            for key in stale_keys {
+                add(&mut keys, key);
+            }
+            if lookups.is_err() {
+                continue;
+            }
+            if let Some(project) = member_lists_of {
+                match self.members.user_ids(project).await {
+                    Ok(members) => members
+                        .into_iter()
+                        .for_each(|m| add(&mut keys, CacheKey::projects_of(m))),
+                    Err(e) => lookups = Err(e),
+                }
+            }
+            if let Some(task) = blocked_by {
+                match self.relations.blocked_by(task).await {
+                    Ok(blocked) => {
+                        for (project, task) in blocked {
+                            add(&mut keys, CacheKey::project_tasks(project));
+                            add(&mut keys, CacheKey::task(task));
+                        }
+                    }
+                    Err(e) => lookups = Err(e),
+                }
+            }
+        }
+        if !keys.is_empty() {
+            self.cache.invalidate(&keys).await;
+        }
+        lookups.map_err(AppError::from)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::Utc;

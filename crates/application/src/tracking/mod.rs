@@ -221,7 +221,7 @@ impl Expect {
 /// another write to the same row committed, so the writers as a whole always progress; 8
 /// lets one writer lose to 7 others in a row (3 gave up under the benchmark's mix, where
 /// several clients patch the same hot task at once).
-const UPDATE_ATTEMPTS: usize = 8;
+pub(crate) const UPDATE_ATTEMPTS: usize = 8;
 
 /// Runs a read-modify-write `attempt` guarded by a version. `attempt` re-reads the resource,
 /// checks `expect` (412), applies the change and answers `Ok(None)` when the guarded write

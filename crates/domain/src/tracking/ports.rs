@@ -227,6 +227,17 @@ pub struct SubtreeArchive {
     pub writes: Vec<SubtreeWrite>,
 }
 
+/// One task of a [`TaskRepository::update_many`]: the task as it will be (its `version`
+/// already `expected_version + 1`), the labels that replace its own when given, and its
+/// change (audit entry and event, built from the task as it will be).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskWrite {
+    pub task: Task,
+    pub expected_version: i64,
+    pub label_ids: Option<Vec<Uuid>>,
+    pub change: Change,
+}
+
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait TaskRepository: Send + Sync {
@@ -251,6 +262,15 @@ pub trait TaskRepository: Send + Sync {
         id: Uuid,
         user_id: Uuid,
     ) -> Result<Option<(Task, ProjectAccess)>, StoreError>;
+    /// The live tasks named by id (`ids`) or by identifier (`numbers`), each with its
+    /// project and `user_id`'s role in it, in one statement; those not found are left out,
+    /// in no particular order.
+    async fn find_many_with_access<'a>(
+        &self,
+        ids: &'a [Uuid],
+        numbers: &'a [(ProjectKey, i64)],
+        user_id: Uuid,
+    ) -> Result<Vec<(Task, ProjectAccess)>, StoreError>;
     /// [`TaskRepository::find_with_access`] by identifier (`KEY-12`).
     async fn find_by_number_with_access(
         &self,
@@ -273,6 +293,17 @@ pub trait TaskRepository: Send + Sync {
         expected_version: i64,
         change: &Change,
     ) -> Result<bool, StoreError>;
+    /// Many [`TaskRepository::update`]s (never a move to the trash, never a parent) in one
+    /// transaction, set-based: the states the tasks are in are checked (held) in one
+    /// statement, the tasks written in one version-guarded statement per 500, their labels
+    /// replaced in two, the changes of the tasks written recorded (per project the first
+    /// audit entry with the actor's authority checked, the others and the events in one
+    /// multi-row insert each), one commit. Each task on its own: one at another version, gone,
+    /// or whose state is gone or of another category is not written and records nothing
+    /// (the caller reads it again); the others are. Answers the ids of the tasks written.
+    /// # Errors
+    /// Any error (`AuthorityLost` as every write) rolls back everything: nothing written.
+    async fn update_many(&self, writes: &[TaskWrite]) -> Result<Vec<Uuid>, StoreError>;
     /// [`TaskRepository::update`] that also writes `task.parent_id` and changes the tree as
     /// `tree` says, in one transaction that holds the project's lock (parent changes, creates
     /// with a parent, trash and purge of one project are serialized, so concurrent writes

@@ -9,7 +9,8 @@ use keel_domain::audit::AuditEntry;
 use keel_domain::events::Change;
 use keel_domain::events::Envelope;
 use keel_domain::tracking::ports::{
-    EventData, NewTask, SubtreeAction, SubtreeArchive, SubtreeWrite, TaskRepository, TreeChange, TreeWrite,
+    EventData, NewTask, SubtreeAction, SubtreeArchive, SubtreeWrite, TaskRepository, TaskWrite, TreeChange,
+    TreeWrite,
 };
 use keel_domain::tracking::search::SearchTerms;
 use keel_domain::tracking::{
@@ -841,6 +842,44 @@ impl TaskRepository for SeaOrmTaskRepository {
         self.one_task_with_access(&select).await
     }
 
+    async fn find_many_with_access<'a>(
+        &self,
+        ids: &'a [Uuid],
+        numbers: &'a [(ProjectKey, i64)],
+        user_id: Uuid,
+    ) -> Result<Vec<(Task, ProjectAccess)>, StoreError> {
+        if ids.is_empty() && numbers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut select = select_tasks(self.db.backend());
+        with_access(&mut select, user_id);
+        let mut named = Condition::any();
+        if !ids.is_empty() {
+            named = named.add(Expr::col((Entity, Column::Id)).is_in(ids.iter().copied()));
+        }
+        for (key, number) in numbers {
+            named = named.add(
+                Condition::all()
+                    .add(Expr::col((projects::Entity, projects::Column::Key)).eq(key.as_str()))
+                    .add(Expr::col((Entity, Column::Number)).eq(*number)),
+            );
+        }
+        select.cond_where(named);
+        let rows = self
+            .db
+            .connection()
+            .query_all(&select)
+            .await
+            .map_err(store_error)?;
+        let mut found = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Some(task) = task_from_row(row)? {
+                found.push((task, access_from_row(row)?));
+            }
+        }
+        Ok(found)
+    }
+
     async fn find_by_number_with_access(
         &self,
         key: &ProjectKey,
@@ -876,6 +915,68 @@ impl TaskRepository for SeaOrmTaskRepository {
         }
         commit_change(&self.db, txn, change).await?;
         Ok(true)
+    }
+
+    async fn update_many(&self, writes: &[TaskWrite]) -> Result<Vec<Uuid>, StoreError> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let txn = self.db.begin_write().await?;
+        // The tasks' states held first (a state write waits, or was waited for), as in
+        // `write_task`: a task whose state is gone or of another category is not written.
+        let states = states_held(&txn, writes).await?;
+        let mut eligible: Vec<&TaskWrite> = writes
+            .iter()
+            .filter(|w| {
+                states.contains(&(
+                    w.task.project_id,
+                    w.task.status.as_str().to_owned(),
+                    w.task.status_category.as_str().to_owned(),
+                ))
+            })
+            .collect();
+        // In id order: two bulk writes over the same tasks take their rows in the same
+        // order (the plan walks the list), so they queue instead of deadlocking.
+        eligible.sort_by_key(|w| w.task.id);
+        let mut written = BTreeSet::new();
+        for chunk in eligible.chunks(ROWS_PER_STATEMENT) {
+            written.extend(write_tasks(&txn, chunk).await?);
+        }
+        let applied: Vec<&TaskWrite> = writes.iter().filter(|w| written.contains(&w.task.id)).collect();
+        if applied.is_empty() {
+            roll_back(txn).await?;
+            return Ok(Vec::new());
+        }
+        let relabeled: Vec<(Uuid, &[Uuid])> = applied
+            .iter()
+            .filter_map(|w| w.label_ids.as_deref().map(|ids| (w.task.id, ids)))
+            .collect();
+        for chunk in relabeled.chunks(ROWS_PER_STATEMENT) {
+            replace_labels(&txn, chunk).await?;
+        }
+        // Per project, the first entry checks the actor's authority after the rows it
+        // changes are held (see `insert_entry`); the others are the same actor's in the same
+        // transaction, already checked.
+        let mut checked: Vec<Uuid> = Vec::new();
+        let mut held: Vec<&AuditEntry> = Vec::new();
+        for write in &applied {
+            let project = write.task.project_id;
+            if checked.contains(&project) {
+                held.push(&write.change.audit);
+            } else {
+                insert_entry(&txn, &write.change.audit).await?;
+                checked.push(project);
+            }
+        }
+        for chunk in held.chunks(ROWS_PER_STATEMENT) {
+            insert_held_entries(&txn, chunk).await?;
+        }
+        let events: Vec<&Envelope> = applied.iter().map(|w| &w.change.event).collect();
+        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+            insert_events(&txn, chunk).await?;
+        }
+        commit_recorded(&self.db, txn).await?;
+        Ok(applied.iter().map(|w| w.task.id).collect())
     }
 
     async fn update_tree<'a>(
@@ -1214,6 +1315,157 @@ pub(super) fn numbered_param(backend: DbBackend) -> impl Fn(usize) -> String {
         DbBackend::Postgres => format!("${n}"),
         _ => format!("?{n}"),
     }
+}
+
+/// The `(project, key, category)` of the states `writes` put their tasks in, held until the
+/// end of the transaction (`FOR SHARE` on PostgreSQL; SQLite's write transaction holds the
+/// database): one statement.
+async fn states_held(
+    txn: &DatabaseTransaction,
+    writes: &[TaskWrite],
+) -> Result<BTreeSet<(Uuid, String, String)>, StoreError> {
+    let backend = txn.get_database_backend();
+    let param = numbered_param(backend);
+    let mut wanted: Vec<(Uuid, &str)> = writes
+        .iter()
+        .map(|w| (w.task.project_id, w.task.status.as_str()))
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut values: Vec<Value> = Vec::with_capacity(wanted.len() * 2);
+    let mut pairs = Vec::with_capacity(wanted.len());
+    for (project, key) in wanted {
+        pairs.push(format!(
+            "({}, {})",
+            param(values.len() + 1),
+            param(values.len() + 2)
+        ));
+        values.push(project.into());
+        values.push(key.into());
+    }
+    let lock = if backend == DbBackend::Postgres {
+        " FOR SHARE"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT project_id, \"key\" AS state_key, category FROM workflow_states \
+         WHERE (project_id, \"key\") IN (VALUES {}){lock}",
+        pairs.join(", ")
+    );
+    let rows = txn
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await
+        .map_err(store_error)?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get::<Uuid>("", "project_id").map_err(store_error)?,
+                row.try_get::<String>("", "state_key").map_err(store_error)?,
+                row.try_get::<String>("", "category").map_err(store_error)?,
+            ))
+        })
+        .collect()
+}
+
+/// Saves every field of each write's task but its parent and `deleted_at` (a live task
+/// only), each at its expected version, in one statement: `UPDATE … FROM (VALUES …)` with
+/// `RETURNING` (PostgreSQL, and SQLite since 3.35), which both name the list's columns
+/// `column1`, `column2`, …; answers the ids written.
+async fn write_tasks(txn: &DatabaseTransaction, writes: &[&TaskWrite]) -> Result<Vec<Uuid>, StoreError> {
+    const COLUMNS: [&str; 12] = [
+        "title",
+        "title_folded",
+        "description",
+        "status",
+        "status_category",
+        "priority",
+        "priority_rank",
+        "assignee_id",
+        "due_date",
+        "updated_at",
+        "completed_at",
+        "archived_at",
+    ];
+    let backend = txn.get_database_backend();
+    let param = numbered_param(backend);
+    let mut values: Vec<Value> = Vec::with_capacity(writes.len() * (COLUMNS.len() + 2));
+    let mut rows = Vec::with_capacity(writes.len());
+    for write in writes {
+        let task = &write.task;
+        let row: [Value; COLUMNS.len() + 2] = [
+            task.id.into(),
+            write.expected_version.into(),
+            task.title.as_str().into(),
+            fold(task.title.as_str()).into(),
+            task.description.clone().into(),
+            task.status.as_str().into(),
+            task.status_category.as_str().into(),
+            i16::from(task.priority.value()).into(),
+            task.priority.rank().into(),
+            task.assignee_id.into(),
+            task.due_date.into(),
+            task.updated_at.into(),
+            task.completed_at.into(),
+            task.archived_at.into(),
+        ];
+        let start = values.len();
+        rows.push(format!(
+            "({})",
+            (1..=row.len())
+                .map(|n| param(start + n))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        values.extend(row);
+    }
+    let set = COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(n, column)| format!("{column} = v.column{}", n + 3))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "UPDATE tasks SET {set}, version = v.column2 + 1 FROM (VALUES {}) AS v \
+         WHERE tasks.id = v.column1 AND tasks.version = v.column2 AND tasks.deleted_at IS NULL \
+         RETURNING tasks.id",
+        rows.join(", ")
+    );
+    let rows = txn
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await
+        .map_err(store_error)?;
+    rows.iter()
+        .map(|row| row.try_get::<Uuid>("", "id").map_err(store_error))
+        .collect()
+}
+
+/// Replaces the labels of each `(task, labels)`: one delete and one multi-row insert.
+async fn replace_labels(txn: &DatabaseTransaction, tasks: &[(Uuid, &[Uuid])]) -> Result<(), StoreError> {
+    task_labels::Entity::delete_many()
+        .filter(task_labels::Column::TaskId.is_in(tasks.iter().map(|(id, _)| *id)))
+        .exec(txn)
+        .await
+        .map_err(store_error)?;
+    let rows: Vec<task_labels::ActiveModel> = tasks
+        .iter()
+        .flat_map(|(task_id, label_ids)| {
+            distinct(label_ids)
+                .into_iter()
+                .map(move |label_id| task_labels::ActiveModel {
+                    task_id: Set(*task_id),
+                    label_id: Set(label_id),
+                })
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    task_labels::Entity::insert_many(rows)
+        .exec_without_returning(txn)
+        .await
+        .map_err(store_error)?;
+    Ok(())
 }
 
 /// Sets `archived_at` and `updated_at` (and `version + 1`) of the live tasks of `writes`,

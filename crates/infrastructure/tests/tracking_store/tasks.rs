@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use chrono::NaiveDate;
 use keel_domain::StoreError;
 use keel_domain::audit::AuditLog;
-use keel_domain::tracking::ports::{LabelRepository, MemberRepository, NewTask, TaskRepository};
+use keel_domain::tracking::ports::{LabelRepository, MemberRepository, NewTask, TaskRepository, TaskWrite};
 use keel_domain::tracking::{
     AssigneeFilter, LabelName, Priority, ProjectRole, Scope, Task, TaskFilter, TaskQuery, TaskSort,
     TaskSortKey, TaskTitle, WorkflowState,
@@ -19,6 +19,95 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use uuid::Uuid;
 
 use crate::common::*;
+
+/// `update_many` (a bulk update's write): each task on its own at its expected version — a
+/// stale one, and one put in a state its project does not have, are not written and record
+/// nothing; the others are written whole (fields, labels replaced), each with its audit
+/// entry and its event, in the order given, in one commit.
+#[tokio::test]
+async fn update_many_writes_each_task_at_its_version_and_records_only_those_written() {
+    for s in stores().await {
+        let owner = user(&s, "Owner").await;
+        let p = project(&s, "MNY", owner).await;
+        let ui = label(&s, &p, "ui").await;
+        let bug = label(&s, &p, "bug").await;
+        let a = create_task(&s, task_value(&p, owner, "A"), &[bug.id]).await;
+        let b = create_task(&s, task_value(&p, owner, "B"), &[]).await;
+        let c = create_task(&s, task_value(&p, owner, "C"), &[ui.id]).await;
+        let d = create_task(&s, task_value(&p, owner, "D"), &[]).await;
+        let (entries, events) = (
+            audit_entries(&s, p.id).await,
+            outbox_events_of(&s, p.id).await.len(),
+        );
+        let urgent = Priority::new(1, "priority").unwrap();
+        let write = |t: &Task, expected: i64, title: &str, labels: Option<Vec<Uuid>>| {
+            let mut after = t.clone();
+            after.title = TaskTitle::parse(title).unwrap();
+            after.priority = urgent;
+            after.version = expected + 1;
+            after.updated_at = at(7);
+            let mut change = audit("task.updated", Some(p.id));
+            change.audit.resource_id = Some(t.id.to_string());
+            TaskWrite {
+                task: after,
+                expected_version: expected,
+                label_ids: labels,
+                change,
+            }
+        };
+        let mut nowhere = write(&d, d.version, "D2", None);
+        nowhere.task.status = key("nowhere");
+        let writes = vec![
+            write(&a, a.version, "A2", Some(vec![ui.id, bug.id])),
+            write(&b, b.version + 5, "B2", None),
+            write(&c, c.version, "C2", Some(Vec::new())),
+            nowhere,
+        ];
+        let written = s.tasks.update_many(&writes).await.unwrap();
+        assert_eq!(written, [a.id, c.id], "{}", s.name);
+        let stored = |id| {
+            let tasks = &s.tasks;
+            async move { tasks.find(id).await.unwrap().unwrap() }
+        };
+        let a2 = stored(a.id).await;
+        assert_eq!(
+            (a2.title.as_str(), a2.version, a2.priority, a2.updated_at),
+            ("A2", 2, urgent, at(7)),
+            "{}",
+            s.name
+        );
+        let names = |t: &Task| t.labels.iter().map(|l| l.as_str().to_owned()).collect::<Vec<_>>();
+        assert_eq!(names(&a2), ["bug", "ui"], "{}", s.name);
+        let c2 = stored(c.id).await;
+        assert_eq!((c2.title.as_str(), c2.version, names(&c2).len()), ("C2", 2, 0));
+        for (t, title) in [(&b, "B"), (&d, "D")] {
+            let untouched = stored(t.id).await;
+            assert_eq!(
+                (untouched.title.as_str(), untouched.version),
+                (title, 1),
+                "{}",
+                s.name
+            );
+        }
+        // One entry and one event per task written, in the order given.
+        assert_eq!(audit_entries(&s, p.id).await, entries + 2, "{}", s.name);
+        let outbox = outbox_events_of(&s, p.id).await;
+        let tail: Vec<Uuid> = outbox[events..].iter().map(|e| e.event.id).collect();
+        let want: Vec<Uuid> = [&writes[0], &writes[2]]
+            .iter()
+            .map(|w| w.change.event.event.id)
+            .collect();
+        assert_eq!(tail, want, "{}", s.name);
+        // Nothing written: nothing recorded.
+        let stale = [write(&b, 9, "X", None)];
+        assert!(
+            s.tasks.update_many(&stale).await.unwrap().is_empty(),
+            "{}",
+            s.name
+        );
+        assert_eq!(audit_entries(&s, p.id).await, entries + 2, "{}", s.name);
+    }
+}
 
 // (a) Keyset pagination
 

@@ -6,7 +6,7 @@ use futures::TryFutureExt;
 use keel_domain::events::EventType;
 use keel_domain::identity::Principal;
 use keel_domain::tracking::StateCategory;
-use keel_domain::tracking::ports::{NewTask, TreeChange};
+use keel_domain::tracking::ports::{NewTask, TaskWrite, TreeChange};
 use keel_domain::tracking::values::{TASK_DESCRIPTION_MAX, parse_description, parse_due_date};
 use keel_domain::tracking::{Label, LabelName, Permission, Priority, StateKey, Task, TaskTitle};
 use keel_domain::{FieldError, StoreError};
@@ -172,7 +172,7 @@ impl LabelChanges {
 
 /// [`LabelChanges`] resolved in the task's project: the labels to add, the ids to take off.
 #[derive(Debug, Clone)]
-struct LabelDelta {
+pub(super) struct LabelDelta {
     add: Vec<Label>,
     remove: Vec<Uuid>,
 }
@@ -298,6 +298,45 @@ pub(crate) fn check_patch(body: &UpdateTaskBody, changes: &LabelChanges) -> Resu
     PatchInput::parse(body, changes).map(|_| ())
 }
 
+/// A patch's fields checked (a 400 naming every broken rule) and its references resolved
+/// in the project `project_id`: the assignee a member, the labels found (a 400 otherwise).
+pub(super) async fn resolve_patch(
+    ports: &TrackingPorts,
+    project_id: Uuid,
+    body: &UpdateTaskBody,
+    changes: &LabelChanges,
+) -> Result<ResolvedPatch, AppError> {
+    let PatchInput {
+        title,
+        description,
+        status,
+        priority,
+        due_date,
+        labels,
+        add,
+        remove,
+    } = PatchInput::parse(body, changes)?;
+    let new_assignee = body.assignee_id.flatten();
+    let labels = check_references(ports, project_id, new_assignee, labels.as_ref())
+        .await?
+        .map(labelled);
+    let delta = match (add, remove) {
+        (add, remove) if !changes.is_empty() => Some(label_delta(ports, project_id, &add, &remove).await?),
+        _ => None,
+    };
+    Ok(ResolvedPatch {
+        title,
+        description,
+        status,
+        priority,
+        assignee: body.assignee_id,
+        due_date,
+        parent: body.parent_id,
+        labels,
+        delta,
+    })
+}
+
 /// Changes a task: [`update_task`]'s one code path, which the bulk route's `update` shares.
 /// `changes` adds and takes off labels, applied to the labels the task has when the write
 /// happens (so a label another request put on meanwhile stays); it cannot be combined with
@@ -315,24 +354,7 @@ pub(crate) async fn patch_task(
     let (id, project_id) = (found.id, found.project_id);
     // The first attempt works on the task just read; a retry after a lost race re-reads it.
     let mut preloaded = Some(found);
-    let PatchInput {
-        title,
-        description,
-        status,
-        priority,
-        due_date,
-        labels,
-        add,
-        remove,
-    } = PatchInput::parse(&body, changes)?;
-    let new_assignee = body.assignee_id.flatten();
-    let labels = check_references(ports, project_id, new_assignee, labels.as_ref())
-        .await?
-        .map(labelled);
-    let delta = match (add, remove) {
-        (add, remove) if !changes.is_empty() => Some(label_delta(ports, project_id, &add, &remove).await?),
-        _ => None,
-    };
+    let patch = resolve_patch(ports, project_id, &body, changes).await?;
     // A new parent is checked here (a clear 400 before anything is written), and again in
     // the write's transaction, where a concurrent change of the tree is seen.
     if let Some(Some(parent)) = body.parent_id
@@ -343,80 +365,32 @@ pub(crate) async fn patch_task(
 
     let expect = &expect;
     versioned_update(expect, || {
-        let (title, description, labels) = (title.clone(), description.clone(), labels.clone());
-        let status = status.clone();
-        let delta = delta.clone();
         let preloaded = preloaded.take();
+        let patch = &patch;
         async move {
-            let mut task = match preloaded {
+            let task = match preloaded {
                 Some(task) => task,
                 None => load(ports, id).await?,
             };
             if !expect.admits(task.version) {
                 return Err(AppError::PreconditionFailed);
             }
-            let before = task_data(&task);
-            // Added and taken off against the labels the task has now.
-            let labels = match delta {
-                Some(delta) => Some(delta.apply(&task)?),
-                None => labels,
+            // Read on each attempt: a lost race may have been with the state's change.
+            let category = match patch.status_change(&task) {
+                Some(status) => Some(category_of(ports, task.project_id, status, "status").await?),
+                None => None,
             };
-            let now = ports.clock.now();
-            let mut changed = Vec::new();
-            if let Some(title) = title.filter(|t| *t != task.title) {
-                task.title = title;
-                changed.push("title");
-            }
-            if let Some(description) = description.filter(|d| *d != task.description) {
-                task.description = description;
-                changed.push("description");
-            }
-            if let Some(status) = status.filter(|s| *s != task.status) {
-                // Read on each attempt: a lost race may have been with the state's change.
-                let category = category_of(ports, task.project_id, &status, "status").await?;
-                task.set_status(status, category, now);
-                changed.push("status");
-            }
-            if let Some(priority) = priority.filter(|p| *p != task.priority) {
-                task.priority = priority;
-                changed.push("priority");
-            }
-            if let Some(assignee) = body.assignee_id.filter(|a| *a != task.assignee_id) {
-                task.assignee_id = assignee;
-                changed.push("assigneeId");
-            }
-            if let Some(due_date) = due_date.filter(|d| *d != task.due_date) {
-                task.due_date = due_date;
-                changed.push("dueDate");
-            }
-            let reparent = body.parent_id.filter(|p| *p != task.parent_id);
-            if let Some(parent) = reparent {
-                task.parent_id = parent;
-                changed.push("parentId");
-            }
-            // Compared by id: a label renamed since the task was read is the same label.
-            let new_labels = labels.filter(|(_, ids)| !same_set(ids, &task.label_ids));
-            if let Some((names, ids)) = &new_labels {
-                task.labels.clone_from(names);
-                task.label_ids.clone_from(ids);
-                changed.push("labels");
-            }
-            if changed.is_empty() {
-                return Ok(Some(TaskView::from(&task)));
-            }
-            let expected = task.version;
-            task.version += 1;
-            task.updated_at = now;
-            let change = ports
-                .change(meta, principal, EventType::TaskUpdated, task.project_id)
-                .resource(task.id)
-                .needs(Permission::WriteTasks)
-                .details(json!({ "changed": changed, "version": task.version }))
-                .before(before)
-                .data(task_data(&task))
-                .build();
-            let ids = new_labels.map(|(_, ids)| ids);
-            let saved = if reparent.is_some() {
+            let (write, reparent) = match patch.plan(ports, meta, principal, task, category)? {
+                Planned::Unchanged(task) => return Ok(Some(TaskView::from(&*task))),
+                Planned::Write(write, reparent) => (write, reparent),
+            };
+            let TaskWrite {
+                task,
+                expected_version: expected,
+                label_ids: ids,
+                change,
+            } = *write;
+            let saved = if reparent {
                 ports
                     .commit(
                         &change,
@@ -442,6 +416,124 @@ pub(crate) async fn patch_task(
         }
     })
     .await
+}
+
+/// A patch with its references resolved in the task's project (the assignee checked, the
+/// labels found): what [`ResolvedPatch::plan`] applies to a task — for a `PATCH`, and for
+/// each task of a bulk `update`, by the same rules.
+#[derive(Debug, Clone)]
+pub(super) struct ResolvedPatch {
+    pub title: Option<TaskTitle>,
+    pub description: Option<Option<String>>,
+    pub status: Option<StateKey>,
+    pub priority: Option<Priority>,
+    pub assignee: Option<Option<Uuid>>,
+    pub due_date: Option<Option<chrono::NaiveDate>>,
+    pub parent: Option<Option<Uuid>>,
+    /// The labels that replace the task's (`labels`).
+    pub labels: Option<(Vec<LabelName>, Vec<Uuid>)>,
+    /// The labels added and taken off (`addLabels`, `removeLabels`).
+    pub delta: Option<LabelDelta>,
+}
+
+/// What a patch does to one task.
+#[derive(Debug)]
+pub(super) enum Planned {
+    /// Nothing changes: the task as it is (no write, nothing recorded).
+    Unchanged(Box<Task>),
+    /// The task's write (its change built), and whether it moves to another parent.
+    Write(Box<TaskWrite>, bool),
+}
+
+impl ResolvedPatch {
+    /// The new state of `task`, when the patch changes it: the caller reads its category.
+    pub fn status_change(&self, task: &Task) -> Option<&StateKey> {
+        self.status.as_ref().filter(|s| **s != task.status)
+    }
+
+    /// Applies the patch to `task` as it is now (`category`: of the new state, when
+    /// [`Self::status_change`] named one): the fields that differ change, the version goes
+    /// up, and the change (audit entry with its `changes`, `task.updated` with `previous`)
+    /// is built from the task before and after.
+    pub fn plan(
+        &self,
+        ports: &TrackingPorts,
+        meta: &RequestMeta,
+        principal: &Principal,
+        mut task: Task,
+        category: Option<StateCategory>,
+    ) -> Result<Planned, AppError> {
+        let before = task_data(&task);
+        // Added and taken off against the labels the task has now.
+        let labels = match &self.delta {
+            Some(delta) => Some(delta.apply(&task)?),
+            None => self.labels.clone(),
+        };
+        let now = ports.clock.now();
+        let mut changed = Vec::new();
+        if let Some(title) = self.title.as_ref().filter(|t| **t != task.title) {
+            task.title = title.clone();
+            changed.push("title");
+        }
+        if let Some(description) = self.description.as_ref().filter(|d| **d != task.description) {
+            task.description.clone_from(description);
+            changed.push("description");
+        }
+        if let Some(status) = self.status_change(&task).cloned() {
+            let Some(category) = category else {
+                return Err(AppError::internal("the new state's category was not read"));
+            };
+            task.set_status(status, category, now);
+            changed.push("status");
+        }
+        if let Some(priority) = self.priority.filter(|p| *p != task.priority) {
+            task.priority = priority;
+            changed.push("priority");
+        }
+        if let Some(assignee) = self.assignee.filter(|a| *a != task.assignee_id) {
+            task.assignee_id = assignee;
+            changed.push("assigneeId");
+        }
+        if let Some(due_date) = self.due_date.filter(|d| *d != task.due_date) {
+            task.due_date = due_date;
+            changed.push("dueDate");
+        }
+        let reparent = self.parent.filter(|p| *p != task.parent_id);
+        if let Some(parent) = reparent {
+            task.parent_id = parent;
+            changed.push("parentId");
+        }
+        // Compared by id: a label renamed since the task was read is the same label.
+        let new_labels = labels.filter(|(_, ids)| !same_set(ids, &task.label_ids));
+        if let Some((names, ids)) = &new_labels {
+            task.labels.clone_from(names);
+            task.label_ids.clone_from(ids);
+            changed.push("labels");
+        }
+        if changed.is_empty() {
+            return Ok(Planned::Unchanged(Box::new(task)));
+        }
+        let expected_version = task.version;
+        task.version += 1;
+        task.updated_at = now;
+        let change = ports
+            .change(meta, principal, EventType::TaskUpdated, task.project_id)
+            .resource(task.id)
+            .needs(Permission::WriteTasks)
+            .details(json!({ "changed": changed, "version": task.version }))
+            .before(before)
+            .data(task_data(&task))
+            .build();
+        Ok(Planned::Write(
+            Box::new(TaskWrite {
+                task,
+                expected_version,
+                label_ids: new_labels.map(|(_, ids)| ids),
+                change,
+            }),
+            reparent.is_some(),
+        ))
+    }
 }
 
 /// Whether two lists of ids hold the same ids.
